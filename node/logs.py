@@ -1,0 +1,54 @@
+"""Structured logging for every aofnode process.
+
+Design:
+- One JSON object per line (or a console rendering for people at a terminal).
+- Context is bound once per process: ``actor`` (front, log, closer, supervisor, cli) and ``pid``.
+- Event names are snake_case and say what changed (``aof_loaded``, ``actor_restarted``).
+  Hot paths log one line per batch summary or state change, never one per request.
+- Every process calls :func:`configure` again after it starts (structlog's configuration is
+  per process, and a forked rewrite child never logs at all: see ``node/rewrite.py``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TextIO
+
+import structlog
+
+__all__ = ["configure", "get_logger"]
+
+_stream: TextIO | None = None
+
+
+def configure(actor: str, log_format: str = "json", log_file: str | None = None) -> structlog.BoundLogger:
+    """Configure structlog for this process and return a logger bound to ``actor`` and ``pid``."""
+    global _stream
+    if log_file:
+        # O_APPEND: several processes share the file; each line is one write(2), and appends
+        # of a line this size land whole.
+        _stream = open(log_file, "a", buffering=1, encoding="utf-8")
+    else:
+        _stream = sys.stderr
+    processors: list = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+        structlog.processors.format_exc_info,
+    ]
+    if log_format == "console":
+        processors.append(structlog.dev.ConsoleRenderer(colors=False))
+    else:
+        processors.append(structlog.processors.JSONRenderer(sort_keys=False))
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.WriteLoggerFactory(file=_stream),
+        cache_logger_on_first_use=False,
+    )
+    return structlog.get_logger().bind(actor=actor, pid=os.getpid())
+
+
+def get_logger(actor: str) -> structlog.BoundLogger:
+    return structlog.get_logger().bind(actor=actor, pid=os.getpid())

@@ -1,0 +1,78 @@
+"""aofnode's sans-I/O protocol layer: the wire codec and the command table.
+
+No networking code here: ``protocol.codec`` turns message bodies into typed values and back,
+``protocol.commands`` lists the commands. Only the front actor and the client touch sockets.
+"""
+
+from protocol.codec import (
+    ABORTED,
+    ARGTYPE,
+    ARITY,
+    BUSY,
+    ERR,
+    ERROR_CODES,
+    LOADING,
+    MAX_ARGS,
+    MAX_BATCH_LENGTH,
+    MAX_MESSAGE_BYTES,
+    MISCONF,
+    NOPROTO,
+    PROTO,
+    PROTOCOL_VERSION,
+    TOOBIG,
+    UNKNOWNCMD,
+    WRONGTYPE,
+    Error,
+    Message,
+    ProtocolError,
+    Request,
+    decode_batch_reply,
+    decode_message,
+    decode_reply,
+    encode_batch,
+    encode_batch_reply,
+    encode_reply,
+    encode_request,
+    wire_reply,
+)
+from protocol.commands import COMMANDS, CommandSpec
+
+__all__ = [
+    # command table
+    "COMMANDS",
+    "CommandSpec",
+    # values
+    "Error",
+    "Message",
+    "ProtocolError",
+    "Request",
+    # server side
+    "decode_message",
+    "encode_batch_reply",
+    "encode_reply",
+    "wire_reply",
+    # client side
+    "decode_batch_reply",
+    "decode_reply",
+    "encode_batch",
+    "encode_request",
+    # version and limits
+    "PROTOCOL_VERSION",
+    "MAX_ARGS",
+    "MAX_BATCH_LENGTH",
+    "MAX_MESSAGE_BYTES",
+    # error codes
+    "ERROR_CODES",
+    "ABORTED",
+    "ARGTYPE",
+    "ARITY",
+    "BUSY",
+    "ERR",
+    "LOADING",
+    "MISCONF",
+    "NOPROTO",
+    "PROTO",
+    "TOOBIG",
+    "UNKNOWNCMD",
+    "WRONGTYPE",
+]

@@ -1,0 +1,412 @@
+"""The aofnode wire codec: msgpack bodies to typed requests, and replies back to bytes.
+
+Design
+------
+This module owns the body of every ZeroMQ message: decoding and validating requests (server
+side), encoding replies (server side), and the mirror image for clients. It never touches a
+socket and never imports zmq: the front actor and the client strip and add the envelope, then
+hand over exactly one body frame. So the codec is tested with plain tables of (bytes, expected).
+
+Two kinds of failure, kept apart (as in h11):
+
+* the peer sent something bad: ``decode_message`` returns an ``Error`` value (or ``Error`` items
+  inside a ``Message``); it never raises for any input, so the front actor answers with an error
+  reply and keeps serving;
+* we have a bug (a reply value msgpack cannot encode): ``encode_reply`` raises, loudly.
+
+Validation is per request: an invalid request inside a batch becomes an ``Error`` item in its
+place and the other requests of the batch still run. Only a body that is not a well-formed
+message as a whole (not msgpack, wrong shape, too big) is rejected as one ``Error``.
+
+Limits (the numbers behind them are next to each constant) bound what one client frame can cost
+the node before any command runs: its size, the number of requests in it, the arguments per
+request, and its depth (a request is an array of scalars, a batch an array of requests).
+See docs/protocol.md for the wire format written for client authors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import msgpack
+
+from protocol.commands import COMMANDS
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "MAX_MESSAGE_BYTES",
+    "MAX_BATCH_LENGTH",
+    "MAX_ARGS",
+    "ERR",
+    "WRONGTYPE",
+    "PROTO",
+    "TOOBIG",
+    "UNKNOWNCMD",
+    "ARITY",
+    "ARGTYPE",
+    "LOADING",
+    "BUSY",
+    "MISCONF",
+    "NOPROTO",
+    "ABORTED",
+    "ERROR_CODES",
+    "Error",
+    "Request",
+    "Message",
+    "ProtocolError",
+    "decode_message",
+    "wire_reply",
+    "encode_reply",
+    "encode_batch_reply",
+    "encode_request",
+    "encode_batch",
+    "decode_reply",
+    "decode_batch_reply",
+]
+
+# Bumped on any incompatible change of the wire format; a client asks for it with HELLO.
+PROTOCOL_VERSION = 1
+
+# --- Limits ----------------------------------------------------------------------------------
+# One client frame. Redis caps a bulk string at 512 MiB (proto-max-bulk-len), but here the whole
+# frame is decoded into memory at once and held until the batch is answered; 64 MiB keeps a burst
+# of large frames from a few clients within a few hundred MiB. Bigger frames, up to the
+# transport's ZMQ_MAXMSGSIZE (256 MiB, set by the front actor), are answered with TOOBIG; beyond
+# that, ZeroMQ drops the frame and disconnects the peer.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# Requests per batch (pipeline). A batch runs on the log actor as one unit and its writes are one
+# AOF record written with one write(2); 10,000 small requests run in a few ms, so other clients
+# wait at most that long behind one batch.
+MAX_BATCH_LENGTH = 10_000
+# Arguments per request, the command name not counted. Matches Redis's multibulk limit of 1M
+# elements (1024 * 1024); MSET/HSET/DEL with more should be split by the client.
+MAX_ARGS = 1_048_576
+
+# Explicit msgpack limits, checked by the unpacker against the *declared* length before it
+# allocates, so a 5-byte header claiming a 4 GiB string costs nothing. Strings and binaries cannot
+# be longer than the frame; the array limit is the larger of a request (name + args) and a batch.
+# Maps are never valid in a request, but a map argument is reported as ARGTYPE (the request is
+# well-formed msgpack, only the argument is wrong), so maps get the same bound as arrays.
+# strict_map_key=True (str/bin keys only, as msgpack's default): keys with attacker-chosen hashes
+# (ints) could otherwise flood a dict's buckets; such a map is a PROTO error.
+# Nesting depth is bounded by msgpack's own parser stack (1024 levels -> StackError -> PROTO).
+_UNPACK_OPTIONS: dict[str, Any] = {
+    "raw": False,  # msgpack str -> Python str (strict UTF-8), bin -> bytes
+    "use_list": True,  # lists are allocated zeroed lazily (calloc), tuples are touched at once
+    "strict_map_key": True,
+    "max_str_len": MAX_MESSAGE_BYTES,
+    "max_bin_len": MAX_MESSAGE_BYTES,
+    "max_ext_len": MAX_MESSAGE_BYTES,
+    "max_array_len": max(MAX_ARGS + 1, MAX_BATCH_LENGTH),
+    "max_map_len": MAX_ARGS,
+}
+# Longest command name echoed back in an UNKNOWNCMD message (Redis truncates at 128).
+_MAX_NAME_IN_MESSAGE = 64
+
+# --- Error codes -----------------------------------------------------------------------------
+# The first word of an error reply, as in Redis ("-WRONGTYPE ..."). docs/protocol.md has the table.
+ERR = "ERR"  # generic, Redis semantics: syntax error, "value is not an integer or out of range"
+WRONGTYPE = "WRONGTYPE"  # operation against a key holding the wrong kind of value
+PROTO = "PROTO"  # malformed msgpack or wrong message shape
+TOOBIG = "TOOBIG"  # message over MAX_MESSAGE_BYTES, batch over MAX_BATCH_LENGTH, too many args
+UNKNOWNCMD = "UNKNOWNCMD"  # command name not in the command table
+ARITY = "ARITY"  # wrong number of arguments for the command
+ARGTYPE = "ARGTYPE"  # an argument (or the name) is not bin/str/int
+LOADING = "LOADING"  # the node is loading its AOF, or the log actor is restarting
+BUSY = "BUSY"  # an AOF rewrite is already running
+MISCONF = "MISCONF"  # the AOF is not writable: writes are refused
+NOPROTO = "NOPROTO"  # HELLO asked for a protocol version this node does not speak
+ABORTED = "ABORTED"  # in flight when the log actor died: may or may not have been applied
+
+ERROR_CODES: frozenset[str] = frozenset(
+    (ERR, WRONGTYPE, PROTO, TOOBIG, UNKNOWNCMD, ARITY, ARGTYPE, LOADING, BUSY, MISCONF, NOPROTO,
+     ABORTED)
+)
+
+
+# --- Values ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Error:
+    """An error reply: ``code`` is one of the codes above, ``message`` is for humans."""
+
+    code: str
+    message: str
+
+
+class Request(NamedTuple):
+    """A validated request: ``name`` is upper-case and in COMMANDS, every arg is bytes."""
+
+    name: str
+    args: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One decoded client frame: a single request, or a batch (pipeline) of them.
+
+    ``items`` are in the client's order; an invalid request is an ``Error`` in its place. A single
+    request gives ``is_batch=False`` and exactly one item.
+    """
+
+    is_batch: bool
+    items: tuple[Request | Error, ...]
+
+
+class ProtocolError(Exception):
+    """Client side: the server's reply is not a well-formed aofnode reply (or we have a bug)."""
+
+
+# --- Server side: decoding requests ----------------------------------------------------------
+_unpackb = msgpack.unpackb
+# A request is built on every call of the hot path: tuple.__new__ skips the Python-level
+# NamedTuple.__new__ (~3x faster) and is safe because we always pass exactly two fields.
+_tuple_new = tuple.__new__
+# Name lookup: exact upper-case and lower-case spellings hit the dict directly; mixed case falls
+# back to .upper() (ASCII names only: "ſet".upper() == "SET", which Redis would not accept).
+_LOOKUP = {**COMMANDS, **{name.lower(): spec for name, spec in COMMANDS.items()}}
+_object_new = object.__new__
+_set_is_batch = Message.is_batch.__set__  # type: ignore[attr-defined]
+_set_items = Message.items.__set__  # type: ignore[attr-defined]
+
+
+def _new_message(is_batch: bool, items: tuple[Request | Error, ...]) -> Message:
+    """``Message(is_batch, items)`` at ~60% of the cost, for the hot path.
+
+    A frozen dataclass's generated __init__ goes through object.__setattr__ per field; the slot
+    descriptors set the same fields directly. Same object, same immutability afterwards.
+    """
+    message = _object_new(Message)
+    _set_is_batch(message, is_batch)
+    _set_items(message, items)
+    return message
+
+
+# msgpack names of the Python types the unpacker produces, for ARGTYPE messages.
+_WIRE_TYPE_NAMES = {
+    type(None): "nil",
+    bool: "bool",
+    float: "float",
+    list: "array",
+    dict: "map",
+    msgpack.ExtType: "ext",
+    msgpack.Timestamp: "ext",
+}
+
+
+def decode_message(body: bytes) -> Message | Error:
+    """Decode and validate one client frame. Never raises for any ``body``.
+
+    Returns an ``Error`` if the frame as a whole is rejected (size, msgpack, shape, batch length),
+    otherwise a ``Message`` whose invalid requests are ``Error`` items in place.
+    """
+    if len(body) > MAX_MESSAGE_BYTES:
+        return Error(TOOBIG, f"message of {len(body)} bytes exceeds the limit of "
+                             f"{MAX_MESSAGE_BYTES} bytes")
+    try:
+        obj = _unpackb(body, **_UNPACK_OPTIONS)
+    except msgpack.ExtraData:
+        return Error(PROTO, "trailing bytes after the message")
+    except ValueError as exc:  # also FormatError, StackError, UnicodeDecodeError (subclasses)
+        # msgpack checks a declared array length before reading the elements; it reports it only
+        # in the message text. If that wording ever changes this degrades to PROTO (tested).
+        if "max_array_len" in str(exc):
+            return Error(TOOBIG, f"array too long: {exc}")
+        return Error(PROTO, f"malformed msgpack: {type(exc).__name__}: {exc}"[:200])
+    except Exception as exc:  # "other exceptions can be raised during unpacking" (msgpack docs)
+        return Error(PROTO, f"malformed msgpack: {type(exc).__name__}")
+
+    if type(obj) is not list:
+        return Error(PROTO, f"a message must be an array, got {_wire_type(obj)}")
+    if not obj:
+        return Error(PROTO, "empty request")
+    if type(obj[0]) is not list:
+        return _new_message(False, (_decode_request(obj, False),))
+
+    # A batch: an array of requests.
+    if len(obj) > MAX_BATCH_LENGTH:
+        return Error(TOOBIG, f"batch of {len(obj)} requests exceeds the limit of "
+                             f"{MAX_BATCH_LENGTH}")
+    for item in obj:
+        if type(item) is not list:
+            return Error(PROTO, f"a batch must be an array of requests, got {_wire_type(item)} "
+                                f"in it")
+    return _new_message(True, tuple([_decode_request(item, True) for item in obj]))
+
+
+def _decode_request(req: list, in_batch: bool) -> Request | Error:
+    """Validate one request (a non-array or empty ``req`` never gets here unless in a batch)."""
+    argc = len(req)
+    if not argc:
+        return Error(PROTO, "empty request")
+    name = req[0]
+    if type(name) is str:
+        spec = _LOOKUP.get(name)
+    elif type(name) is bytes:
+        try:
+            name = name.decode("ascii")
+        except UnicodeDecodeError:
+            name = name.decode("ascii", "backslashreplace")
+        spec = _LOOKUP.get(name)
+    elif in_batch and type(name) is list:
+        return Error(PROTO, "nesting too deep: a batch item must be a request, not a batch")
+    else:
+        return Error(ARGTYPE, f"command name must be str or bin, got {_wire_type(name)}")
+    if spec is None:
+        spec = COMMANDS.get(name.upper()) if name.isascii() else None
+        if spec is None:
+            shown = name if len(name) <= _MAX_NAME_IN_MESSAGE else name[:_MAX_NAME_IN_MESSAGE] + "..."
+            return Error(UNKNOWNCMD, f"unknown command '{shown}'")
+
+    arity = spec.arity
+    if (argc != arity) if arity > 0 else (argc < -arity):
+        return Error(ARITY, f"wrong number of arguments for '{spec.name.lower()}' command")
+    # No MAX_ARGS check here: the unpacker's max_array_len already refused longer arrays.
+
+    args = req[1:]
+    # Fast path: clients that send bin args (the common case) cost one type check per arg.
+    for arg in args:
+        if type(arg) is not bytes:
+            args = _normalise_args(args)
+            if type(args) is Error:
+                return args
+            break
+    return _tuple_new(Request, (spec.name, tuple(args)))
+
+
+def _normalise_args(args: list) -> list[bytes] | Error:
+    """Slow path: str -> UTF-8 bytes, int -> ASCII decimal; anything else is ARGTYPE."""
+    out = []
+    append = out.append
+    for arg in args:
+        t = type(arg)
+        if t is bytes:
+            append(arg)
+        elif t is str:
+            append(arg.encode())  # always valid: the unpacker decoded it as strict UTF-8
+        elif t is int:  # bool is a subclass of int but `type(True) is bool`, so it is refused
+            append(b"%d" % arg)
+        else:
+            return Error(ARGTYPE, f"argument {len(out) + 1} must be str, bin or int, "
+                                  f"got {_wire_type(arg)}")
+    return out
+
+
+def _wire_type(value: object) -> str:
+    """The msgpack type name of a decoded value, for error messages."""
+    t = type(value)
+    if t is str:
+        return "str"
+    if t is bytes:
+        return "bin"
+    if t is int:
+        return "int"
+    return _WIRE_TYPE_NAMES.get(t, t.__name__)
+
+
+# --- Server side: encoding replies -----------------------------------------------------------
+# One reply on the wire: [0, value] or [1, code, message]. The tag keeps a nil value apart from
+# an error and lets a client tell a whole-batch rejection ([1, ...], first element an int) from
+# an array of replies (first element an array).
+_OK = 0
+_ERROR = 1
+
+
+def wire_reply(value: Any) -> list:
+    """The msgpack-ready form of one reply: ``[0, value]`` or ``[1, code, message]``.
+
+    ``value`` is None, int, bytes, str, float, bool, list, dict (nested) or an ``Error``. An
+    ``Error`` is only meaningful at the top of a reply; nested inside a list it cannot be encoded.
+    """
+    if type(value) is Error:
+        return [_ERROR, value.code, value.message]
+    return [_OK, value]
+
+
+def encode_reply(value: Any) -> bytes:
+    """Encode one reply. Raises TypeError for a value msgpack cannot encode (a server bug)."""
+    if type(value) is Error:
+        return msgpack.packb([_ERROR, value.code, value.message])
+    return msgpack.packb([_OK, value])
+
+
+def encode_batch_reply(values: Sequence[Any]) -> bytes:
+    """Encode the replies to a batch, in request order, as one array of wire replies."""
+    return msgpack.packb([wire_reply(v) for v in values])
+
+
+# --- Client side -----------------------------------------------------------------------------
+def encode_request(command: str | bytes, *args: bytes | str | int) -> bytes:
+    """Encode one request. Raises TypeError for an argument the server would refuse (ARGTYPE)."""
+    return msgpack.packb(_check_request(command, args))
+
+
+def encode_batch(commands: Sequence[Sequence[Any]]) -> bytes:
+    """Encode a batch (pipeline): each element is ``(command, *args)``.
+
+    Raises ValueError for an empty batch or an empty command (neither can be expressed), and
+    TypeError for a bad argument type. The server checks the batch length (TOOBIG).
+    """
+    if not commands:
+        raise ValueError("a batch needs at least one command")
+    batch = []
+    for cmd in commands:
+        if isinstance(cmd, (str, bytes)) or not len(cmd):
+            raise ValueError(f"each batch item must be a non-empty sequence (command, *args), "
+                             f"got {cmd!r:.60}")
+        batch.append(_check_request(cmd[0], cmd[1:]))
+    return msgpack.packb(batch)
+
+
+def _check_request(command: Any, args: Sequence[Any]) -> list:
+    if type(command) not in (str, bytes):
+        raise TypeError(f"command name must be str or bytes, got {type(command).__name__}")
+    for i, arg in enumerate(args, 1):
+        t = type(arg)
+        if t is not bytes and t is not str and t is not int:
+            raise TypeError(f"argument {i} must be bytes, str or int, got {t.__name__}")
+    return [command, *args]
+
+
+def decode_reply(body: bytes) -> Any:
+    """Decode the reply to a single request: the value, or an ``Error``.
+
+    Raises ProtocolError if ``body`` is not a well-formed reply.
+    """
+    return _from_wire(_unpack_reply(body))
+
+
+def decode_batch_reply(body: bytes) -> list[Any] | Error:
+    """Decode the reply to a batch: one value or ``Error`` per request, in order.
+
+    Returns a single ``Error`` if the server rejected the batch as a whole (the reply is then one
+    wire reply, whose first element is an int, instead of an array of wire replies).
+    """
+    obj = _unpack_reply(body)
+    if type(obj) is not list or not obj:
+        raise ProtocolError(f"batch reply must be a non-empty array, got {obj!r:.60}")
+    if type(obj[0]) is int:
+        whole = _from_wire(obj)
+        if type(whole) is not Error:
+            raise ProtocolError("batch reply is a single value, not an array of replies")
+        return whole
+    return [_from_wire(item) for item in obj]
+
+
+def _unpack_reply(body: bytes) -> Any:
+    try:
+        # Map keys may be anything the server sends (ints in INFO, say); we trust the server.
+        return _unpackb(body, raw=False, strict_map_key=False)
+    except Exception as exc:
+        raise ProtocolError(f"malformed reply: {type(exc).__name__}: {exc}") from exc
+
+
+def _from_wire(obj: Any) -> Any:
+    if type(obj) is list:
+        tag = obj[0] if obj and type(obj[0]) is int else None
+        if tag == _OK and len(obj) == 2:
+            return obj[1]
+        if tag == _ERROR and len(obj) == 3 and type(obj[1]) is str and type(obj[2]) is str:
+            return Error(obj[1], obj[2])
+    raise ProtocolError(f"not a wire reply: {obj!r:.60}")

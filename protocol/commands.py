@@ -1,0 +1,102 @@
+"""The command table: every command aofnode accepts, with its arity and flags.
+
+Design
+------
+This module owns the *shape* of each command and nothing else: it never executes anything
+(``node/commands.py`` does) and never touches a socket. The codec validates every decoded
+request against this table, so a request that reaches the log actor has a known name and the
+right number of arguments.
+
+* ``arity`` follows Redis: it counts the command name itself, and a negative value ``-N`` means
+  "at least N". The values are the Redis 7 ones, so a Redis client library's expectations hold.
+* ``write`` means the command may change the keyspace; it is what the front actor uses to refuse
+  writes while the AOF is not writable (MISCONF) and what decides AOF propagation.
+* ``retry_safe`` means that sending the command again after a timeout yields the same state and
+  the same reply. Only read-only commands and connection commands qualify; no write command
+  does (``SET k v`` is idempotent for the state but not for ``SET k v GET`` / ``NX``, ``INCR`` is
+  neither, ``DEL`` changes its reply), so we do not try to classify writes case by case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CommandSpec", "COMMANDS"]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """One row of the command table."""
+
+    name: str  # upper-case, as used as the key of COMMANDS
+    arity: int  # Redis convention: includes the name; -N means at least N
+    write: bool  # may change the keyspace
+    retry_safe: bool  # may be re-sent after a timeout without changing the outcome
+    summary: str
+
+    def accepts(self, argc: int) -> bool:
+        """True if a request of ``argc`` elements (name included) has a valid arity."""
+        arity = self.arity
+        return argc == arity if arity > 0 else argc >= -arity
+
+
+# Flags, written as short tuples so each row of the table fits on one line.
+_READ = (False, True)  # read-only or connection command: retry-safe
+_WRITE = (True, False)  # changes the keyspace: never retry-safe
+_ADMIN = (False, False)  # neither: e.g. BGREWRITEAOF starts a job, a retry gets BUSY
+
+_TABLE: tuple[tuple[str, int, tuple[bool, bool], str], ...] = (
+    # connection and server
+    ("PING", -1, _READ, "PING [message]: PONG, or the message"),
+    ("ECHO", 2, _READ, "ECHO message: the message"),
+    ("HELLO", -1, _READ, "HELLO [protover]: server name, version and protocol version"),
+    ("SELECT", 2, _READ, "SELECT index: change the database of this connection"),
+    ("INFO", -1, _READ, "INFO [section ...]: server information as a map"),
+    ("DBSIZE", 1, _READ, "DBSIZE: number of keys in the current database"),
+    ("BGREWRITEAOF", 1, _ADMIN, "BGREWRITEAOF: start an AOF rewrite in the background"),
+    # strings
+    ("SET", -3, _WRITE, "SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]"),
+    ("GET", 2, _READ, "GET key: the value, or nil"),
+    ("GETDEL", 2, _WRITE, "GETDEL key: the value, and delete the key"),
+    ("SETNX", 3, _WRITE, "SETNX key value: set if absent, 1 if set"),
+    ("MSET", -3, _WRITE, "MSET key value [key value ...]"),
+    ("MGET", -2, _READ, "MGET key [key ...]: the values, nil for missing"),
+    ("APPEND", 3, _WRITE, "APPEND key value: the new length"),
+    ("STRLEN", 2, _READ, "STRLEN key: the length of the value"),
+    ("INCR", 2, _WRITE, "INCR key: add 1, the new value"),
+    ("DECR", 2, _WRITE, "DECR key: subtract 1, the new value"),
+    ("INCRBY", 3, _WRITE, "INCRBY key increment: the new value"),
+    ("DECRBY", 3, _WRITE, "DECRBY key decrement: the new value"),
+    # keyspace
+    ("DEL", -2, _WRITE, "DEL key [key ...]: number of keys deleted"),
+    ("EXISTS", -2, _READ, "EXISTS key [key ...]: number of keys that exist"),
+    ("TYPE", 2, _READ, "TYPE key: string, hash or none"),
+    ("RENAME", 3, _WRITE, "RENAME key newkey"),
+    ("EXPIRE", -3, _WRITE, "EXPIRE key seconds [NX|XX|GT|LT]"),
+    ("PEXPIRE", -3, _WRITE, "PEXPIRE key milliseconds [NX|XX|GT|LT]"),
+    ("EXPIREAT", -3, _WRITE, "EXPIREAT key unix-seconds [NX|XX|GT|LT]"),
+    ("PEXPIREAT", -3, _WRITE, "PEXPIREAT key unix-milliseconds [NX|XX|GT|LT]"),
+    ("TTL", 2, _READ, "TTL key: seconds to live, -1 no TTL, -2 no key"),
+    ("PTTL", 2, _READ, "PTTL key: milliseconds to live, -1 no TTL, -2 no key"),
+    ("PERSIST", 2, _WRITE, "PERSIST key: remove the TTL, 1 if removed"),
+    ("KEYS", 2, _READ, "KEYS pattern: the keys matching a glob pattern"),
+    ("SCAN", -2, _READ, "SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]"),
+    ("FLUSHDB", -1, _WRITE, "FLUSHDB [ASYNC|SYNC]: delete every key of the current database"),
+    ("FLUSHALL", -1, _WRITE, "FLUSHALL [ASYNC|SYNC]: delete every key of every database"),
+    # hashes
+    ("HSET", -4, _WRITE, "HSET key field value [field value ...]: number of new fields"),
+    ("HGET", 3, _READ, "HGET key field: the value, or nil"),
+    ("HMGET", -3, _READ, "HMGET key field [field ...]: the values, nil for missing"),
+    ("HDEL", -3, _WRITE, "HDEL key field [field ...]: number of fields deleted"),
+    ("HGETALL", 2, _READ, "HGETALL key: fields and values"),
+    ("HLEN", 2, _READ, "HLEN key: number of fields"),
+    ("HEXISTS", 3, _READ, "HEXISTS key field: 1 or 0"),
+    ("HINCRBY", 4, _WRITE, "HINCRBY key field increment: the new value"),
+    ("HKEYS", 2, _READ, "HKEYS key: the fields"),
+    ("HVALS", 2, _READ, "HVALS key: the values"),
+)
+
+COMMANDS: dict[str, CommandSpec] = {
+    name: CommandSpec(name, arity, write, retry_safe, summary)
+    for name, arity, (write, retry_safe), summary in _TABLE
+}

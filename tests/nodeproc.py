@@ -1,0 +1,144 @@
+"""Start a real ``aofnode serve`` in a temporary directory on a free port, for integration tests."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from protocol.client import Client, CommandError, NodeTimeout
+
+AOFNODE = str(Path(sys.executable).parent / "aofnode")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.02, what: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value (returned), or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child of ours counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+class Node:
+    def __init__(self, root: Path, appendfsync: str = "always", extra: tuple = (), env: dict | None = None):
+        self.root = Path(root)
+        self.dir = self.root / "data"
+        self.log_file = self.root / "node.log"
+        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.appendfsync = appendfsync
+        self.extra = tuple(extra)
+        self.env = env or {}
+        self.proc: subprocess.Popen | None = None
+        self.stderr_path = self.root / "stderr.txt"
+
+    @property
+    def aof_path(self) -> Path:
+        return self.dir / "appendonly.aof"
+
+    def start(self, wait: bool = True) -> "Node":
+        cmd = [AOFNODE, "serve", "--dir", str(self.dir), "--bind", self.endpoint,
+               "--appendfsync", self.appendfsync, "--log-file", str(self.log_file), *self.extra]
+        self._stderr = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._stderr,
+                                     env={**os.environ, **self.env})
+        if wait:
+            self.wait_ready()
+        return self
+
+    def client(self, timeout: float = 5.0, retries: int = 3) -> Client:
+        return Client(self.endpoint, timeout=timeout, retries=retries)
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"aofnode exited with {self.proc.returncode}: {self.stderr_path.read_text()}")
+            try:
+                with Client(self.endpoint, timeout=0.5, retries=1) as c:
+                    return c.execute("PING") == "PONG"
+            except (CommandError, NodeTimeout):
+                return False
+        wait_for(ready, timeout, what="node ready")
+
+    def events(self, name: str | None = None) -> list[dict]:
+        out = []
+        if not self.log_file.exists():
+            return out
+        for line in self.log_file.read_text().splitlines():
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if name is None or ev.get("event") == name:
+                out.append(ev)
+        return out
+
+    def actor_pids(self) -> dict[str, int]:
+        """The current pid of each actor (from the supervisor's actor_spawned events)."""
+        pids = {}
+        for ev in self.events("actor_spawned"):
+            if ev.get("pid") == self.proc.pid:
+                pids[ev["role"]] = ev["child_pid"]
+        return pids
+
+    def all_pids(self) -> list[int]:
+        pids = {ev["child_pid"] for ev in self.events("actor_spawned")}
+        if self.proc is not None:
+            pids.add(self.proc.pid)
+        return sorted(pids)
+
+    def info(self, section: str = "persistence") -> dict:
+        with self.client() as c:
+            return c.execute("INFO", section)[section]
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        finally:
+            self.kill_all()
+        return code
+
+    def kill_all(self) -> None:
+        """Kill -9 every process this node ever started, and reap the supervisor."""
+        for pid in self.all_pids():
+            if pid_alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if self.proc is not None:
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        wait_for(lambda: not any(pid_alive(p) for p in self.all_pids()), 10, what="node processes gone")
