@@ -1,0 +1,163 @@
+"""node/keyspace.py: storage, TTL bookkeeping, lazy and active expiry, the expiry heap."""
+
+from __future__ import annotations
+
+import pytest
+
+from node.keyspace import NUM_DBS, Keyspace
+
+
+class FakeClock:
+    def __init__(self, now: int = 1_000_000) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def ks(clock: FakeClock) -> Keyspace:
+    space = Keyspace(clock)
+    space.expired: list[tuple[int, bytes]] = []
+    space.on_expire = lambda db, key: space.expired.append((db, key))
+    return space
+
+
+def test_sixteen_databases_are_independent(ks: Keyspace) -> None:
+    assert NUM_DBS == 16
+    for db in range(NUM_DBS):
+        ks.set(db, b"k", b"%d" % db)
+    assert [ks.lookup(db, b"k") for db in range(NUM_DBS)] == [b"%d" % d for d in range(16)]
+    ks.flush(3)
+    assert ks.lookup(3, b"k") is None and ks.lookup(4, b"k") == b"4"
+    ks.flush()
+    assert sum(ks.dbsize(db) for db in range(NUM_DBS)) == 0
+
+
+def test_set_replaces_ttl_unless_kept(ks: Keyspace, clock: FakeClock) -> None:
+    ks.set(0, b"k", b"v", expire_ms=clock.now + 100)
+    assert ks.get_expire(0, b"k") == clock.now + 100
+    ks.set(0, b"k", b"w", keep_ttl=True)
+    assert ks.get_expire(0, b"k") == clock.now + 100
+    ks.set(0, b"k", b"x")
+    assert ks.get_expire(0, b"k") is None
+    assert ks.expires_count(0) == 0
+
+
+def test_delete_removes_ttl_and_reports_presence(ks: Keyspace, clock: FakeClock) -> None:
+    ks.set(0, b"k", b"v", expire_ms=clock.now + 100)
+    assert ks.delete(0, b"k") is True
+    assert ks.delete(0, b"k") is False
+    assert ks.get_expire(0, b"k") is None and ks.expires_count(0) == 0
+
+
+def test_set_expire_on_missing_key_raises(ks: Keyspace) -> None:
+    with pytest.raises(KeyError):
+        ks.set_expire(0, b"nope", 5)
+
+
+def test_persist(ks: Keyspace, clock: FakeClock) -> None:
+    ks.set(0, b"k", b"v", expire_ms=clock.now + 100)
+    assert ks.persist(0, b"k") is True
+    assert ks.persist(0, b"k") is False
+    assert ks.lookup(0, b"k") == b"v"
+
+
+def test_lazy_expiry_deletes_and_reports(ks: Keyspace, clock: FakeClock) -> None:
+    ks.set(2, b"k", b"v", expire_ms=clock.now + 100)
+    clock.now += 99
+    assert ks.lookup(2, b"k") == b"v"
+    clock.now += 1  # expire <= now: gone
+    assert ks.lookup(2, b"k") is None
+    assert ks.expired == [(2, b"k")]
+    assert ks.dbsize(2) == 0 and ks.expires_count(2) == 0
+
+
+def test_no_expiry_while_loading(ks: Keyspace, clock: FakeClock) -> None:
+    ks.set(0, b"k", b"v", expire_ms=clock.now + 1)
+    ks.loading = True
+    clock.now += 10_000
+    assert ks.lookup(0, b"k") == b"v"
+    assert ks.active_expire(10.0) == 0
+    assert ks.keys(0) == [b"k"]
+    assert list(ks.iter_items(0)) == [(b"k", b"v", clock.now - 10_000 + 1)]
+    assert ks.expired == []
+    ks.loading = False
+    assert ks.lookup(0, b"k") is None and ks.expired == [(0, b"k")]
+
+
+def test_active_expire_deletes_soonest_first_and_only_due(ks: Keyspace, clock: FakeClock) -> None:
+    for i, delay in enumerate([30, 10, 20, 1000]):
+        ks.set(i % 3, b"k%d" % i, b"v", expire_ms=clock.now + delay)
+    ks.set(0, b"forever", b"v")
+    clock.now += 30
+    assert ks.active_expire(50.0) == 3
+    assert sorted(ks.expired) == [(0, b"k0"), (1, b"k1"), (2, b"k2")]
+    assert ks.lookup(0, b"k3") == b"v" and ks.lookup(0, b"forever") == b"v"
+
+
+def test_active_expire_skips_stale_heap_entries(ks: Keyspace, clock: FakeClock) -> None:
+    ks.set(0, b"a", b"v", expire_ms=clock.now + 10)
+    ks.set_expire(0, b"a", clock.now + 1000)  # the +10 entry is now stale
+    ks.set(0, b"b", b"v", expire_ms=clock.now + 10)
+    ks.persist(0, b"b")  # stale too
+    ks.set(0, b"c", b"v", expire_ms=clock.now + 10)
+    ks.delete(0, b"c")
+    ks.set(0, b"c", b"new")  # recreated without TTL: must survive
+    clock.now += 500
+    assert ks.active_expire(50.0) == 0
+    assert [ks.lookup(0, k) for k in (b"a", b"b", b"c")] == [b"v", b"v", b"new"]
+    clock.now += 500
+    assert ks.active_expire(50.0) == 1 and ks.expired == [(0, b"a")]
+
+
+def test_heap_is_rebuilt_when_mostly_stale(ks: Keyspace, clock: FakeClock) -> None:
+    ks.set(0, b"k", b"v")
+    for i in range(5000):
+        ks.set_expire(0, b"k", clock.now + 10 + i)
+    heap = ks.dbs[0].heap
+    assert len(heap) <= 2 * 1 + 1024 + 1
+    clock.now += 10 + 4999
+    assert ks.active_expire(50.0) == 1
+
+
+def test_active_expire_respects_budget(ks: Keyspace, clock: FakeClock) -> None:
+    for i in range(20_000):
+        ks.set(0, b"k%d" % i, b"v", expire_ms=clock.now + 1)
+    clock.now += 1
+    first = ks.active_expire(0.0)  # zero budget: stops at the first time check
+    assert 0 < first < 20_000
+    total = first
+    while ks.dbsize(0):
+        total += ks.active_expire(5.0)
+    assert total == 20_000 == len(ks.expired)
+
+
+def test_keys_and_iter_items_skip_expired_without_deleting(ks: Keyspace, clock: FakeClock) -> None:
+    ks.set(0, b"live", b"v", expire_ms=clock.now + 100)
+    ks.set(0, b"dead", b"v", expire_ms=clock.now + 1)
+    ks.set(0, b"h", {b"f": b"1"})
+    clock.now += 1
+    assert sorted(ks.keys(0)) == [b"h", b"live"]
+    assert sorted(ks.iter_items(0)) == [(b"h", {b"f": b"1"}, None),
+                                        (b"live", b"v", clock.now + 99)]
+    assert ks.dbsize(0) == 3 and ks.expired == []
+
+
+def test_avg_ttl(ks: Keyspace, clock: FakeClock) -> None:
+    assert ks.avg_ttl(0) == 0
+    ks.set(0, b"a", b"v", expire_ms=clock.now + 1000)
+    ks.set(0, b"b", b"v", expire_ms=clock.now + 3000)
+    ks.set(0, b"c", b"v")
+    assert ks.avg_ttl(0) == 2000
+    ks.set_expire(0, b"a", clock.now + 5000)
+    assert ks.avg_ttl(0) == 4000
+    ks.delete(0, b"b")
+    assert ks.avg_ttl(0) == 5000
+    clock.now += 10_000
+    assert ks.avg_ttl(0) == 0  # never negative
