@@ -22,6 +22,26 @@ __all__ = ["configure", "get_logger"]
 _stream: TextIO | None = None
 
 
+class _SafeWriter:
+    """structlog's logger: one line per write, and a write that fails (ENOSPC, EFBIG, a closed
+    pipe) drops the line instead of raising into the actor. A full disk must turn into an
+    error state of the AOF, not into a dead process that died logging about it."""
+
+    dropped_lines = 0
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def msg(self, message: str) -> None:
+        try:
+            self._stream.write(message + "\n")
+            self._stream.flush()
+        except (OSError, ValueError):
+            _SafeWriter.dropped_lines += 1
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
 def configure(actor: str, log_format: str = "json", log_file: str | None = None) -> structlog.BoundLogger:
     """Configure structlog for this process and return a logger bound to ``actor`` and ``pid``."""
     global _stream
@@ -44,7 +64,7 @@ def configure(actor: str, log_format: str = "json", log_file: str | None = None)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.WriteLoggerFactory(file=_stream),
+        logger_factory=lambda *_args: _SafeWriter(_stream),
         cache_logger_on_first_use=False,
     )
     return structlog.get_logger().bind(actor=actor, pid=os.getpid())

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def pid_alive(pid: int) -> bool:
 
 
 class Node:
-    def __init__(self, root: Path, appendfsync: str = "always", extra: tuple = (), env: dict | None = None):
+    def __init__(self, root: Path, appendfsync: str = "always", extra: tuple = (), env: dict | None = None,
+                 log_via_pipe: bool = False):
         self.root = Path(root)
         self.dir = self.root / "data"
         self.log_file = self.root / "node.log"
@@ -56,6 +58,9 @@ class Node:
         self.extra = tuple(extra)
         self.env = env or {}
         self.proc: subprocess.Popen | None = None
+        # With log_via_pipe the node logs to stderr, a pipe that a thread copies to log_file:
+        # for tests that put a file-size limit on an actor, which would also stop a log file.
+        self.log_via_pipe = log_via_pipe
         self.stderr_path = self.root / "stderr.txt"
 
     @property
@@ -64,13 +69,24 @@ class Node:
 
     def start(self, wait: bool = True) -> "Node":
         cmd = [AOFNODE, "serve", "--dir", str(self.dir), "--bind", self.endpoint,
-               "--appendfsync", self.appendfsync, "--log-file", str(self.log_file), *self.extra]
-        self._stderr = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._stderr,
-                                     env={**os.environ, **self.env})
+               "--appendfsync", self.appendfsync, *self.extra]
+        if self.log_via_pipe:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                         env={**os.environ, **self.env})
+            threading.Thread(target=self._copy_stderr, args=(self.proc.stderr,), daemon=True).start()
+        else:
+            cmd += ["--log-file", str(self.log_file)]
+            self._stderr = open(self.stderr_path, "ab")
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._stderr,
+                                         env={**os.environ, **self.env})
         if wait:
             self.wait_ready()
         return self
+
+    def _copy_stderr(self, pipe) -> None:
+        with open(self.log_file, "ab", buffering=0) as out:
+            for line in pipe:
+                out.write(line)
 
     def client(self, timeout: float = 5.0, retries: int = 3) -> Client:
         return Client(self.endpoint, timeout=timeout, retries=retries)

@@ -144,6 +144,8 @@ def test_keys_and_iter_items_skip_expired_without_deleting(ks: Keyspace, clock: 
     ks.set(0, b"h", {b"f": b"1"})
     clock.now += 1
     assert sorted(ks.keys(0)) == [b"h", b"live"]
+    assert ks.keys(0, lambda k: k.startswith(b"l") or k == b"dead") == [b"live"]
+    assert sorted(ks.all_keys(0)) == [b"dead", b"h", b"live"]
     assert sorted(ks.iter_items(0)) == [(b"h", {b"f": b"1"}, None),
                                         (b"live", b"v", clock.now + 99)]
     assert ks.dbsize(0) == 3 and ks.expired == []
