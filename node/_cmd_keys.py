@@ -1,0 +1,283 @@
+"""Keyspace commands: DEL EXISTS TYPE RENAME (P)EXPIRE(AT) TTL PTTL PERSIST KEYS SCAN DBSIZE FLUSH*.
+
+Same mixin contract as ``_cmd_strings``. SCAN is the one command with state between calls:
+
+SCAN cursors
+------------
+Cursor 0 takes a snapshot list of the db's keys (O(n), ~10 ms per million keys) and gives it
+an id; the cursor handed back is ``id * 2**32 + index`` into that list, so it is never 0 until the
+iteration is over. Every key that exists for the whole iteration is returned exactly once; keys
+deleted or expired meanwhile are skipped; keys added meanwhile are not returned (Redis allows
+either). The last ``_MAX_SNAPSHOTS`` snapshots are kept (LRU) and one is dropped when its
+iteration ends. If a client comes back with a cursor whose snapshot was evicted, a new snapshot
+is taken and the scan continues from the same index: in that rare case keys may be skipped or
+returned twice, because the new list is not the old one.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from protocol.codec import ERR, Error
+
+from node._cmd_strings import (
+    LLONG_MAX, MAX_SECONDS, MIN_SECONDS, NOT_INT_ERR, SYNTAX_ERR, parse_ll,
+)
+from node.glob import compile_glob
+
+# 64 snapshots: enough for many concurrent scans; each costs 8 bytes per key in the db.
+_MAX_SNAPSHOTS = 64
+_INDEX_BITS = 32
+_INDEX_MASK = (1 << _INDEX_BITS) - 1
+_MAX_CURSOR = 2**64 - 1  # Redis parses a cursor as unsigned long
+_DEFAULT_COUNT = 10
+
+_NO_SUCH_KEY = Error(ERR, "no such key")
+_INVALID_CURSOR = Error(ERR, "invalid cursor")
+_NX_CONFLICT = Error(ERR, "NX and XX, GT or LT options at the same time are not compatible")
+_GT_LT_CONFLICT = Error(ERR, "GT and LT options at the same time are not compatible")
+_EXPIRE_FLAGS = {b"NX": 1, b"XX": 2, b"GT": 4, b"LT": 8}
+_NX, _XX, _GT, _LT = 1, 2, 4, 8
+_SCAN_TYPES = {b"string": bytes, b"hash": dict}
+_FLUSH_MODES = (b"ASYNC", b"SYNC")
+
+
+class _NoType:
+    """SCAN TYPE with a type name we do not have: matches nothing (Redis 7 does the same)."""
+
+
+class ScanSnapshots:
+    """The LRU of SCAN key snapshots, by id."""
+
+    def __init__(self) -> None:
+        self._snapshots: OrderedDict[int, tuple[int, list[bytes]]] = OrderedDict()
+        self._last_id = 0
+
+    def start(self, db: int, keys: list[bytes]) -> int:
+        self._last_id = self._last_id % _INDEX_MASK + 1  # 1 .. 2**32-1, never 0
+        self._snapshots[self._last_id] = (db, keys)
+        if len(self._snapshots) > _MAX_SNAPSHOTS:
+            self._snapshots.popitem(last=False)
+        return self._last_id
+
+    def get(self, snap_id: int, db: int) -> list[bytes] | None:
+        entry = self._snapshots.get(snap_id)
+        if entry is None or entry[0] != db:
+            return None
+        self._snapshots.move_to_end(snap_id)
+        return entry[1]
+
+    def finish(self, snap_id: int) -> None:
+        self._snapshots.pop(snap_id, None)
+
+    def __len__(self) -> int:
+        return len(self._snapshots)
+
+
+class KeyCommands:
+    COMMANDS = {
+        "DEL": "_cmd_del", "EXISTS": "_cmd_exists", "TYPE": "_cmd_type",
+        "RENAME": "_cmd_rename", "EXPIRE": "_cmd_expire", "PEXPIRE": "_cmd_pexpire",
+        "EXPIREAT": "_cmd_expireat", "PEXPIREAT": "_cmd_pexpireat", "TTL": "_cmd_ttl",
+        "PTTL": "_cmd_pttl", "PERSIST": "_cmd_persist", "KEYS": "_cmd_keys",
+        "SCAN": "_cmd_scan", "DBSIZE": "_cmd_dbsize", "FLUSHDB": "_cmd_flushdb",
+        "FLUSHALL": "_cmd_flushall",
+    }
+
+    def _read(self, db, key):
+        """lookup for a read-only command: counts keyspace_hits / keyspace_misses."""
+        value = self.keyspace.lookup(db, key)
+        if value is None:
+            self.keyspace_misses += 1
+        else:
+            self.keyspace_hits += 1
+        return value
+
+    def _cmd_del(self, db, args):
+        ks = self.keyspace
+        removed = [key for key in args if ks.lookup(db, key) is not None and ks.delete(db, key)]
+        if removed and not self._loading:
+            self.propagated.append([db, "DEL", *removed])
+        return len(removed)
+
+    def _cmd_exists(self, db, args):
+        read = self._read
+        return sum(1 for key in args if read(db, key) is not None)
+
+    def _cmd_type(self, db, args):
+        value = self._read(db, args[0])
+        if value is None:
+            return "none"
+        return "string" if value.__class__ is bytes else "hash"
+
+    def _cmd_rename(self, db, args):
+        src, dst = args[0], args[1]
+        ks = self.keyspace
+        value = ks.lookup(db, src)
+        if value is None:
+            return _NO_SUCH_KEY
+        if src == dst:
+            return "OK"  # as Redis: nothing changes, nothing is propagated
+        expire_ms = ks.get_expire(db, src)
+        ks.delete(db, src)
+        ks.set(db, dst, value, expire_ms)  # expire_ms None: dst loses any TTL it had
+        if not self._loading:
+            self.propagated.append([db, "RENAME", src, dst])
+        return "OK"
+
+    # --- TTLs --------------------------------------------------------------------------------
+    def _cmd_expire(self, db, args):
+        return self._expire_generic(db, args, "expire", True, True)
+
+    def _cmd_pexpire(self, db, args):
+        return self._expire_generic(db, args, "pexpire", False, True)
+
+    def _cmd_expireat(self, db, args):
+        return self._expire_generic(db, args, "expireat", True, False)
+
+    def _cmd_pexpireat(self, db, args):
+        return self._expire_generic(db, args, "pexpireat", False, False)
+
+    def _expire_generic(self, db, args, name, seconds, relative):
+        """Redis 7 expireGenericCommand: options, then the time, then the key."""
+        key = args[0]
+        flags = 0
+        for opt in args[2:]:
+            flag = _EXPIRE_FLAGS.get(opt.upper())
+            if flag is None:
+                return Error(ERR, f"Unsupported option {opt.decode('utf-8', 'replace')}")
+            flags |= flag
+        if flags & _NX and flags & (_XX | _GT | _LT):
+            return _NX_CONFLICT
+        if flags & _GT and flags & _LT:
+            return _GT_LT_CONFLICT
+        when = parse_ll(args[1])
+        if when is None:
+            return NOT_INT_ERR
+        if seconds:
+            if when > MAX_SECONDS or when < MIN_SECONDS:
+                return Error(ERR, f"invalid expire time in '{name}' command")
+            when *= 1000
+        now = self.clock_ms()
+        if relative:
+            if when > LLONG_MAX - now:
+                return Error(ERR, f"invalid expire time in '{name}' command")
+            when += now
+        ks = self.keyspace
+        if ks.lookup(db, key) is None:
+            return 0
+        if flags:
+            current = ks.get_expire(db, key)  # None: no TTL, i.e. an infinite one
+            if flags & _NX and current is not None:
+                return 0
+            if flags & _XX and current is None:
+                return 0
+            if flags & _GT and (current is None or when <= current):
+                return 0
+            if flags & _LT and current is not None and when >= current:
+                return 0
+        if self._loading:
+            ks.set_expire(db, key, when)  # replay: a passed time still only sets the TTL
+            return 1
+        if when <= now:
+            ks.delete(db, key)
+            self.propagated.append([db, "DEL", key])
+            return 1
+        ks.set_expire(db, key, when)
+        self.propagated.append([db, "PEXPIREAT", key, b"%d" % when])
+        return 1
+
+    def _cmd_ttl(self, db, args):
+        ttl = self._pttl(db, args[0])
+        return ttl if ttl < 0 else (ttl + 500) // 1000
+
+    def _cmd_pttl(self, db, args):
+        return self._pttl(db, args[0])
+
+    def _pttl(self, db, key):
+        if self._read(db, key) is None:
+            return -2
+        when = self.keyspace.get_expire(db, key)
+        if when is None:
+            return -1
+        return max(0, when - self.clock_ms())
+
+    def _cmd_persist(self, db, args):
+        key = args[0]
+        ks = self.keyspace
+        if ks.lookup(db, key) is None or not ks.persist(db, key):
+            return 0
+        if not self._loading:
+            self.propagated.append([db, "PERSIST", key])
+        return 1
+
+    # --- iteration ---------------------------------------------------------------------------
+    def _cmd_keys(self, db, args):
+        pattern = args[0]
+        return self.keyspace.keys(db, None if pattern == b"*" else compile_glob(pattern))
+
+    def _cmd_scan(self, db, args):
+        raw = args[0]
+        if not raw.isdigit() or len(raw) > 20 or int(raw) > _MAX_CURSOR:
+            return _INVALID_CURSOR
+        cursor = int(raw)
+        count, match, want_type = _DEFAULT_COUNT, None, None
+        i, n = 1, len(args)
+        while i < n:
+            opt = args[i].upper()
+            if i + 1 >= n:
+                return SYNTAX_ERR
+            if opt == b"COUNT":
+                count = parse_ll(args[i + 1])
+                if count is None:
+                    return NOT_INT_ERR
+                if count < 1:
+                    return SYNTAX_ERR
+            elif opt == b"MATCH":
+                match = None if args[i + 1] == b"*" else compile_glob(args[i + 1])
+            elif opt == b"TYPE":
+                want_type = _SCAN_TYPES.get(args[i + 1].lower(), _NoType)
+            else:
+                return SYNTAX_ERR
+            i += 2
+
+        ks, snaps = self.keyspace, self._scan_snapshots
+        snap_id, index = cursor >> _INDEX_BITS, cursor & _INDEX_MASK
+        keys = snaps.get(snap_id, db) if cursor else None
+        if keys is None:
+            keys = ks.all_keys(db)  # expired ones are skipped (and reclaimed) as they come up
+            snap_id = snaps.start(db, keys)
+        end = min(index + count, len(keys))
+        found = []
+        lookup = ks.lookup
+        for key in keys[index:end]:
+            if match is not None and not match(key):
+                continue
+            value = lookup(db, key)  # skips deleted keys, expires lazily
+            if value is None or (want_type is not None and value.__class__ is not want_type):
+                continue
+            found.append(key)
+        if end >= len(keys):
+            snaps.finish(snap_id)
+            return [b"0", found]
+        return [b"%d" % ((snap_id << _INDEX_BITS) | end), found]
+
+    # --- databases ---------------------------------------------------------------------------
+    def _cmd_dbsize(self, db, args):
+        return self.keyspace.dbsize(db)
+
+    def _cmd_flushdb(self, db, args):
+        if len(args) > 1 or (args and args[0].upper() not in _FLUSH_MODES):
+            return SYNTAX_ERR
+        self.keyspace.flush(db)
+        if not self._loading:
+            self.propagated.append([db, "FLUSHDB"])
+        return "OK"
+
+    def _cmd_flushall(self, db, args):
+        if len(args) > 1 or (args and args[0].upper() not in _FLUSH_MODES):
+            return SYNTAX_ERR
+        self.keyspace.flush()
+        if not self._loading:
+            self.propagated.append([0, "FLUSHALL"])
+        return "OK"

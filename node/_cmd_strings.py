@@ -1,0 +1,261 @@
+"""String commands, plus the reply values and the integer parser every command module shares.
+
+Each ``_cmd_*`` method takes ``(db, args)`` and returns a reply value (see docs/design.md). The
+mixin relies on the attributes that ``Executor.__init__`` sets: ``keyspace``, ``clock_ms``,
+``propagated``, ``_loading``, ``keyspace_hits``, ``keyspace_misses``.
+
+Propagation choices (docs/commands.md has the full table):
+* INCR/DECR/INCRBY/DECRBY log the result, ``SET k <new> KEEPTTL``: idempotent, same size.
+* APPEND logs itself: logging the result would write the whole value on every append.
+"""
+
+from __future__ import annotations
+
+from protocol.codec import ARITY, ERR, WRONGTYPE, Error
+
+LLONG_MAX = 2**63 - 1
+LLONG_MIN = -(2**63)
+# C's LLONG_MIN / 1000 truncates toward zero; Python's // would floor.
+MAX_SECONDS = LLONG_MAX // 1000
+MIN_SECONDS = -(2**63 // 1000)
+
+WRONGTYPE_ERR = Error(WRONGTYPE, "Operation against a key holding the wrong kind of value")
+NOT_INT_ERR = Error(ERR, "value is not an integer or out of range")
+OVERFLOW_ERR = Error(ERR, "increment or decrement would overflow")
+SYNTAX_ERR = Error(ERR, "syntax error")
+_SET_EXPIRE_ERR = Error(ERR, "invalid expire time in 'set' command")
+_DECR_OVERFLOW_ERR = Error(ERR, "decrement would overflow")
+
+# SET's expire options: (name, multiplier to ms, relative to now)
+_SET_EXPIRES = {b"EX": (1000, True), b"PX": (1, True), b"EXAT": (1000, False), b"PXAT": (1, False)}
+
+
+def parse_ll(raw: bytes) -> int | None:
+    """The signed 64-bit integer spelled canonically by ``raw``, else None (Redis string2ll).
+
+    Canonical: optional '-', no '+', no spaces, no leading zeros, "-0" rejected, at most 20 bytes.
+    """
+    if not raw or len(raw) > 20:
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        return None
+    # int() also accepts " 1", "+1", "01", "1_0" and "-0": the round trip rejects all of them.
+    if LLONG_MIN <= n <= LLONG_MAX and b"%d" % n == raw:
+        return n
+    return None
+
+
+def arity_error(name: str) -> Error:
+    return Error(ARITY, f"wrong number of arguments for '{name.lower()}' command")
+
+
+class StringCommands:
+    """SET GET GETDEL SETNX MSET MGET APPEND STRLEN INCR DECR INCRBY DECRBY."""
+
+    COMMANDS = {
+        "SET": "_cmd_set", "GET": "_cmd_get", "GETDEL": "_cmd_getdel", "SETNX": "_cmd_setnx",
+        "MSET": "_cmd_mset", "MGET": "_cmd_mget", "APPEND": "_cmd_append",
+        "STRLEN": "_cmd_strlen", "INCR": "_cmd_incr", "DECR": "_cmd_decr",
+        "INCRBY": "_cmd_incrby", "DECRBY": "_cmd_decrby",
+    }
+
+    def _cmd_get(self, db, args):
+        value = self.keyspace.lookup(db, args[0])
+        if value is None:
+            self.keyspace_misses += 1
+            return None
+        self.keyspace_hits += 1
+        return value if value.__class__ is bytes else WRONGTYPE_ERR
+
+    def _cmd_set(self, db, args):
+        if len(args) != 2:
+            return self._set_with_options(db, args)
+        key, value = args
+        self.keyspace.set(db, key, value)
+        if not self._loading:
+            self.propagated.append([db, "SET", key, value])
+        return "OK"
+
+    def _set_with_options(self, db, args):
+        nx = xx = get = keep_ttl = False
+        expire_kind = expire_arg = None
+        i, n = 2, len(args)
+        while i < n:
+            opt = args[i].upper()
+            if opt == b"NX" and not xx:
+                nx = True
+            elif opt == b"XX" and not nx:
+                xx = True
+            elif opt == b"GET":
+                get = True
+            elif opt == b"KEEPTTL" and expire_kind is None:
+                keep_ttl = True
+            elif (opt in _SET_EXPIRES and not keep_ttl and expire_kind in (None, opt)
+                  and i + 1 < n):
+                expire_kind, expire_arg = opt, args[i + 1]  # as Redis: "EX 1 EX 2" takes the last
+                i += 1
+            else:
+                return SYNTAX_ERR
+            i += 1
+
+        now = self.clock_ms()
+        expire_ms = None
+        if expire_kind is not None:
+            expire_ms = parse_ll(expire_arg)
+            if expire_ms is None:
+                return NOT_INT_ERR
+            scale, relative = _SET_EXPIRES[expire_kind]
+            if expire_ms <= 0 or expire_ms > LLONG_MAX // scale:
+                return _SET_EXPIRE_ERR
+            expire_ms *= scale
+            if relative:
+                expire_ms += now
+                if expire_ms > LLONG_MAX:
+                    return _SET_EXPIRE_ERR
+
+        key, value = args[0], args[1]
+        ks = self.keyspace
+        old = ks.lookup(db, key)
+        if get:
+            if old is None:
+                self.keyspace_misses += 1
+            else:
+                self.keyspace_hits += 1
+                if old.__class__ is not bytes:
+                    return WRONGTYPE_ERR
+        if (nx and old is not None) or (xx and old is None):
+            return old if get else None
+        loading = self._loading
+        if expire_ms is not None and expire_ms <= now and not loading:
+            # EXAT/PXAT in the past: the key is born expired. Delete it now and log the DEL
+            # (the AOF never holds an already-passed TTL written by a live node).
+            if old is not None:
+                ks.delete(db, key)
+                self.propagated.append([db, "DEL", key])
+            return old if get else "OK"
+        ks.set(db, key, value, expire_ms, keep_ttl)
+        if not loading:
+            if expire_ms is not None:
+                self.propagated.append([db, "SET", key, value, b"PXAT", b"%d" % expire_ms])
+            elif keep_ttl and ks.get_expire(db, key) is not None:
+                self.propagated.append([db, "SET", key, value, b"KEEPTTL"])
+            else:
+                self.propagated.append([db, "SET", key, value])
+        return old if get else "OK"
+
+    def _cmd_getdel(self, db, args):
+        key = args[0]
+        ks = self.keyspace
+        value = ks.lookup(db, key)
+        if value is None:
+            self.keyspace_misses += 1
+            return None
+        self.keyspace_hits += 1
+        if value.__class__ is not bytes:
+            return WRONGTYPE_ERR
+        ks.delete(db, key)
+        if not self._loading:
+            self.propagated.append([db, "DEL", key])
+        return value
+
+    def _cmd_setnx(self, db, args):
+        key, value = args[0], args[1]
+        ks = self.keyspace
+        if ks.lookup(db, key) is not None:
+            return 0
+        ks.set(db, key, value)
+        if not self._loading:
+            self.propagated.append([db, "SET", key, value])
+        return 1
+
+    def _cmd_mset(self, db, args):
+        n = len(args)
+        if n == 0 or n % 2:
+            return arity_error("MSET")
+        set_ = self.keyspace.set
+        for i in range(0, n, 2):
+            set_(db, args[i], args[i + 1])
+        if not self._loading:
+            self.propagated.append([db, "MSET", *args])
+        return "OK"
+
+    def _cmd_mget(self, db, args):
+        lookup = self.keyspace.lookup
+        out = []
+        hits = 0
+        for key in args:
+            value = lookup(db, key)
+            if value is not None:
+                hits += 1
+                if value.__class__ is not bytes:
+                    value = None
+            out.append(value)
+        self.keyspace_hits += hits
+        self.keyspace_misses += len(args) - hits
+        return out
+
+    def _cmd_append(self, db, args):
+        key, tail = args[0], args[1]
+        ks = self.keyspace
+        old = ks.lookup(db, key)
+        if old is None:
+            new = tail
+            ks.set(db, key, new)
+        elif old.__class__ is not bytes:
+            return WRONGTYPE_ERR
+        else:
+            new = old + tail  # O(len): bytes are immutable (Redis grows an sds in place)
+            ks.set(db, key, new, keep_ttl=True)
+        if not self._loading:
+            self.propagated.append([db, "APPEND", key, tail])
+        return len(new)
+
+    def _cmd_strlen(self, db, args):
+        value = self.keyspace.lookup(db, args[0])
+        if value is None:
+            self.keyspace_misses += 1
+            return 0
+        self.keyspace_hits += 1
+        return len(value) if value.__class__ is bytes else WRONGTYPE_ERR
+
+    def _cmd_incr(self, db, args):
+        return self._incr_by(db, args[0], 1)
+
+    def _cmd_decr(self, db, args):
+        return self._incr_by(db, args[0], -1)
+
+    def _cmd_incrby(self, db, args):
+        delta = parse_ll(args[1])
+        if delta is None:
+            return NOT_INT_ERR
+        return self._incr_by(db, args[0], delta)
+
+    def _cmd_decrby(self, db, args):
+        delta = parse_ll(args[1])
+        if delta is None:
+            return NOT_INT_ERR
+        if delta == LLONG_MIN:
+            return _DECR_OVERFLOW_ERR
+        return self._incr_by(db, args[0], -delta)
+
+    def _incr_by(self, db, key, delta):
+        ks = self.keyspace
+        old = ks.lookup(db, key)
+        if old is None:
+            current = 0
+        elif old.__class__ is not bytes:
+            return WRONGTYPE_ERR
+        else:
+            current = parse_ll(old)
+            if current is None:
+                return NOT_INT_ERR
+        new = current + delta
+        if new > LLONG_MAX or new < LLONG_MIN:
+            return OVERFLOW_ERR
+        raw = b"%d" % new
+        ks.set(db, key, raw, keep_ttl=True)
+        if not self._loading:
+            self.propagated.append([db, "SET", key, raw, b"KEEPTTL"])
+        return new

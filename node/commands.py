@@ -1,0 +1,144 @@
+"""The command executor: Redis 7 semantics on the keyspace, and AOF propagation.
+
+Design
+------
+``Executor.execute(db, NAME, args)`` runs one command and returns its reply value (the types
+are listed in docs/design.md). It does no I/O. The caller (the log actor) has already checked
+the name and the arity against ``protocol/commands.py``; option syntax is checked here.
+
+* Dispatch is one dict lookup of a bound method, built once in ``__init__``; the success path
+  formats no strings. The commands live in three mixins: ``_cmd_strings``, ``_cmd_keys``,
+  ``_cmd_hashes``. SELECT, HELLO and BGREWRITEAOF are not here: other actors own them.
+* Propagation: every change appends one or more canonical AOF entries ``[db, "NAME", *bytes]``
+  to ``propagated``, in the order the changes happened, including the ``DEL`` of a key that
+  expired while a command looked it up. The caller drains them with ``take_propagated()`` after
+  each batch, read-only commands included (a GET can expire a key). Canonical means: relative
+  TTLs are absolute (``SET k v PXAT ms``, ``PEXPIREAT k ms``), expiries are ``DEL``, and a
+  write that changed nothing logs nothing. docs/commands.md lists the form of every command.
+* Replay: set ``loading = True`` and ``execute(entry[0], entry[1], entry[2:])`` every entry.
+  While loading nothing expires and nothing is propagated, so replaying a node's entries into an
+  empty keyspace rebuilds that node's keyspace exactly, TTLs included (tests/test_commands.py
+  checks it on random workloads).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from protocol.codec import UNKNOWNCMD, Error
+
+from node._cmd_hashes import HashCommands
+from node._cmd_keys import KeyCommands, ScanSnapshots
+from node._cmd_strings import StringCommands, arity_error
+from node.keyspace import NUM_DBS, Keyspace, wall_clock_ms
+
+__all__ = ["Executor"]
+
+# INFO arguments that select every section (Redis 7 also has "everything" = all + modules).
+_ALL_SECTIONS = frozenset(("default", "all", "everything"))
+
+
+class Executor(StringCommands, KeyCommands, HashCommands):
+    """Executes commands against a ``Keyspace``; see the module docstring."""
+
+    def __init__(self, keyspace: Keyspace | None = None,
+                 clock_ms: Callable[[], int] = wall_clock_ms,
+                 info_provider: Callable[[], dict[str, dict]] | None = None) -> None:
+        self.keyspace = keyspace if keyspace is not None else Keyspace()
+        # The executor owns the keyspace's clock and expiry hook: one clock for every decision.
+        self.keyspace.clock_ms = clock_ms
+        self.keyspace.on_expire = self._on_expired
+        self.clock_ms = clock_ms
+        self.info_provider = info_provider
+        self.propagated: list[list] = []
+        self._loading = False
+        self.keyspace.loading = False
+        self.expired_keys = 0
+        self.keyspace_hits = 0
+        self.keyspace_misses = 0
+        self._scan_snapshots = ScanSnapshots()
+        handlers: dict[str, Callable[[int, Any], Any]] = {
+            "PING": self._cmd_ping, "ECHO": self._cmd_echo, "INFO": self._cmd_info,
+        }
+        for mixin in (StringCommands, KeyCommands, HashCommands):
+            for name, method in mixin.COMMANDS.items():
+                handlers[name] = getattr(self, method)
+        self._handlers = handlers
+
+    @property
+    def loading(self) -> bool:
+        """Replay mode: no expiry, nothing propagated."""
+        return self._loading
+
+    @loading.setter
+    def loading(self, value: bool) -> None:
+        self._loading = bool(value)
+        self.keyspace.loading = bool(value)
+
+    def command_names(self) -> frozenset[str]:
+        """The upper-case names ``execute`` knows."""
+        return frozenset(self._handlers)
+
+    def execute(self, db: int, name: str, args) -> Any:
+        """Run command ``name`` (upper-case) with ``args`` (bytes) in database ``db``."""
+        handler = self._handlers.get(name)
+        if handler is None:
+            return Error(UNKNOWNCMD, f"unknown command '{name[:64]}'")
+        try:
+            return handler(db, args)
+        except IndexError:
+            # Defensive only: the caller checks arity against the command table first.
+            return arity_error(name)
+
+    def take_propagated(self) -> list[list]:
+        """The entries propagated since the last call, oldest first; empties the queue."""
+        out = self.propagated
+        self.propagated = []
+        return out
+
+    def active_expire_cycle(self, budget_ms: float = 1.0) -> int:
+        """Delete keys whose TTL passed, soonest first, for about ``budget_ms`` of real time.
+
+        Each deletion propagates ``DEL``. Returns how many keys were deleted (0 while loading).
+        """
+        return self.keyspace.active_expire(budget_ms)
+
+    def _on_expired(self, db: int, key: bytes) -> None:
+        # Called by the keyspace (never while loading) after it deleted an expired key.
+        self.expired_keys += 1
+        self.propagated.append([db, "DEL", key])
+
+    # --- connection and server commands ------------------------------------------------------
+    def _cmd_ping(self, db, args):
+        if not args:
+            return "PONG"
+        if len(args) > 1:
+            return arity_error("PING")
+        return args[0]
+
+    def _cmd_echo(self, db, args):
+        return args[0]
+
+    def _cmd_info(self, db, args):
+        """INFO [section ...]: a map of sections, each a map of fields."""
+        provided = self.info_provider() if self.info_provider is not None else {}
+        sections: dict[str, dict] = {name: dict(fields) for name, fields in provided.items()}
+        stats = sections.setdefault("stats", {})
+        stats["expired_keys"] = self.expired_keys
+        stats["keyspace_hits"] = self.keyspace_hits
+        stats["keyspace_misses"] = self.keyspace_misses
+        sections["keyspace"] = self._keyspace_section()
+        wanted = {raw.decode("utf-8", "replace").lower() for raw in args}
+        if not wanted or wanted & _ALL_SECTIONS:
+            return sections
+        return {name: fields for name, fields in sections.items() if name in wanted}
+
+    def _keyspace_section(self) -> dict[str, dict[str, int]]:
+        ks = self.keyspace
+        out = {}
+        for db in range(NUM_DBS):
+            keys = ks.dbsize(db)
+            if keys:
+                out[f"db{db}"] = {"keys": keys, "expires": ks.expires_count(db),
+                                  "avg_ttl": ks.avg_ttl(db)}
+        return out

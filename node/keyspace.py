@@ -1,0 +1,234 @@
+"""The in-memory keyspace: 16 databases of strings and hashes, TTLs and the expiry heap.
+
+Design
+------
+Owns the data and nothing else: no I/O, no command semantics, no propagation format. The
+executor (``node/commands.py``) binds two hooks: ``clock_ms`` (unix ms, injectable for tests)
+and ``on_expire(db, key)``, called after a key was deleted because its TTL passed, so that the
+executor can log a ``DEL`` and count ``expired_keys``.
+
+* A value is ``bytes`` (a string) or ``dict[bytes, bytes]`` (a hash). An expire is an absolute
+  unix time in ms. Invariant: every key of ``expires`` is a key of ``data``.
+* Expiry is lazy (``lookup`` deletes a key whose expire is <= now) plus an active cycle driven by
+  a per-db min-heap of ``(expire_ms, key)``. Heap entries are never removed when a TTL changes;
+  an entry is valid only while ``expires[key] == expire_ms``, so stale ones are skipped when
+  popped. The heap is rebuilt from ``expires`` when it holds more than 2x live entries + 1024,
+  which bounds its memory at ~3x the TTL count and keeps every operation O(log n) amortised.
+  No random sampling: the cycle always deletes the soonest-expired keys first, deterministically.
+* While ``loading`` is True (AOF replay) nothing expires: a replayed command must see the state
+  the original saw, and the original's expiries are in the AOF as ``DEL`` entries.
+* Callers go through the methods, never through ``Db`` fields: a later change may make the
+  representation copy-on-write (for the AOF rewrite), and ``lookup_write`` is the one place that
+  hands out a value the caller will mutate in place (a hash).
+
+Not promised: ``dbsize`` counts keys whose TTL passed but that were not reclaimed yet (as Redis).
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from typing import Callable, Iterator
+
+__all__ = ["NUM_DBS", "Db", "Keyspace", "Value", "wall_clock_ms"]
+
+NUM_DBS = 16
+
+Value = bytes | dict  # dict[bytes, bytes] for a hash
+
+# Rebuild the heap when it holds more than 2x the live TTLs + this slack: the slack keeps small
+# dbs from rebuilding on every few EXPIREs, the factor bounds the memory of stale entries.
+_HEAP_SLACK = 1024
+# The active cycle reads the (monotonic) time once per this many popped entries: a pop plus a
+# delete costs ~1 us, so the budget is overrun by at most ~30 us.
+_BUDGET_CHECK_EVERY = 32
+
+
+def wall_clock_ms() -> int:
+    """Unix time in milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def _ignore_expire(db: int, key: bytes) -> None:
+    return None
+
+
+class Db:
+    """One database. Fields are private to this module (see the module docstring)."""
+
+    __slots__ = ("data", "expires", "heap", "expire_sum")
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, Value] = {}
+        self.expires: dict[bytes, int] = {}
+        self.heap: list[tuple[int, bytes]] = []
+        self.expire_sum = 0  # sum of expires.values(): INFO avg_ttl in O(1)
+
+
+class Keyspace:
+    """16 databases; see the module docstring for the expiry rules."""
+
+    def __init__(self, clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+        self.dbs: list[Db] = [Db() for _ in range(NUM_DBS)]
+        self.clock_ms = clock_ms
+        self.on_expire: Callable[[int, bytes], None] = _ignore_expire
+        self.loading = False
+        self._next_cycle_db = 0  # the active cycle resumes here: no db starves another
+
+    # --- reads -------------------------------------------------------------------------------
+    def lookup(self, db: int, key: bytes) -> Value | None:
+        """The value of ``key``, or None; deletes it first if its TTL passed (lazy expiry)."""
+        d = self.dbs[db]
+        value = d.data.get(key)
+        if value is not None and d.expires:
+            when = d.expires.get(key)
+            if when is not None and when <= self.clock_ms() and not self.loading:
+                self._expire(db, d, key)
+                return None
+        return value
+
+    # A value returned by lookup_write may be mutated in place by the caller (hash fields). Today
+    # it is the same object; a copy-on-write keyspace would copy a shared value here.
+    lookup_write = lookup
+
+    def get_expire(self, db: int, key: bytes) -> int | None:
+        """The absolute expire time (unix ms) of ``key``, or None. No expiry check."""
+        return self.dbs[db].expires.get(key)
+
+    def dbsize(self, db: int) -> int:
+        return len(self.dbs[db].data)
+
+    def expires_count(self, db: int) -> int:
+        return len(self.dbs[db].expires)
+
+    def avg_ttl(self, db: int) -> int:
+        """Mean remaining TTL in ms over the keys with a TTL (0 if none), as INFO reports it."""
+        d = self.dbs[db]
+        if not d.expires:
+            return 0
+        return max(0, d.expire_sum // len(d.expires) - self.clock_ms())
+
+    def keys(self, db: int, match: Callable[[bytes], bool] | None = None) -> list[bytes]:
+        """A snapshot list of the keys of ``db`` accepted by ``match`` (default: all) whose TTL
+        has not passed. Nothing is deleted. ~10 ms per million keys plus ~20 ms per million TTLs.
+        """
+        d = self.dbs[db]
+        found = list(d.data) if match is None else [k for k in d.data if match(k)]
+        if d.expires and not self.loading:
+            now = self.clock_ms()
+            dead = {k for k, when in d.expires.items() if when <= now}
+            if dead:
+                found = [k for k in found if k not in dead]
+        return found
+
+    def all_keys(self, db: int) -> list[bytes]:
+        """A snapshot list of every key of ``db``, including those whose TTL passed (O(n))."""
+        return list(self.dbs[db].data)
+
+    def iter_items(self, db: int) -> Iterator[tuple[bytes, Value, int | None]]:
+        """``(key, value, expire_ms or None)`` for every live key of ``db`` (for a rewrite).
+
+        The keyspace must not change while the iterator is in use.
+        """
+        d = self.dbs[db]
+        now = None if self.loading else self.clock_ms()
+        get = d.expires.get
+        for key, value in d.data.items():
+            when = get(key)
+            if when is not None and now is not None and when <= now:
+                continue
+            yield key, value, when
+
+    # --- writes ------------------------------------------------------------------------------
+    def set(self, db: int, key: bytes, value: Value, expire_ms: int | None = None,
+            keep_ttl: bool = False) -> None:
+        """Store ``value``; its TTL becomes ``expire_ms``, or is kept if ``keep_ttl``, else none."""
+        d = self.dbs[db]
+        d.data[key] = value
+        if expire_ms is not None:
+            self._set_expire(d, key, expire_ms)
+        elif not keep_ttl and d.expires:
+            old = d.expires.pop(key, None)
+            if old is not None:
+                d.expire_sum -= old
+
+    def delete(self, db: int, key: bytes) -> bool:
+        """Remove ``key`` and its TTL; True if it was there (no expiry check)."""
+        d = self.dbs[db]
+        if d.data.pop(key, None) is None:
+            return False
+        if d.expires:
+            old = d.expires.pop(key, None)
+            if old is not None:
+                d.expire_sum -= old
+        return True
+
+    def set_expire(self, db: int, key: bytes, expire_ms: int) -> None:
+        """Give the existing ``key`` the absolute expire time ``expire_ms`` (unix ms)."""
+        d = self.dbs[db]
+        if key not in d.data:
+            raise KeyError(key)
+        self._set_expire(d, key, expire_ms)
+
+    def persist(self, db: int, key: bytes) -> bool:
+        """Remove the TTL of ``key``; True if it had one."""
+        d = self.dbs[db]
+        old = d.expires.pop(key, None)
+        if old is None:
+            return False
+        d.expire_sum -= old
+        return True
+
+    def flush(self, db: int | None = None) -> None:
+        """Empty one database, or all of them when ``db`` is None."""
+        if db is None:
+            self.dbs = [Db() for _ in range(NUM_DBS)]
+        else:
+            self.dbs[db] = Db()
+
+    # --- expiry ------------------------------------------------------------------------------
+    def active_expire(self, budget_ms: float = 1.0) -> int:
+        """Delete keys whose TTL passed, soonest first, for about ``budget_ms`` of real time.
+
+        Calls ``on_expire`` for each; returns how many were deleted. Does nothing while loading.
+        """
+        if self.loading:
+            return 0
+        deadline = time.monotonic() + budget_ms / 1000.0
+        now = self.clock_ms()
+        deleted = popped = 0
+        first = self._next_cycle_db
+        for step in range(NUM_DBS):
+            db = (first + step) % NUM_DBS
+            d = self.dbs[db]
+            heap, expires = d.heap, d.expires
+            while heap and heap[0][0] <= now:
+                when, key = heapq.heappop(heap)
+                if expires.get(key) == when:
+                    self._expire(db, d, key)
+                    deleted += 1
+                popped += 1
+                if popped % _BUDGET_CHECK_EVERY == 0 and time.monotonic() >= deadline:
+                    self._next_cycle_db = db  # this db may have more: start here next time
+                    return deleted
+        self._next_cycle_db = (first + 1) % NUM_DBS
+        return deleted
+
+    def _expire(self, db: int, d: Db, key: bytes) -> None:
+        del d.data[key]
+        d.expire_sum -= d.expires.pop(key)
+        self.on_expire(db, key)
+
+    def _set_expire(self, d: Db, key: bytes, expire_ms: int) -> None:
+        old = d.expires.get(key)
+        if old == expire_ms:
+            return  # the heap already holds a valid entry for it
+        if old is not None:
+            d.expire_sum -= old
+        d.expires[key] = expire_ms
+        d.expire_sum += expire_ms
+        heap = d.heap
+        heapq.heappush(heap, (expire_ms, key))
+        if len(heap) > 2 * len(d.expires) + _HEAP_SLACK:
+            d.heap = [(when, k) for k, when in d.expires.items()]
+            heapq.heapify(d.heap)
