@@ -289,6 +289,20 @@ class AofWriter:
         self.status = "ok"
         self.last_error = None
 
+    def ready_to_switch(self) -> bool:
+        """True when the fd can be switched (rewrite step 4.4) without losing or repeating a
+        byte: nothing queued, no error, no background fsync running on the old fd."""
+        return (self.status == "ok" and not self.pending and not self._needs_truncate
+                and not (self._bg is not None and self._bg.in_progress))
+
+    def switch_to(self, fd: int, size: int) -> int:
+        """Rewrite step 4.4: append to ``fd`` from now on; return the old fd, not closed (the
+        caller hands it to the closer). The new file was fdatasync'ed by the caller."""
+        old, self.fd = self.fd, fd
+        self.size = self.durable_size = size
+        self.unsynced.clear()
+        return old
+
     def close_fd_later(self) -> int:
         """Give up the fd without closing it; the caller hands it to the closer actor."""
         if self._bg is not None:

@@ -31,6 +31,7 @@ import msgpack
 
 from node.config import Config
 from node.logs import configure
+from node.testhooks import pause_point
 
 __all__ = ["run", "CloserClient"]
 
@@ -50,11 +51,12 @@ def _recv_job(conn: socket.socket) -> tuple[dict, int | None] | None:
     return msgpack.unpackb(msg, raw=False), fd
 
 
-def _do_job(job: dict, fd: int | None, log) -> bool:
+def _do_job(job: dict, fd: int | None, log, data_dir: str) -> bool:
     started = time.monotonic()
     ok = True
     try:
         if fd is not None:
+            pause_point("closer_before_close", data_dir)
             os.close(fd)
         if job.get("op") == "unlink":
             try:
@@ -89,7 +91,7 @@ def run(config: Config) -> int:
     while not stopping or queue:
         if queue:
             conn, job, fd = queue.popleft()
-            ok = _do_job(job, fd, log)
+            ok = _do_job(job, fd, log, config.dir)
             try:
                 conn.send(msgpack.packb({"id": job.get("id"), "ok": ok, "seconds": job["seconds"]}))
             except OSError:

@@ -13,7 +13,11 @@ Design:
   not executed; reads keep working; the writes of a cycle whose append failed are answered with
   MISCONF (not acknowledged).
 - Every ~100 ms (``_cron``): the active expiry cycle, the writer's retries and everysec fsync,
-  the closer's replies.
+  the closer's replies, the rewrite child's exit and the automatic rewrite trigger.
+- The background rewrite (node/rewrite.py) forks only between cycles, after the cycle's
+  records were appended: the child's image then holds exactly what the live AOF holds, and
+  every later record goes to the diff queue as well (``_append``). While it catches up on the
+  diff, the loop polls without waiting and does one slice per turn.
 - It never blocks on close(2)/unlink(2) of a file: those go to the closer actor.
 """
 from __future__ import annotations
@@ -34,6 +38,7 @@ from node.closer import CloserClient
 from node.commands import Executor
 from node.config import Config
 from node.logs import configure
+from node.rewrite import TEMP_PREFIX, Rewriter
 from protocol import codec
 from protocol.commands import COMMANDS
 
@@ -46,7 +51,6 @@ EXPIRE_BUDGET_MS = 5.0
 CRON_INTERVAL_S = 0.1
 # Batches drained per cycle before one write(2) + fdatasync: bounds a cycle's latency.
 MAX_BATCHES_PER_CYCLE = 64
-TEMP_PREFIX = "temp-rewriteaof-"
 
 
 class LogActor:
@@ -65,6 +69,11 @@ class LogActor:
         self.executor = Executor(info_provider=self.info)
         self.loaded = self._load()
         self.writer = AofWriter(config.aof_path, config.appendfsync, log)
+        self.rewriter = Rewriter(self.executor.keyspace, self.writer, self.closer, config.aof_path,
+                                 config.dir, log, diff_limit=config.aof_rewrite_diff_limit,
+                                 auto_percentage=config.auto_aof_rewrite_percentage,
+                                 auto_min_size=config.auto_aof_rewrite_min_size)
+        self._rewrite_replies: list[list] = []
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.IDENTITY, m.LOG_ID)
@@ -124,12 +133,14 @@ class LogActor:
                         self.stats["misconf_refusals"] += 1
                     else:
                         if name == "BGREWRITEAOF":
-                            reply = self._bgrewriteaof()
+                            reply = self._bgrewriteaof_later()
                         else:
                             reply = execute(db, name, item[2:])
                         if type(reply) is codec.Error:
                             wire = [1, reply.code, reply.message]
                             errors += 1
+                        elif type(reply) is _Deferred:
+                            wire = reply.wire
                         else:
                             wire = [0, reply]
                             if is_write:
@@ -140,10 +151,12 @@ class LogActor:
         entries = self.executor.take_propagated()  # step 1 done
         if entries or self.writer.pending:
             data = aof_format.encode_entries(entries) if entries else b""
-            if not self.writer.append(data):  # steps 2 and 3
+            if not self._append(data):  # steps 2 and 3
                 message = self._misconf_message()
                 for wire in write_wires:
                     wire[:] = [1, codec.MISCONF, message]
+        if self._rewrite_replies:
+            self._start_rewrite()  # between cycles: see the module docstring
         packb = msgpack.packb
         for batch_id, messages in results:  # step 4
             out = [m.REPLIES, batch_id]
@@ -159,8 +172,26 @@ class LogActor:
         return (f"Errors writing to the AOF file ({self.writer.last_error}): write commands are "
                 "refused until the AOF is writable again; this write was not acknowledged")
 
-    def _bgrewriteaof(self):
-        return codec.Error(codec.ERR, "BGREWRITEAOF is not available in this version")
+    def _append(self, data: bytes) -> bool:
+        ok = self.writer.append(data)
+        self.rewriter.feed(data)  # the diff queue: a no-op unless a rewrite runs
+        return ok
+
+    def _bgrewriteaof_later(self):
+        """BGREWRITEAOF inside a cycle: refuse now if one runs, else fork after the cycle's
+        append (``_start_rewrite``) and fill the reply in then."""
+        if self.rewriter.in_progress or self._rewrite_replies:
+            return codec.Error(codec.BUSY, "Background append only file rewriting already in progress")
+        wire = [0, None]
+        self._rewrite_replies.append(wire)
+        return _Deferred(wire)
+
+    def _start_rewrite(self) -> None:
+        reply = self.rewriter.request()
+        wire = [1, reply[0], reply[1]] if isinstance(reply, tuple) else [0, reply]
+        for target in self._rewrite_replies:
+            target[:] = wire
+        self._rewrite_replies = []
 
     # -- periodic work ------------------------------------------------------------------------
 
@@ -168,10 +199,12 @@ class LogActor:
         self.executor.active_expire_cycle(EXPIRE_BUDGET_MS)
         entries = self.executor.take_propagated()
         if entries:
-            self.writer.append(aof_format.encode_entries(entries))
+            self._append(aof_format.encode_entries(entries))
         self.writer.check_bg_fsync()
         self.writer.tick()
         self.closer.tick()
+        self.rewriter.tick()
+        self.rewriter.maybe_auto_start()
         now = time.monotonic()
         started, count = self._ops_window
         if now - started >= 1.0:
@@ -198,24 +231,15 @@ class LogActor:
                 "loading": 0,
                 "aof_enabled": 1,
                 "appendfsync": w.policy,
-                "aof_rewrite_in_progress": 0,
-                "aof_rewrite_scheduled": 0,
-                "aof_last_rewrite_time_sec": -1,
-                "aof_current_rewrite_time_sec": -1,
-                "aof_last_bgrewrite_status": "ok",
-                "aof_rewrites": 0,
-                "aof_rewrites_consecutive_failures": 0,
+                **self.rewriter.info(),
                 "aof_last_write_status": w.status,
                 "aof_last_write_error": w.last_error or "",
                 "aof_current_size": w.size,
-                "aof_base_size": self.loaded.file_size,
                 "aof_pending_bio_fsync": int(w._bg is not None and w._bg.in_progress),
                 "aof_buffer_length": w.pending_bytes,
                 "aof_delayed_fsync": w.delayed_fsyncs,
                 "aof_fsyncs": w.fsyncs,
                 "aof_slow_fsyncs": w.slow_fsyncs,
-                "aof_rewrite_buffer_length": 0,
-                "aof_last_cow_size": 0,
                 "closer_pending_jobs": self.closer.pending_jobs,
             },
             "stats": {
@@ -224,8 +248,8 @@ class LogActor:
                 "total_connections_received": self.front_stats.get("total_connections_received", 0),
                 "rejected_messages": self.front_stats.get("rejected_messages", 0),
                 "rejected_requests": self.front_stats.get("rejected_requests", 0),
-                "latest_fork_usec": 0,
-                "total_forks": 0,
+                "latest_fork_usec": self.rewriter.latest_fork_usec,
+                "total_forks": self.rewriter.total_forks,
             },
         }
 
@@ -239,8 +263,9 @@ class LogActor:
         poller.register(self.sock, zmq.POLLIN)
         next_cron = time.monotonic() + CRON_INTERVAL_S
         recv = self.sock.recv_multipart
+        rewriter = self.rewriter
         while not self.stopping:
-            timeout = max(0.0, next_cron - time.monotonic())
+            timeout = 0.0 if rewriter.busy() else max(0.0, next_cron - time.monotonic())
             if poller.poll(timeout * 1000):
                 batches = []
                 while len(batches) < MAX_BATCHES_PER_CYCLE:
@@ -257,12 +282,15 @@ class LogActor:
                         self.front_stats = msgpack.unpackb(frames[1], raw=False)
                 if batches:
                     self._cycle(batches)
+            if rewriter.busy():
+                rewriter.tick()  # one catch-up slice per turn (rewrite step 4.1)
             if time.monotonic() >= next_cron:
                 self._cron()
                 next_cron = time.monotonic() + CRON_INTERVAL_S
         return self._shutdown()
 
     def _shutdown(self) -> int:
+        self.rewriter.abort("shutdown")
         ok = self.writer.fsync_now()
         self.log.info("actor_stopping", aof_size=self.writer.size, fsync_ok=ok)
         self.closer.submit_close(self.writer.close_fd_later(), self.config.aof_path)
@@ -271,6 +299,15 @@ class LogActor:
         self.ctx.term()
         self.log.info("actor_stopped")
         return 0 if ok else 1
+
+
+class _Deferred:
+    """A reply filled in after the cycle (BGREWRITEAOF forks between cycles)."""
+
+    __slots__ = ("wire",)
+
+    def __init__(self, wire: list) -> None:
+        self.wire = wire
 
 
 def run(config: Config) -> int:
