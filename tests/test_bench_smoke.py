@@ -1,0 +1,91 @@
+"""Smoke runs of ``aofnode-bench`` as a subprocess (~2 s of load each) against servers it starts.
+
+The bench starts and stops its own server (``--start-node`` / ``--start-redis``); if a run
+overruns, the test sends SIGTERM (the bench stops its workers and server) and, failing that,
+SIGKILL, so no process outlives the test.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = str(Path(sys.executable).parent / "aofnode-bench")
+RUN_TIMEOUT_S = 60
+
+
+def run_bench(tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / "out.json"
+    proc = subprocess.Popen([BENCH, *args, "--json", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+        raise AssertionError(f"aofnode-bench did not finish within {RUN_TIMEOUT_S}s")
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout}\n{stderr}"
+    return json.loads(out.read_text())
+
+
+def check_target(result: dict) -> None:
+    for field in ("requests", "errors", "timeouts", "duration_s", "throughput", "offered_rate",
+                  "latency_ms", "timeline", "rewrite", "generator_cpu_pct", "sent", "replied"):
+        assert field in result, field
+    assert set(result["latency_ms"]) == {"p50", "p99", "p999", "max"}
+    assert result["requests"] > 0
+    assert result["errors"] == 0, result["errors_by_code"]
+    assert result["timeouts"] == 0
+    # No request lost: every request sent got exactly one reply (workers count both).
+    assert result["sent"] == result["replied"] > 0
+    assert result["timeouts_all"] == 0
+    lat = result["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p99"] <= lat["p999"] <= lat["max"]
+    assert result["timeline"], "no per-second rows"
+    for row in result["timeline"]:
+        assert {"second", "requests", "errors", "timeouts", "latency_ms", "warmup"} <= set(row)
+    assert sum(r["requests"] for r in result["timeline"]) == result["replied"]
+    assert result["generator_cpu_pct"] > 0
+
+
+def test_closed_loop_pipelined_against_a_started_node(tmp_path):
+    doc = run_bench(tmp_path, "--start-node", "--clients", "4", "--pipeline", "4", "--procs", "2",
+                    "--duration", "2", "--ratio", "1:1", "--keyspace", "100")
+    assert doc["config"]["pipeline"] == 4 and doc["config"]["clients"] == 4
+    assert doc["servers"]["aofnode"]["appendfsync"] == "everysec"
+    assert doc["ratio"] is None
+    result = doc["targets"]["aofnode"]
+    check_target(result)
+    assert result["offered_rate"] is None
+    assert result["requests"] % 4 == 0  # whole batches only
+
+
+def test_open_loop_achieves_the_offered_rate(tmp_path):
+    doc = run_bench(tmp_path, "--start-node", "--clients", "4", "--procs", "2", "--rate", "2000",
+                    "--duration", "2", "--warmup", "0.5")
+    result = doc["targets"]["aofnode"]
+    check_target(result)
+    assert result["offered_rate"] == 2000
+    assert result["throughput"] == pytest.approx(2000, rel=0.2)
+    assert any(row["warmup"] for row in result["timeline"])
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not on PATH")
+def test_redis_target_with_a_started_redis(tmp_path):
+    doc = run_bench(tmp_path, "--target", "redis", "--start-redis", "--clients", "4",
+                    "--pipeline", "4", "--procs", "2", "--duration", "2", "--preload", "100",
+                    "--keyspace", "100", "--bgrewrite-at", "0.5")
+    assert "--appendonly" in doc["servers"]["redis"]["command"]
+    result = doc["targets"]["redis"]
+    check_target(result)
+    rewrite = result["rewrite"]
+    assert rewrite["status"] == "ok" and rewrite["start_s"] <= rewrite["end_s"]
