@@ -49,6 +49,8 @@ _WRITES = frozenset(name for name, spec in COMMANDS.items() if spec.write)
 # We take 5 ms so the cycle can never add more than that to any client's latency.
 EXPIRE_BUDGET_MS = 5.0
 CRON_INTERVAL_S = 0.1
+# The log actor's counters go to the log once per this interval, only if they moved.
+SUMMARY_INTERVAL_S = 10.0
 # Batches drained per cycle before one write(2) + fdatasync: bounds a cycle's latency.
 MAX_BATCHES_PER_CYCLE = 64
 
@@ -74,6 +76,8 @@ class LogActor:
                                  auto_percentage=config.auto_aof_rewrite_percentage,
                                  auto_min_size=config.auto_aof_rewrite_min_size)
         self._rewrite_replies: list[list] = []
+        self._next_summary = time.monotonic() + SUMMARY_INTERVAL_S
+        self._last_summary: dict = {}
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.IDENTITY, m.LOG_ID)
@@ -206,11 +210,27 @@ class LogActor:
         self.rewriter.tick()
         self.rewriter.maybe_auto_start()
         now = time.monotonic()
+        if now >= self._next_summary:
+            self._log_summary(now)
         started, count = self._ops_window
         if now - started >= 1.0:
             total = self.stats["total_commands_processed"]
             self.instantaneous_ops = (total - count) / (now - started)
             self._ops_window = (now, total)
+
+    def _log_summary(self, now: float) -> None:
+        """One line per SUMMARY_INTERVAL_S with the counters that moved (never one per request)."""
+        self._next_summary = now + SUMMARY_INTERVAL_S
+        w = self.writer
+        current = {"commands": self.stats["total_commands_processed"], "cycles": self.stats["total_cycles"],
+                   "fsyncs": w.fsyncs, "slow_fsyncs": w.slow_fsyncs, "delayed_fsyncs": w.delayed_fsyncs}
+        if current == self._last_summary:
+            return
+        delta = {k: v - self._last_summary.get(k, 0) for k, v in current.items()}
+        self._last_summary = current
+        self.log.info("log_summary", interval_s=SUMMARY_INTERVAL_S, aof_size=w.size,
+                      aof_write_status=w.status, keys=sum(self.executor.keyspace.dbsize(db) for db in range(16)),
+                      **delta)
 
     def info(self) -> dict[str, dict]:
         w = self.writer

@@ -52,7 +52,7 @@ def check_target(result: dict) -> None:
     assert 0 < lat["p50"] <= lat["p99"] <= lat["p999"] <= lat["max"]
     assert result["timeline"], "no per-second rows"
     for row in result["timeline"]:
-        assert {"second", "requests", "errors", "timeouts", "latency_ms", "warmup"} <= set(row)
+        assert {"second", "requests", "errors", "timeouts", "latency_ms", "warmup", "tail"} <= set(row)
     assert sum(r["requests"] for r in result["timeline"]) == result["replied"]
     assert result["generator_cpu_pct"] > 0
 
