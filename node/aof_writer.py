@@ -114,6 +114,7 @@ class AofWriter:
         self._needs_truncate = False
         self.delayed_fsyncs = 0
         self.fsyncs = 0
+        self.fsync_seconds = 0.0
         self.slow_fsyncs = 0
         self._postponed_since = 0.0
         self._last_fsync = time.monotonic()
@@ -264,6 +265,7 @@ class AofWriter:
 
     def _after_fsync(self, seconds: float) -> None:
         self.fsyncs += 1
+        self.fsync_seconds += seconds
         if seconds >= SLOW_FSYNC_S:
             self.slow_fsyncs += 1
             self.log.warning("aof_fsync_slow", seconds=round(seconds, 4), slow_fsyncs=self.slow_fsyncs)

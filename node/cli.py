@@ -1,4 +1,4 @@
-"""The ``aofnode`` command: ``serve``, ``cli`` and ``check-aof``."""
+"""The ``aofnode`` command: ``serve``, ``cli``, ``check-aof`` and ``logs``."""
 from __future__ import annotations
 
 import argparse
@@ -44,6 +44,15 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("file")
     k.add_argument("--fix", action="store_true")
     k.add_argument("--yes", action="store_true", help="do not ask before truncating")
+
+    g = sub.add_parser("logs", help="summarize or plot a node's JSON log (docs/logs.md)")
+    gs = g.add_subparsers(dest="logs_cmd", required=True)
+    gsum = gs.add_parser("summarize", help="tables of rewrites, fsyncs, loads, warnings, restarts")
+    gsum.add_argument("file", help="log file, or - for stdin")
+    gsum.add_argument("--json", action="store_true", help="print one JSON object instead")
+    gplot = gs.add_parser("plot", help="a timeline PNG of the same events")
+    gplot.add_argument("file", help="log file, or - for stdin")
+    gplot.add_argument("-o", "--output", required=True, help="PNG file to write")
     return p
 
 
@@ -61,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "check-aof":
         from node.aof_format import check_aof_main
         return check_aof_main(args.file, fix=args.fix, yes=args.yes)
+    if args.cmd == "logs":
+        from node.logtools import logs_main
+        return logs_main(args)
     return _cli(args)
 
 

@@ -223,10 +223,11 @@ class LogActor:
         self._next_summary = now + SUMMARY_INTERVAL_S
         w = self.writer
         current = {"commands": self.stats["total_commands_processed"], "cycles": self.stats["total_cycles"],
-                   "fsyncs": w.fsyncs, "slow_fsyncs": w.slow_fsyncs, "delayed_fsyncs": w.delayed_fsyncs}
+                   "fsyncs": w.fsyncs, "fsync_seconds": round(w.fsync_seconds, 3),
+                   "slow_fsyncs": w.slow_fsyncs, "delayed_fsyncs": w.delayed_fsyncs}
         if current == self._last_summary:
             return
-        delta = {k: v - self._last_summary.get(k, 0) for k, v in current.items()}
+        delta = {k: round(v - self._last_summary.get(k, 0), 3) for k, v in current.items()}
         self._last_summary = current
         self.log.info("log_summary", interval_s=SUMMARY_INTERVAL_S, aof_size=w.size,
                       aof_write_status=w.status, keys=sum(self.executor.keyspace.dbsize(db) for db in range(16)),
@@ -259,6 +260,7 @@ class LogActor:
                 "aof_buffer_length": w.pending_bytes,
                 "aof_delayed_fsync": w.delayed_fsyncs,
                 "aof_fsyncs": w.fsyncs,
+                "aof_fsync_seconds_total": round(w.fsync_seconds, 3),
                 "aof_slow_fsyncs": w.slow_fsyncs,
                 "closer_pending_jobs": self.closer.pending_jobs,
             },
@@ -284,9 +286,15 @@ class LogActor:
         next_cron = time.monotonic() + CRON_INTERVAL_S
         recv = self.sock.recv_multipart
         rewriter = self.rewriter
+        perf, thread_time = time.perf_counter, time.thread_time
         while not self.stopping:
             timeout = 0.0 if rewriter.busy() else max(0.0, next_cron - time.monotonic())
-            if poller.poll(timeout * 1000):
+            ready = poller.poll(timeout * 1000)
+            turn_started = perf()
+            cpu_started = thread_time()
+            forks = rewriter.total_forks
+            what = ""
+            if ready:
                 batches = []
                 while len(batches) < MAX_BATCHES_PER_CYCLE:
                     try:
@@ -302,11 +310,16 @@ class LogActor:
                         self.front_stats = msgpack.unpackb(frames[1], raw=False)
                 if batches:
                     self._cycle(batches)
+                    what = f"cycle of {len(batches)} batches"
             if rewriter.busy():
                 rewriter.tick()  # one catch-up slice per turn (rewrite step 4.1)
+                what += " +catch-up"
             if time.monotonic() >= next_cron:
                 self._cron()
                 next_cron = time.monotonic() + CRON_INTERVAL_S
+                what += " +cron"
+            rewriter.observe_turn(perf() - turn_started, rewriter.total_forks != forks,
+                                  thread_time() - cpu_started, what)
         return self._shutdown()
 
     def _shutdown(self) -> int:

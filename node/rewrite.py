@@ -237,6 +237,11 @@ class Rewriter:
         self.last_time_s = -1
         self.last_cow_size = 0
         self.next_auto_at = 0.0
+        self.longest_pause_s = 0.0
+        self.longest_pause_cpu_s = 0.0
+        self.longest_pause_what = ""
+        self.last_longest_pause_ms = 0.0
+        self._closing_window = False
 
     @property
     def in_progress(self) -> bool:
@@ -288,6 +293,7 @@ class Rewriter:
         self.diff_bytes = self.diff_total = 0
         self.slices = 0
         self.longest_slice_s = 0.0
+        self.longest_pause_s = 0.0
         self.log.info("rewrite_started", trigger=trigger, fork_usec=fork_usec, child_pid=pid,
                       aof_size=self.writer.size)
         pause_point("forked", self.data_dir)
@@ -386,14 +392,23 @@ class Rewriter:
             self.catchup_unsynced += size
             self._note_slice(time.perf_counter() - t0)
             if self.catchup_unsynced >= CATCHUP_FSYNC_BYTES and not self._syncing():
-                self.catchup_unsynced = 0
-                self.catchup_sync = threading.Thread(target=_fdatasync_quietly, args=(self.temp_fd,),
-                                                     name="rewrite-fsync", daemon=True)
-                self.catchup_sync.start()
+                self._start_catchup_sync()
             return
-        if self.diff_bytes > FINAL_BYTES or self._syncing() or not self.writer.ready_to_switch():
+        if self.diff_bytes > FINAL_BYTES or self._syncing():
             return  # try again next turn; new writes keep arriving in the diff
+        if self.catchup_unsynced > FINAL_BYTES:
+            # Make the final fdatasync (4.2) small: sync what the slices wrote first, off thread.
+            self._start_catchup_sync()
+            return
+        if not self.writer.ready_to_switch():
+            return
         self._finish()
+
+    def _start_catchup_sync(self) -> None:
+        self.catchup_unsynced = 0
+        self.catchup_sync = threading.Thread(target=_fdatasync_quietly, args=(self.temp_fd,),
+                                             name="rewrite-fsync", daemon=True)
+        self.catchup_sync.start()
 
     def _syncing(self) -> bool:
         return self.catchup_sync is not None and self.catchup_sync.is_alive()
@@ -408,11 +423,13 @@ class Rewriter:
             # 4.2: the rest of the diff, then the temp file is durable.
             rest = b"".join(self.diff)
             _write_all(self.temp_fd, rest)
+            t_write = time.perf_counter()
             os.fdatasync(self.temp_fd)
         except OSError as exc:
             self._failed(f"final write: {os.strerror(exc.errno or 0)}", errno=exc.errno)
             return
-        self._note_slice(time.perf_counter() - t0)
+        t_sync = time.perf_counter()
+        self._note_slice(t_sync - t0)
         self.log.info("rewrite_diff_flushed", bytes=self.diff_total, slices=self.slices,
                       longest_slice_ms=round(self.longest_slice_s * 1000, 3))
         self.diff.clear()
@@ -425,6 +442,7 @@ class Rewriter:
         except OSError as exc:
             self._failed(f"rename: {os.strerror(exc.errno or 0)}", errno=exc.errno)
             return
+        t_rename = time.perf_counter()
         pause_point("after_rename", self.data_dir)
         old_fd = self.writer.switch_to(self.temp_fd, new_size)  # 4.4
         self.temp_fd = None
@@ -442,7 +460,11 @@ class Rewriter:
         gc.unfreeze()
         self.log.info("rewrite_switched", old_size=old_size, new_size=new_size,
                       seconds=round(time.monotonic() - self.started_at, 3),
-                      switch_ms=round((time.perf_counter() - t0) * 1000, 3))
+                      switch_ms=round((time.perf_counter() - t0) * 1000, 3),
+                      final_write_ms=round((t_write - t0) * 1000, 3),
+                      final_fsync_ms=round((t_sync - t_write) * 1000, 3),
+                      rename_ms=round((t_rename - t_sync) * 1000, 3))
+        self._closing_window = True  # the turn that switched still counts (observe_turn)
 
     # -- step 5 -----------------------------------------------------------------------------
 
@@ -477,8 +499,28 @@ class Rewriter:
         delay = min(BACKOFF_BASE_S * 2 ** (self.consecutive_failures - 1), BACKOFF_MAX_S)
         self.next_auto_at = time.monotonic() + delay
         gc.unfreeze()
+        self._closing_window = True
         self.log.warning("rewrite_failed", reason=reason, consecutive_failures=self.consecutive_failures,
                          auto_retry_in_s=delay, **fields)
+
+    def observe_turn(self, seconds: float, forked: bool, cpu_seconds: float = 0.0, what: str = "") -> None:
+        """The log actor reports how long each loop turn kept it busy. While a rewrite runs
+        (and for the turn that finished it), the longest is kept: the number the design is
+        judged by. The turn that forked is reported apart (``latest_fork_usec``)."""
+        if self.state == "idle" and not self._closing_window:
+            return
+        self._closing_window = False
+        if not forked and seconds > self.longest_pause_s:
+            self.longest_pause_s = seconds
+            self.longest_pause_cpu_s = cpu_seconds
+            self.longest_pause_what = what
+        if self.state == "idle":
+            self.last_longest_pause_ms = round(self.longest_pause_s * 1000, 3)
+            # Wall time includes time the process was runnable but not running (2 cores shared
+            # with the clients); CPU time is what the turn itself cost.
+            self.log.info("rewrite_pause_summary", longest_pause_ms=self.last_longest_pause_ms,
+                          longest_pause_cpu_ms=round(self.longest_pause_cpu_s * 1000, 3),
+                          longest_pause_turn=self.longest_pause_what, status=self.last_status)
 
     def _reap_dying(self) -> None:
         for pid in list(self.dying):
@@ -501,6 +543,7 @@ class Rewriter:
             "aof_base_size": self.base_size,
             "aof_rewrite_buffer_length": self.diff_bytes,
             "aof_last_cow_size": self.last_cow_size,
+            "aof_last_rewrite_longest_pause_ms": self.last_longest_pause_ms,
             "aof_rewrite_child_pid": self.child_pid or 0,
         }
 
