@@ -153,6 +153,28 @@ def _reap(workers, grace: float) -> None:
             p.join(5)
 
 
+def _phases(outs: list[dict], seconds: list, shape: LoadShape, rewrite: dict | None) -> dict | None:
+    """Latency before / during / after the rewrite window, from the per-second histograms.
+
+    A second belongs to "during" if it overlaps the window at all (so "during" is never
+    flattered by quiet seconds cut off it); warmup and tail seconds are left out."""
+    if not rewrite or rewrite.get("start_s") is None:
+        return None
+    start, end = rewrite["start_s"], rewrite.get("end_s") or rewrite["start_s"]
+    groups: dict[str, list] = {"before": [], "during": [], "after": []}
+    for s in seconds:
+        if s < shape.warmup_s or (shape.duration_s is not None and s >= shape.warmup_s + shape.duration_s):
+            continue
+        phase = "before" if s + 1 <= start else "after" if s > end else "during"
+        groups[phase].extend(o["seconds"][s]["hist"] for o in outs if s in o["seconds"])
+    out = {}
+    for phase, hists in groups.items():
+        if hists:
+            h = hist.merge_encoded(hists)
+            out[phase] = {"requests": h.get_total_count(), "latency_ms": hist.summary_ms(h)}
+    return out
+
+
 def _merge(outs: list[dict], shape: LoadShape, wall: float, rewrite: dict | None) -> dict:
     total = hist.merge_encoded(o["hist"] for o in outs)
     requests = sum(o["measured_replied"] for o in outs)
@@ -180,6 +202,7 @@ def _merge(outs: list[dict], shape: LoadShape, wall: float, rewrite: dict | None
             "latency_ms": hist.summary_ms(h),
         })
     return {
+        "phases": _phases(outs, seconds, shape, rewrite),
         "requests": requests,
         "errors": sum(errors_by_code.values()),
         "errors_by_code": errors_by_code,

@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--auto-aof-rewrite-percentage", type=int, default=100)
     s.add_argument("--auto-aof-rewrite-min-size", type=_size, default=64 << 20)
     s.add_argument("--aof-rewrite-diff-limit", type=_size, default=256 << 20)
+    s.add_argument("--aof-close-inline", action="store_true",
+                   help="benchmarking only: close the old AOF in the log actor, not the closer")
 
     c = sub.add_parser("cli", help="send commands to a node (interactive without COMMAND)")
     c.add_argument("--connect", default=DEFAULT_BIND, help=f"node endpoint (default: {DEFAULT_BIND})")
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                         log_format=args.log_format,
                         auto_aof_rewrite_percentage=args.auto_aof_rewrite_percentage,
                         auto_aof_rewrite_min_size=args.auto_aof_rewrite_min_size,
-                        aof_rewrite_diff_limit=args.aof_rewrite_diff_limit)
+                        aof_rewrite_diff_limit=args.aof_rewrite_diff_limit,
+                        aof_close_inline=args.aof_close_inline)
         return serve(config)
     if args.cmd == "check-aof":
         from node.aof_format import check_aof_main

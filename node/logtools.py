@@ -14,6 +14,7 @@ Design:
   close it. An ``actor_died``/``actor_exited`` of that log actor, or the end of the input,
   closes it as ``incomplete``. AOF loads are matched the same way (``aof_truncated`` and
   ``aof_load_progress`` come before the ``aof_loaded`` or ``aof_corrupt`` of the same pid).
+  ``rewrite_pause_summary`` comes after the end and goes to the row it ended last.
 - Memory is bounded by the number of rewrites and loads; distinct unknown names are capped at
   ``MAX_NAMES`` and the plot's markers are thinned past ``MAX_POINTS`` (see ``_Points``).
 """
@@ -79,6 +80,8 @@ EVENTS: dict[str, dict[str, str]] = {
     "rewrite_switched": {"old_size": "int", "new_size": "int", "seconds": "num", "switch_ms": "num"},
     "rewrite_failed": {"reason": "str", "consecutive_failures": "int", "auto_retry_in_s": "num",
                        "errno": "int?", "child_exit": "int?"},
+    "rewrite_pause_summary": {"longest_pause_ms": "num", "longest_pause_cpu_ms": "num",
+                              "longest_pause_turn": "str", "status": "str"},
     # closer
     "closer_job_done": {"kind": "str?", "path": "str?", "seconds": "num"},
     "closer_job_failed": {"kind": "str?", "path": "str?", "errno": "int?"},
@@ -156,6 +159,7 @@ class Summarizer:
         self.loads: list[dict] = []
         self._open_rewrites: dict[int | None, dict] = {}
         self._open_loads: dict[int | None, dict] = {}
+        self._last_closed: dict[int | None, dict] = {}  # per pid, for rewrite_pause_summary
         self.fsync = {k: 0 for k in _SUMMED} | {"log_summaries": 0, "slow_fsync_warnings": 0,
                                                 "delayed_fsync_warnings": 0, "slowest_fsync_s": None}
         self.died, self.returncodes, self.scheduled = Counter(), Counter(), Counter()
@@ -240,6 +244,7 @@ class Summarizer:
 
     def _close_rewrite(self, row: dict, status: str, t: float | None, reason: str | None = None) -> None:
         row.update(status=status, reason=reason, _end_t=t)
+        self._last_closed[row["pid"]] = row
 
     def _on_rewrite_started(self, ev: Event) -> None:
         if ev.pid in self._open_rewrites:  # a second start without an end: the first is lost
@@ -248,7 +253,8 @@ class Summarizer:
         row = {"start": _iso(ev.t), "pid": ev.pid, "trigger": ev.f.get("trigger"),
                "fork_ms": round(fork / 1000, 3) if fork is not None else None,
                "child_s": None, "cow_mb": None, "diff_bytes": None, "slices": None,
-               "longest_slice_ms": None, "total_s": None, "status": "running", "reason": None,
+               "longest_slice_ms": None, "total_s": None, "longest_pause_ms": None,
+               "status": "running", "reason": None,
                "_start_t": ev.t, "_end_t": None}
         self.rewrites.append(row)
         self._open_rewrites[ev.pid] = row
@@ -285,6 +291,11 @@ class Summarizer:
             row = self._open_rewrites.pop(ev.pid)
         row["total_s"] = _secs(row["_start_t"], ev.t)
         self._close_rewrite(row, "err", ev.t, ev.f.get("reason", "?"))
+
+    def _on_rewrite_pause_summary(self, ev: Event) -> None:
+        row = self._last_closed.pop(ev.pid, None)
+        if row is not None:
+            row["longest_pause_ms"] = ev.f.get("longest_pause_ms")
 
     # -- AOF loads ----------------------------------------------------------------------------
 
@@ -456,7 +467,7 @@ def render_text(r: dict) -> str:
     out = [f"Rewrites ({len(r['rewrites'])})"]
     if r["rewrites"]:
         cols = ["start", "pid", "trigger", "fork_ms", "child_s", "cow_mb", "diff_bytes", "slices",
-                "longest_slice_ms", "total_s"]
+                "longest_slice_ms", "total_s", "longest_pause_ms"]
         rows = [[w[k] for k in cols] + [w["status"] + (f" ({w['reason']})" if w["reason"] else "")]
                 for w in r["rewrites"]]
         out += _table(cols + ["status"], rows)

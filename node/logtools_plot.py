@@ -1,0 +1,82 @@
+"""``aofnode logs plot``: one PNG timeline of a node's log (matplotlib, Agg backend).
+
+Top panel: one row of markers per kind (warnings, errors, actor deaths, AOF loads). Bottom
+panel: fsyncs and commands per ``log_summary`` interval. Rewrites are shaded across both panels
+from ``rewrite_started`` to ``rewrite_switched``/``rewrite_failed`` (green ok, red err, grey
+incomplete: shaded to the actor's death, or to the end of the log). Time is in seconds since the
+first timestamp of the log. Any kind of event may be absent; an empty log gives an empty plot.
+"""
+from __future__ import annotations
+
+from node.logtools import Summarizer, _iso
+
+__all__ = ["plot_timeline"]
+
+_ROWS = (  # (marker kind, label, matplotlib marker, colour), bottom row first
+    ("load", "AOF loads", "^", "tab:blue"),
+    ("restart", "actor died", "v", "tab:purple"),
+    ("error", "errors", "X", "tab:red"),
+    ("warning", "warnings", "o", "tab:orange"),
+)
+_SPAN_COLOURS = {"ok": "tab:green", "err": "tab:red", "incomplete": "grey"}
+
+
+def plot_timeline(s: Summarizer, path: str, title: str = "") -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    t0 = s.first_t or 0.0
+    end = (s.last_t or t0) - t0
+    fig, (ev_ax, sum_ax) = plt.subplots(2, 1, figsize=(11, 6), sharex=True,
+                                        gridspec_kw={"height_ratios": [1, 1.4]})
+
+    for y, (kind, label, marker, colour) in enumerate(_ROWS):
+        points = s.markers[kind].items
+        if points:
+            ev_ax.scatter([t - t0 for t, _ in points], [y] * len(points), marker=marker, color=colour,
+                          s=36, zorder=3)
+    ev_ax.set_yticks(range(len(_ROWS)), [f"{label} ({len(s.markers[k].items)})" for k, label, _, _ in _ROWS])
+    ev_ax.set_ylim(-0.7, len(_ROWS) - 0.3)
+    ev_ax.grid(True, axis="x", alpha=0.3)
+
+    if s.summaries:
+        xs = [t - t0 for t, _, _ in s.summaries]
+        sum_ax.plot(xs, [f if f is not None else float("nan") for _, f, _ in s.summaries],
+                    marker=".", color="tab:blue", label="fsyncs / interval")
+        cmd_ax = sum_ax.twinx()
+        cmd_ax.plot(xs, [c if c is not None else float("nan") for _, _, c in s.summaries],
+                    marker=".", color="tab:green", label="commands / interval")
+        cmd_ax.set_ylabel("commands", color="tab:green")
+        cmd_ax.set_ylim(bottom=0)
+        lines = sum_ax.get_legend_handles_labels()[0] + cmd_ax.get_legend_handles_labels()[0]
+        sum_ax.legend(lines, [ln.get_label() for ln in lines], loc="upper left", fontsize="small")
+    else:
+        sum_ax.text(0.5, 0.5, "no log_summary events (one every 10 s, when counters moved)",
+                    transform=sum_ax.transAxes, ha="center", va="center", color="grey")
+    sum_ax.set_ylabel("fsyncs", color="tab:blue")
+    sum_ax.set_ylim(bottom=0)
+    sum_ax.grid(True, alpha=0.3)
+    sum_ax.set_xlabel(f"seconds since {_iso(s.first_t) or '(no timestamps)'}")
+
+    seen = set()
+    for row in s.rewrites:
+        start = row["_start_t"]
+        if start is None:
+            continue
+        stop = row["_end_t"] if row["_end_t"] is not None else (s.last_t or start)
+        colour = _SPAN_COLOURS.get(row["status"], "grey")
+        for ax in (ev_ax, sum_ax):
+            # A rewrite of a few ms would be invisible: draw at least 0.3% of the time span.
+            ax.axvspan(start - t0, max(stop - t0, start - t0 + max(end, 1.0) * 0.003), color=colour,
+                       alpha=0.25, zorder=1)
+        seen.add(row["status"])
+    if seen:
+        ev_ax.legend(handles=[Patch(color=_SPAN_COLOURS.get(k, "grey"), alpha=0.25, label=f"rewrite {k}")
+                              for k in sorted(seen)], loc="upper right", fontsize="small")
+    ev_ax.set_xlim(-max(end, 1.0) * 0.02, max(end, 1.0) * 1.02)
+    ev_ax.set_title(f"aofnode log timeline{': ' + title if title else ''}", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
