@@ -77,7 +77,9 @@ EVENTS: dict[str, dict[str, str]] = {
     "rewrite_child_done": {"keys": "int", "bytes": "int", "seconds": "num", "cow_bytes": "int",
                            "diff_bytes": "int"},
     "rewrite_diff_flushed": {"bytes": "int", "slices": "int", "longest_slice_ms": "num"},
-    "rewrite_switched": {"old_size": "int", "new_size": "int", "seconds": "num", "switch_ms": "num"},
+    "rewrite_switched": {"old_size": "int", "new_size": "int", "seconds": "num", "switch_ms": "num",
+                         "final_write_ms": "num?", "final_fsync_ms": "num?", "rename_ms": "num?"},
+    "rewrite_inline_close": {"ms": "num"},  # --aof-close-inline (benchmarks) instead of the closer
     "rewrite_failed": {"reason": "str", "consecutive_failures": "int", "auto_retry_in_s": "num",
                        "errno": "int?", "child_exit": "int?"},
     "rewrite_pause_summary": {"longest_pause_ms": "num", "longest_pause_cpu_ms": "num",

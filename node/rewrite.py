@@ -57,8 +57,11 @@ TEMP_PREFIX = "temp-rewriteaof-"
 # Child: fdatasync every 8 MiB so the kernel never holds a huge dirty backlog (Redis issue
 # #1019 saw 7-14 s stalls when a rewrite's whole file was flushed at once).
 CHILD_FSYNC_BYTES = 8 << 20
-# Child: one AOF record per ~1 MiB of entries (CRC and framing amortised, records stay small).
+# Child: records of ~1 MiB of entries (CRC and framing amortised, records stay far below the
+# format's 256 MiB limit).
 CHILD_RECORD_BYTES = 1 << 20
+# Child: a string value larger than this goes out as SET + APPENDs, one record each.
+HUGE_VALUE_BYTES = 16 << 20
 # Parent: one catch-up slice writes at most 1 MiB to the page cache: ~0.5-1 ms here.
 SLICE_BYTES = 1 << 20
 # Parent: background fdatasync of the temp file after this much catch-up, so the final one is
@@ -109,29 +112,28 @@ def _private_dirty_bytes() -> int:
 
 
 def _child_write(keyspace: Keyspace, path: str, now_ms: int) -> tuple[int, int]:
-    """Write the compact AOF of ``keyspace`` to ``path``; return (keys, bytes)."""
+    """Write the compact AOF of ``keyspace`` to ``path``; return (keys, bytes).
+
+    One entry per live key: ``SET k v`` (+ ``PXAT ms``), or ``HSET k f v ...`` (+ a
+    ``PEXPIREAT``). The common shard (strings, no TTLs) is built by one list comprehension: the
+    per-key cost is what bounds the child's keys/s.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     encode = aof_format.encode_entries
     written = unsynced = keys = 0
-    entries: list = []
-    approx = 0
 
-    def emit() -> None:
-        nonlocal written, unsynced, approx
+    def emit(entries: list) -> None:
+        nonlocal written, unsynced
         data = encode(entries)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        _write_all(fd, data)
         written += len(data)
         unsynced += len(data)
-        entries.clear()
-        approx = 0
         if unsynced >= CHILD_FSYNC_BYTES:
             os.fdatasync(fd)
             unsynced = 0
 
     header = aof_format.encode_header()
-    os.write(fd, header)
+    _write_all(fd, header)
     written = len(header)
     for db in range(NUM_DBS):
         if not keyspace.dbsize(db):
@@ -140,33 +142,64 @@ def _child_write(keyspace: Keyspace, path: str, now_ms: int) -> tuple[int, int]:
             data, expires = keyspace.snapshot_shard(db, i)
             if not data:
                 continue
-            for key, value in data.items():
-                when = expires.get(key) if expires else None
-                if when is not None and when <= now_ms:
-                    continue  # expired: the parent will log its DEL in the diff or later
-                if type(value) is bytes:
-                    if when is None:
-                        entries.append([db, "SET", key, value])
-                    else:
-                        entries.append([db, "SET", key, value, b"PXAT", b"%d" % when])
-                    approx += len(key) + len(value) + 12
+            entries = _shard_entries(db, data, expires, now_ms)
+            if not entries:
+                continue  # every key of the shard has expired
+            keys += len(data) if not expires else sum(1 for e in entries if e[1] != "PEXPIREAT")
+            # Records of ~CHILD_RECORD_BYTES: a shard of large values is split.
+            approx = sum(map(len, data.values())) + 16 * len(data)
+            parts = approx // CHILD_RECORD_BYTES + 1
+            step = -(-len(entries) // parts)
+            for start in range(0, len(entries), step):
+                part = entries[start:start + step]
+                if len(part) == 1 and len(part[0]) >= 4 and part[0][1] == "SET" and len(part[0][3]) > HUGE_VALUE_BYTES:
+                    for piece in _split_huge_set(part[0]):
+                        emit([piece])
                 else:
-                    flat = [db, "HSET", key]
-                    for field, fvalue in value.items():
-                        flat.append(field)
-                        flat.append(fvalue)
-                        approx += len(field) + len(fvalue) + 4
-                    entries.append(flat)
-                    if when is not None:
-                        entries.append([db, "PEXPIREAT", key, b"%d" % when])
-                keys += 1
-                if approx >= CHILD_RECORD_BYTES:
-                    emit()
-    if entries:
-        emit()
+                    emit(part)
     os.fdatasync(fd)
     os.close(fd)
     return keys, written
+
+
+def _shard_entries(db: int, data: dict, expires: dict, now_ms: int) -> list:
+    if not expires:
+        entries = [[db, "SET", k, v] for k, v in data.items() if type(v) is bytes]
+        if len(entries) == len(data):
+            return entries
+        for key, value in data.items():
+            if type(value) is not bytes:
+                entries.append(_hset_entry(db, key, value))
+        return entries
+    entries = []
+    for key, value in data.items():
+        when = expires.get(key)
+        if when is not None and when <= now_ms:
+            continue  # expired: the parent logs its DEL (in the diff, or later)
+        if type(value) is bytes:
+            entries.append([db, "SET", key, value] if when is None
+                           else [db, "SET", key, value, b"PXAT", b"%d" % when])
+        else:
+            entries.append(_hset_entry(db, key, value))
+            if when is not None:
+                entries.append([db, "PEXPIREAT", key, b"%d" % when])
+    return entries
+
+
+def _split_huge_set(entry: list) -> list[list]:
+    """``SET k v ...`` with a value too large for one record (APPEND can grow one past the
+    256 MiB record limit) as ``SET k <first piece> ...`` then ``APPEND k <piece>``s."""
+    db, _, key, value, *rest = entry
+    pieces = [value[i:i + HUGE_VALUE_BYTES] for i in range(0, len(value), HUGE_VALUE_BYTES)]
+    return [[db, "SET", key, pieces[0], *rest]] + [[db, "APPEND", key, p] for p in pieces[1:]]
+
+
+def _hset_entry(db: int, key: bytes, value: dict) -> list:
+    flat = [db, "HSET", key]
+    for field, fvalue in value.items():
+        flat.append(field)
+        flat.append(fvalue)
+    return flat
 
 
 def _child_main(keyspace: Keyspace, path: str, data_dir: str, result_fd: int) -> None:

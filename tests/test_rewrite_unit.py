@@ -60,3 +60,55 @@ def test_failures_back_off_automatic_rewrites_exponentially(tmp_path):
     writer.append(b"x" * 10_000)
     rw.maybe_auto_start()
     assert rw.state == "idle" and rw.total_forks == 0
+
+
+def test_child_writer_output_replays_to_the_same_keyspace(tmp_path):
+    """The compact AOF of step 2, loaded back, is the same keyspace: strings, hashes, TTLs on
+    both, several dbs, expired keys dropped, large values split over several records."""
+    from node import aof_format
+    from node.commands import Executor
+    from node.rewrite import CHILD_RECORD_BYTES, _child_write
+
+    now = 1_700_000_000_000
+    src = Executor(clock_ms=lambda: now)
+    for i in range(3000):
+        src.execute(i % 3, "SET", (b"s%d" % i, b"v%d" % i))
+    for i in range(0, 3000, 7):
+        src.execute(i % 3, "PEXPIREAT", (b"s%d" % i, b"%d" % (now + 10_000 + i)))
+    for i in range(200):
+        src.execute(5, "HSET", (b"h%d" % i, b"f1", b"a", b"f2", b"%d" % i))
+    src.execute(5, "PEXPIRE", (b"h3", b"50000"))
+    src.execute(15, "SET", (b"big", b"x" * (3 * CHILD_RECORD_BYTES)))
+    src.execute(15, "SET", (b"dead", b"x", b"PXAT", b"%d" % (now + 5)))
+    src.keyspace.loading = True  # "dead" is in the image but expired by the time the child runs
+    path = tmp_path / "rewrite.aof"
+    keys, nbytes = _child_write(src.keyspace, str(path), now + 10)
+    assert nbytes == path.stat().st_size
+    assert keys == 3000 + 200 + 1
+
+    dst = Executor(clock_ms=lambda: now)
+    dst.loading = True
+    result = aof_format.scan(str(path), on_entries=lambda es: [dst.execute(e[0], e[1], e[2:]) for e in es])
+    assert result.status == "ok" and result.records > 3
+    for db in range(16):
+        want = {k: (v, src.keyspace.get_expire(db, k)) for k, v, _ in src.keyspace.iter_items(db) if k != b"dead"}
+        got = {k: (v, dst.keyspace.get_expire(db, k)) for k, v, _ in dst.keyspace.iter_items(db)}
+        assert got == want, db
+
+
+def test_child_writer_splits_a_value_too_large_for_one_record(tmp_path, monkeypatch):
+    from node import aof_format, rewrite
+    from node.commands import Executor
+
+    monkeypatch.setattr(rewrite, "HUGE_VALUE_BYTES", 1000)  # stands for 16 MiB of a 256 MiB+ value
+    src = Executor()
+    value = bytes(range(256)) * 20  # 5120 bytes: six pieces
+    src.execute(0, "SET", (b"huge", value, b"PX", b"100000"))
+    path = tmp_path / "r.aof"
+    rewrite._child_write(src.keyspace, str(path), src.clock_ms())
+    dst = Executor()
+    dst.loading = True
+    result = aof_format.scan(str(path), on_entries=lambda es: [dst.execute(e[0], e[1], e[2:]) for e in es])
+    assert result.records == 6
+    assert dst.execute(0, "GET", (b"huge",)) == value
+    assert dst.keyspace.get_expire(0, b"huge") == src.keyspace.get_expire(0, b"huge")
