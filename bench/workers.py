@@ -179,8 +179,9 @@ class _Worker:
         size = self.shape.pipeline
         if c.measured and self.spec.quota is not None:
             size = min(size, self.spec.quota - self.measured_sent)
-        c.conn.send(self.ops.batch(size))
-        c.sent_at = time.monotonic()
+        body = self.ops.batch(size)
+        c.sent_at = time.monotonic()  # before the send: its syscall is part of the latency
+        c.conn.send(body)
         c.inflight = size
         self.sent += size
         if c.measured:

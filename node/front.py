@@ -206,7 +206,7 @@ class Front:
         frames = [m.LOG_ID, m.BATCH, m.pack_batch_id(batch_id), *[frame for _, frame in self.outgoing]]
         self.outgoing = []
         try:
-            self.backend.send_multipart(frames, copy=False)
+            self.backend.send_multipart(frames)
         except zmq.ZMQError:
             self.in_flight[batch_id] = slots
             self._log_lost("log actor unreachable")

@@ -167,7 +167,7 @@ class LogActor:
             out = [m.REPLIES, batch_id]
             for is_batch, wires in messages:
                 out.append(packb(wires if is_batch else wires[0]))
-            self.sock.send_multipart(out, copy=False)
+            self.sock.send_multipart(out)
         self.stats["total_commands_processed"] += ncommands
         self.stats["total_error_replies"] += errors
         self.stats["total_batches"] += len(batches)

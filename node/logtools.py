@@ -488,8 +488,8 @@ def render_text(r: dict) -> str:
         out += _table(["ts", "pid", "records", "entries", "bytes", "seconds", "truncations", "bytes_cut",
                        "status"], rows)
     out += ["", "Warnings and errors"]
-    out += _table(["level", "event", "count"], [[w["level"], w["event"], w["count"]]
-                                                for w in r["warnings_errors"]]) if r["warnings_errors"] else ["  (none)"]
+    rows = [[w["level"], w["event"], w["count"]] for w in r["warnings_errors"]]
+    out += _table(["level", "event", "count"], rows) if rows else ["  (none)"]
     a = r["actors"]
     out += ["", f"Actors (node starts: {a['node_starts']})"]
     rows = [[x["role"], x["died"], " ".join(f"{rc}:{n}" for rc, n in x["returncodes"].items()) or None,

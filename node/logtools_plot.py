@@ -60,18 +60,19 @@ def plot_timeline(s: Summarizer, path: str, title: str = "") -> None:
     sum_ax.grid(True, alpha=0.3)
     sum_ax.set_xlabel(f"seconds since {_iso(s.first_t) or '(no timestamps)'}")
 
-    seen = set()
+    spans: dict[str, list] = {}  # status -> [(x, width)]: one collection per status, not a patch per rewrite
+    min_width = max(end, 1.0) * 0.003  # a rewrite of a few ms would be invisible otherwise
     for row in s.rewrites:
         start = row["_start_t"]
         if start is None:
             continue
         stop = row["_end_t"] if row["_end_t"] is not None else (s.last_t or start)
-        colour = _SPAN_COLOURS.get(row["status"], "grey")
+        spans.setdefault(row["status"], []).append((start - t0, max(stop - start, min_width)))
+    for status, xranges in spans.items():
         for ax in (ev_ax, sum_ax):
-            # A rewrite of a few ms would be invisible: draw at least 0.3% of the time span.
-            ax.axvspan(start - t0, max(stop - t0, start - t0 + max(end, 1.0) * 0.003), color=colour,
-                       alpha=0.25, zorder=1)
-        seen.add(row["status"])
+            ax.broken_barh(xranges, (0, 1), transform=ax.get_xaxis_transform(),
+                           color=_SPAN_COLOURS.get(status, "grey"), alpha=0.25, zorder=1)
+    seen = set(spans)
     if seen:
         ev_ax.legend(handles=[Patch(color=_SPAN_COLOURS.get(k, "grey"), alpha=0.25, label=f"rewrite {k}")
                               for k in sorted(seen)], loc="upper right", fontsize="small")
