@@ -49,8 +49,8 @@ class Config:
         return hashlib.sha1(os.path.realpath(self.dir).encode()).hexdigest()[:16]
 
     @property
-    def backend_endpoint(self) -> str:
-        return f"ipc://@aofnode-{self._tag()}-backend"
+    def backend_address(self) -> str:
+        return f"\0aofnode-{self._tag()}-backend"
 
     @property
     def closer_address(self) -> str:

@@ -16,8 +16,10 @@ Design:
 - Order: each client identity has a FIFO of reply slots. A reply made here (an error, SELECT)
   waits behind that client's earlier requests still in the log actor, so replies go back in
   the order of the requests.
-- While the log actor is loading or restarting, requests get ``LOADING``; batches that were
-  in flight when it died get ``ABORTED`` (they may or may not have been applied).
+- The log actor connects to the front over a Unix socket (node/channel.py) and says HELLO once
+  its AOF is loaded. Until then, and from its death (an EOF on that socket) until a new one
+  says HELLO, requests get ``LOADING``; batches that were in flight when it died get
+  ``ABORTED`` (they may or may not have been applied).
 - On SIGTERM it stops reading clients, waits (bounded) for the batches in flight, sends their
   replies, and exits 0.
 """
@@ -32,6 +34,7 @@ import msgpack
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from node import channel
 from node import messages as m
 from node.config import Config
 from node.logs import configure
@@ -80,13 +83,9 @@ class Front:
         self.clients.setsockopt(zmq.SNDHWM, 100_000)
         self.monitor = self.clients.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         self.clients.bind(config.bind)
-        self.backend = self.ctx.socket(zmq.ROUTER)
-        self.backend.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.backend.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        self.backend.setsockopt(zmq.LINGER, 0)
-        self.backend.setsockopt(zmq.SNDHWM, 0)
-        self.backend.setsockopt(zmq.RCVHWM, 0)
-        self.backend.bind(config.backend_endpoint)
+        self.listener = channel.listen(config.backend_address)
+        self.log_ch: channel.Channel | None = None  # the log actor, once it said HELLO
+        self.pending_chs: list[channel.Channel] = []  # accepted, not yet said HELLO
 
         self.ready = False
         self.log_pid: int | None = None
@@ -203,43 +202,58 @@ class Front:
         batch_id = self.next_batch
         self.next_batch += 1
         slots = [slot for slot, _ in self.outgoing]
-        frames = [m.LOG_ID, m.BATCH, m.pack_batch_id(batch_id), *[frame for _, frame in self.outgoing]]
+        frames = [m.BATCH, m.pack_batch_id(batch_id), *[frame for _, frame in self.outgoing]]
         self.outgoing = []
-        try:
-            self.backend.send_multipart(frames)
-        except zmq.ZMQError:
-            self.in_flight[batch_id] = slots
-            self._log_lost("log actor unreachable")
-            return
         self.in_flight[batch_id] = slots
         self.stats["batches"] += 1
+        if not self.log_ch.send(frames):
+            self._log_lost("log actor unreachable")
 
-    def _read_backend(self) -> None:
+    def _accept_log(self) -> None:
         while True:
             try:
-                frames = self.backend.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
+                sock, _ = self.listener.accept()
+            except BlockingIOError:
                 return
-            sender, kind = frames[0], frames[1]
-            if kind == m.REPLIES:
-                slots = self.in_flight.pop(m.unpack_batch_id(frames[2]), None)
-                if slots is None:
-                    continue  # a batch of an earlier front, or one we already aborted
-                touched = set()
-                for slot, reply in zip(slots, frames[3:]):
-                    slot.reply = reply
-                    touched.add(slot.envelope[0])
-                self.waiting -= len(slots)
-                for identity in touched:
-                    self._send_ready(identity)
-            elif kind == m.HELLO:
-                pid = int(frames[2])
-                if not self.ready or pid != self.log_pid:
-                    self.log.info("log_actor_ready", log_pid=pid)
-                self.ready, self.log_pid = True, pid
-            elif kind == m.LOG_DOWN and sender == m.SUPERVISOR_ID:
-                if self.log_pid is None or int(frames[2]) == self.log_pid:
-                    self._log_lost("log actor died")
+            self.pending_chs.append(channel.Channel(sock))
+
+    def _read_pending(self, ch: channel.Channel) -> None:
+        """A connection's first message must be HELLO: it is then the log actor's channel."""
+        msgs = ch.receive()
+        if msgs and msgs[0][0] == m.HELLO:
+            self.pending_chs.remove(ch)
+            if self.log_ch is not None:
+                self._log_lost("log actor replaced")
+                self.log_ch.close()
+            pid = int(msgs[0][1])
+            self.log_ch, self.ready, self.log_pid = ch, True, pid
+            self.log.info("log_actor_ready", log_pid=pid)
+            self._on_log_messages(msgs[1:])
+        elif ch.closed or msgs:
+            self.pending_chs.remove(ch)
+            ch.close()
+
+    def _read_log(self) -> None:
+        ch = self.log_ch
+        self._on_log_messages(ch.receive())
+        if ch.closed and ch is self.log_ch:
+            self.log_ch = None
+            self._log_lost("log actor died")
+
+    def _on_log_messages(self, msgs: list) -> None:
+        for frames in msgs:
+            if frames[0] != m.REPLIES:
+                continue
+            slots = self.in_flight.pop(m.unpack_batch_id(frames[1]), None)
+            if slots is None:
+                continue  # a batch we already aborted
+            touched = set()
+            for slot, reply in zip(slots, frames[2:]):
+                slot.reply = reply
+                touched.add(slot.envelope[0])
+            self.waiting -= len(slots)
+            for identity in touched:
+                self._send_ready(identity)
 
     def _log_lost(self, reason: str) -> None:
         """Answer everything the dead log actor held, and LOADING until a new one says HELLO."""
@@ -260,18 +274,10 @@ class Front:
         self.log_pid = None
         self.log.warning("log_actor_lost", reason=reason, aborted_messages=count)
 
-    def _ping_log(self) -> None:
-        try:
-            self.backend.send_multipart([m.LOG_ID, m.PING], zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass  # not connected yet
-
     def _send_stats(self) -> None:
-        stats = dict(self.stats, connected_clients=self.connected_clients, waiting=self.waiting)
-        try:
-            self.backend.send_multipart([m.LOG_ID, m.STATS, msgpack.packb(stats)], zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass
+        if self.log_ch is not None:
+            stats = dict(self.stats, connected_clients=self.connected_clients, waiting=self.waiting)
+            self.log_ch.send([m.STATS, msgpack.packb(stats)])
 
     def _read_monitor(self) -> None:
         while True:
@@ -288,27 +294,40 @@ class Front:
     # -- the loop -----------------------------------------------------------------------------
 
     def run(self) -> int:
-        poller = zmq.Poller()
-        poller.register(self.backend, zmq.POLLIN)
-        poller.register(self.monitor, zmq.POLLIN)
         reading = False
         last_tick = 0.0
         stop_deadline = None
+        listener_fd = self.listener.fileno()
         self.log.info("actor_started", bind=self.config.bind)
         while True:
-            want = not self.stopping and self.waiting < MAX_WAITING
-            if want != reading:
-                if want:
-                    poller.register(self.clients, zmq.POLLIN)
-                else:
-                    poller.unregister(self.clients)
-                reading = want
+            # The poller is rebuilt each turn: the set of channels and whether each needs
+            # POLLOUT change; six registrations cost a few microseconds.
+            poller = zmq.Poller()
+            poller.register(self.monitor, zmq.POLLIN)
+            poller.register(listener_fd, zmq.POLLIN)
+            reading = not self.stopping and self.waiting < MAX_WAITING
+            if reading:
+                poller.register(self.clients, zmq.POLLIN)
+            log_ch = self.log_ch
+            if log_ch is not None:
+                poller.register(log_ch.fileno(), zmq.POLLIN | (zmq.POLLOUT if log_ch.wants_write else 0))
+            for ch in self.pending_chs:
+                poller.register(ch.fileno(), zmq.POLLIN)
             try:
                 events = dict(poller.poll(100))
             except zmq.ZMQError:
                 events = {}
-            if self.backend in events:
-                self._read_backend()
+            if log_ch is not None and log_ch.fileno() in events:
+                if events[log_ch.fileno()] & zmq.POLLOUT and not log_ch.flush():
+                    self.log_ch = None
+                    self._log_lost("log actor died")
+                else:
+                    self._read_log()
+            for ch in list(self.pending_chs):
+                if ch.fileno() in events:
+                    self._read_pending(ch)
+            if listener_fd in events:
+                self._accept_log()
             if self.clients in events:
                 self._read_client()
             self._flush_outgoing()
@@ -318,10 +337,6 @@ class Front:
             if now - last_tick >= 1.0:
                 last_tick = now
                 self._send_stats()
-                if not self.ready:
-                    self._ping_log()
-            elif not self.ready and now - last_tick >= 0.1:
-                self._ping_log()
             if self.stopping:
                 if stop_deadline is None:
                     stop_deadline = now + SHUTDOWN_GRACE_S
@@ -330,8 +345,10 @@ class Front:
                     break
         self.log.info("actor_stopped", unanswered=self.waiting)
         self.clients.close(linger=1000)
-        self.backend.close(linger=0)
         self.monitor.close(linger=0)
+        self.listener.close()
+        if self.log_ch is not None:
+            self.log_ch.close()
         self.ctx.term()
         return 0
 

@@ -2,7 +2,8 @@
 
 Design:
 - Owns the ``Executor`` (the keyspace), the ``AofWriter`` (the live AOF fd) and the handle on the
-  closer actor. Takes BATCH, PING and STATS messages from the front (see node/messages.py).
+  closer actor. Takes BATCH and STATS messages from the front over a Unix socket (see
+  node/messages.py and node/channel.py), reconnecting from ``_cron`` when the front restarts.
 - Each cycle it drains every BATCH waiting (group commit across batches), then:
     1. executes the commands in order;
     2. appends the cycle's writes to the AOF as one record with one write(2);
@@ -31,7 +32,7 @@ import time
 import msgpack
 import zmq
 
-from node import aof_format
+from node import aof_format, channel
 from node import messages as m
 from node.aof_writer import AofWriter
 from node.closer import CloserClient
@@ -51,8 +52,6 @@ EXPIRE_BUDGET_MS = 5.0
 CRON_INTERVAL_S = 0.1
 # The log actor's counters go to the log once per this interval, only if they moved.
 SUMMARY_INTERVAL_S = 10.0
-# Batches drained per cycle before one write(2) + fdatasync: bounds a cycle's latency.
-MAX_BATCHES_PER_CYCLE = 64
 
 
 class LogActor:
@@ -79,13 +78,7 @@ class LogActor:
         self._rewrite_replies: list[list] = []
         self._next_summary = time.monotonic() + SUMMARY_INTERVAL_S
         self._last_summary: dict = {}
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.IDENTITY, m.LOG_ID)
-        self.sock.setsockopt(zmq.LINGER, 2000)
-        self.sock.setsockopt(zmq.SNDHWM, 0)
-        self.sock.setsockopt(zmq.RCVHWM, 0)
-        self.sock.connect(config.backend_endpoint)
+        self.front: channel.Channel | None = None  # (re)connected from _cron
         self.stopping = False
 
     # -- start-up -----------------------------------------------------------------------------
@@ -167,7 +160,8 @@ class LogActor:
             out = [m.REPLIES, batch_id]
             for is_batch, wires in messages:
                 out.append(packb(wires if is_batch else wires[0]))
-            self.sock.send_multipart(out)
+            if self.front is not None:
+                self.front.send(out)  # a dead front: the replies are lost with its clients
         self.stats["total_commands_processed"] += ncommands
         self.stats["total_error_replies"] += errors
         self.stats["total_batches"] += len(batches)
@@ -205,6 +199,8 @@ class LogActor:
         entries = self.executor.take_propagated()
         if entries:
             self._append(aof_format.encode_entries(entries))
+        if self.front is None or self.front.closed:
+            self._connect_front()
         self.writer.check_bg_fsync()
         self.writer.tick()
         self.closer.tick()
@@ -278,35 +274,37 @@ class LogActor:
 
     # -- the loop -----------------------------------------------------------------------------
 
+    def _connect_front(self) -> None:
+        self.front = channel.connect(self.config.backend_address)
+        if self.front is not None:
+            self.front.send([m.HELLO, str(os.getpid()).encode()])
+
     def run(self) -> int:
-        self.sock.send_multipart([m.HELLO, str(os.getpid()).encode()])
         self.log.info("actor_started", aof=self.config.aof_path, appendfsync=self.config.appendfsync,
                       keys=sum(self.executor.keyspace.dbsize(db) for db in range(16)))
-        poller = zmq.Poller()
-        poller.register(self.sock, zmq.POLLIN)
+        self._connect_front()
         next_cron = time.monotonic() + CRON_INTERVAL_S
-        recv = self.sock.recv_multipart
         rewriter = self.rewriter
         perf, thread_time = time.perf_counter, time.thread_time
         while not self.stopping:
             timeout = 0.0 if rewriter.busy() else max(0.0, next_cron - time.monotonic())
-            ready = poller.poll(timeout * 1000)
+            front = self.front if self.front is not None and not self.front.closed else None
+            poller = zmq.Poller()  # plain fds; rebuilt each turn as the channel comes and goes
+            if front is not None:
+                poller.register(front.fileno(), zmq.POLLIN | (zmq.POLLOUT if front.wants_write else 0))
+            ready = poller.poll(timeout * 1000) if front is not None else time.sleep(timeout)
             turn_started = perf()
             cpu_started = thread_time()
             forks = rewriter.total_forks
             what = ""
             if ready:
+                if dict(ready).get(front.fileno(), 0) & zmq.POLLOUT:
+                    front.flush()
                 batches = []
-                while len(batches) < MAX_BATCHES_PER_CYCLE:
-                    try:
-                        frames = recv(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
+                for frames in front.receive():
                     kind = frames[0]
                     if kind == m.BATCH:
                         batches.append(frames[1:])
-                    elif kind == m.PING:
-                        self.sock.send_multipart([m.HELLO, str(os.getpid()).encode()])
                     elif kind == m.STATS:
                         self.front_stats = msgpack.unpackb(frames[1], raw=False)
                 if batches:
@@ -329,8 +327,9 @@ class LogActor:
         self.log.info("actor_stopping", aof_size=self.writer.size, fsync_ok=ok)
         self.closer.submit_close(self.writer.close_fd_later(), self.config.aof_path)
         self.closer.drain(timeout=5.0)
-        self.sock.close(linger=2000)
-        self.ctx.term()
+        if self.front is not None:
+            self.front.flush()
+            self.front.close()
         self.log.info("actor_stopped")
         return 0 if ok else 1
 

@@ -5,9 +5,9 @@ Design:
   directory is refused. The lock's fd is passed to every actor, so the lock is held until the
   last process of this node is gone, even after a kill -9 of the supervisor.
 - Starts the closer, the log actor, then the front, each as ``python -m node.actor ROLE``.
-- Restarts an actor that dies (backing off when one dies repeatedly). When the log actor dies it
-  first tells the front (LOG_DOWN), which fails the batches in flight and answers LOADING until
-  the new log actor has reloaded the AOF.
+- Restarts an actor that dies (backing off when one dies repeatedly). The front learns of a
+  log actor's death by itself (EOF on their socket): it fails the batches in flight and
+  answers LOADING until the new log actor has reloaded the AOF.
 - A log actor that exits with ``EXIT_CORRUPT`` found a corrupt AOF: restarting cannot help, so
   the node stops with that status and the message naming the repair command.
 - On SIGTERM/SIGINT: stop the front (it finishes the batches in flight), then the log actor (it
@@ -22,9 +22,6 @@ import subprocess
 import sys
 import time
 
-import zmq
-
-from node import messages as m
 from node.config import Config
 from node.logs import configure
 
@@ -83,12 +80,6 @@ def serve(config: Config) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    ctx = zmq.Context()
-    notify = ctx.socket(zmq.DEALER)
-    notify.setsockopt(zmq.IDENTITY, m.SUPERVISOR_ID)
-    notify.setsockopt(zmq.LINGER, 0)
-    notify.setsockopt(zmq.SNDHWM, 16)
-    notify.connect(config.backend_endpoint)
 
     children = {role: _Child(role) for role in ROLES}
 
@@ -117,25 +108,18 @@ def serve(config: Config) -> int:
             if code is None:
                 continue
             log.warning("actor_died", role=child.role, child_pid=child.proc.pid, returncode=code)
-            if child.role == "log":
-                try:
-                    notify.send_multipart([m.LOG_DOWN, str(child.proc.pid).encode()], zmq.NOBLOCK)
-                except zmq.ZMQError:
-                    pass
-                if code == EXIT_CORRUPT:
-                    log.error("node_stopping_corrupt_aof", hint=f"aofnode check-aof --fix {config.aof_path}")
-                    print(f"aofnode: the AOF {config.aof_path} is corrupt; see the log, then run "
-                          f"'aofnode check-aof --fix {config.aof_path}'", file=sys.stderr)
-                    stopping, exit_code = True, EXIT_CORRUPT
-                    break
+            if child.role == "log" and code == EXIT_CORRUPT:
+                log.error("node_stopping_corrupt_aof", hint=f"aofnode check-aof --fix {config.aof_path}")
+                print(f"aofnode: the AOF {config.aof_path} is corrupt; see the log, then run "
+                      f"'aofnode check-aof --fix {config.aof_path}'", file=sys.stderr)
+                stopping, exit_code = True, EXIT_CORRUPT
+                break
             if now - child.started > STABLE_AFTER_S:
                 child.backoff = MIN_BACKOFF_S
             child.restart_at = now + child.backoff
             log.info("actor_restart_scheduled", role=child.role, in_s=child.backoff)
             child.backoff = min(child.backoff * 2, MAX_BACKOFF_S)
     _stop_all(children, log)
-    notify.close()
-    ctx.term()
     log.info("node_stopped", exit_code=exit_code)
     return exit_code
 
