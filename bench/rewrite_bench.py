@@ -19,7 +19,7 @@ record encoder, 2M distinct keys overwritten round after round until the file pa
 2. start the server with automatic rewrites off and wait until it has loaded; 3. run
 ``aofnode-bench`` with ``--bgrewrite-at`` (50 clients, SET only, closed loop); 4. read the
 rewrite's own figures (aofnode: its JSON log events; redis: INFO); 5. stop the server and remove
-the data. Everything binds 127.0.0.1; every process started is stopped, also on errors.
+the data; 6. (aofnode) one more rewrite with no load, for the child's own copy-on-write. Everything binds 127.0.0.1; every process started is stopped, also on errors.
 """
 from __future__ import annotations
 
@@ -127,6 +127,8 @@ def run_aofnode(args, work: Path) -> dict:
            "--auto-aof-rewrite-percentage", "0", "--aof-rewrite-diff-limit", "4gb"]
     if args.close_inline:
         cmd.append("--aof-close-inline")
+    if args.child_nice is not None:
+        cmd += ["--aof-rewrite-child-nice", str(args.child_nice)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         from protocol.client import Client, CommandError, NodeTimeout
@@ -142,9 +144,16 @@ def run_aofnode(args, work: Path) -> dict:
         rss = _rss_bytes(log_pid)
         load = _load(args, ["--endpoint", endpoint], work / "load.json")
         with Client(endpoint, timeout=10) as c:
-            _wait(lambda: c.execute("INFO", "persistence")["persistence"]["aof_rewrite_in_progress"] == 0,
-                  600, "the rewrite to finish")
+            def idle():
+                return c.execute("INFO", "persistence")["persistence"]["aof_rewrite_in_progress"] == 0
+            _wait(idle, 600, "the rewrite to finish")
             persistence = c.execute("INFO", "persistence")["persistence"]
+            # 6. The same rewrite with no load: the child's own copy-on-write, without the
+            # pages the parent dirties by serving writes meanwhile.
+            c.execute("BGREWRITEAOF")
+            time.sleep(0.5)
+            _wait(idle, 600, "the idle rewrite to finish")
+            idle_cow = c.execute("INFO", "persistence")["persistence"]["aof_last_cow_size"]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -152,8 +161,13 @@ def run_aofnode(args, work: Path) -> dict:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    ev = {e["event"]: e for e in _events(log_file) if e.get("event", "").startswith(("rewrite_", "closer_job_done"))
-          and not (e.get("event") == "closer_job_done" and e.get("kind") != "close")}
+    ev = {}
+    idle_child = [e for e in _events(log_file) if e.get("event") == "rewrite_child_done"][-1:]
+    for e in _events(log_file):  # the first rewrite's events (the loaded one), not the idle one's
+        name = e.get("event", "")
+        if name.startswith(("rewrite_", "closer_job_done")) and name not in ev \
+                and not (name == "closer_job_done" and e.get("kind") != "close"):
+            ev[name] = e
     started, child = ev.get("rewrite_started", {}), ev.get("rewrite_child_done", {})
     out = {
         "target": "aofnode", "settings": {"command": cmd, "close_inline": args.close_inline},
@@ -164,6 +178,9 @@ def run_aofnode(args, work: Path) -> dict:
         "child_keys_per_s": round(child["keys"] / child["seconds"]) if child.get("seconds") else None,
         "cow_bytes": child.get("cow_bytes"),
         "cow_fraction_of_rss": round(child.get("cow_bytes", 0) / rss, 4) if rss else None,
+        "idle_rewrite_cow_bytes": idle_cow,
+        "idle_child_keys_per_s": round(idle_child[0]["keys"] / idle_child[0]["seconds"]) if idle_child else None,
+        "idle_rewrite_cow_fraction_of_rss": round(idle_cow / rss, 4) if rss else None,
         "diff": ev.get("rewrite_diff_flushed"), "switch": ev.get("rewrite_switched"),
         "pauses": ev.get("rewrite_pause_summary"), "closer": ev.get("closer_job_done"),
         "inline_close": ev.get("rewrite_inline_close"), "failed": ev.get("rewrite_failed"),
@@ -236,6 +253,10 @@ def _print(r: dict) -> None:
         print(f"child          {r['child_keys']} keys in {r['child_seconds']} s = {r['child_keys_per_s']:,} keys/s")
     if r.get("cow_bytes") is not None:
         print(f"copy-on-write  {r['cow_bytes'] / 2**20:.1f} MiB = {100 * (r['cow_fraction_of_rss'] or 0):.1f}% of RSS")
+    if r.get("idle_rewrite_cow_bytes") is not None:
+        print(f"  with no load {r['idle_rewrite_cow_bytes'] / 2**20:.1f} MiB = "
+              f"{100 * (r['idle_rewrite_cow_fraction_of_rss'] or 0):.1f}% of RSS (the child's own share); "
+              f"child {r['idle_child_keys_per_s']:,} keys/s")
     for key in ("diff", "switch", "pauses", "closer", "inline_close"):
         if r.get(key):
             fields = {k: v for k, v in r[key].items() if k not in ("actor", "pid", "level", "ts", "event")}
@@ -258,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=int, default=40)
     p.add_argument("--rewrite-at", type=int, default=15)
     p.add_argument("--close-inline", action="store_true", help="aofnode: the log actor closes the old file")
+    p.add_argument("--child-nice", type=int, default=None, help="aofnode: --aof-rewrite-child-nice")
     p.add_argument("--workdir", default=None, help="parent of the temporary data directory")
     p.add_argument("--json", default=None)
     p.add_argument("--plot", default=None)

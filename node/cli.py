@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--auto-aof-rewrite-percentage", type=int, default=100)
     s.add_argument("--auto-aof-rewrite-min-size", type=_size, default=64 << 20)
     s.add_argument("--aof-rewrite-diff-limit", type=_size, default=256 << 20)
+    s.add_argument("--aof-rewrite-child-nice", type=int, default=10, metavar="N",
+                   help="niceness added to the rewrite child (0: same priority as the node)")
     s.add_argument("--aof-close-inline", action="store_true",
                    help="benchmarking only: close the old AOF in the log actor, not the closer")
 
@@ -68,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                         auto_aof_rewrite_percentage=args.auto_aof_rewrite_percentage,
                         auto_aof_rewrite_min_size=args.auto_aof_rewrite_min_size,
                         aof_rewrite_diff_limit=args.aof_rewrite_diff_limit,
-                        aof_close_inline=args.aof_close_inline)
+                        aof_close_inline=args.aof_close_inline,
+                        aof_rewrite_child_nice=args.aof_rewrite_child_nice)
         return serve(config)
     if args.cmd == "check-aof":
         from node.aof_format import check_aof_main

@@ -34,6 +34,9 @@ class Config:
     # Benchmark switch: the log actor closes the old AOF itself after a rewrite instead of the
     # closer (to measure what the closer buys). Never useful in production.
     aof_close_inline: bool = False
+    # Niceness of the rewrite child relative to the actors (see docs/benchmarks.md: 10 halved
+    # the latency hit on 2 cores, but the child took twice as long and saw more copy-on-write).
+    aof_rewrite_child_nice: int = 10
 
     @property
     def aof_path(self) -> str:

@@ -74,7 +74,8 @@ class LogActor:
                                  config.dir, log, diff_limit=config.aof_rewrite_diff_limit,
                                  auto_percentage=config.auto_aof_rewrite_percentage,
                                  auto_min_size=config.auto_aof_rewrite_min_size,
-                                 close_inline=config.aof_close_inline)
+                                 close_inline=config.aof_close_inline,
+                                 child_nice=config.aof_rewrite_child_nice)
         self._rewrite_replies: list[list] = []
         self._next_summary = time.monotonic() + SUMMARY_INTERVAL_S
         self._last_summary: dict = {}

@@ -202,11 +202,15 @@ def _hset_entry(db: int, key: bytes, value: dict) -> list:
     return flat
 
 
-def _child_main(keyspace: Keyspace, path: str, data_dir: str, result_fd: int) -> None:
+def _child_main(keyspace: Keyspace, path: str, data_dir: str, result_fd: int, nice: int) -> None:
     """Step 2, in the forked child. Never returns."""
     code = 1
     try:
         gc.disable()  # a collection would walk (and dirty) every shared container
+        # Below the actors that serve clients: with 2 cores, a child at the same priority took
+        # half the machine from them during the whole rewrite (docs/benchmarks.md).
+        if nice:
+            os.nice(nice)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         try:
             import ctypes
@@ -234,7 +238,7 @@ class Rewriter:
 
     def __init__(self, keyspace: Keyspace, writer, closer, aof_path: str, data_dir: str, log,
                  diff_limit: int, auto_percentage: int, auto_min_size: int,
-                 close_inline: bool = False) -> None:
+                 close_inline: bool = False, child_nice: int = 10) -> None:
         self.keyspace = keyspace
         self.writer = writer
         self.closer = closer
@@ -245,6 +249,7 @@ class Rewriter:
         self.auto_percentage = auto_percentage
         self.auto_min_size = auto_min_size
         self.close_inline = close_inline
+        self.child_nice = child_nice
         self.base_size = writer.size
         # state: "idle" | "child" (step 2-3) | "catchup" (step 4)
         self.state = "idle"
@@ -314,7 +319,7 @@ class Rewriter:
         if pid == 0:
             os.close(r)
             temp_name = os.path.join(self.data_dir, f"{TEMP_PREFIX}bg-{os.getpid()}.aof")
-            _child_main(self.keyspace, temp_name, self.data_dir, w)
+            _child_main(self.keyspace, temp_name, self.data_dir, w, self.child_nice)
         fork_usec = int((time.perf_counter() - t0) * 1e6)
         os.close(w)
         self.latest_fork_usec = fork_usec
