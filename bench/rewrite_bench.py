@@ -57,6 +57,16 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's whole process group, SIGKILL after 60 s."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def _write_aof(path: Path, keys: int, value_size: int, min_bytes: int) -> dict:
     """Step 1 (aofnode): rounds of SET key:0..key:N-1 until the file is >= min_bytes."""
     from node import aof_format
@@ -155,12 +165,7 @@ def run_aofnode(args, work: Path) -> dict:
             _wait(idle, 600, "the idle rewrite to finish")
             idle_cow = c.execute("INFO", "persistence")["persistence"]["aof_last_cow_size"]
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop(proc)
     ev = {}
     idle_child = [e for e in _events(log_file) if e.get("event") == "rewrite_child_done"][-1:]
     for e in _events(log_file):  # the first rewrite's events (the loaded one), not the idle one's
@@ -225,12 +230,7 @@ def run_redis(args, work: Path) -> dict:
         _wait(lambda: info().get("aof_rewrite_in_progress") == "0", 600, "the rewrite to finish")
         after = info()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop(proc)
     rss = int(before.get("used_memory_rss", 0))
     fork = int(after.get("latest_fork_usec", 0))
     return {

@@ -26,7 +26,6 @@ Design:
 from __future__ import annotations
 
 import collections
-import os
 import signal
 import time
 

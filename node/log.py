@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import glob
 import os
-import resource
 import signal
 import time
 

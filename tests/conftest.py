@@ -1,5 +1,7 @@
 import pytest
 
+from tests.fakeclock import FakeClock
+
 from tests.nodeproc import Node
 
 
@@ -22,3 +24,8 @@ def make_node(tmp_path):
 @pytest.fixture
 def node(make_node):
     return make_node().start()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()

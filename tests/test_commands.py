@@ -6,6 +6,8 @@ import random
 
 import pytest
 
+from tests.fakeclock import FakeClock
+
 from node.commands import Executor
 from node.glob import glob_match
 from node.keyspace import NUM_DBS
@@ -21,17 +23,9 @@ MAX = 2**63 - 1
 MIN = -(2**63)
 
 
-class FakeClock:
-    def __init__(self, now: int = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(T0)
 
 
 @pytest.fixture

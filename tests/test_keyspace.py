@@ -4,20 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fakeclock import FakeClock
+
 from node.keyspace import NUM_DBS, Keyspace
-
-
-class FakeClock:
-    def __init__(self, now: int = 1_000_000) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import pytest
 import zmq
 
 from protocol import codec
-from protocol.client import Client, CommandError
+from protocol.client import CommandError
 from tests.nodeproc import wait_for
 
 

@@ -1,10 +1,8 @@
 """Integration: clean shutdown, AOF damage at start-up, AOF write errors, the CLI."""
-import os
 import resource
 import signal
 import subprocess
 
-import pytest
 
 from node import aof_format
 from protocol import codec

@@ -1,7 +1,6 @@
 """Integration: the background AOF rewrite against a real node (fork, diff queue, switch)."""
 import os
 import signal
-import time
 
 import pytest
 
