@@ -1,4 +1,5 @@
 """Integration: clean shutdown, AOF damage at start-up, AOF write errors, the CLI."""
+import os
 import resource
 import signal
 import subprocess
@@ -110,3 +111,17 @@ def test_cli_one_shot_output(node):
     bad = cli("HGET", "name", "f")
     assert bad.returncode == 1 and bad.stdout.startswith("WRONGTYPE")
     assert "aof_enabled:1" in cli("INFO", "persistence").stdout
+
+
+def test_cli_interactive_prompt(node, tmp_path):
+    script = "SET greeting 'hello world'\nGET greeting\nSELECT 2\nGET greeting\nHGET greeting f\nquit\n"
+    out = subprocess.run([AOFNODE, "cli", "--connect", node.endpoint], input=script,
+                         capture_output=True, text=True, timeout=30,
+                         env={**os.environ, "HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert '"hello world"' in text                  # a bulk string, quoted as redis-cli does
+    assert "[2]> " in text                          # the prompt shows the selected db
+    assert "(nil)" in text                          # db 2 has no such key
+    assert "(nil)" in text.split("[2]> ", 1)[1]
+    assert (tmp_path / ".aofnode_history").exists()

@@ -112,3 +112,31 @@ def test_child_writer_splits_a_value_too_large_for_one_record(tmp_path, monkeypa
     assert result.records == 6
     assert dst.execute(0, "GET", (b"huge",)) == value
     assert dst.keyspace.get_expire(0, b"huge") == src.keyspace.get_expire(0, b"huge")
+
+
+def test_request_while_another_child_exists_is_scheduled_then_started(tmp_path):
+    import subprocess
+
+    from node.commands import Executor
+    log = structlog.get_logger()
+    aof = str(tmp_path / "appendonly.aof")
+    writer = AofWriter(aof, "no", log)
+    ex = Executor()
+    ex.execute(0, "SET", (b"k", b"v"))
+    rw = Rewriter(ex.keyspace, writer, CloserClient("\0aofnode-test-no-closer", log), aof,
+                  str(tmp_path), log, diff_limit=1 << 20, auto_percentage=0, auto_min_size=0)
+    other = subprocess.Popen(["sleep", "30"])  # stands for a killed child not yet reaped
+    rw.dying.add(other.pid)
+    try:
+        assert rw.request() == "Background append only file rewriting scheduled"
+        assert rw.info()["aof_rewrite_scheduled"] == 1 and rw.total_forks == 0
+        rw.tick()
+        assert rw.total_forks == 0  # still there: still waiting
+    finally:
+        other.kill()
+    deadline = time.monotonic() + 20
+    while (rw.total_forks == 0 or rw.in_progress) and time.monotonic() < deadline:
+        rw.tick()
+        time.sleep(0.01)
+    assert rw.total_forks == 1 and rw.rewrites == 1 and rw.info()["aof_rewrite_scheduled"] == 0
+    assert rw.info()["aof_last_bgrewrite_status"] == "ok"
