@@ -9,7 +9,7 @@ from __future__ import annotations
 from protocol.codec import ERR, Error
 
 from node._cmd_strings import (
-    LLONG_MAX, LLONG_MIN, NOT_INT_ERR, OVERFLOW_ERR, WRONGTYPE_ERR, arity_error, parse_ll,
+    NOT_INT_ERR, add_checked, OVERFLOW_ERR, WRONGTYPE_ERR, arity_error, parse_ll,
 )
 
 _HASH_NOT_INT = Error(ERR, "hash value is not an integer")
@@ -131,14 +131,13 @@ class HashCommands:
                 current = parse_ll(raw)
                 if current is None:
                     return _HASH_NOT_INT
-        new = current + delta
-        if new > LLONG_MAX or new < LLONG_MIN:
-            return OVERFLOW_ERR
-        raw = b"%d" % new
+        raw = add_checked(current, delta)
+        if raw is OVERFLOW_ERR:
+            return raw
         if h is None:
             ks.set(db, key, {field: raw})
         else:
             h[field] = raw
         if not self._loading:
             self.propagated.append([db, "HSET", key, field, raw])
-        return new
+        return current + delta

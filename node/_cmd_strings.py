@@ -30,6 +30,14 @@ _DECR_OVERFLOW_ERR = Error(ERR, "decrement would overflow")
 _SET_EXPIRES = {b"EX": (1000, True), b"PX": (1, True), b"EXAT": (1000, False), b"PXAT": (1, False)}
 
 
+def add_checked(current: int, delta: int) -> bytes | Error:
+    """``current + delta`` as the stored decimal bytes, or OVERFLOW_ERR outside 64 bits."""
+    new = current + delta
+    if new > LLONG_MAX or new < LLONG_MIN:
+        return OVERFLOW_ERR
+    return b"%d" % new
+
+
 def parse_ll(raw: bytes) -> int | None:
     """The signed 64-bit integer spelled canonically by ``raw``, else None (Redis string2ll).
 
@@ -251,11 +259,10 @@ class StringCommands:
             current = parse_ll(old)
             if current is None:
                 return NOT_INT_ERR
-        new = current + delta
-        if new > LLONG_MAX or new < LLONG_MIN:
-            return OVERFLOW_ERR
-        raw = b"%d" % new
+        raw = add_checked(current, delta)
+        if raw is OVERFLOW_ERR:
+            return raw
         ks.set(db, key, raw, keep_ttl=True)
         if not self._loading:
             self.propagated.append([db, "SET", key, raw, b"KEEPTTL"])
-        return new
+        return current + delta

@@ -119,6 +119,7 @@ class AofWriter:
         self._postponed_since = 0.0
         self._last_fsync = time.monotonic()
         self._bg_fsync_error: OSError | None = None
+        self._bg_target = 0  # the size the running background fsync covers
         self._bg = _FsyncThread(self._on_bg_fsync_done) if policy == "everysec" else None
 
     # -- the hot path -------------------------------------------------------------------------

@@ -67,7 +67,7 @@ class LogActor:
         self.closer = CloserClient(config.closer_address, log)
         self._remove_stale_temp_files()
         self.executor = Executor(info_provider=self.info)
-        self.loaded = self._load()
+        self._load()
         self.writer = AofWriter(config.aof_path, config.appendfsync, log)
         self.rewriter = Rewriter(self.executor.keyspace, self.writer, self.closer, config.aof_path,
                                  config.dir, log, diff_limit=config.aof_rewrite_diff_limit,
