@@ -69,7 +69,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def _write_aof(path: Path, keys: int, value_size: int, min_bytes: int) -> dict:
     """Step 1 (aofnode): rounds of SET key:0..key:N-1 until the file is >= min_bytes."""
-    from node import aof_format
+    from node.aof import format as aof_format
     started = time.monotonic()
     rounds = entries = 0
     with open(path, "wb") as f:

@@ -9,8 +9,8 @@ import google_crc32c
 import msgpack
 import pytest
 
-from node import aof_format as af
-from node.aof_format import CorruptAOF, ScanResult, check_aof_main, load, scan
+from node.aof import format as af
+from node.aof.format import CorruptAOF, ScanResult, check_aof_main, load, scan
 
 H = af.HEADER_SIZE
 

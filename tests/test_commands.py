@@ -8,9 +8,9 @@ import pytest
 
 from tests.fakeclock import FakeClock
 
-from node.commands import Executor
-from node.glob import glob_match
-from node.keyspace import NUM_DBS
+from node.store.executor import Executor
+from node.store.pattern import glob_match
+from node.store.keyspace import NUM_DBS
 from protocol.codec import Error
 from protocol.commands import COMMANDS
 

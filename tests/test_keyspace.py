@@ -6,7 +6,7 @@ import pytest
 
 from tests.fakeclock import FakeClock
 
-from node.keyspace import NUM_DBS, Keyspace
+from node.store.keyspace import NUM_DBS, Keyspace
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node.logtools import EVENTS, Summarizer, read_lines, render_text, summarize
+from node.tools.logtools import EVENTS, Summarizer, read_lines, render_text, summarize
 from tests.nodeproc import AOFNODE, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -238,7 +238,7 @@ def test_any_line_soup_yields_a_summary():
 
 
 def test_overlong_line_is_skipped_not_held(monkeypatch):
-    monkeypatch.setattr("node.logtools.MAX_LINE_BYTES", 64)
+    monkeypatch.setattr("node.tools.logtools.MAX_LINE_BYTES", 64)
     data = b'{"event": "node_stopped"}\n' + b"x" * 1000 + b"\n" + b'{"event": "node_stopped"}'
     assert [line is None for line in read_lines(io.BytesIO(data))] == [False, True, False]
     t = summarize(io.BytesIO(data)).result()["totals"]
@@ -249,7 +249,7 @@ def test_overlong_line_is_skipped_not_held(monkeypatch):
 
 def test_every_event_the_node_writes_is_known_and_documented():
     written = set()
-    for path in (ROOT / "node").glob("*.py"):
+    for path in (ROOT / "node").rglob("*.py"):
         written |= set(re.findall(r'log\.(?:info|warning|error)\(\s*"([a-z_]+)"', path.read_text()))
     assert written, "the grep found no log calls"
     assert written - set(EVENTS) == set(), "add them to node/logtools.py EVENTS"

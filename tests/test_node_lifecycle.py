@@ -5,7 +5,7 @@ import signal
 import subprocess
 
 
-from node import aof_format
+from node.aof import format as aof_format
 from protocol import codec
 from protocol.client import CommandError
 from tests.nodeproc import AOFNODE, wait_for

@@ -4,7 +4,7 @@ import signal
 
 import pytest
 
-from node import aof_format
+from node.aof import format as aof_format
 from protocol import codec
 from protocol.client import CommandError
 from tests.nodeproc import pid_alive, wait_for

@@ -4,10 +4,10 @@ import time
 
 import structlog
 
-from node.aof_writer import AofWriter
-from node.closer import CloserClient
-from node.keyspace import Keyspace
-from node.rewrite import BACKOFF_MAX_S, Rewriter, replace_file
+from node.aof.writer import AofWriter
+from node.actors.closer import CloserClient
+from node.store.keyspace import Keyspace
+from node.aof.rewrite import BACKOFF_MAX_S, Rewriter, replace_file
 
 
 def test_replace_file_hands_back_the_live_fd_when_it_is_the_old_file(tmp_path):
@@ -65,9 +65,9 @@ def test_failures_back_off_automatic_rewrites_exponentially(tmp_path):
 def test_child_writer_output_replays_to_the_same_keyspace(tmp_path):
     """The compact AOF of step 2, loaded back, is the same keyspace: strings, hashes, TTLs on
     both, several dbs, expired keys dropped, large values split over several records."""
-    from node import aof_format
-    from node.commands import Executor
-    from node.rewrite import CHILD_RECORD_BYTES, _child_write
+    from node.aof import format as aof_format
+    from node.store.executor import Executor
+    from node.aof.rewrite import CHILD_RECORD_BYTES, _child_write
 
     now = 1_700_000_000_000
     src = Executor(clock_ms=lambda: now)
@@ -97,8 +97,9 @@ def test_child_writer_output_replays_to_the_same_keyspace(tmp_path):
 
 
 def test_child_writer_splits_a_value_too_large_for_one_record(tmp_path, monkeypatch):
-    from node import aof_format, rewrite
-    from node.commands import Executor
+    from node.aof import format as aof_format
+    from node.aof import rewrite
+    from node.store.executor import Executor
 
     monkeypatch.setattr(rewrite, "HUGE_VALUE_BYTES", 1000)  # stands for 16 MiB of a 256 MiB+ value
     src = Executor()
@@ -117,7 +118,7 @@ def test_child_writer_splits_a_value_too_large_for_one_record(tmp_path, monkeypa
 def test_request_while_another_child_exists_is_scheduled_then_started(tmp_path):
     import subprocess
 
-    from node.commands import Executor
+    from node.store.executor import Executor
     log = structlog.get_logger()
     aof = str(tmp_path / "appendonly.aof")
     writer = AofWriter(aof, "no", log)

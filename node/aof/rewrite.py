@@ -47,8 +47,8 @@ import time
 
 import msgpack
 
-from node import aof_format
-from node.keyspace import NUM_DBS, SHARDS, Keyspace
+from node.aof import format as aof_format
+from node.store.keyspace import NUM_DBS, SHARDS, Keyspace
 from node.testhooks import pause_point
 
 __all__ = ["Rewriter", "replace_file", "TEMP_PREFIX"]

@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.cmd == "serve":
-        from node.supervisor import serve
+        from node.actors.supervisor import serve
         config = Config(dir=args.dir, bind=args.bind, appendfsync=args.appendfsync,
                         log_file=os.path.abspath(args.log_file) if args.log_file else None,
                         log_format=args.log_format,
@@ -74,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
                         aof_rewrite_child_nice=args.aof_rewrite_child_nice)
         return serve(config)
     if args.cmd == "check-aof":
-        from node.aof_format import check_aof_main
+        from node.aof.format import check_aof_main
         return check_aof_main(args.file, fix=args.fix, yes=args.yes)
     if args.cmd == "logs":
-        from node.logtools import logs_main
+        from node.tools.logtools import logs_main
         return logs_main(args)
     return _cli(args)
 

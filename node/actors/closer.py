@@ -35,7 +35,7 @@ import time
 import msgpack
 
 from node.config import Config
-from node.logs import configure
+from node.logconfig import configure
 from node.testhooks import pause_point
 
 __all__ = ["run", "CloserClient"]

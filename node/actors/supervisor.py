@@ -4,7 +4,7 @@ Design:
 - Takes the data directory's lock file first (flock, non-blocking): a second node on the same
   directory is refused. The lock's fd is passed to every actor, so the lock is held until the
   last process of this node is gone, even after a kill -9 of the supervisor.
-- Starts the closer, the log actor, then the front, each as ``python -m node.actor ROLE``.
+- Starts the closer, the log actor, then the front, each as ``python -m node.actors ROLE``.
 - Restarts an actor that dies (backing off when one dies repeatedly). The front learns of a
   log actor's death by itself (EOF on their socket): it fails the batches in flight and
   answers LOADING until the new log actor has reloaded the AOF.
@@ -23,7 +23,7 @@ import sys
 import time
 
 from node.config import Config
-from node.logs import configure
+from node.logconfig import configure
 
 __all__ = ["serve", "EXIT_CORRUPT", "EXIT_LOCKED"]
 
@@ -85,7 +85,7 @@ def serve(config: Config) -> int:
 
     def start(child: _Child) -> None:
         child.proc = subprocess.Popen(
-            [sys.executable, "-m", "node.actor", child.role, config.to_json()],
+            [sys.executable, "-m", "node.actors", child.role, config.to_json()],
             pass_fds=(lock_fd,), stdin=subprocess.DEVNULL)
         child.started = time.monotonic()
         child.restart_at = None

@@ -1,4 +1,4 @@
-"""Entry point of one actor process: ``python -m node.actor ROLE CONFIG_JSON``.
+"""Entry point of one actor process: ``python -m node.actors ROLE CONFIG_JSON``.
 
 The supervisor starts each actor as its own interpreter (not a fork of itself), so no actor
 inherits another's ZeroMQ context, threads or locks.
@@ -28,11 +28,11 @@ def main(argv: list[str]) -> int:
     role, config = argv[0], Config.from_json(argv[1])
     die_with_parent()
     if role == "front":
-        from node.front import run
+        from node.actors.front import run
     elif role == "log":
-        from node.log import run
+        from node.actors.log import run
     elif role == "closer":
-        from node.closer import run
+        from node.actors.closer import run
     else:
         print(f"unknown actor role {role!r}", file=sys.stderr)
         return 2

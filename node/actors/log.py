@@ -31,14 +31,16 @@ import time
 import msgpack
 import zmq
 
-from node import aof_format, channel
-from node import messages as m
-from node.aof_writer import AofWriter
-from node.closer import CloserClient
-from node.commands import Executor
+from node.aof import format as aof_format
+
+from node.actors import channel
+from node.actors import messages as m
+from node.aof.writer import AofWriter
+from node.actors.closer import CloserClient
+from node.store.executor import Executor
 from node.config import Config
-from node.logs import configure
-from node.rewrite import TEMP_PREFIX, Rewriter
+from node.logconfig import configure
+from node.aof.rewrite import TEMP_PREFIX, Rewriter
 from protocol import codec
 from protocol.commands import COMMANDS
 

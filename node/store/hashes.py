@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from protocol.codec import ERR, Error
 
-from node._cmd_strings import (
+from node.store.strings import (
     NOT_INT_ERR, add_checked, OVERFLOW_ERR, WRONGTYPE_ERR, arity_error, parse_ll,
 )
 

@@ -33,10 +33,10 @@ import msgpack
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from node import channel
-from node import messages as m
+from node.actors import channel
+from node.actors import messages as m
 from node.config import Config
-from node.logs import configure
+from node.logconfig import configure
 from protocol import codec
 from protocol.codec import Error
 

@@ -26,7 +26,7 @@ import os
 import threading
 import time
 
-from node import aof_format
+from node.aof import format as aof_format
 
 __all__ = ["AofWriter"]
 

@@ -518,7 +518,7 @@ def logs_main(args) -> int:
         print(f"aofnode logs: {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     if plot:
-        from node.logtools_plot import plot_timeline
+        from node.tools.logplot import plot_timeline
         try:
             plot_timeline(s, args.output, title=args.file)
         except OSError as exc:

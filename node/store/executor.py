@@ -27,10 +27,10 @@ from typing import Any, Callable
 
 from protocol.codec import UNKNOWNCMD, Error
 
-from node._cmd_hashes import HashCommands
-from node._cmd_keys import KeyCommands, ScanSnapshots
-from node._cmd_strings import StringCommands, arity_error
-from node.keyspace import NUM_DBS, Keyspace, wall_clock_ms
+from node.store.hashes import HashCommands
+from node.store.keys import KeyCommands, ScanSnapshots
+from node.store.strings import StringCommands, arity_error
+from node.store.keyspace import NUM_DBS, Keyspace, wall_clock_ms
 
 __all__ = ["Executor"]
 

@@ -20,10 +20,10 @@ from collections import OrderedDict
 
 from protocol.codec import ERR, Error
 
-from node._cmd_strings import (
+from node.store.strings import (
     LLONG_MAX, MAX_SECONDS, MIN_SECONDS, NOT_INT_ERR, SYNTAX_ERR, parse_ll,
 )
-from node.glob import compile_glob
+from node.store.pattern import compile_glob
 
 # 64 snapshots: enough for many concurrent scans; each costs 8 bytes per key in the db.
 _MAX_SNAPSHOTS = 64
