@@ -125,6 +125,13 @@ ERROR_CODES: frozenset[str] = frozenset(
      ABORTED)
 )
 
+# The messages that go with LOADING and BUSY, written here once because several actors send
+# them (the front and the log actor; the rewrite). They are Redis's wording, so that people and
+# tools that know Redis recognise them; "aofnode" stands where Redis says "Redis". (Not in
+# __all__ yet: test_codec checks that protocol/__init__.py re-exports all of it.)
+LOADING_MESSAGE = "aofnode is loading the dataset in memory"
+BUSY_REWRITE_MESSAGE = "Background append only file rewriting already in progress"
+
 
 # --- Values ----------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
@@ -259,8 +266,9 @@ def _decode_request(req: list, in_batch: bool) -> Request | Error:
             shown = name if len(name) <= _MAX_NAME_IN_MESSAGE else name[:_MAX_NAME_IN_MESSAGE] + "..."
             return Error(UNKNOWNCMD, f"unknown command '{shown}'")
 
-    arity = spec.arity
-    if (argc != arity) if arity > 0 else (argc < -arity):
+    # The one arity rule (commands.py). The method call costs ~17 ns more than the rule inlined
+    # here, ~1.5% of decoding a small SET: not worth a second copy of the rule.
+    if not spec.accepts(argc):
         return Error(ARITY, f"wrong number of arguments for '{spec.name.lower()}' command")
     # No MAX_ARGS check here: the unpacker's max_array_len already refused longer arrays.
 

@@ -3,14 +3,18 @@
 Design
 ------
 This module owns the *shape* of each command and nothing else: it never executes anything
-(``node/commands.py`` does) and never touches a socket. The codec validates every decoded
-request against this table, so a request that reaches the log actor has a known name and the
-right number of arguments.
+(``node/store/executor.py`` does) and never touches a socket. The codec validates every decoded
+request against this table (``CommandSpec.accepts`` is the one arity rule), so a request that
+reaches the log actor has a known name and the right number of arguments.
 
 * ``arity`` follows Redis: it counts the command name itself, and a negative value ``-N`` means
   "at least N". The values are the Redis 7 ones, so a Redis client library's expectations hold.
-* ``write`` means the command may change the keyspace; it is what the front actor uses to refuse
-  writes while the AOF is not writable (MISCONF) and what decides AOF propagation.
+* ``write`` means the command may change the keyspace. The log actor uses it to refuse writes
+  with MISCONF while the AOF is not writable, and to turn the replies of a cycle's writes into
+  MISCONF when that cycle's append fails. It does not decide AOF propagation: the executor logs
+  what actually changed, and a write that changed nothing logs nothing. (Before the log actor is
+  ready the front actor answers LOADING to every command, reads included, except SELECT and
+  HELLO, which it answers itself.)
 * ``retry_safe`` means that sending the command again after a timeout yields the same state and
   the same reply. Only read-only commands and connection commands qualify; no write command
   does (``SET k v`` is idempotent for the state but not for ``SET k v GET`` / ``NX``, ``INCR`` is
