@@ -7,8 +7,9 @@ are listed in docs/design.md). It does no I/O. The caller (the log actor) has al
 the name and the arity against ``protocol/commands.py``; option syntax is checked here.
 
 * Dispatch is one dict lookup of a bound method, built once in ``__init__``; the success path
-  formats no strings. The commands live in three mixins: ``_cmd_strings``, ``_cmd_keys``,
-  ``_cmd_hashes``. SELECT, HELLO and BGREWRITEAOF are not here: other actors own them.
+  formats no strings. The commands live in three mixins: ``strings.StringCommands``,
+  ``keys.KeyCommands``, ``hashes.HashCommands``. SELECT, HELLO and BGREWRITEAOF are not here:
+  other actors own them.
 * Propagation: every change appends one or more canonical AOF entries ``[db, "NAME", *bytes]``
   to ``propagated``, in the order the changes happened, including the ``DEL`` of a key that
   expired while a command looked it up. The caller drains them with ``take_propagated()`` after
@@ -74,10 +75,6 @@ class Executor(StringCommands, KeyCommands, HashCommands):
     def loading(self, value: bool) -> None:
         self._loading = bool(value)
         self.keyspace.loading = bool(value)
-
-    def command_names(self) -> frozenset[str]:
-        """The upper-case names ``execute`` knows."""
-        return frozenset(self._handlers)
 
     def execute(self, db: int, name: str, args) -> Any:
         """Run command ``name`` (upper-case) with ``args`` (bytes) in database ``db``."""

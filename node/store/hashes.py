@@ -1,6 +1,6 @@
 """Hash commands: HSET HGET HMGET HDEL HGETALL HLEN HEXISTS HINCRBY HKEYS HVALS.
 
-Same mixin contract as ``_cmd_strings``. A hash that loses its last field is deleted, TTL
+Same mixin contract as ``strings.py``. A hash that loses its last field is deleted, TTL
 included (Redis does the same). HINCRBY is logged as ``HSET k f <new>`` (idempotent).
 """
 

@@ -1,6 +1,6 @@
 """Keyspace commands: DEL EXISTS TYPE RENAME (P)EXPIRE(AT) TTL PTTL PERSIST KEYS SCAN DBSIZE FLUSH*.
 
-Same mixin contract as ``_cmd_strings``. SCAN is the one command with state between calls:
+Same mixin contract as ``strings.py``. SCAN is the one command with state between calls:
 
 SCAN cursors
 ------------
@@ -69,9 +69,6 @@ class ScanSnapshots:
 
     def finish(self, snap_id: int) -> None:
         self._snapshots.pop(snap_id, None)
-
-    def __len__(self) -> int:
-        return len(self._snapshots)
 
 
 class KeyCommands:

@@ -3,9 +3,9 @@
 Design
 ------
 Owns the data and nothing else: no I/O, no command semantics, no propagation format. The
-executor (``node/commands.py``) binds two hooks: ``clock_ms`` (unix ms, injectable for tests)
-and ``on_expire(db, key)``, called after a key was deleted because its TTL passed, so that the
-executor can log a ``DEL`` and count ``expired_keys``.
+executor (``node/store/executor.py``) binds two hooks: ``clock_ms`` (unix ms, injectable for
+tests) and ``on_expire(db, key)``, called after a key was deleted because its TTL passed, so that
+the executor can log a ``DEL`` and count ``expired_keys``.
 
 * A value is ``bytes`` (a string) or ``dict[bytes, bytes]`` (a hash). An expire is an absolute
   unix time in ms. Invariant: every key of ``expires`` is a key of ``data``.
@@ -17,9 +17,12 @@ executor can log a ``DEL`` and count ``expired_keys``.
   No random sampling: the cycle always deletes the soonest-expired keys first, deterministically.
 * While ``loading`` is True (AOF replay) nothing expires: a replayed command must see the state
   the original saw, and the original's expiries are in the AOF as ``DEL`` entries.
-* Callers go through the methods, never through ``Db`` fields: a later change may make the
-  representation copy-on-write (for the AOF rewrite), and ``lookup_write`` is the one place that
-  hands out a value the caller will mutate in place (a hash).
+* Callers go through the methods, never through ``Db`` fields: the methods keep the shard
+  choice, ``nkeys``, ``nexpires``, ``expire_sum`` and the heap in step, which a direct write to a
+  shard would break. A hash is the one value a caller mutates in place (HSET, HDEL, HINCRBY);
+  those callers fetch it with ``lookup_write``, today the same function as ``lookup``, so that
+  every in-place mutation is found by one name. The keyspace itself is never copy-on-write: the
+  rewrite works on a forked child's view of memory (see Shards below).
 
 * Shards (for the AOF rewrite's copy-on-write cost): each db's ``data`` and ``expires`` are
   split into ``SHARDS`` dicts by ``hash(key) & SHARD_MASK``. The forked rewrite child copies one
@@ -80,10 +83,6 @@ class Db:
         self.nkeys = 0
         self.nexpires = 0
 
-    def iter_data(self) -> Iterator[tuple[bytes, Value]]:
-        for shard in self.data:
-            yield from shard.items()
-
     def iter_expires(self) -> Iterator[tuple[bytes, int]]:
         for shard in self.expires:
             yield from shard.items()
@@ -112,8 +111,8 @@ class Keyspace:
                 return None
         return value
 
-    # A value returned by lookup_write may be mutated in place by the caller (hash fields). Today
-    # it is the same object; a copy-on-write keyspace would copy a shared value here.
+    # The caller of lookup_write mutates the value in place (hash fields): the same object as
+    # lookup returns, under a name that marks every call site that mutates.
     lookup_write = lookup
 
     def get_expire(self, db: int, key: bytes) -> int | None:
