@@ -6,8 +6,8 @@ A thread of the parent process, on its own control connection (never one of the 
 clients):
 
 1. waits until second ``S`` of the run (an Event wait: the run's end or Ctrl-C cuts it short);
-2. sends BGREWRITEAOF; an error reply (the current aofnode answers ERR until the rewrite is
-   built, a busy server answers BUSY) is recorded as the status and the thread ends;
+2. sends BGREWRITEAOF; an error reply (BUSY if a rewrite already runs, ERR if the server could
+   not fork) is recorded as the status and the thread ends; "scheduled" counts as started;
 3. polls ``INFO persistence`` every 50 ms until neither ``aof_rewrite_in_progress`` nor
    ``aof_rewrite_scheduled`` is set, and records the end second.
 

@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,17 +35,12 @@ import time
 from pathlib import Path
 
 from bench import resp
+from bench.servers import free_port, redis_command
 
 __all__ = ["main"]
 
 BIN = Path(sys.executable).parent
 GiB = 1 << 30
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rss_bytes(pid: int) -> int:
@@ -130,7 +124,7 @@ def run_aofnode(args, work: Path) -> dict:
     data.mkdir()
     made = _write_aof(data / "appendonly.aof", args.keys, args.value_size, args.min_aof_bytes)
     print(f"wrote {made['aof_bytes'] / GiB:.2f} GiB AOF ({made['entries']} entries) in {made['seconds']} s", flush=True)
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
     log_file = work / "node.log"
     cmd = [str(BIN / "aofnode"), "serve", "--dir", str(data), "--bind", endpoint,
            "--appendfsync", args.appendfsync, "--log-file", str(log_file),
@@ -197,14 +191,12 @@ def run_aofnode(args, work: Path) -> dict:
 
 
 def run_redis(args, work: Path) -> dict:
-    port = _free_port()
+    port = free_port()
     exe = shutil.which("redis-server")
     if not exe:
         raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-    cmd = [exe, "--bind", "127.0.0.1", "--port", str(port), "--protected-mode", "yes",
-           "--appendonly", "yes", "--appendfsync", args.appendfsync, "--save", "",
-           "--auto-aof-rewrite-percentage", "0", "--dir", str(work), "--daemonize", "no",
-           "--logfile", str(work / "redis.log")]
+    cmd = redis_command(exe, port, work, args.appendfsync,
+                        extra=("--auto-aof-rewrite-percentage", "0"))
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         def info():

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench.targets import Control, TargetSpec
 
-__all__ = ["Server", "start_aofnode", "start_redis", "free_port"]
+__all__ = ["Server", "start_aofnode", "start_redis", "free_port", "redis_command"]
 
 # A clean aofnode shutdown finishes the batches in flight and fsyncs: well under a second here;
 # 15 s leaves room for a slow disk before we fall back to SIGKILL.
@@ -34,6 +34,7 @@ READY_TIMEOUT_S = 30.0
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -127,10 +128,18 @@ def start_redis(appendfsync: str = "everysec", exe: str = "redis-server") -> Ser
         raise RuntimeError(f"{exe} not found on PATH")
     tmp = Path(tempfile.mkdtemp(prefix="redis-bench-"))
     port = free_port()
-    cmd = [path, "--bind", "127.0.0.1", "--port", str(port), "--protected-mode", "yes",
-           "--appendonly", "yes", "--appendfsync", appendfsync, "--save", "",
-           "--dir", str(tmp), "--daemonize", "no", "--logfile", str(tmp / "redis.log")]
+    cmd = redis_command(path, port, tmp, appendfsync)
     version = subprocess.run([path, "--version"], capture_output=True, text=True,
                              timeout=10).stdout.strip()
     settings = {"command": cmd, "appendfsync": appendfsync, "version": version}
     return _spawn("redis", cmd, TargetSpec("redis", host="127.0.0.1", port=port), tmp, settings)
+
+
+def redis_command(exe: str, port: int, directory: Path, appendfsync: str,
+                  extra: tuple[str, ...] = ()) -> list[str]:
+    """The redis-server command line every benchmark uses: AOF on with ``appendfsync``, no RDB
+    snapshots, loopback only, in the foreground, logging to ``directory/redis.log``."""
+    return [exe, "--bind", "127.0.0.1", "--port", str(port), "--protected-mode", "yes",
+            "--appendonly", "yes", "--appendfsync", appendfsync, "--save", "",
+            "--dir", str(directory), "--daemonize", "no",
+            "--logfile", str(Path(directory) / "redis.log"), *extra]
