@@ -1,7 +1,8 @@
-"""Tests for node/aof_format.py: framing, scan classification, load repair and check-aof."""
+"""Tests for node/aof/format.py: framing, splitting, the entry rule, the torn-tail rule, load.
+
+check-aof and the agreement of its verdict with load's are in tests/test_check_aof.py."""
 from __future__ import annotations
 
-import io
 import os
 import struct
 
@@ -10,7 +11,7 @@ import msgpack
 import pytest
 
 from node.aof import format as af
-from node.aof.format import CorruptAOF, ScanResult, check_aof_main, load, scan
+from node.aof.format import CorruptAOF, ScanResult, load, scan
 
 H = af.HEADER_SIZE
 
@@ -209,14 +210,14 @@ def test_torn_tail_variants(tmp_path, kind):
     assert res.file_size == p.stat().st_size > good_end
 
 
-def test_partial_record_followed_by_zeros_past_its_end_is_corrupt(tmp_path):
-    # The documented limit of the rule: the bytes from the record start are not all zero and the
-    # declared end is before EOF, so this is not recognisably a torn tail.
+def test_partial_record_followed_by_zeros_past_its_end_is_torn(tmp_path):
+    # Zeroed pages of the last write can reach past the last record's declared end: still torn,
+    # nothing valid follows it.
     p = tmp_path / "a.aof"
     good = af.encode_entries(batch(9))
     starts = write_aof(p, [batch(0), batch(1)], tail=good[:11] + bytes(len(good)))
     res = scan(p)
-    assert (res.status, res.records) == ("corrupt", 2)
+    assert (res.status, res.records) == ("torn_tail", 2)
     assert res.bad_offset == starts[1] + len(af.encode_entries(batch(1)))
 
 
@@ -236,17 +237,79 @@ def test_absurd_length_at_tail_is_torn_tail(tmp_path):
     write_aof(p, [batch(0)], tail=b"\xff\xff\xff\xff" + b"junkjunk")
     res = scan(p)
     assert res.status == "torn_tail" and res.records == 1
+    assert "bad record length" in res.problem
 
 
-def test_big_zero_tail_is_checked_in_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr(af, "READ_CHUNK_BYTES", 1024)
+def test_zero_length_record_is_never_valid(tmp_path):
     p = tmp_path / "a.aof"
-    write_aof(p, [batch(0)], tail=bytes(100_000))
-    assert scan(p).status == "torn_tail"
-    # one non-zero byte far into the tail makes the zeroed record a bad record in the middle
-    write_aof(p, [batch(0)], tail=bytes(90_000) + b"\x01" + bytes(9_999))
+    starts = write_aof(p, [batch(0)], tail=struct.pack(">II", 0, google_crc32c.value(bytes(4))))
     res = scan(p)
-    assert res.status == "corrupt" and res.records == 1
+    assert (res.status, res.bad_offset) == ("torn_tail", starts[0] + len(af.encode_entries(batch(0))))
+    assert "bad record length 0" in res.problem
+
+
+@pytest.mark.parametrize("garbage", ["zeros", "random", "stray_byte_in_zeros"])
+def test_tail_of_one_record_or_less_is_torn_longer_is_corrupt(tmp_path, monkeypatch, garbage):
+    # The rule's size bound: from the bad offset to EOF at most 8 + MAX_RECORD_BYTES bytes.
+    monkeypatch.setattr(af, "MAX_RECORD_BYTES", 1000)
+    p = tmp_path / "a.aof"
+    limit = af.RECORD_HEADER_SIZE + 1000
+
+    def tail(n):
+        if garbage == "zeros":
+            return bytes(n)
+        if garbage == "random":
+            return b"\xff" + os.urandom(n - 1)  # 0xff...: a length over the maximum
+        return bytes(n // 2) + b"\x01" + bytes(n - n // 2 - 1)
+
+    starts = write_aof(p, [batch(0), batch(1)], tail=tail(limit))
+    good_end = p.stat().st_size - limit
+    res = scan(p)
+    assert (res.status, res.bad_offset, res.records) == ("torn_tail", good_end, 2), res
+    write_aof(p, [batch(0), batch(1)], tail=tail(limit + 1))
+    res = scan(p)
+    assert (res.status, res.bad_offset, res.records) == ("corrupt", good_end, 2), res
+    assert "more than one record" in res.problem and starts[1] < good_end
+
+
+def later_record_shapes():
+    """Records whose msgpack headers take each size: fixarray, array 16 and array 32."""
+    return {
+        "fixarray_fixarray": [[0, "SET", b"k", b"v"]],
+        "array16_fixarray": [[1, "DEL", b"k%d" % i] for i in range(20)],
+        "fixarray_array16": [[2, "MSET", *[b"x"] * 20]],
+        "array32_fixarray": [[3, "DEL", b"k"]] * 70_000,
+        "fixarray_array32": [[15, "MSET", *[b"y"] * 70_000]],
+    }
+
+
+@pytest.mark.parametrize("shape", sorted(later_record_shapes()))
+@pytest.mark.parametrize("bad", ["partial_payload", "bad_crc", "zeros"])
+def test_valid_record_after_a_bad_one_is_corrupt(tmp_path, shape, bad):
+    # A bad record at the end of a write, then a whole later record: a crash does not leave
+    # valid data after a damaged record, so this refuses the start instead of cutting.
+    p = tmp_path / "a.aof"
+    cut = af.encode_entries(batch(7))
+    damaged = {"partial_payload": cut[:-4], "bad_crc": cut[:-1] + bytes([cut[-1] ^ 1]),
+               "zeros": bytes(len(cut))}[bad]
+    later = af.encode_entries(later_record_shapes()[shape])
+    starts = write_aof(p, [batch(0)], tail=damaged + later)
+    bad_at = starts[0] + len(af.encode_entries(batch(0)))
+    res = scan(p)
+    assert (res.status, res.bad_offset, res.records) == ("corrupt", bad_at, 1), res
+    assert f"valid record after it at offset {bad_at + len(damaged)}" in res.problem
+    # without the later record, the same damage is a torn tail
+    write_aof(p, [batch(0)], tail=damaged)
+    assert scan(p).status == "torn_tail"
+
+
+def test_entries_inside_a_torn_record_are_not_taken_for_records(tmp_path):
+    # A long partial record full of entries: the search for a later record sees their starts,
+    # but no length and CRC around them match.
+    p = tmp_path / "a.aof"
+    big = af.encode_entries([[i % 16, "SET", b"key:%d" % i, os.urandom(i % 50)] for i in range(5000)])
+    write_aof(p, [batch(0)], tail=big[: len(big) * 2 // 3])
+    assert scan(p).status == "torn_tail"
 
 
 # -- corruption -----------------------------------------------------------------------------------
@@ -275,7 +338,7 @@ def test_absurd_length_in_middle_is_corrupt(tmp_path, monkeypatch):
     starts = write_aof(p, [batch(0)], tail=struct.pack(">II", 2000, 0) + os.urandom(3000))
     res = scan(p)
     assert (res.status, res.bad_offset) == ("corrupt", starts[0] + len(af.encode_entries(batch(0))))
-    assert "absurd" in res.problem
+    assert "bad record length 2000" in res.problem
 
 
 @pytest.mark.parametrize(
@@ -292,6 +355,17 @@ def test_absurd_length_in_middle_is_corrupt(tmp_path, monkeypatch):
         msgpack.packb([[0, "SET", b"k"]], use_bin_type=True) + b"\x00",  # trailing bytes
         b"\xc1",  # never-used msgpack byte
         b"\x93\x01",  # truncated array
+        msgpack.packb([[16, "SET", b"k", b"v"]], use_bin_type=True),  # db out of range
+        msgpack.packb([[True, "SET", b"k", b"v"]], use_bin_type=True),  # db a bool
+        msgpack.packb([[0, "INFO"]], use_bin_type=True),  # a read-only command
+        msgpack.packb([[0, "FOO", b"k"]], use_bin_type=True),  # an unknown command
+        msgpack.packb([[0, "set", b"k", b"v"]], use_bin_type=True),  # names are upper-case
+        msgpack.packb([[0, "SET", b"k"]], use_bin_type=True),  # SET needs at least 2 args
+        msgpack.packb([[0, "GETDEL"]], use_bin_type=True),  # GETDEL needs exactly 1
+        msgpack.packb([[0, "RENAME", b"a", b"b", b"c"]], use_bin_type=True),
+        msgpack.packb([[0, "SET", b"k", 5]], use_bin_type=True),  # an int arg
+        msgpack.packb([[0, "SET", b"k", None]], use_bin_type=True),  # a nil arg
+        msgpack.packb([[0, "SET", b"k", b"v"], [0, "BGREWRITEAOF"]], use_bin_type=True),
     ],
 )
 def test_valid_crc_with_bad_payload_is_corrupt(tmp_path, payload):
@@ -305,10 +379,72 @@ def test_valid_crc_with_bad_payload_is_corrupt(tmp_path, payload):
 
 
 def test_empty_entries_array_is_valid(tmp_path):
+    # Never written (encode_entries([]) is no record at all), but harmless if an old file has one.
+    assert af.encode_entries([]) == b""
     p = tmp_path / "a.aof"
-    write_aof(p, [[]])
+    write_aof(p, [], tail=af.encode_record(msgpack.packb([])))
     res, seen = collect(p)
     assert (res.status, res.records, res.entries, seen) == ("ok", 1, 0, [[]])
+
+
+@pytest.mark.parametrize(
+    "entry,words",
+    [
+        ([0, "SET", b"k", b"v"], None),
+        ([15, "PEXPIREAT", b"k", b"1"], None),
+        ([0, "FLUSHALL"], None),
+        ([3, "MSET", b"a", b"1", b"b", b"2"], None),
+        ([16, "SET", b"k", b"v"], "db 16"),
+        ([-1, "DEL", b"k"], "db -1"),
+        ([0, "INFO"], "read-only command"),
+        ([0, "GET", b"k"], "read-only command"),
+        ([0, "NOPE"], "not a known command"),
+        ([0, b"SET", b"k", b"v"], "not a known command"),
+        ([0, "SET", b"k"], "wrong number of arguments for SET: 1"),
+        ([0, "HINCRBY", b"h", b"f"], "wrong number of arguments for HINCRBY: 2"),
+        ([0, "DEL", b"k", "x"], "a str, not bytes"),
+        ([0], "not an array"),
+        ("SET", "not an array"),
+    ],
+)
+def test_check_entries_is_the_one_rule(entry, words):
+    problem = af.check_entries([[0, "DEL", b"ok"], entry])
+    if words is None:
+        assert problem is None
+    else:
+        assert problem.startswith("entry 1: ") and words in problem, problem
+    assert af.check_entries({"not": "a list"}).startswith("payload is a dict")
+
+
+# -- records over the size limit ------------------------------------------------------------------
+
+def test_a_cycle_over_the_record_limit_is_split_into_whole_entries(tmp_path, monkeypatch):
+    monkeypatch.setattr(af, "MAX_RECORD_BYTES", 1000)
+    entries = [[i % 16, "SET", b"k%d" % i, os.urandom(i * 7 % 400)] for i in range(60)]
+    entries += [[0, "DEL", b"d%d" % i] for i in range(200)]  # small: array 16 record headers
+    data = af.encode_entries(entries)
+    p = tmp_path / "a.aof"
+    write_aof(p, [], tail=data)
+    res, seen = collect(p)
+    assert res.status == "ok" and res.records > 5
+    assert [e for record in seen for e in record] == entries  # same entries, same order
+    offset = H
+    while offset < p.stat().st_size:  # every record within the limit
+        (length,) = struct.unpack(">I", p.read_bytes()[offset:offset + 4])
+        assert 0 < length <= 1000
+        offset += 8 + length
+    assert offset == p.stat().st_size
+
+
+def test_a_cycle_within_the_limit_is_one_record():
+    entries = [[0, "SET", b"k%d" % i, b"v"] for i in range(100)]
+    assert af.encode_entries(entries) == af.encode_record(msgpack.packb(entries, use_bin_type=True))
+
+
+def test_an_entry_alone_over_the_limit_is_a_bug(monkeypatch):
+    monkeypatch.setattr(af, "MAX_RECORD_BYTES", 1000)
+    with pytest.raises(ValueError, match="exceeds the record limit"):
+        af.encode_entries([[0, "SET", b"k", b"v"], [0, "SET", b"k", bytes(1000)]])
 
 
 @pytest.mark.parametrize(
@@ -415,124 +551,6 @@ def test_load_logs_progress(tmp_path, monkeypatch):
     assert all(e["seconds"] > 0 for e in progress)
 
 
-# -- check-aof ------------------------------------------------------------------------------------
-
-def run_check(path, fix=False, yes=False, answer=None):
-    out = io.StringIO()
-    prompts: list[str] = []
-
-    def confirm(prompt: str) -> str:
-        prompts.append(prompt)
-        if answer is None:
-            pytest.fail("confirm should not be called")
-        return answer
-
-    code = check_aof_main(str(path), fix=fix, yes=yes, out=out, confirm=confirm)
-    lines = out.getvalue().splitlines()
-    fields = dict(line.split(": ", 1) for line in lines if ": " in line)
-    return code, fields, prompts, out.getvalue()
-
-
-def make_torn(tmp_path):
-    p = tmp_path / "a.aof"
-    write_aof(p, [batch(i) for i in range(3)], tail=af.encode_entries(batch(3))[:9])
-    return p, H + sum(len(af.encode_entries(batch(i))) for i in range(3))
-
-
-def test_check_ok(tmp_path):
-    p = tmp_path / "a.aof"
-    write_aof(p, [batch(i) for i in range(3)])
-    code, f, _, text = run_check(p)
-    size = p.stat().st_size
-    assert code == 0
-    assert f == {"status": "ok", "records": "3", "entries": "6", "ok_up_to": str(size),
-                 "file_size": str(size)}
-    assert "run:" not in text
-
-
-def test_check_torn_without_fix_reports_and_hints(tmp_path):
-    p, good_end = make_torn(tmp_path)
-    size = p.stat().st_size
-    code, f, _, _ = run_check(p)
-    assert code == 1
-    assert f["status"] == "torn_tail" and f["records"] == "3"
-    assert f["ok_up_to"] == f["bad_offset"] == str(good_end) and f["file_size"] == str(size)
-    assert "partial" in f["problem"]
-    assert f["run"] == f"aofnode check-aof --fix {p}"
-    assert p.stat().st_size == size
-
-
-def test_check_fix_yes_truncates(tmp_path):
-    p, good_end = make_torn(tmp_path)
-    size = p.stat().st_size
-    code, f, prompts, _ = run_check(p, fix=True, yes=True)
-    assert code == 0 and prompts == []
-    assert f["truncated"] == f"{size - good_end} bytes"
-    assert p.stat().st_size == good_end
-    assert run_check(p)[0] == 0
-
-
-def test_check_fix_confirm_no_leaves_file(tmp_path):
-    p, good_end = make_torn(tmp_path)
-    before = p.read_bytes()
-    code, f, prompts, _ = run_check(p, fix=True, answer="n")
-    assert code == 1 and "truncated" not in f
-    assert prompts == [
-        f"Truncate {p} from {len(before)} to {good_end} bytes ({len(before) - good_end} bytes lost)? [y/N] "
-    ]
-    assert p.read_bytes() == before
-
-
-def test_check_fix_confirm_empty_answer_leaves_file(tmp_path):
-    p, _ = make_torn(tmp_path)
-    before = p.read_bytes()
-    assert run_check(p, fix=True, answer="")[0] == 1
-    assert p.read_bytes() == before
-
-
-def test_check_fix_confirm_yes_truncates(tmp_path):
-    p, good_end = make_torn(tmp_path)
-    code, _, prompts, _ = run_check(p, fix=True, answer="Yes")
-    assert code == 0 and len(prompts) == 1
-    assert p.stat().st_size == good_end
-
-
-def test_check_fix_cuts_from_first_bad_record_on_corruption(tmp_path):
-    p = tmp_path / "a.aof"
-    starts = write_aof(p, [batch(i) for i in range(5)])
-    data = bytearray(p.read_bytes())
-    data[starts[2] + 9] ^= 0xFF
-    p.write_bytes(bytes(data))
-    code, f, _, _ = run_check(p)
-    assert code == 1 and f["status"] == "corrupt" and f["bad_offset"] == str(starts[2])
-    code, f, _, _ = run_check(p, fix=True, yes=True)
-    assert code == 0 and f["truncated"] == f"{len(data) - starts[2]} bytes"
-    assert p.stat().st_size == starts[2]
-    res, seen = collect(p)
-    assert res.status == "ok" and seen == [batch(0), batch(1)]
-
-
-def test_check_fix_empty_file(tmp_path):
-    p = tmp_path / "a.aof"
-    p.write_bytes(b"")
-    code, f, _, _ = run_check(p, fix=True, yes=True)
-    assert code == 0 and f["status"] == "torn_tail" and f["truncated"] == "0 bytes"
-
-
-def test_check_fix_refuses_bad_header(tmp_path):
-    p = tmp_path / "notes.txt"
-    p.write_bytes(b"this is not an aof file at all\n")
-    code, f, _, _ = run_check(p, fix=True, yes=True)
-    assert code == 1 and f["status"] == "corrupt" and f["bad_offset"] == "0"
-    assert "refusing" in f["error"]
-    assert p.read_bytes() == b"this is not an aof file at all\n"
-
-
-def test_check_missing_file(tmp_path):
-    code, f, _, text = run_check(tmp_path / "missing.aof", fix=True, yes=True)
-    assert code == 2 and "error" in f and "status" not in f
-
-
 def test_scan_reads_in_bounded_chunks(tmp_path, monkeypatch):
     # A multi-GiB file must never be read whole: every read is at most one chunk (or one record).
     monkeypatch.setattr(af, "READ_CHUNK_BYTES", 4096)
@@ -561,5 +579,6 @@ def test_scan_reads_in_bounded_chunks(tmp_path, monkeypatch):
     monkeypatch.setattr(af, "open", lambda *a, **k: Spy(real_open(*a, **k)), raising=False)
     res = scan(p)
     assert res.status == "torn_tail" and res.records == 3000
-    assert sizes and all(0 <= n <= 4096 for n in sizes)
-    assert len(sizes) > p.stat().st_size // 4096
+    # records in chunks; the torn tail (at most one maximal record) in one last read
+    assert sizes and all(0 <= n <= 4096 for n in sizes[:-1]) and sizes[-1] == 50_000
+    assert len(sizes) > (p.stat().st_size - 50_000) // 4096

@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="niceness added to the rewrite child (0: same priority as the node)")
     s.add_argument("--aof-close-inline", action="store_true",
                    help="benchmarking only: close the old AOF in the log actor, not the closer")
+    s.add_argument("--crash-loop-count", type=int, default=5, metavar="N",
+                   help="stop the node (exit 7) when one actor dies N times within the window (default 5)")
+    s.add_argument("--crash-loop-window", type=float, default=60.0, metavar="SECONDS",
+                   help="the crash-loop window (default 60)")
 
     c = sub.add_parser("cli", help="send commands to a node (interactive without COMMAND)")
     c.add_argument("--connect", default=DEFAULT_BIND, help=f"node endpoint (default: {DEFAULT_BIND})")
@@ -71,10 +75,12 @@ def main(argv: list[str] | None = None) -> int:
                         auto_aof_rewrite_min_size=args.auto_aof_rewrite_min_size,
                         aof_rewrite_diff_limit=args.aof_rewrite_diff_limit,
                         aof_close_inline=args.aof_close_inline,
-                        aof_rewrite_child_nice=args.aof_rewrite_child_nice)
+                        aof_rewrite_child_nice=args.aof_rewrite_child_nice,
+                        crash_loop_count=args.crash_loop_count,
+                        crash_loop_window_s=args.crash_loop_window)
         return serve(config)
     if args.cmd == "check-aof":
-        from node.aof.format import check_aof_main
+        from node.aof.check import check_aof_main
         return check_aof_main(args.file, fix=args.fix, yes=args.yes)
     if args.cmd == "logs":
         from node.tools.logtools import logs_main
