@@ -8,6 +8,10 @@ be there. A write counts as acknowledged only once its reply said OK.
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from protocol import codec
@@ -80,6 +84,41 @@ def start_rewrite(c) -> None:
 def wait_rewrite_over(c, timeout: float = 10.0) -> dict:
     return wait_for(lambda: (p := persistence(c))["aof_rewrite_in_progress"] == 0 and p,
                     timeout, what="the rewrite to end")
+
+
+_SHIM_PROBE = """
+import os, sys, threading
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY)
+results = []
+def sync():
+    try:
+        os.fdatasync(fd)
+        results.append("ok")
+    except OSError as exc:
+        results.append(exc.errno)
+threads = [threading.Thread(target=sync) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+pid = os.fork()
+if pid == 0:
+    sync(); sync()
+    os._exit(results[-2:].count("ok"))
+sync(); sync()
+_, status = os.waitpid(pid, 0)
+print(results.count("ok") + os.waitstatus_to_exitcode(status), len(results) + 2)
+"""
+
+
+def test_shim_counts_one_budget_across_threads_and_a_fork(faults: Faults, tmp_path):
+    """The shim alone: skip 2, fail 3, over 4 threads then a parent and its forked child."""
+    target = tmp_path / "probe.dat"
+    faults.arm("fdatasync", target.name, skip=2, count=3)
+    out = subprocess.run([sys.executable, "-c", _SHIM_PROBE, str(target)], capture_output=True,
+                         text=True, timeout=30, env={**os.environ, **faults.env})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["5", "8"]  # 8 calls: 2 skipped, 3 failed, 3 ok
+    assert [f.op for f in faults.fired()] == ["fdatasync"] * 3
+    assert faults.rules()[0][2:4] == (0, 0)
 
 
 def test_failing_aof_fdatasync_refuses_writes_until_disarmed(make_node, faults: Faults):
