@@ -60,6 +60,44 @@ def test_fsync_dir_reports_the_error_and_closes_the_directory(tmp_path, monkeypa
     assert len(os.listdir("/proc/self/fd")) == before
 
 
+def test_replace_file_hands_back_the_live_fd_when_it_is_the_old_file(tmp_path):
+    live, temp = tmp_path / "a.aof", tmp_path / "t.aof"
+    live.write_bytes(b"old" * 1000)
+    temp.write_bytes(b"new")
+    fd = os.open(live, os.O_RDONLY)
+    held = fileops.replace_file(str(temp), str(live), fd)
+    assert held == fd
+    assert live.read_bytes() == b"new"
+    st = os.fstat(held)
+    assert st.st_nlink == 0 and st.st_size == 3000  # nameless: the last reference is ours to pass on
+    os.close(held)
+
+
+def test_replace_file_opens_an_old_file_nobody_holds_before_the_rename(tmp_path):
+    """Redis's scenario 2 (one-time rewrite, old file on disk, no fd): the rename must not be
+    the old file's last reference, or it would free the blocks in the caller."""
+    live, temp = tmp_path / "a.aof", tmp_path / "t.aof"
+    live.write_bytes(b"x" * 100_000)
+    temp.write_bytes(b"new")
+    held = fileops.replace_file(str(temp), str(live), None)
+    assert held is not None
+    st = os.fstat(held)
+    assert st.st_nlink == 0 and st.st_size == 100_000
+    os.close(held)
+    (tmp_path / "u.aof").write_bytes(b"first")
+    assert fileops.replace_file(str(tmp_path / "u.aof"), str(tmp_path / "none.aof"), None) is None
+    assert (tmp_path / "none.aof").read_bytes() == b"first"
+
+
+def test_replace_file_closes_what_it_opened_when_the_rename_fails(tmp_path):
+    live = tmp_path / "a.aof"
+    live.write_bytes(b"old")
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(FileNotFoundError):
+        fileops.replace_file(str(tmp_path / "missing.aof"), str(live), None)
+    assert len(os.listdir("/proc/self/fd")) == before and live.read_bytes() == b"old"
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o000, 0o277])
 def test_open_private_creates_0600_whatever_the_umask(tmp_path, umask):
     old = os.umask(umask)

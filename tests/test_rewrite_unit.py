@@ -1,54 +1,23 @@
-"""The rewrite's file switch and failure backoff, in-process on real files."""
+"""The rewrite (node/aof/rewrite.py, rewrite_child.py) in-process on real files: the per-run
+state, failures at each step, backoff, the child's output."""
 import os
 import time
 
 import structlog
 
 from node.aof.writer import AofWriter
-from node.actors.closer import CloserClient
 from node.store.keyspace import Keyspace
-from node.aof.rewrite import BACKOFF_MAX_S, Rewriter, replace_file
-
-
-def test_replace_file_hands_back_the_live_fd_when_it_is_the_old_file(tmp_path):
-    live, temp = tmp_path / "a.aof", tmp_path / "t.aof"
-    live.write_bytes(b"old" * 1000)
-    temp.write_bytes(b"new")
-    fd = os.open(live, os.O_RDONLY)
-    held = replace_file(str(temp), str(live), fd)
-    assert held == fd
-    assert live.read_bytes() == b"new"
-    st = os.fstat(held)
-    assert st.st_nlink == 0 and st.st_size == 3000  # nameless: the last reference is ours to pass on
-    os.close(held)
-
-
-def test_replace_file_opens_an_old_file_nobody_holds_before_the_rename(tmp_path):
-    """Redis's scenario 2 (one-time rewrite, old file on disk, no fd): the rename must not be
-    the old file's last reference, or it would free the blocks in the caller."""
-    live, temp = tmp_path / "a.aof", tmp_path / "t.aof"
-    live.write_bytes(b"x" * 100_000)
-    temp.write_bytes(b"new")
-    held = replace_file(str(temp), str(live), None)
-    assert held is not None
-    st = os.fstat(held)
-    assert st.st_nlink == 0 and st.st_size == 100_000
-    os.close(held)
-    (tmp_path / "u.aof").write_bytes(b"first")
-    assert replace_file(str(tmp_path / "u.aof"), str(tmp_path / "none.aof"), None) is None
-    assert (tmp_path / "none.aof").read_bytes() == b"first"
+from node.aof.rewrite import BACKOFF_MAX_S, Rewriter
 
 
 def test_failures_back_off_automatic_rewrites_exponentially(tmp_path):
     log = structlog.get_logger()
     writer = AofWriter(str(tmp_path / "appendonly.aof"), "no", log)
-    closer = CloserClient("\0aofnode-test-no-closer", log)  # nobody listens: jobs queue up
+    closer = RecordingCloser()
     rw = Rewriter(Keyspace(), writer, closer, str(tmp_path / "appendonly.aof"), str(tmp_path), log,
                   diff_limit=1 << 20, auto_percentage=100, auto_min_size=0)
     delays = []
     for _ in range(9):
-        rw.state = "child"
-        rw.started_at = 1.0
         before = time.monotonic()
         rw._failed("test")
         delays.append(round(rw.next_auto_at - before))
@@ -59,7 +28,7 @@ def test_failures_back_off_automatic_rewrites_exponentially(tmp_path):
     # While backing off, growth does not start a rewrite.
     writer.append(b"x" * 10_000)
     rw.maybe_auto_start()
-    assert rw.state == "idle" and rw.total_forks == 0
+    assert not rw.in_progress and rw.total_forks == 0
 
 
 def test_child_writer_output_replays_to_the_same_keyspace(tmp_path):
@@ -67,7 +36,7 @@ def test_child_writer_output_replays_to_the_same_keyspace(tmp_path):
     both, several dbs, expired keys dropped, large values split over several records."""
     from node.aof import format as aof_format
     from node.store.executor import Executor
-    from node.aof.rewrite import CHILD_RECORD_BYTES, _child_write
+    from node.aof.rewrite_child import CHILD_RECORD_BYTES, _child_write
 
     now = 1_700_000_000_000
     src = Executor(clock_ms=lambda: now)
@@ -98,15 +67,15 @@ def test_child_writer_output_replays_to_the_same_keyspace(tmp_path):
 
 def test_child_writer_splits_a_value_too_large_for_one_record(tmp_path, monkeypatch):
     from node.aof import format as aof_format
-    from node.aof import rewrite
+    from node.aof import rewrite_child
     from node.store.executor import Executor
 
-    monkeypatch.setattr(rewrite, "HUGE_VALUE_BYTES", 1000)  # stands for 16 MiB of a 256 MiB+ value
+    monkeypatch.setattr(rewrite_child, "HUGE_VALUE_BYTES", 1000)  # stands for 16 MiB of a 256 MiB+ value
     src = Executor()
     value = bytes(range(256)) * 20  # 5120 bytes: six pieces
     src.execute(0, "SET", (b"huge", value, b"PX", b"100000"))
     path = tmp_path / "r.aof"
-    rewrite._child_write(src.keyspace, str(path), src.clock_ms())
+    rewrite_child._child_write(src.keyspace, str(path), src.clock_ms())
     dst = Executor()
     dst.loading = True
     result = aof_format.scan(str(path), on_entries=lambda es: [dst.execute(e[0], e[1], e[2:]) for e in es])
@@ -124,7 +93,7 @@ def test_request_while_another_child_exists_is_scheduled_then_started(tmp_path):
     writer = AofWriter(aof, "no", log)
     ex = Executor()
     ex.execute(0, "SET", (b"k", b"v"))
-    rw = Rewriter(ex.keyspace, writer, CloserClient("\0aofnode-test-no-closer", log), aof,
+    rw = Rewriter(ex.keyspace, writer, RecordingCloser(), aof,
                   str(tmp_path), log, diff_limit=1 << 20, auto_percentage=0, auto_min_size=0)
     other = subprocess.Popen(["sleep", "30"])  # stands for a killed child not yet reaped
     rw.dying.add(other.pid)
@@ -141,3 +110,82 @@ def test_request_while_another_child_exists_is_scheduled_then_started(tmp_path):
         time.sleep(0.01)
     assert rw.total_forks == 1 and rw.rewrites == 1 and rw.info()["aof_rewrite_scheduled"] == 0
     assert rw.info()["aof_last_bgrewrite_status"] == "ok"
+
+
+class RecordingCloser:
+    """Stands for the closer actor: closes in place and records every job."""
+
+    def __init__(self) -> None:
+        self.closed: list[str] = []
+        self.unlinked: list[str] = []
+
+    def submit_close(self, fd: int, path: str) -> int:
+        os.close(fd)
+        self.closed.append(path)
+        return 0
+
+    def submit_unlink(self, path: str) -> int:
+        self.unlinked.append(path)
+        return 0
+
+
+def _rewriter(tmp_path, policy="no", **kw):
+    from node.store.executor import Executor
+    log = structlog.get_logger()
+    aof = str(tmp_path / "appendonly.aof")
+    writer = AofWriter(aof, policy, log)
+    ex = Executor()
+    ex.execute(0, "SET", (b"k", b"v"))
+    closer = RecordingCloser()
+    rw = Rewriter(ex.keyspace, writer, closer, aof, str(tmp_path), log, diff_limit=1 << 20,
+                  auto_percentage=0, auto_min_size=0, **kw)
+    return rw, writer, closer
+
+
+def _run_to_end(rw, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while rw.in_progress and time.monotonic() < deadline:
+        rw.tick()
+        time.sleep(0.005)
+    assert not rw.in_progress
+
+
+def _fail_fork(monkeypatch):
+    import errno
+
+    from node.aof import rewrite
+
+    def fork():
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+    monkeypatch.setattr(rewrite.os, "fork", fork)
+
+
+def test_fork_failure_after_a_run_unlinks_nothing_of_that_run(tmp_path, monkeypatch):
+    """Issue 7: ``_failed`` after a fork failure unlinked the *previous* run's temp path."""
+    rw, _, closer = _rewriter(tmp_path)
+    assert rw.start("manual")
+    _run_to_end(rw)
+    assert rw.last_status == "ok" and closer.unlinked == []
+    _fail_fork(monkeypatch)
+    assert rw.start("manual") is False
+    assert closer.unlinked == []
+    assert rw.last_status == "err" and rw.total_forks == 1
+
+
+def test_fork_failure_does_not_time_a_run_from_a_stale_start(tmp_path, monkeypatch):
+    """Issue 7: ``last_time_s`` after a fork failure came from the previous run's start."""
+    import types
+
+    from node.aof import rewrite
+    rw, _, _ = _rewriter(tmp_path)
+    assert rw.start("manual")
+    _run_to_end(rw)
+    assert rw.info()["aof_last_rewrite_time_sec"] == 0
+    later = types.SimpleNamespace(monotonic=lambda: time.monotonic() + 1000.0,
+                                  perf_counter=time.perf_counter, time=time.time)
+    monkeypatch.setattr(rewrite, "time", later)  # the next attempt comes 1000 s later
+    _fail_fork(monkeypatch)
+    assert rw.start("manual") is False
+    info = rw.info()
+    assert info["aof_last_rewrite_time_sec"] == 0  # no run, no duration: as Redis, unchanged
+    assert info["aof_current_rewrite_time_sec"] == -1

@@ -1,15 +1,19 @@
 """The live append-only file: appends, fsync policies, group commit and write errors.
 
 Design:
-- ``AofWriter`` owns the fd of the live AOF. The log actor calls ``append(data)`` once per
-  cycle with every record of the cycle (group commit: one write(2), and under ``always`` one
-  fdatasync, for all the clients of the cycle), and ``tick()`` about every 100 ms.
+- ``AofWriter`` owns the fd of the live AOF (mode 0600, see node/aof/fileops.py). The log actor
+  calls ``append(data)`` once per cycle with every record of the cycle (group commit: one
+  write(2), and under ``always`` one fdatasync, for all the clients of the cycle), and ``tick()``
+  about every 100 ms. At open the directory is fsynced, so the file's name is durable before the
+  first acknowledgement (a new file, or one a killed predecessor created).
 - Policies (as Redis's ``flushAppendOnlyFile``):
   * ``always``: ``append`` returns only after fdatasync covered the data; the caller acknowledges
     after that and never before.
-  * ``everysec``: fdatasync runs on a background thread at most once a second, so the log actor
-    never waits on the disk. While the previous fsync still runs, a write is held back (kept in
-    ``pending``) for up to 2 s, then written anyway and counted in ``delayed_fsyncs``.
+  * ``everysec``: fdatasync runs on a one-worker executor at most once a second, so the log
+    actor never waits on the disk. While the previous fsync still runs, a write is held back
+    (kept in ``pending``) for up to 2 s, then written anyway and counted in ``delayed_fsyncs``.
+    The result of each background fsync is read back on the log actor's thread
+    (``check_bg_fsync``): nothing is shared with the worker but the future.
   * ``no``: the kernel decides.
 - Errors: a failed or short write(2) (ENOSPC, EIO, EFBIG) is undone with ftruncate where
   possible, the bytes stay in ``pending`` and ``status`` turns ``err``. The caller then refuses
@@ -17,16 +21,19 @@ Design:
   the last good fdatasync are kept too (``unsynced``), so a failed fdatasync is retried by
   truncating back to the last durable size and writing them again: after an fsync error the page
   cache may have dropped the dirty pages, so a plain second fsync would prove nothing.
-- It never closes an old file on a switch: that is the closer actor's job (see node/closer.py).
+- A failed directory fsync (at open, or after the rewrite's rename: ``sync_directory``) also
+  turns ``status`` to ``err``; ``tick()`` retries it and only its success clears the error.
+- It never closes an old file on a switch: that is the closer actor's job.
 """
 from __future__ import annotations
 
 import errno
 import os
-import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from node.aof import format as aof_format
+from node.aof.fileops import PRIVATE_MODE, fsync_dir, open_private, write_all
 
 __all__ = ["AofWriter"]
 
@@ -37,60 +44,53 @@ MAX_FSYNC_POSTPONE_S = 2.0
 SLOW_FSYNC_S = 0.050
 # While the AOF is unwritable, retry at most this often.
 WRITE_RETRY_INTERVAL_S = 1.0
+# fsync_now and close_fd_later wait this long at most for a running background fsync.
+BG_FSYNC_WAIT_S = 10.0
 
 
-class _FsyncThread:
-    """A single background thread that runs fdatasync jobs (Redis's BIO_AOF_FSYNC)."""
+def _timed_fdatasync(fd: int) -> float:
+    started = time.monotonic()
+    os.fdatasync(fd)
+    return time.monotonic() - started
 
-    def __init__(self, on_done) -> None:
-        self._cond = threading.Condition()
-        self._job: int | None = None
-        self._stop = False
-        self.in_progress = False
-        self._on_done = on_done
-        self._thread = threading.Thread(target=self._run, name="aof-fsync", daemon=True)
-        self._thread.start()
 
-    def submit(self, fd: int) -> None:
-        with self._cond:
-            self._job = fd
-            self.in_progress = True
-            self._cond.notify()
+class _FsyncWorker:
+    """Redis's BIO_AOF_FSYNC: one background thread, at most one fdatasync in flight."""
 
-    def wait_idle(self, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self.in_progress:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aof-fsync")
+        self._future: Future | None = None
+        self.target = 0  # the file size the fsync in flight covers
+
+    @property
+    def in_progress(self) -> bool:
+        return self._future is not None and not self._future.done()
+
+    def submit(self, fd: int, target: int) -> None:
+        self.target = target
+        self._future = self._pool.submit(_timed_fdatasync, fd)
+
+    def take_result(self) -> tuple[bool, float, OSError | None] | None:
+        """(ok, seconds, error) of a finished fsync not taken yet, else None."""
+        future = self._future
+        if future is None or not future.done():
+            return None
+        self._future = None
+        exc = future.exception()
+        return (False, 0.0, exc) if exc is not None else (True, future.result(), None)
+
+    def wait_idle(self, timeout: float = BG_FSYNC_WAIT_S) -> bool:
+        future = self._future
+        if future is None:
+            return True
+        try:
+            future.exception(timeout=timeout)
+        except TimeoutError:
+            return False
         return True
 
     def stop(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while self._job is None and not self._stop:
-                    self._cond.wait()
-                if self._stop:
-                    return
-                fd = self._job
-                self._job = None
-            started = time.monotonic()
-            err: OSError | None = None
-            try:
-                os.fdatasync(fd)
-            except OSError as exc:
-                err = exc
-            self._on_done(err, time.monotonic() - started)
-            with self._cond:
-                self.in_progress = False
-                self._cond.notify_all()
+        self._pool.shutdown(wait=False)
 
 
 class AofWriter:
@@ -98,10 +98,12 @@ class AofWriter:
         self.path = path
         self.policy = policy
         self.log = log
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self.fd, old_mode = open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        if old_mode != PRIVATE_MODE and os.fstat(self.fd).st_size:
+            log.warning("aof_mode_tightened", path=path, old_mode=oct(old_mode), mode=oct(PRIVATE_MODE))
         self.size = os.fstat(self.fd).st_size
         if self.size == 0:
-            self._write_all(aof_format.encode_header())
+            write_all(self.fd, aof_format.encode_header())
             os.fdatasync(self.fd)
             self.size = aof_format.HEADER_SIZE
         self.durable_size = self.size
@@ -111,16 +113,21 @@ class AofWriter:
         self.status = "ok"
         self.last_error: str | None = None
         self._last_retry = 0.0
-        self._needs_truncate = False
+        # The causes of ``status == "err"``; it turns ``ok`` only when none is left.
+        self._write_failed = False   # pending bytes a write(2) could not write
+        self._needs_truncate = False  # ``always``: an fdatasync failed, rewrite ``unsynced``
+        self._bg_failed = False      # ``everysec``: a background fdatasync failed
+        self._dir_unsynced = False   # the directory entry of the live file may not be durable
         self.delayed_fsyncs = 0
         self.fsyncs = 0
         self.fsync_seconds = 0.0
         self.slow_fsyncs = 0
         self._postponed_since = 0.0
         self._last_fsync = time.monotonic()
-        self._bg_fsync_error: OSError | None = None
-        self._bg_target = 0  # the size the running background fsync covers
-        self._bg = _FsyncThread(self._on_bg_fsync_done) if policy == "everysec" else None
+        self._bg = _FsyncWorker() if policy == "everysec" else None
+        # The file may be new, or created by a predecessor killed before it fsynced the
+        # directory: either way its name must be durable before we acknowledge anything.
+        self.sync_directory()
 
     # -- the hot path -------------------------------------------------------------------------
 
@@ -141,7 +148,7 @@ class AofWriter:
         if self.status == "err":
             if now - self._last_retry >= WRITE_RETRY_INTERVAL_S:
                 self._last_retry = now
-                self._flush()
+                self._retry()
             return
         if self.pending:
             self._flush()
@@ -154,22 +161,99 @@ class AofWriter:
             return False
         if self._bg is not None:
             self._bg.wait_idle()
+            self.check_bg_fsync()
         return self._fdatasync()
 
+    @property
+    def bg_fsync_in_progress(self) -> bool:
+        """INFO's ``aof_pending_bio_fsync``."""
+        return self._bg is not None and self._bg.in_progress
+
+    def check_bg_fsync(self) -> None:
+        """Fold a finished background fsync into the counters and ``status`` (log actor's
+        thread; called from its tick and before any decision that depends on it)."""
+        done = self._bg.take_result() if self._bg is not None else None
+        if done is None:
+            return
+        ok, seconds, exc = done
+        if not ok:
+            self._bg_failed = True
+            self._mark_err("fsync", exc)
+            return
+        self.durable_size = max(self.durable_size, self._bg.target)
+        self._after_fsync(seconds)
+        if self._bg_failed:
+            self._bg_failed = False
+            self._mark_ok()
+
+    def sync_directory(self) -> bool:
+        """fsync the directory of the live file: after creating it, and after the rewrite
+        renamed a new file over it (step 4.4). On failure ``status`` is ``err`` (writes get
+        MISCONF, reads are served) until a retry from ``tick`` succeeds."""
+        try:
+            fsync_dir(self.path)
+        except OSError as exc:
+            self._dir_unsynced = True
+            self._mark_err("fsync_dir", exc)
+            return False
+        if self._dir_unsynced:
+            self._dir_unsynced = False
+            self._mark_ok()
+        return True
+
+    # -- the rewrite's switch -----------------------------------------------------------------
+
+    def ready_to_switch(self) -> bool:
+        """True when the fd can be switched (rewrite step 4.4) without losing or repeating a
+        byte: nothing queued, no error, no background fsync running on the old fd."""
+        self.check_bg_fsync()
+        return (self.status == "ok" and not self.pending and not self._needs_truncate
+                and not self.bg_fsync_in_progress)
+
+    def switch_to(self, fd: int, size: int) -> int:
+        """Rewrite step 4.4: append to ``fd`` from now on; return the old fd, not closed (the
+        caller hands it to the closer). The new file was fdatasync'ed by the caller; its name
+        is durable only after ``sync_directory``."""
+        old, self.fd = self.fd, fd
+        self.size = self.durable_size = size
+        self.unsynced.clear()
+        return old
+
+    def close_fd_later(self) -> int:
+        """Give up the fd without closing it; the caller hands it to the closer actor."""
+        if self._bg is not None:
+            self._bg.wait_idle()
+            self.check_bg_fsync()
+            self._bg.stop()
+        fd, self.fd = self.fd, -1
+        return fd
+
     # -- internals ----------------------------------------------------------------------------
+
+    def _retry(self) -> None:
+        """One retry of whatever made ``status`` err, oldest cause first."""
+        if self._dir_unsynced and not self.sync_directory():
+            return
+        if self._bg_failed:
+            self.check_bg_fsync()
+            if self._bg_failed:  # a new background fsync; its success clears the error
+                self._start_bg_fsync(time.monotonic())
+                return
+        self._flush()
 
     def _flush(self, force: bool = False) -> bool:
         if self._needs_truncate and not self._retry_unsynced():
             return False
         if not self.pending:
+            self._mark_ok()
             return self.status == "ok"
-        if self._bg is not None and self._bg.in_progress and not force:
+        if self.bg_fsync_in_progress and not force:
             now = time.monotonic()
             if self._postponed_since == 0.0:
                 self._postponed_since = now
-                return True
+                return self.status == "ok"
             if now - self._postponed_since < MAX_FSYNC_POSTPONE_S:
-                return True
+                return self.status == "ok"
             self.delayed_fsyncs += 1
             self.log.warning("aof_fsync_delayed", waited_s=round(now - self._postponed_since, 3),
                              delayed_fsyncs=self.delayed_fsyncs)
@@ -188,15 +272,16 @@ class AofWriter:
             if now - self._last_fsync >= 1.0:
                 self._start_bg_fsync(now)
         self._mark_ok()
-        return True
+        return self.status == "ok"
 
     def _write_or_undo(self, data: bytes) -> bool:
         before = self.size
         try:
-            self._write_all(data)
-            return True
+            write_all(self.fd, data)
         except OSError as exc:
-            written = self.size - before
+            written = getattr(exc, "written", 0)
+            self.size = before + written
+            self.pending, self.pending_bytes = [data], len(data)
             if written:
                 # Redis does the same: cut the partial record so the file ends on a record
                 # boundary; if that fails too, keep what was written and queue the rest.
@@ -204,21 +289,13 @@ class AofWriter:
                     os.ftruncate(self.fd, before)
                     self.size = before
                 except OSError:
-                    self.pending = [data[written:]]
-                    self.pending_bytes = len(data) - written
-                    self._mark_err("write", exc)
-                    return False
-            self.pending = [data]
-            self.pending_bytes = len(data)
+                    self.pending, self.pending_bytes = [data[written:]], len(data) - written
+            self._write_failed = True
             self._mark_err("write", exc)
             return False
-
-    def _write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            n = os.write(self.fd, view)
-            self.size += n
-            view = view[n:]
+        self.size = before + len(data)
+        self._write_failed = False
+        return True
 
     def _fdatasync(self) -> bool:
         started = time.monotonic()
@@ -239,7 +316,8 @@ class AofWriter:
             os.ftruncate(self.fd, self.durable_size)
             self.size = self.durable_size
             for chunk in self.unsynced:
-                self._write_all(chunk)
+                write_all(self.fd, chunk)
+                self.size += len(chunk)
             os.fdatasync(self.fd)
         except OSError as exc:
             self._mark_err("fsync", exc)
@@ -253,16 +331,9 @@ class AofWriter:
     def _start_bg_fsync(self, now: float) -> None:
         if self._bg is None or self._bg.in_progress:
             return
+        self.check_bg_fsync()  # fold the previous result before it is replaced
         self._last_fsync = now
-        self._bg_target = self.size
-        self._bg.submit(self.fd)
-
-    def _on_bg_fsync_done(self, err: OSError | None, seconds: float) -> None:
-        # Runs on the fsync thread: only plain attribute stores, read by the log actor's thread.
-        if err is None:
-            self.durable_size = max(self.durable_size, self._bg_target)
-            self._after_fsync(seconds)
-        self._bg_fsync_error = err
+        self._bg.submit(self.fd, self.size)
 
     def _after_fsync(self, seconds: float) -> None:
         self.fsyncs += 1
@@ -270,12 +341,6 @@ class AofWriter:
         if seconds >= SLOW_FSYNC_S:
             self.slow_fsyncs += 1
             self.log.warning("aof_fsync_slow", seconds=round(seconds, 4), slow_fsyncs=self.slow_fsyncs)
-
-    def check_bg_fsync(self) -> None:
-        """Fold the background thread's last result into ``status`` (log actor's thread)."""
-        err, self._bg_fsync_error = self._bg_fsync_error, None
-        if err is not None:
-            self._mark_err("fsync", err)
 
     def _mark_err(self, op: str, exc: OSError) -> None:
         if self.status != "err":
@@ -287,29 +352,10 @@ class AofWriter:
         self._last_retry = time.monotonic()
 
     def _mark_ok(self) -> None:
+        """``status`` back to ``ok`` unless a cause of error is still outstanding."""
+        if self._write_failed or self._needs_truncate or self._bg_failed or self._dir_unsynced:
+            return
         if self.status == "err":
             self.log.info("aof_write_recovered", path=self.path, size=self.size)
         self.status = "ok"
         self.last_error = None
-
-    def ready_to_switch(self) -> bool:
-        """True when the fd can be switched (rewrite step 4.4) without losing or repeating a
-        byte: nothing queued, no error, no background fsync running on the old fd."""
-        return (self.status == "ok" and not self.pending and not self._needs_truncate
-                and not (self._bg is not None and self._bg.in_progress))
-
-    def switch_to(self, fd: int, size: int) -> int:
-        """Rewrite step 4.4: append to ``fd`` from now on; return the old fd, not closed (the
-        caller hands it to the closer). The new file was fdatasync'ed by the caller."""
-        old, self.fd = self.fd, fd
-        self.size = self.durable_size = size
-        self.unsynced.clear()
-        return old
-
-    def close_fd_later(self) -> int:
-        """Give up the fd without closing it; the caller hands it to the closer actor."""
-        if self._bg is not None:
-            self._bg.wait_idle()
-            self._bg.stop()
-        fd, self.fd = self.fd, -1
-        return fd

@@ -1,0 +1,169 @@
+"""Rewrite step 2: the forked child that writes the compact AOF (see node/aof/rewrite.py).
+
+Design:
+- Runs only in the child that ``Rewriter.start`` forks, on the memory image of the last cycle.
+  It reads the keyspace one shard at a time through ``Keyspace.snapshot_shard`` (marshal
+  copies: the parent's pages stay shared) and writes ``temp-rewriteaof-bg-<pid>.aof``: the
+  header, one entry per live key with TTLs as absolute times, records of ~1 MiB, an fdatasync
+  every ``CHILD_FSYNC_BYTES`` and one at the end.
+- It reports keys, bytes, seconds and its copy-on-write cost (Private_Dirty) as one msgpack map
+  on the result pipe, and exits 0 only if every write and fdatasync succeeded (1 otherwise):
+  the parent opens the temp file afresh, so a write-back error seen here would be invisible
+  to it.
+- It never logs, never touches an inherited ZeroMQ socket or thread, never returns (``os._exit``)
+  and dies with its parent (PR_SET_PDEATHSIG, SIGKILL).
+"""
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import time
+
+import msgpack
+
+from node.aof import format as aof_format
+from node.aof.fileops import die_with_parent, open_private, write_all
+from node.store.keyspace import NUM_DBS, SHARDS, Keyspace
+
+__all__ = ["child_main", "CHILD_RECORD_BYTES"]
+
+# fdatasync every 8 MiB so the kernel never holds a huge dirty backlog (Redis issue #1019 saw
+# 7-14 s stalls when a rewrite's whole file was flushed at once).
+CHILD_FSYNC_BYTES = 8 << 20
+# Records of ~1 MiB of entries (CRC and framing amortised, far below the format's 256 MiB limit).
+CHILD_RECORD_BYTES = 1 << 20
+# A string value larger than this goes out as SET + APPENDs, one record each.
+HUGE_VALUE_BYTES = 16 << 20
+
+
+def child_main(keyspace: Keyspace, path: str, result_fd: int, nice: int, pause) -> None:
+    """Step 2, in the forked child. Never returns."""
+    code = 1
+    try:
+        gc.disable()  # a collection would walk (and dirty) every shared container
+        # Below the actors that serve clients: with 2 cores, a child at the same priority took
+        # half the machine from them during the whole rewrite (docs/benchmarks.md).
+        if nice:
+            os.nice(nice)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        die_with_parent(signal.SIGKILL)
+        started = time.monotonic()
+        keys, nbytes = _child_write(keyspace, path, keyspace.clock_ms())
+        result = {"keys": keys, "bytes": nbytes, "seconds": time.monotonic() - started,
+                  "cow_bytes": _private_dirty_bytes()}
+        pause("child_done")
+        os.write(result_fd, msgpack.packb(result))
+        code = 0
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _private_dirty_bytes() -> int:
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Private_Dirty:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _child_write(keyspace: Keyspace, path: str, now_ms: int) -> tuple[int, int]:
+    """Write the compact AOF of ``keyspace`` to ``path`` (mode 0600); return (keys, bytes).
+
+    One entry per live key: ``SET k v`` (+ ``PXAT ms``), or ``HSET k f v ...`` (+ a
+    ``PEXPIREAT``). The common shard (strings, no TTLs) is built by one list comprehension: the
+    per-key cost is what bounds the child's keys/s.
+    """
+    fd, _ = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    encode = aof_format.encode_entries
+    written = unsynced = keys = 0
+
+    def emit(entries: list) -> None:
+        nonlocal written, unsynced
+        data = encode(entries)
+        write_all(fd, data)
+        written += len(data)
+        unsynced += len(data)
+        if unsynced >= CHILD_FSYNC_BYTES:
+            os.fdatasync(fd)
+            unsynced = 0
+
+    header = aof_format.encode_header()
+    write_all(fd, header)
+    written = len(header)
+    for db in range(NUM_DBS):
+        if not keyspace.dbsize(db):
+            continue
+        for i in range(SHARDS):
+            data, expires = keyspace.snapshot_shard(db, i)
+            if not data:
+                continue
+            entries = _shard_entries(db, data, expires, now_ms)
+            if not entries:
+                continue  # every key of the shard has expired
+            keys += len(data) if not expires else sum(1 for e in entries if e[1] != "PEXPIREAT")
+            for part in _record_parts(data, entries):
+                emit(part)
+    os.fdatasync(fd)
+    os.close(fd)
+    return keys, written
+
+
+def _record_parts(data: dict, entries: list):
+    """The entries of one shard in groups of ~CHILD_RECORD_BYTES (a shard of large values is
+    split); a lone SET of a huge value becomes several single-entry groups."""
+    approx = sum(map(len, data.values())) + 16 * len(data)
+    parts = approx // CHILD_RECORD_BYTES + 1
+    step = -(-len(entries) // parts)
+    for start in range(0, len(entries), step):
+        part = entries[start:start + step]
+        if len(part) == 1 and len(part[0]) >= 4 and part[0][1] == "SET" and len(part[0][3]) > HUGE_VALUE_BYTES:
+            for piece in _split_huge_set(part[0]):
+                yield [piece]
+        else:
+            yield part
+
+
+def _shard_entries(db: int, data: dict, expires: dict, now_ms: int) -> list:
+    if not expires:
+        entries = [[db, "SET", k, v] for k, v in data.items() if type(v) is bytes]
+        if len(entries) == len(data):
+            return entries
+        for key, value in data.items():
+            if type(value) is not bytes:
+                entries.append(_hset_entry(db, key, value))
+        return entries
+    entries = []
+    for key, value in data.items():
+        when = expires.get(key)
+        if when is not None and when <= now_ms:
+            continue  # expired: the parent logs its DEL (in the diff, or later)
+        if type(value) is bytes:
+            entries.append([db, "SET", key, value] if when is None
+                           else [db, "SET", key, value, b"PXAT", b"%d" % when])
+        else:
+            entries.append(_hset_entry(db, key, value))
+            if when is not None:
+                entries.append([db, "PEXPIREAT", key, b"%d" % when])
+    return entries
+
+
+def _split_huge_set(entry: list) -> list[list]:
+    """``SET k v ...`` with a value too large for one record (APPEND can grow one past the
+    256 MiB record limit) as ``SET k <first piece> ...`` then ``APPEND k <piece>``s."""
+    db, _, key, value, *rest = entry
+    pieces = [value[i:i + HUGE_VALUE_BYTES] for i in range(0, len(value), HUGE_VALUE_BYTES)]
+    return [[db, "SET", key, pieces[0], *rest]] + [[db, "APPEND", key, p] for p in pieces[1:]]
+
+
+def _hset_entry(db: int, key: bytes, value: dict) -> list:
+    flat = [db, "HSET", key]
+    for field, fvalue in value.items():
+        flat.append(field)
+        flat.append(fvalue)
+    return flat
