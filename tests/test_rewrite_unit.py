@@ -189,3 +189,128 @@ def test_fork_failure_does_not_time_a_run_from_a_stale_start(tmp_path, monkeypat
     info = rw.info()
     assert info["aof_last_rewrite_time_sec"] == 0  # no run, no duration: as Redis, unchanged
     assert info["aof_current_rewrite_time_sec"] == -1
+
+
+# -- issue 8: error paths of the switch -----------------------------------------------------------
+
+def _record(i: int) -> bytes:
+    from node.aof import format as aof_format
+    return aof_format.encode_entries([[0, "SET", b"d%d" % i, b"x" * 400]])
+
+
+def _keys(path) -> set[bytes]:
+    from node.aof import format as aof_format
+    keys: set[bytes] = set()
+    assert aof_format.scan(str(path), on_entries=lambda es: keys.update(e[2] for e in es)).status == "ok"
+    return keys
+
+
+def _start_with_diff(rw, writer, n=40):
+    """Fork, then append ``n`` records to the live AOF and the diff before the child is seen."""
+    assert rw.start("manual")
+    for i in range(n):
+        data = _record(i)
+        assert writer.append(data)
+        rw.feed(data)
+
+
+def _small_slices(monkeypatch):
+    from node.aof import rewrite
+    monkeypatch.setattr(rewrite, "SLICE_BYTES", 2000)
+    monkeypatch.setattr(rewrite, "CATCHUP_FSYNC_BYTES", 4000)
+    monkeypatch.setattr(rewrite, "FINAL_BYTES", 1000)
+
+
+def _wait_catching_up(rw, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while rw.in_progress and not rw.catching_up:
+        assert time.monotonic() < deadline
+        rw.tick()
+        time.sleep(0.005)
+
+
+def test_a_failed_rename_leaves_the_writer_on_the_live_file(tmp_path, monkeypatch):
+    import errno
+
+    from node.aof import fileops
+    rw, writer, closer = _rewriter(tmp_path, "always")
+    live_ino = os.fstat(writer.fd).st_ino
+    _start_with_diff(rw, writer)
+
+    def rename(src, dst):
+        raise OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(fileops.os, "rename", rename)
+    _run_to_end(rw)
+    assert rw.last_status == "err" and rw.rewrites == 0
+    assert os.fstat(writer.fd).st_ino == live_ino == os.stat(writer.path).st_ino
+    assert len(closer.unlinked) == 1 and "temp-rewriteaof-bg-" in closer.unlinked[0]
+    assert writer.status == "ok" and writer.append(_record(99))
+    assert {b"d0", b"d39", b"d99"} <= _keys(writer.path)
+
+
+def test_a_failed_directory_fsync_after_the_rename_still_switches(tmp_path, monkeypatch):
+    """Issue 8, finding 3: the writer must move to the renamed file even if the directory fsync
+    fails; it is then ``err`` (no acknowledgement) until the writer's own retry succeeds."""
+    import errno
+
+    from node.aof import writer as writer_mod
+    rw, writer, closer = _rewriter(tmp_path, "always")
+    real = writer_mod.fsync_dir
+    fail = [True]
+
+    def fsync_dir(path):
+        if fail[0]:
+            raise OSError(errno.EIO, "Input/output error")
+        real(path)
+    monkeypatch.setattr(writer_mod, "fsync_dir", fsync_dir)
+    _start_with_diff(rw, writer)
+    _run_to_end(rw)
+    assert rw.last_status == "ok" and rw.rewrites == 1 and closer.unlinked == []
+    assert closer.closed == [writer.path]  # the old file went to the closer
+    assert os.fstat(writer.fd).st_ino == os.stat(writer.path).st_ino  # on the new file
+    assert writer.status == "err" and writer.append(_record(100)) is False
+    writer._last_retry = 0.0
+    writer.tick()
+    assert writer.status == "err"
+    fail[0] = False
+    writer._last_retry = 0.0
+    writer.tick()
+    assert writer.status == "ok" and writer.append(_record(101)) is True
+    assert {b"k", b"d0", b"d39", b"d101"} <= _keys(writer.path)
+
+
+def test_a_catch_up_fdatasync_error_fails_the_rewrite_even_if_the_final_one_succeeds(tmp_path, monkeypatch):
+    """Issue 8, finding 4: Linux reports a write-back error once per open file, so here the
+    first fdatasync of the temp file in this process fails and every later one succeeds."""
+    import errno
+    _small_slices(monkeypatch)
+    rw, writer, closer = _rewriter(tmp_path, "no")
+    _start_with_diff(rw, writer)
+    _wait_catching_up(rw)
+    real = os.fdatasync
+    failed = []
+
+    def fdatasync(fd):
+        if not failed and "temp-rewriteaof-" in os.readlink(f"/proc/self/fd/{fd}"):
+            failed.append(fd)
+            raise OSError(errno.EIO, "Input/output error")
+        real(fd)
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    live_ino = os.stat(writer.path).st_ino
+    _run_to_end(rw)
+    assert failed, "the catch-up fdatasync never ran"
+    assert rw.last_status == "err" and rw.rewrites == 0
+    assert os.stat(writer.path).st_ino == live_ino == os.fstat(writer.fd).st_ino
+    assert len(closer.unlinked) == 1 and "temp-rewriteaof-" in closer.unlinked[0]
+
+
+def test_a_rewritten_aof_is_0600_whatever_the_umask(tmp_path):
+    old = os.umask(0o000)
+    try:
+        rw, writer, _ = _rewriter(tmp_path, "always")
+        _start_with_diff(rw, writer, n=3)
+        _run_to_end(rw)
+    finally:
+        os.umask(old)
+    assert rw.rewrites == 1
+    assert os.stat(writer.path).st_mode & 0o777 == 0o600
