@@ -244,7 +244,8 @@ def test_zero_length_record_is_never_valid(tmp_path):
     p = tmp_path / "a.aof"
     starts = write_aof(p, [batch(0)], tail=struct.pack(">II", 0, google_crc32c.value(bytes(4))))
     res = scan(p)
-    assert (res.status, res.bad_offset) == ("torn_tail", starts[0] + len(af.encode_entries(batch(0))))
+    bad_at = starts[0] + len(af.encode_entries(batch(0)))
+    assert (res.status, res.bad_offset) == ("torn_tail", bad_at)
     assert "bad record length 0" in res.problem
 
 
@@ -307,7 +308,8 @@ def test_entries_inside_a_torn_record_are_not_taken_for_records(tmp_path):
     # A long partial record full of entries: the search for a later record sees their starts,
     # but no length and CRC around them match.
     p = tmp_path / "a.aof"
-    big = af.encode_entries([[i % 16, "SET", b"key:%d" % i, os.urandom(i % 50)] for i in range(5000)])
+    entries = [[i % 16, "SET", b"key:%d" % i, os.urandom(i % 50)] for i in range(5000)]
+    big = af.encode_entries(entries)
     write_aof(p, [batch(0)], tail=big[: len(big) * 2 // 3])
     assert scan(p).status == "torn_tail"
 

@@ -187,15 +187,18 @@ def clean() -> bytes:
 
 def corrupt_cases() -> dict:
     """name -> (file bytes, status, bad offset, words of the problem)."""
-    bad_record = lambda entries: af.encode_record(msgpack.packb(entries, use_bin_type=True))  # noqa: E731
+    def bad_record(entries):
+        return af.encode_record(msgpack.packb(entries, use_bin_type=True))
+
     cases = {"clean": (clean(), "ok", None, None)}
     for name, (entries, words) in INVALID_ENTRIES.items():
         middle = af.encode_header() + RECORDS[0] + bad_record(entries) + b"".join(RECORDS[1:])
         cases[f"{name}_in_the_middle"] = (middle, "corrupt", STARTS[1], words)
         cases[f"{name}_last"] = (clean() + bad_record(entries), "corrupt", END, words)
     for bit in (0, 7, 12, 20, 31):  # a length bit flip with valid records after it
+        mutated = flipped(clean(), STARTS[1] + 3 - bit // 8, bit % 8)
         cases[f"length_bit_{bit}_flipped_in_the_middle"] = (
-            flipped(clean(), STARTS[1] + 3 - bit // 8, bit % 8), "corrupt", STARTS[1], "valid record after it")
+            mutated, "corrupt", STARTS[1], "valid record after it")
     cases.update({
         "length_bit_flipped_in_the_last_record": (
             flipped(clean(), STARTS[3] + 3, 1), "torn_tail", STARTS[3], None),
@@ -217,7 +220,8 @@ def corrupt_cases() -> dict:
         "zeroed_record_then_a_whole_one": (
             clean() + bytes(100) + RECORDS[1], "corrupt", END, "valid record after it"),
         "bad_header": (b"REDIS0011" + bytes(7) + b"".join(RECORDS), "corrupt", 0, "magic"),
-        "bad_version": (af.MAGIC + struct.pack(">II", 9, 0) + b"".join(RECORDS), "corrupt", 0, "version"),
+        "bad_version": (
+            af.MAGIC + struct.pack(">II", 9, 0) + b"".join(RECORDS), "corrupt", 0, "version"),
         "empty_file": (b"", "torn_tail", 0, "empty"),
         "partial_header": (af.encode_header()[:9], "torn_tail", 0, "partial header"),
         "all_zero_file": (bytes(4096), "torn_tail", 0, "zeroed header"),
@@ -257,7 +261,8 @@ def test_check_aof_and_load_reach_the_same_verdict(tmp_path, name):
     assert checked[:2] == loaded[:2] == (status, bad_offset), (checked, loaded)
     if words is not None:
         assert words in checked[3]
-    assert {"ok": "loads every record", "torn_tail": f"cuts the torn tail ({len(data) - (bad_offset or 0)} bytes",
+    cut = len(data) - (bad_offset or 0)
+    assert {"ok": "loads every record", "torn_tail": f"cuts the torn tail ({cut} bytes",
             "corrupt": "refuses to start (exit code 3)"}[status] in checked[2]
     if status != "corrupt":
         good = [b for b, start in zip(GOOD, STARTS) if bad_offset is None or start < bad_offset]

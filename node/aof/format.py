@@ -41,21 +41,9 @@ from node.store.keyspace import NUM_DBS
 from protocol.commands import COMMANDS
 
 __all__ = [
-    "MAGIC",
-    "VERSION",
-    "HEADER_SIZE",
-    "RECORD_HEADER_SIZE",
-    "MAX_RECORD_BYTES",
-    "CorruptAOF",
-    "ScanResult",
-    "encode_header",
-    "encode_record",
-    "encode_entries",
-    "check_entries",
-    "decode_payload",
-    "scan",
-    "load",
-    "truncate_durably",
+    "MAGIC", "VERSION", "HEADER_SIZE", "RECORD_HEADER_SIZE", "MAX_RECORD_BYTES",
+    "CorruptAOF", "ScanResult", "encode_header", "encode_record", "encode_entries",
+    "check_entries", "decode_payload", "scan", "load", "truncate_durably",
 ]
 
 MAGIC = b"AOFNODE\x00"
@@ -63,10 +51,10 @@ VERSION = 1
 HEADER_SIZE = 16
 RECORD_HEADER_SIZE = 8
 # One record holds whole entries of one cycle. 256 MiB bounds what a garbage length can make the
-# loader allocate. A single entry always fits: every entry the node writes carries the bytes of
-# one client message (at most protocol.codec.MAX_MESSAGE_BYTES = 64 MiB) plus a few dozen bytes
-# of framing, and the rewrite child splits bigger values (rewrite.HUGE_VALUE_BYTES). A cycle
-# bigger than this is written as several records (``encode_entries``).
+# loader allocate. An entry of a cycle always fits: it carries bytes of one client message (at
+# most protocol.codec.MAX_MESSAGE_BYTES = 64 MiB) plus a few dozen bytes of framing. A cycle
+# bigger than this is written as several records (``encode_entries``). The rewrite child must
+# keep its own entries under it too: it splits string values over HUGE_VALUE_BYTES.
 MAX_RECORD_BYTES = 256 * 1024 * 1024
 # Sequential read size: 8 MiB amortises the syscall cost (>1 GB/s from page cache here) while
 # keeping memory bounded. Tests monkeypatch it smaller to exercise records spanning chunks.
@@ -368,12 +356,8 @@ def _walk(f, file_size: int, on_entries: OnEntries | None, progress: Progress | 
     return start, records, entries, status, problem
 
 
-def scan(
-    path: str | os.PathLike,
-    on_entries: OnEntries | None = None,
-    progress: Progress | None = None,
-    progress_interval_s: float = 1.0,
-) -> ScanResult:
+def scan(path: str | os.PathLike, on_entries: OnEntries | None = None,
+         progress: Progress | None = None, progress_interval_s: float = 1.0) -> ScanResult:
     """Validate the whole file and reach the verdict; call ``on_entries(entries)`` for each good
     record, in order, as it is read (before the verdict on the tail is known).
 
@@ -427,17 +411,8 @@ def load(path: str | os.PathLike, apply: OnEntries, log) -> ScanResult:
         raise CorruptAOF(os.fspath(path), result.bad_offset or 0, result.problem or "corrupt")
     if result.status == "torn_tail":
         truncate_durably(path, result.ok_up_to)
-        log.warning(
-            "aof_truncated",
-            offset=result.ok_up_to,
-            bytes_cut=result.file_size - result.ok_up_to,
-            reason=result.problem,
-        )
-    log.info(
-        "aof_loaded",
-        records=result.records,
-        entries=result.entries,
-        bytes=result.ok_up_to,
-        seconds=round(time.monotonic() - started, 3),
-    )
+        log.warning("aof_truncated", offset=result.ok_up_to,
+                    bytes_cut=result.file_size - result.ok_up_to, reason=result.problem)
+    log.info("aof_loaded", records=result.records, entries=result.entries, bytes=result.ok_up_to,
+             seconds=round(time.monotonic() - started, 3))
     return result
