@@ -306,7 +306,8 @@ class Rewriter:
         """4.1: one slice; 4.2-4.5 once what is left is small."""
         exc = run.take_sync_error()
         if exc is not None:
-            self._failed(f"catch-up fsync: {os.strerror(exc.errno or 0)}", errno=exc.errno)
+            code = getattr(exc, "errno", None)
+            self._failed(f"catch-up fsync: {os.strerror(code) if code else exc}", errno=code)
             return
         t0 = time.perf_counter()
         data = run.take_slice()
@@ -334,8 +335,13 @@ class Rewriter:
     def _start_catchup_sync(self, run: RewriteRun) -> None:
         if self._sync_pool is None:
             self._sync_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewrite-fsync")
+        try:
+            fd = os.dup(run.temp_fd)
+        except OSError as exc:
+            self._failed(f"catch-up fsync: {os.strerror(exc.errno or 0)}", errno=exc.errno)
+            return
         run.unsynced = 0
-        run.sync = self._sync_pool.submit(_fdatasync_and_close, os.dup(run.temp_fd))
+        run.sync = self._sync_pool.submit(_fdatasync_and_close, fd)
 
     def _finish(self, run: RewriteRun) -> None:
         t0 = time.perf_counter()
@@ -384,7 +390,7 @@ class Rewriter:
                       final_write_ms=round((t_write - t0) * 1000, 3),
                       final_fsync_ms=round((t_sync - t_write) * 1000, 3),
                       rename_ms=round((t_rename - t_sync) * 1000, 3),
-                      dir_fsync_ms=round((t_dir - t_rename) * 1000, 3),
+                      dir_fsync_ms=round((t_dir - t_rename) * 1000, 3), trigger=run.trigger,
                       writer_status=self.writer.status)
 
     # -- step 5 -----------------------------------------------------------------------------

@@ -342,13 +342,14 @@ class AofWriter:
             self.slow_fsyncs += 1
             self.log.warning("aof_fsync_slow", seconds=round(seconds, 4), slow_fsyncs=self.slow_fsyncs)
 
-    def _mark_err(self, op: str, exc: OSError) -> None:
+    def _mark_err(self, op: str, exc: BaseException) -> None:
+        code = getattr(exc, "errno", None)
         if self.status != "err":
-            self.log.error("aof_write_error", op=op, errno=exc.errno,
-                           error=errno.errorcode.get(exc.errno or 0, str(exc)),
+            self.log.error("aof_write_error", op=op, errno=code,
+                           error=errno.errorcode.get(code or 0, str(exc)),
                            path=self.path, size=self.size)
         self.status = "err"
-        self.last_error = f"{op}: {os.strerror(exc.errno) if exc.errno else exc}"
+        self.last_error = f"{op}: {os.strerror(code) if code else exc}"
         self._last_retry = time.monotonic()
 
     def _mark_ok(self) -> None:
