@@ -326,7 +326,7 @@ def _walk(f, file_size: int, on_entries: OnEntries | None, progress: Progress | 
             break
         if end > file_size:
             got = file_size - start - RECORD_HEADER_SIZE
-            problem = f"partial payload at EOF ({got} of {length} bytes)"
+            problem = f"partial payload ({got} of {length} bytes before EOF)"
             break
         payload = reader.take(length)
         if len(payload) < length:
