@@ -33,7 +33,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from node.aof import format as aof_format
-from node.aof.fileops import PRIVATE_MODE, fsync_dir, open_private, write_all
+from node.aof.fileops import fsync_dir, open_private, write_all
 
 __all__ = ["AofWriter"]
 
@@ -98,9 +98,8 @@ class AofWriter:
         self.path = path
         self.policy = policy
         self.log = log
-        self.fd, old_mode = open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        if old_mode != PRIVATE_MODE and os.fstat(self.fd).st_size:
-            log.warning("aof_mode_tightened", path=path, old_mode=oct(old_mode), mode=oct(PRIVATE_MODE))
+        # 0600 whatever the umask; an existing AOF with looser bits is tightened (issue 8).
+        self.fd, _ = open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         self.size = os.fstat(self.fd).st_size
         if self.size == 0:
             write_all(self.fd, aof_format.encode_header())
