@@ -7,7 +7,6 @@ one saw.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -31,12 +30,17 @@ class Config:
     auto_aof_rewrite_percentage: int = 100
     auto_aof_rewrite_min_size: int = 64 * 1024 * 1024
     aof_rewrite_diff_limit: int = 256 * 1024 * 1024
-    # Benchmark switch: the log actor closes the old AOF itself after a rewrite instead of the
-    # closer (to measure what the closer buys). Never useful in production.
+    # Benchmark switch: the log actor hands old files to a stand-in closer that closes them
+    # inline (to measure what the closer actor buys). Never useful in production.
     aof_close_inline: bool = False
     # Niceness of the rewrite child relative to the actors (see docs/benchmarks.md: 10 halved
     # the latency hit on 2 cores, but the child took twice as long and saw more copy-on-write).
     aof_rewrite_child_nice: int = 10
+    # The supervisor stops the node (exit 7) when one actor dies this many times within this
+    # many seconds: a crash loop (an OOM on every reload, a disk that fails every write) is
+    # better reported than hidden behind restarts.
+    crash_loop_count: int = 5
+    crash_loop_window_s: float = 60.0
 
     @property
     def aof_path(self) -> str:
@@ -46,18 +50,18 @@ class Config:
     def lock_path(self) -> str:
         return os.path.join(self.dir, LOCK_NAME)
 
-    def _tag(self) -> str:
-        # Internal endpoints live in the Linux abstract socket namespace: no 108-byte path limit,
-        # nothing left on disk after a kill -9. The tag ties them to this data directory.
-        return hashlib.sha1(os.path.realpath(self.dir).encode()).hexdigest()[:16]
+    @property
+    def run_dir(self) -> str:
+        """Where the internal sockets live: a 0700 directory (node/actors/private_sockets.py)."""
+        return os.path.join(self.dir, "run")
 
     @property
-    def backend_address(self) -> str:
-        return f"\0aofnode-{self._tag()}-backend"
+    def backend_path(self) -> str:
+        return os.path.join(self.run_dir, "backend.sock")
 
     @property
-    def closer_address(self) -> str:
-        return f"\0aofnode-{self._tag()}-closer"
+    def closer_path(self) -> str:
+        return os.path.join(self.run_dir, "closer.sock")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

@@ -1,42 +1,35 @@
 """Entry point of one actor process: ``python -m node.actors ROLE CONFIG_JSON``.
 
 The supervisor starts each actor as its own interpreter (not a fork of itself), so no actor
-inherits another's ZeroMQ context, threads or locks.
+inherits another's ZeroMQ context, threads or locks. Each configures its logging again here,
+after it starts (structlog's advice for multi-process programs).
 """
 from __future__ import annotations
 
-import ctypes
 import signal
 import sys
 
+from node import exitcodes
+from node.aof.fileops import die_with_parent
 from node.config import Config
-
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(sig: int = signal.SIGTERM) -> None:
-    """Ask Linux to send ``sig`` when our parent dies, so no actor outlives a killed supervisor
-    (SIGTERM: the actor still finishes its batch and fsyncs)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+from node.logconfig import configure
 
 
 def main(argv: list[str]) -> int:
     role, config = argv[0], Config.from_json(argv[1])
-    die_with_parent()
+    # SIGTERM: a killed supervisor still lets the actor finish its batch and fsync.
+    die_with_parent(signal.SIGTERM)
+    log = configure(role, config.log_format, config.log_file)
     if role == "front":
-        from node.actors.front import run
+        from node.actors.front import main as run
     elif role == "log":
-        from node.actors.log import run
+        from node.actors.log import main as run
     elif role == "closer":
-        from node.actors.closer import run
+        from node.actors.closer import main as run
     else:
         print(f"unknown actor role {role!r}", file=sys.stderr)
-        return 2
-    return run(config)
+        return exitcodes.ERROR
+    return run(config, log)
 
 
 if __name__ == "__main__":

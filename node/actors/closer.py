@@ -1,253 +1,247 @@
 """Closer actor: performs blocking close(2) and unlink(2) jobs off the log actor's hot path.
 
 Design (after Redis's bio.c BIO_CLOSE_FILE):
-- Owns nothing but a queue of jobs. It serves one Unix SEQPACKET socket in the abstract
-  namespace; the log actor connects and sends jobs, each a msgpack map
-  ``{"id": n, "op": "close" | "unlink", "path": str}``. A ``close`` job carries the fd to close
-  in SCM_RIGHTS, so the closer holds the last reference to the file and the kernel frees its
-  blocks here (unlinking or closing the last reference of a 1 GiB file blocks ~270 ms on this
-  machine).
-- A ``close`` job is held until its ``{"op": "release", "id": n}`` message arrives: the
-  submitter sends the job, closes its own copy of the fd, then sends the release. Without that
-  step the closer could close its copy first, and the submitter's close(2) would be the last
-  reference after all (seen here: 18 ms freeing a 70 MB file in the log actor). If the
-  submitter's connection drops, its held jobs are released (its copies died with it).
-- Jobs run one at a time in the order they were released (FIFO), like a bio job list.
-- After each job it replies ``{"id": n, "ok": bool, "seconds": float}``; that is how the
-  submitter learns the job is done (``closer_pending_jobs`` in INFO counts the missing replies).
+- Owns nothing but a queue of jobs. It listens on ``<dir>/run/closer.sock`` (SEQPACKET, only
+  sibling actors get in: node/actors/private_sockets.py); the log actor connects and sends
+  ``CloseJob``/``UnlinkJob``/``Release`` (node/actors/messages.py). A ``CloseJob`` carries the fd
+  to close in SCM_RIGHTS, so the closer holds the last reference to the file and the kernel
+  frees its blocks here (unlinking or closing the last reference of a 1 GiB file blocks
+  ~270 ms on this machine).
+- A ``CloseJob`` is held until its ``Release`` arrives: the submitter sends the job, closes its
+  own copy of the fd, then sends the release. Without that step the closer could close its copy
+  first, and the submitter's close(2) would be the last reference after all (seen here: 18 ms
+  freeing a 70 MB file in the log actor). If the submitter's connection drops, its held jobs
+  are released (its copies died with it).
+- Trusts no path. An ``UnlinkJob`` runs only for a rewrite temp file (``temp-rewriteaof-*``)
+  directly inside the data directory, checked after resolving the path; anything else is
+  refused with an error reply. A ``CloseJob``'s path is only a label for the log.
+- Every malformed job (bad msgpack, wrong types, a missing fd, extra fds) gets a ``JobDone``
+  with ``ok=False`` and a reason, or a log line if it has no usable id; fds that came with it
+  are closed. Nothing a peer sends can crash the loop.
+- Jobs run one per turn, in the order they were released (FIFO), like a bio job list; after
+  each it replies ``JobDone(id, ok, seconds, error)``: that is how the submitter learns a job is
+  done (``closer_pending_jobs`` in INFO counts the missing replies).
 - It never touches the keyspace or the live AOF. On SIGTERM it finishes the queued jobs, then
   exits 0. Jobs lost with a killed closer only leak an fd (gone with the process) or leave a
-  file that start-up cleans (stale temp files).
+  temp file that start-up cleans.
 
-``CloserClient`` is the submitting side, used by the log actor: it never blocks; while the
-closer is away it keeps jobs (and their fds) in a local queue and reconnects on ``tick``.
+``CloserClient`` is the submitting side, used by the log actor (node/actors/closer_client.py).
 """
 from __future__ import annotations
 
-import array
 import collections
 import os
-import select
-import signal
 import socket
 import time
+from typing import Callable
 
 import msgpack
 
+from node.actors import messages as m
+from node.actors import private_sockets
+from node.actors.runtime import Actor, Runtime
+from node.aof.rewrite import TEMP_PREFIX
 from node.config import Config
-from node.logconfig import configure
-from node.testhooks import pause_point
+from node.testhooks import make_pause
 
-__all__ = ["run", "CloserClient"]
+__all__ = ["Closer", "MAX_JOB_BYTES", "unlink_allowed", "main"]
 
-_MAX_JOB_BYTES = 64 * 1024
-
-
-def _recv_job(conn: socket.socket) -> tuple[dict, int | None] | None:
-    fds = array.array("i")
-    msg, ancdata, _flags, _addr = conn.recvmsg(_MAX_JOB_BYTES, socket.CMSG_LEN(fds.itemsize))
-    if not msg:
-        return None
-    fd = None
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-            fd = fds[0]
-    return msgpack.unpackb(msg, raw=False), fd
+# A job is a few dozen bytes; anything near this is garbage (and is cut by SEQPACKET).
+MAX_JOB_BYTES = 64 * 1024
+_MAX_FDS = 4
 
 
-def _do_job(job: dict, fd: int | None, log, data_dir: str) -> bool:
-    started = time.monotonic()
-    ok = True
-    try:
-        if fd is not None:
-            pause_point("closer_before_close", data_dir)
-            os.close(fd)
-        if job.get("op") == "unlink":
-            try:
-                os.unlink(job["path"])
-            except FileNotFoundError:
-                pass
-    except OSError as exc:
-        ok = False
-        log.error("closer_job_failed", kind=job.get("op"), path=job.get("path"), errno=exc.errno)
-    seconds = time.monotonic() - started
-    log.info("closer_job_done", kind=job.get("op"), path=job.get("path"), seconds=round(seconds, 6))
-    job["seconds"] = seconds
-    return ok
+def unlink_allowed(path: str, data_dir: str) -> str | None:
+    """None if the closer may unlink ``path``, else the reason it may not."""
+    name = os.path.basename(path)
+    if not (name.startswith(TEMP_PREFIX) and name.endswith(".aof")):
+        return f"not a rewrite temp file: {name!r}"
+    real_dir = os.path.realpath(data_dir)
+    if os.path.realpath(os.path.dirname(os.path.abspath(path))) != real_dir:
+        return "not directly inside the data directory"
+    if os.path.islink(path):
+        return "a symbolic link"
+    return None
 
 
-def run(config: Config) -> int:
-    log = configure("closer", config.log_format, config.log_file)
-    stopping = False
+class _Conn:
+    __slots__ = ("sock", "held")
 
-    def on_term(_sig, _frm):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-    listener.bind(config.closer_address)
-    listener.listen(8)
-    conns: list[socket.socket] = []
-    queue: collections.deque = collections.deque()
-    held: dict[tuple[int, object], tuple] = {}  # (conn fileno, job id) -> (conn, job, fd)
-    log.info("actor_started", address=config.closer_address.lstrip("\0"))
-    while not stopping or queue:
-        if queue:
-            conn, job, fd = queue.popleft()
-            ok = _do_job(job, fd, log, config.dir)
-            try:
-                conn.send(msgpack.packb({"id": job.get("id"), "ok": ok, "seconds": job["seconds"]}))
-            except OSError:
-                pass  # the submitter went away; its replacement does not wait for this reply
-            continue
-        try:
-            readable, _, _ = select.select([listener, *conns], [], [], 0.5)
-        except InterruptedError:
-            continue
-        for sock in readable:
-            if sock is listener:
-                conn, _ = listener.accept()
-                conns.append(conn)
-                continue
-            try:
-                got = _recv_job(sock)
-            except (OSError, ValueError, msgpack.UnpackException) as exc:
-                log.warning("closer_bad_job", error=str(exc))
-                got = None if isinstance(exc, OSError) else ({}, None)
-            if got is None:
-                for key in [k for k in held if k[0] == sock.fileno()]:
-                    queue.append(held.pop(key))  # the submitter is gone: its copies are closed
-                conns.remove(sock)
-                sock.close()
-                continue
-            job, fd = got
-            op = job.get("op") if isinstance(job, dict) else None
-            if op == "release":
-                entry = held.pop((sock.fileno(), job.get("id")), None)
-                if entry is not None:
-                    queue.append(entry)
-                continue
-            if op not in ("close", "unlink"):
-                if fd is not None:
-                    os.close(fd)
-                continue
-            if op == "close" and fd is not None:
-                held[(sock.fileno(), job.get("id"))] = (sock, job, fd)
-            else:
-                queue.append((sock, job, fd))
-    log.info("actor_stopped")
-    return 0
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.held: dict[int, tuple] = {}  # job id -> queued entry, waiting for its Release
 
 
-class CloserClient:
-    """The log actor's handle on the closer. Never blocks; see the module docstring."""
-
-    def __init__(self, address: str, log) -> None:
-        self.address = address
+class Closer(Actor):
+    def __init__(self, data_dir: str, path: str, log, pause: Callable[[str], None] = lambda _s: None) -> None:
+        self.data_dir = data_dir
+        self.path = path
         self.log = log
-        self.sock: socket.socket | None = None
-        self.backlog: collections.deque = collections.deque()  # (job, fd) not yet sent
-        self.in_flight: set[int] = set()
-        self.done_jobs = 0
-        self._next_id = 1
-        self._last_connect = 0.0
+        self.pause = pause
+        self.queue: collections.deque = collections.deque()  # (conn, job, fd)
+        self.conns: dict[int, _Conn] = {}
+        self.stopping = False
+        self.rejected_peers = 0
+        self.jobs_done = 0
+        self.runtime: Runtime | None = None
+        self.listener: socket.socket | None = None
+
+    # -- hooks ----------------------------------------------------------------------------------
+
+    def on_start(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.listener = private_sockets.listen(self.path, socket.SOCK_SEQPACKET)
+        runtime.watch(self.listener.fileno(), self._accept)
+        self.log.info("actor_started", address=self.path)
 
     @property
-    def pending_jobs(self) -> int:
-        return len(self.backlog) + len(self.in_flight)
+    def busy(self) -> bool:
+        return bool(self.queue)
 
-    def submit_close(self, fd: int, path: str) -> int:
-        """Hand ``fd`` over; the closer closes it. Our own copy of the fd is closed here, which
-        is cheap because the closer's copy (or the queue's) is still a reference."""
-        return self._submit({"op": "close", "path": path}, fd)
+    def on_turn(self) -> None:
+        if self.queue:
+            self._run_one()
 
-    def submit_unlink(self, path: str) -> int:
-        return self._submit({"op": "unlink", "path": path}, None)
+    def on_stop_requested(self) -> None:
+        self.stopping = True
 
-    def _submit(self, job: dict, fd: int | None) -> int:
-        job["id"] = self._next_id
-        self._next_id += 1
-        self.backlog.append((job, fd))
-        self.tick()
-        return job["id"]
+    def finished(self) -> bool:
+        return not self.queue
 
-    def fileno(self) -> int | None:
-        return self.sock.fileno() if self.sock is not None else None
+    def on_stop(self) -> int:
+        for conn in list(self.conns.values()):
+            self._drop(conn)
+        if self.listener is not None:
+            self.listener.close()
+        self.log.info("actor_stopped", jobs_done=self.jobs_done)
+        return 0
 
-    def tick(self) -> None:
-        """Connect if needed, send the backlog, collect replies. Non-blocking."""
-        if self.sock is None and not self._connect():
-            return
-        self._read_replies()
-        while self.backlog and self.sock is not None:
-            job, fd = self.backlog[0]
-            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))] if fd is not None else []
+    # -- connections ----------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        while True:
             try:
-                self.sock.sendmsg([msgpack.packb(job)], anc)
+                sock, _ = self.listener.accept()
             except BlockingIOError:
                 return
-            except OSError as exc:
-                self.log.warning("closer_unreachable", errno=exc.errno)
-                self._drop_connection()
-                return
-            self.backlog.popleft()
-            if job["op"] == "release":
+            if not private_sockets.is_sibling(sock):
+                pid, uid, _ = private_sockets.peer_credentials(sock)
+                self.rejected_peers += 1
+                if self.rejected_peers == 1 or self.rejected_peers % 1000 == 0:
+                    self.log.warning("internal_peer_rejected", channel="closer", peer_pid=pid,
+                                     peer_uid=uid, rejected=self.rejected_peers)
+                sock.close()
                 continue
-            self.in_flight.add(job["id"])
-            if fd is not None:
-                # The message in flight holds a reference now, so this close is never the last
-                # one; the release that follows lets the closer drop the real last reference.
-                os.close(fd)
-                self.backlog.appendleft(({"op": "release", "id": job["id"]}, None))
+            sock.setblocking(False)
+            conn = _Conn(sock)
+            self.conns[sock.fileno()] = conn
+            self.runtime.watch(sock.fileno(), lambda c=conn: self._read(c))
 
-    def _connect(self) -> bool:
-        now = time.monotonic()
-        if now - self._last_connect < 0.2:
-            return False
-        self._last_connect = now
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        try:
-            sock.connect(self.address)
-        except OSError:
-            sock.close()
-            return False
-        sock.setblocking(False)
-        self.sock = sock
-        return True
+    def _drop(self, conn: _Conn) -> None:
+        """The submitter is gone: its copies of held fds are closed, so run those jobs now."""
+        self.queue.extend(conn.held.values())
+        conn.held.clear()
+        self.runtime.unwatch(conn.sock.fileno())
+        self.conns.pop(conn.sock.fileno(), None)
+        conn.sock.close()
 
-    def _read_replies(self) -> None:
-        while self.sock is not None:
+    def _read(self, conn: _Conn) -> None:
+        while True:
             try:
-                data = self.sock.recv(4096)
+                data, fds, flags, _ = socket.recv_fds(conn.sock, MAX_JOB_BYTES, _MAX_FDS)
             except BlockingIOError:
                 return
             except OSError:
-                self._drop_connection()
+                data, fds, flags = b"", [], 0
+            if not data and not fds:
+                self._drop(conn)
                 return
-            if not data:
-                self._drop_connection()
-                return
-            reply = msgpack.unpackb(data, raw=False)
-            self.in_flight.discard(reply.get("id"))
-            self.done_jobs += 1
+            self._on_job(conn, data, fds, flags)
 
-    def _drop_connection(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-        self.sock = None
-        # Jobs sent to a closer that died are gone with it (their fds died with the process).
-        self.in_flight.clear()
+    # -- jobs -----------------------------------------------------------------------------------
 
-    def drain(self, timeout: float) -> bool:
-        """Wait (bounded) until every job is done: used at shutdown only."""
-        deadline = time.monotonic() + timeout
-        while self.pending_jobs and time.monotonic() < deadline:
-            self.tick()
-            if self.sock is not None:
-                select.select([self.sock], [], [], 0.05)
+    def _on_job(self, conn: _Conn, data: bytes, fds: list[int], flags: int) -> None:
+        try:
+            if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+                raise m.BadMessage("job too large")
+            job = m.decode(msgpack.unpackb(data, raw=False))
+        except (ValueError, msgpack.UnpackException, m.BadMessage) as exc:
+            job_id = _peek_id(data)
+            self._refuse(conn, job_id, f"malformed job: {exc}", fds)
+            return
+        kind = type(job)
+        if kind is m.Release:
+            _close_all(fds)
+            entry = conn.held.pop(job.job_id, None)
+            if entry is not None:
+                self.queue.append(entry)
+            return
+        if kind is m.CloseJob and len(fds) == 1:
+            conn.held[job.job_id] = (conn, job, fds[0])
+            return
+        if kind is m.UnlinkJob and not fds:
+            reason = unlink_allowed(job.path, self.data_dir)
+            if reason is None:
+                self.queue.append((conn, job, None))
             else:
-                time.sleep(0.05)
-        return self.pending_jobs == 0
+                self._refuse(conn, job.job_id, f"refused to unlink {job.path!r}: {reason}", fds)
+            return
+        self._refuse(conn, getattr(job, "job_id", None),
+                     f"{kind.__name__} with {len(fds)} fds is not a job the closer runs", fds)
+
+    def _refuse(self, conn: _Conn, job_id, reason: str, fds: list[int]) -> None:
+        _close_all(fds)
+        self.log.warning("closer_bad_job", reason=reason, job_id=job_id)
+        if type(job_id) is int:
+            self._reply(conn, m.JobDone(job_id, False, 0.0, reason))
+
+    def _run_one(self) -> None:
+        conn, job, fd = self.queue.popleft()
+        started = time.monotonic()
+        error = ""
+        try:
+            if fd is not None:
+                self.pause("closer_before_close")
+                os.close(fd)
+            if type(job) is m.UnlinkJob:
+                try:
+                    os.unlink(job.path)
+                except FileNotFoundError:
+                    pass
+        except OSError as exc:
+            error = f"{os.strerror(exc.errno or 0)} (errno {exc.errno})"
+            self.log.error("closer_job_failed", kind=type(job).__name__, path=job.path, errno=exc.errno)
+        seconds = time.monotonic() - started
+        self.jobs_done += 1
+        self.log.info("closer_job_done", kind="close" if fd is not None else "unlink", path=job.path,
+                      seconds=round(seconds, 6))
+        self._reply(conn, m.JobDone(job.job_id, not error, seconds, error))
+
+    def _reply(self, conn: _Conn, done: m.JobDone) -> None:
+        if conn.sock.fileno() < 0:
+            return  # the submitter went away; its replacement does not wait for this reply
+        try:
+            conn.sock.send(msgpack.packb(m.encode(done)))
+        except OSError:
+            pass
+
+
+def _peek_id(data: bytes):
+    try:
+        obj = msgpack.unpackb(data, raw=False)
+        return obj[1] if type(obj) is list and len(obj) > 1 and type(obj[1]) is int else None
+    except Exception:  # noqa: BLE001 - any garbage: there is simply no id to answer to
+        return None
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def main(config: Config, log) -> int:
+    private_sockets.prepare_run_dir(config.dir)
+    return Runtime(Closer(config.dir, config.closer_path, log, pause=make_pause(config.dir))).run()

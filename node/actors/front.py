@@ -16,31 +16,37 @@ Design:
 - Order: each client identity has a FIFO of reply slots. A reply made here (an error, SELECT)
   waits behind that client's earlier requests still in the log actor, so replies go back in
   the order of the requests.
-- The log actor connects to the front over a Unix socket (node/channel.py) and says HELLO once
-  its AOF is loaded. Until then, and from its death (an EOF on that socket) until a new one
+- The log actor connects to the front over a Unix socket (node/actors/channel.py; only a sibling
+  actor gets in) and says ``Hello`` once its AOF is loaded. Until then, and from its death (an EOF on that socket) until a new one
   says HELLO, requests get ``LOADING``; batches that were in flight when it died get
   ``ABORTED`` (they may or may not have been applied).
 - On SIGTERM it stops reading clients, waits (bounded) for the batches in flight, sends their
-  replies, and exits 0.
+  replies, and exits 0. If it cannot bind its endpoint it exits ``EXIT_BIND`` at once with a
+  one-line reason: restarting cannot free a port.
+- It runs on the actor runtime (node/actors/runtime.py): one poller, a 1 s tick for STATS.
 """
 from __future__ import annotations
 
 import collections
-import signal
+import sys
 import time
 
 import msgpack
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from node import exitcodes
 from node.actors import channel
 from node.actors import messages as m
+from node.actors import private_sockets
+from node.actors.runtime import Actor, Runtime
 from node.config import Config
-from node.logconfig import configure
 from protocol import codec
 from protocol.codec import Error
+from node.store.keyspace import NUM_DBS
+from node.version import VERSION
 
-__all__ = ["run"]
+__all__ = ["Front", "main", "BindError"]
 
 # Messages read from clients per turn. Large enough that 50 clients with 32-deep pipelines fit
 # in one batch; small enough that one turn stays well under a millisecond of decoding.
@@ -59,7 +65,12 @@ MAX_DB_STATES = 100_000
 HARD_MAX_FRAME = 4 * codec.MAX_MESSAGE_BYTES
 SHUTDOWN_GRACE_S = 10.0
 
-_HELLO_REPLY_OK = {"server": "aofnode", "version": "0.1.0", "proto": codec.PROTOCOL_VERSION}
+_HELLO_REPLY_OK = {"server": "aofnode", "version": VERSION, "proto": codec.PROTOCOL_VERSION}
+_LOADING = Error(codec.LOADING, codec.LOADING_MESSAGE)
+
+
+class BindError(Exception):
+    """The client endpoint cannot be bound (in use, bad address): fatal, not restartable."""
 
 
 class _Slot:
@@ -70,21 +81,19 @@ class _Slot:
         self.reply: bytes | None = None
 
 
-class Front:
-    def __init__(self, config: Config, log) -> None:
+class Front(Actor):
+    tick_interval = 1.0  # STATS to the log actor
+
+    def __init__(self, config: Config, log, ctx: zmq.Context | None = None) -> None:
         self.config = config
         self.log = log
-        self.ctx = zmq.Context()
-        self.clients = self.ctx.socket(zmq.ROUTER)
-        self.clients.setsockopt(zmq.LINGER, 1000)
-        self.clients.setsockopt(zmq.MAXMSGSIZE, HARD_MAX_FRAME)
-        self.clients.setsockopt(zmq.RCVHWM, 100_000)
-        self.clients.setsockopt(zmq.SNDHWM, 100_000)
-        self.monitor = self.clients.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
-        self.clients.bind(config.bind)
-        self.listener = channel.listen(config.backend_address)
-        self.log_ch: channel.Channel | None = None  # the log actor, once it said HELLO
-        self.pending_chs: list[channel.Channel] = []  # accepted, not yet said HELLO
+        self.ctx = ctx or zmq.Context()
+        self.runtime: Runtime | None = None
+        self.clients: zmq.Socket | None = None
+        self.monitor: zmq.Socket | None = None
+        self.listener = None
+        self.log_ch: channel.Channel | None = None  # the log actor, once it said Hello
+        self.pending_chs: list[channel.Channel] = []  # accepted, not yet said Hello
 
         self.ready = False
         self.log_pid: int | None = None
@@ -94,9 +103,74 @@ class Front:
         self.in_flight: dict[int, list[_Slot]] = {}
         self.next_batch = 1
         self.waiting = 0
+        self.reading = False
         self.stopping = False
+        self.stop_deadline = 0.0
         self.stats = collections.Counter()
         self.connected_clients = 0
+        self.rejected_peers = 0
+
+    # -- hooks ----------------------------------------------------------------------------------
+
+    def on_start(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        clients = self.clients = self.ctx.socket(zmq.ROUTER)
+        clients.setsockopt(zmq.LINGER, 1000)
+        clients.setsockopt(zmq.MAXMSGSIZE, HARD_MAX_FRAME)
+        clients.setsockopt(zmq.RCVHWM, 100_000)
+        clients.setsockopt(zmq.SNDHWM, 100_000)
+        self.monitor = clients.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        try:
+            clients.bind(self.config.bind)
+        except zmq.ZMQError as exc:
+            raise BindError(f"cannot bind {self.config.bind}: {exc}") from exc
+        private_sockets.prepare_run_dir(self.config.dir)
+        self.listener = channel.listen(self.config.backend_path)
+        runtime.watch(self.monitor, self._read_monitor)
+        runtime.watch(self.listener.fileno(), self._accept_log)
+        self._set_reading(True)
+        self.log.info("actor_started", bind=self.config.bind)
+
+    def on_tick(self, now: float) -> None:
+        if self.log_ch is not None:
+            stats = dict(self.stats, connected_clients=self.connected_clients, waiting=self.waiting,
+                         rejected_internal_peers=self.rejected_peers)
+            self._send_log(m.Stats(stats))
+
+    def on_turn(self) -> None:
+        self._flush_outgoing()
+        if not self.stopping:
+            self._set_reading(self.waiting < MAX_WAITING)
+
+    def on_stop_requested(self) -> None:
+        self.stopping = True
+        self.stop_deadline = time.monotonic() + SHUTDOWN_GRACE_S
+        self._set_reading(False)
+        self.log.info("front_stopping", in_flight=len(self.in_flight), waiting=self.waiting)
+
+    def finished(self) -> bool:
+        return (not self.in_flight and not self.outgoing) or time.monotonic() > self.stop_deadline
+
+    def on_stop(self) -> int:
+        self.log.info("actor_stopped", unanswered=self.waiting)
+        if self.clients is not None:
+            self.clients.close(linger=1000)
+            self.monitor.close(linger=0)
+        if self.listener is not None:
+            self.listener.close()
+        for ch in [self.log_ch, *self.pending_chs]:
+            if ch is not None:
+                ch.close()
+        self.ctx.term()
+        return 0
+
+    def _set_reading(self, on: bool) -> None:
+        if on != self.reading:
+            self.reading = on
+            if on:
+                self.runtime.watch(self.clients, self._read_client)
+            else:
+                self.runtime.unwatch(self.clients)
 
     # -- client side --------------------------------------------------------------------------
 
@@ -155,7 +229,7 @@ class Front:
                 items.append([None, codec.wire_reply(_hello(req[1]))])
                 continue
             if not self.ready:
-                self._resolve_local(identity, slot, Error(codec.LOADING, "aofnode is loading the dataset in memory"))
+                self._resolve_local(identity, slot, _LOADING)
                 return
             items.append([db, name, *req[1]])
             forward = True
@@ -201,12 +275,25 @@ class Front:
         batch_id = self.next_batch
         self.next_batch += 1
         slots = [slot for slot, _ in self.outgoing]
-        frames = [m.BATCH, m.pack_batch_id(batch_id), *[frame for _, frame in self.outgoing]]
+        batch = m.Batch(batch_id, [frame for _, frame in self.outgoing])
         self.outgoing = []
         self.in_flight[batch_id] = slots
         self.stats["batches"] += 1
-        if not self.log_ch.send(frames):
+        self._send_log(batch)
+
+    def _send_log(self, msg) -> None:
+        ch = self.log_ch
+        if not ch.send(msg):
             self._log_lost("log actor unreachable")
+        elif ch.wants_write:
+            self.runtime.want_write(ch.fileno(), True)
+
+    def _flush_log(self) -> None:
+        ch = self.log_ch
+        if not ch.flush():
+            self._log_lost("log actor died")
+        elif not ch.wants_write:
+            self.runtime.want_write(ch.fileno(), False)
 
     def _accept_log(self) -> None:
         while True:
@@ -214,40 +301,58 @@ class Front:
                 sock, _ = self.listener.accept()
             except BlockingIOError:
                 return
-            self.pending_chs.append(channel.Channel(sock))
+            if not private_sockets.is_sibling(sock):
+                pid, uid, _ = private_sockets.peer_credentials(sock)
+                self.rejected_peers += 1
+                if self.rejected_peers == 1 or self.rejected_peers % 1000 == 0:
+                    self.log.warning("internal_peer_rejected", channel="backend", peer_pid=pid,
+                                     peer_uid=uid, rejected=self.rejected_peers)
+                sock.close()
+                continue
+            ch = channel.Channel(sock)
+            self.pending_chs.append(ch)
+            self.runtime.watch(ch.fileno(), lambda c=ch: self._read_pending(c))
 
     def _read_pending(self, ch: channel.Channel) -> None:
-        """A connection's first message must be HELLO: it is then the log actor's channel."""
+        """A connection's first message must be Hello: it is then the log actor's channel."""
         msgs = ch.receive()
-        if msgs and msgs[0][0] == m.HELLO:
+        if msgs and type(msgs[0]) is m.Hello:
             self.pending_chs.remove(ch)
+            self.runtime.unwatch(ch.fileno())
             if self.log_ch is not None:
+                self._drop_log_ch()
                 self._log_lost("log actor replaced")
-                self.log_ch.close()
-            pid = int(msgs[0][1])
-            self.log_ch, self.ready, self.log_pid = ch, True, pid
-            self.log.info("log_actor_ready", log_pid=pid)
+            self.log_ch, self.ready, self.log_pid = ch, True, msgs[0].pid
+            self.runtime.watch(ch.fileno(), self._read_log, self._flush_log, write=ch.wants_write)
+            self.log.info("log_actor_ready", log_pid=self.log_pid)
             self._on_log_messages(msgs[1:])
         elif ch.closed or msgs:
             self.pending_chs.remove(ch)
+            self.runtime.unwatch(ch.fileno())
+            ch.close()
+
+    def _drop_log_ch(self) -> None:
+        ch, self.log_ch = self.log_ch, None
+        if ch is not None:
+            if self.runtime.watching(ch.fileno()):
+                self.runtime.unwatch(ch.fileno())
             ch.close()
 
     def _read_log(self) -> None:
         ch = self.log_ch
         self._on_log_messages(ch.receive())
         if ch.closed and ch is self.log_ch:
-            self.log_ch = None
             self._log_lost("log actor died")
 
     def _on_log_messages(self, msgs: list) -> None:
-        for frames in msgs:
-            if frames[0] != m.REPLIES:
+        for msg in msgs:
+            if type(msg) is not m.Replies:
                 continue
-            slots = self.in_flight.pop(m.unpack_batch_id(frames[1]), None)
+            slots = self.in_flight.pop(msg.batch_id, None)
             if slots is None:
                 continue  # a batch we already aborted
             touched = set()
-            for slot, reply in zip(slots, frames[2:]):
+            for slot, reply in zip(slots, msg.replies):
                 slot.reply = reply
                 touched.add(slot.envelope[0])
             self.waiting -= len(slots)
@@ -256,15 +361,15 @@ class Front:
 
     def _log_lost(self, reason: str) -> None:
         """Answer everything the dead log actor held, and LOADING until a new one says HELLO."""
+        self._drop_log_ch()
         aborted = Error(codec.ABORTED, f"{reason} with this request in flight: it may or may not have been applied")
-        loading = Error(codec.LOADING, "aofnode is loading the dataset in memory")
         count = 0
         for slots in self.in_flight.values():
             for slot in slots:
                 self._resolve_local(slot.envelope[0], slot, aborted)
                 count += 1
         for slot, _ in self.outgoing:
-            self._resolve_local(slot.envelope[0], slot, loading)
+            self._resolve_local(slot.envelope[0], slot, _LOADING)
             count += 1
         self.in_flight.clear()
         self.outgoing = []
@@ -272,11 +377,6 @@ class Front:
         self.ready = False
         self.log_pid = None
         self.log.warning("log_actor_lost", reason=reason, aborted_messages=count)
-
-    def _send_stats(self) -> None:
-        if self.log_ch is not None:
-            stats = dict(self.stats, connected_clients=self.connected_clients, waiting=self.waiting)
-            self.log_ch.send([m.STATS, msgpack.packb(stats)])
 
     def _read_monitor(self) -> None:
         while True:
@@ -290,74 +390,12 @@ class Front:
             elif event["event"] == zmq.EVENT_DISCONNECTED:
                 self.connected_clients = max(0, self.connected_clients - 1)
 
-    # -- the loop -----------------------------------------------------------------------------
-
-    def run(self) -> int:
-        reading = False
-        last_tick = 0.0
-        stop_deadline = None
-        listener_fd = self.listener.fileno()
-        self.log.info("actor_started", bind=self.config.bind)
-        while True:
-            # The poller is rebuilt each turn: the set of channels and whether each needs
-            # POLLOUT change; six registrations cost a few microseconds.
-            poller = zmq.Poller()
-            poller.register(self.monitor, zmq.POLLIN)
-            poller.register(listener_fd, zmq.POLLIN)
-            reading = not self.stopping and self.waiting < MAX_WAITING
-            if reading:
-                poller.register(self.clients, zmq.POLLIN)
-            log_ch = self.log_ch
-            if log_ch is not None:
-                poller.register(log_ch.fileno(), zmq.POLLIN | (zmq.POLLOUT if log_ch.wants_write else 0))
-            for ch in self.pending_chs:
-                poller.register(ch.fileno(), zmq.POLLIN)
-            try:
-                events = dict(poller.poll(100))
-            except zmq.ZMQError:
-                events = {}
-            if log_ch is not None and log_ch.fileno() in events:
-                if events[log_ch.fileno()] & zmq.POLLOUT and not log_ch.flush():
-                    self.log_ch = None
-                    self._log_lost("log actor died")
-                else:
-                    self._read_log()
-            for ch in list(self.pending_chs):
-                if ch.fileno() in events:
-                    self._read_pending(ch)
-            if listener_fd in events:
-                self._accept_log()
-            if self.clients in events:
-                self._read_client()
-            self._flush_outgoing()
-            if self.monitor in events:
-                self._read_monitor()
-            now = time.monotonic()
-            if now - last_tick >= 1.0:
-                last_tick = now
-                self._send_stats()
-            if self.stopping:
-                if stop_deadline is None:
-                    stop_deadline = now + SHUTDOWN_GRACE_S
-                    self.log.info("front_stopping", in_flight=len(self.in_flight), waiting=self.waiting)
-                if not self.in_flight and not self.outgoing or now > stop_deadline:
-                    break
-        self.log.info("actor_stopped", unanswered=self.waiting)
-        self.clients.close(linger=1000)
-        self.monitor.close(linger=0)
-        self.listener.close()
-        if self.log_ch is not None:
-            self.log_ch.close()
-        self.ctx.term()
-        return 0
-
-
 def _parse_db(arg: bytes) -> int | None:
     try:
         n = int(arg)
     except ValueError:
         return None
-    return n if 0 <= n < 16 and arg.strip() == arg else None
+    return n if 0 <= n < NUM_DBS and arg.strip() == arg else None
 
 
 def _hello(args: tuple[bytes, ...]):
@@ -371,13 +409,12 @@ def _hello(args: tuple[bytes, ...]):
     return _HELLO_REPLY_OK
 
 
-def run(config: Config) -> int:
-    log = configure("front", config.log_format, config.log_file)
-    front = Front(config, log)
-
-    def on_term(_sig, _frm):
-        front.stopping = True
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return front.run()
+def main(config: Config, log) -> int:
+    runtime = Runtime(Front(config, log))
+    try:
+        runtime.start()
+    except BindError as exc:
+        log.error("bind_failed", bind=config.bind, error=str(exc))
+        print(f"aofnode: {exc}", file=sys.stderr)
+        return exitcodes.BIND
+    return runtime.run()

@@ -1,38 +1,153 @@
-"""The vocabulary between actors: every internal message, in one place.
+"""The vocabulary between actors: every internal message, typed, with its wire form.
 
-Front <-> log travel over one Unix stream socket (node/channel.py): the front listens, the log
-actor connects. A message is a msgpack array whose first element is its kind.
+Front <-> log travel over one Unix stream socket (node/actors/channel.py), log -> closer over
+a Unix SEQPACKET socket (node/actors/closer.py). Both carry msgpack arrays whose first element
+is a one-byte kind; ``encode`` and ``decode`` below are the only code that knows that layout.
 
-| kind | direction | elements after the kind | meaning |
-|---|---|---|---|
-| ``BATCH`` | front -> log | batch id (8 bytes), then one element per client message | execute these, in order |
-| ``REPLIES`` | log -> front | batch id, then one element per client message | the encoded client replies, same order |
-| ``HELLO`` | log -> front | log pid (ASCII) | the keyspace is loaded; send batches (sent on connect) |
-| ``STATS`` | front -> log | msgpack map | front counters for INFO, once a second |
+| message | direction | meaning |
+|---|---|---|
+| ``Batch(batch_id, bodies)`` | front -> log | execute these client messages, in order |
+| ``Replies(batch_id, replies)`` | log -> front | the encoded client replies, same order |
+| ``Hello(pid)`` | log -> front | the keyspace is loaded; send batches (first message) |
+| ``Stats(counters)`` | front -> log | front counters for INFO, once a second |
+| ``CloseJob(job_id, path)`` | log -> closer | close the fd that travels with it (SCM_RIGHTS) |
+| ``UnlinkJob(job_id, path)`` | log -> closer | unlink a file of ours (a stale or failed temp file) |
+| ``Release(job_id)`` | log -> closer | my copy of that job's fd is closed: yours is the last |
+| ``JobDone(job_id, ok, seconds, error)`` | closer -> log | the job ran (or was refused) |
 
-A client-message element inside BATCH is msgpack ``[is_batch, items]``. An item is either
-``[db, NAME, *args]`` (a request to execute) or ``[None, wire_reply]`` (a reply the front already
-made, kept in place so that a pipeline's replies stay in order: a validation error, SELECT,
-HELLO). An element inside REPLIES is the exact bytes to send to the client.
+A body inside ``Batch`` is msgpack ``[is_batch, items]``. An item is either ``[db, NAME,
+*args]`` (a request to execute) or ``[None, wire_reply]`` (a reply the front already made, kept
+in place so that a pipeline's replies stay in order: a validation error, SELECT, HELLO). A reply
+inside ``Replies`` is the exact bytes to send to the client.
 
-The log actor's death is the channel's EOF: the front then answers ABORTED for the batches in
-flight and LOADING until a new log actor connects and says HELLO.
-
-The closer has its own socket and messages: see node/closer.py.
+``decode`` raises ``BadMessage`` for anything malformed: a peer's garbage is logged by the
+receiver, never a crash.
 """
 from __future__ import annotations
 
-__all__ = ["BATCH", "REPLIES", "HELLO", "STATS", "pack_batch_id", "unpack_batch_id"]
+from dataclasses import dataclass
 
-BATCH = b"B"
-REPLIES = b"R"
-HELLO = b"H"
-STATS = b"S"
+__all__ = ["Batch", "Replies", "Hello", "Stats", "CloseJob", "UnlinkJob", "Release", "JobDone",
+           "Message", "BadMessage", "encode", "decode"]
 
 
-def pack_batch_id(n: int) -> bytes:
-    return n.to_bytes(8, "big")
+@dataclass(frozen=True, slots=True)
+class Batch:
+    batch_id: int
+    bodies: list[bytes]
 
 
-def unpack_batch_id(frame: bytes) -> int:
-    return int.from_bytes(frame, "big")
+@dataclass(frozen=True, slots=True)
+class Replies:
+    batch_id: int
+    replies: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    counters: dict
+
+
+@dataclass(frozen=True, slots=True)
+class CloseJob:
+    job_id: int
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnlinkJob:
+    job_id: int
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    job_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobDone:
+    job_id: int
+    ok: bool
+    seconds: float
+    error: str = ""
+
+
+Message = Batch | Replies | Hello | Stats | CloseJob | UnlinkJob | Release | JobDone
+
+
+class BadMessage(ValueError):
+    """A message that does not match its kind's layout."""
+
+
+_BATCH, _REPLIES, _HELLO, _STATS = b"B", b"R", b"H", b"S"
+_CLOSE, _UNLINK, _RELEASE, _DONE = b"C", b"U", b"L", b"D"
+
+
+def encode(msg: Message) -> list:
+    """The msgpack-ready array of ``msg``."""
+    kind = type(msg)
+    if kind is Batch:
+        return [_BATCH, msg.batch_id, *msg.bodies]
+    if kind is Replies:
+        return [_REPLIES, msg.batch_id, *msg.replies]
+    if kind is Hello:
+        return [_HELLO, msg.pid]
+    if kind is Stats:
+        return [_STATS, msg.counters]
+    if kind is CloseJob:
+        return [_CLOSE, msg.job_id, msg.path]
+    if kind is UnlinkJob:
+        return [_UNLINK, msg.job_id, msg.path]
+    if kind is Release:
+        return [_RELEASE, msg.job_id]
+    if kind is JobDone:
+        return [_DONE, msg.job_id, msg.ok, msg.seconds, msg.error]
+    raise TypeError(f"not a message: {msg!r}")
+
+
+def _int(value) -> int:
+    if type(value) is not int:
+        raise BadMessage(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _str(value) -> str:
+    if type(value) is not str:
+        raise BadMessage(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _frames(values) -> list[bytes]:
+    if any(type(v) is not bytes for v in values):
+        raise BadMessage("expected bytes frames")
+    return list(values)
+
+
+def decode(obj) -> Message:
+    """The message of a decoded msgpack array; ``BadMessage`` if it is not one."""
+    if type(obj) is not list or not obj or type(obj[0]) is not bytes:
+        raise BadMessage("a message is an array that starts with its kind")
+    kind, n = obj[0], len(obj)
+    if kind == _BATCH and n >= 2:
+        return Batch(_int(obj[1]), _frames(obj[2:]))
+    if kind == _REPLIES and n >= 2:
+        return Replies(_int(obj[1]), _frames(obj[2:]))
+    if kind == _HELLO and n == 2:
+        return Hello(_int(obj[1]))
+    if kind == _STATS and n == 2 and type(obj[1]) is dict:
+        return Stats(obj[1])
+    if kind == _CLOSE and n == 3:
+        return CloseJob(_int(obj[1]), _str(obj[2]))
+    if kind == _UNLINK and n == 3:
+        return UnlinkJob(_int(obj[1]), _str(obj[2]))
+    if kind == _RELEASE and n == 2:
+        return Release(_int(obj[1]))
+    if kind == _DONE and n == 5 and type(obj[2]) is bool and type(obj[3]) in (int, float):
+        return JobDone(_int(obj[1]), obj[2], float(obj[3]), _str(obj[4]))
+    raise BadMessage(f"malformed message of kind {kind!r} with {n} elements")

@@ -1,51 +1,77 @@
 """Supervisor: ``aofnode serve``. Starts, watches and stops the actor processes.
 
 Design:
-- Takes the data directory's lock file first (flock, non-blocking): a second node on the same
-  directory is refused. The lock's fd is passed to every actor, so the lock is held until the
-  last process of this node is gone, even after a kill -9 of the supervisor.
-- Starts the closer, the log actor, then the front, each as ``python -m node.actors ROLE``.
-- Restarts an actor that dies (backing off when one dies repeatedly). The front learns of a
-  log actor's death by itself (EOF on their socket): it fails the batches in flight and
-  answers LOADING until the new log actor has reloaded the AOF.
-- A log actor that exits with ``EXIT_CORRUPT`` found a corrupt AOF: restarting cannot help, so
-  the node stops with that status and the message naming the repair command.
+- Makes the data directory private (0700; an existing looser one is tightened, with a warning)
+  and takes its lock file (0600, flock, non-blocking): a second node on the same directory is
+  refused. The lock's fd is passed to every actor, so the lock is held until the last process
+  of this node is gone, even after a kill -9 of the supervisor.
+- Starts the closer, the log actor, then the front, each as ``python -m node.actors ROLE``, and
+  watches each through a pidfd on the runtime's poller: a death wakes it at once (no polling).
+- Restarts an actor that dies, backing off 0.1 s doubling to 5 s while it keeps dying within
+  10 s of its start. The front learns of a log actor's death by itself (EOF on their socket).
+- Stops instead of looping, with a documented exit code (node/exitcodes.py):
+  * an actor exits with a fatal code (corrupt AOF, port in use, unusable data directory): a
+    restart cannot fix it, so the node stops with that code;
+  * an actor dies ``crash_loop_count`` times within ``crash_loop_window_s`` (default 5 in 60 s):
+    ``actor_crash_loop`` is logged and the node stops with ``CRASH_LOOP``. An actor that has
+    been up longer than the window is restarted as always (kill -9 of a healthy actor).
 - On SIGTERM/SIGINT: stop the front (it finishes the batches in flight), then the log actor (it
   fsyncs), then the closer (it finishes its jobs); exit 0.
 """
 from __future__ import annotations
 
+import collections
 import fcntl
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
 
+from node import exitcodes
+from node.actors.runtime import Actor, Runtime
 from node.config import Config
 from node.logconfig import configure
 
-__all__ = ["serve", "EXIT_CORRUPT", "EXIT_LOCKED"]
+__all__ = ["serve", "Supervisor", "take_lock", "prepare_data_dir"]
 
-EXIT_LOCKED = 4
-EXIT_CORRUPT = 3
 ROLES = ("closer", "log", "front")
 STOP_TIMEOUT_S = 20.0
 # Restart backoff: 0.1 s doubling up to 5 s while an actor keeps dying within 10 s of its start.
 MIN_BACKOFF_S, MAX_BACKOFF_S, STABLE_AFTER_S = 0.1, 5.0, 10.0
 
 
+def backoff_delay(base: float, failures: int, cap: float) -> float:
+    """``base`` doubled for each failure after the first, at most ``cap`` (also used by the
+    automatic rewrite's retry: node/aof/rewrite.py)."""
+    return min(base * 2 ** max(0, failures - 1), cap)
+
+
 class _Child:
     def __init__(self, role: str) -> None:
         self.role = role
         self.proc: subprocess.Popen | None = None
+        self.pidfd: int | None = None
         self.started = 0.0
-        self.backoff = MIN_BACKOFF_S
+        self.quick_deaths = 0
         self.restart_at: float | None = None
+        self.deaths: collections.deque[float] = collections.deque()
 
 
-def _take_lock(config: Config) -> int | None:
-    fd = os.open(config.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+def prepare_data_dir(path: str, log) -> None:
+    """Create ``path`` as 0700, or tighten an existing one (warning once with its old mode)."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        log.warning("data_dir_tightened", dir=os.path.abspath(path), old_mode=oct(mode), new_mode="0o700")
+        os.chmod(path, 0o700)
+
+
+def take_lock(path: str) -> int | None:
+    """The data directory's lock (0600), or None if another node holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -57,10 +83,109 @@ def _take_lock(config: Config) -> int | None:
     return fd
 
 
+class Supervisor(Actor):
+    tick_interval = 0.05  # restart timers; deaths themselves wake the poller (pidfd)
+    stop_signals = (signal.SIGTERM, signal.SIGINT)
+    ignored_signals = ()
+
+    def __init__(self, config: Config, log, lock_fd: int, command: list[str] | None = None) -> None:
+        self.config = config
+        self.log = log
+        self.lock_fd = lock_fd
+        self.command = command or [sys.executable, "-m", "node.actors"]
+        self.children = {role: _Child(role) for role in ROLES}
+        self.exit_code = exitcodes.OK
+        self.runtime: Runtime | None = None
+
+    def on_start(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.log.info("node_starting", dir=os.path.abspath(self.config.dir), bind=self.config.bind,
+                      appendfsync=self.config.appendfsync)
+        for role in ROLES:
+            self._spawn(self.children[role])
+
+    def _spawn(self, child: _Child) -> None:
+        child.proc = subprocess.Popen([*self.command, child.role, self.config.to_json()],
+                                      pass_fds=(self.lock_fd,), stdin=subprocess.DEVNULL)
+        child.pidfd = os.pidfd_open(child.proc.pid)
+        child.started = time.monotonic()
+        child.restart_at = None
+        self.runtime.watch(child.pidfd, lambda c=child: self._on_exit(c))
+        self.log.info("actor_spawned", role=child.role, child_pid=child.proc.pid)
+
+    def _on_exit(self, child: _Child) -> None:
+        self.runtime.unwatch(child.pidfd)
+        os.close(child.pidfd)
+        child.pidfd = None
+        code = child.proc.wait()
+        if self.runtime.stop_requested:
+            return
+        now = time.monotonic()
+        self.log.warning("actor_died", role=child.role, child_pid=child.proc.pid, returncode=code)
+        if code in exitcodes.FATAL:
+            self._stop_node(code, f"{child.role} actor exited with fatal code {code}")
+            return
+        child.deaths.append(now)
+        window = self.config.crash_loop_window_s
+        while child.deaths and now - child.deaths[0] > window:
+            child.deaths.popleft()
+        if len(child.deaths) >= self.config.crash_loop_count:
+            self.log.error("actor_crash_loop", role=child.role, deaths=len(child.deaths), window_s=window)
+            print(f"aofnode: the {child.role} actor died {len(child.deaths)} times in {window:g} s; "
+                  "stopping (see the log)", file=sys.stderr)
+            self._stop_node(exitcodes.CRASH_LOOP, "crash loop")
+            return
+        child.quick_deaths = 0 if now - child.started > STABLE_AFTER_S else child.quick_deaths + 1
+        delay = backoff_delay(MIN_BACKOFF_S, child.quick_deaths, MAX_BACKOFF_S)
+        child.restart_at = now + delay
+        self.log.info("actor_restart_scheduled", role=child.role, in_s=delay)
+
+    def _stop_node(self, code: int, reason: str) -> None:
+        self.exit_code = code
+        self.log.error("node_stopping", reason=reason, exit_code=code)
+        if code == exitcodes.CORRUPT_AOF:
+            print(f"aofnode: the AOF {self.config.aof_path} is corrupt; see the log, then run "
+                  f"'aofnode check-aof --fix {self.config.aof_path}'", file=sys.stderr)
+        self.runtime.request_stop()
+
+    def on_stop_requested(self) -> None:
+        if self.exit_code == exitcodes.OK:
+            self.log.info("shutdown_requested", signal=self.runtime.stop_signal)
+
+    def on_tick(self, now: float) -> None:
+        if self.runtime.stop_requested:
+            return
+        for child in self.children.values():
+            if child.restart_at is not None and now >= child.restart_at:
+                self._spawn(child)
+
+    def on_stop(self) -> int:
+        """Front first (finishes batches in flight), then log (fsyncs), then closer (drains)."""
+        for role in ("front", "log", "closer"):
+            proc = self.children[role].proc
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.log.error("actor_stop_timeout", role=role, child_pid=proc.pid)
+                proc.kill()
+                proc.wait()
+            self.log.info("actor_exited", role=role, child_pid=proc.pid, returncode=proc.returncode)
+        self.log.info("node_stopped", exit_code=self.exit_code)
+        return self.exit_code
+
+
 def serve(config: Config) -> int:
     log = configure("supervisor", config.log_format, config.log_file)
-    os.makedirs(config.dir, exist_ok=True)
-    lock_fd = _take_lock(config)
+    try:
+        prepare_data_dir(config.dir, log)
+        lock_fd = take_lock(config.lock_path)
+    except OSError as exc:
+        log.error("data_dir_unusable", dir=config.dir, errno=exc.errno, error=str(exc))
+        print(f"aofnode: cannot use the data directory {config.dir}: {exc.strerror or exc}", file=sys.stderr)
+        return exitcodes.STORAGE
     if lock_fd is None:
         try:
             holder = open(config.lock_path).read().strip()
@@ -69,72 +194,5 @@ def serve(config: Config) -> int:
         log.error("data_dir_locked", dir=config.dir, holder_pid=holder)
         print(f"aofnode: {config.dir} is in use by another aofnode (pid {holder}); refusing to start",
               file=sys.stderr)
-        return EXIT_LOCKED
-    stopping = False
-
-    def on_signal(signum, _frm):
-        nonlocal stopping
-        if not stopping:
-            log.info("shutdown_requested", signal=signal.Signals(signum).name)
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
-    children = {role: _Child(role) for role in ROLES}
-
-    def start(child: _Child) -> None:
-        child.proc = subprocess.Popen(
-            [sys.executable, "-m", "node.actors", child.role, config.to_json()],
-            pass_fds=(lock_fd,), stdin=subprocess.DEVNULL)
-        child.started = time.monotonic()
-        child.restart_at = None
-        log.info("actor_spawned", role=child.role, child_pid=child.proc.pid)
-
-    log.info("node_starting", dir=os.path.abspath(config.dir), bind=config.bind,
-             appendfsync=config.appendfsync)
-    for role in ROLES:
-        start(children[role])
-    exit_code = 0
-    while not stopping:
-        time.sleep(0.05)  # waitpid poll: 50 ms bounds how long LOADING lasts beyond the reload
-        now = time.monotonic()
-        for child in children.values():
-            if child.restart_at is not None:
-                if now >= child.restart_at and not stopping:
-                    start(child)
-                continue
-            code = child.proc.poll()
-            if code is None:
-                continue
-            log.warning("actor_died", role=child.role, child_pid=child.proc.pid, returncode=code)
-            if child.role == "log" and code == EXIT_CORRUPT:
-                log.error("node_stopping_corrupt_aof", hint=f"aofnode check-aof --fix {config.aof_path}")
-                print(f"aofnode: the AOF {config.aof_path} is corrupt; see the log, then run "
-                      f"'aofnode check-aof --fix {config.aof_path}'", file=sys.stderr)
-                stopping, exit_code = True, EXIT_CORRUPT
-                break
-            if now - child.started > STABLE_AFTER_S:
-                child.backoff = MIN_BACKOFF_S
-            child.restart_at = now + child.backoff
-            log.info("actor_restart_scheduled", role=child.role, in_s=child.backoff)
-            child.backoff = min(child.backoff * 2, MAX_BACKOFF_S)
-    _stop_all(children, log)
-    log.info("node_stopped", exit_code=exit_code)
-    return exit_code
-
-
-def _stop_all(children: dict[str, _Child], log) -> None:
-    """Front first (finishes batches in flight), then log (fsyncs), then closer (drains jobs)."""
-    for role in ("front", "log", "closer"):
-        proc = children[role].proc
-        if proc is None or proc.poll() is not None:
-            continue
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            log.error("actor_stop_timeout", role=role, child_pid=proc.pid)
-            proc.kill()
-            proc.wait()
-        log.info("actor_exited", role=role, child_pid=proc.pid, returncode=proc.returncode)
+        return exitcodes.LOCKED
+    return Runtime(Supervisor(config, log, lock_fd)).run()

@@ -42,10 +42,13 @@ EVENTS: dict[str, dict[str, str]] = {
     # supervisor
     "node_starting": {"dir": "str", "bind": "str", "appendfsync": "str"},
     "data_dir_locked": {"dir": "str", "holder_pid": "str"},
+    "data_dir_tightened": {"dir": "str", "old_mode": "str", "new_mode": "str"},
+    "data_dir_unusable": {"dir": "str", "errno": "int?", "error": "str"},
     "actor_spawned": {"role": "str", "child_pid": "int"},
     "actor_died": {"role": "str", "child_pid": "int", "returncode": "int"},
     "actor_restart_scheduled": {"role": "str", "in_s": "num"},
-    "node_stopping_corrupt_aof": {"hint": "str"},
+    "actor_crash_loop": {"role": "str", "deaths": "int", "window_s": "num"},
+    "node_stopping": {"reason": "str", "exit_code": "int"},
     "shutdown_requested": {"signal": "str"},
     "actor_stop_timeout": {"role": "str", "child_pid": "int"},
     "actor_exited": {"role": "str", "child_pid": "int", "returncode": "int"},
@@ -55,6 +58,8 @@ EVENTS: dict[str, dict[str, str]] = {
     "actor_stopped": {},
     # front
     "log_actor_ready": {"log_pid": "int"},
+    "bind_failed": {"bind": "str", "error": "str"},
+    "internal_peer_rejected": {"channel": "str", "peer_pid": "int", "peer_uid": "int", "rejected": "int"},
     "log_actor_lost": {"reason": "str", "aborted_messages": "int"},
     "front_stopping": {"in_flight": "int", "waiting": "int"},
     # log: start-up and AOF loading
@@ -63,6 +68,8 @@ EVENTS: dict[str, dict[str, str]] = {
     "aof_truncated": {"offset": "int", "bytes_cut": "int", "reason": "str?"},
     "aof_loaded": {"records": "int", "entries": "int", "bytes": "int", "seconds": "num"},
     "aof_corrupt": {"path": "str", "offset": "int", "reason": "str", "hint": "str"},
+    "aof_unusable": {"path": "str", "errno": "int?", "error": "str"},
+    "aof_mode_tightened": {"path": "str", "old_mode": "str", "mode": "str"},
     # log: the live AOF
     "aof_fsync_slow": {"seconds": "num", "slow_fsyncs": "int"},
     "aof_fsync_delayed": {"waited_s": "num", "delayed_fsyncs": "int"},
@@ -87,7 +94,8 @@ EVENTS: dict[str, dict[str, str]] = {
     # closer
     "closer_job_done": {"kind": "str?", "path": "str?", "seconds": "num"},
     "closer_job_failed": {"kind": "str?", "path": "str?", "errno": "int?"},
-    "closer_bad_job": {"error": "str"},
+    "closer_bad_job": {"reason": "str", "job_id": "int?"},
+    "closer_job_refused": {"job_id": "int", "error": "str"},
     "closer_unreachable": {"errno": "int?"},
 }
 _SUMMED = ("fsyncs", "fsync_seconds", "slow_fsyncs", "delayed_fsyncs", "commands", "cycles")

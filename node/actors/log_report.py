@@ -1,0 +1,146 @@
+"""What the log actor tells people: INFO, the periodic ``log_summary`` line, rewrite pauses.
+
+Design:
+- ``Reporter`` builds INFO from the actor's parts (writer, rewriter, closer, front counters) and
+  writes one ``log_summary`` line per ``SUMMARY_INTERVAL_S``, only if a counter moved (never a
+  line per request: structlog's advice, and the log stays readable under load).
+- ``PauseMeter`` measures the longest log-actor turn while a rewrite runs, and the turn that
+  ended it: the figure the rewrite design is judged by (INFO
+  ``aof_last_rewrite_longest_pause_ms`` and the ``rewrite_pause_summary`` line that
+  ``aofnode-bench-rewrite`` reads). It reads the clocks only while a rewrite runs, and the turn
+  that forked is reported apart (``latest_fork_usec``).
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from node.store.keyspace import NUM_DBS
+from node.version import VERSION
+
+__all__ = ["Reporter", "PauseMeter", "SUMMARY_INTERVAL_S"]
+
+SUMMARY_INTERVAL_S = 10.0
+
+
+class Reporter:
+    def __init__(self, actor) -> None:
+        self.actor = actor
+        self.started = time.time()
+        self._next_summary = time.monotonic() + SUMMARY_INTERVAL_S
+        self._last_summary: dict = {}
+        self._ops_window = (time.monotonic(), 0)
+        self.instantaneous_ops = 0.0
+
+    def total_keys(self) -> int:
+        keyspace = self.actor.executor.keyspace
+        return sum(keyspace.dbsize(db) for db in range(NUM_DBS))
+
+    def tick(self, now: float) -> None:
+        if now >= self._next_summary:
+            self._log_summary(now)
+        started, count = self._ops_window
+        if now - started >= 1.0:
+            total = self.actor.stats["total_commands_processed"]
+            self.instantaneous_ops = (total - count) / (now - started)
+            self._ops_window = (now, total)
+
+    def _log_summary(self, now: float) -> None:
+        self._next_summary = now + SUMMARY_INTERVAL_S
+        a, w = self.actor, self.actor.writer
+        current = {"commands": a.stats["total_commands_processed"], "cycles": a.stats["total_cycles"],
+                   "fsyncs": w.fsyncs, "fsync_seconds": round(w.fsync_seconds, 3),
+                   "slow_fsyncs": w.slow_fsyncs, "delayed_fsyncs": w.delayed_fsyncs}
+        if current == self._last_summary:
+            return
+        delta = {k: round(v - self._last_summary.get(k, 0), 3) for k, v in current.items()}
+        self._last_summary = current
+        a.log.info("log_summary", interval_s=SUMMARY_INTERVAL_S, aof_size=w.size,
+                   aof_write_status=w.status, keys=self.total_keys(), **delta)
+
+    def info(self) -> dict[str, dict]:
+        a = self.actor
+        w, front = a.writer, a.front_stats
+        return {
+            "server": {
+                "aofnode_version": VERSION,
+                "process_id": os.getpid(),
+                "supervisor_pid": os.getppid(),
+                "tcp_endpoint": a.config.bind,
+                "uptime_in_seconds": int(time.time() - self.started),
+                "data_dir": os.path.abspath(a.config.dir),
+            },
+            "clients": {
+                "connected_clients": front.get("connected_clients", 0),
+                "waiting_messages": front.get("waiting", 0),
+            },
+            "persistence": {
+                "loading": 0,
+                "aof_enabled": 1,
+                "appendfsync": w.policy,
+                **a.rewriter.info(),
+                "aof_last_rewrite_longest_pause_ms": a.meter.last_longest_pause_ms,
+                "aof_last_write_status": w.status,
+                "aof_last_write_error": w.last_error or "",
+                "aof_current_size": w.size,
+                "aof_pending_bio_fsync": int(w.bg_fsync_in_progress),
+                "aof_buffer_length": w.pending_bytes,
+                "aof_delayed_fsync": w.delayed_fsyncs,
+                "aof_fsyncs": w.fsyncs,
+                "aof_fsync_seconds_total": round(w.fsync_seconds, 3),
+                "aof_slow_fsyncs": w.slow_fsyncs,
+                "closer_pending_jobs": a.closer.pending_jobs,
+            },
+            "stats": {
+                **a.stats,
+                "instantaneous_ops_per_sec": round(self.instantaneous_ops, 1),
+                "total_connections_received": front.get("total_connections_received", 0),
+                "rejected_messages": front.get("rejected_messages", 0),
+                "rejected_requests": front.get("rejected_requests", 0),
+                "rejected_internal_peers": front.get("rejected_internal_peers", 0),
+                "latest_fork_usec": a.rewriter.latest_fork_usec,
+                "total_forks": a.rewriter.total_forks,
+            },
+        }
+
+
+class PauseMeter:
+    """Longest turn of the log actor while a rewrite runs (see the module docstring)."""
+
+    def __init__(self, log) -> None:
+        self.log = log
+        self.active = False  # a rewrite runs, or the turn that ended one is being measured
+        self.last_longest_pause_ms = 0.0
+        self._longest = self._longest_cpu = 0.0
+        self._longest_what = ""
+        self._t0 = self._cpu0 = 0.0
+        self._forks0 = 0
+        self._what: list[str] = []
+
+    def begin(self, forks: int) -> None:
+        if not self.active:  # a rewrite started: a new measurement
+            self.active = True
+            self._longest = self._longest_cpu = 0.0
+            self._longest_what = ""
+        self._t0, self._cpu0, self._forks0 = time.perf_counter(), time.thread_time(), forks
+        self._what = []
+
+    def note(self, what: str) -> None:
+        if self.active:
+            self._what.append(what)
+
+    def end(self, in_progress: bool, forks: int, status: str) -> None:
+        seconds = time.perf_counter() - self._t0
+        if forks == self._forks0 and seconds > self._longest:  # the forking turn is apart
+            self._longest = seconds
+            self._longest_cpu = time.thread_time() - self._cpu0
+            self._longest_what = " +".join(self._what)
+        if in_progress:
+            return
+        self.active = False
+        self.last_longest_pause_ms = round(self._longest * 1000, 3)
+        # Wall time includes time the process was runnable but not running (2 cores shared
+        # with the clients); CPU time is what the turn itself cost.
+        self.log.info("rewrite_pause_summary", longest_pause_ms=self.last_longest_pause_ms,
+                      longest_pause_cpu_ms=round(self._longest_cpu * 1000, 3),
+                      longest_pause_turn=self._longest_what, status=status)
