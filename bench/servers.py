@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from bench.targets import Control, TargetSpec
+from node.version import VERSION
 
 __all__ = ["Server", "start_aofnode", "start_redis", "free_port", "redis_command"]
 
@@ -118,7 +119,7 @@ def start_aofnode(appendfsync: str = "everysec", extra: tuple[str, ...] = ()) ->
     exe = str(Path(sys.executable).parent / "aofnode")
     cmd = [exe, "serve", "--dir", str(tmp / "data"), "--bind", endpoint,
            "--appendfsync", appendfsync, "--log-file", str(tmp / "node.log"), *extra]
-    settings = {"command": cmd, "appendfsync": appendfsync, "version": "0.1.0"}
+    settings = {"command": cmd, "appendfsync": appendfsync, "version": VERSION}
     return _spawn("aofnode", cmd, TargetSpec("aofnode", endpoint=endpoint), tmp, settings)
 
 

@@ -3,10 +3,11 @@
 Design:
 - One JSON object per line (or a console rendering for people at a terminal).
 - Context is bound once per process: ``actor`` (front, log, closer, supervisor, cli) and ``pid``.
-- Event names are snake_case and say what changed (``aof_loaded``, ``actor_restarted``).
+- Event names are snake_case and say what changed (``aof_loaded``, ``actor_died``); the whole
+  list is ``EVENTS`` in node/tools/logtools.py and docs/logs.md.
   Hot paths log one line per batch summary or state change, never one per request.
 - Every process calls :func:`configure` again after it starts (structlog's configuration is
-  per process, and a forked rewrite child never logs at all: see ``node/rewrite.py``).
+  per process, and a forked rewrite child never logs at all: see node/aof/rewrite_child.py).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import TextIO
 
 import structlog
 
-__all__ = ["configure", "get_logger"]
+__all__ = ["configure"]
 
 _stream: TextIO | None = None
 
@@ -27,8 +28,6 @@ class _SafeWriter:
     pipe) drops the line instead of raising into the actor. A full disk must turn into an
     error state of the AOF, not into a dead process that died logging about it."""
 
-    dropped_lines = 0
-
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
@@ -37,7 +36,7 @@ class _SafeWriter:
             self._stream.write(message + "\n")
             self._stream.flush()
         except (OSError, ValueError):
-            _SafeWriter.dropped_lines += 1
+            pass  # the line is lost; the state it reports is still in INFO
 
     log = debug = info = warn = warning = error = critical = exception = fatal = msg
 
@@ -69,6 +68,3 @@ def configure(actor: str, log_format: str = "json", log_file: str | None = None)
     )
     return structlog.get_logger().bind(actor=actor, pid=os.getpid())
 
-
-def get_logger(actor: str) -> structlog.BoundLogger:
-    return structlog.get_logger().bind(actor=actor, pid=os.getpid())

@@ -11,7 +11,9 @@ from protocol.codec import (
     BUSY,
     ERR,
     ERROR_CODES,
+    BUSY_REWRITE_MESSAGE,
     LOADING,
+    LOADING_MESSAGE,
     MAX_ARGS,
     MAX_BATCH_LENGTH,
     MAX_MESSAGE_BYTES,
@@ -61,7 +63,9 @@ __all__ = [
     "MAX_ARGS",
     "MAX_BATCH_LENGTH",
     "MAX_MESSAGE_BYTES",
-    # error codes
+    # error codes, and the texts several actors send with two of them
+    "LOADING_MESSAGE",
+    "BUSY_REWRITE_MESSAGE",
     "ERROR_CODES",
     "ABORTED",
     "ARGTYPE",

@@ -35,6 +35,8 @@ import msgpack
 from protocol.commands import COMMANDS
 
 __all__ = [
+    "LOADING_MESSAGE",
+    "BUSY_REWRITE_MESSAGE",
     "PROTOCOL_VERSION",
     "MAX_MESSAGE_BYTES",
     "MAX_BATCH_LENGTH",
@@ -127,8 +129,7 @@ ERROR_CODES: frozenset[str] = frozenset(
 
 # The messages that go with LOADING and BUSY, written here once because several actors send
 # them (the front and the log actor; the rewrite). They are Redis's wording, so that people and
-# tools that know Redis recognise them; "aofnode" stands where Redis says "Redis". (Not in
-# __all__ yet: test_codec checks that protocol/__init__.py re-exports all of it.)
+# tools that know Redis recognise them; "aofnode" stands where Redis says "Redis".
 LOADING_MESSAGE = "aofnode is loading the dataset in memory"
 BUSY_REWRITE_MESSAGE = "Background append only file rewriting already in progress"
 

@@ -4,22 +4,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+from bench.servers import free_port
 from protocol.client import Client, CommandError, NodeTimeout
 
 AOFNODE = str(Path(sys.executable).parent / "aofnode")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.02, what: str = "condition"):

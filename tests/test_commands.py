@@ -1,4 +1,4 @@
-"""node/commands.py: Redis semantics, reply shapes, propagation, SCAN, INFO and replay."""
+"""node/store/executor.py: Redis semantics, reply shapes, propagation, SCAN, INFO and replay."""
 
 from __future__ import annotations
 

@@ -252,6 +252,6 @@ def test_every_event_the_node_writes_is_known_and_documented():
     for path in (ROOT / "node").rglob("*.py"):
         written |= set(re.findall(r'log\.(?:info|warning|error)\(\s*"([a-z_]+)"', path.read_text()))
     assert written, "the grep found no log calls"
-    assert written - set(EVENTS) == set(), "add them to node/logtools.py EVENTS"
+    assert written - set(EVENTS) == set(), "add them to node/tools/logtools.py EVENTS"
     doc = (ROOT / "docs" / "logs.md").read_text()
     assert {name for name in EVENTS if f"`{name}`" not in doc} == set(), "add them to docs/logs.md"

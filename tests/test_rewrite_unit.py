@@ -215,10 +215,11 @@ def _start_with_diff(rw, writer, n=40):
 
 
 def _small_slices(monkeypatch):
-    from node.aof import rewrite
-    monkeypatch.setattr(rewrite, "SLICE_BYTES", 2000)
+    from node.aof import rewrite, rewrite_run
+    monkeypatch.setattr(rewrite_run, "SLICE_BYTES", 2000)
     monkeypatch.setattr(rewrite, "CATCHUP_FSYNC_BYTES", 4000)
-    monkeypatch.setattr(rewrite, "FINAL_BYTES", 1000)
+    for module in (rewrite, rewrite_run):
+        monkeypatch.setattr(module, "FINAL_BYTES", 1000)
 
 
 def _wait_catching_up(rw, timeout=20.0):

@@ -30,7 +30,6 @@ import glob
 import os
 import signal
 import sys
-import time
 
 import msgpack
 

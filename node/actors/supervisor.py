@@ -33,6 +33,7 @@ from node import exitcodes
 from node.actors.runtime import Actor, Runtime
 from node.config import Config
 from node.logconfig import configure
+from node.retry import backoff_delay
 
 __all__ = ["serve", "Supervisor", "take_lock", "prepare_data_dir"]
 
@@ -40,12 +41,6 @@ ROLES = ("closer", "log", "front")
 STOP_TIMEOUT_S = 20.0
 # Restart backoff: 0.1 s doubling up to 5 s while an actor keeps dying within 10 s of its start.
 MIN_BACKOFF_S, MAX_BACKOFF_S, STABLE_AFTER_S = 0.1, 5.0, 10.0
-
-
-def backoff_delay(base: float, failures: int, cap: float) -> float:
-    """``base`` doubled for each failure after the first, at most ``cap`` (also used by the
-    automatic rewrite's retry: node/aof/rewrite.py)."""
-    return min(base * 2 ** max(0, failures - 1), cap)
 
 
 class _Child:

@@ -69,7 +69,6 @@ EVENTS: dict[str, dict[str, str]] = {
     "aof_loaded": {"records": "int", "entries": "int", "bytes": "int", "seconds": "num"},
     "aof_corrupt": {"path": "str", "offset": "int", "reason": "str", "hint": "str"},
     "aof_unusable": {"path": "str", "errno": "int?", "error": "str"},
-    "aof_mode_tightened": {"path": "str", "old_mode": "str", "mode": "str"},
     # log: the live AOF
     "aof_fsync_slow": {"seconds": "num", "slow_fsyncs": "int"},
     "aof_fsync_delayed": {"waited_s": "num", "delayed_fsyncs": "int"},
