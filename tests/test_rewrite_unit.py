@@ -60,8 +60,9 @@ def test_child_writer_output_replays_to_the_same_keyspace(tmp_path):
     result = aof_format.scan(str(path), on_entries=lambda es: [dst.execute(e[0], e[1], e[2:]) for e in es])
     assert result.status == "ok" and result.records > 3
     for db in range(16):
-        want = {k: (v, src.keyspace.get_expire(db, k)) for k, v, _ in src.keyspace.iter_items(db) if k != b"dead"}
-        got = {k: (v, dst.keyspace.get_expire(db, k)) for k, v, _ in dst.keyspace.iter_items(db)}
+        want = {k: (src.keyspace.lookup(db, k), src.keyspace.get_expire(db, k))
+                for k in src.keyspace.keys(db) if k != b"dead"}
+        got = {k: (dst.keyspace.lookup(db, k), dst.keyspace.get_expire(db, k)) for k in dst.keyspace.keys(db)}
         assert got == want, db
 
 

@@ -156,21 +156,6 @@ class Keyspace:
             found.extend(shard)
         return found
 
-    def iter_items(self, db: int) -> Iterator[tuple[bytes, Value, int | None]]:
-        """``(key, value, expire_ms or None)`` for every live key of ``db``.
-
-        The keyspace must not change while the iterator is in use.
-        """
-        d = self.dbs[db]
-        now = None if self.loading else self.clock_ms()
-        for i in range(SHARDS):
-            get = d.expires[i].get
-            for key, value in d.data[i].items():
-                when = get(key)
-                if when is not None and now is not None and when <= now:
-                    continue
-                yield key, value, when
-
     def snapshot_shard(self, db: int, i: int) -> tuple[dict, dict]:
         """A private copy of shard ``i`` of ``db``: ``(data, expires)``.
 

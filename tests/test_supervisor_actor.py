@@ -1,0 +1,90 @@
+"""The supervisor in process, over scripted stand-in actors (small real processes): restarts,
+fatal exit codes, the crash-loop stop and the shutdown order."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import textwrap
+
+import pytest
+import structlog
+
+from node import exitcodes
+from node.actors.runtime import Runtime
+from node.actors.supervisor import Supervisor, take_lock
+from node.config import Config
+from tests.nodeproc import pid_alive, wait_for
+
+# A stand-in actor: exits at once with the code in <dir>/<role>.exit if that file exists, else
+# waits for SIGTERM and appends its role to <dir>/stopped.
+FAKE_ACTOR = textwrap.dedent("""
+    import json, os, signal, sys, time
+    role, config = sys.argv[1], json.loads(sys.argv[2])
+    exit_file = os.path.join(config["dir"], role + ".exit")
+    if os.path.exists(exit_file):
+        sys.exit(int(open(exit_file).read()))
+    def stop(*_):
+        with open(os.path.join(config["dir"], "stopped"), "a") as f:
+            f.write(role + "\\n")
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, stop)
+    open(os.path.join(config["dir"], role + ".ready"), "w").close()
+    while True:
+        signal.pause()
+""")
+
+
+@pytest.fixture
+def supervised(tmp_path):
+    config = Config(dir=str(tmp_path), crash_loop_count=3, crash_loop_window_s=60.0)
+    lock_fd = take_lock(config.lock_path)
+    actor = Supervisor(config, structlog.get_logger(), lock_fd, command=[sys.executable, "-c", FAKE_ACTOR])
+    rt = Runtime(actor)
+    rt.start()
+    yield actor, rt, tmp_path
+    for child in actor.children.values():
+        if child.proc is not None and child.proc.poll() is None:
+            child.proc.kill()
+            child.proc.wait()
+    os.close(lock_fd)
+
+
+def _turn_until(rt, predicate, what, timeout=10.0):
+    return wait_for(lambda: rt.run_once(timeout=0.05) or predicate(), timeout=timeout, what=what)
+
+
+def test_a_killed_actor_is_restarted(supervised):
+    actor, rt, _ = supervised
+    first = actor.children["closer"].proc.pid
+    os.kill(first, signal.SIGKILL)
+    _turn_until(rt, lambda: actor.children["closer"].proc.pid != first and pid_alive(actor.children["closer"].proc.pid),
+                "a new closer")
+    assert not rt.stop_requested
+
+
+def test_a_fatal_exit_code_stops_the_node_with_that_code(supervised):
+    actor, rt, tmp = supervised
+    (tmp / "front.exit").write_text(str(exitcodes.BIND))
+    os.kill(actor.children["front"].proc.pid, signal.SIGKILL)  # its restart exits 5 at once
+    _turn_until(rt, lambda: rt.stop_requested, "the node to stop")
+    assert actor.on_stop() == exitcodes.BIND
+
+
+def test_a_crash_loop_stops_the_node(supervised):
+    actor, rt, tmp = supervised
+    (tmp / "log.exit").write_text("1")
+    os.kill(actor.children["log"].proc.pid, signal.SIGKILL)
+    _turn_until(rt, lambda: rt.stop_requested, "the crash loop to be seen", timeout=20)
+    assert len(actor.children["log"].deaths) == 3
+    assert actor.on_stop() == exitcodes.CRASH_LOOP
+
+
+def test_shutdown_stops_front_then_log_then_closer(supervised):
+    actor, rt, tmp = supervised
+    wait_for(lambda: all((tmp / f"{role}.ready").exists() for role in ("front", "log", "closer")),
+             timeout=10, what="the stand-ins' handlers")
+    rt.request_stop()
+    assert actor.finished()
+    assert actor.on_stop() == exitcodes.OK
+    assert (tmp / "stopped").read_text().split() == ["front", "log", "closer"]
