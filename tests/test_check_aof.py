@@ -12,24 +12,11 @@ import pytest
 from node.aof import format as af
 from node.aof.check import check_aof_main
 from node.aof.format import CorruptAOF, load, scan
+from tests.test_aof_format import batch, write_aof
 
 H = af.HEADER_SIZE
 
 
-def batch(i: int, n: int = 2) -> list:
-    return [[i % 16, "SET", b"key:%d:%d" % (i, j), b"v%d" % i] for j in range(n)]
-
-
-def write_aof(path, batches, tail: bytes = b"") -> list[int]:
-    """Write header + one record per batch (+ raw tail); return each record's start offset."""
-    starts = []
-    data = bytearray(af.encode_header())
-    for b in batches:
-        starts.append(len(data))
-        data += af.encode_entries(b)
-    data += tail
-    path.write_bytes(bytes(data))
-    return starts
 
 
 class NullLog:

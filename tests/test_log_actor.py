@@ -23,7 +23,7 @@ class Harness:
         self.config = Config(dir=str(tmp_path / "data"), appendfsync=appendfsync)
         os.makedirs(self.config.dir, mode=0o700)
         private_sockets.prepare_run_dir(self.config.dir)
-        self.listener = channel.listen(self.config.backend_path)
+        self.listener = private_sockets.listen(self.config.backend_path)
         self.start()
 
     def start(self):

@@ -25,16 +25,12 @@ import msgpack
 from node.actors import messages
 from node.actors import private_sockets
 
-__all__ = ["Channel", "listen", "connect"]
+__all__ = ["Channel", "connect"]
 
 _RECV_BYTES = 1 << 20
 # Sibling peer, but bound anyway: a batch is at most MAX_DRAIN client messages of at most
 # codec.MAX_MESSAGE_BYTES each; 2 GiB is the msgpack Unpacker's own ceiling.
 _MAX_BUFFER = (1 << 31) - 1
-
-
-def listen(path: str) -> socket.socket:
-    return private_sockets.listen(path, socket.SOCK_STREAM)
 
 
 def connect(path: str) -> "Channel | None":

@@ -81,16 +81,15 @@ class Closer(Actor):
         self.queue: collections.deque = collections.deque()  # (conn, job, fd)
         self.conns: dict[int, _Conn] = {}
         self.stopping = False
-        self.rejected_peers = 0
         self.jobs_done = 0
         self.runtime: Runtime | None = None
-        self.listener: socket.socket | None = None
+        self.listener: private_sockets.SiblingListener | None = None
 
     # -- hooks ----------------------------------------------------------------------------------
 
     def on_start(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.listener = private_sockets.listen(self.path, socket.SOCK_SEQPACKET)
+        self.listener = private_sockets.SiblingListener(self.path, socket.SOCK_SEQPACKET, self.log, "closer")
         runtime.watch(self.listener.fileno(), self._accept)
         self.log.info("actor_started", address=self.path)
 
@@ -119,20 +118,7 @@ class Closer(Actor):
     # -- connections ----------------------------------------------------------------------------
 
     def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except BlockingIOError:
-                return
-            if not private_sockets.is_sibling(sock):
-                pid, uid, _ = private_sockets.peer_credentials(sock)
-                self.rejected_peers += 1
-                if self.rejected_peers == 1 or self.rejected_peers % 1000 == 0:
-                    self.log.warning("internal_peer_rejected", channel="closer", peer_pid=pid,
-                                     peer_uid=uid, rejected=self.rejected_peers)
-                sock.close()
-                continue
-            sock.setblocking(False)
+        for sock in self.listener.accept():
             conn = _Conn(sock)
             self.conns[sock.fileno()] = conn
             self.runtime.watch(sock.fileno(), lambda c=conn: self._read(c))

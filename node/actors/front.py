@@ -28,6 +28,7 @@ Design:
 from __future__ import annotations
 
 import collections
+import socket
 import sys
 import time
 
@@ -108,7 +109,6 @@ class Front(Actor):
         self.stop_deadline = 0.0
         self.stats = collections.Counter()
         self.connected_clients = 0
-        self.rejected_peers = 0
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -125,7 +125,8 @@ class Front(Actor):
         except zmq.ZMQError as exc:
             raise BindError(f"cannot bind {self.config.bind}: {exc}") from exc
         private_sockets.prepare_run_dir(self.config.dir)
-        self.listener = channel.listen(self.config.backend_path)
+        self.listener = private_sockets.SiblingListener(self.config.backend_path, socket.SOCK_STREAM,
+                                                        self.log, "backend")
         runtime.watch(self.monitor, self._read_monitor)
         runtime.watch(self.listener.fileno(), self._accept_log)
         self._set_reading(True)
@@ -134,7 +135,7 @@ class Front(Actor):
     def on_tick(self, now: float) -> None:
         if self.log_ch is not None:
             stats = dict(self.stats, connected_clients=self.connected_clients, waiting=self.waiting,
-                         rejected_internal_peers=self.rejected_peers)
+                         rejected_internal_peers=self.listener.rejected)
             self._send_log(m.Stats(stats))
 
     def on_turn(self) -> None:
@@ -296,19 +297,7 @@ class Front(Actor):
             self.runtime.want_write(ch.fileno(), False)
 
     def _accept_log(self) -> None:
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except BlockingIOError:
-                return
-            if not private_sockets.is_sibling(sock):
-                pid, uid, _ = private_sockets.peer_credentials(sock)
-                self.rejected_peers += 1
-                if self.rejected_peers == 1 or self.rejected_peers % 1000 == 0:
-                    self.log.warning("internal_peer_rejected", channel="backend", peer_pid=pid,
-                                     peer_uid=uid, rejected=self.rejected_peers)
-                sock.close()
-                continue
+        for sock in self.listener.accept():
             ch = channel.Channel(sock)
             self.pending_chs.append(ch)
             self.runtime.watch(ch.fileno(), lambda c=ch: self._read_pending(c))

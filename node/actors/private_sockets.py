@@ -24,7 +24,8 @@ import socket
 import stat
 import struct
 
-__all__ = ["RUN_DIR", "prepare_run_dir", "listen", "connect", "peer_credentials", "is_sibling"]
+__all__ = ["RUN_DIR", "prepare_run_dir", "listen", "connect", "peer_credentials", "is_sibling",
+           "SiblingListener"]
 
 RUN_DIR = "run"
 _SUN_PATH_MAX = 107
@@ -107,3 +108,41 @@ def is_sibling(sock: socket.socket) -> bool:
     """True if the peer runs as our user and is a child of our parent (the supervisor)."""
     pid, uid, _gid = peer_credentials(sock)
     return uid == os.geteuid() and _parent_pid(pid) == os.getppid()
+
+
+class SiblingListener:
+    """A listening socket that hands over only sibling actors' connections.
+
+    Others are closed at once and logged as ``internal_peer_rejected`` for the first and every
+    1000th (a flood must not flood the log); ``rejected`` counts them all, for INFO."""
+
+    def __init__(self, path: str, kind: int, log, channel: str) -> None:
+        self.sock = listen(path, kind)
+        self.log = log
+        self.channel = channel
+        self.rejected = 0
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def accept(self) -> list[socket.socket]:
+        """Every sibling connection waiting now (non-blocking sockets)."""
+        accepted = []
+        while True:
+            try:
+                sock, _ = self.sock.accept()
+            except BlockingIOError:
+                return accepted
+            if is_sibling(sock):
+                sock.setblocking(False)
+                accepted.append(sock)
+                continue
+            pid, uid, _ = peer_credentials(sock)
+            sock.close()
+            self.rejected += 1
+            if self.rejected == 1 or self.rejected % 1000 == 0:
+                self.log.warning("internal_peer_rejected", channel=self.channel, peer_pid=pid,
+                                 peer_uid=uid, rejected=self.rejected)
+
+    def close(self) -> None:
+        self.sock.close()
