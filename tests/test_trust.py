@@ -196,6 +196,20 @@ def test_an_unusable_data_dir_stops_serve_at_once(tmp_path):
     assert "cannot use the data directory" in out.stderr
 
 
+@pytest.mark.parametrize("what", ["data dir", "run dir"])
+def test_a_directory_owned_by_another_user_is_refused(tmp_path, what):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a directory to nobody")
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    target = data if what == "data dir" else data / "run"
+    target.mkdir(mode=0o700, exist_ok=True)
+    os.chown(target, NOBODY_UID, NOBODY_UID)
+    out = _serve(tmp_path, "--bind", f"tcp://127.0.0.1:{free_port()}")
+    assert out.returncode == exitcodes.STORAGE, out.stderr
+    assert "cannot use the data directory" in out.stderr
+
+
 def test_no_space_for_a_new_aof_stops_serve_at_once(tmp_path):
     """A full disk at start (RLIMIT_FSIZE makes the AOF header's write fail with EFBIG, as
     ENOSPC would, without a mount): exit 6 with one line, not a crash loop."""

@@ -21,6 +21,7 @@ Design:
 from __future__ import annotations
 
 import collections
+import errno
 import fcntl
 import os
 import signal
@@ -30,6 +31,7 @@ import sys
 import time
 
 from node import exitcodes
+from node.actors import private_sockets
 from node.actors.runtime import Actor, Runtime
 from node.config import Config
 from node.logconfig import configure
@@ -55,12 +57,18 @@ class _Child:
 
 
 def prepare_data_dir(path: str, log) -> None:
-    """Create ``path`` as 0700, or tighten an existing one (warning once with its old mode)."""
+    """Create ``path`` as 0700, or tighten an existing one (warning once with its old mode), and
+    its ``run`` directory for the internal sockets. A directory owned by another user is
+    refused: its owner could swap files or sockets under us."""
     os.makedirs(path, mode=0o700, exist_ok=True)
-    mode = stat.S_IMODE(os.stat(path).st_mode)
+    st = os.stat(path)
+    if st.st_uid != os.geteuid():
+        raise PermissionError(errno.EPERM, f"owned by uid {st.st_uid}, not by us (uid {os.geteuid()})")
+    mode = stat.S_IMODE(st.st_mode)
     if mode & 0o077:
         log.warning("data_dir_tightened", dir=os.path.abspath(path), old_mode=oct(mode), new_mode="0o700")
         os.chmod(path, 0o700)
+    private_sockets.prepare_run_dir(path)
 
 
 def take_lock(path: str) -> int | None:
