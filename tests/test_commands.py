@@ -9,7 +9,6 @@ import pytest
 from tests.fakeclock import FakeClock
 
 from node.store.executor import Executor
-from node.store.pattern import glob_match
 from node.store.keyspace import NUM_DBS
 from protocol.codec import UNKNOWNCMD, Error
 from protocol.commands import COMMANDS
@@ -430,48 +429,7 @@ def test_take_propagated_empties_the_queue(ex: Executor) -> None:
     assert ex.take_propagated() == []
 
 
-# --- KEYS and the glob matcher ---------------------------------------------------------------
-@pytest.mark.parametrize("pattern, key, matches", [
-    (b"*", b"", True),
-    (b"*", b"anything", True),
-    (b"h?llo", b"hello", True),
-    (b"h?llo", b"hllo", False),
-    (b"h*llo", b"hllo", True),
-    (b"h*llo", b"heeeello", True),
-    (b"h[ae]llo", b"hallo", True),
-    (b"h[ae]llo", b"hillo", False),
-    (b"h[^e]llo", b"hallo", True),
-    (b"h[^e]llo", b"hello", False),
-    (b"h[a-b]llo", b"hbllo", True),
-    (b"h[b-a]llo", b"hbllo", True),  # reversed range
-    (b"h[a-b]llo", b"hcllo", False),
-    (b"\\*", b"*", True),
-    (b"\\*", b"a", False),
-    (b"a\\?", b"a?", True),
-    (b"a\\?", b"ab", False),
-    (b"[\\]]", b"]", True),
-    (b"[\\-]", b"-", True),
-    (b"[a-]", b"]", True),  # Redis quirk: '-' then any byte is a range, here ']'..'a'
-    (b"[abc", b"b", True),  # unterminated class: the rest of the pattern
-    (b"[abc", b"d", False),
-    (b"[", b"[", False),
-    (b"a\\", b"a\\", True),  # trailing backslash is literal
-    (b".*", b"abc", False),  # regex metacharacters are literal
-    (b".*", b".xyz", True),
-    (b"a+", b"a+", True),
-    (b"a+", b"aa", False),
-    (b"(x)", b"(x)", True),
-    (b"*\n*", b"a\nb", True),
-    (b"?", b"\n", True),
-    (b"\xff*", b"\xff\x00", True),
-    (b"user:*:name", b"user:42:name", True),
-    (b"user:*:name", b"user:42:email", False),
-    (b"**a", b"bba", True),
-])
-def test_glob(pattern, key, matches) -> None:
-    assert glob_match(pattern, key) is matches
-
-
+# --- KEYS (the glob table is in tests/test_pattern.py) -----------------------------------
 def test_keys_filters_by_glob(ex: Executor) -> None:
     run(ex, ("MSET", "user:1", "a", "user:2", "b", "item:1", "c"), ("HSET", "user:h", "f", "v"))
     assert sorted(run(ex, ("KEYS", "user:*"))) == [b"user:1", b"user:2", b"user:h"]
