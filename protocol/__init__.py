@@ -17,6 +17,8 @@ from protocol.codec import (
     MAX_ARGS,
     MAX_BATCH_LENGTH,
     MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_CONTAINERS,
+    MAX_MESSAGE_OBJECTS,
     MISCONF,
     NOPROTO,
     PROTO,
@@ -63,6 +65,8 @@ __all__ = [
     "MAX_ARGS",
     "MAX_BATCH_LENGTH",
     "MAX_MESSAGE_BYTES",
+    "MAX_MESSAGE_OBJECTS",
+    "MAX_MESSAGE_CONTAINERS",
     # error codes, and the texts several actors send with two of them
     "LOADING_MESSAGE",
     "BUSY_REWRITE_MESSAGE",

@@ -20,7 +20,10 @@ message as a whole (not msgpack, wrong shape, too big) is rejected as one ``Erro
 
 Limits (the numbers behind them are next to each constant) bound what one client frame can cost
 the node before any command runs: its size, the number of requests in it, the arguments per
-request, and its depth (a request is an array of scalars, a batch an array of requests).
+request, and the number of msgpack objects in it (a request is an array of scalars, a batch an
+array of requests). The object limits are what keep decoding linear in the bytes: msgpack's own
+limits bound each container, not the total, and one byte on the wire can become a ~64-byte
+Python list.
 See docs/protocol.md for the wire format written for client authors.
 """
 
@@ -41,6 +44,8 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "MAX_BATCH_LENGTH",
     "MAX_ARGS",
+    "MAX_MESSAGE_OBJECTS",
+    "MAX_MESSAGE_CONTAINERS",
     "ERR",
     "WRONGTYPE",
     "PROTO",
@@ -86,6 +91,29 @@ MAX_BATCH_LENGTH = 10_000
 # elements (1024 * 1024); MSET/HSET/DEL with more should be split by the client.
 MAX_ARGS = 1_048_576
 
+# msgpack objects per message: scalars and containers, the message's own array included. msgpack's
+# max_*_len options bound each container but not the total, and every object costs far more in
+# Python than on the wire: an empty array is 1 byte but a 56-byte list plus an 8-byte slot, a
+# fixint -20 is 1 byte but a 28-byte int. A 66 MB frame of empty arrays (within every other limit)
+# took the front to 4.5 GB and 25 s of decoding, most of it in the cyclic GC (issue 9, finding 3).
+# Two counts bound it:
+# * MAX_MESSAGE_OBJECTS is room for one request at MAX_ARGS plus as many objects again across a
+#   batch (10,000 MSETs of 100 pairs, the big pipeline of finding 7, is 2.02M objects). Past it the
+#   decoder stops at the end of the array that crossed it, so at most ~3.1M objects are built for
+#   one message: the worst measured, 2-character strings, peaks at ~180 MiB and ~0.15 s, against
+#   ~65 MiB and ~0.06 s for a valid MSET of MAX_ARGS keys (tests/test_decode_bomb.py).
+# * MAX_MESSAGE_CONTAINERS (arrays and maps): a valid message needs at most 1 + MAX_BATCH_LENGTH;
+#   the rest is room for arrays sent as arguments (in-place ARGTYPE errors). Containers are the
+#   costly objects (GC-tracked, 64 bytes per wire byte), and refusing a frame of empty arrays at
+#   this count takes ~10 ms and ~4 MiB instead of 25 s and 4.4 GB.
+# Every msgpack object takes at least one byte, so a body of at most _UNCOUNTED_BYTES cannot pass
+# either count: it is decoded without the counting hooks (~50 ns per array), and ordinary messages
+# pay nothing for these limits.
+MAX_MESSAGE_OBJECTS = 2 * MAX_ARGS
+MAX_MESSAGE_CONTAINERS = 65_536
+_UNCOUNTED_BYTES = min(MAX_MESSAGE_OBJECTS, MAX_MESSAGE_CONTAINERS)
+assert MAX_MESSAGE_CONTAINERS > MAX_BATCH_LENGTH and MAX_MESSAGE_OBJECTS > MAX_ARGS + 1
+
 # Explicit msgpack limits, checked by the unpacker against the *declared* length before it
 # allocates, so a 5-byte header claiming a 4 GiB string costs nothing. Strings and binaries cannot
 # be longer than the frame; the array limit is the larger of a request (name + args) and a batch.
@@ -93,7 +121,28 @@ MAX_ARGS = 1_048_576
 # well-formed msgpack, only the argument is wrong), so maps get the same bound as arrays.
 # strict_map_key=True (str/bin keys only, as msgpack's default): keys with attacker-chosen hashes
 # (ints) could otherwise flood a dict's buckets; such a map is a PROTO error.
-# Nesting depth is bounded by msgpack's own parser stack (1024 levels -> StackError -> PROTO).
+# Nesting depth is bounded by msgpack's own parser stack (1024 levels -> StackError -> PROTO), and
+# the total by the counts above.
+# Ext values are never valid in a request (ARGTYPE), yet building one costs a Python-level call:
+# msgpack.ExtType ~0.5 us, msgpack.Timestamp ~0.3 us, against ~0.03 us for a bytes, so a frame of
+# 3-byte exts held the front ~2.7 s even within MAX_MESSAGE_OBJECTS. So every ext but a timestamp
+# becomes one shared placeholder (~0.08 us, nothing allocated), and a timestamp becomes a float
+# (timestamp=1, built in C): its ARGTYPE message then says "got float".
+
+
+class _ExtPlaceholder:
+    """Stands for any ext value in a decoded request: only its type is ever reported."""
+
+    __slots__ = ()
+
+
+_EXT = _ExtPlaceholder()
+
+
+def _ext_placeholder(code: int, data: bytes) -> _ExtPlaceholder:
+    return _EXT
+
+
 _UNPACK_OPTIONS: dict[str, Any] = {
     "raw": False,  # msgpack str -> Python str (strict UTF-8), bin -> bytes
     "use_list": True,  # lists are allocated zeroed lazily (calloc), tuples are touched at once
@@ -103,6 +152,8 @@ _UNPACK_OPTIONS: dict[str, Any] = {
     "max_ext_len": MAX_MESSAGE_BYTES,
     "max_array_len": max(MAX_ARGS + 1, MAX_BATCH_LENGTH),
     "max_map_len": MAX_ARGS,
+    "ext_hook": _ext_placeholder,
+    "timestamp": 1,
 }
 # Longest command name echoed back in an UNKNOWNCMD message (Redis truncates at 128).
 _MAX_NAME_IN_MESSAGE = 64
@@ -112,7 +163,7 @@ _MAX_NAME_IN_MESSAGE = 64
 ERR = "ERR"  # generic, Redis semantics: syntax error, "value is not an integer or out of range"
 WRONGTYPE = "WRONGTYPE"  # operation against a key holding the wrong kind of value
 PROTO = "PROTO"  # malformed msgpack or wrong message shape
-TOOBIG = "TOOBIG"  # message over MAX_MESSAGE_BYTES, batch over MAX_BATCH_LENGTH, too many args
+TOOBIG = "TOOBIG"  # over MAX_MESSAGE_BYTES, MAX_BATCH_LENGTH, MAX_ARGS or the object counts
 UNKNOWNCMD = "UNKNOWNCMD"  # command name not in the command table
 ARITY = "ARITY"  # wrong number of arguments for the command
 ARGTYPE = "ARGTYPE"  # an argument (or the name) is not bin/str/int
@@ -198,22 +249,27 @@ _WIRE_TYPE_NAMES = {
     float: "float",
     list: "array",
     dict: "map",
-    msgpack.ExtType: "ext",
-    msgpack.Timestamp: "ext",
+    _ExtPlaceholder: "ext",
 }
 
 
 def decode_message(body: bytes) -> Message | Error:
     """Decode and validate one client frame. Never raises for any ``body``.
 
-    Returns an ``Error`` if the frame as a whole is rejected (size, msgpack, shape, batch length),
-    otherwise a ``Message`` whose invalid requests are ``Error`` items in place.
+    Returns an ``Error`` if the frame as a whole is rejected (size, object counts, msgpack, shape,
+    batch length), otherwise a ``Message`` whose invalid requests are ``Error`` items in place.
     """
-    if len(body) > MAX_MESSAGE_BYTES:
-        return Error(TOOBIG, f"message of {len(body)} bytes exceeds the limit of "
+    size = len(body)
+    if size > MAX_MESSAGE_BYTES:
+        return Error(TOOBIG, f"message of {size} bytes exceeds the limit of "
                              f"{MAX_MESSAGE_BYTES} bytes")
     try:
-        obj = _unpackb(body, **_UNPACK_OPTIONS)
+        if size <= _UNCOUNTED_BYTES:
+            obj = _unpackb(body, **_UNPACK_OPTIONS)
+        else:
+            obj = _unpack_counted(body)
+    except _TooManyObjects as exc:
+        return Error(TOOBIG, str(exc))
     except msgpack.ExtraData:
         return Error(PROTO, "trailing bytes after the message")
     except ValueError as exc:  # also FormatError, StackError, UnicodeDecodeError (subclasses)
@@ -241,6 +297,48 @@ def decode_message(body: bytes) -> Message | Error:
             return Error(PROTO, f"a batch must be an array of requests, got {_wire_type(item)} "
                                 f"in it")
     return _new_message(True, tuple([_decode_request(item, True) for item in obj]))
+
+
+class _TooManyObjects(Exception):
+    """Raised by the unpacker's hooks to stop decoding a frame that passed an object count."""
+
+
+_TOO_MANY_CONTAINERS = (
+    f"message has more than {MAX_MESSAGE_CONTAINERS} arrays and maps (a request is one array of "
+    f"scalars, a batch one array of at most {MAX_BATCH_LENGTH} requests)")
+_TOO_MANY_OBJECTS = f"message has more than {MAX_MESSAGE_OBJECTS} msgpack objects"
+
+
+def _unpack_counted(body: bytes) -> Any:
+    """``unpackb`` that stops as soon as the frame passes MAX_MESSAGE_CONTAINERS or
+    MAX_MESSAGE_OBJECTS, by raising ``_TooManyObjects``.
+
+    msgpack calls a hook as each array or map is complete (innermost first) and lets the hook's
+    exception through, freeing what it built. A container's elements are counted when it is
+    complete, so at most one container's worth (MAX_ARGS + 1) is built past the count.
+    """
+    containers = 0
+    objects = 1  # the message itself; every container adds its elements
+
+    def on_array(items: list) -> list:
+        nonlocal containers, objects
+        containers += 1
+        objects += len(items)
+        if containers > MAX_MESSAGE_CONTAINERS or objects > MAX_MESSAGE_OBJECTS:
+            raise _TooManyObjects(_TOO_MANY_CONTAINERS if containers > MAX_MESSAGE_CONTAINERS
+                                  else _TOO_MANY_OBJECTS)
+        return items
+
+    def on_map(items: dict) -> dict:
+        nonlocal containers, objects
+        containers += 1
+        objects += 2 * len(items)
+        if containers > MAX_MESSAGE_CONTAINERS or objects > MAX_MESSAGE_OBJECTS:
+            raise _TooManyObjects(_TOO_MANY_CONTAINERS if containers > MAX_MESSAGE_CONTAINERS
+                                  else _TOO_MANY_OBJECTS)
+        return items
+
+    return _unpackb(body, list_hook=on_array, object_hook=on_map, **_UNPACK_OPTIONS)
 
 
 def _decode_request(req: list, in_batch: bool) -> Request | Error:

@@ -16,6 +16,8 @@ from protocol.codec import (
     MAX_ARGS,
     MAX_BATCH_LENGTH,
     MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_CONTAINERS,
+    MAX_MESSAGE_OBJECTS,
     PROTO,
     TOOBIG,
     UNKNOWNCMD,
@@ -132,6 +134,22 @@ def _header_only_array(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
+def _array(n: int, elements: bytes) -> bytes:
+    """An array32 header declaring n elements, then the given encoded elements."""
+    return _header_only_array(n) + elements
+
+
+def _del_with_args(argc: int) -> bytes:
+    """["DEL", 0, 0, ...] with ``argc`` arguments, built without packing a list."""
+    return _array(argc + 1, b"\xa3DEL" + b"\x00" * argc)
+
+
+def _requests_with_empty_containers(requests: int, per_request: int, empty: bytes) -> bytes:
+    """A batch of ["DEL", <empty>, ...] requests: 1 + requests * (1 + per_request) containers."""
+    request = _array(per_request + 1, b"\xa3DEL" + empty * per_request)
+    return _array(requests, request * requests)
+
+
 MALFORMED = [
     # (id, body, expected code, substring of the message or None)
     ("not msgpack", b"\xc1", PROTO, "malformed"),
@@ -169,13 +187,26 @@ MALFORMED = [
     ("map arg", pack(["SET", "k", {"a": 1}]), ARGTYPE, "got map"),
     ("nested array arg", pack(["SET", "k", ["v"]]), ARGTYPE, "got array"),
     ("ext arg", pack(["GET", msgpack.ExtType(5, b"x")]), ARGTYPE, "got ext"),
-    ("timestamp ext arg", pack(["GET", msgpack.Timestamp(1)]), ARGTYPE, "got ext"),
+    # Decoded as a float (built in C) rather than a msgpack.Timestamp (a Python call each).
+    ("timestamp ext arg", pack(["GET", msgpack.Timestamp(1)]), ARGTYPE, "got float"),
     ("command name int", pack([1, "k"]), ARGTYPE, "command name"),
     ("command name nil", pack([None]), ARGTYPE, "command name"),
     ("command name map", pack([{"a": "b"}]), ARGTYPE, "command name"),
     ("command name float", pack([1.0]), ARGTYPE, "command name"),
     ("array over MAX_ARGS", _header_only_array(MAX_ARGS + 2), TOOBIG, None),
     ("batch too long", pack([["PING"]] * (MAX_BATCH_LENGTH + 1)), TOOBIG, "batch"),
+    ("batch too long, counted", pack([["ECHO", "x" * 20]] * (MAX_BATCH_LENGTH + 1)), TOOBIG,
+     "batch of 10001 requests"),
+    # The object counts (issue 9, finding 3): refused while decoding, with TOOBIG.
+    ("arrays past MAX_MESSAGE_CONTAINERS",
+     _requests_with_empty_containers(100, 700, b"\x90"), TOOBIG, "arrays and maps"),
+    ("maps past MAX_MESSAGE_CONTAINERS",
+     _requests_with_empty_containers(100, 700, b"\x80"), TOOBIG, "arrays and maps"),
+    ("nested arrays past MAX_MESSAGE_CONTAINERS",
+     _array(2, pack(["PING"]) + _array(70, (b"\x91" * 1000 + b"\xc0") * 70)), TOOBIG,
+     "arrays and maps"),
+    ("objects past MAX_MESSAGE_OBJECTS", _array(3, _del_with_args(MAX_ARGS) * 3), TOOBIG,
+     "msgpack objects"),
 ]
 
 
@@ -238,6 +269,27 @@ def test_body_at_the_size_limit_is_decoded():
     assert req.name == "SET" and len(req.args[1]) == value_len
 
 
+def test_message_at_the_object_limit_is_decoded_and_one_more_is_refused():
+    # One batch of two DELs: 1 + (1 + 1 + MAX_ARGS) + (1 + 1 + rest) objects.
+    rest = MAX_MESSAGE_OBJECTS - 5 - MAX_ARGS
+    at_limit = decode_message(_array(2, _del_with_args(MAX_ARGS) + _del_with_args(rest)))
+    assert type(at_limit) is Message
+    assert [len(r.args) for r in at_limit.items] == [MAX_ARGS, rest]
+    over = decode_message(_array(2, _del_with_args(MAX_ARGS) + _del_with_args(rest + 1)))
+    assert over == Error(TOOBIG, f"message has more than {MAX_MESSAGE_OBJECTS} msgpack objects")
+
+
+def test_message_at_the_container_limit_is_decoded_and_one_more_is_refused():
+    # A batch of one DEL whose arguments are empty arrays: 2 + k containers, in-place ARGTYPE.
+    k = MAX_MESSAGE_CONTAINERS - 2
+    at_limit = decode_message(_requests_with_empty_containers(1, k, b"\x90"))
+    assert type(at_limit) is Message
+    assert at_limit.items[0].code == ARGTYPE
+    over = decode_message(_requests_with_empty_containers(1, k + 1, b"\x90"))
+    assert type(over) is Error and over.code == TOOBIG
+    assert over.message.startswith(f"message has more than {MAX_MESSAGE_CONTAINERS} arrays and maps")
+
+
 def test_long_unknown_name_is_truncated_in_message():
     result = decode_message(pack(["X" * 10_000])).items[0]
     assert result.code == UNKNOWNCMD
@@ -247,7 +299,8 @@ def test_long_unknown_name_is_truncated_in_message():
 @pytest.mark.parametrize(
     "body",
     [b"", b"\x00", b"\xff" * 10, b"\x91" * 2000, b"\x92\xc0\xc0", b"\xdf\xff\xff\xff\xff",
-     b"\xc6\xff\xff\xff\xff", b"\x81\x91\x01\x02", b"\x91\x81\xa1a\xc0"],
+     b"\xc6\xff\xff\xff\xff", b"\x81\x91\x01\x02", b"\x91\x81\xa1a\xc0",
+     b"\x90" * 70_000, _array(70_000, b"\x90" * 70_000), _array(70_000, b"\x90" * 60_000)],
 )
 def test_decode_message_never_raises(body):
     result = decode_message(body)
