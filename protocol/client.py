@@ -2,27 +2,43 @@
 
 Design (the ZeroMQ guide's Lazy Pirate, on a DEALER socket):
 - Each call sends ``["", body]`` and polls for the reply with a timeout.
-- On a timeout the socket is closed with linger 0 and a new one is opened, so a late reply can
-  never be taken for the answer to a later request.
-- Retries use tenacity with bounded attempts and jittered exponential backoff, and happen only
-  when repeating is safe: for retry-safe commands (protocol/commands.py) after a timeout or an
-  ABORTED reply, and for any command after LOADING (the node refused it before executing it).
+- On a timeout the socket is closed with linger 0, and the next try opens a new one, so a late
+  reply can never be taken for the answer to a later request.
+- Retries use tenacity with jittered exponential backoff, and happen only when repeating is safe:
+  1. after a timeout or an ABORTED reply, for retry-safe commands only (protocol/commands.py),
+     at most ``retries`` tries in all;
+  2. after LOADING, for any command (the node refused it before executing it), for up to
+     ``loading_timeout`` seconds from the first LOADING reply. Then the call fails with a
+     LOADING ``CommandError`` that says how long it waited.
 - SELECT is per socket on the node, so the client remembers its db and selects it again on each
-  new socket.
+  new socket; a socket whose SELECT failed is closed, never used on the wrong db.
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Iterable, Sequence
 
 import zmq
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
 from protocol import codec
 from protocol.commands import COMMANDS
 
-__all__ = ["Client", "CommandError", "NodeTimeout"]
+__all__ = ["Client", "CommandError", "NodeTimeout", "DEFAULT_LOADING_TIMEOUT"]
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:7700"
+
+# How long a call keeps retrying while the node answers LOADING. A node is LOADING while it reads
+# its AOF at start and while the log actor restarts: a reload of 1M entries takes ~2 s (issue 9,
+# finding 10), so 30 s covers a dataset of ~15M entries. A node LOADING for longer is likely in
+# trouble (crash loop), and the caller should hear about it rather than wait on.
+DEFAULT_LOADING_TIMEOUT = 30.0
+# Between LOADING tries: full jitter over a window that starts at 50 ms and doubles up to 1 s, so
+# a short reload is noticed within tens of ms and many clients do not retry in lockstep; at the cap
+# a waiting client costs the node ~2 replies a second.
+_LOADING_WAIT = wait_random_exponential(multiplier=0.05, max=1.0)
+# Between tries after a timeout or ABORTED (the node may be overloaded): the same, capped at 2 s.
+_FAILURE_WAIT = wait_random_exponential(multiplier=0.05, max=2.0)
 
 
 class CommandError(Exception):
@@ -39,9 +55,19 @@ class NodeTimeout(TimeoutError):
 
 
 class _Retryable(Exception):
+    """A timeout or ABORTED that may be retried (bounded by ``retries``)."""
+
     def __init__(self, cause: Exception) -> None:
         super().__init__(str(cause))
         self.cause = cause
+
+
+class _StillLoading(Exception):
+    """A LOADING reply (bounded by ``loading_timeout``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 def _retry_safe(commands: Iterable[Sequence]) -> bool:
@@ -54,11 +80,21 @@ def _retry_safe(commands: Iterable[Sequence]) -> bool:
 
 
 class Client:
+    """A connection to one node.
+
+    ``timeout``: seconds to wait for each reply. ``retries``: tries in all for a retry-safe call
+    that times out or gets ABORTED (1: no retry). ``loading_timeout``: seconds to keep retrying,
+    for any command, while the node answers LOADING (default 30 s; 0: no retry); the call then
+    raises ``CommandError`` with code LOADING.
+    """
+
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout: float = 5.0, retries: int = 3,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None,
+                 loading_timeout: float = DEFAULT_LOADING_TIMEOUT) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
         self.retries = max(1, retries)
+        self.loading_timeout = max(0.0, loading_timeout)
         self._ctx = context or zmq.Context.instance()
         self._sock: zmq.Socket | None = None
         self._db = 0
@@ -113,38 +149,79 @@ class Client:
         self._sock = sock
         if self._db:
             body = codec.encode_request("SELECT", self._db)
-            reply = self._roundtrip(body, batch=False)
+            try:
+                reply = self._roundtrip(body, batch=False)
+            except BaseException:
+                self.close()  # a socket left on db 0 would run the next command on the wrong db
+                raise
             if isinstance(reply, codec.Error):
+                self.close()
                 raise CommandError(reply.code, reply.message)
 
     def _call(self, commands: list, batch: bool):
         body = codec.encode_batch(commands) if batch else codec.encode_request(*commands[0])
         safe = _retry_safe(commands)
+        failures = 0  # timeouts and ABORTED replies, against self.retries
+        loading_since: float | None = None  # monotonic time of the first LOADING reply
+        loading_replies = 0
+
+        def still_loading(message: str) -> _StillLoading:
+            nonlocal loading_since, loading_replies
+            if loading_since is None:
+                loading_since = time.monotonic()
+            loading_replies += 1
+            return _StillLoading(message)
 
         def attempt():
-            if self._sock is None:
-                self._open()
+            nonlocal failures
             try:
+                if self._sock is None:
+                    self._open()
                 reply = self._roundtrip(body, batch)
             except NodeTimeout as exc:
-                self._open()  # never reuse a socket that may still get the late reply
+                self.close()  # never reuse a socket that may still get the late reply
+                failures += 1
                 if safe:
                     raise _Retryable(exc) from exc
                 raise
+            except CommandError as exc:  # the SELECT of a new socket was refused
+                if exc.code == codec.LOADING:
+                    raise still_loading(exc.message) from None
+                raise
             # LOADING and ABORTED answer a whole message (protocol.md), never one item of a batch.
-            if isinstance(reply, codec.Error) and (reply.code == codec.LOADING
-                                                   or (reply.code == codec.ABORTED and safe)):
-                raise _Retryable(CommandError(reply.code, reply.message))
+            if isinstance(reply, codec.Error):
+                if reply.code == codec.LOADING:
+                    raise still_loading(reply.message)
+                if reply.code == codec.ABORTED and safe:
+                    failures += 1
+                    raise _Retryable(CommandError(reply.code, reply.message))
             return reply
 
+        def stop(state: RetryCallState) -> bool:
+            if isinstance(state.outcome.exception(), _StillLoading):
+                return time.monotonic() - loading_since >= self.loading_timeout
+            return failures >= self.retries
+
+        def wait(state: RetryCallState) -> float:
+            if isinstance(state.outcome.exception(), _StillLoading):
+                # The last try lands on the deadline rather than a jittered wait past it.
+                left = loading_since + self.loading_timeout - time.monotonic()
+                return max(0.0, min(_LOADING_WAIT(state), left))
+            return _FAILURE_WAIT(state)
+
         retrying = Retrying(
-            stop=stop_after_attempt(self.retries),
-            wait=wait_random_exponential(multiplier=0.05, max=2.0),
-            retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
+            stop=stop,
+            wait=wait,
+            retry=retry_if_exception(lambda e: isinstance(e, (_Retryable, _StillLoading))),
             reraise=True,
         )
         try:
             return retrying(attempt)
+        except _StillLoading as exc:
+            waited = time.monotonic() - loading_since
+            return codec.Error(codec.LOADING,
+                               f"{exc.message} (still loading after {waited:.1f}s and "
+                               f"{loading_replies} tries; loading_timeout={self.loading_timeout}s)")
         except _Retryable as exc:
             cause = exc.cause
             if isinstance(cause, CommandError):

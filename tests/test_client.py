@@ -1,5 +1,7 @@
-"""protocol.client against scripted ZeroMQ peers: Lazy Pirate timeouts, retry rules, SELECT."""
+"""protocol.client against scripted ZeroMQ peers: Lazy Pirate timeouts, retry rules, SELECT,
+the LOADING budget."""
 import threading
+import time
 
 import msgpack
 import pytest
@@ -12,13 +14,18 @@ from tests.nodeproc import free_port
 
 class ScriptedNode:
     """A real ROUTER socket on loopback that answers from a script: each request pops the next
-    action: a reply value, an Error, or None (stay silent). It records what it received."""
+    action: a reply value, an Error, or None (stay silent). It records what it received.
 
-    def __init__(self, script: list) -> None:
+    For its first ``loading_for`` seconds it answers every request LOADING instead, as a node
+    reading its AOF does, without popping the script."""
+
+    def __init__(self, script: list, loading_for: float = 0.0) -> None:
         self.endpoint = f"tcp://127.0.0.1:{free_port()}"
         self.script = list(script)
         self.received: list = []
         self.identities: list[bytes] = []
+        self.loading_replies = 0
+        self._loading_until = time.monotonic() + loading_for
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -36,6 +43,11 @@ class ScriptedNode:
             frames = sock.recv_multipart()
             self.identities.append(frames[0])
             self.received.append(msgpack.unpackb(frames[-1], raw=False))
+            if time.monotonic() < self._loading_until:
+                self.loading_replies += 1
+                loading = codec.Error(codec.LOADING, codec.LOADING_MESSAGE)
+                sock.send_multipart([*frames[:-1], codec.encode_reply(loading)])
+                continue
             action = self.script.pop(0) if self.script else None
             if action is not None:
                 sock.send_multipart([*frames[:-1], codec.encode_reply(action)])
@@ -50,8 +62,8 @@ class ScriptedNode:
 def scripted():
     made = []
 
-    def make(script):
-        made.append(ScriptedNode(script))
+    def make(script, **kwargs):
+        made.append(ScriptedNode(script, **kwargs))
         return made[-1]
     yield make
     for s in made:
@@ -80,6 +92,69 @@ def test_loading_is_retried_for_any_command_then_succeeds(scripted):
     with Client(node.endpoint, timeout=2, retries=3) as c:
         assert c.execute("INCR", "n") == 7
     assert len(node.received) == 3
+
+
+def test_a_reload_of_a_second_is_waited_out_with_backoff(scripted):
+    # Finding 10 of issue 9: a reload of 1M entries takes ~2 s; the client used to give up after
+    # ~0.1 s. A write is retried too: LOADING means the node refused it before executing it.
+    node = scripted(["OK"], loading_for=1.0)
+    with Client(node.endpoint, timeout=2, retries=1) as c:
+        started = time.monotonic()
+        assert c.execute("SET", "k", "v") == "OK"
+        waited = time.monotonic() - started
+    assert 1.0 <= waited < 1.0 + 1.0 + 0.5  # at most one capped wait (1 s) past the reload
+    assert node.received == [["SET", "k", "v"]] * (node.loading_replies + 1)
+    # Jittered backoff from 50 ms, capped at 1 s: a handful of tries, not a busy loop.
+    assert 2 <= node.loading_replies <= 25
+
+
+def test_a_reload_longer_than_the_budget_fails_with_a_clear_error(scripted):
+    node = scripted(["OK"], loading_for=30.0)
+    with Client(node.endpoint, timeout=2, loading_timeout=0.4) as c:
+        started = time.monotonic()
+        err = pytest.raises(CommandError, c.execute, "GET", "k").value
+        waited = time.monotonic() - started
+    assert err.code == codec.LOADING
+    assert err.message.startswith(codec.LOADING_MESSAGE)
+    assert "still loading after 0.4s" in err.message
+    assert "loading_timeout=0.4s" in err.message
+    assert 0.4 <= waited < 0.4 + 0.5  # the last try lands on the deadline, not a wait past it
+    assert f"{node.loading_replies} tries" in err.message
+
+
+def test_a_batch_is_retried_while_loading_and_fails_whole(scripted):
+    node = scripted([], loading_for=30.0)
+    with Client(node.endpoint, timeout=2, loading_timeout=0.2) as c:
+        err = pytest.raises(CommandError, c.execute_many, [("SET", "a", "1"), ("GET", "a")]).value
+    assert err.code == codec.LOADING
+    assert node.loading_replies >= 2
+
+
+def test_loading_timeout_zero_does_not_retry(scripted):
+    node = scripted(["OK"], loading_for=30.0)
+    with Client(node.endpoint, timeout=2, loading_timeout=0) as c:
+        assert pytest.raises(CommandError, c.execute, "PING").value.code == codec.LOADING
+    assert len(node.received) == 1
+
+
+def test_loading_on_the_select_of_a_new_socket_is_retried(scripted):
+    loading = codec.Error(codec.LOADING, codec.LOADING_MESSAGE)
+    node = scripted(["OK", None, loading, "OK", b"v"])
+    with Client(node.endpoint, timeout=0.2, retries=2) as c:
+        c.execute("SELECT", 4)
+        assert c.execute("GET", "k") == b"v"
+    assert node.received == [["SELECT", 4], ["GET", "k"], ["SELECT", 4], ["SELECT", 4],
+                             ["GET", "k"]]
+
+
+def test_a_socket_whose_select_failed_is_not_used_on_db_0(scripted):
+    node = scripted(["OK", None, codec.Error(codec.ERR, "boom"), "OK", b"v"])
+    with Client(node.endpoint, timeout=0.2, retries=2) as c:
+        c.execute("SELECT", 4)
+        assert pytest.raises(CommandError, c.execute, "GET", "k").value.code == codec.ERR
+        assert c.execute("GET", "k") == b"v"
+    assert node.received == [["SELECT", 4], ["GET", "k"], ["SELECT", 4], ["SELECT", 4],
+                             ["GET", "k"]]
 
 
 def test_aborted_write_surfaces_as_error(scripted):
