@@ -39,6 +39,18 @@ class Config:
     # The supervisor stops the node (exit 7) when one actor dies this many times within this
     # many seconds: a crash loop (an OOM on every reload, a disk that fails every write) is
     # better reported than hidden behind restarts.
+    # Output limits (issue "limits", finding 1): a client whose unsent replies pass
+    # ``client_output_limit`` bytes is cut off (node/actors/outbox.py, Redis's
+    # client-output-buffer-limit); past ``channel_output_limit`` unsent bytes the log actor takes
+    # no new batches and the front takes no new replies until the other side drains.
+    client_output_limit: int = 64 * 1024 * 1024
+    channel_output_limit: int = 256 * 1024 * 1024
+    # Fair cycles (finding 7): one log-actor cycle runs at most this many requests or this many
+    # milliseconds, then fsyncs and replies; the rest of the queued work (even the rest of one
+    # big message) continues in the next cycle, other clients' requests in between. 4096
+    # covers two full front batches of single requests (one group commit at 50 clients x 32).
+    cycle_max_commands: int = 4096
+    cycle_max_ms: float = 5.0
     crash_loop_count: int = 5
     crash_loop_window_s: float = 60.0
 

@@ -70,7 +70,7 @@ def test_a_request_goes_to_the_log_actor_and_its_reply_back(front):
     client.send_multipart([b"", msgpack.packb(["SET", "k", "v"])])
     [batch] = _batches(rt, ch)
     assert msgpack.unpackb(batch.bodies[0], raw=False) == [False, [[0, "SET", b"k", b"v"]]]
-    ch.send(m.Replies(batch.batch_id, [msgpack.packb([0, "OK"])]))
+    ch.send(m.Replies(1, [batch.first_seq], [msgpack.packb([0, "OK"])]))
     assert _reply(rt, client) == [0, "OK"]
 
 
@@ -85,7 +85,7 @@ def test_front_made_errors_wait_behind_earlier_requests(front):
         rt.run_once(timeout=0.01)
     with pytest.raises(zmq.Again):
         client.recv_multipart(zmq.NOBLOCK)  # the error may not overtake the GET
-    ch.send(m.Replies(batch.batch_id, [msgpack.packb([0, b"v"])]))
+    ch.send(m.Replies(1, [batch.first_seq], [msgpack.packb([0, b"v"])]))
     assert _reply(rt, client) == [0, b"v"]
     assert _reply(rt, client)[:2] == [1, "UNKNOWNCMD"]
 

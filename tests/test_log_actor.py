@@ -41,6 +41,7 @@ class Harness:
         got = []
 
         def ready():
+            self.front.flush()  # a big batch does not fit the socket buffer at once
             self.rt.run_once(timeout=0.02)
             got.extend(self.front.receive())
             return pick(got)
@@ -51,10 +52,10 @@ class Harness:
         items = [[db, name, *[a if isinstance(a, bytes) else str(a).encode() for a in args]]
                  for name, *args in requests]
         body = msgpack.packb([len(items) > 1, items])
-        batch_id, self.next_id = self.next_id, self.next_id + 1
-        self.front.send(m.Batch(batch_id, [body]))
-        [replies] = self._receive(lambda msgs: [x for x in msgs if type(x) is m.Replies])
-        assert replies.batch_id == batch_id
+        seq, self.next_id = self.next_id, self.next_id + 1
+        self.front.send(m.Batch(seq, [1], [body]))
+        [replies] = self._receive(lambda msgs: [x for x in msgs if type(x) is m.Replies and x.seqs])
+        assert replies.seqs == [seq]
         return msgpack.unpackb(replies.replies[0], raw=False)
 
     def stop(self):
@@ -92,7 +93,7 @@ def test_a_batch_is_one_reply_in_order(harness):
 
 def test_replies_the_front_made_stay_in_place(harness):
     body = msgpack.packb([True, [[None, [0, "OK"]], [0, "PING"]]])
-    harness.front.send(m.Batch(99, [body]))
+    harness.front.send(m.Batch(99, [1], [body]))
     [replies] = harness._receive(lambda msgs: [x for x in msgs if type(x) is m.Replies])
     assert msgpack.unpackb(replies.replies[0], raw=False) == [[0, "OK"], [0, "PONG"]]
 
@@ -124,3 +125,74 @@ def test_stats_from_the_front_show_in_info(harness):
     harness.front.send(m.Stats({"connected_clients": 3, "waiting": 0}))
     reply = harness.call(("INFO", "clients"))
     assert reply[1]["clients"]["connected_clients"] == 3
+
+
+def _send_batch(harness, seq, clients_and_bodies):
+    clients = [c for c, _ in clients_and_bodies]
+    bodies = [b for _, b in clients_and_bodies]
+    harness.front.send(m.Batch(seq, clients, bodies))
+
+
+def _replies_until(harness, seqs):
+    """Every Replies message until all ``seqs`` were answered, in arrival order."""
+    got = []
+
+    def all_answered():
+        harness.front.flush()
+        harness.rt.run_once(timeout=0.02)
+        got.extend(x for x in harness.front.receive() if type(x) is m.Replies)
+        return set(seqs) <= {s for r in got for s in r.seqs}
+    wait_for(all_answered, timeout=20, what="every reply")
+    return got
+
+
+def test_a_small_client_is_served_while_a_big_message_runs(harness):
+    """Finding 7: one message of 10,000 SETs no longer holds every other client."""
+    big = msgpack.packb([True, [[0, "SET", b"k%d" % i, b"v" * 100] for i in range(10_000)]])
+    ping = msgpack.packb([False, [[0, "PING"]]])
+    _send_batch(harness, 100, [(1, big)])
+    _send_batch(harness, 101, [(2, ping)])
+    got = _replies_until(harness, [100, 101])
+    order = [s for r in got for s in r.seqs]
+    assert order.index(101) < order.index(100)
+    big_reply = msgpack.unpackb(got[-1].replies[got[-1].seqs.index(100)], raw=False)
+    assert len(big_reply) == 10_000 and all(w == [0, "OK"] for w in big_reply)
+    cycles_for_big = sum(1 for r in got if r.seqs or r.taken)
+    assert cycles_for_big >= 10_000 // harness.config.cycle_max_commands
+
+
+def test_one_clients_messages_stay_in_order_across_cycles(harness):
+    first = msgpack.packb([True, [[0, "APPEND", b"log", b"a"] for _ in range(5000)]])
+    second = msgpack.packb([False, [[0, "GET", b"log"]]])
+    _send_batch(harness, 200, [(7, first), (7, second)])
+    got = _replies_until(harness, [200, 201])
+    replies = {s: r for msg in got for s, r in zip(msg.seqs, msg.replies)}
+    assert msgpack.unpackb(replies[201], raw=False) == [0, b"a" * 5000]  # after all of the first
+
+
+def test_a_cycle_runs_at_most_cycle_max_commands(tmp_path):
+    h = Harness(tmp_path)
+    try:
+        h.actor.config = h.config = Config(dir=h.config.dir, appendfsync="always", cycle_max_commands=100)
+        body = msgpack.packb([True, [[0, "INCR", b"n"] for _ in range(1000)]])
+        before = h.actor.stats["total_cycles"]
+        _send_batch(h, 300, [(1, body)])
+        _replies_until(h, [300])
+        assert h.actor.stats["total_cycles"] - before >= 10
+        assert h.call(("GET", "n")) == [0, b"1000"]
+    finally:
+        h.stop()
+
+
+def test_a_message_whose_replies_pass_the_output_limit_is_cut_short(tmp_path):
+    h = Harness(tmp_path)
+    try:
+        h.actor.config = h.config = Config(dir=h.config.dir, appendfsync="always", client_output_limit=1 << 20)
+        h.call(("SET", "big", b"x" * (256 << 10)))
+        body = msgpack.packb([True, [[0, "GET", b"big"] for _ in range(100)]])
+        _send_batch(h, 400, [(1, body)])
+        got = _replies_until(h, [400])
+        reply = msgpack.unpackb(got[-1].replies[got[-1].seqs.index(400)], raw=False)
+        assert reply[:2] == [1, "TOOBIG"] and "client-output-limit" in reply[2]
+    finally:
+        h.stop()

@@ -10,8 +10,10 @@ Design:
   oversized message) is answered here with an error reply carrying a code; it never reaches the
   log actor and never raises out of the loop.
 - Batching: each turn it drains what is waiting on the client socket (up to ``MAX_DRAIN``
-  messages) and forwards it to the log actor as one BATCH, with at most ``MAX_IN_FLIGHT``
-  batches outstanding. While the log actor works (e.g. on an fdatasync under ``always``), new
+  messages) and forwards it to the log actor as one ``Batch``, with at most ``MAX_IN_FLIGHT``
+  batches the log actor has not taken yet (each of its turns says how many it took). Each
+  message carries a number and its client's key; replies come back per message number, in
+  whatever order the log actor finishes them (its per-client FIFOs keep each client's order). While the log actor works (e.g. on an fdatasync under ``always``), new
   requests accumulate into the next batch: that is the group commit.
 - Order: each client identity has a FIFO of reply slots. A reply made here (an error, SELECT)
   waits behind that client's earlier requests still in the log actor, so replies go back in
@@ -40,6 +42,7 @@ from node import exitcodes
 from node.actors import channel
 from node.actors import messages as m
 from node.actors import private_sockets
+from node.actors.outbox import PEER_SNDHWM, RETRY_INTERVAL_S, Outbox
 from node.actors.runtime import Actor, Runtime
 from node.config import Config
 from protocol import codec
@@ -52,8 +55,9 @@ __all__ = ["Front", "main", "BindError"]
 # Messages read from clients per turn. Large enough that 50 clients with 32-deep pipelines fit
 # in one batch; small enough that one turn stays well under a millisecond of decoding.
 MAX_DRAIN = 2048
-# Two batches in flight keeps the log actor busy while the front prepares the next one; more
-# would only make batches smaller (worse group commit).
+# Two batches not yet taken by the log actor keep it busy while the front prepares the next
+# one; more would only make batches smaller (worse group commit). A batch counts until a log
+# turn has taken it, not until it is answered: one huge message must not hold the gate.
 MAX_IN_FLIGHT = 2
 # Stop reading clients while this many client messages wait for the log actor: ZeroMQ's
 # high-water marks then push back on the clients instead of this process growing.
@@ -100,15 +104,20 @@ class Front(Actor):
         self.log_pid: int | None = None
         self.queues: dict[bytes, collections.deque[_Slot]] = {}
         self.dbs: dict[bytes, int] = {}
-        self.outgoing: list[tuple[_Slot, bytes]] = []
-        self.in_flight: dict[int, list[_Slot]] = {}
-        self.next_batch = 1
+        self.outgoing: list[tuple[_Slot, bytes, int]] = []  # (slot, body, client key)
+        self.in_flight: dict[int, _Slot] = {}  # message number -> its slot
+        self.untaken = 0  # batches sent that no log turn has taken yet (see MAX_IN_FLIGHT)
+        self.client_keys: dict[bytes, int] = {}  # identity -> key, while it has slots queued
+        self.next_seq = 1
+        self.next_client_key = 1
         self.waiting = 0
         self.reading = False
         self.stopping = False
         self.stop_deadline = 0.0
         self.stats = collections.Counter()
         self.connected_clients = 0
+        self.outbox: Outbox | None = None
+        self.log_reading = True
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -118,7 +127,9 @@ class Front(Actor):
         clients.setsockopt(zmq.LINGER, 1000)
         clients.setsockopt(zmq.MAXMSGSIZE, HARD_MAX_FRAME)
         clients.setsockopt(zmq.RCVHWM, 100_000)
-        clients.setsockopt(zmq.SNDHWM, 100_000)
+        clients.setsockopt(zmq.SNDHWM, PEER_SNDHWM)
+        clients.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a full pipe says EAGAIN: see outbox.py
+        self.outbox = Outbox(clients, self.config.client_output_limit, self.log, on_cut=self._forget)
         self.monitor = clients.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         try:
             clients.bind(self.config.bind)
@@ -134,11 +145,28 @@ class Front(Actor):
 
     def on_tick(self, now: float) -> None:
         if self.log_ch is not None:
+            o = self.outbox
             stats = dict(self.stats, connected_clients=self.connected_clients, waiting=self.waiting,
-                         rejected_internal_peers=self.listener.rejected)
+                         rejected_internal_peers=self.listener.rejected,
+                         client_output_limit_disconnections=o.disconnections,
+                         dropped_replies_client_gone=o.dropped_gone,
+                         dropped_after_cut_off=o.dropped_cut,
+                         clients_blocked_on_output=len(o.waiting),
+                         output_waiting_bytes=o.total_bytes)
             self._send_log(m.Stats(stats))
 
+    @property
+    def max_wait(self) -> float | None:
+        return RETRY_INTERVAL_S if self.outbox is not None and self.outbox.blocked else None
+
     def on_turn(self) -> None:
+        outbox = self.outbox
+        if outbox.blocked:
+            outbox.flush()
+        if self.log_ch is not None:
+            # Back-pressure: while clients hold this much unsent, take no more replies from the
+            # log actor (it then stops taking batches: node/actors/log.py).
+            self._set_log_reading(outbox.total_bytes <= self.config.channel_output_limit)
         self._flush_outgoing()
         if not self.stopping:
             self._set_reading(self.waiting < MAX_WAITING)
@@ -185,6 +213,9 @@ class Front(Actor):
                 return
             self.stats["messages"] += 1
             identity = frames[0]
+            if self.outbox.cut and self.outbox.is_cut(identity):
+                self.stats["dropped_messages_cut_off"] += 1
+                continue
             # The envelope ends at the last empty delimiter frame (REQ, or a DEALER that sends
             # one); a DEALER that sends no delimiter has just its identity as envelope.
             cut = 1
@@ -236,7 +267,11 @@ class Front(Actor):
             forward = True
         self._remember_db(identity, db)
         if forward:
-            self.outgoing.append((slot, msgpack.packb([decoded.is_batch, items])))
+            key = self.client_keys.get(identity)
+            if key is None:
+                key = self.client_keys[identity] = self.next_client_key
+                self.next_client_key += 1
+            self.outgoing.append((slot, msgpack.packb([decoded.is_batch, items]), key))
             self.waiting += 1
         else:
             wires = [item[1] for item in items]
@@ -251,6 +286,21 @@ class Front(Actor):
             del self.dbs[next(iter(self.dbs))]
         self.dbs[identity] = db
 
+    def _forget(self, identity: bytes) -> None:
+        """The outbox cut this client off: drop what it has waiting here and in the log actor
+        (its replies would only be dropped), so it costs nothing more."""
+        self.queues.pop(identity, None)
+        key = self.client_keys.pop(identity, None)
+        kept = [(slot, body, k) for slot, body, k in self.outgoing if slot.envelope[0] != identity]
+        self.waiting -= len(self.outgoing) - len(kept)
+        self.outgoing = kept
+        mine = [seq for seq, slot in self.in_flight.items() if slot.envelope[0] == identity]
+        for seq in mine:  # O(messages in flight): only on a cut-off
+            del self.in_flight[seq]
+        self.waiting -= len(mine)
+        if key is not None and self.log_ch is not None:
+            self._send_log(m.Forget(key))
+
     def _resolve_local(self, identity: bytes, slot: _Slot, error: Error) -> None:
         slot.reply = codec.encode_reply(error)
         self._send_ready(identity)
@@ -258,27 +308,27 @@ class Front(Actor):
     def _send_ready(self, identity: bytes) -> None:
         """Send this client's replies that are ready, in order, up to the first one that is not."""
         queue = self.queues.get(identity)
-        send = self.clients.send_multipart
+        send = self.outbox.send
         while queue and queue[0].reply is not None:
             slot = queue.popleft()
-            try:
-                send([*slot.envelope, slot.reply], zmq.NOBLOCK)
-            except zmq.ZMQError:
-                self.stats["dropped_replies"] += 1  # the client is gone or not reading
+            send(identity, [*slot.envelope, slot.reply])
         if not queue:
             self.queues.pop(identity, None)
+            self.client_keys.pop(identity, None)  # nothing of it in flight: the key may go
 
     # -- log side -----------------------------------------------------------------------------
 
     def _flush_outgoing(self) -> None:
-        if not self.outgoing or len(self.in_flight) >= MAX_IN_FLIGHT or not self.ready:
+        if not self.outgoing or self.untaken >= MAX_IN_FLIGHT or not self.ready:
             return
-        batch_id = self.next_batch
-        self.next_batch += 1
-        slots = [slot for slot, _ in self.outgoing]
-        batch = m.Batch(batch_id, [frame for _, frame in self.outgoing])
+        first_seq = self.next_seq
+        self.next_seq += len(self.outgoing)
+        in_flight = self.in_flight
+        for seq, (slot, _, _) in enumerate(self.outgoing, first_seq):
+            in_flight[seq] = slot
+        self.untaken += 1
+        batch = m.Batch(first_seq, [key for _, _, key in self.outgoing], [body for _, body, _ in self.outgoing])
         self.outgoing = []
-        self.in_flight[batch_id] = slots
         self.stats["batches"] += 1
         self._send_log(batch)
 
@@ -312,6 +362,7 @@ class Front(Actor):
                 self._drop_log_ch()
                 self._log_lost("log actor replaced")
             self.log_ch, self.ready, self.log_pid = ch, True, msgs[0].pid
+            self.log_reading = True
             self.runtime.watch(ch.fileno(), self._read_log, self._flush_log, write=ch.wants_write)
             self.log.info("log_actor_ready", log_pid=self.log_pid)
             self._on_log_messages(msgs[1:])
@@ -319,6 +370,13 @@ class Front(Actor):
             self.pending_chs.remove(ch)
             self.runtime.unwatch(ch.fileno())
             ch.close()
+
+    def _set_log_reading(self, on: bool) -> None:
+        if on != self.log_reading:
+            self.log_reading = on
+            ch = self.log_ch
+            self.runtime.watch(ch.fileno(), self._read_log if on else None, self._flush_log,
+                               write=ch.wants_write)
 
     def _drop_log_ch(self) -> None:
         ch, self.log_ch = self.log_ch, None
@@ -337,14 +395,16 @@ class Front(Actor):
         for msg in msgs:
             if type(msg) is not m.Replies:
                 continue
-            slots = self.in_flight.pop(msg.batch_id, None)
-            if slots is None:
-                continue  # a batch we already aborted
+            self.untaken = max(0, self.untaken - msg.taken)
             touched = set()
-            for slot, reply in zip(slots, msg.replies):
+            in_flight = self.in_flight
+            for seq, reply in zip(msg.seqs, msg.replies):
+                slot = in_flight.pop(seq, None)
+                if slot is None:
+                    continue  # a message we already aborted
                 slot.reply = reply
                 touched.add(slot.envelope[0])
-            self.waiting -= len(slots)
+                self.waiting -= 1
             for identity in touched:
                 self._send_ready(identity)
 
@@ -353,14 +413,14 @@ class Front(Actor):
         self._drop_log_ch()
         aborted = Error(codec.ABORTED, f"{reason} with this request in flight: it may or may not have been applied")
         count = 0
-        for slots in self.in_flight.values():
-            for slot in slots:
-                self._resolve_local(slot.envelope[0], slot, aborted)
-                count += 1
-        for slot, _ in self.outgoing:
+        for slot in self.in_flight.values():
+            self._resolve_local(slot.envelope[0], slot, aborted)
+            count += 1
+        for slot, _, _ in self.outgoing:
             self._resolve_local(slot.envelope[0], slot, _LOADING)
             count += 1
         self.in_flight.clear()
+        self.untaken = 0
         self.outgoing = []
         self.waiting = 0
         self.ready = False

@@ -73,6 +73,13 @@ class Reporter:
             "clients": {
                 "connected_clients": front.get("connected_clients", 0),
                 "waiting_messages": front.get("waiting", 0),
+                "client_output_limit": a.config.client_output_limit,
+                "client_output_limit_disconnections": front.get("client_output_limit_disconnections", 0),
+                "clients_blocked_on_output": front.get("clients_blocked_on_output", 0),
+                "output_waiting_bytes": front.get("output_waiting_bytes", 0),
+                "channel_output_limit": a.config.channel_output_limit,
+                "channel_pending_bytes": a.front.pending_bytes if a.front is not None and not a.front.closed else 0,
+                "channel_backpressure_pauses": a.backpressure_pauses,
             },
             "persistence": {
                 "loading": 0,
@@ -98,6 +105,9 @@ class Reporter:
                 "rejected_messages": front.get("rejected_messages", 0),
                 "rejected_requests": front.get("rejected_requests", 0),
                 "rejected_internal_peers": front.get("rejected_internal_peers", 0),
+                "dropped_replies_client_gone": front.get("dropped_replies_client_gone", 0),
+                "dropped_replies_cut_off": front.get("dropped_after_cut_off", 0),
+                "dropped_messages_cut_off": front.get("dropped_messages_cut_off", 0),
                 "latest_fork_usec": a.rewriter.latest_fork_usec,
                 "total_forks": a.rewriter.total_forks,
             },

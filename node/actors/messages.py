@@ -6,14 +6,19 @@ is a one-byte kind; ``encode`` and ``decode`` below are the only code that knows
 
 | message | direction | meaning |
 |---|---|---|
-| ``Batch(batch_id, bodies)`` | front -> log | execute these client messages, in order |
-| ``Replies(batch_id, replies)`` | log -> front | the encoded client replies, same order |
+| ``Batch(first_seq, clients, bodies)`` | front -> log | execute these client messages; message ``i`` is number ``first_seq + i`` and comes from client ``clients[i]`` |
+| ``Replies(taken, seqs, replies)`` | log -> front | end of a log turn: it took ``taken`` more batches into its queues, and these are the encoded replies of the messages numbered ``seqs`` |
 | ``Hello(pid)`` | log -> front | the keyspace is loaded; send batches (first message) |
 | ``Stats(counters)`` | front -> log | front counters for INFO, once a second |
+| ``Forget(client)`` | front -> log | drop that client's queued messages: it was cut off (its replies would be dropped) |
 | ``CloseJob(job_id, path)`` | log -> closer | close the fd that travels with it (SCM_RIGHTS) |
 | ``UnlinkJob(job_id, path)`` | log -> closer | unlink a file of ours (a stale or failed temp file) |
 | ``Release(job_id)`` | log -> closer | my copy of that job's fd is closed: yours is the last |
 | ``JobDone(job_id, ok, seconds, error)`` | closer -> log | the job ran (or was refused) |
+
+Order: the log actor keeps each client's messages in order (a FIFO per ``clients[i]`` key, a
+small integer the front gives each client while it has messages in flight); messages of
+different clients may complete in any order, so replies name their message numbers.
 
 A body inside ``Batch`` is msgpack ``[is_batch, items]``. An item is either ``[db, NAME,
 *args]`` (a request to execute) or ``[None, wire_reply]`` (a reply the front already made, kept
@@ -27,19 +32,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Batch", "Replies", "Hello", "Stats", "CloseJob", "UnlinkJob", "Release", "JobDone",
+__all__ = ["Batch", "Replies", "Hello", "Stats", "Forget", "CloseJob", "UnlinkJob", "Release", "JobDone",
            "Message", "BadMessage", "encode", "decode"]
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    batch_id: int
+    first_seq: int
+    clients: list[int]
     bodies: list[bytes]
 
 
 @dataclass(frozen=True, slots=True)
 class Replies:
-    batch_id: int
+    taken: int
+    seqs: list[int]
     replies: list[bytes]
 
 
@@ -51,6 +58,11 @@ class Hello:
 @dataclass(frozen=True, slots=True)
 class Stats:
     counters: dict
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    client: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +90,14 @@ class JobDone:
     error: str = ""
 
 
-Message = Batch | Replies | Hello | Stats | CloseJob | UnlinkJob | Release | JobDone
+Message = Batch | Replies | Hello | Stats | Forget | CloseJob | UnlinkJob | Release | JobDone
 
 
 class BadMessage(ValueError):
     """A message that does not match its kind's layout."""
 
 
-_BATCH, _REPLIES, _HELLO, _STATS = b"B", b"R", b"H", b"S"
+_BATCH, _REPLIES, _HELLO, _STATS, _FORGET = b"B", b"R", b"H", b"S", b"F"
 _CLOSE, _UNLINK, _RELEASE, _DONE = b"C", b"U", b"L", b"D"
 
 
@@ -93,13 +105,15 @@ def encode(msg: Message) -> list:
     """The msgpack-ready array of ``msg``."""
     kind = type(msg)
     if kind is Batch:
-        return [_BATCH, msg.batch_id, *msg.bodies]
+        return [_BATCH, msg.first_seq, msg.clients, *msg.bodies]
     if kind is Replies:
-        return [_REPLIES, msg.batch_id, *msg.replies]
+        return [_REPLIES, msg.taken, msg.seqs, *msg.replies]
     if kind is Hello:
         return [_HELLO, msg.pid]
     if kind is Stats:
         return [_STATS, msg.counters]
+    if kind is Forget:
+        return [_FORGET, msg.client]
     if kind is CloseJob:
         return [_CLOSE, msg.job_id, msg.path]
     if kind is UnlinkJob:
@@ -123,6 +137,12 @@ def _str(value) -> str:
     return value
 
 
+def _ints(values, n: int) -> list[int]:
+    if type(values) is not list or len(values) != n or any(type(v) is not int for v in values):
+        raise BadMessage(f"expected a list of {n} integers")
+    return values
+
+
 def _frames(values) -> list[bytes]:
     if any(type(v) is not bytes for v in values):
         raise BadMessage("expected bytes frames")
@@ -134,14 +154,18 @@ def decode(obj) -> Message:
     if type(obj) is not list or not obj or type(obj[0]) is not bytes:
         raise BadMessage("a message is an array that starts with its kind")
     kind, n = obj[0], len(obj)
-    if kind == _BATCH and n >= 2:
-        return Batch(_int(obj[1]), _frames(obj[2:]))
-    if kind == _REPLIES and n >= 2:
-        return Replies(_int(obj[1]), _frames(obj[2:]))
+    if kind == _BATCH and n >= 3:
+        bodies = _frames(obj[3:])
+        return Batch(_int(obj[1]), _ints(obj[2], len(bodies)), bodies)
+    if kind == _REPLIES and n >= 3:
+        replies = _frames(obj[3:])
+        return Replies(_int(obj[1]), _ints(obj[2], len(replies)), replies)
     if kind == _HELLO and n == 2:
         return Hello(_int(obj[1]))
     if kind == _STATS and n == 2 and type(obj[1]) is dict:
         return Stats(obj[1])
+    if kind == _FORGET and n == 2:
+        return Forget(_int(obj[1]))
     if kind == _CLOSE and n == 3:
         return CloseJob(_int(obj[1]), _str(obj[2]))
     if kind == _UNLINK and n == 3:

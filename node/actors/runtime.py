@@ -56,6 +56,11 @@ class Actor:
         """True while the actor has work of its own: the next poll does not wait."""
         return False
 
+    @property
+    def max_wait(self) -> float | None:
+        """The longest the next poll may wait (None: no limit of the actor's own)."""
+        return None
+
     def on_stop_requested(self) -> None:
         """A stop signal arrived (or ``Runtime.request_stop``): start stopping."""
 
@@ -156,6 +161,9 @@ class Runtime:
         if self.actor.busy:
             return 0.0
         wait = timeout
+        own = self.actor.max_wait
+        if own is not None:
+            wait = own if wait is None else min(wait, own)
         if self.stop_requested:  # look at ``finished()`` at least every 100 ms
             wait = 0.1 if wait is None else min(wait, 0.1)
         if self._next_tick is not None:

@@ -37,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="niceness added to the rewrite child (0: same priority as the node)")
     s.add_argument("--aof-close-inline", action="store_true",
                    help="benchmarking only: close the old AOF in the log actor, not the closer")
+    s.add_argument("--client-output-limit", type=_size, default=64 << 20, metavar="SIZE",
+                   help="cut off a client whose unsent replies pass SIZE (default 64mb)")
+    s.add_argument("--channel-output-limit", type=_size, default=256 << 20, metavar="SIZE",
+                   help="back-pressure between the log actor and the front past SIZE unsent (default 256mb)")
+    s.add_argument("--cycle-max-commands", type=int, default=4096, metavar="N",
+                   help="requests one log-actor cycle runs before it fsyncs and replies (default 4096)")
+    s.add_argument("--cycle-max-ms", type=float, default=5.0, metavar="MS",
+                   help="milliseconds one log-actor cycle runs before it fsyncs and replies (default 5)")
     s.add_argument("--crash-loop-count", type=int, default=5, metavar="N",
                    help="stop the node (exit 7) when one actor dies N times within the window (default 5)")
     s.add_argument("--crash-loop-window", type=float, default=60.0, metavar="SECONDS",
@@ -76,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
                         aof_rewrite_diff_limit=args.aof_rewrite_diff_limit,
                         aof_close_inline=args.aof_close_inline,
                         aof_rewrite_child_nice=args.aof_rewrite_child_nice,
+                        client_output_limit=args.client_output_limit,
+                        channel_output_limit=args.channel_output_limit,
+                        cycle_max_commands=args.cycle_max_commands,
+                        cycle_max_ms=args.cycle_max_ms,
                         crash_loop_count=args.crash_loop_count,
                         crash_loop_window_s=args.crash_loop_window)
         return serve(config)

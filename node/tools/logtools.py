@@ -59,6 +59,9 @@ EVENTS: dict[str, dict[str, str]] = {
     # front
     "log_actor_ready": {"log_pid": "int"},
     "bind_failed": {"bind": "str", "error": "str"},
+    "client_output_limit_reached": {"identity": "str", "held_bytes": "int", "limit": "int",
+                                    "dropped_replies": "int", "cut_off_s": "num",
+                                    "also_cut_since_last_line": "int"},
     "internal_peer_rejected": {"channel": "str", "peer_pid": "int", "peer_uid": "int", "rejected": "int"},
     "log_actor_lost": {"reason": "str", "aborted_messages": "int"},
     "front_stopping": {"in_flight": "int", "waiting": "int"},
