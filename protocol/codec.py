@@ -125,9 +125,11 @@ assert MAX_MESSAGE_CONTAINERS > MAX_BATCH_LENGTH and MAX_MESSAGE_OBJECTS > MAX_A
 # the total by the counts above.
 # Ext values are never valid in a request (ARGTYPE), yet building one costs a Python-level call:
 # msgpack.ExtType ~0.5 us, msgpack.Timestamp ~0.3 us, against ~0.03 us for a bytes, so a frame of
-# 3-byte exts held the front ~2.7 s even within MAX_MESSAGE_OBJECTS. So every ext but a timestamp
-# becomes one shared placeholder (~0.08 us, nothing allocated), and a timestamp becomes a float
-# (timestamp=1, built in C): its ARGTYPE message then says "got float".
+# 3-byte exts held the front ~2.7 s even within MAX_MESSAGE_OBJECTS. So in a counted frame
+# (_COUNTED_OPTIONS) every ext but a timestamp becomes one shared placeholder (~0.08 us, nothing
+# allocated), and a timestamp a float (timestamp=1, built in C): its ARGTYPE message then says
+# "got float". Small frames keep msgpack's defaults: 64 KiB of exts costs at most ~10 ms, and the
+# timestamp option alone costs ~15 ns per call, 2% of decoding a SET.
 
 
 class _ExtPlaceholder:
@@ -152,9 +154,8 @@ _UNPACK_OPTIONS: dict[str, Any] = {
     "max_ext_len": MAX_MESSAGE_BYTES,
     "max_array_len": max(MAX_ARGS + 1, MAX_BATCH_LENGTH),
     "max_map_len": MAX_ARGS,
-    "ext_hook": _ext_placeholder,
-    "timestamp": 1,
 }
+_COUNTED_OPTIONS: dict[str, Any] = {**_UNPACK_OPTIONS, "ext_hook": _ext_placeholder, "timestamp": 1}
 # Longest command name echoed back in an UNKNOWNCMD message (Redis truncates at 128).
 _MAX_NAME_IN_MESSAGE = 64
 
@@ -249,6 +250,8 @@ _WIRE_TYPE_NAMES = {
     float: "float",
     list: "array",
     dict: "map",
+    msgpack.ExtType: "ext",
+    msgpack.Timestamp: "ext",
     _ExtPlaceholder: "ext",
 }
 
@@ -260,12 +263,12 @@ def decode_message(body: bytes) -> Message | Error:
     batch length), otherwise a ``Message`` whose invalid requests are ``Error`` items in place.
     """
     size = len(body)
-    if size > MAX_MESSAGE_BYTES:
-        return Error(TOOBIG, f"message of {size} bytes exceeds the limit of "
-                             f"{MAX_MESSAGE_BYTES} bytes")
     try:
-        if size <= _UNCOUNTED_BYTES:
+        if size <= _UNCOUNTED_BYTES:  # one comparison on the hot path
             obj = _unpackb(body, **_UNPACK_OPTIONS)
+        elif size > MAX_MESSAGE_BYTES:
+            return Error(TOOBIG, f"message of {size} bytes exceeds the limit of "
+                                 f"{MAX_MESSAGE_BYTES} bytes")
         else:
             obj = _unpack_counted(body)
     except _TooManyObjects as exc:
@@ -338,7 +341,7 @@ def _unpack_counted(body: bytes) -> Any:
                                   else _TOO_MANY_OBJECTS)
         return items
 
-    return _unpackb(body, list_hook=on_array, object_hook=on_map, **_UNPACK_OPTIONS)
+    return _unpackb(body, list_hook=on_array, object_hook=on_map, **_COUNTED_OPTIONS)
 
 
 def _decode_request(req: list, in_batch: bool) -> Request | Error:

@@ -187,8 +187,12 @@ MALFORMED = [
     ("map arg", pack(["SET", "k", {"a": 1}]), ARGTYPE, "got map"),
     ("nested array arg", pack(["SET", "k", ["v"]]), ARGTYPE, "got array"),
     ("ext arg", pack(["GET", msgpack.ExtType(5, b"x")]), ARGTYPE, "got ext"),
-    # Decoded as a float (built in C) rather than a msgpack.Timestamp (a Python call each).
-    ("timestamp ext arg", pack(["GET", msgpack.Timestamp(1)]), ARGTYPE, "got float"),
+    ("timestamp ext arg", pack(["GET", msgpack.Timestamp(1)]), ARGTYPE, "got ext"),
+    # Over 64 KiB (counted) exts are one placeholder, and timestamps floats built in C.
+    ("ext arg, counted", pack(["SET", "k", msgpack.ExtType(5, b"x"), bytes(70_000)]), ARGTYPE,
+     "argument 2 must be str, bin or int, got ext"),
+    ("timestamp arg, counted", pack(["SET", "k", msgpack.Timestamp(1), bytes(70_000)]), ARGTYPE,
+     "argument 2 must be str, bin or int, got float"),
     ("command name int", pack([1, "k"]), ARGTYPE, "command name"),
     ("command name nil", pack([None]), ARGTYPE, "command name"),
     ("command name map", pack([{"a": "b"}]), ARGTYPE, "command name"),

@@ -86,6 +86,11 @@ def ext_bomb() -> bytes:
     return _many(_array_header(1_048_575) + b"\xd4\x01\x00" * 1_048_575)
 
 
+def timestamp_bomb() -> bytes:
+    """The same with 6-byte timestamps (ext type -1), which msgpack builds without ext_hook."""
+    return _many(_array_header(1_048_575) + b"\xd6\xff\x00\x00\x00\x01" * 1_048_575)
+
+
 def ordinary_batch(size: int) -> bytes:
     """A batch of MAX_BATCH_LENGTH SETs (6.6 KiB values for a 64 MiB frame) of about ``size``."""
     value = bytes(max(1, size // MAX_BATCH_LENGTH - 20))
@@ -141,7 +146,8 @@ def test_container_bomb_is_refused_quickly_in_little_memory(make):
     assert bomb_s < GENEROUS_RATIO * ordinary_s, (bomb_s, ordinary_s)
 
 
-OBJECT_BOMBS = [("strings", string_bomb), ("ints", int_bomb), ("exts", ext_bomb)]
+OBJECT_BOMBS = [("strings", string_bomb), ("ints", int_bomb), ("exts", ext_bomb),
+                ("timestamps", timestamp_bomb)]
 
 
 @pytest.fixture(scope="module")
