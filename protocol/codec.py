@@ -95,17 +95,17 @@ MAX_ARGS = 1_048_576
 # max_*_len options bound each container but not the total, and every object costs far more in
 # Python than on the wire: an empty array is 1 byte but a 56-byte list plus an 8-byte slot, a
 # fixint -20 is 1 byte but a 28-byte int. A 66 MB frame of empty arrays (within every other limit)
-# took the front to 4.5 GB and 25 s of decoding, most of it in the cyclic GC (issue 9, finding 3).
+# took the front to 4.4 GiB and 25 s of decoding, most of it in the cyclic GC (issue 9, finding 3).
 # Two counts bound it:
 # * MAX_MESSAGE_OBJECTS is room for one request at MAX_ARGS plus as many objects again across a
 #   batch (10,000 MSETs of 100 pairs, the big pipeline of finding 7, is 2.02M objects). Past it the
 #   decoder stops at the end of the array that crossed it, so at most ~3.1M objects are built for
-#   one message: the worst measured, 2-character strings, peaks at ~180 MiB and ~0.15 s, against
-#   ~65 MiB and ~0.06 s for a valid MSET of MAX_ARGS keys (tests/test_decode_bomb.py).
+#   one message: at worst ~180 MiB (2-character strings) and ~0.25 s (exts), against ~65 MiB and
+#   ~0.06-0.09 s for a valid MSET of MAX_ARGS keys (tests/test_decode_bomb.py).
 # * MAX_MESSAGE_CONTAINERS (arrays and maps): a valid message needs at most 1 + MAX_BATCH_LENGTH;
 #   the rest is room for arrays sent as arguments (in-place ARGTYPE errors). Containers are the
 #   costly objects (GC-tracked, 64 bytes per wire byte), and refusing a frame of empty arrays at
-#   this count takes ~10 ms and ~4 MiB instead of 25 s and 4.4 GB.
+#   this count takes ~10 ms and ~4 MiB instead of 25 s and 4.4 GiB.
 # Every msgpack object takes at least one byte, so a body of at most _UNCOUNTED_BYTES cannot pass
 # either count: it is decoded without the counting hooks (~50 ns per array), and ordinary messages
 # pay nothing for these limits.

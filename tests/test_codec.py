@@ -291,7 +291,8 @@ def test_message_at_the_container_limit_is_decoded_and_one_more_is_refused():
     assert at_limit.items[0].code == ARGTYPE
     over = decode_message(_requests_with_empty_containers(1, k + 1, b"\x90"))
     assert type(over) is Error and over.code == TOOBIG
-    assert over.message.startswith(f"message has more than {MAX_MESSAGE_CONTAINERS} arrays and maps")
+    assert over.message.startswith(
+        f"message has more than {MAX_MESSAGE_CONTAINERS} arrays and maps")
 
 
 def test_long_unknown_name_is_truncated_in_message():
