@@ -51,6 +51,12 @@ class Config:
     # covers two full front batches of single requests (one group commit at 50 clients x 32).
     cycle_max_commands: int = 4096
     cycle_max_ms: float = 5.0
+    # Watchdog (finding 8): the supervisor reports a log actor whose loop has not turned for
+    # this many seconds (``actor_hung``), and kills it (so that it restarts) if asked to.
+    # 10 s: a healthy turn is bounded by the cycle budget (ms); only a stuck disk or a stopped
+    # process gets near it.
+    watchdog_timeout_s: float = 10.0
+    watchdog_kill: bool = False
     crash_loop_count: int = 5
     crash_loop_window_s: float = 60.0
 

@@ -27,7 +27,8 @@ FAKE_ACTOR = textwrap.dedent("""
     def stop(*_):
         with open(os.path.join(config["dir"], "stopped"), "a") as f:
             f.write(role + "\\n")
-        sys.exit(0)
+        code_file = os.path.join(config["dir"], role + ".stopcode")
+        sys.exit(int(open(code_file).read()) if os.path.exists(code_file) else 0)
     signal.signal(signal.SIGTERM, stop)
     open(os.path.join(config["dir"], role + ".ready"), "w").close()
     while True:
@@ -88,3 +89,13 @@ def test_shutdown_stops_front_then_log_then_closer(supervised):
     assert actor.finished()
     assert actor.on_stop() == exitcodes.OK
     assert (tmp / "stopped").read_text().split() == ["front", "log", "closer"]
+
+
+def test_an_actor_failing_its_stop_makes_serve_exit_non_zero(supervised):
+    """A log actor whose final fsync fails exits 1: ``serve`` must not say 0 (clean) then."""
+    actor, rt, tmp = supervised
+    (tmp / "log.stopcode").write_text("1")
+    wait_for(lambda: all((tmp / f"{role}.ready").exists() for role in ("front", "log", "closer")),
+             timeout=10, what="the stand-ins' handlers")
+    rt.request_stop()
+    assert actor.on_stop() == exitcodes.ERROR

@@ -46,6 +46,10 @@ class Channel:
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self.sock = sock
+        # The number stays known after close: the owner unwatches it from its poller then
+        # (a closed socket's fileno() is -1, which left a stale registration behind: a log
+        # actor later polled a dead fd and crashed on a channel that was gone).
+        self.fd = sock.fileno()
         self._out = bytearray()
         self._buf = bytearray(_RECV_BYTES)
         self._view = memoryview(self._buf)
@@ -56,7 +60,7 @@ class Channel:
         self.bad_messages = 0
 
     def fileno(self) -> int:
-        return self.sock.fileno()
+        return self.fd
 
     @property
     def wants_write(self) -> bool:

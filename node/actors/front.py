@@ -30,6 +30,8 @@ Design:
 from __future__ import annotations
 
 import collections
+import os
+import resource
 import socket
 import sys
 import time
@@ -69,6 +71,8 @@ MAX_DB_STATES = 100_000
 # codec.MAX_MESSAGE_BYTES and this the client gets TOOBIG.
 HARD_MAX_FRAME = 4 * codec.MAX_MESSAGE_BYTES
 SHUTDOWN_GRACE_S = 10.0
+# Descriptors kept back from clients (see ``max_clients``).
+FD_RESERVE = 64
 
 _HELLO_REPLY_OK = {"server": "aofnode", "version": VERSION, "proto": codec.PROTOCOL_VERSION}
 _LOADING = Error(codec.LOADING, codec.LOADING_MESSAGE)
@@ -117,6 +121,9 @@ class Front(Actor):
         self.stats = collections.Counter()
         self.connected_clients = 0
         self.outbox: Outbox | None = None
+        self.max_clients = 0
+        self.accept_failures = 0
+        self._accept_failed_logged = -1.0
         self.log_reading = True
 
     # -- hooks ----------------------------------------------------------------------------------
@@ -130,7 +137,11 @@ class Front(Actor):
         clients.setsockopt(zmq.SNDHWM, PEER_SNDHWM)
         clients.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a full pipe says EAGAIN: see outbox.py
         self.outbox = Outbox(clients, self.config.client_output_limit, self.log, on_cut=self._forget)
-        self.monitor = clients.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        self.monitor = clients.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
+                                                  | zmq.EVENT_ACCEPT_FAILED)
+        # A client holds one descriptor; keep a reserve for the AOF-free rest of this process
+        # (the channel, the monitor, ZeroMQ's own pipes and signalers).
+        self.max_clients = max(0, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_RESERVE)
         try:
             clients.bind(self.config.bind)
         except zmq.ZMQError as exc:
@@ -152,7 +163,9 @@ class Front(Actor):
                          dropped_replies_client_gone=o.dropped_gone,
                          dropped_after_cut_off=o.dropped_cut,
                          clients_blocked_on_output=len(o.waiting),
-                         output_waiting_bytes=o.total_bytes)
+                         output_waiting_bytes=o.total_bytes,
+                         max_clients=self.max_clients,
+                         accept_failures=self.accept_failures)
             self._send_log(m.Stats(stats))
 
     @property
@@ -438,6 +451,19 @@ class Front(Actor):
                 self.stats["total_connections_received"] += 1
             elif event["event"] == zmq.EVENT_DISCONNECTED:
                 self.connected_clients = max(0, self.connected_clients - 1)
+            elif event["event"] == zmq.EVENT_ACCEPT_FAILED:
+                self._accept_failed(event["value"])
+
+    def _accept_failed(self, err: int) -> None:
+        """Finding 9: past the descriptor limit, clients used to hang with nothing logged.
+        Logged at most once a second, with how many failed since the last line."""
+        self.accept_failures += 1
+        now = time.monotonic()
+        if now - self._accept_failed_logged >= 1.0:
+            self._accept_failed_logged = now
+            self.log.error("client_accept_failed", errno=err, error=os.strerror(err),
+                           connected_clients=self.connected_clients, max_clients=self.max_clients,
+                           accept_failures=self.accept_failures)
 
 def _parse_db(arg: bytes) -> int | None:
     try:

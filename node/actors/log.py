@@ -38,6 +38,7 @@ from node import exitcodes
 from node.actors import channel
 from node.actors import messages as m
 from node.actors.closer_client import CloserClient, InlineCloser
+from node.actors.heartbeat import Heartbeat, heartbeat_path
 from node.actors.log_report import PauseMeter, Reporter
 from node.actors.runtime import Actor, Runtime
 from node.actors.work import Pending, WorkQueue
@@ -105,6 +106,7 @@ class LogActor(Actor):
         self.front_reading = True
         self.backpressure_pauses = 0
         self.runtime: Runtime | None = None
+        self.heartbeat: Heartbeat | None = None
 
     # -- start-up -------------------------------------------------------------------------------
 
@@ -130,6 +132,8 @@ class LogActor(Actor):
 
     def on_start(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.heartbeat = Heartbeat(heartbeat_path(self.config.run_dir, "log"))
+        self.heartbeat.beat(time.monotonic())
         self.log.info("actor_started", aof=self.config.aof_path, appendfsync=self.config.appendfsync,
                       keys=self.reporter.total_keys())
         self._connect_front()
@@ -153,6 +157,7 @@ class LogActor(Actor):
             self.meter.end(rewriter.in_progress, rewriter.total_forks, rewriter.last_status)
 
     def on_tick(self, now: float) -> None:
+        self.heartbeat.beat(now)  # the supervisor's watchdog reads it (node/actors/heartbeat.py)
         self.executor.active_expire_cycle(EXPIRE_BUDGET_MS)
         entries = self.executor.take_propagated()
         if entries:
@@ -176,6 +181,8 @@ class LogActor(Actor):
         if self.front is not None:
             self.front.flush()
             self.front.close()
+        if self.heartbeat is not None:
+            self.heartbeat.close()
         self.log.info("actor_stopped")
         return exitcodes.OK if ok else exitcodes.ERROR
 

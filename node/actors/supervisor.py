@@ -24,6 +24,7 @@ import collections
 import errno
 import fcntl
 import os
+import resource
 import signal
 import stat
 import subprocess
@@ -32,6 +33,7 @@ import time
 
 from node import exitcodes
 from node.actors import private_sockets
+from node.actors.heartbeat import heartbeat_path, read_heartbeat
 from node.actors.runtime import Actor, Runtime
 from node.config import Config
 from node.logconfig import configure
@@ -41,6 +43,8 @@ __all__ = ["serve", "Supervisor", "take_lock", "prepare_data_dir"]
 
 ROLES = ("closer", "log", "front")
 STOP_TIMEOUT_S = 20.0
+# How often the watchdog reads the log actor's heartbeat.
+WATCHDOG_CHECK_S = 1.0
 # Restart backoff: 0.1 s doubling up to 5 s while an actor keeps dying within 10 s of its start.
 MIN_BACKOFF_S, MAX_BACKOFF_S, STABLE_AFTER_S = 0.1, 5.0, 10.0
 
@@ -54,6 +58,15 @@ class _Child:
         self.quick_deaths = 0
         self.restart_at: float | None = None
         self.deaths: collections.deque[float] = collections.deque()
+
+
+def _proc_state(pid: int) -> str:
+    """The kernel's one-letter state of ``pid`` (R running, S sleeping, D disk, T stopped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return "?"
 
 
 def prepare_data_dir(path: str, log) -> None:
@@ -99,6 +112,8 @@ class Supervisor(Actor):
         self.children = {role: _Child(role) for role in ROLES}
         self.exit_code = exitcodes.OK
         self.runtime: Runtime | None = None
+        self._next_watch = 0.0
+        self._reported_beat = 0.0
 
     def on_start(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -161,27 +176,64 @@ class Supervisor(Actor):
         for child in self.children.values():
             if child.restart_at is not None and now >= child.restart_at:
                 self._spawn(child)
+        if self.config.watchdog_timeout_s > 0 and now >= self._next_watch:
+            self._next_watch = now + WATCHDOG_CHECK_S
+            self._watch_log(now)
+
+    def _watch_log(self, now: float) -> None:
+        """Finding 8: a log actor whose loop stopped turning is reported once per stall."""
+        child = self.children["log"]
+        if child.proc is None or child.restart_at is not None or child.proc.poll() is not None:
+            return
+        beat = read_heartbeat(heartbeat_path(self.config.run_dir, "log"))
+        if beat <= 0 or now - beat < self.config.watchdog_timeout_s or beat == self._reported_beat:
+            return
+        self._reported_beat = beat
+        state = _proc_state(child.proc.pid)
+        self.log.error("actor_hung", role="log", child_pid=child.proc.pid, stalled_s=round(now - beat, 1),
+                       process_state=state, killing=self.config.watchdog_kill)
+        if self.config.watchdog_kill:
+            child.proc.kill()  # the pidfd wakes us: restarted as any dead actor
 
     def on_stop(self) -> int:
-        """Front first (finishes batches in flight), then log (fsyncs), then closer (drains)."""
+        """Front first (finishes batches in flight), then log (fsyncs), then closer (drains).
+        An actor that exits non-zero here (the log actor's final fsync failed, or it died on
+        the way) makes ``serve`` exit non-zero too: a clean 0 promises a clean stop."""
         for role in ("front", "log", "closer"):
             proc = self.children[role].proc
-            if proc is None or proc.poll() is not None:
+            if proc is None:
                 continue
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.log.error("actor_stop_timeout", role=role, child_pid=proc.pid)
-                proc.kill()
-                proc.wait()
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    self.log.error("actor_stop_timeout", role=role, child_pid=proc.pid)
+                    proc.kill()
+                    proc.wait()
             self.log.info("actor_exited", role=role, child_pid=proc.pid, returncode=proc.returncode)
+            if proc.returncode != 0 and self.exit_code == exitcodes.OK:
+                self.exit_code = exitcodes.ERROR
         self.log.info("node_stopped", exit_code=self.exit_code)
         return self.exit_code
 
 
+def raise_fd_limit(log) -> None:
+    """Finding 9: under the common 1024 soft limit a node silently stopped accepting past ~1,000
+    clients. The soft limit goes up to the hard one here, before the actors start (they
+    inherit it); the front says in INFO how many clients that allows (``max_clients``)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+    log.info("fd_limit", soft_before=soft, soft=resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
 def serve(config: Config) -> int:
     log = configure("supervisor", config.log_format, config.log_file)
+    raise_fd_limit(log)
     try:
         prepare_data_dir(config.dir, log)
         lock_fd = take_lock(config.lock_path)

@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="requests one log-actor cycle runs before it fsyncs and replies (default 4096)")
     s.add_argument("--cycle-max-ms", type=float, default=5.0, metavar="MS",
                    help="milliseconds one log-actor cycle runs before it fsyncs and replies (default 5)")
+    s.add_argument("--watchdog-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="log actor_hung when the log actor's loop has not turned for SECONDS (default 10; 0: off)")
+    s.add_argument("--watchdog-kill", action="store_true",
+                   help="also kill a hung log actor, so that it restarts")
     s.add_argument("--crash-loop-count", type=int, default=5, metavar="N",
                    help="stop the node (exit 7) when one actor dies N times within the window (default 5)")
     s.add_argument("--crash-loop-window", type=float, default=60.0, metavar="SECONDS",
@@ -88,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
                         channel_output_limit=args.channel_output_limit,
                         cycle_max_commands=args.cycle_max_commands,
                         cycle_max_ms=args.cycle_max_ms,
+                        watchdog_timeout_s=args.watchdog_timeout,
+                        watchdog_kill=args.watchdog_kill,
                         crash_loop_count=args.crash_loop_count,
                         crash_loop_window_s=args.crash_loop_window)
         return serve(config)

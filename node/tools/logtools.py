@@ -47,6 +47,9 @@ EVENTS: dict[str, dict[str, str]] = {
     "actor_spawned": {"role": "str", "child_pid": "int"},
     "actor_died": {"role": "str", "child_pid": "int", "returncode": "int"},
     "actor_restart_scheduled": {"role": "str", "in_s": "num"},
+    "fd_limit": {"soft_before": "int", "soft": "int"},
+    "actor_hung": {"role": "str", "child_pid": "int", "stalled_s": "num", "process_state": "str",
+                   "killing": "bool"},
     "actor_crash_loop": {"role": "str", "deaths": "int", "window_s": "num"},
     "node_stopping": {"reason": "str", "exit_code": "int"},
     "shutdown_requested": {"signal": "str"},
@@ -59,6 +62,8 @@ EVENTS: dict[str, dict[str, str]] = {
     # front
     "log_actor_ready": {"log_pid": "int"},
     "bind_failed": {"bind": "str", "error": "str"},
+    "client_accept_failed": {"errno": "int", "error": "str", "connected_clients": "int",
+                             "max_clients": "int", "accept_failures": "int"},
     "client_output_limit_reached": {"identity": "str", "held_bytes": "int", "limit": "int",
                                     "dropped_replies": "int", "cut_off_s": "num",
                                     "also_cut_since_last_line": "int"},
