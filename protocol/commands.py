@@ -15,6 +15,10 @@ reaches the log actor has a known name and the right number of arguments.
   what actually changed, and a write that changed nothing logs nothing. (Before the log actor is
   ready the front actor answers LOADING to every command, reads included, except SELECT and
   HELLO, which it answers itself.)
+* ``denyoom`` means the command may grow memory (Redis's ``denyoom`` flag): past
+  ``maxmemory`` it gets an OOM error unless eviction makes room, while reads, deletes and TTL
+  changes go on working. The values are Redis 7's: SET, SETNX, MSET, APPEND, the INCR family,
+  HSET and HINCRBY; GETDEL, DEL, RENAME, the EXPIRE family, PERSIST, HDEL and FLUSH* are not.
 * ``retry_safe`` means that sending the command again after a timeout yields the same state and
   the same reply. Only read-only commands and connection commands qualify; no write command
   does (``SET k v`` is idempotent for the state but not for ``SET k v GET`` / ``NX``, ``INCR`` is
@@ -37,6 +41,7 @@ class CommandSpec:
     write: bool  # may change the keyspace
     retry_safe: bool  # may be re-sent after a timeout without changing the outcome
     summary: str
+    denyoom: bool = False  # may grow memory: refused past maxmemory (Redis's denyoom)
 
     def accepts(self, argc: int) -> bool:
         """True if a request of ``argc`` elements (name included) has a valid arity."""
@@ -44,12 +49,13 @@ class CommandSpec:
         return argc == arity if arity > 0 else argc >= -arity
 
 
-# Flags, written as short tuples so each row of the table fits on one line.
-_READ = (False, True)  # read-only or connection command: retry-safe
-_WRITE = (True, False)  # changes the keyspace: never retry-safe
-_ADMIN = (False, False)  # neither: e.g. BGREWRITEAOF starts a job, a retry gets BUSY
+# Flags (write, retry_safe, denyoom), as short tuples so each row of the table fits on one line.
+_READ = (False, True, False)  # read-only or connection command: retry-safe
+_WRITE = (True, False, False)  # changes the keyspace: never retry-safe
+_GROW = (True, False, True)  # a write that may grow memory: denyoom
+_ADMIN = (False, False, False)  # neither: e.g. BGREWRITEAOF starts a job, a retry gets BUSY
 
-_TABLE: tuple[tuple[str, int, tuple[bool, bool], str], ...] = (
+_TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     # connection and server
     ("PING", -1, _READ, "PING [message]: PONG, or the message"),
     ("ECHO", 2, _READ, "ECHO message: the message"),
@@ -59,18 +65,18 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool], str], ...] = (
     ("DBSIZE", 1, _READ, "DBSIZE: number of keys in the current database"),
     ("BGREWRITEAOF", 1, _ADMIN, "BGREWRITEAOF: start an AOF rewrite in the background"),
     # strings
-    ("SET", -3, _WRITE, "SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]"),
+    ("SET", -3, _GROW, "SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]"),
     ("GET", 2, _READ, "GET key: the value, or nil"),
     ("GETDEL", 2, _WRITE, "GETDEL key: the value, and delete the key"),
-    ("SETNX", 3, _WRITE, "SETNX key value: set if absent, 1 if set"),
-    ("MSET", -3, _WRITE, "MSET key value [key value ...]"),
+    ("SETNX", 3, _GROW, "SETNX key value: set if absent, 1 if set"),
+    ("MSET", -3, _GROW, "MSET key value [key value ...]"),
     ("MGET", -2, _READ, "MGET key [key ...]: the values, nil for missing"),
-    ("APPEND", 3, _WRITE, "APPEND key value: the new length"),
+    ("APPEND", 3, _GROW, "APPEND key value: the new length"),
     ("STRLEN", 2, _READ, "STRLEN key: the length of the value"),
-    ("INCR", 2, _WRITE, "INCR key: add 1, the new value"),
-    ("DECR", 2, _WRITE, "DECR key: subtract 1, the new value"),
-    ("INCRBY", 3, _WRITE, "INCRBY key increment: the new value"),
-    ("DECRBY", 3, _WRITE, "DECRBY key decrement: the new value"),
+    ("INCR", 2, _GROW, "INCR key: add 1, the new value"),
+    ("DECR", 2, _GROW, "DECR key: subtract 1, the new value"),
+    ("INCRBY", 3, _GROW, "INCRBY key increment: the new value"),
+    ("DECRBY", 3, _GROW, "DECRBY key decrement: the new value"),
     # keyspace
     ("DEL", -2, _WRITE, "DEL key [key ...]: number of keys deleted"),
     ("EXISTS", -2, _READ, "EXISTS key [key ...]: number of keys that exist"),
@@ -88,19 +94,19 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool], str], ...] = (
     ("FLUSHDB", -1, _WRITE, "FLUSHDB [ASYNC|SYNC]: delete every key of the current database"),
     ("FLUSHALL", -1, _WRITE, "FLUSHALL [ASYNC|SYNC]: delete every key of every database"),
     # hashes
-    ("HSET", -4, _WRITE, "HSET key field value [field value ...]: number of new fields"),
+    ("HSET", -4, _GROW, "HSET key field value [field value ...]: number of new fields"),
     ("HGET", 3, _READ, "HGET key field: the value, or nil"),
     ("HMGET", -3, _READ, "HMGET key field [field ...]: the values, nil for missing"),
     ("HDEL", -3, _WRITE, "HDEL key field [field ...]: number of fields deleted"),
     ("HGETALL", 2, _READ, "HGETALL key: fields and values"),
     ("HLEN", 2, _READ, "HLEN key: number of fields"),
     ("HEXISTS", 3, _READ, "HEXISTS key field: 1 or 0"),
-    ("HINCRBY", 4, _WRITE, "HINCRBY key field increment: the new value"),
+    ("HINCRBY", 4, _GROW, "HINCRBY key field increment: the new value"),
     ("HKEYS", 2, _READ, "HKEYS key: the fields"),
     ("HVALS", 2, _READ, "HVALS key: the values"),
 )
 
 COMMANDS: dict[str, CommandSpec] = {
-    name: CommandSpec(name, arity, write, retry_safe, summary)
-    for name, arity, (write, retry_safe), summary in _TABLE
+    name: CommandSpec(name, arity, write, retry_safe, summary, denyoom)
+    for name, arity, (write, retry_safe, denyoom), summary in _TABLE
 }

@@ -9,7 +9,8 @@ import pytest
 from tests.fakeclock import FakeClock
 
 from node.store.executor import Executor
-from node.store.keyspace import NUM_DBS
+from node.store.keyspace import NUM_DBS, SHARDS
+from node.store.scan import MAX_SLICE_BITS, parse_cursor, scan_keys
 from protocol.codec import UNKNOWNCMD, Error
 from protocol.commands import COMMANDS
 
@@ -448,6 +449,7 @@ def scan_all(ex: Executor, *options, db: int = 0, between=None) -> list[bytes]:
         assert isinstance(cursor, bytes) and cursor.isdigit()
         seen.extend(keys)
         calls += 1
+        assert calls <= SHARDS * 2**MAX_SLICE_BITS  # every call moves on by one slice at least
         if cursor == b"0":
             return seen
         if between is not None:
@@ -473,26 +475,30 @@ def test_scan_while_keys_are_added_and_deleted(ex: Executor) -> None:
 
     seen = scan_all(ex, "COUNT", "10", between=churn)
     assert set(stable) <= set(seen)  # every key present throughout: at least once
-    assert len(seen) == len(set(seen))
-    assert set(seen) <= set(stable) | set(doomed)  # keys added meanwhile are not returned
+    # Stateless cursors (scan.py) read each slice as it is when they reach it, so a key added
+    # meanwhile may be returned (Redis allows either); the snapshot cursors never returned one.
+    assert set(seen) <= set(stable) | set(doomed) | {b"new%d" % i for i in range(300)}
 
 
 def test_scan_skips_deleted_and_expired_keys(ex: Executor, clock: FakeClock) -> None:
-    # SCAN promises no order (the keyspace is sharded by hash), so the first key may be any one.
-    run(ex, ("SET", "a", "v"), ("SET", "b", "v", "PX", "5"), ("SET", "c", "v"))
+    # SCAN promises no order (the keyspace is sharded by hash): what the first call returns is
+    # any one shard; the keys it has not reached yet are expired or deleted before the next.
+    for i in range(50):
+        run(ex, ("SET", b"live%d" % i, "v"), ("SET", b"ttl%d" % i, "v", "PX", "5"),
+            ("SET", b"gone%d" % i, "v"))
     cursor, first = run(ex, ("SCAN", "0", "COUNT", "1"))
-    assert len(first) == 1 and cursor != b"0"
+    assert first and cursor != b"0"
     clock.now += 5
-    run(ex, ("DEL", "c"))
+    run(ex, *[("DEL", b"gone%d" % i) for i in range(50)])
     ex.take_propagated()
     rest = []
     while cursor != b"0":
         cursor, keys = run(ex, ("SCAN", cursor, "COUNT", "10"))
         rest += keys
-    assert b"b" not in rest and b"c" not in rest  # expired / deleted after the scan began
-    assert b"a" in first + rest  # present for the whole scan: returned
-    if first != [b"b"]:
-        assert ex.take_propagated() == [[0, "DEL", b"b"]]  # lazily expired by the scan
+    assert not [k for k in rest if k.startswith((b"ttl", b"gone"))]  # gone after the scan began
+    assert {b"live%d" % i for i in range(50)} <= set(first + rest)  # present throughout
+    reclaimed = ex.take_propagated()  # the scan looked the expired keys up: expired lazily
+    assert reclaimed and all(e[1] == "DEL" and e[2].startswith(b"ttl") for e in reclaimed)
 
 
 def test_scan_match_and_type(ex: Executor) -> None:
@@ -506,7 +512,6 @@ def test_scan_match_and_type(ex: Executor) -> None:
 
 @pytest.mark.parametrize("args, expected", [
     (("SCAN", "abc"), Error("ERR", "invalid cursor")),
-    (("SCAN", "-1"), Error("ERR", "invalid cursor")),
     (("SCAN", " 1"), Error("ERR", "invalid cursor")),
     (("SCAN", str(2**64)), Error("ERR", "invalid cursor")),
     (("SCAN", "0", "COUNT", "0"), SYNTAX),
@@ -520,29 +525,117 @@ def test_scan_errors(ex: Executor, args, expected) -> None:
     assert run(ex, args) == expected
 
 
-def test_scan_continues_after_snapshot_eviction(ex: Executor) -> None:
-    keys = [b"k%d" % i for i in range(50)]
+# Redis's parseScanCursorOrReply: strtoul(s, &end, 10), then "invalid cursor" if s starts with
+# a space, if anything is left after the digits, or on ERANGE. strtoul takes a sign ("-1" wraps
+# to 2**64-1), leading zeros, and stops at a NUL; converting nothing leaves end at the start, so
+# "" is cursor 0 but "+" and "-" are invalid. (Issue 10: Redis accepts -1 and +0, we did not.)
+@pytest.mark.parametrize("raw, cursor", [
+    (b"0", 0), (b"+0", 0), (b"-0", 0), (b"", 0), (b"007", 7), (b"+42", 42),
+    (b"-1", 2**64 - 1), (b"-18446744073709551615", 1), (b"18446744073709551615", 2**64 - 1),
+    (b"5\x00junk", 5), (b"\x00", 0),
+    (b" 1", None), (b"\t1", None), (b"1 ", None), (b"+", None), (b"-", None), (b"+-1", None),
+    (b"0x10", None), (b"1e3", None), (b"abc", None), (b"18446744073709551616", None),
+    (b"-18446744073709551616", None), (b"\xd9\xa1", None),
+])
+def test_scan_cursor_is_parsed_as_redis_does(raw: bytes, cursor: int | None) -> None:
+    assert parse_cursor(raw) == cursor
+
+
+@pytest.mark.parametrize("raw", [b"-1", b"+0", b"-0", b""])
+def test_scan_accepts_signed_and_empty_cursors(ex: Executor, raw: bytes) -> None:
+    run(ex, ("SET", "a", "1"))
+    reply = ex.execute(0, "SCAN", [raw])
+    assert isinstance(reply, list) and reply[0] == b"0"
+    assert reply[1] == ([] if raw == b"-1" else [b"a"])  # -1 is past the last shard: the end
+
+
+def test_scan_keeps_no_state(ex: Executor) -> None:
+    keys = {b"k%d" % i for i in range(3000)}
     for k in keys:
         run(ex, ("SET", k, "v"))
     cursor, first = run(ex, ("SCAN", "0", "COUNT", "20"))
-    for _ in range(70):  # 70 other scans evict our snapshot (the LRU holds 64)
+    for _ in range(100):  # abandoned scans: nothing to keep, nothing to evict
         run(ex, ("SCAN", "0", "COUNT", "1"))
+    assert run(ex, ("SCAN", cursor, "COUNT", "20")) == run(ex, ("SCAN", cursor, "COUNT", "20"))
+    other = Executor(keyspace=ex.keyspace, clock_ms=ex.clock_ms)  # another executor: same scan
     seen = list(first)
     while cursor != b"0":
-        cursor, more = run(ex, ("SCAN", cursor, "COUNT", "20"))
+        cursor, more = run(other, ("SCAN", cursor, "COUNT", "20"))
         seen.extend(more)
-    assert sorted(seen) == sorted(keys)  # no change in between: nothing lost on rebuild
-    assert len(ex._scan_snapshots._snapshots) <= 64
+    assert sorted(seen) == sorted(keys)
 
 
-def test_scan_cursor_from_another_db_is_not_confused(ex: Executor) -> None:
-    run(ex, ("MSET", "a", "1", "b", "2", "c", "3"), db=0)
-    run(ex, ("MSET", "x", "1", "y", "2", "z", "3"), db=1)
+def test_scan_cursor_from_another_db_scans_that_db(ex: Executor) -> None:
+    run(ex, *[("SET", b"a%d" % i, "1") for i in range(100)], db=0)
+    run(ex, *[("SET", b"x%d" % i, "1") for i in range(100)], db=1)
     cursor, _ = run(ex, ("SCAN", "0", "COUNT", "1"), db=0)
     _, keys = run(ex, ("SCAN", cursor, "COUNT", "10"), db=1)
-    # db 0's snapshot is not used in db 1 (its keys are not there, so that would return
-    # nothing): db 1 gets its own snapshot and the scan goes on from index 1 of it.
-    assert len(keys) == 2 and set(keys) < {b"x", b"y", b"z"}
+    # A cursor is a place in hash space, not a db's snapshot: in db 1 it goes on from there.
+    assert keys and all(k.startswith(b"x") for k in keys)
+
+
+def test_scan_work_per_call_is_about_count_or_one_shard(ex: Executor) -> None:
+    for i in range(40_000):  # ~156 keys per shard: COUNT 10 cuts each shard into 16 slices
+        ex.keyspace.set(0, b"k%d" % i, b"v")
+    biggest = max(ex.keyspace.shard_size(0, i) for i in range(SHARDS))
+    cursor, calls, seen = 0, 0, 0
+    while True:
+        cursor, keys = scan_keys(ex.keyspace, 0, cursor, 10)
+        calls += 1
+        seen += len(keys)
+        assert len(keys) <= max(2 * 10, biggest // 2**MAX_SLICE_BITS + 30)
+        if cursor == 0:
+            break
+    assert seen == 40_000 and calls <= SHARDS * 2**MAX_SLICE_BITS
+
+
+def test_scan_arbitrary_cursors_are_harmless(ex: Executor) -> None:
+    run(ex, *[("SET", b"k%d" % i, "1") for i in range(500)])
+    rng = random.Random(3)
+    for cursor in [2**64 - 1, 2**63, 1 << 16, 0xFFFF, 0xFF, 0x1F, 0x0F, 0x51, 0x4F] + [
+            rng.getrandbits(rng.randrange(1, 65)) for _ in range(200)]:
+        reply = run(ex, ("SCAN", b"%d" % cursor, "COUNT", "5"))
+        assert isinstance(reply, list) and reply[0].isdigit()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_scan_guarantee_under_random_writes_and_deletes(seed: int, clock: FakeClock) -> None:
+    """Redis's guarantee: a key present from the first call to the last is returned. Between
+    calls a random mix of inserts, deletes, re-inserts, overwrites, expiries and COUNT changes
+    runs, enough to resize shard dicts and reorder nothing we rely on."""
+    rng = random.Random(seed)
+    ex = Executor(clock_ms=clock)
+    stable = [b"stable:%d" % i for i in range(rng.choice([50, 2000, 20_000]))]
+    churn = [b"churn:%d" % i for i in range(len(stable))]
+    for k in stable + churn:
+        ex.keyspace.set(0, k, b"v")
+    ever = set(stable) | set(churn)
+    cursor, seen, calls = b"0", [], 0
+    while True:
+        cursor, keys = ex.execute(0, "SCAN", [cursor, b"COUNT", b"%d" % rng.choice([1, 5, 10, 100])])
+        seen.extend(keys)
+        calls += 1
+        if cursor == b"0":
+            break
+        for _ in range(rng.randrange(60)):
+            op, k = rng.random(), rng.choice(churn)
+            if op < 0.3:
+                ex.execute(0, "DEL", [k])
+            elif op < 0.6:
+                new = b"new:%d" % rng.randrange(10**6)
+                ever.add(new)
+                ex.execute(0, "SET", [new, b"v"])
+            elif op < 0.8:
+                ex.execute(0, "SET", [k, b"w"])  # re-insert (at the end of its dict) or overwrite
+            elif op < 0.9:
+                ex.execute(0, "SET", [rng.choice(stable), b"x"])  # overwrite: stays present
+            else:
+                ex.execute(0, "PEXPIRE", [k, b"1"])
+        clock.now += 1
+    assert set(stable) <= set(seen)
+    assert set(seen) <= ever
+    assert len(seen) == len(set(seen))  # scan.py never repeats a key (Redis may: not promised)
+    assert calls <= SHARDS * 2**MAX_SLICE_BITS
 
 
 # --- INFO ------------------------------------------------------------------------------------
@@ -558,10 +651,12 @@ def test_info_all_sections(clock: FakeClock) -> None:
     run(ex, ("HSET", "h", "f", "v"), db=2)
     run(ex, ("GET", "a"), ("GET", "zz"), ("GET", "zz"))
     info = run(ex, ("INFO",))
-    assert set(info) == {"server", "persistence", "stats", "keyspace"}
+    assert set(info) == {"server", "persistence", "stats", "memory", "keyspace"}
     assert info["server"]["process_id"] == 42
     assert info["stats"] == {"total_commands_processed": 9, "expired_keys": 0,
-                             "keyspace_hits": 1, "keyspace_misses": 2}
+                             "keyspace_hits": 1, "keyspace_misses": 2, "evicted_keys": 0}
+    assert info["memory"] == {"used_memory": ex.keyspace.used_memory, "maxmemory": 0,
+                              "maxmemory_policy": "noeviction"}
     assert info["keyspace"] == {"db0": {"keys": 3, "expires": 2, "avg_ttl": 2000},
                                 "db2": {"keys": 1, "expires": 0, "avg_ttl": 0}}
     for arg in ("default", "ALL", "everything"):
@@ -582,8 +677,10 @@ def test_info_without_provider(ex: Executor, clock: FakeClock) -> None:
     run(ex, ("SET", "a", "1", "PX", "5"))
     clock.now += 5
     run(ex, ("GET", "a"))
-    assert run(ex, ("INFO",)) == {"stats": {"expired_keys": 1, "keyspace_hits": 0,
-                                            "keyspace_misses": 1}, "keyspace": {}}
+    assert run(ex, ("INFO",)) == {
+        "stats": {"expired_keys": 1, "keyspace_hits": 0, "keyspace_misses": 1, "evicted_keys": 0},
+        "memory": {"used_memory": 0, "maxmemory": 0, "maxmemory_policy": "noeviction"},
+        "keyspace": {}}
 
 
 # --- dispatch --------------------------------------------------------------------------------

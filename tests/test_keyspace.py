@@ -1,12 +1,18 @@
-"""node/store/keyspace.py: storage, TTL bookkeeping, lazy and active expiry, the expiry heap."""
+"""node/store/keyspace.py: storage, TTL bookkeeping, lazy and active expiry, the expiry heap,
+SCAN's slices, used_memory, the access clock."""
 
 from __future__ import annotations
+
+import random
 
 import pytest
 
 from tests.fakeclock import FakeClock
 
-from node.store.keyspace import NUM_DBS, Keyspace
+from node.store.keyspace import NUM_DBS, SHARDS, Keyspace
+from node.store.memory import (
+    ACCESS_OVERHEAD, FIELD_OVERHEAD, HASH_OVERHEAD, STRING_OVERHEAD, TTL_OVERHEAD,
+)
 
 
 @pytest.fixture
@@ -133,7 +139,8 @@ def test_keys_skip_expired_without_deleting(ks: Keyspace, clock: FakeClock) -> N
     clock.now += 1
     assert sorted(ks.keys(0)) == [b"h", b"live"]
     assert ks.keys(0, lambda k: k.startswith(b"l") or k == b"dead") == [b"live"]
-    assert sorted(ks.all_keys(0)) == [b"dead", b"h", b"live"]
+    every = [k for i in range(SHARDS) for k in ks.shard_slices(0, i, 0)[0]]
+    assert sorted(every) == [b"dead", b"h", b"live"]
     assert ks.dbsize(0) == 3 and ks.expired == []
 
 
@@ -149,3 +156,112 @@ def test_avg_ttl(ks: Keyspace, clock: FakeClock) -> None:
     assert ks.avg_ttl(0) == 5000
     clock.now += 10_000
     assert ks.avg_ttl(0) == 0  # never negative
+
+
+# --- SCAN's slices ---------------------------------------------------------------------------
+def test_slices_partition_each_shard(ks: Keyspace) -> None:
+    for i in range(5000):
+        ks.set(0, b"k%d" % i, b"v")
+    for shard in (0, 17, SHARDS - 1):
+        (whole,) = ks.shard_slices(0, shard, 0)
+        assert len(whole) == ks.shard_size(0, shard) > 0
+        for bits in range(1, 5):
+            parts = ks.shard_slices(0, shard, bits)
+            assert len(parts) == 2**bits
+            assert sorted(k for part in parts for k in part) == sorted(whole)  # disjoint, complete
+            assert parts == ks.shard_slices(0, shard, bits)  # the same slices every time
+
+
+# --- used_memory -----------------------------------------------------------------------------
+def check_memory(ks: Keyspace) -> None:
+    assert ks.used_memory == ks.recount_memory() == sum(d.mem for d in ks.dbs)
+
+
+def test_used_memory_follows_every_change(ks: Keyspace, clock: FakeClock) -> None:
+    assert ks.used_memory == 0
+    ks.set(0, b"key", b"value")
+    assert ks.used_memory == len(b"key") + len(b"value") + STRING_OVERHEAD
+    ks.set(0, b"key", b"longer value", expire_ms=clock.now + 10)
+    assert ks.used_memory == 3 + 12 + STRING_OVERHEAD + TTL_OVERHEAD
+    ks.set(0, b"key", b"v", keep_ttl=True)
+    ks.set(1, b"h", {b"f": b"1"})
+    h = ks.lookup_write(1, b"h")
+    assert ks.hash_set(1, h, b"f2", b"22") is True and ks.hash_set(1, h, b"f", b"333") is False
+    assert ks.dbs[1].mem == 1 + HASH_OVERHEAD + (1 + 3 + FIELD_OVERHEAD) + (2 + 2 + FIELD_OVERHEAD)
+    check_memory(ks)
+    assert ks.hash_delete(1, h, b"f") is True and ks.hash_delete(1, h, b"nope") is False
+    check_memory(ks)
+    ks.persist(0, b"key")
+    check_memory(ks)
+    ks.set_expire(1, b"h", clock.now + 5)
+    clock.now += 5
+    assert ks.lookup(1, b"h") is None  # lazily expired: its TTL and fields go too
+    check_memory(ks)
+    ks.set(0, b"key", {b"a": b"b"})  # a string replaced by a hash, and back
+    ks.set(0, b"key", b"s")
+    check_memory(ks)
+    ks.delete(0, b"key")
+    assert ks.used_memory == 0
+
+
+def test_used_memory_on_flush_and_active_expiry(ks: Keyspace, clock: FakeClock) -> None:
+    for db in (0, 1, 2):
+        for i in range(300):
+            ks.set(db, b"k%d" % i, b"v" * i, expire_ms=clock.now + 1 + i % 2 if i % 3 else None)
+    check_memory(ks)
+    ks.flush(1)
+    check_memory(ks)
+    clock.now += 1
+    ks.active_expire(50.0)
+    check_memory(ks)
+    ks.flush()
+    assert ks.used_memory == 0
+
+
+# --- the access clock (allkeys-lru) ----------------------------------------------------------
+def test_access_clock(ks: Keyspace) -> None:
+    ks.set(0, b"old", b"v")
+    ks.set(0, b"new", b"v")
+    assert ks.access_tick(0, b"old") == -1  # not tracked
+    before = ks.used_memory
+    ks.lru_clock = 5
+    ks.track_access(True)
+    assert ks.used_memory == before + 2 * ACCESS_OVERHEAD
+    check_memory(ks)
+    assert ks.access_tick(0, b"old") == ks.access_tick(0, b"new") == 5
+    ks.lru_clock = 9
+    ks.lookup(0, b"new")
+    ks.set(0, b"newer", b"v")
+    ks.lookup(0, b"missing")
+    assert [ks.access_tick(0, k) for k in (b"old", b"new", b"newer")] == [5, 9, 9]
+    ks.delete(0, b"old")
+    ks.flush(3)
+    check_memory(ks)
+    ks.track_access(False)
+    assert ks.used_memory == before - (len(b"old") + 1 + STRING_OVERHEAD) + (5 + 1 + STRING_OVERHEAD)
+    check_memory(ks)
+
+
+def test_lru_head_is_the_least_recently_used_key_of_its_shard(ks: Keyspace) -> None:
+    assert ks.lru_head(0, 0) is None  # not tracked
+    keys = [b"k%d" % i for i in range(3000)]
+    for key in keys:
+        ks.set(0, key, b"v")
+    ks.track_access(True)
+    rng = random.Random(2)
+    last = {}
+    for tick in range(1, 20_000):
+        ks.lru_clock = tick
+        key = rng.choice(keys)
+        if rng.random() < 0.5:
+            ks.lookup(0, key)
+        else:
+            ks.set(0, key, b"w")
+        last[key] = tick
+    for shard in range(SHARDS):
+        in_shard = ks.shard_slices(0, shard, 0)[0]
+        if not in_shard:
+            assert ks.lru_head(0, shard) is None
+            continue
+        oldest = min(in_shard, key=lambda k: last.get(k, 0))
+        assert ks.lru_head(0, shard) == (oldest, last.get(oldest, 0))

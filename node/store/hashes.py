@@ -1,7 +1,9 @@
 """Hash commands: HSET HGET HMGET HDEL HGETALL HLEN HEXISTS HINCRBY HKEYS HVALS.
 
 Same mixin contract as ``strings.py``. A hash that loses its last field is deleted, TTL
-included (Redis does the same). HINCRBY is logged as ``HSET k f <new>`` (idempotent).
+included (Redis does the same). HINCRBY is logged as ``HSET k f <new>`` (idempotent). Fields of
+a stored hash change only through ``Keyspace.hash_set`` / ``hash_delete``, which keep
+``used_memory`` in step.
 """
 
 from __future__ import annotations
@@ -45,12 +47,13 @@ class HashCommands:
             ks.set(db, key, h)
         elif h.__class__ is not dict:
             return WRONGTYPE_ERR
-        before = len(h)
+        hash_set = ks.hash_set
+        created = 0
         for i in range(1, n, 2):
-            h[args[i]] = args[i + 1]
+            created += hash_set(db, h, args[i], args[i + 1])
         if not self._loading:
             self.propagated.append([db, "HSET", *args])
-        return len(h) - before
+        return created
 
     def _cmd_hget(self, db, args):
         h, err = self._read_hash(db, args[0])
@@ -75,7 +78,8 @@ class HashCommands:
             return 0
         if h.__class__ is not dict:
             return WRONGTYPE_ERR
-        removed = [f for f in args[1:] if h.pop(f, None) is not None]
+        hash_delete = ks.hash_delete
+        removed = [f for f in args[1:] if hash_delete(db, h, f)]
         if not h:
             ks.delete(db, key)
         if removed and not self._loading:
@@ -137,7 +141,7 @@ class HashCommands:
         if h is None:
             ks.set(db, key, {field: raw})
         else:
-            h[field] = raw
+            ks.hash_set(db, h, field, raw)
         if not self._loading:
             self.propagated.append([db, "HSET", key, field, raw])
         return current + delta

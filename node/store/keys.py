@@ -1,22 +1,10 @@
 """Keyspace commands: DEL EXISTS TYPE RENAME (P)EXPIRE(AT) TTL PTTL PERSIST KEYS SCAN DBSIZE FLUSH*.
 
-Same mixin contract as ``strings.py``. SCAN is the one command with state between calls:
-
-SCAN cursors
-------------
-Cursor 0 takes a snapshot list of the db's keys (O(n), ~10 ms per million keys) and gives it
-an id; the cursor handed back is ``id * 2**32 + index`` into that list, so it is never 0 until the
-iteration is over. Every key that exists for the whole iteration is returned exactly once; keys
-deleted or expired meanwhile are skipped; keys added meanwhile are not returned (Redis allows
-either). The last ``_MAX_SNAPSHOTS`` snapshots are kept (LRU) and one is dropped when its
-iteration ends. If a client comes back with a cursor whose snapshot was evicted, a new snapshot
-is taken and the scan continues from the same index: in that rare case keys may be skipped or
-returned twice, because the new list is not the old one.
+Same mixin contract as ``strings.py``. SCAN keeps no state between calls: its cursor is a
+place in hash space (``scan.py`` has the encoding and the proof of Redis's guarantee).
 """
 
 from __future__ import annotations
-
-from collections import OrderedDict
 
 from protocol.codec import ERR, Error
 
@@ -24,13 +12,9 @@ from node.store.strings import (
     LLONG_MAX, MAX_SECONDS, MIN_SECONDS, NOT_INT_ERR, SYNTAX_ERR, parse_ll,
 )
 from node.store.pattern import compile_glob
+from node.store.scan import parse_cursor, scan_keys
 
-# 64 snapshots: enough for many concurrent scans; each costs 8 bytes per key in the db.
-_MAX_SNAPSHOTS = 64
-_INDEX_BITS = 32
-_INDEX_MASK = (1 << _INDEX_BITS) - 1
-_MAX_CURSOR = 2**64 - 1  # Redis parses a cursor as unsigned long
-_DEFAULT_COUNT = 10
+_DEFAULT_COUNT = 10  # SCAN's COUNT when not given, as Redis
 
 _NO_SUCH_KEY = Error(ERR, "no such key")
 _INVALID_CURSOR = Error(ERR, "invalid cursor")
@@ -44,31 +28,6 @@ _FLUSH_MODES = (b"ASYNC", b"SYNC")
 
 class _NoType:
     """SCAN TYPE with a type name we do not have: matches nothing (Redis 7 does the same)."""
-
-
-class ScanSnapshots:
-    """The LRU of SCAN key snapshots, by id."""
-
-    def __init__(self) -> None:
-        self._snapshots: OrderedDict[int, tuple[int, list[bytes]]] = OrderedDict()
-        self._last_id = 0
-
-    def start(self, db: int, keys: list[bytes]) -> int:
-        self._last_id = self._last_id % _INDEX_MASK + 1  # 1 .. 2**32-1, never 0
-        self._snapshots[self._last_id] = (db, keys)
-        if len(self._snapshots) > _MAX_SNAPSHOTS:
-            self._snapshots.popitem(last=False)
-        return self._last_id
-
-    def get(self, snap_id: int, db: int) -> list[bytes] | None:
-        entry = self._snapshots.get(snap_id)
-        if entry is None or entry[0] != db:
-            return None
-        self._snapshots.move_to_end(snap_id)
-        return entry[1]
-
-    def finish(self, snap_id: int) -> None:
-        self._snapshots.pop(snap_id, None)
 
 
 class KeyCommands:
@@ -214,10 +173,9 @@ class KeyCommands:
         return self.keyspace.keys(db, None if pattern == b"*" else compile_glob(pattern))
 
     def _cmd_scan(self, db, args):
-        raw = args[0]
-        if not raw.isdigit() or len(raw) > 20 or int(raw) > _MAX_CURSOR:
+        cursor = parse_cursor(args[0])
+        if cursor is None:
             return _INVALID_CURSOR
-        cursor = int(raw)
         count, match, want_type = _DEFAULT_COUNT, None, None
         i, n = 1, len(args)
         while i < n:
@@ -238,26 +196,17 @@ class KeyCommands:
                 return SYNTAX_ERR
             i += 2
 
-        ks, snaps = self.keyspace, self._scan_snapshots
-        snap_id, index = cursor >> _INDEX_BITS, cursor & _INDEX_MASK
-        keys = snaps.get(snap_id, db) if cursor else None
-        if keys is None:
-            keys = ks.all_keys(db)  # expired ones are skipped (and reclaimed) as they come up
-            snap_id = snaps.start(db, keys)
-        end = min(index + count, len(keys))
+        cursor, keys = scan_keys(self.keyspace, db, cursor, count)
         found = []
-        lookup = ks.lookup
-        for key in keys[index:end]:
+        lookup = self.keyspace.lookup
+        for key in keys:
             if match is not None and not match(key):
                 continue
-            value = lookup(db, key)  # skips deleted keys, expires lazily
+            value = lookup(db, key)  # skips keys deleted meanwhile, expires lazily
             if value is None or (want_type is not None and value.__class__ is not want_type):
                 continue
             found.append(key)
-        if end >= len(keys):
-            snaps.finish(snap_id)
-            return [b"0", found]
-        return [b"%d" % ((snap_id << _INDEX_BITS) | end), found]
+        return [b"%d" % cursor, found]
 
     # --- databases ---------------------------------------------------------------------------
     def _cmd_dbsize(self, db, args):

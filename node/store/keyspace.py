@@ -18,11 +18,11 @@ the executor can log a ``DEL`` and count ``expired_keys``.
 * While ``loading`` is True (AOF replay) nothing expires: a replayed command must see the state
   the original saw, and the original's expiries are in the AOF as ``DEL`` entries.
 * Callers go through the methods, never through ``Db`` fields: the methods keep the shard
-  choice, ``nkeys``, ``nexpires``, ``expire_sum`` and the heap in step, which a direct write to a
-  shard would break. A hash is the one value a caller mutates in place (HSET, HDEL, HINCRBY);
-  those callers fetch it with ``lookup_write``, today the same function as ``lookup``, so that
-  every in-place mutation is found by one name. The keyspace itself is never copy-on-write: the
-  rewrite works on a forked child's view of memory (see Shards below).
+  choice, ``nkeys``, ``nexpires``, ``expire_sum``, the heap and ``used_memory`` in step, which a
+  direct write to a shard would break. A hash is the one value a caller mutates in place (HSET,
+  HDEL, HINCRBY): it fetches it with ``lookup_write`` (the same function as ``lookup``, a name
+  that marks the call site) and changes fields with ``hash_set`` / ``hash_delete``. The
+  keyspace is never copy-on-write: the rewrite works on a forked child's view of memory.
 
 * Shards (for the AOF rewrite's copy-on-write cost): each db's ``data`` and ``expires`` are
   split into ``SHARDS`` dicts by ``hash(key) & SHARD_MASK``. The forked rewrite child copies one
@@ -32,6 +32,18 @@ the executor can log a ``DEL`` and count ``expired_keys``.
   refcount and dirtied ~80% of the heap here. The child's own copy is one shard at a time
   (~1/256 of a db), reused from the same few pools.
 
+* ``used_memory`` is the estimated size of everything stored (the model is ``memory.py``),
+  kept in step on every change: O(1) for a string or a TTL, O(fields) when a whole hash is
+  stored or dropped (as freeing it is).
+* Access clock (allkeys-lru; off by default): while ``track_access(True)``, each shard has an
+  ``access`` OrderedDict ``key -> lru_clock`` of its keys, least recently used first: ``set``
+  and every ``lookup`` that finds a key write the tick and move it to the end (~75 ns). So the
+  least recently used key of a shard is ``lru_head`` in O(1), which eviction (``eviction.py``)
+  samples. The executor advances ``lru_clock`` once per command. Off, it costs one attribute
+  test per lookup and no memory.
+* SCAN (``scan.py``) reads one shard, or one *slice* of it (keys with given hash bits above the
+  shard bits), with ``shard_slices``.
+
 Not promised: ``dbsize`` counts keys whose TTL passed but that were not reclaimed yet (as Redis).
 """
 
@@ -40,9 +52,14 @@ from __future__ import annotations
 import heapq
 import marshal
 import time
+from collections import OrderedDict
 from typing import Callable, Iterator
 
-__all__ = ["NUM_DBS", "SHARDS", "Db", "Keyspace", "Value", "wall_clock_ms"]
+from node.store.memory import (
+    ACCESS_OVERHEAD, STRING_OVERHEAD, TTL_OVERHEAD, entry_size, field_size,
+)
+
+__all__ = ["NUM_DBS", "SHARDS", "SHARD_BITS", "Db", "Keyspace", "Value", "wall_clock_ms"]
 
 NUM_DBS = 16
 # 256 shards: a shard of a 2M-key db holds ~8k keys (~1.5 MB copied at a time in the rewrite
@@ -73,15 +90,19 @@ def _ignore_expire(db: int, key: bytes) -> None:
 class Db:
     """One database. Fields are private to this module (see the module docstring)."""
 
-    __slots__ = ("data", "expires", "heap", "expire_sum", "nkeys", "nexpires")
+    __slots__ = ("data", "expires", "access", "heap", "expire_sum", "nkeys", "nexpires", "mem")
 
-    def __init__(self) -> None:
+    def __init__(self, track_access: bool = False) -> None:
         self.data: list[dict[bytes, Value]] = [{} for _ in range(SHARDS)]
         self.expires: list[dict[bytes, int]] = [{} for _ in range(SHARDS)]
+        # key -> lru_clock at its last access, oldest first, per shard; None when not tracked.
+        self.access: list[OrderedDict[bytes, int]] | None = (
+            [OrderedDict() for _ in range(SHARDS)] if track_access else None)
         self.heap: list[tuple[int, bytes]] = []
         self.expire_sum = 0  # sum of every expire: INFO avg_ttl in O(1)
         self.nkeys = 0
         self.nexpires = 0
+        self.mem = 0  # this db's share of Keyspace.used_memory
 
     def iter_expires(self) -> Iterator[tuple[bytes, int]]:
         for shard in self.expires:
@@ -97,6 +118,9 @@ class Keyspace:
         self.on_expire: Callable[[int, bytes], None] = _ignore_expire
         self.loading = False
         self._next_cycle_db = 0  # the active cycle resumes here: no db starves another
+        self.used_memory = 0  # estimated bytes of every key, value, TTL (see memory.py)
+        self.lru_clock = 0  # the access clock's current tick (the executor advances it)
+        self._tracking = False
 
     # --- reads -------------------------------------------------------------------------------
     def lookup(self, db: int, key: bytes) -> Value | None:
@@ -104,11 +128,17 @@ class Keyspace:
         d = self.dbs[db]
         i = hash(key) & SHARD_MASK
         value = d.data[i].get(key)
-        if value is not None and d.nexpires:
+        if value is None:
+            return None
+        if d.nexpires:
             when = d.expires[i].get(key)
             if when is not None and when <= self.clock_ms() and not self.loading:
                 self._expire(db, d, key)
                 return None
+        if self._tracking:
+            access = d.access[i]
+            access.move_to_end(key)
+            access[key] = self.lru_clock
         return value
 
     # The caller of lookup_write mutates the value in place (hash fields): the same object as
@@ -149,12 +179,35 @@ class Keyspace:
                 found = [k for k in found if k not in dead]
         return found
 
-    def all_keys(self, db: int) -> list[bytes]:
-        """A snapshot list of every key of ``db``, including those whose TTL passed (O(n))."""
-        found = []
-        for shard in self.dbs[db].data:
-            found.extend(shard)
-        return found
+    def shard_size(self, db: int, i: int) -> int:
+        """The number of keys in shard ``i`` of ``db``, expired ones included."""
+        return len(self.dbs[db].data[i])
+
+    def shard_slices(self, db: int, i: int, bits: int) -> list[list[bytes]]:
+        """The keys of shard ``i`` (expired ones included) in ``2**bits`` slices: slice ``j``
+        holds the keys whose hash has the value ``j`` in its ``bits`` bits above the shard
+        bits. One O(shard) pass; fresh lists, so the caller may delete keys while it walks."""
+        shard = self.dbs[db].data[i]
+        if not bits:
+            return [list(shard)]
+        slices: list[list[bytes]] = [[] for _ in range(1 << bits)]
+        mask = (1 << bits) - 1
+        for key in shard:
+            slices[(hash(key) >> SHARD_BITS) & mask].append(key)
+        return slices
+
+    def lru_head(self, db: int, i: int) -> tuple[bytes, int] | None:
+        """The least recently used key of shard ``i`` and its tick; None if the shard is empty
+        or access is not tracked. O(1)."""
+        access = self.dbs[db].access
+        if access is None or not access[i]:
+            return None
+        return next(iter(access[i].items()))
+
+    def access_tick(self, db: int, key: bytes) -> int:
+        """The ``lru_clock`` of the last access to ``key`` (-1 if unknown or not tracked)."""
+        access = self.dbs[db].access
+        return -1 if access is None else access[hash(key) & SHARD_MASK].get(key, -1)
 
     def snapshot_shard(self, db: int, i: int) -> tuple[dict, dict]:
         """A private copy of shard ``i`` of ``db``: ``(data, expires)``.
@@ -177,9 +230,26 @@ class Keyspace:
         d = self.dbs[db]
         i = hash(key) & SHARD_MASK
         shard = d.data[i]
-        if key not in shard:
-            d.nkeys += 1
+        previous = shard.get(key)
         shard[key] = value
+        # Strings inline (the hot path: ~60 ns instead of ~150 through entry_size).
+        if previous is None:
+            d.nkeys += 1
+            if value.__class__ is bytes:
+                delta = len(key) + len(value) + STRING_OVERHEAD
+            else:
+                delta = entry_size(key, value)
+        elif value.__class__ is bytes and previous.__class__ is bytes:
+            delta = len(value) - len(previous)
+        else:
+            delta = entry_size(key, value) - entry_size(key, previous)
+        if self._tracking:
+            access = d.access[i]
+            if previous is None:
+                delta += ACCESS_OVERHEAD
+            else:
+                access.move_to_end(key)
+            access[key] = self.lru_clock
         if expire_ms is not None:
             self._set_expire(d, i, key, expire_ms)
         elif not keep_ttl and d.nexpires:
@@ -187,19 +257,33 @@ class Keyspace:
             if old is not None:
                 d.expire_sum -= old
                 d.nexpires -= 1
+                delta -= TTL_OVERHEAD
+        d.mem += delta
+        self.used_memory += delta
 
     def delete(self, db: int, key: bytes) -> bool:
         """Remove ``key`` and its TTL; True if it was there (no expiry check)."""
         d = self.dbs[db]
         i = hash(key) & SHARD_MASK
-        if d.data[i].pop(key, None) is None:
+        value = d.data[i].pop(key, None)
+        if value is None:
             return False
         d.nkeys -= 1
+        if value.__class__ is bytes:
+            freed = len(key) + len(value) + STRING_OVERHEAD
+        else:
+            freed = entry_size(key, value)
         if d.nexpires:
             old = d.expires[i].pop(key, None)
             if old is not None:
                 d.expire_sum -= old
                 d.nexpires -= 1
+                freed += TTL_OVERHEAD
+        if self._tracking:
+            del d.access[i][key]
+            freed += ACCESS_OVERHEAD
+        d.mem -= freed
+        self.used_memory -= freed
         return True
 
     def set_expire(self, db: int, key: bytes, expire_ms: int) -> None:
@@ -220,14 +304,57 @@ class Keyspace:
             return False
         d.expire_sum -= old
         d.nexpires -= 1
+        d.mem -= TTL_OVERHEAD
+        self.used_memory -= TTL_OVERHEAD
+        return True
+
+    def hash_set(self, db: int, h: dict, field: bytes, value: bytes) -> bool:
+        """``h[field] = value`` on a hash of ``db`` got with ``lookup_write``; True if new."""
+        old = h.get(field)
+        h[field] = value
+        delta = field_size(field, value) if old is None else len(value) - len(old)
+        self.dbs[db].mem += delta
+        self.used_memory += delta
+        return old is None
+
+    def hash_delete(self, db: int, h: dict, field: bytes) -> bool:
+        """Remove ``field`` from a hash of ``db`` got with ``lookup_write``; True if it was there.
+        The caller deletes the key if the hash is now empty."""
+        old = h.pop(field, None)
+        if old is None:
+            return False
+        freed = field_size(field, old)
+        self.dbs[db].mem -= freed
+        self.used_memory -= freed
         return True
 
     def flush(self, db: int | None = None) -> None:
         """Empty one database, or all of them when ``db`` is None."""
-        if db is None:
-            self.dbs = [Db() for _ in range(NUM_DBS)]
-        else:
-            self.dbs[db] = Db()
+        for i in range(NUM_DBS) if db is None else (db,):
+            self.used_memory -= self.dbs[i].mem
+            self.dbs[i] = Db(self._tracking)
+
+    def track_access(self, on: bool) -> None:
+        """Start or stop the access clock (see the module docstring). Starting it is O(keys):
+        every key gets the current tick, so keys never touched since count as the oldest."""
+        if on == self._tracking:
+            return
+        self._tracking = on
+        for d in self.dbs:
+            d.access = ([OrderedDict.fromkeys(shard, self.lru_clock) for shard in d.data]
+                        if on else None)
+            delta = d.nkeys * ACCESS_OVERHEAD * (1 if on else -1)
+            d.mem += delta
+            self.used_memory += delta
+
+    def recount_memory(self) -> int:
+        """``used_memory`` computed from scratch, O(keys): for tests and checks only."""
+        total = 0
+        for d in self.dbs:
+            for shard in d.data:
+                total += sum(entry_size(k, v) for k, v in shard.items())
+            total += d.nexpires * TTL_OVERHEAD + (d.nkeys * ACCESS_OVERHEAD if self._tracking else 0)
+        return total
 
     # --- expiry ------------------------------------------------------------------------------
     def active_expire(self, budget_ms: float = 1.0) -> int:
@@ -259,10 +386,15 @@ class Keyspace:
 
     def _expire(self, db: int, d: Db, key: bytes) -> None:
         i = hash(key) & SHARD_MASK
-        del d.data[i][key]
+        freed = entry_size(key, d.data[i].pop(key)) + TTL_OVERHEAD
         d.nkeys -= 1
         d.expire_sum -= d.expires[i].pop(key)
         d.nexpires -= 1
+        if self._tracking:
+            del d.access[i][key]
+            freed += ACCESS_OVERHEAD
+        d.mem -= freed
+        self.used_memory -= freed
         self.on_expire(db, key)
 
     def _set_expire(self, d: Db, i: int, key: bytes, expire_ms: int) -> None:
@@ -274,6 +406,8 @@ class Keyspace:
             d.expire_sum -= old
         else:
             d.nexpires += 1
+            d.mem += TTL_OVERHEAD
+            self.used_memory += TTL_OVERHEAD
         expires[key] = expire_ms
         d.expire_sum += expire_ms
         heap = d.heap

@@ -1,0 +1,119 @@
+"""SCAN cursors without server state: a cursor is a place in hash space, as in Redis.
+
+Design
+------
+The keyspace splits each db into ``SHARDS`` dicts by the low ``SHARD_BITS`` bits of
+``hash(key)`` (``keyspace.py``). A scan visits the shards in order; a shard too big for one
+call is cut into ``2**b`` *slices* by the next ``b`` bits of the hash (``b`` <= 4), one slice
+per call. The node keeps nothing per scan: abandoned scans cost nothing, and each call does
+the work of at most one big shard (one pass to sort its keys into slices) and of small shards
+(each under COUNT keys) until it has COUNT keys: O(COUNT + one shard).
+
+Cursor encoding (an unsigned 64-bit integer, ASCII decimal on the wire; docs/commands.md):
+
+    cursor = shard << 8 | b << 4 | j        shard 0..255, b 0..4, j 0..2**b - 1
+
+``j = 0`` means "the start of this shard": ``b`` is chosen then, from the shard's size and
+COUNT (the smallest ``b`` with ``size >> b <= COUNT``, at most ``MAX_SLICE_BITS``), and carried
+unchanged in every later cursor of the same shard. Cursor 0 starts the scan; a reply with
+cursor 0 ends it. A cursor we never handed out is harmless: a shard past the last ends the scan,
+a slice field out of range restarts its shard.
+
+The guarantee, and why it holds. Claim: a key K present in the db from the call with cursor 0
+to the call that returns cursor 0 is returned at least once.
+  1. K stays in one shard s = hash(K) & SHARD_MASK for the whole scan: the hash of a bytes
+     object is fixed for the life of the process.
+  2. Each call reads the slices from its cursor's (shard, j) up to, excluding, the (shard, j)
+     of the cursor it returns, and cursors increase strictly; so exactly one call reads each
+     slice (s, j). For shard s they are j = 0 .. 2**b - 1 with one ``b`` (chosen at j = 0,
+     carried in the cursor), and K falls in exactly one of them,
+     j(K) = (hash(K) >> SHARD_BITS) & (2**b - 1).
+  3. The call that reads (s, j(K)) lists the keys of shard s *at that moment* with that slice
+     index. K is there (present throughout), so it is listed, then kept unless MATCH or TYPE
+     reject it. No position inside a dict is ever remembered, so inserts, deletes and dict
+     resizes between calls cannot shift K out of view.
+  In fact each such key is returned exactly once, but clients must not rely on it (Redis may
+  return a key twice). A key added or deleted during the scan may or may not be returned.
+  Not promised across a restart of the log actor: the string hash seed changes with the
+  process, so an old cursor names other slices (Redis's dict seed is per process too).
+"""
+
+from __future__ import annotations
+
+from node.store.keyspace import SHARDS, Keyspace
+
+__all__ = ["MAX_SLICE_BITS", "parse_cursor", "scan_keys"]
+
+# At most 16 slices per shard: a full scan filters each shard 16 times at most, so it costs at
+# most ~16 passes over the keys (~50 ns per key per pass here) instead of one, and a reply is
+# at least 1/16 of a shard (~290 keys of a 1.2M-key db). More slices would make COUNT tighter
+# on huge dbs at the price of more passes.
+MAX_SLICE_BITS = 4
+_FIELD_BITS = 4  # the width of b and of j in the cursor: j < 2**MAX_SLICE_BITS <= 2**4
+_FIELD_MASK = (1 << _FIELD_BITS) - 1
+_SHARD_SHIFT = 2 * _FIELD_BITS
+_ULONG_MAX = 2**64 - 1  # Redis parses the cursor with strtoul (64-bit unsigned long)
+_C_SPACE = b" \t\n\v\f\r"  # isspace() in the C locale
+
+
+def parse_cursor(raw: bytes) -> int | None:
+    """The cursor as Redis's ``parseScanCursorOrReply`` reads it, or None if it is invalid.
+
+    Redis calls ``strtoul(s, &end, 10)`` on the C string and rejects a leading space, anything
+    left after the digits, and overflow. So a sign is accepted (``+0`` is 0, ``-1`` wraps to
+    2**64-1), leading zeros are too, the empty string is 0, and a NUL ends the string.
+    """
+    if raw[:1] and raw[0] in _C_SPACE:
+        return None
+    text = raw.split(b"\0", 1)[0]
+    digits = text[1:] if text[:1] in (b"+", b"-") else text
+    if not digits:
+        return 0 if not text else None  # strtoul converted nothing: valid only if empty
+    if not digits.isdigit():  # bytes.isdigit: ASCII 0-9 only
+        return None
+    value = int(digits)
+    if value > _ULONG_MAX:
+        return None  # ERANGE
+    return (-value) & _ULONG_MAX if text[:1] == b"-" else value
+
+
+def _slice_bits(size: int, count: int) -> int:
+    bits = 0
+    while bits < MAX_SLICE_BITS and size >> bits > count:
+        bits += 1
+    return bits
+
+
+def _encode(shard: int, bits: int, part: int) -> int:
+    return shard << _SHARD_SHIFT | bits << _FIELD_BITS | part
+
+
+def scan_keys(keyspace: Keyspace, db: int, cursor: int, count: int) -> tuple[int, list[bytes]]:
+    """The next cursor (0 at the end) and the keys of the slices read by this call.
+
+    Reads whole small shards, and slices of at most one big shard (one pass over it), until it
+    has ``count`` keys. The keys are candidates: expired ones are included (the caller looks
+    each one up, which reclaims it); MATCH and TYPE are the caller's too.
+    """
+    shard = cursor >> _SHARD_SHIFT
+    bits, part = (cursor >> _FIELD_BITS) & _FIELD_MASK, cursor & _FIELD_MASK
+    if bits > MAX_SLICE_BITS or part >> bits:
+        part = 0  # not a cursor of ours: restart this shard
+    found: list[bytes] = []
+    big_shard_read = False
+    while shard < SHARDS and len(found) < count:
+        if part == 0:
+            bits = _slice_bits(keyspace.shard_size(db, shard), count)
+        if bits and big_shard_read:
+            break  # one pass over a big shard per call
+        slices = keyspace.shard_slices(db, shard, bits)
+        big_shard_read = bits > 0
+        while part < len(slices) and len(found) < count:
+            found.extend(slices[part])
+            part += 1
+        if part < len(slices):
+            break  # COUNT reached inside this shard: the next call goes on from its next slice
+        shard, part = shard + 1, 0
+    if shard >= SHARDS:
+        return 0, found
+    return _encode(shard, bits if part else 0, part), found
