@@ -33,7 +33,7 @@ pattern is one fixed-width segment (``==`` or a regex ``fullmatch``). With one s
 the start and S1 at the end decide (``startswith``/``endswith``, or, with a class, one regex
 ``S0.*S1`` whose only choice point is the length of ``.*``: O(key x |S1|)). ``*`` alone is
 always true and ``*infix*`` is ``in``. Measured over 100k keys (issue 9), these shapes cost
-0.45-1.1x the old regex matcher (docs/commands.md has the table).
+0.5-1.2x the old regex matcher (docs/commands.md has the table).
 
 Compiling is O(pattern) (a class becomes a regex class item by item, never a 256-byte set);
 the last 512 patterns are cached because clients repeat the same MATCH on every SCAN call.
