@@ -612,7 +612,8 @@ def test_scan_guarantee_under_random_writes_and_deletes(seed: int, clock: FakeCl
     ever = set(stable) | set(churn)
     cursor, seen, calls = b"0", [], 0
     while True:
-        cursor, keys = ex.execute(0, "SCAN", [cursor, b"COUNT", b"%d" % rng.choice([1, 5, 10, 100])])
+        count = b"%d" % rng.choice([1, 5, 10, 100])
+        cursor, keys = ex.execute(0, "SCAN", [cursor, b"COUNT", count])
         seen.extend(keys)
         calls += 1
         if cursor == b"0":

@@ -45,11 +45,13 @@ def random_command(rng: random.Random, clock: FakeClock):
     v = b"x" * rng.randrange(0, 50) + b"%d" % rng.randrange(100)
     f = b"f%d" % rng.randrange(5)
     return rng.choice([
-        ("SET", k, v), ("SET", k, v, b"PX", b"%d" % rng.randrange(1, 50)), ("SET", k, v, b"KEEPTTL"),
+        ("SET", k, v), ("SET", k, v, b"PX", b"%d" % rng.randrange(1, 50)),
+        ("SET", k, v, b"KEEPTTL"),
         ("SET", k, v, b"GET"), ("SETNX", k, v), ("MSET", k, v, k2, v), ("GETDEL", k),
         ("APPEND", k, v), ("INCR", k), ("INCRBY", k, b"%d" % rng.randrange(-5, 5)), ("DEL", k, k2),
         ("RENAME", k, k2), ("PEXPIRE", k, b"%d" % rng.randrange(-5, 50)), ("PERSIST", k),
-        ("HSET", k, f, v), ("HSET", k, f, v, b"f9", v), ("HDEL", k, f, b"f9"), ("HINCRBY", k, f, b"2"),
+        ("HSET", k, f, v), ("HSET", k, f, v, b"f9", v), ("HDEL", k, f, b"f9"),
+        ("HINCRBY", k, f, b"2"),
         ("GET", k), ("HGETALL", k), ("SCAN", b"0", b"COUNT", b"3"),
         ("FLUSHDB",) if rng.random() < 0.02 else ("EXISTS", k),
     ])
@@ -205,7 +207,11 @@ def test_pick_victim_takes_the_least_recently_used_of_its_samples(monkeypatch) -
     ks = ex.keyspace
     heads = []
     real = ks.lru_head
-    monkeypatch.setattr(ks, "lru_head", lambda db, i: heads.append((db, real(db, i))) or heads[-1][1])
+    def spy(db: int, i: int):
+        heads.append((db, real(db, i)))
+        return heads[-1][1]
+
+    monkeypatch.setattr(ks, "lru_head", spy)
     for _ in range(200):
         heads.clear()
         db, key = pick_victim(ks, rng)

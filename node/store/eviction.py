@@ -7,7 +7,7 @@ The executor calls ``evict`` before a command while ``used_memory > maxmemory`` 
 then a random non-empty shard of it) and deletes the least recently used of their least
 recently used keys (``Keyspace.lru_head``, O(1): each shard keeps its keys in access order).
 Redis samples 5 random keys; sampling 5 shard heads is at least as close to true LRU (each
-candidate is the oldest of ~1/256 of its db) and costs a few microseconds, where skipping to a
+candidate is the oldest of ~1/256 of its db) and costs ~5 us per eviction, where skipping to a
 random key of a Python dict is O(shard) (~5 us per sample at 1.2M keys, ~50 us at 12M).
 
 Ties (keys touched by the same command share a tick) go to the first shard sampled. The caller
@@ -32,10 +32,10 @@ POLICIES = (NOEVICTION, ALLKEYS_LRU)
 # Redis's default maxmemory-samples: 5 gives an LRU close to exact at a low cost (Redis's docs
 # compare 5 and 10); 5 shard heads here are at least as good.
 EVICTION_SAMPLES = 5
-# At most this many evictions before one command (~3 us each: ~3 ms). One big write over a
-# store of small keys may need more: the command then gets OOM and the next ones go on
-# evicting, so the log actor never stalls for long and memory never grows past the limit by
-# more than one command's write.
+# At most this many evictions before one command (~5 us each, measured at 300k keys: ~5 ms).
+# One big write over a store of small keys may need more: the command then gets OOM and the
+# next ones go on evicting, so the log actor never stalls for long and memory never grows past
+# the limit by more than one command's write.
 MAX_EVICTIONS_PER_COMMAND = 1000
 # A random shard is drawn this many times before the walk to the next non-empty one: a db of n
 # keys has a non-empty shard with probability ~min(1, n/256) per draw, so 64 draws fail only
@@ -43,14 +43,17 @@ MAX_EVICTIONS_PER_COMMAND = 1000
 _SHARD_DRAWS = 64
 
 
-def _random_shard(keyspace: Keyspace, rng: Random, total: int) -> tuple[int, int]:
-    """A ``(db, shard)`` with at least one key: a db by its share of ``total`` keys."""
-    r = rng.randrange(total)
-    for db in range(NUM_DBS):
-        size = keyspace.dbsize(db)
-        if r < size:
-            break
-        r -= size
+def _random_shard(keyspace: Keyspace, rng: Random, dbs: list[tuple[int, int]],
+                  total: int) -> tuple[int, int]:
+    """A ``(db, shard)`` with at least one key; ``dbs`` lists the non-empty ``(db, size)``
+    (``total`` keys in all), and a db is drawn by its share of the keys."""
+    db, size = dbs[0]
+    if len(dbs) > 1:
+        r = rng.randrange(total)
+        for db, size in dbs:
+            if r < size:
+                break
+            r -= size
     for _ in range(_SHARD_DRAWS):
         i = rng.randrange(SHARDS)
         if keyspace.shard_size(db, i):
@@ -60,18 +63,19 @@ def _random_shard(keyspace: Keyspace, rng: Random, total: int) -> tuple[int, int
         i = (start + step) % SHARDS
         if keyspace.shard_size(db, i):
             return db, i
-    raise AssertionError(f"db {db} counts {keyspace.dbsize(db)} keys but has none")
+    raise AssertionError(f"db {db} counts {size} keys but has none")
 
 
 def pick_victim(keyspace: Keyspace, rng: Random,
                 samples: int = EVICTION_SAMPLES) -> tuple[int, bytes] | None:
     """The ``(db, key)`` to evict: the least recently used of ``samples`` shard heads."""
-    total = sum(keyspace.dbsize(db) for db in range(NUM_DBS))
-    if not total:
+    dbs = [(db, n) for db in range(NUM_DBS) if (n := keyspace.dbsize(db))]
+    if not dbs:
         return None
+    total = sum(n for _, n in dbs)
     best = None
     for _ in range(samples):
-        db, i = _random_shard(keyspace, rng, total)
+        db, i = _random_shard(keyspace, rng, dbs, total)
         head = keyspace.lru_head(db, i)
         if head is not None and (best is None or head[1] < best[2]):
             best = (db, head[0], head[1])

@@ -353,7 +353,8 @@ class Keyspace:
         for d in self.dbs:
             for shard in d.data:
                 total += sum(entry_size(k, v) for k, v in shard.items())
-            total += d.nexpires * TTL_OVERHEAD + (d.nkeys * ACCESS_OVERHEAD if self._tracking else 0)
+            total += d.nexpires * TTL_OVERHEAD
+            total += d.nkeys * ACCESS_OVERHEAD if self._tracking else 0
         return total
 
     # --- expiry ------------------------------------------------------------------------------
