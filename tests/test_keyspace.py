@@ -186,7 +186,7 @@ def test_used_memory_follows_every_change(ks: Keyspace, clock: FakeClock) -> Non
     ks.set(0, b"key", b"v", keep_ttl=True)
     ks.set(1, b"h", {b"f": b"1"})
     h = ks.lookup_write(1, b"h")
-    assert ks.hash_set(1, h, b"f2", b"22") is True and ks.hash_set(1, h, b"f", b"333") is False
+    assert ks.hash_set_pairs(1, h, (b"h", b"f2", b"22", b"f", b"333")) == 1
     assert ks.dbs[1].mem == 1 + HASH_OVERHEAD + (1 + 3 + FIELD_OVERHEAD) + (2 + 2 + FIELD_OVERHEAD)
     check_memory(ks)
     assert ks.hash_delete(1, h, b"f") is True and ks.hash_delete(1, h, b"nope") is False

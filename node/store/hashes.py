@@ -2,7 +2,7 @@
 
 Same mixin contract as ``strings.py``. A hash that loses its last field is deleted, TTL
 included (Redis does the same). HINCRBY is logged as ``HSET k f <new>`` (idempotent). Fields of
-a stored hash change only through ``Keyspace.hash_set`` / ``hash_delete``, which keep
+a stored hash change only through ``Keyspace.hash_set_pairs`` / ``hash_delete``, which keep
 ``used_memory`` in step.
 """
 
@@ -47,10 +47,7 @@ class HashCommands:
             ks.set(db, key, h)
         elif h.__class__ is not dict:
             return WRONGTYPE_ERR
-        hash_set = ks.hash_set
-        created = 0
-        for i in range(1, n, 2):
-            created += hash_set(db, h, args[i], args[i + 1])
+        created = ks.hash_set_pairs(db, h, args)
         if not self._loading:
             self.propagated.append([db, "HSET", *args])
         return created
@@ -141,7 +138,7 @@ class HashCommands:
         if h is None:
             ks.set(db, key, {field: raw})
         else:
-            ks.hash_set(db, h, field, raw)
+            ks.hash_set_pairs(db, h, (key, field, raw))
         if not self._loading:
             self.propagated.append([db, "HSET", key, field, raw])
         return current + delta

@@ -21,7 +21,7 @@ the executor can log a ``DEL`` and count ``expired_keys``.
   choice, ``nkeys``, ``nexpires``, ``expire_sum``, the heap and ``used_memory`` in step, which a
   direct write to a shard would break. A hash is the one value a caller mutates in place (HSET,
   HDEL, HINCRBY): it fetches it with ``lookup_write`` (the same function as ``lookup``, a name
-  that marks the call site) and changes fields with ``hash_set`` / ``hash_delete``. The
+  that marks the call site) and changes fields with ``hash_set_pairs`` / ``hash_delete``. The
   keyspace is never copy-on-write: the rewrite works on a forked child's view of memory.
 
 * Shards (for the AOF rewrite's copy-on-write cost): each db's ``data`` and ``expires`` are
@@ -56,7 +56,7 @@ from collections import OrderedDict
 from typing import Callable, Iterator
 
 from node.store.memory import (
-    ACCESS_OVERHEAD, STRING_OVERHEAD, TTL_OVERHEAD, entry_size, field_size,
+    ACCESS_OVERHEAD, FIELD_OVERHEAD, STRING_OVERHEAD, TTL_OVERHEAD, entry_size, field_size,
 )
 
 __all__ = ["NUM_DBS", "SHARDS", "SHARD_BITS", "Db", "Keyspace", "Value", "wall_clock_ms"]
@@ -308,14 +308,23 @@ class Keyspace:
         self.used_memory -= TTL_OVERHEAD
         return True
 
-    def hash_set(self, db: int, h: dict, field: bytes, value: bytes) -> bool:
-        """``h[field] = value`` on a hash of ``db`` got with ``lookup_write``; True if new."""
-        old = h.get(field)
-        h[field] = value
-        delta = field_size(field, value) if old is None else len(value) - len(old)
+    def hash_set_pairs(self, db: int, h: dict, args) -> int:
+        """``h[args[i]] = args[i + 1]`` for i = 1, 3, ... (HSET's arguments) on a hash of ``db``
+        got with ``lookup_write``; the number of new fields. Accounts each field."""
+        created = delta = 0
+        get = h.get
+        for i in range(1, len(args), 2):
+            field, value = args[i], args[i + 1]
+            old = get(field)
+            h[field] = value
+            if old is None:
+                created += 1
+                delta += len(field) + len(value) + FIELD_OVERHEAD
+            else:
+                delta += len(value) - len(old)
         self.dbs[db].mem += delta
         self.used_memory += delta
-        return old is None
+        return created
 
     def hash_delete(self, db: int, h: dict, field: bytes) -> bool:
         """Remove ``field`` from a hash of ``db`` got with ``lookup_write``; True if it was there.
