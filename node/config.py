@@ -57,6 +57,11 @@ class Config:
     # process gets near it.
     watchdog_timeout_s: float = 10.0
     watchdog_kill: bool = False
+    # maxmemory (finding 4): bytes of keyspace (``used_memory``) past which writes that may grow
+    # memory get OOM (``noeviction``) or keys are evicted (``allkeys-lru``); 0: no limit. ``serve``
+    # fills in its default, a share of the machine's memory (node/sysmem.py says why).
+    maxmemory: int = 0
+    maxmemory_policy: str = "noeviction"
     crash_loop_count: int = 5
     crash_loop_window_s: float = 60.0
 

@@ -54,6 +54,7 @@ __all__ = [
     "ARITY",
     "ARGTYPE",
     "LOADING",
+    "OOM",
     "BUSY",
     "MISCONF",
     "NOPROTO",
@@ -173,10 +174,11 @@ BUSY = "BUSY"  # an AOF rewrite is already running
 MISCONF = "MISCONF"  # the AOF is not writable: writes are refused
 NOPROTO = "NOPROTO"  # HELLO asked for a protocol version this node does not speak
 ABORTED = "ABORTED"  # in flight when the log actor died: may or may not have been applied
+OOM = "OOM"  # used_memory is over --maxmemory: writes that may grow memory are refused
 
 ERROR_CODES: frozenset[str] = frozenset(
     (ERR, WRONGTYPE, PROTO, TOOBIG, UNKNOWNCMD, ARITY, ARGTYPE, LOADING, BUSY, MISCONF, NOPROTO,
-     ABORTED)
+     ABORTED, OOM)
 )
 
 # The messages that go with LOADING and BUSY, written here once because several actors send

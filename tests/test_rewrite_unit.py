@@ -316,3 +316,21 @@ def test_a_rewritten_aof_is_0600_whatever_the_umask(tmp_path):
         os.umask(old)
     assert rw.rewrites == 1
     assert os.stat(writer.path).st_mode & 0o777 == 0o600
+
+
+def test_a_rewrite_whose_copy_on_write_would_not_fit_is_refused_not_forked(tmp_path):
+    """Issue "limits", finding 4: refuse with a clear status instead of forking into an OOM."""
+    from node.aof.rewrite import Rewriter
+    from node.aof.writer import AofWriter
+    log = structlog.get_logger()
+    writer = AofWriter(str(tmp_path / "appendonly.aof"), "always", log)
+    closer = RecordingCloser()
+    rw = Rewriter(Keyspace(), writer, closer, str(tmp_path / "appendonly.aof"), str(tmp_path), log,
+                  diff_limit=1 << 20, auto_percentage=100, auto_min_size=1 << 20,
+                  memory=lambda: (8 << 30, 1 << 30))  # 8 GiB resident, 1 GiB available
+    code, message = rw.request()
+    assert code == "ERR" and "not enough free memory" in message and "2048 MiB needed" in message
+    assert rw.run is None and rw.total_forks == 0 and rw.info()["aof_rewrite_memory_refusals"] == 1
+    rw.memory = lambda: (8 << 30, 4 << 30)
+    assert rw.request() == "Background append only file rewriting started"
+    rw.abort("test over")

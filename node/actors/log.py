@@ -91,6 +91,10 @@ class LogActor(Actor):
         self._remove_stale_temp_files()
         self.reporter = Reporter(self)
         self.executor = Executor(info_provider=self.reporter.info)
+        # Before the load, so the access clock of allkeys-lru is built key by key (turning it on
+        # later walks every key); the replay itself never refuses nor evicts (loading).
+        self.executor.maxmemory = config.maxmemory
+        self.executor.maxmemory_policy = config.maxmemory_policy
         self._load()
         self.writer = AofWriter(config.aof_path, config.appendfsync, log)
         self.rewriter = Rewriter(self.executor.keyspace, self.writer, self.closer, config.aof_path,

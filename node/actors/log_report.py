@@ -16,6 +16,7 @@ import os
 import time
 
 from node.store.keyspace import NUM_DBS
+from node.sysmem import available_memory, process_rss, total_memory
 from node.version import VERSION
 
 __all__ = ["Reporter", "PauseMeter", "SUMMARY_INTERVAL_S"]
@@ -58,6 +59,20 @@ class Reporter:
         a.log.info("log_summary", interval_s=SUMMARY_INTERVAL_S, aof_size=w.size,
                    aof_write_status=w.status, keys=self.total_keys(), **delta)
 
+    def _memory(self) -> dict:
+        """What only the log actor knows; the executor adds used_memory, maxmemory, the policy
+        and evicted_keys (node/store/executor.py)."""
+        a = self.actor
+        rss = process_rss()
+        return {
+            "used_memory_human": _human(a.executor.keyspace.used_memory),
+            "used_memory_rss": rss,
+            "used_memory_rss_human": _human(rss),
+            "maxmemory_human": _human(a.executor.maxmemory),
+            "total_system_memory": total_memory(),
+            "available_system_memory": available_memory(),
+        }
+
     def info(self) -> dict[str, dict]:
         a = self.actor
         w, front = a.writer, a.front_stats
@@ -86,6 +101,7 @@ class Reporter:
                 "channel_pending_bytes": a.front.pending_bytes if a.front is not None and not a.front.closed else 0,
                 "channel_backpressure_pauses": a.backpressure_pauses,
             },
+            "memory": self._memory(),
             "persistence": {
                 "loading": 0,
                 "aof_enabled": 1,
@@ -117,6 +133,14 @@ class Reporter:
                 "total_forks": a.rewriter.total_forks,
             },
         }
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "K", "M", "G"):
+        if n < 1024 or unit == "G":
+            return f"{n:.2f}{unit}" if unit != "B" else f"{n}B"
+        n /= 1024
+    return f"{n:.2f}G"
 
 
 class PauseMeter:

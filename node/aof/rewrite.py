@@ -47,6 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import msgpack
 
+from node import sysmem
 from node.aof import fileops
 from node.aof.rewrite_child import child_main
 from node.aof.rewrite_run import (CATCHUP_FSYNC_BYTES, FINAL_BYTES, TEMP_PREFIX, RewriteRun,
@@ -67,7 +68,7 @@ class Rewriter:
 
     def __init__(self, keyspace: Keyspace, writer, closer, aof_path: str, data_dir: str, log,
                  diff_limit: int, auto_percentage: int, auto_min_size: int,
-                 child_nice: int = 10, pause=None) -> None:
+                 child_nice: int = 10, pause=None, memory=None) -> None:
         self.keyspace = keyspace
         self.writer = writer
         self.closer = closer  # submit_close(fd, path), submit_unlink(path): never blocks here
@@ -79,6 +80,10 @@ class Rewriter:
         self.auto_min_size = auto_min_size
         self.child_nice = child_nice
         self.pause = pause or (lambda step: None)
+        # (rss, available) in bytes, for the copy-on-write check before a fork; tests pass a fake.
+        self.memory = memory or (lambda: (sysmem.process_rss(), sysmem.available_memory()))
+        self.refusal = ""  # why the last start was refused for memory ("" if it was not)
+        self.memory_refusals = 0
         self.run: RewriteRun | None = None
         self.scheduled = False
         self.dying: set[int] = set()  # children killed on abort, not reaped yet
@@ -116,11 +121,21 @@ class Rewriter:
             return "Background append only file rewriting scheduled"
         if self.start("manual"):
             return "Background append only file rewriting started"
+        if self.refusal:
+            return ("ERR", f"Can't execute an AOF background rewriting: {self.refusal}")
         return ("ERR", "Can't execute an AOF background rewriting. Please check the server logs for more information.")
 
     def start(self, trigger: str) -> bool:
-        """Step 1: fork the child. False (status err, logged) if the fork failed."""
+        """Step 1: fork the child. False (status err, logged) if the fork failed, or (logged,
+        ``refusal`` set) if its copy-on-write would not fit in the free memory."""
         self.scheduled = False
+        self.refusal = self._memory_refusal()
+        if self.refusal:
+            self.memory_refusals += 1
+            self.next_auto_at = time.monotonic() + BACKOFF_BASE_S  # auto: look again in a minute
+            self.log.warning("rewrite_refused_memory", trigger=trigger, reason=self.refusal,
+                             refusals=self.memory_refusals)
+            return False
         r, w = os.pipe()
         gc.freeze()
         t0 = time.perf_counter()
@@ -145,6 +160,19 @@ class Rewriter:
                       aof_size=self.writer.size)
         self.pause("forked")
         return True
+
+    def _memory_refusal(self) -> str:
+        """Why a child would not fit now ("" if it would). The child shares the parent's pages
+        and copies those either side writes to while it runs: the last run's copy-on-write with
+        half again of margin, and at least a quarter of the parent's RSS (a write-heavy load
+        with a slow child once dirtied ~84% of it) must fit in the memory still available,
+        else the fork is an invitation to the OOM killer. Unknown figures (0) never refuse."""
+        rss, available = self.memory()
+        need = max(int(self.last_cow_size * 1.5), rss // 4)
+        if not available or need <= available:
+            return ""
+        return (f"not enough free memory for the rewrite child's copy-on-write "
+                f"(~{need >> 20} MiB needed, {available >> 20} MiB available)")
 
     # -- step 3 -----------------------------------------------------------------------------
 
@@ -364,4 +392,6 @@ class Rewriter:
             "aof_rewrite_buffer_length": run.diff_bytes if run else 0,
             "aof_last_cow_size": self.last_cow_size,
             "aof_rewrite_child_pid": (run.child_pid or 0) if run else 0,
+            "aof_rewrite_memory_refusals": self.memory_refusals,
+            "aof_last_rewrite_refusal": self.refusal,
         }

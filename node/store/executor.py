@@ -34,7 +34,7 @@ from __future__ import annotations
 from random import Random
 from typing import Any, Callable
 
-from protocol.codec import UNKNOWNCMD, Error
+from protocol.codec import OOM, UNKNOWNCMD, Error
 from protocol.commands import COMMANDS
 
 from node.store.eviction import ALLKEYS_LRU, NOEVICTION, POLICIES, evict
@@ -49,7 +49,7 @@ __all__ = ["OOM_ERR", "Executor"]
 _ALL_SECTIONS = frozenset(("default", "all", "everything"))
 _DENYOOM = frozenset(name for name, spec in COMMANDS.items() if spec.denyoom)
 # Redis's text. The code is a plain string until protocol/codec.py defines OOM with the others.
-OOM_ERR = Error("OOM", "command not allowed when used memory > 'maxmemory'")
+OOM_ERR = Error(OOM, "command not allowed when used memory > 'maxmemory'")
 
 
 class Executor(StringCommands, KeyCommands, HashCommands):

@@ -49,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="log actor_hung when the log actor's loop has not turned for SECONDS (default 10; 0: off)")
     s.add_argument("--watchdog-kill", action="store_true",
                    help="also kill a hung log actor, so that it restarts")
+    s.add_argument("--maxmemory", type=_size, default=None, metavar="SIZE",
+                   help="keyspace memory limit (default: 40%% of the machine's or cgroup's memory; 0: none)")
+    s.add_argument("--maxmemory-policy", choices=("noeviction", "allkeys-lru"), default="noeviction",
+                   help="at maxmemory: refuse writes that may grow memory (default), or evict keys")
     s.add_argument("--crash-loop-count", type=int, default=5, metavar="N",
                    help="stop the node (exit 7) when one actor dies N times within the window (default 5)")
     s.add_argument("--crash-loop-window", type=float, default=60.0, metavar="SECONDS",
@@ -80,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.cmd == "serve":
         from node.actors.supervisor import serve
+        from node.sysmem import default_maxmemory
         config = Config(dir=args.dir, bind=args.bind, appendfsync=args.appendfsync,
                         log_file=os.path.abspath(args.log_file) if args.log_file else None,
                         log_format=args.log_format,
@@ -94,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                         cycle_max_ms=args.cycle_max_ms,
                         watchdog_timeout_s=args.watchdog_timeout,
                         watchdog_kill=args.watchdog_kill,
+                        maxmemory=default_maxmemory() if args.maxmemory is None else args.maxmemory,
+                        maxmemory_policy=args.maxmemory_policy,
                         crash_loop_count=args.crash_loop_count,
                         crash_loop_window_s=args.crash_loop_window)
         return serve(config)

@@ -47,6 +47,7 @@ EVENTS: dict[str, dict[str, str]] = {
     "actor_spawned": {"role": "str", "child_pid": "int"},
     "actor_died": {"role": "str", "child_pid": "int", "returncode": "int"},
     "actor_restart_scheduled": {"role": "str", "in_s": "num"},
+    "rewrite_refused_memory": {"trigger": "str", "reason": "str", "refusals": "int"},
     "fd_limit": {"soft_before": "int", "soft": "int"},
     "actor_hung": {"role": "str", "child_pid": "int", "stalled_s": "num", "process_state": "str",
                    "killing": "bool"},
