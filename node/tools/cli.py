@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import sys
@@ -45,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="requests one log-actor cycle runs before it fsyncs and replies (default 4096)")
     s.add_argument("--cycle-max-ms", type=float, default=5.0, metavar="MS",
                    help="milliseconds one log-actor cycle runs before it fsyncs and replies (default 5)")
-    s.add_argument("--watchdog-timeout", type=float, default=10.0, metavar="SECONDS",
+    s.add_argument("--watchdog-timeout", dest="watchdog_timeout_s", type=float, default=10.0, metavar="SECONDS",
                    help="log actor_hung when the log actor's loop has not turned for SECONDS (default 10; 0: off)")
     s.add_argument("--watchdog-kill", action="store_true",
                    help="also kill a hung log actor, so that it restarts")
@@ -55,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="at maxmemory: refuse writes that may grow memory (default), or evict keys")
     s.add_argument("--crash-loop-count", type=int, default=5, metavar="N",
                    help="stop the node (exit 7) when one actor dies N times within the window (default 5)")
-    s.add_argument("--crash-loop-window", type=float, default=60.0, metavar="SECONDS",
+    s.add_argument("--crash-loop-window", dest="crash_loop_window_s", type=float, default=60.0, metavar="SECONDS",
                    help="the crash-loop window (default 60)")
 
     c = sub.add_parser("cli", help="send commands to a node (interactive without COMMAND)")
@@ -85,24 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "serve":
         from node.actors.supervisor import serve
         from node.sysmem import default_maxmemory
-        config = Config(dir=args.dir, bind=args.bind, appendfsync=args.appendfsync,
-                        log_file=os.path.abspath(args.log_file) if args.log_file else None,
-                        log_format=args.log_format,
-                        auto_aof_rewrite_percentage=args.auto_aof_rewrite_percentage,
-                        auto_aof_rewrite_min_size=args.auto_aof_rewrite_min_size,
-                        aof_rewrite_diff_limit=args.aof_rewrite_diff_limit,
-                        aof_close_inline=args.aof_close_inline,
-                        aof_rewrite_child_nice=args.aof_rewrite_child_nice,
-                        client_output_limit=args.client_output_limit,
-                        channel_output_limit=args.channel_output_limit,
-                        cycle_max_commands=args.cycle_max_commands,
-                        cycle_max_ms=args.cycle_max_ms,
-                        watchdog_timeout_s=args.watchdog_timeout,
-                        watchdog_kill=args.watchdog_kill,
-                        maxmemory=default_maxmemory() if args.maxmemory is None else args.maxmemory,
-                        maxmemory_policy=args.maxmemory_policy,
-                        crash_loop_count=args.crash_loop_count,
-                        crash_loop_window_s=args.crash_loop_window)
+        # Every serve option's dest is the name of its Config field: one place to add a setting.
+        settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if hasattr(args, f.name)}
+        if args.log_file:
+            settings["log_file"] = os.path.abspath(args.log_file)
+        if args.maxmemory is None:
+            settings["maxmemory"] = default_maxmemory()
+        config = Config(**settings)
         return serve(config)
     if args.cmd == "check-aof":
         from node.aof.check import check_aof_main
