@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import shlex
 import sys
 
 from node.config import DEFAULT_BIND, FSYNC_POLICIES, Config
@@ -104,118 +103,71 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # -- cli ----------------------------------------------------------------------------------------
+# The prompt, the argument splitter, reply rendering and help are in node/tools/repl.py.
 
-def format_reply(value, raw: bool = False, indent: str = "") -> str:
-    """Render a reply the way redis-cli does (``raw``: as redis-cli prints to a pipe)."""
-    from protocol.client import CommandError
-    if isinstance(value, CommandError):
-        return f"{value.code} {value.message}" if raw else f"(error) {value.code} {value.message}"
-    if value is None:
-        return "" if raw else "(nil)"
-    if isinstance(value, bool):
-        value = int(value)
-    if isinstance(value, int):
-        return str(value) if raw else f"(integer) {value}"
-    if isinstance(value, float):
-        return repr(value) if raw else f"(double) {value!r}"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        if raw:
-            return value.decode("utf-8", "replace")
-        return '"' + "".join(_escape(b) for b in value) + '"'
-    if isinstance(value, dict):
-        if value and all(isinstance(v, dict) for v in value.values()):  # INFO
-            lines = []
-            for section, fields in value.items():
-                lines.append(f"# {section.capitalize()}")
-                lines.extend(f"{k}:{v}" for k, v in fields.items())
-                lines.append("")
-            return "\n".join(lines).rstrip("\n")
-        value = [x for kv in value.items() for x in kv]
-    if isinstance(value, list):
-        if not value:
-            return "" if raw else "(empty array)"
-        if raw:
-            return "\n".join(format_reply(v, True) for v in value)
-        width = len(str(len(value)))
-        out = []
-        for i, v in enumerate(value, 1):
-            prefix = f"{i:>{width}}) "
-            text = format_reply(v, False, indent + " " * len(prefix))
-            out.append((indent if i > 1 else "") + prefix + text)
-        return "\n".join(out)
-    return repr(value)
-
-
-def _escape(b: int) -> str:
-    if b in (0x22, 0x5C):
-        return "\\" + chr(b)
-    if 0x20 <= b < 0x7F:
-        return chr(b)
-    return {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}.get(b, f"\\x{b:02x}")
+# The first PING waits at most this long before the CLI says it could not connect. ZeroMQ
+# connects lazily and keeps retrying by itself, so "no node" shows only as silence. A node
+# answers a PING within one log-actor cycle (5 ms by default, plus an fsync under `always`), and
+# while it loads (LOADING is an answer too), so 1 s is a wait for the network, not for the node.
+PROBE_TIMEOUT_S = 1.0
 
 
 def _cli(args) -> int:
+    try:
+        return _run_cli(args)
+    except BrokenPipeError:  # `aofnode cli KEYS '*' | head`: the reader left, nothing to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush does not fail again
+        return 1
+
+
+def _run_cli(args) -> int:
+    from node.tools import repl
     from protocol.client import Client, CommandError, NodeTimeout
-    raw = args.raw or (bool(args.command) and not sys.stdout.isatty())
-    with Client(args.connect, timeout=args.timeout) as client:
-        if args.command:
-            try:
-                print(format_reply(client.execute(*args.command), raw))
-            except CommandError as exc:
-                print(format_reply(exc, raw))
-                return 1
-            except NodeTimeout as exc:
-                print(f"Could not connect to aofnode at {args.connect}: {exc}", file=sys.stderr)
-                return 1
-            return 0
-        return _interactive(client, args.connect)
-
-
-def _interactive(client, endpoint: str) -> int:
-    from protocol.client import CommandError, NodeTimeout
-    try:
-        import readline
-        history = os.path.expanduser("~/.aofnode_history")
+    # Arguments are the bytes the shell passed (os.fsencode undoes Python's decoding); unlike a
+    # line typed at the prompt they are not unescaped, as in redis-cli.
+    words = [os.fsencode(w) for w in args.command]
+    if words and words[0].lower() == b"help":
         try:
-            readline.read_history_file(history)
-        except OSError:
-            pass
-    except ImportError:
-        readline = None
-    host = endpoint.split("://", 1)[-1]
-    db = 0
+            print(repl.help_text(words[1:]))
+        except repl.UnknownHelpTopic as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        return 0
+    failure = _probe(args.connect, min(args.timeout, PROBE_TIMEOUT_S))
+    if failure:
+        print(f"Could not connect to aofnode at {args.connect}: {failure}", file=sys.stderr)
+        return 1
+    raw = args.raw or (bool(words) and not sys.stdout.isatty())
+    with Client(args.connect, timeout=args.timeout) as client:
+        if not words:
+            return repl.interactive(client, args.connect)
+        try:
+            print(repl.format_command_reply(words, client.execute(*words), raw))
+        except CommandError as exc:
+            print(repl.format_reply(exc, raw))
+            return 1
+        except NodeTimeout as exc:
+            print(f"No reply from aofnode at {args.connect}: {exc}", file=sys.stderr)
+            return 1
+        return 0
+
+
+def _probe(endpoint: str, timeout: float) -> str | None:
+    """One PING, one try, at most ``timeout`` seconds: None if something answered, else why not.
+
+    Any reply counts, an error too (LOADING, a refused protocol version): a node is there, and
+    the command itself will say what is wrong.
+    """
+    import zmq
+    from protocol.client import Client, CommandError, NodeTimeout
     try:
-        while True:
-            prompt = f"{host}[{db}]> " if db else f"{host}> "
-            try:
-                line = input(prompt)
-            except EOFError:
-                print()
-                break
-            try:
-                words = shlex.split(line)
-            except ValueError as exc:
-                print(f"Invalid argument(s): {exc}")
-                continue
-            if not words:
-                continue
-            if words[0].lower() in ("quit", "exit"):
-                break
-            try:
-                reply = client.execute(*words)
-                if words[0].upper() == "SELECT":
-                    db = int(words[1])
-                print(format_reply(reply))
-            except CommandError as exc:
-                print(format_reply(exc))
-            except NodeTimeout as exc:
-                print(f"Could not connect to aofnode at {endpoint}: {exc}")
-    finally:
-        if readline is not None:
-            try:
-                readline.write_history_file(history)
-            except OSError:
-                pass
-    return 0
+        with Client(endpoint, timeout=timeout, retries=1, loading_timeout=0) as probe:
+            probe.execute("PING")
+    except CommandError:
+        return None
+    except NodeTimeout:
+        return f"no answer in {float(timeout)!r} s"
+    except zmq.ZMQError as exc:  # e.g. a malformed endpoint
+        return str(exc)
+    return None
