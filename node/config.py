@@ -64,6 +64,12 @@ class Config:
     maxmemory_policy: str = "noeviction"
     crash_loop_count: int = 5
     crash_loop_window_s: float = 60.0
+    # CURVE (issue 10, node/actors/auth.py): the server's secret certificate and a directory of
+    # allowed clients' public certificates (reread on SIGHUP). Without them only a loopback,
+    # ipc or inproc endpoint is bound, unless ``insecure_bind`` says otherwise.
+    curve_secret_key: str | None = None
+    curve_allow: str | None = None
+    insecure_bind: bool = False
 
     @property
     def aof_path(self) -> str:

@@ -90,8 +90,12 @@ class Client:
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout: float = 5.0, retries: int = 3,
                  context: zmq.Context | None = None,
-                 loading_timeout: float = DEFAULT_LOADING_TIMEOUT) -> None:
+                 loading_timeout: float = DEFAULT_LOADING_TIMEOUT,
+                 curve: tuple[bytes, bytes, bytes] | None = None) -> None:
         self.endpoint = endpoint
+        # CURVE (docs/protocol.md): (server public key, client public key, client secret key),
+        # each Z85 (40 characters, as in the certificates of ``aofnode keygen``) or 32 raw bytes.
+        self.curve = curve
         self.timeout = timeout
         self.retries = max(1, retries)
         self.loading_timeout = max(0.0, loading_timeout)
@@ -145,6 +149,11 @@ class Client:
         self.close()
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        if self.curve is not None:  # before connect: the handshake uses them
+            server_key, public_key, secret_key = self.curve
+            sock.setsockopt(zmq.CURVE_SERVERKEY, server_key)
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, public_key)
+            sock.setsockopt(zmq.CURVE_SECRETKEY, secret_key)
         sock.connect(self.endpoint)
         self._sock = sock
         if self._db:

@@ -41,6 +41,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from node import exitcodes
+from node.actors import auth
 from node.actors import channel
 from node.actors import messages as m
 from node.actors import private_sockets
@@ -138,10 +139,17 @@ class Front(Actor):
         clients.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a full pipe says EAGAIN: see outbox.py
         self.outbox = Outbox(clients, self.config.client_output_limit, self.log, on_cut=self._forget)
         self.monitor = clients.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
-                                                  | zmq.EVENT_ACCEPT_FAILED)
+                                                  | zmq.EVENT_ACCEPT_FAILED
+                                                  | (auth.MONITOR_EVENTS if auth.curve_enabled(self.config) else 0))
         # A client holds one descriptor; keep a reserve for the AOF-free rest of this process
         # (the channel, the monitor, ZeroMQ's own pipes and signalers).
         self.max_clients = max(0, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_RESERVE)
+        # CURVE (node/actors/auth.py): the ZAP handler is bound and watched on this loop, and
+        # libzmq told to refuse any handshake no handler answers, before the bind (fail closed).
+        try:
+            self.auth = auth.setup(self.config, self.ctx, clients, runtime, self.log)  # None: off
+        except auth.CurveConfigError as exc:
+            raise BindError(str(exc)) from exc
         try:
             clients.bind(self.config.bind)
         except zmq.ZMQError as exc:
@@ -155,6 +163,8 @@ class Front(Actor):
         self.log.info("actor_started", bind=self.config.bind)
 
     def on_tick(self, now: float) -> None:
+        if self.auth is not None and not self.auth.on_tick(now) and not self.runtime.stop_requested:
+            self.runtime.request_stop()  # ZAP handler gone, endpoint unbound: restart, handler first
         if self.log_ch is not None:
             o = self.outbox
             stats = dict(self.stats, connected_clients=self.connected_clients, waiting=self.waiting,
@@ -165,7 +175,8 @@ class Front(Actor):
                          clients_blocked_on_output=len(o.waiting),
                          output_waiting_bytes=o.total_bytes,
                          max_clients=self.max_clients,
-                         accept_failures=self.accept_failures)
+                         accept_failures=self.accept_failures,
+                         **(self.auth.counters() if self.auth is not None else {"auth_enabled": 0}))
             self._send_log(m.Stats(stats))
 
     @property
@@ -203,8 +214,10 @@ class Front(Actor):
         for ch in [self.log_ch, *self.pending_chs]:
             if ch is not None:
                 ch.close()
+        if self.auth is not None:
+            self.auth.close()  # before term(): an open ZAP socket would hold it forever
         self.ctx.term()
-        return 0
+        return exitcodes.ERROR if self.auth is not None and self.auth.lost else 0
 
     def _set_reading(self, on: bool) -> None:
         if on != self.reading:

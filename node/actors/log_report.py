@@ -100,6 +100,8 @@ class Reporter:
                 "channel_output_limit": a.config.channel_output_limit,
                 "channel_pending_bytes": a.front.pending_bytes if a.front is not None and not a.front.closed else 0,
                 "channel_backpressure_pauses": a.backpressure_pauses,
+                **{k: front.get(k, 0) for k in ("auth_enabled", "auth_allowed_keys", "auth_refused",
+                                                 "auth_handshake_failures")},  # node/actors/auth.py
             },
             "memory": self._memory(),
             "persistence": {

@@ -32,7 +32,7 @@ import sys
 import time
 
 from node import exitcodes
-from node.actors import private_sockets
+from node.actors import auth, private_sockets
 from node.actors.heartbeat import heartbeat_path, read_heartbeat
 from node.actors.runtime import Actor, Runtime
 from node.config import Config
@@ -114,6 +114,7 @@ class Supervisor(Actor):
         self.runtime: Runtime | None = None
         self._next_watch = 0.0
         self._reported_beat = 0.0
+        self._sighup = False
 
     def on_start(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -121,6 +122,8 @@ class Supervisor(Actor):
                       appendfsync=self.config.appendfsync)
         for role in ROLES:
             self._spawn(self.children[role])
+        if self.config.curve_allow:  # SIGHUP: the front rereads its CURVE allow-list (auth.py)
+            signal.signal(signal.SIGHUP, lambda _s, _f: setattr(self, "_sighup", True))
 
     def _spawn(self, child: _Child) -> None:
         child.proc = subprocess.Popen([*self.command, child.role, self.config.to_json()],
@@ -173,6 +176,12 @@ class Supervisor(Actor):
     def on_tick(self, now: float) -> None:
         if self.runtime.stop_requested:
             return
+        if self._sighup:  # forwarded here, not in the handler: the handler only sets the flag
+            self._sighup = False
+            front = self.children["front"].proc
+            if front is not None and front.returncode is None:
+                front.send_signal(signal.SIGHUP)
+            self.log.info("sighup_forwarded", role="front", child_pid=front.pid if front else 0)
         for child in self.children.values():
             if child.restart_at is not None and now >= child.restart_at:
                 self._spawn(child)
@@ -234,6 +243,13 @@ def raise_fd_limit(log) -> None:
 def serve(config: Config) -> int:
     log = configure("supervisor", config.log_format, config.log_file)
     raise_fd_limit(log)
+    refusal = auth.config_error(config)  # CURVE settings, or a reachable endpoint without them
+    if refusal:
+        log.error("bind_refused", bind=config.bind, error=refusal)
+        print(f"aofnode: {refusal}", file=sys.stderr)
+        return exitcodes.BIND
+    if auth.insecure_bind(config):
+        log.warning("insecure_bind", bind=config.bind)
     try:
         prepare_data_dir(config.dir, log)
         lock_fd = take_lock(config.lock_path)

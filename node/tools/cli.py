@@ -57,12 +57,26 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop the node (exit 7) when one actor dies N times within the window (default 5)")
     s.add_argument("--crash-loop-window", dest="crash_loop_window_s", type=float, default=60.0, metavar="SECONDS",
                    help="the crash-loop window (default 60)")
+    s.add_argument("--curve-secret-key", default=None, metavar="FILE",
+                   help="CURVE: the node's secret certificate (aofnode keygen); needs --curve-allow")
+    s.add_argument("--curve-allow", default=None, metavar="DIR",
+                   help="CURVE: directory of allowed clients' public certificates (*.key; reread on SIGHUP)")
+    s.add_argument("--insecure-bind", action="store_true",
+                   help="allow a non-loopback endpoint without CURVE (anyone who reaches it gets in)")
 
     c = sub.add_parser("cli", help="send commands to a node (interactive without COMMAND)")
     c.add_argument("--connect", default=DEFAULT_BIND, help=f"node endpoint (default: {DEFAULT_BIND})")
     c.add_argument("--timeout", type=float, default=5.0)
     c.add_argument("--raw", action="store_true", help="print replies without quotes and types")
+    c.add_argument("--curve-server-key", default=None, metavar="FILE",
+                   help="CURVE: the node's public certificate; with --curve-key")
+    c.add_argument("--curve-key", default=None, metavar="FILE",
+                   help="CURVE: this client's secret certificate (aofnode keygen)")
     c.add_argument("command", nargs=argparse.REMAINDER)
+
+    kg = sub.add_parser("keygen", help="write a CURVE key pair: NAME.key (public) and NAME.key_secret (0600)")
+    kg.add_argument("name")
+    kg.add_argument("--dir", default=".", help="where to write them (default: .)")
 
     k = sub.add_parser("check-aof", help="verify an AOF file; --fix truncates it to the last good record")
     k.add_argument("file")
@@ -93,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             settings["maxmemory"] = default_maxmemory()
         config = Config(**settings)
         return serve(config)
+    if args.cmd == "keygen":
+        from node.tools.keygen import keygen_main
+        return keygen_main(args.name, args.dir)
     if args.cmd == "check-aof":
         from node.aof.check import check_aof_main
         return check_aof_main(args.file, fix=args.fix, yes=args.yes)
@@ -134,12 +151,16 @@ def _run_cli(args) -> int:
             print(exc, file=sys.stderr)
             return 1
         return 0
-    failure = _probe(args.connect, min(args.timeout, PROBE_TIMEOUT_S))
+    curve = _curve(args)
+    if isinstance(curve, str):
+        print(f"aofnode cli: {curve}", file=sys.stderr)
+        return 1
+    failure = _probe(args.connect, min(args.timeout, PROBE_TIMEOUT_S), curve)
     if failure:
         print(f"Could not connect to aofnode at {args.connect}: {failure}", file=sys.stderr)
         return 1
     raw = args.raw or (bool(words) and not sys.stdout.isatty())
-    with Client(args.connect, timeout=args.timeout) as client:
+    with Client(args.connect, timeout=args.timeout, curve=curve) as client:
         if not words:
             return repl.interactive(client, args.connect)
         try:
@@ -153,7 +174,20 @@ def _run_cli(args) -> int:
         return 0
 
 
-def _probe(endpoint: str, timeout: float) -> str | None:
+def _curve(args) -> tuple[bytes, bytes, bytes] | str | None:
+    """The CURVE keys of --curve-server-key and --curve-key, None without them, or why not."""
+    if not (args.curve_server_key or args.curve_key):
+        return None
+    if not (args.curve_server_key and args.curve_key):
+        return "--curve-server-key and --curve-key go together"
+    from node.tools.keygen import load_client_curve
+    try:
+        return load_client_curve(args.curve_server_key, args.curve_key)
+    except (OSError, ValueError) as exc:
+        return str(exc)
+
+
+def _probe(endpoint: str, timeout: float, curve=None) -> str | None:
     """One PING, one try, at most ``timeout`` seconds: None if something answered, else why not.
 
     Any reply counts, an error too (LOADING, a refused protocol version): a node is there, and
@@ -162,7 +196,7 @@ def _probe(endpoint: str, timeout: float) -> str | None:
     import zmq
     from protocol.client import Client, CommandError, NodeTimeout
     try:
-        with Client(endpoint, timeout=timeout, retries=1, loading_timeout=0) as probe:
+        with Client(endpoint, timeout=timeout, retries=1, loading_timeout=0, curve=curve) as probe:
             probe.execute("PING")
     except CommandError:
         return None

@@ -57,6 +57,9 @@ EVENTS: dict[str, dict[str, str]] = {
     "actor_stop_timeout": {"role": "str", "child_pid": "int"},
     "actor_exited": {"role": "str", "child_pid": "int", "returncode": "int"},
     "node_stopped": {"exit_code": "int"},
+    "bind_refused": {"bind": "str", "error": "str"},
+    "insecure_bind": {"bind": "str"},
+    "sighup_forwarded": {"role": "str", "child_pid": "int"},
     # every actor
     "actor_started": {},
     "actor_stopped": {},
@@ -71,6 +74,15 @@ EVENTS: dict[str, dict[str, str]] = {
     "internal_peer_rejected": {"channel": "str", "peer_pid": "int", "peer_uid": "int", "rejected": "int"},
     "log_actor_lost": {"reason": "str", "aborted_messages": "int"},
     "front_stopping": {"in_flight": "int", "waiting": "int"},
+    # front: CURVE (node/actors/auth.py)
+    "auth_started": {"server_key": "str", "allow_dir": "str", "allowed_keys": "int"},
+    "auth_keys_reloaded": {"allow_dir": "str", "allowed_keys": "int", "added": "int", "removed": "int"},
+    "auth_reload_failed": {"allow_dir": "str", "error": "str", "kept_keys": "int"},
+    "auth_bad_certificates": {"allow_dir": "str", "files": "str"},
+    "auth_refused": {"address": "str", "mechanism": "str", "key": "str", "refused": "int",
+                     "refused_total": "int"},
+    "auth_handshake_failed": {"reason": "str", "failures": "int", "failures_total": "int"},
+    "auth_handler_lost": {"bind": "str", "unbound": "bool"},
     # log: start-up and AOF loading
     "stale_temp_file_removed": {"path": "str"},
     "aof_load_progress": {"records": "int", "bytes": "int", "seconds": "num"},
