@@ -10,8 +10,10 @@ Design (the ZeroMQ guide's Lazy Pirate, on a DEALER socket):
   2. after LOADING, for any command (the node refused it before executing it), for up to
      ``loading_timeout`` seconds from the first LOADING reply. Then the call fails with a
      LOADING ``CommandError`` that says how long it waited.
-- SELECT is per socket on the node, so the client remembers its db and selects it again on each
-  new socket; a socket whose SELECT failed is closed, never used on the wrong db.
+- The db travels with every message (protocol 2): the client keeps the db its last successful
+  SELECT chose and writes it in each message's header, so a new socket, a restarted front or
+  a reconnect can never move a command to another db. A retry resends the same bytes, so it
+  runs on the db of the first try.
 """
 from __future__ import annotations
 
@@ -90,7 +92,7 @@ class Client:
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout: float = 5.0, retries: int = 3,
                  context: zmq.Context | None = None,
-                 loading_timeout: float = DEFAULT_LOADING_TIMEOUT,
+                 loading_timeout: float = DEFAULT_LOADING_TIMEOUT, db: int = 0,
                  curve: tuple[bytes, bytes, bytes] | None = None) -> None:
         self.endpoint = endpoint
         # CURVE (docs/protocol.md): (server public key, client public key, client secret key),
@@ -101,7 +103,7 @@ class Client:
         self.loading_timeout = max(0.0, loading_timeout)
         self._ctx = context or zmq.Context.instance()
         self._sock: zmq.Socket | None = None
-        self._db = 0
+        self._db = db
         self._open()
 
     # -- public -------------------------------------------------------------------------------
@@ -132,6 +134,11 @@ class Client:
                 out.append(reply)
         return out
 
+    @property
+    def db(self) -> int:
+        """The db every message is sent for (``db=`` at construction, then the last SELECT)."""
+        return self._db
+
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close(linger=0)
@@ -156,19 +163,10 @@ class Client:
             sock.setsockopt(zmq.CURVE_SECRETKEY, secret_key)
         sock.connect(self.endpoint)
         self._sock = sock
-        if self._db:
-            body = codec.encode_request("SELECT", self._db)
-            try:
-                reply = self._roundtrip(body, batch=False)
-            except BaseException:
-                self.close()  # a socket left on db 0 would run the next command on the wrong db
-                raise
-            if isinstance(reply, codec.Error):
-                self.close()
-                raise CommandError(reply.code, reply.message)
 
     def _call(self, commands: list, batch: bool):
-        body = codec.encode_batch(commands) if batch else codec.encode_request(*commands[0])
+        db = self._db
+        body = codec.encode_batch(commands, db=db) if batch else codec.encode_request(*commands[0], db=db)
         safe = _retry_safe(commands)
         failures = 0  # timeouts and ABORTED replies, against self.retries
         loading_since: float | None = None  # monotonic time of the first LOADING reply
@@ -192,10 +190,6 @@ class Client:
                 failures += 1
                 if safe:
                     raise _Retryable(exc) from exc
-                raise
-            except CommandError as exc:  # the SELECT of a new socket was refused
-                if exc.code == codec.LOADING:
-                    raise still_loading(exc.message) from None
                 raise
             # LOADING and ABORTED answer a whole message (protocol.md), never one item of a batch.
             if isinstance(reply, codec.Error):

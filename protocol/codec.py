@@ -29,6 +29,8 @@ See docs/protocol.md for the wire format written for client authors.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -75,7 +77,7 @@ __all__ = [
 ]
 
 # Bumped on any incompatible change of the wire format; a client asks for it with HELLO.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 # --- Limits ----------------------------------------------------------------------------------
 # One client frame. Redis caps a bulk string at 512 MiB (proto-max-bulk-len), but here the whole
@@ -206,7 +208,8 @@ class Request(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One decoded client frame: a single request, or a batch (pipeline) of them.
+    """One decoded client frame: a single request, or a batch (pipeline) of them, and the db
+    its header names (protocol 2: the db travels with every message; the node keeps none).
 
     ``items`` are in the client's order; an invalid request is an ``Error`` in its place. A single
     request gives ``is_batch=False`` and exactly one item.
@@ -214,6 +217,7 @@ class Message:
 
     is_batch: bool
     items: tuple[Request | Error, ...]
+    db: int = 0
 
 
 class ProtocolError(Exception):
@@ -231,9 +235,10 @@ _LOOKUP = {**COMMANDS, **{name.lower(): spec for name, spec in COMMANDS.items()}
 _object_new = object.__new__
 _set_is_batch = Message.is_batch.__set__  # type: ignore[attr-defined]
 _set_items = Message.items.__set__  # type: ignore[attr-defined]
+_set_db = Message.db.__set__  # type: ignore[attr-defined]
 
 
-def _new_message(is_batch: bool, items: tuple[Request | Error, ...]) -> Message:
+def _new_message(is_batch: bool, items: tuple[Request | Error, ...], db: int) -> Message:
     """``Message(is_batch, items)`` at ~60% of the cost, for the hot path.
 
     A frozen dataclass's generated __init__ goes through object.__setattr__ per field; the slot
@@ -242,6 +247,7 @@ def _new_message(is_batch: bool, items: tuple[Request | Error, ...]) -> Message:
     message = _object_new(Message)
     _set_is_batch(message, is_batch)
     _set_items(message, items)
+    _set_db(message, db)
     return message
 
 
@@ -288,10 +294,20 @@ def decode_message(body: bytes) -> Message | Error:
 
     if type(obj) is not list:
         return Error(PROTO, f"a message must be an array, got {_wire_type(obj)}")
+    if len(obj) != 2 or type(obj[0]) is not dict:
+        if obj and type(obj[0]) in (str, bytes, list):
+            return _NOT_PROTOCOL_2
+        return Error(PROTO, "a message is an array [header, request or batch]")
+    header, obj = obj
+    db = _header_db(header) if header else 0
+    if type(db) is Error:
+        return db
+    if type(obj) is not list:
+        return Error(PROTO, f"a request must be an array, got {_wire_type(obj)}")
     if not obj:
         return Error(PROTO, "empty request")
     if type(obj[0]) is not list:
-        return _new_message(False, (_decode_request(obj, False),))
+        return _new_message(False, (_decode_request(obj, False),), db)
 
     # A batch: an array of requests.
     if len(obj) > MAX_BATCH_LENGTH:
@@ -301,7 +317,46 @@ def decode_message(body: bytes) -> Message | Error:
         if type(item) is not list:
             return Error(PROTO, f"a batch must be an array of requests, got {_wire_type(item)} "
                                 f"in it")
-    return _new_message(True, tuple([_decode_request(item, True) for item in obj]))
+    return _new_message(True, tuple([_decode_request(item, True) for item in obj]), db)
+
+
+_NOT_PROTOCOL_2 = Error(NOPROTO, "this node speaks protocol 2: a message is an array [header, "
+                                 "request or batch], the header a map such as {\"db\": 0} (see "
+                                 "docs/protocol.md); protocol 1 messages are not accepted")
+# The header's fields. A field it does not know is refused, not ignored: a misspelt "DB" must not
+# run a write in db 0 (the very bug protocol 2 exists to remove).
+HEADER_FIELDS = frozenset({"db"})
+NUM_DBS = 16  # databases 0..15, as Redis's default
+
+
+def _header_db(header: dict) -> int | Error:
+    unknown = [k for k in header if k not in HEADER_FIELDS]
+    if unknown:
+        shown = ", ".join(repr(k) for k in unknown[:3])
+        return Error(PROTO, f"unknown header field(s) {shown}; known: db")
+    db = header.get("db", 0)
+    if type(db) is not int:
+        return Error(PROTO, f"header field db must be an integer, got {_wire_type(db)}")
+    if not 0 <= db < NUM_DBS:
+        return Error(ERR, "DB index is out of range")
+    return db
+
+
+def parse_select(arg: bytes) -> int | Error:
+    """SELECT's argument, by Redis's rules (string2ll, then the range): no sign but a leading
+    minus, no leading zeros, no spaces; "01", "+1" and "-0" are refused as Redis refuses them."""
+    text = arg.decode("ascii", "replace")
+    if not _STRICT_INT.fullmatch(text) or len(text) > 20:
+        return Error(ERR, "value is not an integer or out of range")
+    n = int(text)
+    if not -(1 << 63) <= n < (1 << 63):
+        return Error(ERR, "value is not an integer or out of range")
+    if not 0 <= n < NUM_DBS:
+        return Error(ERR, "DB index is out of range")
+    return n
+
+
+_STRICT_INT = re.compile(r"0|-?[1-9][0-9]*")
 
 
 class _TooManyObjects(Exception):
@@ -449,12 +504,17 @@ def encode_batch_reply(values: Sequence[Any]) -> bytes:
 
 
 # --- Client side -----------------------------------------------------------------------------
-def encode_request(command: str | bytes, *args: bytes | str | int) -> bytes:
-    """Encode one request. Raises TypeError for an argument the server would refuse (ARGTYPE)."""
-    return msgpack.packb(_check_request(command, args))
+def _header(db: int) -> dict:
+    return {"db": db} if db else {}  # db 0 is the default: an empty map, one byte
 
 
-def encode_batch(commands: Sequence[Sequence[Any]]) -> bytes:
+def encode_request(command: str | bytes, *args: bytes | str | int, db: int = 0) -> bytes:
+    """Encode one request for ``db``. Raises TypeError for an argument the server would refuse
+    (ARGTYPE)."""
+    return msgpack.packb([_header(db), _check_request(command, args)])
+
+
+def encode_batch(commands: Sequence[Sequence[Any]], db: int = 0) -> bytes:
     """Encode a batch (pipeline): each element is ``(command, *args)``.
 
     Raises ValueError for an empty batch or an empty command (neither can be expressed), and
@@ -468,7 +528,7 @@ def encode_batch(commands: Sequence[Sequence[Any]]) -> bytes:
             raise ValueError(f"each batch item must be a non-empty sequence (command, *args), "
                              f"got {cmd!r:.60}")
         batch.append(_check_request(cmd[0], cmd[1:]))
-    return msgpack.packb(batch)
+    return msgpack.packb([_header(db), batch])
 
 
 def _check_request(command: Any, args: Sequence[Any]) -> list:

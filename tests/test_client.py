@@ -22,7 +22,8 @@ class ScriptedNode:
     def __init__(self, script: list, loading_for: float = 0.0) -> None:
         self.endpoint = f"tcp://127.0.0.1:{free_port()}"
         self.script = list(script)
-        self.received: list = []
+        self.received: list = []  # the requests (payloads) ...
+        self.headers: list = []  # ... and the protocol-2 headers they came with
         self.identities: list[bytes] = []
         self.loading_replies = 0
         self._loading_until = time.monotonic() + loading_for
@@ -42,14 +43,18 @@ class ScriptedNode:
                 continue
             frames = sock.recv_multipart()
             self.identities.append(frames[0])
-            self.received.append(msgpack.unpackb(frames[-1], raw=False))
+            header, payload = msgpack.unpackb(frames[-1], raw=False)
+            self.headers.append(header)
+            self.received.append(payload)
             if time.monotonic() < self._loading_until:
                 self.loading_replies += 1
                 loading = codec.Error(codec.LOADING, codec.LOADING_MESSAGE)
                 sock.send_multipart([*frames[:-1], codec.encode_reply(loading)])
                 continue
             action = self.script.pop(0) if self.script else None
-            if action is not None:
+            if type(action) is tuple:  # a tuple in the script: the replies to a batch
+                sock.send_multipart([*frames[:-1], codec.encode_batch_reply(list(action))])
+            elif action is not None:
                 sock.send_multipart([*frames[:-1], codec.encode_reply(action)])
         sock.close()
 
@@ -137,24 +142,13 @@ def test_loading_timeout_zero_does_not_retry(scripted):
     assert len(node.received) == 1
 
 
-def test_loading_on_the_select_of_a_new_socket_is_retried(scripted):
-    loading = codec.Error(codec.LOADING, codec.LOADING_MESSAGE)
-    node = scripted(["OK", None, loading, "OK", b"v"])
-    with Client(node.endpoint, timeout=0.2, retries=2) as c:
-        c.execute("SELECT", 4)
+def test_a_failed_select_leaves_the_db_unchanged(scripted):
+    node = scripted([codec.Error(codec.ERR, "DB index is out of range"), b"v"])
+    with Client(node.endpoint, timeout=0.5, retries=2) as c:
+        assert pytest.raises(CommandError, c.execute, "SELECT", 99).value.code == codec.ERR
+        assert c.db == 0
         assert c.execute("GET", "k") == b"v"
-    assert node.received == [["SELECT", 4], ["GET", "k"], ["SELECT", 4], ["SELECT", 4],
-                             ["GET", "k"]]
-
-
-def test_a_socket_whose_select_failed_is_not_used_on_db_0(scripted):
-    node = scripted(["OK", None, codec.Error(codec.ERR, "boom"), "OK", b"v"])
-    with Client(node.endpoint, timeout=0.2, retries=2) as c:
-        c.execute("SELECT", 4)
-        assert pytest.raises(CommandError, c.execute, "GET", "k").value.code == codec.ERR
-        assert c.execute("GET", "k") == b"v"
-    assert node.received == [["SELECT", 4], ["GET", "k"], ["SELECT", 4], ["SELECT", 4],
-                             ["GET", "k"]]
+    assert node.headers == [{}, {}]
 
 
 def test_aborted_write_surfaces_as_error(scripted):
@@ -165,12 +159,27 @@ def test_aborted_write_surfaces_as_error(scripted):
     assert len(node.received) == 1
 
 
-def test_selected_db_is_selected_again_on_a_new_socket(scripted):
-    node = scripted(["OK", None, "OK", b"v"])
+def test_the_selected_db_travels_in_every_header_even_on_a_new_socket(scripted):
+    """Protocol 2: no SELECT is replayed on a new socket; the db is in each message's header, so
+    a retry on a fresh socket (a restarted front, identity churn) runs on the same db."""
+    node = scripted(["OK", None, b"v", ("OK", b"w"), b"x"])
     with Client(node.endpoint, timeout=0.2, retries=2) as c:
         c.execute("SELECT", 4)
-        assert c.execute("GET", "k") == b"v"
-    assert node.received == [["SELECT", 4], ["GET", "k"], ["SELECT", 4], ["GET", "k"]]
+        assert c.execute("GET", "k") == b"v"  # the first try times out; the retry's socket is new
+        assert c.execute_many([("SELECT", 5), ("GET", "j")]) == ["OK", b"w"]
+        assert c.db == 5
+        assert c.execute("GET", "i") == b"x"
+    assert node.received == [["SELECT", 4], ["GET", "k"], ["GET", "k"], [["SELECT", 5], ["GET", "j"]],
+                             ["GET", "i"]]
+    assert node.headers == [{}, {"db": 4}, {"db": 4}, {"db": 4}, {"db": 5}]
+    assert len(set(node.identities[1:3])) == 2  # the retry came from a new socket
+
+
+def test_db_at_construction(scripted):
+    node = scripted(["OK"])
+    with Client(node.endpoint, timeout=1, db=9) as c:
+        c.execute("SET", "k", "v")
+    assert node.headers == [{"db": 9}]
 
 
 def test_pipeline_timeout_raises_and_is_not_retried_when_unsafe(scripted):

@@ -11,6 +11,8 @@ import pytest
 import protocol
 from protocol import codec
 from protocol.codec import (
+    ERR,
+    NOPROTO,
     ARGTYPE,
     ARITY,
     MAX_ARGS,
@@ -36,11 +38,31 @@ from protocol.codec import (
 )
 from protocol.commands import COMMANDS, CommandSpec
 
-pack = msgpack.packb
+raw = msgpack.packb
+
+
+def pack(payload) -> bytes:
+    """A protocol-2 message for db 0: ``[{}, payload]``."""
+    return raw([{}, payload])
+
+
+def v2(payload: bytes) -> bytes:
+    """Wrap already-encoded payload bytes as a protocol-2 message: array of 2, empty map first."""
+    return b"\x92\x80" + payload
 
 
 def single(name: str, *args: bytes) -> Message:
     return Message(False, (Request(name, args),))
+
+
+@pytest.mark.parametrize("db", [0, 1, 15])
+def test_the_header_db_reaches_the_message(db):
+    assert decode_message(encode_request("GET", "k", db=db)).db == db
+    assert decode_message(encode_batch([("GET", "k"), ("PING",)], db=db)).db == db
+
+
+def test_an_empty_header_means_db_0():
+    assert decode_message(raw([{}, ["PING"]])).db == 0
 
 
 # --- Requests: valid ------------------------------------------------------------------------
@@ -157,10 +179,20 @@ MALFORMED = [
     ("text", b"GET k\r\n", PROTO, None),
     ("truncated", pack(["SET", "k", "value"])[:-2], PROTO, "malformed"),
     ("truncated header", b"\x93", PROTO, None),
+    ("protocol 1 request", raw(["PING"]), NOPROTO, "protocol 2"),
+    ("protocol 1 batch", raw([["PING"], ["GET", "k"]]), NOPROTO, "protocol 2"),
+    ("no header", raw([["PING"]]), NOPROTO, None),
+    ("header not a map", raw([1, ["PING"]]), PROTO, "[header"),
+    ("three elements", raw([{}, ["PING"], 1]), PROTO, "[header"),
+    ("unknown header field", raw([{"DB": 1}, ["PING"]]), PROTO, "unknown header field"),
+    ("header db not an int", raw([{"db": "1"}, ["PING"]]), PROTO, "db must be an integer"),
+    ("header db out of range", raw([{"db": 16}, ["PING"]]), ERR, "DB index is out of range"),
+    ("header db negative", raw([{"db": -1}, ["PING"]]), ERR, "DB index is out of range"),
     ("trailing bytes", pack(["PING"]) + b"\x00", PROTO, "trailing"),
     ("two messages", pack(["PING"]) * 2, PROTO, "trailing"),
-    ("invalid utf-8 str", b"\x91\xa2\xff\xfe", PROTO, None),
-    ("top-level int", pack(1), PROTO, "got int"),
+    ("invalid utf-8 str", v2(b"\x91\xa2\xff\xfe"), PROTO, None),
+    ("top-level int", raw(1), PROTO, "got int"),
+    ("payload int", pack(1), PROTO, "got int"),
     ("top-level str", pack("PING"), PROTO, "got str"),
     ("top-level bin", pack(b"PING"), PROTO, "got bin"),
     ("top-level map", pack({"cmd": "PING"}), PROTO, "got map"),
@@ -168,7 +200,7 @@ MALFORMED = [
     ("empty array", pack([]), PROTO, "empty"),
     ("batch mixing array and non-array", pack([["PING"], "PING"]), PROTO, "batch"),
     ("batch with nil item", pack([["PING"], None]), PROTO, "batch"),
-    ("very deep nesting", b"\x91" * 5000 + b"\xc0", PROTO, None),
+    ("very deep nesting", v2(b"\x91" * 5000 + b"\xc0"), PROTO, None),
     ("map with int keys", pack(["SET", "k", {1: 2}]), PROTO, None),
     ("unknown command", pack(["FOO", "x"]), UNKNOWNCMD, "unknown command 'FOO'"),
     ("unknown command keeps case", pack(["foo"]), UNKNOWNCMD, "'foo'"),
@@ -197,19 +229,19 @@ MALFORMED = [
     ("command name nil", pack([None]), ARGTYPE, "command name"),
     ("command name map", pack([{"a": "b"}]), ARGTYPE, "command name"),
     ("command name float", pack([1.0]), ARGTYPE, "command name"),
-    ("array over MAX_ARGS", _header_only_array(MAX_ARGS + 2), TOOBIG, None),
+    ("array over MAX_ARGS", v2(_header_only_array(MAX_ARGS + 2)), TOOBIG, None),
     ("batch too long", pack([["PING"]] * (MAX_BATCH_LENGTH + 1)), TOOBIG, "batch"),
     ("batch too long, counted", pack([["ECHO", "x" * 20]] * (MAX_BATCH_LENGTH + 1)), TOOBIG,
      "batch of 10001 requests"),
     # The object counts (issue 9, finding 3): refused while decoding, with TOOBIG.
     ("arrays past MAX_MESSAGE_CONTAINERS",
-     _requests_with_empty_containers(100, 700, b"\x90"), TOOBIG, "arrays and maps"),
+     v2(_requests_with_empty_containers(100, 700, b"\x90")), TOOBIG, "arrays and maps"),
     ("maps past MAX_MESSAGE_CONTAINERS",
-     _requests_with_empty_containers(100, 700, b"\x80"), TOOBIG, "arrays and maps"),
+     v2(_requests_with_empty_containers(100, 700, b"\x80")), TOOBIG, "arrays and maps"),
     ("nested arrays past MAX_MESSAGE_CONTAINERS",
-     _array(2, pack(["PING"]) + _array(70, (b"\x91" * 1000 + b"\xc0") * 70)), TOOBIG,
+     v2(_array(2, raw(["PING"]) + _array(70, (b"\x91" * 1000 + b"\xc0") * 70))), TOOBIG,
      "arrays and maps"),
-    ("objects past MAX_MESSAGE_OBJECTS", _array(3, _del_with_args(MAX_ARGS) * 3), TOOBIG,
+    ("objects past MAX_MESSAGE_OBJECTS", v2(_array(3, _del_with_args(MAX_ARGS) * 3)), TOOBIG,
      "msgpack objects"),
 ]
 
@@ -274,22 +306,23 @@ def test_body_at_the_size_limit_is_decoded():
 
 
 def test_message_at_the_object_limit_is_decoded_and_one_more_is_refused():
-    # One batch of two DELs: 1 + (1 + 1 + MAX_ARGS) + (1 + 1 + rest) objects.
-    rest = MAX_MESSAGE_OBJECTS - 5 - MAX_ARGS
-    at_limit = decode_message(_array(2, _del_with_args(MAX_ARGS) + _del_with_args(rest)))
+    # [header, batch of two DELs]: 1 + 2 + (1 + 1 + MAX_ARGS) + (1 + 1 + rest) objects.
+    rest = MAX_MESSAGE_OBJECTS - 7 - MAX_ARGS
+    at_limit = decode_message(v2(_array(2, _del_with_args(MAX_ARGS) + _del_with_args(rest))))
     assert type(at_limit) is Message
     assert [len(r.args) for r in at_limit.items] == [MAX_ARGS, rest]
-    over = decode_message(_array(2, _del_with_args(MAX_ARGS) + _del_with_args(rest + 1)))
+    over = decode_message(v2(_array(2, _del_with_args(MAX_ARGS) + _del_with_args(rest + 1))))
     assert over == Error(TOOBIG, f"message has more than {MAX_MESSAGE_OBJECTS} msgpack objects")
 
 
 def test_message_at_the_container_limit_is_decoded_and_one_more_is_refused():
-    # A batch of one DEL whose arguments are empty arrays: 2 + k containers, in-place ARGTYPE.
-    k = MAX_MESSAGE_CONTAINERS - 2
-    at_limit = decode_message(_requests_with_empty_containers(1, k, b"\x90"))
+    # [header, batch of one DEL whose arguments are empty arrays]: 4 + k containers (the message,
+    # the header map, the batch, the DEL), in-place ARGTYPE.
+    k = MAX_MESSAGE_CONTAINERS - 4
+    at_limit = decode_message(v2(_requests_with_empty_containers(1, k, b"\x90")))
     assert type(at_limit) is Message
     assert at_limit.items[0].code == ARGTYPE
-    over = decode_message(_requests_with_empty_containers(1, k + 1, b"\x90"))
+    over = decode_message(v2(_requests_with_empty_containers(1, k + 1, b"\x90")))
     assert type(over) is Error and over.code == TOOBIG
     assert over.message.startswith(
         f"message has more than {MAX_MESSAGE_CONTAINERS} arrays and maps")
@@ -365,8 +398,11 @@ def test_wire_reply_shape(value, wire):
 
 
 def test_ping_bytes():
-    # The tiny example of docs/protocol.md, byte for byte.
-    assert encode_request("PING") == bytes.fromhex("91a450494e47")
+    # The examples of docs/protocol.md, byte for byte: [{}, ["PING"]] and, for db 3,
+    # [{"db": 3}, ["SET", "k", "v"]].
+    assert encode_request("PING") == bytes.fromhex("928091a450494e47")
+    assert encode_request("SET", "k", "v", db=3) == bytes.fromhex("9281a2646203" "93a3534554a16ba176")
+    assert decode_message(bytes.fromhex("9281a2646203" "93a3534554a16ba176")).db == 3
     assert encode_reply("PONG") == bytes.fromhex("9200a4504f4e47")
     assert encode_reply(Error("ERR", "x")) == bytes.fromhex("9301a3455252a178")
 

@@ -311,8 +311,6 @@ def test_unknown_key_plain_client_and_wrong_server_key_get_nothing_and_are_logge
         assert wait_for(lambda: c.execute("INFO", "clients")["clients"]["auth_refused"], what="counted") >= 1
 
 
-@pytest.mark.xfail(reason="needs the hook in Front._read_monitor: `elif self.auth is not None: "
-                          "self.auth.on_monitor_event(event)`", strict=False)
 def test_plain_client_and_wrong_server_key_are_logged(make_node, keys):
     """Failures before ZAP come from the front's socket monitor (Front._read_monitor hands the
     handshake events to ``auth.on_monitor_event``)."""

@@ -36,7 +36,11 @@ def _array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
-def _many(item: bytes, limit: int = MAX_MESSAGE_BYTES - 5) -> bytes:
+# A protocol-2 message is [header, payload]: an array of two, here with the empty header {}.
+V2 = b"\x92\x80"
+
+
+def _many(item: bytes, limit: int = MAX_MESSAGE_BYTES - 7) -> bytes:
     """An array of as many copies of ``item`` as fit the message limit, up to 1M."""
     n = min(limit // len(item), 1_000_000)
     return _array_header(n) + item * n
@@ -49,17 +53,17 @@ def _chains(depth: int) -> bytes:
 
 def empty_array_bomb() -> bytes:
     """The frame of finding 3: 1M arrays of 63 empty arrays, 66 MB, 64M lists once decoded."""
-    return _many(b"\xdc\x00\x3f" + b"\x90" * 63)
+    return V2 + _many(b"\xdc\x00\x3f" + b"\x90" * 63)
 
 
 def map_bomb() -> bytes:
     """Arrays of one-entry maps {"a": nil}: a dict of ~230 bytes per 4 wire bytes."""
-    return _many(_array_header(1000) + b"\x81\xa1a\xc0" * 1000)
+    return V2 + _many(_array_header(1000) + b"\x81\xa1a\xc0" * 1000)
 
 
 def nested_array_bomb() -> bytes:
     """60,000 chains of arrays nested 1,000 deep (msgpack's own stack stops at 1,024)."""
-    return _many(_chains(1000))
+    return V2 + _many(_chains(1000))
 
 
 def bomb_inside_a_batch() -> bytes:
@@ -67,39 +71,39 @@ def bomb_inside_a_batch() -> bytes:
     ordinary = msgpack.packb(["SET", "k", "v"])
     hidden = b"\x93\xa3SET\xa1k" + _many(b"\xdc\x00\x3f" + b"\x90" * 63,
                                           limit=MAX_MESSAGE_BYTES - 100)
-    return _array_header(3) + ordinary + hidden + ordinary
+    return V2 + _array_header(3) + ordinary + hidden + ordinary
 
 
 def string_bomb() -> bytes:
     """Requests of 1,048,575 two-character strings: ~60 bytes each once decoded. Every request is
     within MAX_ARGS; the message passes MAX_MESSAGE_OBJECTS on its second or third request."""
-    return _many(_array_header(1_048_575) + b"\xa2ab" * 1_048_575)
+    return V2 + _many(_array_header(1_048_575) + b"\xa2ab" * 1_048_575)
 
 
 def int_bomb() -> bytes:
     """The same with negative fixints (1 byte each, a 28-byte int once decoded)."""
-    return _many(_array_header(1_048_575) + b"\xec" * 1_048_575)
+    return V2 + _many(_array_header(1_048_575) + b"\xec" * 1_048_575)
 
 
 def ext_bomb() -> bytes:
     """The same with 3-byte exts, which msgpack would build with a Python call each."""
-    return _many(_array_header(1_048_575) + b"\xd4\x01\x00" * 1_048_575)
+    return V2 + _many(_array_header(1_048_575) + b"\xd4\x01\x00" * 1_048_575)
 
 
 def timestamp_bomb() -> bytes:
     """The same with 6-byte timestamps (ext type -1), which msgpack builds without ext_hook."""
-    return _many(_array_header(1_048_575) + b"\xd6\xff\x00\x00\x00\x01" * 1_048_575)
+    return V2 + _many(_array_header(1_048_575) + b"\xd6\xff\x00\x00\x00\x01" * 1_048_575)
 
 
 def ordinary_batch(size: int) -> bytes:
     """A batch of MAX_BATCH_LENGTH SETs (6.6 KiB values for a 64 MiB frame) of about ``size``."""
     value = bytes(max(1, size // MAX_BATCH_LENGTH - 20))
-    return msgpack.packb([["SET", b"key:%06d" % i, value] for i in range(MAX_BATCH_LENGTH)])
+    return msgpack.packb([{}, [["SET", b"key:%06d" % i, value] for i in range(MAX_BATCH_LENGTH)]])
 
 
 def biggest_valid_request() -> bytes:
     """An MSET of MAX_ARGS arguments: the most objects one valid request may hold."""
-    return msgpack.packb(["MSET"] + [b"k%07d" % i for i in range(MAX_ARGS)])
+    return msgpack.packb([{}, ["MSET"] + [b"k%07d" % i for i in range(MAX_ARGS)]])
 
 
 def _decode_seconds(body: bytes, runs: int = 3) -> tuple[float, Message | Error]:

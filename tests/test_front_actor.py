@@ -15,6 +15,11 @@ from node.config import Config
 from tests.nodeproc import free_port, wait_for
 
 
+def _v2(payload) -> bytes:
+    """A protocol-2 message for db 0."""
+    return msgpack.packb([{}, payload])
+
+
 @pytest.fixture
 def front(tmp_path):
     config = Config(dir=str(tmp_path / "data"), bind=f"tcp://127.0.0.1:{free_port()}")
@@ -59,7 +64,7 @@ def _batches(rt, ch):
 
 def test_loading_until_the_log_actor_says_hello(front):
     _actor, rt, client, _config = front
-    client.send_multipart([b"", msgpack.packb(["GET", "k"])])
+    client.send_multipart([b"", _v2(["GET", "k"])])
     assert _reply(rt, client)[:2] == [1, "LOADING"]
 
 
@@ -67,20 +72,35 @@ def test_a_request_goes_to_the_log_actor_and_its_reply_back(front):
     actor, rt, client, config = front
     ch = _log_side(rt, config)
     wait_for(lambda: rt.run_once(timeout=0.02) or actor.ready, timeout=5, what="ready")
-    client.send_multipart([b"", msgpack.packb(["SET", "k", "v"])])
+    client.send_multipart([b"", _v2(["SET", "k", "v"])])
     [batch] = _batches(rt, ch)
     assert msgpack.unpackb(batch.bodies[0], raw=False) == [False, [[0, "SET", b"k", b"v"]]]
     ch.send(m.Replies(1, [batch.first_seq], [msgpack.packb([0, "OK"])]))
     assert _reply(rt, client) == [0, "OK"]
 
 
+def test_the_db_comes_from_each_message_not_from_the_front(front):
+    """Protocol 2: the front keeps no SELECT state; a SELECT holds for the rest of its message."""
+    actor, rt, client, config = front
+    ch = _log_side(rt, config)
+    wait_for(lambda: rt.run_once(timeout=0.02) or actor.ready, timeout=5, what="ready")
+    client.send_multipart([b"", msgpack.packb([{"db": 4}, [["GET", "a"], ["SELECT", "7"], ["GET", "b"]]])])
+    [batch] = _batches(rt, ch)
+    assert msgpack.unpackb(batch.bodies[0], raw=False) == [True, [[4, "GET", b"a"], [None, [0, "OK"]],
+                                                                  [7, "GET", b"b"]]]
+    client.send_multipart([b"", _v2(["GET", "c"])])  # the next message: db 0 again
+    [batch] = _batches(rt, ch)
+    assert msgpack.unpackb(batch.bodies[0], raw=False) == [False, [[0, "GET", b"c"]]]
+    assert not hasattr(actor, "dbs")
+
+
 def test_front_made_errors_wait_behind_earlier_requests(front):
     actor, rt, client, config = front
     ch = _log_side(rt, config)
     wait_for(lambda: rt.run_once(timeout=0.02) or actor.ready, timeout=5, what="ready")
-    client.send_multipart([b"", msgpack.packb(["GET", "k"])])
+    client.send_multipart([b"", _v2(["GET", "k"])])
     [batch] = _batches(rt, ch)
-    client.send_multipart([b"", msgpack.packb(["NOSUCHCOMMAND"])])
+    client.send_multipart([b"", _v2(["NOSUCHCOMMAND"])])
     for _ in range(10):
         rt.run_once(timeout=0.01)
     with pytest.raises(zmq.Again):
@@ -94,11 +114,11 @@ def test_the_log_actors_death_aborts_what_was_in_flight(front):
     actor, rt, client, config = front
     ch = _log_side(rt, config)
     wait_for(lambda: rt.run_once(timeout=0.02) or actor.ready, timeout=5, what="ready")
-    client.send_multipart([b"", msgpack.packb(["SET", "k", "v"])])
+    client.send_multipart([b"", _v2(["SET", "k", "v"])])
     _batches(rt, ch)
     ch.close()
     assert _reply(rt, client)[:2] == [1, "ABORTED"]
-    client.send_multipart([b"", msgpack.packb(["GET", "k"])])
+    client.send_multipart([b"", _v2(["GET", "k"])])
     assert _reply(rt, client)[:2] == [1, "LOADING"]
     assert not actor.ready
 

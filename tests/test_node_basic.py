@@ -70,11 +70,11 @@ GARBAGE = [
     ([b"", b"\xc1"], codec.PROTO),                       # never-used msgpack byte
     ([b"", b"\x93\x01"], codec.PROTO),                   # truncated array
     ([b"", msgpack.packb({"a": 1})], codec.PROTO),        # a map, not a request
-    ([b"", msgpack.packb([])], codec.PROTO),              # empty request
-    ([b"", msgpack.packb(["NOPE"])], codec.UNKNOWNCMD),
-    ([b"", msgpack.packb(["GET"])], codec.ARITY),
-    ([b"", msgpack.packb(["GET", 1.5])], codec.ARGTYPE),
-    ([b"", msgpack.packb(["SET", "k", None])], codec.ARGTYPE),
+    ([b"", msgpack.packb([{}, []])], codec.PROTO),              # empty request
+    ([b"", msgpack.packb([{}, ["NOPE"]])], codec.UNKNOWNCMD),
+    ([b"", msgpack.packb([{}, ["GET"]])], codec.ARITY),
+    ([b"", msgpack.packb([{}, ["GET", 1.5]])], codec.ARGTYPE),
+    ([b"", msgpack.packb([{}, ["SET", "k", None]])], codec.ARGTYPE),
     ([b"", b"a", b"b"], codec.PROTO),                     # two body frames
     ([b"", b"\x00" * (codec.MAX_MESSAGE_BYTES + 1)], codec.TOOBIG),
 ]
@@ -133,7 +133,8 @@ def test_replies_keep_request_order_when_front_errors_mix_with_forwarded(node):
 
 def test_hello_and_info_sections(node):
     with node.client() as c:
-        assert c.execute("HELLO", 1)["proto"] == 1
+        assert c.execute("HELLO", 2)["proto"] == 2
+        assert pytest.raises(CommandError, c.execute, "HELLO", 1).value.code == codec.NOPROTO
         assert pytest.raises(CommandError, c.execute, "HELLO", 9).value.code == codec.NOPROTO
         info = c.execute("INFO")
         assert {"server", "clients", "persistence", "stats", "keyspace"} <= set(info)

@@ -15,6 +15,11 @@ from tests.nodeproc import wait_for
 MIB = 1 << 20
 
 
+def _v2(payload) -> bytes:
+    """A protocol-2 message for db 0."""
+    return msgpack.packb([{}, payload])
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -108,7 +113,7 @@ def test_a_slow_reader_is_cut_off_and_others_keep_their_latency(make_node):
     slow.connect(node.endpoint)
     try:
         for _ in range(1000):  # 1 GiB of replies asked for, none read
-            slow.send_multipart([b"", msgpack.packb(["GET", "big"])])
+            slow.send_multipart([b"", _v2(["GET", "big"])])
         worst = 0.0
         with node.client() as c:
             deadline = time.monotonic() + 20
@@ -146,7 +151,7 @@ def test_a_big_pipeline_and_a_small_client_both_complete(make_node, extra=()):
         with node.client() as c:
             assert c.execute("PING") == "PONG"
             t_big = time.monotonic()
-            big.send_multipart([b"", msgpack.packb([["MSET", *[x for j in range(50) for x in (b"k%d" % (i * 50 + j), b"v")]]
+            big.send_multipart([b"", _v2([["MSET", *[x for j in range(50) for x in (b"k%d" % (i * 50 + j), b"v")]]
                                                     for i in range(10_000)])])
             worst = 0.0
             deadline = time.monotonic() + 60

@@ -1,8 +1,10 @@
 """Front actor: the ZeroMQ ROUTER that faces clients.
 
 Design:
-- Owns the client socket, the ROUTER envelopes, per-client reply order and per-client SELECT
-  state. It never touches the keyspace or the AOF.
+- Owns the client socket, the ROUTER envelopes and per-client reply order. It keeps no state per
+  client between messages (protocol 2: every message carries its db; a SELECT inside a message
+  holds for the rest of that message), so a restart or identity churn cannot move a write to
+  another db. It never touches the keyspace or the AOF.
 - Envelopes are stripped and re-wrapped in one place (``_read_client``/``_send_ready``).
   A DEALER client sends ``["", body]`` (or just ``[body]``), a REQ socket adds the delimiter
   itself; the reply goes back with the same envelope.
@@ -50,7 +52,6 @@ from node.actors.runtime import Actor, Runtime
 from node.config import Config
 from protocol import codec
 from protocol.codec import Error
-from node.store.keyspace import NUM_DBS
 from node.version import VERSION
 
 __all__ = ["Front", "main", "BindError"]
@@ -65,9 +66,6 @@ MAX_IN_FLIGHT = 2
 # Stop reading clients while this many client messages wait for the log actor: ZeroMQ's
 # high-water marks then push back on the clients instead of this process growing.
 MAX_WAITING = 50_000
-# Per-identity SELECT state is kept for at most this many identities (ZeroMQ tells a ROUTER
-# nothing when a peer goes away); the oldest is forgotten first.
-MAX_DB_STATES = 100_000
 # A frame larger than this is cut by ZeroMQ itself (the peer is disconnected); between
 # codec.MAX_MESSAGE_BYTES and this the client gets TOOBIG.
 HARD_MAX_FRAME = 4 * codec.MAX_MESSAGE_BYTES
@@ -108,7 +106,6 @@ class Front(Actor):
         self.ready = False
         self.log_pid: int | None = None
         self.queues: dict[bytes, collections.deque[_Slot]] = {}
-        self.dbs: dict[bytes, int] = {}
         self.outgoing: list[tuple[_Slot, bytes, int]] = []  # (slot, body, client key)
         self.in_flight: dict[int, _Slot] = {}  # message number -> its slot
         self.untaken = 0  # batches sent that no log turn has taken yet (see MAX_IN_FLIGHT)
@@ -122,6 +119,7 @@ class Front(Actor):
         self.stats = collections.Counter()
         self.connected_clients = 0
         self.outbox: Outbox | None = None
+        self.auth: auth.Auth | None = None  # CURVE, when configured (node/actors/auth.py)
         self.max_clients = 0
         self.accept_failures = 0
         self._accept_failed_logged = -1.0
@@ -266,7 +264,7 @@ class Front(Actor):
             self.stats["rejected_messages"] += 1
             self._resolve_local(identity, slot, decoded)
             return
-        db = self.dbs.get(identity, 0)
+        db = decoded.db  # protocol 2: the message says its db; the front keeps none
         items = []
         forward = False
         for req in decoded.items:
@@ -275,12 +273,12 @@ class Front(Actor):
                 items.append([None, codec.wire_reply(req)])
                 continue
             name = req[0]
-            if name == "SELECT":
-                new_db = _parse_db(req[1][0])
-                if new_db is None:
-                    items.append([None, codec.wire_reply(Error(codec.ERR, "DB index is out of range"))])
+            if name == "SELECT":  # for the rest of this message only: the client keeps its db
+                selected = codec.parse_select(req[1][0])
+                if type(selected) is Error:
+                    items.append([None, codec.wire_reply(selected)])
                 else:
-                    db = new_db
+                    db = selected
                     items.append([None, [0, "OK"]])
                 continue
             if name == "HELLO":
@@ -291,7 +289,6 @@ class Front(Actor):
                 return
             items.append([db, name, *req[1]])
             forward = True
-        self._remember_db(identity, db)
         if forward:
             key = self.client_keys.get(identity)
             if key is None:
@@ -303,14 +300,6 @@ class Front(Actor):
             wires = [item[1] for item in items]
             slot.reply = msgpack.packb(wires if decoded.is_batch else wires[0])
             self._send_ready(identity)
-
-    def _remember_db(self, identity: bytes, db: int) -> None:
-        if db == 0:
-            self.dbs.pop(identity, None)
-            return
-        if identity not in self.dbs and len(self.dbs) >= MAX_DB_STATES:
-            del self.dbs[next(iter(self.dbs))]
-        self.dbs[identity] = db
 
     def _forget(self, identity: bytes) -> None:
         """The outbox cut this client off: drop what it has waiting here and in the log actor
@@ -466,6 +455,8 @@ class Front(Actor):
                 self.connected_clients = max(0, self.connected_clients - 1)
             elif event["event"] == zmq.EVENT_ACCEPT_FAILED:
                 self._accept_failed(event["value"])
+            elif self.auth is not None:
+                self.auth.on_monitor_event(event)  # handshake failures ZAP never sees
 
     def _accept_failed(self, err: int) -> None:
         """Finding 9: past the descriptor limit, clients used to hang with nothing logged.
@@ -477,14 +468,6 @@ class Front(Actor):
             self.log.error("client_accept_failed", errno=err, error=os.strerror(err),
                            connected_clients=self.connected_clients, max_clients=self.max_clients,
                            accept_failures=self.accept_failures)
-
-def _parse_db(arg: bytes) -> int | None:
-    try:
-        n = int(arg)
-    except ValueError:
-        return None
-    return n if 0 <= n < NUM_DBS and arg.strip() == arg else None
-
 
 def _hello(args: tuple[bytes, ...]):
     if args:

@@ -58,10 +58,10 @@ from typing import Callable, Iterator
 from node.store.memory import (
     ACCESS_OVERHEAD, FIELD_OVERHEAD, STRING_OVERHEAD, TTL_OVERHEAD, entry_size, field_size,
 )
+from protocol.codec import NUM_DBS  # one definition: the protocol names the dbs
 
 __all__ = ["NUM_DBS", "SHARDS", "SHARD_BITS", "Db", "Keyspace", "Value", "wall_clock_ms"]
 
-NUM_DBS = 16
 # 256 shards: a shard of a 2M-key db holds ~8k keys (~1.5 MB copied at a time in the rewrite
 # child); the cost on the hot path is one hash() (cached in the bytes object) and a list index.
 SHARD_BITS = 8
