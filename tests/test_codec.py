@@ -541,3 +541,31 @@ def test_protocol_never_imports_zmq(module):
             assert not any(a.name.split(".")[0] == "zmq" for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             assert (node.module or "").split(".")[0] != "zmq"
+
+
+# SELECT's argument, by Redis's rules (string2ll then the range), from a differential test
+# against redis-server 7: Redis refuses "01", "+1", "-0" and says "value is not an integer or out
+# of range" for "x"; aofnode accepted the first three and said "out of range" for the last.
+SELECT_CASES = [
+    (b"0", 0), (b"15", 15), (b"7", 7),
+    (b"01", "value is not an integer or out of range"),
+    (b"+1", "value is not an integer or out of range"),
+    (b"-0", "value is not an integer or out of range"),
+    (b"x", "value is not an integer or out of range"),
+    (b" 1", "value is not an integer or out of range"),
+    (b"1 ", "value is not an integer or out of range"),
+    (b"", "value is not an integer or out of range"),
+    (b"99999999999999999999", "value is not an integer or out of range"),
+    (b"16", "DB index is out of range"),
+    (b"-1", "DB index is out of range"),
+]
+
+
+@pytest.mark.parametrize("arg, expected", SELECT_CASES, ids=[repr(c[0]) for c in SELECT_CASES])
+def test_select_argument_follows_redis(arg, expected):
+    from protocol.codec import parse_select
+    result = parse_select(arg)
+    if type(expected) is int:
+        assert result == expected
+    else:
+        assert type(result) is Error and result.code == ERR and result.message == expected
