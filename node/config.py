@@ -44,7 +44,7 @@ class Config:
     # client-output-buffer-limit); past ``channel_output_limit`` unsent bytes the log actor takes
     # no new batches and the front takes no new replies until the other side drains.
     client_output_limit: int = 64 * 1024 * 1024
-    channel_output_limit: int = 256 * 1024 * 1024
+    channel_output_limit: int = 16 * 1024 * 1024
     # Fair cycles (finding 7): one log-actor cycle runs at most this many requests or this many
     # milliseconds, then fsyncs and replies; the rest of the queued work (even the rest of one
     # big message) continues in the next cycle, other clients' requests in between. 4096

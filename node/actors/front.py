@@ -123,7 +123,6 @@ class Front(Actor):
         self.max_clients = 0
         self.accept_failures = 0
         self._accept_failed_logged = -1.0
-        self.log_reading = True
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -185,10 +184,6 @@ class Front(Actor):
         outbox = self.outbox
         if outbox.blocked:
             outbox.flush()
-        if self.log_ch is not None:
-            # Back-pressure: while clients hold this much unsent, take no more replies from the
-            # log actor (it then stops taking batches: node/actors/log.py).
-            self._set_log_reading(outbox.total_bytes <= self.config.channel_output_limit)
         self._flush_outgoing()
         if not self.stopping:
             self._set_reading(self.waiting < MAX_WAITING)
@@ -377,7 +372,6 @@ class Front(Actor):
                 self._drop_log_ch()
                 self._log_lost("log actor replaced")
             self.log_ch, self.ready, self.log_pid = ch, True, msgs[0].pid
-            self.log_reading = True
             self.runtime.watch(ch.fileno(), self._read_log, self._flush_log, write=ch.wants_write)
             self.log.info("log_actor_ready", log_pid=self.log_pid)
             self._on_log_messages(msgs[1:])
@@ -385,13 +379,6 @@ class Front(Actor):
             self.pending_chs.remove(ch)
             self.runtime.unwatch(ch.fileno())
             ch.close()
-
-    def _set_log_reading(self, on: bool) -> None:
-        if on != self.log_reading:
-            self.log_reading = on
-            ch = self.log_ch
-            self.runtime.watch(ch.fileno(), self._read_log if on else None, self._flush_log,
-                               write=ch.wants_write)
 
     def _drop_log_ch(self) -> None:
         ch, self.log_ch = self.log_ch, None

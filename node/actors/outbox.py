@@ -13,7 +13,10 @@ Design (Redis's client-output-buffer-limit, for a ZeroMQ ROUTER):
   and late replies are dropped too. ZeroMQ gives a ROUTER no way to close one peer's
   connection, so "cut off" is this silence: a Lazy Pirate client times out and reconnects with
   a new socket (a new identity), as a Redis client would after its connection was closed.
-- Bytes held per client are at most ``limit`` here plus ``PEER_SNDHWM`` replies in the pipe.
+- Bytes held per client are at most ``limit`` here plus ``PEER_SNDHWM`` replies in the pipe;
+  all clients together at most ``total_limit`` (``TOTAL_LIMIT_FACTOR`` x ``limit``), past which
+  the client holding most is cut off. The front never stops taking replies from the log actor
+  because of its clients: that once let one slow reader stall every client.
 - Replies to a client that is gone are dropped and counted (``dropped_gone``).
 """
 from __future__ import annotations
@@ -31,6 +34,9 @@ __all__ = ["Outbox", "PEER_SNDHWM", "CUT_OFF_S"]
 # limit a client holds at most ~1.5x the limit); a reading client empties the pipe far faster
 # than that fills it, so the outbox only holds replies of clients that do not read.
 PEER_SNDHWM = 32
+# Replies waiting for all clients together are bounded by this many client limits; past it the
+# client holding most is cut off. 4: a few slow readers near their limit at once.
+TOTAL_LIMIT_FACTOR = 4
 # How long a cut-off client's messages and late replies are dropped.
 CUT_OFF_S = 10.0
 # While a client is blocked, retry at least this often (a ROUTER signals no per-peer POLLOUT).
@@ -42,8 +48,10 @@ _SENT, _FULL, _GONE = object(), object(), object()
 
 class Outbox:
     def __init__(self, sock: zmq.Socket, limit: int, log, clock: Callable[[], float] = time.monotonic,
-                 on_cut: Callable[[bytes], None] = lambda _identity: None) -> None:
+                 on_cut: Callable[[bytes], None] = lambda _identity: None,
+                 total_limit: int | None = None) -> None:
         self.sock = sock
+        self.total_limit = total_limit if total_limit is not None else TOTAL_LIMIT_FACTOR * limit
         self.on_cut = on_cut
         self.limit = limit
         self.log = log
@@ -103,6 +111,11 @@ class Outbox:
         self.total_bytes += size
         if held > self.limit:
             self._cut_off(identity, held)
+        elif self.total_bytes > self.total_limit:
+            # All clients together: cut the one holding most, never stop serving the others
+            # (a front that stopped taking replies instead stalled every client behind one).
+            biggest = max(self.waiting_bytes, key=self.waiting_bytes.__getitem__)
+            self._cut_off(biggest, self.waiting_bytes[biggest])
 
     def _cut_off(self, identity: bytes, held: int) -> None:
         replies = len(self.waiting.pop(identity))

@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="benchmarking only: close the old AOF in the log actor, not the closer")
     s.add_argument("--client-output-limit", type=_size, default=64 << 20, metavar="SIZE",
                    help="cut off a client whose unsent replies pass SIZE (default 64mb)")
-    s.add_argument("--channel-output-limit", type=_size, default=256 << 20, metavar="SIZE",
+    s.add_argument("--channel-output-limit", type=_size, default=16 << 20, metavar="SIZE",
                    help="back-pressure between the log actor and the front past SIZE unsent (default 256mb)")
     s.add_argument("--cycle-max-commands", type=int, default=4096, metavar="N",
                    help="requests one log-actor cycle runs before it fsyncs and replies (default 4096)")
