@@ -100,8 +100,12 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
-def test_a_slow_reader_is_cut_off_and_others_keep_their_latency(make_node):
-    node = make_node("everysec", extra=("--client-output-limit", "8mb", "--channel-output-limit", "16mb")).start()
+@pytest.mark.parametrize("client_mib, channel_mib", [(8, 16), (32, 4)])
+def test_a_slow_reader_is_cut_off_and_others_keep_their_latency(make_node, client_mib, channel_mib):
+    """(32, 4): a client limit above the channel limit once deadlocked the node: the front stopped
+    taking replies at 4 MiB held for a client only cut at 32 MiB, so nothing moved again."""
+    node = make_node("everysec", extra=("--client-output-limit", f"{client_mib}mb",
+                                        "--channel-output-limit", f"{channel_mib}mb")).start()
     with node.client() as c:
         c.execute("SET", "big", b"v" * MIB)
     pids = node.actor_pids()
@@ -126,12 +130,12 @@ def test_a_slow_reader_is_cut_off_and_others_keep_their_latency(make_node):
         clients = node.info("clients")
         assert clients["client_output_limit_disconnections"] == 1
         [event] = node.events("client_output_limit_reached")
-        assert event["limit"] == 8 * MIB
+        assert event["limit"] == client_mib * MIB
         grown = {role: _rss_mib(pid) - base[role] for role, pid in pids.items()}
         # Bounds: the limit, PEER_SNDHWM replies in ZeroMQ's pipe and the channel limit, with
         # room for the allocator; 1 GiB would have been held before.
-        assert grown["front"] < 8 + PEER_SNDHWM + 16 + 64, grown
-        assert grown["log"] < 16 + 2 * 8 + 64, grown
+        assert grown["front"] < client_mib + PEER_SNDHWM + channel_mib + 64, grown
+        assert grown["log"] < channel_mib + 2 * client_mib + 64, grown
         print(f"worst PING while the slow reader was served: {worst * 1000:.1f} ms")
         assert worst < 1.0, worst  # generous (was 6 s before fair cycles): bench/ measures the p99
     finally:
