@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import resp
-from bench.servers import Server, free_port, redis_command
+from bench.servers import Server, free_port, redis_command, spawn
 from bench.targets import TargetSpec
 from node.version import VERSION
 from protocol.client import Client, CommandError
@@ -104,20 +104,6 @@ def _limit_nofile(n: int | None):
     return apply
 
 
-def _spawn(name: str, cmd: list[str], spec: TargetSpec, tmp: Path, settings: dict,
-           nofile: int | None = None) -> Server:
-    with open(tmp / f"{name}.stderr", "wb") as stderr:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, stdin=subprocess.DEVNULL,
-                                start_new_session=True, preexec_fn=_limit_nofile(nofile))
-    server = Server(name, proc, spec, tmp, settings)
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.stop()
-        raise
-    return server
-
-
 def start_node(extra: tuple[str, ...] = (), nofile: int | None = None,
                appendfsync: str = "everysec") -> Target:
     """``aofnode serve`` in a fresh temp dir; ``nofile`` sets its soft and hard descriptor limit."""
@@ -128,7 +114,8 @@ def start_node(extra: tuple[str, ...] = (), nofile: int | None = None,
     cmd = [exe, "serve", "--dir", str(tmp / "data"), "--bind", endpoint, "--appendfsync", appendfsync,
            "--log-file", str(log), *extra]
     settings = {"command": cmd, "version": VERSION, "nofile": nofile}
-    server = _spawn("aofnode", cmd, TargetSpec("aofnode", endpoint=endpoint), tmp, settings, nofile)
+    server = spawn("aofnode", cmd, TargetSpec("aofnode", endpoint=endpoint), tmp, settings,
+                   preexec_fn=_limit_nofile(nofile))
     return Target("aofnode", server.spec, server.proc.pid, log, server, settings)
 
 
@@ -161,5 +148,5 @@ def start_redis(exe: str = "redis-server") -> Target:
     version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
     settings = {"command": cmd, "version": version}
     spec = TargetSpec("redis", host="127.0.0.1", port=port)
-    server = _spawn("redis", cmd, spec, tmp, settings)
+    server = spawn("redis", cmd, spec, tmp, settings)
     return Target("redis", spec, server.proc.pid, tmp / "redis.log", server, settings)

@@ -97,11 +97,13 @@ class Server:
         self.stop()
 
 
-def _spawn(name: str, cmd: list[str], spec: TargetSpec, tmp: Path, settings: dict) -> Server:
+def spawn(name: str, cmd: list[str], spec: TargetSpec, tmp: Path, settings: dict,
+          preexec_fn=None) -> Server:
+    """Start a server process in its own session and wait until it answers (stopped on failure)."""
     stderr = open(tmp / f"{name}.stderr", "wb")
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=preexec_fn)
     finally:
         stderr.close()
     server = Server(name, proc, spec, tmp, settings)
@@ -120,7 +122,7 @@ def start_aofnode(appendfsync: str = "everysec", extra: tuple[str, ...] = ()) ->
     cmd = [exe, "serve", "--dir", str(tmp / "data"), "--bind", endpoint,
            "--appendfsync", appendfsync, "--log-file", str(tmp / "node.log"), *extra]
     settings = {"command": cmd, "appendfsync": appendfsync, "version": VERSION}
-    return _spawn("aofnode", cmd, TargetSpec("aofnode", endpoint=endpoint), tmp, settings)
+    return spawn("aofnode", cmd, TargetSpec("aofnode", endpoint=endpoint), tmp, settings)
 
 
 def start_redis(appendfsync: str = "everysec", exe: str = "redis-server") -> Server:
@@ -133,7 +135,7 @@ def start_redis(appendfsync: str = "everysec", exe: str = "redis-server") -> Ser
     version = subprocess.run([path, "--version"], capture_output=True, text=True,
                              timeout=10).stdout.strip()
     settings = {"command": cmd, "appendfsync": appendfsync, "version": version}
-    return _spawn("redis", cmd, TargetSpec("redis", host="127.0.0.1", port=port), tmp, settings)
+    return spawn("redis", cmd, TargetSpec("redis", host="127.0.0.1", port=port), tmp, settings)
 
 
 def redis_command(exe: str, port: int, directory: Path, appendfsync: str,
