@@ -15,6 +15,7 @@ from node.actors.closer_client import InlineCloser
 from node.actors.log import LogActor
 from node.actors.runtime import Runtime
 from node.config import Config
+from protocol import codec
 from tests.nodeproc import wait_for
 
 
@@ -49,9 +50,8 @@ class Harness:
 
     def call(self, *requests, db=0):
         """One client message (a batch when several requests); returns its decoded reply."""
-        items = [[db, name, *[a if isinstance(a, bytes) else str(a).encode() for a in args]]
-                 for name, *args in requests]
-        body = msgpack.packb([len(items) > 1, items])
+        body = (codec.encode_batch(list(requests), db=db) if len(requests) > 1
+                else codec.encode_request(*requests[0], db=db))
         seq, self.next_id = self.next_id, self.next_id + 1
         self.front.send(m.Batch(seq, [1], [body]))
         [replies] = self._receive(lambda msgs: [x for x in msgs if type(x) is m.Replies and x.seqs])
@@ -91,11 +91,29 @@ def test_a_batch_is_one_reply_in_order(harness):
     assert reply[3][:2] == [1, "WRONGTYPE"]
 
 
-def test_replies_the_front_made_stay_in_place(harness):
-    body = msgpack.packb([True, [[None, [0, "OK"]], [0, "PING"]]])
+def test_invalid_requests_are_answered_in_place(harness):
+    # Decode once: the log actor validates the client's own bytes, invalid requests in place.
+    body = msgpack.packb([{}, [["NOPE"], ["PING"], ["GET"]]])
     harness.front.send(m.Batch(99, [1], [body]))
     [replies] = harness._receive(lambda msgs: [x for x in msgs if type(x) is m.Replies])
-    assert msgpack.unpackb(replies.replies[0], raw=False) == [[0, "OK"], [0, "PONG"]]
+    got = msgpack.unpackb(replies.replies[0], raw=False)
+    assert [w[:2] for w in got] == [[1, "UNKNOWNCMD"], [0, "PONG"], [1, "ARITY"]]
+
+
+def test_a_message_refused_as_a_whole_gets_one_error(harness):
+    harness.front.send(m.Batch(98, [1], [msgpack.packb(["PING"])]))  # protocol 1: no header
+    [replies] = harness._receive(lambda msgs: [x for x in msgs if type(x) is m.Replies])
+    assert msgpack.unpackb(replies.replies[0], raw=False)[:2] == [1, "NOPROTO"]
+    assert harness.actor.stats["rejected_messages"] == 1
+
+
+def test_the_header_db_and_a_select_hold_for_their_message(harness):
+    body = msgpack.packb([{"db": 4}, [["SET", "a", "1"], ["SELECT", "7"], ["SET", "b", "2"]]])
+    harness.front.send(m.Batch(97, [1], [body]))
+    harness._receive(lambda msgs: [x for x in msgs if type(x) is m.Replies])
+    assert harness.call(("GET", "a"), db=4) == [0, b"1"]
+    assert harness.call(("GET", "b"), db=7) == [0, b"2"]
+    assert harness.call(("DBSIZE",)) == [0, 0]  # nothing in db 0: the next message is its own
 
 
 def test_what_was_acknowledged_is_loaded_again(harness, tmp_path):
@@ -148,8 +166,8 @@ def _replies_until(harness, seqs):
 
 def test_a_small_client_is_served_while_a_big_message_runs(harness):
     """Finding 7: one message of 10,000 SETs no longer holds every other client."""
-    big = msgpack.packb([True, [[0, "SET", b"k%d" % i, b"v" * 100] for i in range(10_000)]])
-    ping = msgpack.packb([False, [[0, "PING"]]])
+    big = codec.encode_batch([("SET", b"k%d" % i, b"v" * 100) for i in range(10_000)])
+    ping = codec.encode_request("PING")
     _send_batch(harness, 100, [(1, big)])
     _send_batch(harness, 101, [(2, ping)])
     got = _replies_until(harness, [100, 101])
@@ -162,8 +180,8 @@ def test_a_small_client_is_served_while_a_big_message_runs(harness):
 
 
 def test_one_clients_messages_stay_in_order_across_cycles(harness):
-    first = msgpack.packb([True, [[0, "APPEND", b"log", b"a"] for _ in range(5000)]])
-    second = msgpack.packb([False, [[0, "GET", b"log"]]])
+    first = codec.encode_batch([("APPEND", b"log", b"a")] * 5000)
+    second = codec.encode_request("GET", b"log")
     _send_batch(harness, 200, [(7, first), (7, second)])
     got = _replies_until(harness, [200, 201])
     replies = {s: r for msg in got for s, r in zip(msg.seqs, msg.replies)}
@@ -174,7 +192,7 @@ def test_a_cycle_runs_at_most_cycle_max_commands(tmp_path):
     h = Harness(tmp_path)
     try:
         h.actor.config = h.config = Config(dir=h.config.dir, appendfsync="always", cycle_max_commands=100)
-        body = msgpack.packb([True, [[0, "INCR", b"n"] for _ in range(1000)]])
+        body = codec.encode_batch([("INCR", b"n")] * 1000)
         before = h.actor.stats["total_cycles"]
         _send_batch(h, 300, [(1, body)])
         _replies_until(h, [300])
@@ -189,7 +207,7 @@ def test_a_message_whose_replies_pass_the_output_limit_is_cut_short(tmp_path):
     try:
         h.actor.config = h.config = Config(dir=h.config.dir, appendfsync="always", client_output_limit=1 << 20)
         h.call(("SET", "big", b"x" * (256 << 10)))
-        body = msgpack.packb([True, [[0, "GET", b"big"] for _ in range(100)]])
+        body = codec.encode_batch([("GET", b"big")] * 100)
         _send_batch(h, 400, [(1, body)])
         got = _replies_until(h, [400])
         reply = msgpack.unpackb(got[-1].replies[got[-1].seqs.index(400)], raw=False)

@@ -41,6 +41,7 @@ from node.actors.closer_client import CloserClient, InlineCloser
 from node.actors.heartbeat import Heartbeat, heartbeat_path
 from node.actors.log_report import PauseMeter, Reporter
 from node.actors.runtime import Actor, Runtime
+from node.actors.session import hello_reply
 from node.actors.work import Pending, WorkQueue
 from node.aof import format as aof_format
 from node.aof.rewrite import TEMP_PREFIX, Rewriter
@@ -72,9 +73,6 @@ MAX_CYCLE_REPLY_BYTES = 4 * 1024 * 1024
 # ``always``, are fsynced before anyone's reply: 10,000 SETs of 6 KiB in one cycle made every
 # other client wait for a 60 MB write and fdatasync.
 MAX_CYCLE_INPUT_BYTES = 2 * 1024 * 1024
-# Bodies larger than this are unpacked a quantum at a time (node/actors/work.py); smaller ones
-# at once, which is cheaper per request.
-STREAM_ABOVE_BYTES = 256 * 1024
 
 
 class LogActor(Actor):
@@ -84,7 +82,8 @@ class LogActor(Actor):
         self.config = config
         self.log = log
         self.stats = {"total_commands_processed": 0, "total_batches": 0, "total_cycles": 0,
-                      "total_error_replies": 0, "misconf_refusals": 0, "forgotten_messages": 0}
+                      "total_error_replies": 0, "misconf_refusals": 0, "forgotten_messages": 0,
+                      "rejected_messages": 0, "rejected_requests": 0}
         self.front_stats: dict = {}
         self.closer = closer or (InlineCloser(log) if config.aof_close_inline
                                  else CloserClient(config.closer_path, log))
@@ -293,51 +292,56 @@ class LogActor(Actor):
         return finished
 
     def _run(self, pending: Pending, limit: int, write_wires: list) -> int:
-        """Execute up to ``limit`` requests of one message; return how many ran (at least 1)."""
-        if pending.count < 0:
-            pending.open(STREAM_ABOVE_BYTES)
+        """Execute up to ``limit`` requests of one message; return how many ran."""
+        if pending.count < 0 and not pending.open():
+            self.stats["rejected_messages"] += 1
+            return 1
         wires = pending.wires
-        execute = self.executor.execute
-        refuse = self.writer.status != "ok"
         start = pending.pos
         batch = pending.take(max(1, limit))
         stop = start + len(batch)
-        ncommands = errors = 0
         for item in batch:
-            db = item[0]
-            if db is None:
-                wires.append(item[1])  # a reply the front made
-                continue
-            name = item[1]
-            ncommands += 1
-            is_write = name in _WRITES
-            if is_write and refuse:
-                wire = [1, codec.MISCONF, self._misconf_message()]
-                self.stats["misconf_refusals"] += 1
-            else:
-                reply = self._bgrewriteaof_later() if name == "BGREWRITEAOF" else execute(db, name, item[2:])
-                kind = type(reply)
-                if kind is codec.Error:
-                    wire = [1, reply.code, reply.message]
-                    errors += 1
-                elif kind is _Deferred:
-                    wire = reply.wire
-                else:
-                    wire = [0, reply]
-                    if kind is bytes:
-                        pending.reply_bytes += len(reply)
-                    if is_write:
-                        write_wires.append(wire)
-            wires.append(wire)
+            wires.append(self._run_one(pending, item, write_wires))
         pending.pos = stop
         if pending.reply_bytes > self.config.client_output_limit and stop < pending.count:
             pending.failed = [1, codec.TOOBIG, (
                 f"the replies to this message passed client-output-limit "
                 f"({self.config.client_output_limit} bytes) after {stop} of {pending.count} requests; "
                 "those ran, the rest did not")]
-        self.stats["total_commands_processed"] += ncommands
-        self.stats["total_error_replies"] += errors
         return stop - start
+
+    def _run_one(self, pending: Pending, item, write_wires: list) -> list:
+        """One request of a message: its wire reply."""
+        if type(item) is codec.Error:  # invalid, in place (the codec said why)
+            self.stats["rejected_requests"] += 1
+            return [1, item.code, item.message]
+        name, args = item
+        if name == "SELECT":  # for the rest of this message (protocol 2: no client state)
+            selected = codec.parse_select(args[0])
+            if type(selected) is codec.Error:
+                return [1, selected.code, selected.message]
+            pending.db = selected
+            return [0, "OK"]
+        if name == "HELLO":
+            return codec.wire_reply(hello_reply(args))
+        self.stats["total_commands_processed"] += 1
+        is_write = name in _WRITES
+        if is_write and self.writer.status != "ok":
+            self.stats["misconf_refusals"] += 1
+            return [1, codec.MISCONF, self._misconf_message()]
+        reply = self._bgrewriteaof_later() if name == "BGREWRITEAOF" else self.executor.execute(pending.db, name, args)
+        kind = type(reply)
+        if kind is codec.Error:
+            self.stats["total_error_replies"] += 1
+            return [1, reply.code, reply.message]
+        if kind is _Deferred:
+            return reply.wire
+        wire = [0, reply]
+        if kind is bytes:
+            pending.reply_bytes += len(reply)
+        if is_write:
+            write_wires.append(wire)
+        return wire
 
     def _misconf_message(self) -> str:
         return (f"Errors writing to the AOF file ({self.writer.last_error}): write commands are "

@@ -125,8 +125,10 @@ class Reporter:
                 **a.stats,
                 "instantaneous_ops_per_sec": round(self.instantaneous_ops, 1),
                 "total_connections_received": front.get("total_connections_received", 0),
-                "rejected_messages": front.get("rejected_messages", 0),
-                "rejected_requests": front.get("rejected_requests", 0),
+                # Refused by the front (frame count, size, while loading) and by the log actor
+                # (it decodes every message once): one count for the client's view.
+                "rejected_messages": front.get("rejected_messages", 0) + a.stats["rejected_messages"],
+                "rejected_requests": front.get("rejected_requests", 0) + a.stats["rejected_requests"],
                 "rejected_internal_peers": front.get("rejected_internal_peers", 0),
                 "dropped_replies_client_gone": front.get("dropped_replies_client_gone", 0),
                 "dropped_replies_cut_off": front.get("dropped_after_cut_off", 0),

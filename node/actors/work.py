@@ -10,16 +10,16 @@ for 0.8 s):
   other clients' requests run in between, exactly as other Redis clients run between the
   commands of a pipeline. Its reply is still one reply, sent when its last request ran (and,
   under ``always``, after the fsync of that cycle).
-- A ``Pending`` message is decoded at its first turn (the bytes stay undecoded until then) and
-  keeps its position and its wire replies so far.
+- A ``Pending`` message is decoded and validated at its first turn, once, by the codec (the
+  front forwards the client's bytes as they came), and keeps its position, its db and its wire
+  replies so far.
 """
 from __future__ import annotations
 
 import collections
 
-import msgpack
-
 from node.actors import messages as m
+from protocol import codec
 
 __all__ = ["WorkQueue", "Pending"]
 
@@ -27,50 +27,42 @@ __all__ = ["WorkQueue", "Pending"]
 class Pending:
     """One client message in the log actor: where its execution stands."""
 
-    __slots__ = ("seq", "body", "is_batch", "items", "count", "unpacker", "pos", "wires",
+    __slots__ = ("seq", "body", "is_batch", "items", "count", "db", "pos", "wires",
                  "reply_bytes", "failed", "bytes_per_item")
 
     def __init__(self, seq: int, body: bytes) -> None:
         self.seq = seq
-        self.body = body
+        self.body = body  # the client's bytes as they came (decoded once, at the first turn)
         self.is_batch = False
-        self.items: list | None = None  # decoded at the first turn (small bodies: all at once)
-        self.unpacker = None  # big bodies: a streaming unpacker, a quantum of requests a turn
+        self.items: tuple = ()  # codec Requests, and Errors in place of invalid ones
         self.count = -1  # requests in the message, known at the first turn
+        self.db = 0  # the header's db; a SELECT in the message changes it for the rest
         self.pos = 0
         self.wires: list = []
         self.reply_bytes = 0  # bulk bytes of its replies so far (bounded: see log.py)
-        self.failed: list | None = None  # a whole-message error wire, if it was cut short
+        self.failed: list | None = None  # a whole-message error wire (refused, or cut short)
         self.bytes_per_item = 0.0  # the body's size over its requests: the cycle's input budget
 
     @property
     def done(self) -> bool:
         return self.failed is not None or self.pos == self.count
 
-    def open(self, stream_above: int) -> None:
-        """Decode the message's frame: all of it, or (past ``stream_above`` bytes) only its
-        header, the requests then coming ``take`` by ``take``. A 60 MB body unpacked at once
-        held the log actor for ~30 ms."""
-        body = self.body
-        if len(body) <= stream_above:
-            self.is_batch, self.items = msgpack.unpackb(body, raw=False)
-            self.count = len(self.items)
-        else:
-            unpacker = self.unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(body))
-            unpacker.feed(body)
-            unpacker.read_array_header()
-            self.is_batch = unpacker.unpack()
-            self.count = unpacker.read_array_header()
+    def open(self) -> bool:
+        """Decode and validate the message (protocol/codec.py, the only decode it gets); False
+        if it is refused as a whole (``failed`` then holds the error wire)."""
+        body, self.body = self.body, b""
+        decoded = codec.decode_message(body)
+        if type(decoded) is codec.Error:
+            self.failed, self.count = [1, decoded.code, decoded.message], 0
+            return False
+        self.is_batch, self.items, self.db = decoded.is_batch, decoded.items, decoded.db
+        self.count = len(self.items)
         self.bytes_per_item = len(body) / max(1, self.count)
-        self.body = b""
+        return True
 
-    def take(self, n: int) -> list:
+    def take(self, n: int) -> tuple:
         """The next ``n`` requests (fewer at the end)."""
-        n = min(n, self.count - self.pos)
-        if self.unpacker is None:
-            return self.items[self.pos:self.pos + n]
-        unpack = self.unpacker.unpack
-        return [unpack() for _ in range(n)]
+        return self.items[self.pos:self.pos + n]
 
 
 class WorkQueue:
