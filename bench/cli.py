@@ -40,6 +40,7 @@ import time
 
 from bench import report
 from bench.run import measure
+from bench import procstat
 from bench.servers import start_aofnode, start_redis
 from bench.targets import Control, TargetSpec
 from bench.workload import LoadShape, parse_ratio
@@ -165,11 +166,25 @@ def _run_target(name: str, args, shape: LoadShape, servers: dict) -> dict:
             report.print_settings({name: servers[name]}, sys.stdout)
         if args.preload:
             _preload(spec, args.preload, shape.value_size)  # step 2
+        pgid = server.proc.pid if name in servers else None  # a server we started: its own group
+        cpu_before = procstat.group_cpu(pgid) if pgid else None
         result = measure(spec, shape, bgrewrite_at=args.bgrewrite_at, seed=args.seed)  # step 3
+        if pgid:
+            _add_server_cpu(result, procstat.cpu_delta(cpu_before, procstat.group_cpu(pgid)))
         result["address"] = spec.address
         report.print_target(name, result, sys.stdout)  # step 4
         sys.stdout.flush()
         return result  # step 5: ExitStack stops the server
+
+
+def _add_server_cpu(result: dict, cpu: dict[str, float]) -> None:
+    """Server CPU per request, the figure throughput follows on 2 cores shared with the load
+    generator: in total and per process (the actors of aofnode; redis-server)."""
+    requests = max(1, result["requests"])
+    result["server_cpu_s"] = cpu
+    result["server_cpu_us_per_request"] = round(sum(cpu.values()) * 1e6 / requests, 2)
+    result["server_cpu_us_per_request_by_process"] = {
+        name: round(seconds * 1e6 / requests, 2) for name, seconds in sorted(cpu.items())}
 
 
 def _interrupt(signum, frame) -> None:

@@ -65,6 +65,9 @@ def print_target(name: str, r: dict, out: TextIO) -> None:
               f"   timeouts {r['timeouts']}\n")
     out.write(f"sent/replied {r['sent']}/{r['replied']} (whole run, warmup included)\n")
     out.write("latency ms   " + "  ".join(f"{k} {_ms(lat[k])}" for k in _LAT) + "\n")
+    if r.get("server_cpu_us_per_request") is not None:
+        parts = ", ".join(f"{k} {v}" for k, v in r["server_cpu_us_per_request_by_process"].items())
+        out.write(f"server CPU   {r['server_cpu_us_per_request']} us/request  ({parts})\n")
     out.write(f"generator    {r['generator_cpu_pct']}% of one core over {r['generator_procs']} "
               f"process(es)\n")
     rw = r.get("rewrite")

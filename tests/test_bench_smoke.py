@@ -67,6 +67,11 @@ def test_closed_loop_pipelined_against_a_started_node(tmp_path):
     check_target(result)
     assert result["offered_rate"] is None
     assert result["requests"] % 4 == 0  # whole batches only
+    # Server CPU per request, per actor (issue 11): the actors of the node it started.
+    by_process = result["server_cpu_us_per_request_by_process"]
+    assert {"front", "log", "closer", "supervisor"} <= set(by_process)
+    assert by_process["front"] > 0 and by_process["log"] > 0
+    assert result["server_cpu_us_per_request"] == pytest.approx(sum(by_process.values()), abs=0.1)
 
 
 def test_open_loop_achieves_the_offered_rate(tmp_path):
@@ -87,5 +92,6 @@ def test_redis_target_with_a_started_redis(tmp_path):
     assert "--appendonly" in doc["servers"]["redis"]["command"]
     result = doc["targets"]["redis"]
     check_target(result)
+    assert result["server_cpu_us_per_request_by_process"]["redis-server"] > 0
     rewrite = result["rewrite"]
     assert rewrite["status"] == "ok" and rewrite["start_s"] <= rewrite["end_s"]
