@@ -2,6 +2,7 @@
 the loopback-only default; libzmq's behaviour without a ZAP handler; ``aofnode keygen``."""
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -317,8 +318,11 @@ def test_plain_client_and_wrong_server_key_are_logged(make_node, keys):
     node = _start_curve_node(make_node, keys)
     server_public, alice_public, alice_secret = keys["alice"]
     assert not _answers(node, None, REFUSED_TIMEOUT_S)
-    lines = wait_for(lambda: node.events("auth_handshake_failed"), 5, what="auth_handshake_failed")
-    assert lines[0]["reason"] == "zmtp_mechanism_mismatch"
+    # How libzmq reports a plain client depends on which side notices first: a mechanism
+    # mismatch, or the connection dropped under it (seen in about one run in five here).
+    plain_client_reasons = {"zmtp_mechanism_mismatch", os.strerror(errno.EPIPE), os.strerror(errno.ECONNRESET)}
+    lines = wait_for(lambda: node.events("auth_handshake_failed"), 5, what="the plain client logged")
+    assert {e["reason"] for e in lines} & plain_client_reasons, lines
     time.sleep(1.0)  # the rate limit: a second line only a second after the first
     assert not _answers(node, (zmq.curve_keypair()[0], alice_public, alice_secret), REFUSED_TIMEOUT_S)
     wait_for(lambda: any(e["reason"] == "zmtp_cryptographic" for e in node.events("auth_handshake_failed")),

@@ -150,7 +150,9 @@ class Auth:
         self._test_break = os.environ.get(TEST_BREAK_ENV) == "1"  # read once, at start
         # Rate limits: (count since the last line, time of the last line, fields of the latest).
         self._refusals = _RateLimited(log, "auth_refused", "refused")
-        self._failures = _RateLimited(log, "auth_handshake_failed", "failures")
+        # One limiter per reason: a burst of one kind (a plain client's reconnects end in broken
+        # pipes too) must not hide another kind behind it for as long as it lasts.
+        self._failures: dict[str, _RateLimited] = {}
 
     # -- start (steps 1-3 of the module docstring) ---------------------------------------------
 
@@ -226,7 +228,12 @@ class Auth:
             reason = _PROTOCOL_ERRORS.get(value, f"protocol error {value:#x}")
         else:
             reason = os.strerror(value) if value else "no detail"
-        self._failures.add(time.monotonic(), reason=reason, failures_total=self.handshake_failures)
+        if reason not in self._failures and len(self._failures) >= MAX_FAILURE_REASONS:
+            reason = "other"
+        limiter = self._failures.get(reason)
+        if limiter is None:
+            limiter = self._failures[reason] = _RateLimited(self.log, "auth_handshake_failed", "failures")
+        limiter.add(time.monotonic(), reason=reason, failures_total=self.handshake_failures)
 
     # -- tick, reload, stop -------------------------------------------------------------------
 
@@ -241,7 +248,8 @@ class Auth:
             self._reload_wanted = False
             self._reload(initial=False)
         self._refusals.flush(now)
-        self._failures.flush(now)
+        for limiter in self._failures.values():
+            limiter.flush(now)
         return True
 
     def _fail_closed(self) -> None:
@@ -284,6 +292,11 @@ class Auth:
         if self._old_sighup is not None:
             signal.signal(signal.SIGHUP, self._old_sighup)
             self._old_sighup = None
+
+
+# Distinct handshake-failure reasons kept apart in the log (the rest count as "other"): libzmq
+# has a dozen protocol errors, and errno values are few.
+MAX_FAILURE_REASONS = 32
 
 
 class _RateLimited:
