@@ -6,11 +6,9 @@ If a run overruns, the test sends SIGTERM (the program stops its node) and, fail
 """
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
 import sys
 from pathlib import Path
+from tests.runjson import run_json
 
 BENCH = str(Path(sys.executable).parent / "aofnode-bench-abuse")
 RUN_TIMEOUT_S = 90
@@ -22,20 +20,9 @@ def run_abuse(tmp_path: Path, *args: str) -> dict:
     cmd = [BENCH, *args, "--json", str(out)]
     if not Path(BENCH).exists():  # a venv made before the console script existed
         cmd = [sys.executable, "-m", "bench.abuse", *args, "--json", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-        raise AssertionError(f"aofnode-bench-abuse did not finish within {RUN_TIMEOUT_S}s")
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout}\n{stderr}"
+    stdout, doc = run_json(cmd, out, tmp_path, RUN_TIMEOUT_S, "aofnode-bench-abuse")
     assert "| # | scenario |" in stdout  # the table
-    return json.loads(out.read_text())
+    return doc
 
 
 def test_three_scenarios_at_a_tiny_scale_give_full_rows(tmp_path):

@@ -6,14 +6,13 @@ SIGKILL, so no process outlives the test.
 """
 from __future__ import annotations
 
-import json
 import shutil
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.runjson import run_json
 
 BENCH = str(Path(sys.executable).parent / "aofnode-bench")
 RUN_TIMEOUT_S = 60
@@ -21,20 +20,8 @@ RUN_TIMEOUT_S = 60
 
 def run_bench(tmp_path: Path, *args: str) -> dict:
     out = tmp_path / "out.json"
-    proc = subprocess.Popen([BENCH, *args, "--json", str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-        raise AssertionError(f"aofnode-bench did not finish within {RUN_TIMEOUT_S}s")
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout}\n{stderr}"
-    return json.loads(out.read_text())
+    _, doc = run_json([BENCH, *args, "--json", str(out)], out, tmp_path, RUN_TIMEOUT_S, "aofnode-bench")
+    return doc
 
 
 def check_target(result: dict) -> None:
