@@ -133,6 +133,8 @@ def run_aofnode(args, work: Path) -> dict:
         cmd.append("--aof-close-inline")
     if args.child_nice is not None:
         cmd += ["--aof-rewrite-child-nice", str(args.child_nice)]
+    if args.child_sched is not None:
+        cmd += ["--aof-rewrite-child-sched", args.child_sched]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         from protocol.client import Client, CommandError, NodeTimeout
@@ -272,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rewrite-at", type=int, default=15)
     p.add_argument("--close-inline", action="store_true", help="aofnode: the log actor closes the old file")
     p.add_argument("--child-nice", type=int, default=None, help="aofnode: --aof-rewrite-child-nice")
+    p.add_argument("--child-sched", choices=("normal", "idle"), default=None,
+                   help="aofnode: --aof-rewrite-child-sched")
     p.add_argument("--workdir", default=None, help="parent of the temporary data directory")
     p.add_argument("--json", default=None)
     p.add_argument("--plot", default=None)

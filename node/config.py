@@ -36,6 +36,10 @@ class Config:
     # Niceness of the rewrite child relative to the actors (see docs/benchmarks.md: 10 halved
     # the latency hit on 2 cores, but the child took twice as long and saw more copy-on-write).
     aof_rewrite_child_nice: int = 10
+    # The rewrite child's scheduling class: "normal" (with the niceness above) or "idle"
+    # (SCHED_IDLE: it runs only on otherwise idle cores; see docs/benchmarks.md for what that
+    # buys the clients and what it costs the rewrite).
+    aof_rewrite_child_sched: str = "normal"
     # The supervisor stops the node (exit 7) when one actor dies this many times within this
     # many seconds: a crash loop (an OOM on every reload, a disk that fails every write) is
     # better reported than hidden behind restarts.

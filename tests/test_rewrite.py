@@ -201,3 +201,17 @@ def test_auto_rewrite_starts_on_growth(make_node):
         assert node.events("rewrite_started")[0]["trigger"] == "auto"
         assert persistence(c)["aof_current_size"] < 64 * 1024
         assert c.execute("DBSIZE") == 20
+
+
+@pytest.mark.parametrize("sched, policy", [("idle", os.SCHED_IDLE), ("normal", os.SCHED_OTHER)])
+def test_the_rewrite_child_runs_in_the_scheduling_class_asked_for(make_node, sched, policy):
+    node = make_node("everysec", extra=("--aof-rewrite-child-sched", sched),
+                     env={PAUSE: "child_done"}).start()
+    with node.client() as c:
+        c.execute("SET", "k", "v")
+        assert c.execute("BGREWRITEAOF") == "Background append only file rewriting started"
+        child = wait_paused(node, "child_done")
+        assert os.sched_getscheduler(child) == policy
+        assert persistence(c)["aof_rewrite_child_sched"] == sched
+        release(node, "child_done")
+        wait_rewrites(c, 1)

@@ -101,6 +101,7 @@ class LogActor(Actor):
                                  auto_percentage=config.auto_aof_rewrite_percentage,
                                  auto_min_size=config.auto_aof_rewrite_min_size,
                                  child_nice=config.aof_rewrite_child_nice,
+                                 child_sched=config.aof_rewrite_child_sched,
                                  pause=make_pause(config.dir))
         self.meter = PauseMeter(log)
         self._rewrite_replies: list[list] = []

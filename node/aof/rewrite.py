@@ -68,7 +68,7 @@ class Rewriter:
 
     def __init__(self, keyspace: Keyspace, writer, closer, aof_path: str, data_dir: str, log,
                  diff_limit: int, auto_percentage: int, auto_min_size: int,
-                 child_nice: int = 10, pause=None, memory=None) -> None:
+                 child_nice: int = 10, pause=None, memory=None, child_sched: str = "normal") -> None:
         self.keyspace = keyspace
         self.writer = writer
         self.closer = closer  # submit_close(fd, path), submit_unlink(path): never blocks here
@@ -79,6 +79,7 @@ class Rewriter:
         self.auto_percentage = auto_percentage
         self.auto_min_size = auto_min_size
         self.child_nice = child_nice
+        self.child_sched = child_sched
         self.pause = pause or (lambda step: None)
         # (rss, available) in bytes, for the copy-on-write check before a fork; tests pass a fake.
         self.memory = memory or (lambda: (sysmem.process_rss(), sysmem.available_memory()))
@@ -150,7 +151,7 @@ class Rewriter:
         if pid == 0:
             os.close(r)
             child_main(self.keyspace, temp_path_for(self.data_dir, os.getpid()), w,
-                       self.child_nice, self.pause)
+                       self.child_nice, self.pause, self.child_sched)
         fork_usec = int((time.perf_counter() - t0) * 1e6)
         os.close(w)
         self.latest_fork_usec = fork_usec
@@ -393,5 +394,6 @@ class Rewriter:
             "aof_last_cow_size": self.last_cow_size,
             "aof_rewrite_child_pid": (run.child_pid or 0) if run else 0,
             "aof_rewrite_memory_refusals": self.memory_refusals,
+            "aof_rewrite_child_sched": self.child_sched,
             "aof_last_rewrite_refusal": self.refusal,
         }

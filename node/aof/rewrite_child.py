@@ -37,7 +37,8 @@ CHILD_RECORD_BYTES = 1 << 20
 HUGE_VALUE_BYTES = 16 << 20
 
 
-def child_main(keyspace: Keyspace, path: str, result_fd: int, nice: int, pause) -> None:
+def child_main(keyspace: Keyspace, path: str, result_fd: int, nice: int, pause,
+               sched: str = "normal") -> None:
     """Step 2, in the forked child. Never returns."""
     code = 1
     try:
@@ -46,6 +47,11 @@ def child_main(keyspace: Keyspace, path: str, result_fd: int, nice: int, pause) 
         # half the machine from them during the whole rewrite (docs/benchmarks.md).
         if nice:
             os.nice(nice)
+        if sched == "idle":
+            # SCHED_IDLE: the child runs only when no actor wants a core (docs/benchmarks.md has
+            # the trade-off: client latency during the rewrite against the child's time and
+            # copy-on-write).
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         die_with_parent(signal.SIGKILL)
         started = time.monotonic()

@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--aof-rewrite-diff-limit", type=_size, default=256 << 20)
     s.add_argument("--aof-rewrite-child-nice", type=int, default=10, metavar="N",
                    help="niceness added to the rewrite child (0: same priority as the node)")
+    s.add_argument("--aof-rewrite-child-sched", choices=("normal", "idle"), default="normal",
+                   help="scheduling class of the rewrite child (idle: SCHED_IDLE; default normal)")
     s.add_argument("--aof-close-inline", action="store_true",
                    help="benchmarking only: close the old AOF in the log actor, not the closer")
     s.add_argument("--client-output-limit", type=_size, default=64 << 20, metavar="SIZE",
