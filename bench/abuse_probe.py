@@ -34,6 +34,7 @@ from typing import Any
 import zmq
 
 from bench import hist, resp
+from bench.targets import open_dealer
 from protocol import codec
 
 __all__ = ["Probes", "process_roles", "read_rss", "read_cpu_s"]
@@ -150,10 +151,7 @@ class _ZmqPing:
         self.sock = self._open()
 
     def _open(self) -> zmq.Socket:
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(self._endpoint)
-        return sock
+        return open_dealer(self._ctx, self._endpoint)
 
     def ping(self, timeout: float) -> bool:
         self.sock.send_multipart([b"", self._body])

@@ -50,6 +50,15 @@ class TargetSpec:
 
 # --- measured connections --------------------------------------------------------------------
 
+def open_dealer(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
+    """A DEALER to ``endpoint`` that drops unsent messages at close (Lazy Pirate: a new socket
+    per retry, never a late reply taken for a later request)."""
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    return sock
+
+
 class ZmqConnection:
     def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
         self._ctx = ctx
@@ -57,10 +66,7 @@ class ZmqConnection:
         self.sock = self._open()
 
     def _open(self) -> zmq.Socket:
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(self._endpoint)
-        return sock
+        return open_dealer(self._ctx, self._endpoint)
 
     def send(self, batch: list[tuple]) -> None:
         body = codec.encode_batch(batch) if len(batch) > 1 else codec.encode_request(*batch[0])
