@@ -7,16 +7,25 @@ one saw.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
+import stat
 from dataclasses import dataclass
 
-__all__ = ["Config", "FSYNC_POLICIES", "AOF_NAME", "LOCK_NAME"]
+__all__ = ["Config", "FSYNC_POLICIES", "AOF_NAME", "LOCK_NAME", "REQUIREPASS_ENV", "USUAL_RESP_BIND",
+           "parse_host_port", "is_loopback_host", "read_password_file", "resp_config_error"]
 
 FSYNC_POLICIES = ("always", "everysec", "no")
 AOF_NAME = "appendonly.aof"
 LOCK_NAME = "aofnode.lock"
 DEFAULT_BIND = "tcp://127.0.0.1:7700"
+# The usual --resp-bind (Redis's port plus one, so that a redis-server on 6379 can run beside).
+USUAL_RESP_BIND = "127.0.0.1:6380"
+# The supervisor hands a --requirepass password to the resp actor in this environment variable:
+# /proc/PID/environ is readable by the owner only, /proc/PID/cmdline (where Config travels) by
+# everyone.
+REQUIREPASS_ENV = "AOFNODE_REQUIREPASS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +83,12 @@ class Config:
     curve_secret_key: str | None = None
     curve_allow: str | None = None
     insecure_bind: bool = False
+    # The RESP front (issue 12): Redis's protocol on TCP at ``host:port``; None: off. A
+    # non-loopback address needs a password (like Redis's protected mode): ``--requirepass``
+    # (handed over in REQUIREPASS_ENV, never here) or ``requirepass_file``, a file of ours
+    # (no group/other access) that the resp actor reads again at each start.
+    resp_bind: str | None = None
+    requirepass_file: str | None = None
 
     @property
     def aof_path(self) -> str:
@@ -93,6 +108,18 @@ class Config:
         return os.path.join(self.run_dir, "backend.sock")
 
     @property
+    def resp_backend_path(self) -> str:
+        """The RESP front's private socket: the log actor connects to it as to the front's."""
+        return os.path.join(self.run_dir, "resp.sock")
+
+    @property
+    def front_paths(self) -> tuple[str, ...]:
+        """Every front's private socket, in link order (the log actor connects to each)."""
+        if self.resp_bind:
+            return (self.backend_path, self.resp_backend_path)
+        return (self.backend_path,)
+
+    @property
     def closer_path(self) -> str:
         return os.path.join(self.run_dir, "closer.sock")
 
@@ -102,3 +129,74 @@ class Config:
     @classmethod
     def from_json(cls, text: str) -> "Config":
         return cls(**json.loads(text))
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for IPv6) as (host, port); ValueError says what is wrong.
+    The host is an IP address or ``localhost``: a name that resolves differently later would
+    make the loopback check below meaningless."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT with a port in 1-65535 (e.g. {USUAL_RESP_BIND}), got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:  # ::1:6380 reads two ways
+        raise ValueError(f"write an IPv6 address in brackets, e.g. [::1]:6380, got {text!r}")
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"expected an IP address or localhost before the port, got {host!r} "
+                             f"in {text!r}") from None
+    return host, int(port)
+
+
+def is_loopback_host(host: str) -> bool:
+    return host == "localhost" or ipaddress.ip_address(host).is_loopback
+
+
+def read_password_file(path: str) -> str:
+    """The password in ``path`` (its first line, without the line end). ValueError if the file
+    cannot be read, is empty, or can be read or written by group or others (as ssh refuses an
+    unprotected key: anyone who could read it could act as any client)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ValueError(f"cannot read the password file {path}: {exc.strerror or exc}") from None
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o077:
+            raise ValueError(f"the password file {path} has mode {mode:04o}: it must not be accessible "
+                             f"by group or others (chmod 600 {path})")
+        data = os.read(fd, 64 * 1024)
+    finally:
+        os.close(fd)
+    password = data.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "surrogateescape")
+    if not password:
+        raise ValueError(f"the password file {path} is empty")
+    return password
+
+
+def resp_config_error(config: Config, requirepass: str | None) -> str | None:
+    """Why ``serve`` must not start with these RESP settings (one line), or None."""
+    if not config.resp_bind:
+        if requirepass or config.requirepass_file:
+            return "--requirepass and --requirepass-file protect the RESP front: they need --resp-bind"
+        return None
+    try:
+        host, _ = parse_host_port(config.resp_bind)
+    except ValueError as exc:
+        return f"--resp-bind: {exc}"
+    if requirepass is not None and config.requirepass_file:
+        return "--requirepass and --requirepass-file: give one of them"
+    if requirepass == "":
+        return "--requirepass: the password is empty"
+    if config.requirepass_file:
+        try:
+            read_password_file(config.requirepass_file)
+        except ValueError as exc:
+            return f"--requirepass-file: {exc}"
+    elif requirepass is None and not is_loopback_host(host):
+        return (f"refusing to serve RESP on {config.resp_bind} without a password: anyone who reaches "
+                "it could read and write everything; use --requirepass-file (or a loopback address)")
+    return None

@@ -16,11 +16,14 @@ from node.actors.supervisor import Supervisor, take_lock
 from node.config import Config
 from tests.nodeproc import pid_alive, wait_for
 
-# A stand-in actor: exits at once with the code in <dir>/<role>.exit if that file exists, else
-# waits for SIGTERM and appends its role to <dir>/stopped.
+# A stand-in actor: writes the password it was handed (or "-") to <dir>/<role>.env, exits at once
+# with the code in <dir>/<role>.exit if that file exists, else waits for SIGTERM and appends its
+# role to <dir>/stopped.
 FAKE_ACTOR = textwrap.dedent("""
     import json, os, signal, sys, time
     role, config = sys.argv[1], json.loads(sys.argv[2])
+    with open(os.path.join(config["dir"], role + ".env"), "w") as f:
+        f.write(os.environ.get("AOFNODE_REQUIREPASS", "-"))
     exit_file = os.path.join(config["dir"], role + ".exit")
     if os.path.exists(exit_file):
         sys.exit(int(open(exit_file).read()))
@@ -36,11 +39,11 @@ FAKE_ACTOR = textwrap.dedent("""
 """)
 
 
-@pytest.fixture
-def supervised(tmp_path):
-    config = Config(dir=str(tmp_path), crash_loop_count=3, crash_loop_window_s=60.0)
+def _supervise(tmp_path, requirepass=None, **settings):
+    config = Config(dir=str(tmp_path), crash_loop_count=3, crash_loop_window_s=60.0, **settings)
     lock_fd = take_lock(config.lock_path)
-    actor = Supervisor(config, structlog.get_logger(), lock_fd, command=[sys.executable, "-c", FAKE_ACTOR])
+    actor = Supervisor(config, structlog.get_logger(), lock_fd, command=[sys.executable, "-c", FAKE_ACTOR],
+                       requirepass=requirepass)
     rt = Runtime(actor)
     rt.start()
     yield actor, rt, tmp_path
@@ -49,6 +52,24 @@ def supervised(tmp_path):
             child.proc.kill()
             child.proc.wait()
     os.close(lock_fd)
+
+
+@pytest.fixture
+def supervised(tmp_path):
+    yield from _supervise(tmp_path)
+
+
+@pytest.fixture
+def supervised_resp(tmp_path, monkeypatch):
+    # A password in the supervisor's own environment must not leak to any actor: only
+    # --requirepass (the argument below) reaches the resp actor.
+    monkeypatch.setenv("AOFNODE_REQUIREPASS", "inherited")
+    yield from _supervise(tmp_path, requirepass="pw", resp_bind="127.0.0.1:6380")
+
+
+def _all_ready(tmp, roles):
+    wait_for(lambda: all((tmp / f"{role}.ready").exists() for role in roles),
+             timeout=10, what="the stand-ins' handlers")
 
 
 def _turn_until(rt, predicate, what, timeout=10.0):
@@ -99,3 +120,56 @@ def test_an_actor_failing_its_stop_makes_serve_exit_non_zero(supervised):
              timeout=10, what="the stand-ins' handlers")
     rt.request_stop()
     assert actor.on_stop() == exitcodes.ERROR
+
+
+def test_no_resp_actor_without_resp_bind(supervised):
+    actor, _, tmp = supervised
+    _all_ready(tmp, ("front", "log", "closer"))
+    assert set(actor.children) == {"closer", "log", "front"}
+    assert not (tmp / "resp.env").exists()
+
+
+def test_the_password_reaches_the_resp_actor_only_in_its_environment(supervised_resp):
+    actor, _, tmp = supervised_resp
+    _all_ready(tmp, ("front", "resp", "log", "closer"))
+    assert {role: (tmp / f"{role}.env").read_text() for role in actor.children} == {
+        "closer": "-", "log": "-", "front": "-", "resp": "pw"}
+    for child in actor.children.values():  # and never on a command line (world-readable)
+        assert b"pw" not in open(f"/proc/{child.proc.pid}/cmdline", "rb").read()
+
+
+def test_resp_starts_after_the_log_actor(supervised_resp):
+    actor, _, tmp = supervised_resp
+    _all_ready(tmp, ("front", "resp", "log", "closer"))
+    assert list(actor.children) == ["closer", "log", "front", "resp"]
+    assert actor.children["log"].started < actor.children["resp"].started
+
+
+def test_a_killed_resp_actor_is_restarted_with_its_password(supervised_resp):
+    actor, rt, tmp = supervised_resp
+    _all_ready(tmp, ("resp",))
+    first = actor.children["resp"].proc.pid
+    (tmp / "resp.env").unlink()
+    os.kill(first, signal.SIGKILL)
+    _turn_until(rt, lambda: (tmp / "resp.env").exists(), "a new resp actor")
+    assert actor.children["resp"].proc.pid != first
+    assert (tmp / "resp.env").read_text() == "pw"
+    assert not rt.stop_requested
+
+
+def test_a_resp_bind_failure_stops_the_node(supervised_resp):
+    actor, rt, tmp = supervised_resp
+    (tmp / "resp.exit").write_text(str(exitcodes.BIND))
+    os.kill(actor.children["resp"].proc.pid, signal.SIGKILL)  # its restart exits 5 at once
+    _turn_until(rt, lambda: rt.stop_requested, "the node to stop")
+    assert actor.on_stop() == exitcodes.BIND
+
+
+def test_shutdown_stops_both_fronts_then_log_then_closer(supervised_resp):
+    actor, rt, tmp = supervised_resp
+    _all_ready(tmp, ("front", "resp", "log", "closer"))
+    rt.request_stop()
+    assert actor.finished()
+    assert actor.on_stop() == exitcodes.OK
+    stopped = (tmp / "stopped").read_text().split()
+    assert sorted(stopped[:2]) == ["front", "resp"] and stopped[2:] == ["log", "closer"]

@@ -26,6 +26,8 @@ def main(argv: list[str]) -> int:
         from node.actors.log import main as run
     elif role == "closer":
         from node.actors.closer import main as run
+    elif role == "resp":
+        from node.actors.resp_front import main as run
     else:
         print(f"unknown actor role {role!r}", file=sys.stderr)
         return exitcodes.ERROR

@@ -5,18 +5,23 @@ Design:
   and takes its lock file (0600, flock, non-blocking): a second node on the same directory is
   refused. The lock's fd is passed to every actor, so the lock is held until the last process
   of this node is gone, even after a kill -9 of the supervisor.
-- Starts the closer, the log actor, then the front, each as ``python -m node.actors ROLE``, and
-  watches each through a pidfd on the runtime's poller: a death wakes it at once (no polling).
+- Starts the closer, the log actor, the front, then (with ``--resp-bind``) the RESP front, each
+  as ``python -m node.actors ROLE``, and watches each through a pidfd on the runtime's poller: a
+  death wakes it at once (no polling).
+- A ``--requirepass`` password reaches the resp actor only, in its environment
+  (``REQUIREPASS_ENV``; /proc/PID/environ is owner-only), never in Config (every actor's command
+  line, readable by all). Every other actor is started without that variable.
 - Restarts an actor that dies, backing off 0.1 s doubling to 5 s while it keeps dying within
-  10 s of its start. The front learns of a log actor's death by itself (EOF on their socket).
+  10 s of its start. A front learns of a log actor's death by itself (EOF on their socket), and
+  the log actor of a front's.
 - Stops instead of looping, with a documented exit code (node/exitcodes.py):
   * an actor exits with a fatal code (corrupt AOF, port in use, unusable data directory): a
     restart cannot fix it, so the node stops with that code;
   * an actor dies ``crash_loop_count`` times within ``crash_loop_window_s`` (default 5 in 60 s):
     ``actor_crash_loop`` is logged and the node stops with ``CRASH_LOOP``. An actor that has
     been up longer than the window is restarted as always (kill -9 of a healthy actor).
-- On SIGTERM/SIGINT: stop the front (it finishes the batches in flight), then the log actor (it
-  fsyncs), then the closer (it finishes its jobs); exit 0.
+- On SIGTERM/SIGINT: stop both fronts together (each finishes the batches it has in flight),
+  then the log actor (it fsyncs), then the closer (it finishes its jobs); exit 0.
 """
 from __future__ import annotations
 
@@ -35,13 +40,14 @@ from node import exitcodes
 from node.actors import auth, private_sockets
 from node.actors.heartbeat import heartbeat_path, read_heartbeat
 from node.actors.runtime import Actor, Runtime
-from node.config import Config
+from node.config import REQUIREPASS_ENV, Config, resp_config_error
 from node.logconfig import configure
 from node.retry import backoff_delay
 
 __all__ = ["serve", "Supervisor", "take_lock", "prepare_data_dir"]
 
-ROLES = ("closer", "log", "front")
+ROLES = ("closer", "log", "front", "resp")  # start order; "resp" only with --resp-bind
+FRONT_ROLES = ("front", "resp")
 STOP_TIMEOUT_S = 20.0
 # How often the watchdog reads the log actor's heartbeat.
 WATCHDOG_CHECK_S = 1.0
@@ -104,12 +110,15 @@ class Supervisor(Actor):
     stop_signals = (signal.SIGTERM, signal.SIGINT)
     ignored_signals = ()
 
-    def __init__(self, config: Config, log, lock_fd: int, command: list[str] | None = None) -> None:
+    def __init__(self, config: Config, log, lock_fd: int, command: list[str] | None = None,
+                 requirepass: str | None = None) -> None:
         self.config = config
         self.log = log
         self.lock_fd = lock_fd
         self.command = command or [sys.executable, "-m", "node.actors"]
-        self.children = {role: _Child(role) for role in ROLES}
+        roles = ROLES if config.resp_bind else tuple(r for r in ROLES if r != "resp")
+        self.children = {role: _Child(role) for role in roles}
+        self._requirepass = requirepass
         self.exit_code = exitcodes.OK
         self.runtime: Runtime | None = None
         self._next_watch = 0.0
@@ -119,15 +128,19 @@ class Supervisor(Actor):
     def on_start(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.log.info("node_starting", dir=os.path.abspath(self.config.dir), bind=self.config.bind,
-                      appendfsync=self.config.appendfsync)
-        for role in ROLES:
-            self._spawn(self.children[role])
+                      appendfsync=self.config.appendfsync, resp_bind=self.config.resp_bind or "")
+        for child in self.children.values():
+            self._spawn(child)
         if self.config.curve_allow:  # SIGHUP: the front rereads its CURVE allow-list (auth.py)
             signal.signal(signal.SIGHUP, lambda _s, _f: setattr(self, "_sighup", True))
 
     def _spawn(self, child: _Child) -> None:
+        env = os.environ.copy()
+        env.pop(REQUIREPASS_ENV, None)  # not inherited from whoever started us, nor by others
+        if child.role == "resp" and self._requirepass is not None:
+            env[REQUIREPASS_ENV] = self._requirepass
         child.proc = subprocess.Popen([*self.command, child.role, self.config.to_json()],
-                                      pass_fds=(self.lock_fd,), stdin=subprocess.DEVNULL)
+                                      pass_fds=(self.lock_fd,), stdin=subprocess.DEVNULL, env=env)
         child.pidfd = os.pidfd_open(child.proc.pid)
         child.started = time.monotonic()
         child.restart_at = None
@@ -205,24 +218,27 @@ class Supervisor(Actor):
             child.proc.kill()  # the pidfd wakes us: restarted as any dead actor
 
     def on_stop(self) -> int:
-        """Front first (finishes batches in flight), then log (fsyncs), then closer (drains).
-        An actor that exits non-zero here (the log actor's final fsync failed, or it died on
-        the way) makes ``serve`` exit non-zero too: a clean 0 promises a clean stop."""
-        for role in ("front", "log", "closer"):
-            proc = self.children[role].proc
-            if proc is None:
-                continue
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+        """Both fronts first, together (each finishes the batches it has in flight: the log
+        actor still runs them), then log (fsyncs), then closer (drains). An actor that exits
+        non-zero here (the log actor's final fsync failed, or it died on the way) makes
+        ``serve`` exit non-zero too: a clean 0 promises a clean stop."""
+        fronts = [role for role in FRONT_ROLES if role in self.children]
+        for step in (fronts, ["log"], ["closer"]):
+            procs = [(role, self.children[role].proc) for role in step if self.children[role].proc is not None]
+            for _, proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            for role, proc in procs:
                 try:
-                    proc.wait(STOP_TIMEOUT_S)
+                    proc.wait(max(0.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     self.log.error("actor_stop_timeout", role=role, child_pid=proc.pid)
                     proc.kill()
                     proc.wait()
-            self.log.info("actor_exited", role=role, child_pid=proc.pid, returncode=proc.returncode)
-            if proc.returncode != 0 and self.exit_code == exitcodes.OK:
-                self.exit_code = exitcodes.ERROR
+                self.log.info("actor_exited", role=role, child_pid=proc.pid, returncode=proc.returncode)
+                if proc.returncode != 0 and self.exit_code == exitcodes.OK:
+                    self.exit_code = exitcodes.ERROR
         self.log.info("node_stopped", exit_code=self.exit_code)
         return self.exit_code
 
@@ -240,12 +256,18 @@ def raise_fd_limit(log) -> None:
     log.info("fd_limit", soft_before=soft, soft=resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
 
-def serve(config: Config) -> int:
+def serve(config: Config, requirepass: str | None = None) -> int:
+    """Run the node; ``requirepass`` is --requirepass (kept out of Config: see the docstring)."""
     log = configure("supervisor", config.log_format, config.log_file)
     raise_fd_limit(log)
     refusal = auth.config_error(config)  # CURVE settings, or a reachable endpoint without them
     if refusal:
         log.error("bind_refused", bind=config.bind, error=refusal)
+        print(f"aofnode: {refusal}", file=sys.stderr)
+        return exitcodes.BIND
+    refusal = resp_config_error(config, requirepass)  # never logs or prints the password
+    if refusal:
+        log.error("bind_refused", bind=config.resp_bind or "", error=refusal)
         print(f"aofnode: {refusal}", file=sys.stderr)
         return exitcodes.BIND
     if auth.insecure_bind(config):
@@ -266,4 +288,4 @@ def serve(config: Config) -> int:
         print(f"aofnode: {config.dir} is in use by another aofnode (pid {holder}); refusing to start",
               file=sys.stderr)
         return exitcodes.LOCKED
-    return Runtime(Supervisor(config, log, lock_fd)).run()
+    return Runtime(Supervisor(config, log, lock_fd, requirepass=requirepass)).run()

@@ -6,7 +6,7 @@ import dataclasses
 import os
 import sys
 
-from node.config import DEFAULT_BIND, FSYNC_POLICIES, Config
+from node.config import DEFAULT_BIND, FSYNC_POLICIES, USUAL_RESP_BIND, Config
 
 __all__ = ["main"]
 
@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--client-output-limit", type=_size, default=64 << 20, metavar="SIZE",
                    help="cut off a client whose unsent replies pass SIZE (default 64mb)")
     s.add_argument("--channel-output-limit", type=_size, default=16 << 20, metavar="SIZE",
-                   help="back-pressure between the log actor and the front past SIZE unsent (default 256mb)")
+                   help="back-pressure between the log actor and a front past SIZE unsent (default 16mb)")
     s.add_argument("--cycle-max-commands", type=int, default=4096, metavar="N",
                    help="requests one log-actor cycle runs before it fsyncs and replies (default 4096)")
     s.add_argument("--cycle-max-ms", type=float, default=5.0, metavar="MS",
@@ -65,6 +65,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="CURVE: directory of allowed clients' public certificates (*.key; reread on SIGHUP)")
     s.add_argument("--insecure-bind", action="store_true",
                    help="allow a non-loopback endpoint without CURVE (anyone who reaches it gets in)")
+    s.add_argument("--resp-bind", default=None, metavar="HOST:PORT",
+                   help=f"also serve the Redis protocol (RESP) on TCP at HOST:PORT, usually {USUAL_RESP_BIND} "
+                        "(default: off; a non-loopback address needs a password)")
+    s.add_argument("--requirepass-file", default=None, metavar="PATH",
+                   help="RESP clients must AUTH with the password in PATH (its first line; the file "
+                        "must not be accessible by group or others; read again at each resp actor start)")
+    # Not a Config field: Config travels on the actors' command lines, which anyone can read in
+    # /proc/PID/cmdline. The supervisor hands it to the resp actor in its environment instead.
+    s.add_argument("--requirepass", default=None, metavar="PASSWORD",
+                   help="RESP clients must AUTH with PASSWORD. Visible to every local user in ps "
+                        "(this command line): prefer --requirepass-file")
 
     c = sub.add_parser("cli", help="send commands to a node (interactive without COMMAND)")
     c.add_argument("--connect", default=DEFAULT_BIND, help=f"node endpoint (default: {DEFAULT_BIND})")
@@ -105,10 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if hasattr(args, f.name)}
         if args.log_file:
             settings["log_file"] = os.path.abspath(args.log_file)
+        if args.requirepass_file:
+            settings["requirepass_file"] = os.path.abspath(args.requirepass_file)
         if args.maxmemory is None:
             settings["maxmemory"] = default_maxmemory()
         config = Config(**settings)
-        return serve(config)
+        return serve(config, requirepass=args.requirepass)
     if args.cmd == "keygen":
         from node.tools.keygen import keygen_main
         return keygen_main(args.name, args.dir)
