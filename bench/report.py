@@ -69,7 +69,7 @@ def print_target(name: str, r: dict, out: TextIO) -> None:
         parts = ", ".join(f"{k} {v}" for k, v in r["server_cpu_us_per_request_by_process"].items())
         out.write(f"server CPU   {r['server_cpu_us_per_request']} us/request  ({parts})\n")
     out.write(f"generator    {r['generator_cpu_pct']}% of one core over {r['generator_procs']} "
-              f"process(es)\n")
+              f"process(es), {r['generator_cpu_us_per_request']} us/request\n")
     rw = r.get("rewrite")
     if rw:
         out.write(f"rewrite      start {rw['start_s']} s  end {rw['end_s']} s  {rw['status']}\n")

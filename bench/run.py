@@ -217,6 +217,10 @@ def _merge(outs: list[dict], shape: LoadShape, wall: float, rewrite: dict | None
         "timeline": timeline,
         "rewrite": rewrite,
         "generator_cpu_pct": round(100.0 * sum(o["cpu_s"] for o in outs) / wall, 1),
+        # The generator's CPU over the whole run (warmup and tail included), like ``replied``.
+        "generator_cpu_s": round(sum(o["cpu_s"] for o in outs), 4),
+        "generator_cpu_us_per_request": round(sum(o["cpu_s"] for o in outs) * 1e6
+                                              / max(1, sum(o["replied"] for o in outs)), 2),
         "generator_procs": len(outs),
         "wall_s": round(wall, 3),
     }

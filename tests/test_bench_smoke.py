@@ -42,6 +42,7 @@ def check_target(result: dict) -> None:
         assert {"second", "requests", "errors", "timeouts", "latency_ms", "warmup", "tail"} <= set(row)
     assert sum(r["requests"] for r in result["timeline"]) == result["replied"]
     assert result["generator_cpu_pct"] > 0
+    assert result["generator_cpu_us_per_request"] > 0
 
 
 def test_closed_loop_pipelined_against_a_started_node(tmp_path):
