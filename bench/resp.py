@@ -1,106 +1,17 @@
-"""RESP2, the Redis wire protocol: just enough to drive redis-server for comparison.
+"""A small blocking RESP client for driving redis-server (and aofnode's RESP front) in
+benchmarks: PING, preload, INFO, BGREWRITEAOF; not for the measured load.
 
-Design
-------
-``encode_command`` and ``ReplyParser`` never touch a socket (like protocol/codec.py): the
-parser is fed bytes as they arrive and yields whole replies. An error reply is a ``RespError``
-value whose ``code`` is the first word of the message (``ERR``, ``WRONGTYPE``, ``LOADING``), the
-same convention as aofnode's error codes. ``RespClient`` is a small blocking client for control
-work (PING, preload, INFO, BGREWRITEAOF), not for the measured load.
+The codec is protocol/resp.py (``encode_command``, ``ReplyParser``, ``RespError``), the one RESP
+codec of the project; it is re-exported here for the benchmark modules that import it from here.
 """
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
 from typing import Any
 
+from protocol.resp import ReplyParser, RespError, encode_command
+
 __all__ = ["RespError", "encode_command", "ReplyParser", "RespClient", "parse_info"]
-
-
-@dataclass(frozen=True, slots=True)
-class RespError:
-    code: str
-    message: str
-
-
-def _arg(a: Any) -> bytes:
-    if isinstance(a, bytes):
-        return a
-    if isinstance(a, str):
-        return a.encode()
-    if isinstance(a, int):
-        return b"%d" % a
-    raise TypeError(f"RESP argument must be bytes, str or int, got {type(a).__name__}")
-
-
-def encode_command(*args: Any) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for a in args:
-        b = _arg(a)
-        parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
-    return b"".join(parts)
-
-
-class _Incomplete(Exception):
-    pass
-
-
-class ReplyParser:
-    """Incremental RESP2 reply parser: ``feed(data)`` then ``replies()`` for the complete ones."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._pos = 0
-
-    def feed(self, data: bytes) -> None:
-        self._buf += data
-
-    def replies(self) -> list[Any]:
-        out = []
-        while True:
-            start = self._pos
-            try:
-                value = self._parse()
-            except _Incomplete:
-                self._pos = start
-                break
-            out.append(value)
-        if self._pos:
-            del self._buf[: self._pos]
-            self._pos = 0
-        return out
-
-    def _line(self) -> bytes:
-        end = self._buf.find(b"\r\n", self._pos)
-        if end < 0:
-            raise _Incomplete
-        line = bytes(self._buf[self._pos:end])
-        self._pos = end + 2
-        return line
-
-    def _parse(self) -> Any:
-        line = self._line()
-        kind, rest = line[:1], line[1:]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            text = rest.decode(errors="replace")
-            return RespError(text.split(" ", 1)[0], text)
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            if len(self._buf) < self._pos + n + 2:
-                raise _Incomplete
-            value = bytes(self._buf[self._pos:self._pos + n])
-            self._pos += n + 2
-            return value
-        if kind == b"*":
-            n = int(rest)
-            return None if n < 0 else [self._parse() for _ in range(n)]
-        raise ValueError(f"not a RESP2 reply: {line[:40]!r}")
 
 
 def parse_info(text: bytes | str) -> dict[str, str]:

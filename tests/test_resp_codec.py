@@ -1,0 +1,218 @@
+"""protocol/resp.py as tables: request bytes -> commands or a protocol error (every case also fed
+split at every byte boundary), and reply values -> RESP2 and RESP3 bytes. No sockets."""
+from __future__ import annotations
+
+import pytest
+
+from protocol import codec
+from protocol import resp
+from protocol.resp import ReplyParser, RequestParser, RespError
+
+MB = codec.MAX_MESSAGE_BYTES
+
+# (name, input, commands expected, protocol error expected or None)
+REQUESTS = [
+    ("multibulk", b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", [[b"GET", b"k"]], None),
+    ("pipeline", b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$0\r\n\r\n", [[b"PING"], [b"ECHO", b""]], None),
+    ("binary bulk with CRLF inside", b"*2\r\n$4\r\nECHO\r\n$4\r\n\r\n\r\n\r\n", [[b"ECHO", b"\r\n\r\n"]], None),
+    ("*0 and *-1 are nothing", b"*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n", [[b"PING"]], None),
+    ("inline", b"SET k v\r\n", [[b"SET", b"k", b"v"]], None),
+    ("inline with LF only", b"GET k\n", [[b"GET", b"k"]], None),
+    ("inline blanks", b"  GET \t k  \r\n", [[b"GET", b"k"]], None),
+    ("empty lines are nothing", b"\r\n\n\r\nPING\r\n", [[b"PING"]], None),
+    ("inline double quotes", b'SET "a b" "x\\x41\\n\\"y"\r\n', [[b"SET", b"a b", b'xA\n"y']], None),
+    ("inline single quotes", b"SET 'a\"b' 'it\\'s'\r\n", [[b"SET", b'a"b', b"it's"]], None),
+    ("inline quote starts mid-word", b'SET a"b c"\r\n', [[b"SET", b"ab c"]], None),
+    ("inline NUL ends the line", b"GET k\0junk\r\n", [[b"GET", b"k"]], None),
+    ("inline then multibulk", b"PING\r\n*1\r\n$4\r\nPING\r\n", [[b"PING"], [b"PING"]], None),
+    ("unbalanced quotes", b'SET "a\r\n', [], "Protocol error: unbalanced quotes in request"),
+    ("closing quote then text", b'SET "a"b\r\n', [], "Protocol error: unbalanced quotes in request"),
+    ("bad multibulk length", b"*x\r\n", [], "Protocol error: invalid multibulk length"),
+    ("multibulk length with a plus", b"*+1\r\n", [], "Protocol error: invalid multibulk length"),
+    ("multibulk length with a leading zero", b"*01\r\n", [], "Protocol error: invalid multibulk length"),
+    ("multibulk over MAX_ARGS + 1", b"*%d\r\n" % (codec.MAX_ARGS + 2), [], "Protocol error: invalid multibulk length"),
+    ("expected $", b"*1\r\n:3\r\n", [], "Protocol error: expected '$', got ':'"),
+    ("negative bulk", b"*1\r\n$-1\r\n", [], "Protocol error: invalid bulk length"),
+    ("bulk with blanks", b"*1\r\n$ 3\r\nGET\r\n", [], "Protocol error: invalid bulk length"),
+    ("bulk over the message limit, refused unread", b"*2\r\n$3\r\nSET\r\n$%d\r\n" % (MB + 1), [],
+     "Protocol error: invalid bulk length"),
+    ("bulks of one command over the limit together", b"*3\r\n$3\r\nSET\r\n$%d\r\n" % (MB // 2) + b"x" * (MB // 2)
+     + b"\r\n$%d\r\n" % (MB // 2), [], "Protocol error: command of more than %d bytes" % resp.MAX_COMMAND_BYTES),
+    ("no CRLF after the bulk", b"*1\r\n$4\r\nPINGxx", [], "Protocol error: expected CRLF after bulk string"),
+    ("commands before the error still come", b"*1\r\n$4\r\nPING\r\n*1\r\n$x\r\n", [[b"PING"]],
+     "Protocol error: invalid bulk length"),
+    ("inline line too long", b"x" * (resp.MAX_INLINE_BYTES + 1), [], "Protocol error: too big inline request"),
+    ("complete inline line too long", b"x" * (resp.MAX_INLINE_BYTES + 1) + b"\r\n", [],
+     "Protocol error: too big inline request"),
+    ("multibulk count line too long", b"*" + b"1" * (resp.MAX_INLINE_BYTES + 1), [],
+     "Protocol error: too big mbulk count string"),
+    ("bulk count line too long", b"*1\r\n$" + b"1" * (resp.MAX_INLINE_BYTES + 1), [],
+     "Protocol error: too big bulk count string"),
+    ("incomplete is nothing yet", b"*2\r\n$3\r\nGET\r\n$1\r\n", [], None),
+]
+
+
+def _feed_split(data: bytes, cut: int) -> tuple[list, str | None]:
+    p = RequestParser()
+    got = p.feed(data[:cut])
+    got += p.feed(data[cut:])
+    return got, p.error
+
+
+@pytest.mark.parametrize("name,data,commands,error", REQUESTS, ids=[r[0] for r in REQUESTS])
+def test_requests(name, data, commands, error):
+    p = RequestParser()
+    assert p.feed(data) == commands
+    assert p.error == error
+    # Split at every byte boundary (the big cases at 16 of them): same outcome.
+    cuts = range(len(data) + 1) if len(data) < 4096 else list(range(0, len(data), len(data) // 16)) + [len(data)]
+    for cut in cuts:
+        assert _feed_split(data, cut) == (commands, error), f"split at {cut}"
+
+
+def test_one_byte_at_a_time():
+    data = b"".join(REQUESTS[i][1] for i in range(13))
+    p = RequestParser()
+    got = []
+    for i in range(len(data)):
+        got += p.feed(data[i:i + 1])
+    assert got == [c for i in range(13) for c in REQUESTS[i][2]]
+    assert p.error is None
+
+
+def test_an_oversized_bulk_is_refused_before_it_is_buffered():
+    p = RequestParser()
+    assert p.feed(b"*2\r\n$3\r\nSET\r\n$%d\r\n" % (MB + 1)) == []
+    assert p.error == "Protocol error: invalid bulk length"
+    assert p.buffered == 0
+    assert p.feed(b"x" * 1000) == []  # nothing more is taken after an error
+    assert p.buffered == 0
+
+
+def test_a_big_bulk_gathers_without_quadratic_copies():
+    p = RequestParser()
+    size = 8 * 1024 * 1024
+    assert p.feed(b"*2\r\n$4\r\nECHO\r\n$%d\r\n" % size) == []
+    chunk = b"y" * 65536
+    for _ in range(size // len(chunk)):
+        assert p.feed(chunk) == []
+    assert p.buffered == size
+    [[name, value]] = p.feed(b"\r\n")
+    assert (name, len(value)) == (b"ECHO", size)
+    assert p.buffered == 0
+
+
+@pytest.mark.parametrize("data,error", [
+    (b"*11\r\n", "Protocol error: unauthenticated multibulk length"),
+    (b"*2\r\n$3\r\nGET\r\n$16385\r\n", "Protocol error: unauthenticated bulk length"),
+])
+def test_limits_before_auth(data, error):
+    p = RequestParser(authenticated=False)
+    assert p.feed(data) == []
+    assert p.error == error
+
+
+def test_within_the_limits_before_auth():
+    p = RequestParser(authenticated=False)
+    cmd = [b"AUTH", b"x" * 16384]
+    assert p.feed(resp.encode_command(*cmd)) == [cmd]
+    assert p.error is None
+
+
+SPLITS = [
+    (b"", []),
+    (b"a  b", [b"a", b"b"]),
+    (b'"\\t\\r\\b\\a\\q"', [b"\t\r\b\aq"]),
+    (b'"\\xzz"', [b"xzz"]),  # not hex: the escape is the character itself
+    (b"'a\\nb'", [b"a\\nb"]),  # single quotes: only \' is an escape
+    (b'""', [b""]),
+    (b'"a', None),
+    (b"'a", None),
+    (b'"a"x', None),
+    (b"'a'x", None),
+    (b'"a"\tb', [b"a", b"b"]),
+]
+
+
+@pytest.mark.parametrize("line,expected", SPLITS)
+def test_split_inline(line, expected):
+    assert resp.split_inline(line) == expected
+
+
+# (value, RESP2, RESP3)
+VALUES = [
+    ("OK", b"+OK\r\n", b"+OK\r\n"),
+    (b"v", b"$1\r\nv\r\n", b"$1\r\nv\r\n"),
+    (b"", b"$0\r\n\r\n", b"$0\r\n\r\n"),
+    (-3, b":-3\r\n", b":-3\r\n"),
+    (None, b"$-1\r\n", b"_\r\n"),
+    ([], b"*0\r\n", b"*0\r\n"),
+    ([b"a", None, 1], b"*3\r\n$1\r\na\r\n$-1\r\n:1\r\n", b"*3\r\n$1\r\na\r\n_\r\n:1\r\n"),
+    ({"a": 1}, b"*2\r\n$1\r\na\r\n:1\r\n", b"%1\r\n$1\r\na\r\n:1\r\n"),
+    (1.5, b"$3\r\n1.5\r\n", b",1.5\r\n"),
+    (True, b":1\r\n", b"#t\r\n"),
+    ("two\r\nlines", b"+two  lines\r\n", b"+two  lines\r\n"),
+]
+
+
+@pytest.mark.parametrize("value,resp2,resp3", VALUES)
+def test_encode_value(value, resp2, resp3):
+    assert resp.encode_value(value, False) == resp2
+    assert resp.encode_value(value, True) == resp3
+
+
+# Shapes that differ between aofnode's value and Redis's reply (checked against redis-server 7.0).
+SHAPED = [
+    ("HGETALL", [b"f", b"v"], b"*2\r\n$1\r\nf\r\n$1\r\nv\r\n", b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n"),
+    ("HGETALL", [], b"*0\r\n", b"%0\r\n"),
+    ("INFO", {"server": {"aofnode_version": "1"}}, b"$29\r\n# Server\r\naofnode_version:1\r\n\r\n",
+     b"=33\r\ntxt:# Server\r\naofnode_version:1\r\n\r\n"),
+    ("SCAN", [b"0", [b"k"]], b"*2\r\n$1\r\n0\r\n*1\r\n$1\r\nk\r\n", b"*2\r\n$1\r\n0\r\n*1\r\n$1\r\nk\r\n"),
+]
+
+
+@pytest.mark.parametrize("name,value,resp2,resp3", SHAPED)
+def test_command_reply_shapes(name, value, resp2, resp3):
+    assert resp.encode_command_reply(name, value, False) == resp2
+    assert resp.encode_command_reply(name, value, True) == resp3
+
+
+ERRORS = [
+    ((codec.WRONGTYPE, "Operation against a key holding the wrong kind of value"),
+     b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
+    ((codec.ARITY, "wrong number of arguments for 'get' command"),
+     b"-ERR wrong number of arguments for 'get' command\r\n"),
+    ((codec.UNKNOWNCMD, "unknown command 'foo'"), b"-ERR unknown command 'foo'\r\n"),
+    ((codec.TOOBIG, "too big"), b"-ERR too big\r\n"),
+    ((codec.PROTO, "bad"), b"-ERR bad\r\n"),
+    ((codec.LOADING, "loading"), b"-LOADING loading\r\n"),
+    ((codec.OOM, "full"), b"-OOM full\r\n"),
+    ((codec.MISCONF, "disk"), b"-MISCONF disk\r\n"),
+    ((codec.BUSY, "busy"), b"-BUSY busy\r\n"),
+    ((codec.ABORTED, "maybe"), b"-ABORTED maybe\r\n"),
+    ((codec.ERR, "a\r\nb"), b"-ERR a  b\r\n"),
+]
+
+
+@pytest.mark.parametrize("error,line", ERRORS)
+def test_error_lines(error, line):
+    assert resp.error_line(*error) == line
+
+
+def test_reply_parser_reads_both_protocols():
+    p = ReplyParser()
+    data = (b"+OK\r\n-ERR bad thing\r\n:5\r\n$-1\r\n*2\r\n$1\r\na\r\n_\r\n%1\r\n$1\r\nk\r\n#t\r\n"
+            b",2.5\r\n=8\r\ntxt:abcd\r\n~1\r\n:1\r\n")
+    for cut in range(len(data) + 1):
+        p = ReplyParser()
+        p.feed(data[:cut])
+        got = p.replies()
+        p.feed(data[cut:])
+        got += p.replies()
+        assert got == ["OK", RespError("ERR", "ERR bad thing"), 5, None, [b"a", None], {b"k": True}, 2.5,
+                       b"abcd", [1]]
+
+
+def test_encode_command_round_trips_through_the_request_parser():
+    cmd = [b"SET", b"k\r\n", b"\x00\xff"]
+    assert RequestParser().feed(resp.encode_command(*cmd)) == [cmd]
