@@ -19,12 +19,24 @@ record encoder, 2M distinct keys overwritten round after round until the file pa
 2. start the server with automatic rewrites off and wait until it has loaded; 3. run
 ``aofnode-bench`` with ``--bgrewrite-at`` (50 clients, SET only, closed loop); 4. read the
 rewrite's own figures (aofnode: its JSON log events; redis: INFO); 5. stop the server and remove
-the data; 6. (aofnode) one more rewrite with no load, for the child's own copy-on-write. Everything binds 127.0.0.1; every process started is stopped, also on errors.
+the data; 6. (aofnode) one more rewrite with no load, for the child's own copy-on-write
+(``--skip-idle-rewrite`` leaves it out). Everything binds 127.0.0.1; every process started is
+stopped, also on errors.
+
+The switch (aofnode): the log events put the switch and the closer's job on the load's clock,
+anchored on ``rewrite_started`` (logged right after the fork, so BGREWRITEAOF arrived
+``fork_usec`` before it; what is left is the request's one-way trip, well under 10 ms). The
+load's per-second histograms are keyed by the second a reply *arrived*, so a request the switch
+stalled can land in the next second: ``switch_second_max_ms`` is the worst reply in the seconds
+overlapping the one second from the switch on (two at most), printed beside the worst of the
+other seconds of the rewrite window and the median per-second worst before the rewrite.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
 import os
 import shutil
 import signal
@@ -32,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 from bench import resp
@@ -84,6 +97,27 @@ def _write_aof(path: Path, keys: int, value_size: int, min_bytes: int) -> dict:
             "seconds": round(time.monotonic() - started, 1)}
 
 
+def _make_aof(args, path: Path) -> dict:
+    """Step 1, or a copy of the file an earlier run made with the same shape (``--aof-cache``):
+    writing 1 GiB with the record encoder takes minutes, a copy seconds, and A/B runs want the
+    very same file."""
+    if not args.aof_cache:
+        return _write_aof(path, args.keys, args.value_size, args.min_aof_bytes)
+    cache, meta = Path(args.aof_cache), Path(args.aof_cache + ".json")
+    shape = {"keys": args.keys, "value_size": args.value_size, "min_aof_bytes": args.min_aof_bytes}
+    if cache.exists() and meta.exists() and json.loads(meta.read_text()).get("shape") == shape:
+        started = time.monotonic()
+        shutil.copyfile(cache, path)
+        with open(path, "rb+") as f:
+            os.fsync(f.fileno())
+        made = json.loads(meta.read_text())["made"]
+        return {**made, "copied_from": str(cache), "seconds": round(time.monotonic() - started, 1)}
+    made = _write_aof(path, args.keys, args.value_size, args.min_aof_bytes)
+    shutil.copyfile(path, cache)
+    meta.write_text(json.dumps({"shape": shape, "made": made}))
+    return made
+
+
 def _events(log_file: Path) -> list[dict]:
     out = []
     for line in log_file.read_text(errors="replace").splitlines():
@@ -122,7 +156,7 @@ def _load(args, endpoint_args: list[str], out_json: Path) -> dict:
 def run_aofnode(args, work: Path) -> dict:
     data = work / "data"
     data.mkdir()
-    made = _write_aof(data / "appendonly.aof", args.keys, args.value_size, args.min_aof_bytes)
+    made = _make_aof(args, data / "appendonly.aof")
     print(f"wrote {made['aof_bytes'] / GiB:.2f} GiB AOF ({made['entries']} entries) in {made['seconds']} s", flush=True)
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     log_file = work / "node.log"
@@ -154,16 +188,19 @@ def run_aofnode(args, work: Path) -> dict:
                 return c.execute("INFO", "persistence")["persistence"]["aof_rewrite_in_progress"] == 0
             _wait(idle, 600, "the rewrite to finish")
             persistence = c.execute("INFO", "persistence")["persistence"]
-            # 6. The same rewrite with no load: the child's own copy-on-write, without the
-            # pages the parent dirties by serving writes meanwhile.
-            c.execute("BGREWRITEAOF")
-            time.sleep(0.5)
-            _wait(idle, 600, "the idle rewrite to finish")
-            idle_cow = c.execute("INFO", "persistence")["persistence"]["aof_last_cow_size"]
+            idle_cow = None
+            if not args.skip_idle_rewrite:
+                # 6. The same rewrite with no load: the child's own copy-on-write, without the
+                # pages the parent dirties by serving writes meanwhile.
+                c.execute("BGREWRITEAOF")
+                time.sleep(0.5)
+                _wait(idle, 600, "the idle rewrite to finish")
+                idle_cow = c.execute("INFO", "persistence")["persistence"]["aof_last_cow_size"]
     finally:
         _stop(proc)
     ev = {}
-    idle_child = [e for e in _events(log_file) if e.get("event") == "rewrite_child_done"][-1:]
+    idle_child = [] if args.skip_idle_rewrite else \
+        [e for e in _events(log_file) if e.get("event") == "rewrite_child_done"][-1:]
     for e in _events(log_file):  # the first rewrite's events (the loaded one), not the idle one's
         name = e.get("event", "")
         if name.startswith(("rewrite_", "closer_job_done")) and name not in ev \
@@ -173,7 +210,7 @@ def run_aofnode(args, work: Path) -> dict:
     out = {
         "target": "aofnode", "settings": {"command": cmd, "close_inline": args.close_inline},
         "data": made, "load_seconds": loaded.get("seconds"), "rss_bytes": rss,
-        "fork_usec": started.get("fork_usec"),
+        "fork_usec": started.get("fork_usec"), "started_event": started or None,
         "fork_usec_per_gib_rss": round(started.get("fork_usec", 0) / (rss / GiB), 1) if rss else None,
         "child_keys": child.get("keys"), "child_seconds": child.get("seconds"),
         "child_keys_per_s": round(child["keys"] / child["seconds"]) if child.get("seconds") else None,
@@ -181,7 +218,7 @@ def run_aofnode(args, work: Path) -> dict:
         "cow_fraction_of_rss": round(child.get("cow_bytes", 0) / rss, 4) if rss else None,
         "idle_rewrite_cow_bytes": idle_cow,
         "idle_child_keys_per_s": round(idle_child[0]["keys"] / idle_child[0]["seconds"]) if idle_child else None,
-        "idle_rewrite_cow_fraction_of_rss": round(idle_cow / rss, 4) if rss else None,
+        "idle_rewrite_cow_fraction_of_rss": round(idle_cow / rss, 4) if rss and idle_cow is not None else None,
         "diff": ev.get("rewrite_diff_flushed"), "switch": ev.get("rewrite_switched"),
         "pauses": ev.get("rewrite_pause_summary"), "closer": ev.get("closer_job_done"),
         "inline_close": ev.get("rewrite_inline_close"), "failed": ev.get("rewrite_failed"),
@@ -189,6 +226,47 @@ def run_aofnode(args, work: Path) -> dict:
                                                        "aof_last_cow_size", "aof_last_rewrite_longest_pause_ms")},
         "load": load,
     }
+    out["switch_window"] = _switch_window(out, load)
+    return out
+
+
+def _ts(event: dict | None) -> float | None:
+    try:
+        return datetime.fromisoformat(event["ts"].replace("Z", "+00:00")).timestamp()
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def _switch_window(r: dict, load: dict) -> dict | None:
+    """The switch and the closer's job on the load's clock, and the worst replies around them
+    (see the module docstring for the anchor and the window)."""
+    rewrite = load.get("rewrite") or {}
+    started_ts = _ts(r.get("started_event"))
+    switched_ts = _ts(r.get("switch"))
+    if rewrite.get("start_s") is None or started_ts is None or switched_ts is None:
+        return None
+    anchor = started_ts - (r.get("fork_usec") or 0) / 1e6 - rewrite["start_s"]
+    switch_s = switched_ts - anchor
+    out = {"switch_s": round(switch_s, 3)}
+    closer = r.get("closer") or r.get("inline_close")
+    if _ts(closer) is not None:
+        done_s = _ts(closer) - anchor
+        took = closer.get("seconds", (closer.get("ms") or 0) / 1000)
+        out.update(closer_start_s=round(done_s - took, 3), closer_end_s=round(done_s, 3),
+                   closer_ms=round(took * 1000, 1), closer_steps=closer.get("steps"))
+    window = set(range(int(switch_s), int(math.ceil(switch_s + 1))))
+    rows = [t for t in load.get("timeline", []) if not t["warmup"] and not t["tail"] and t["requests"]]
+    in_window = [t["latency_ms"]["max"] for t in rows if t["second"] in window]
+    end_s = rewrite.get("end_s") or switch_s
+    others = [t["latency_ms"]["max"] for t in rows
+              if t["second"] not in window and t["second"] + 1 > rewrite["start_s"] and t["second"] <= end_s]
+    before = [t["latency_ms"]["max"] for t in rows if t["second"] + 1 <= rewrite["start_s"]]
+    out.update(window_seconds=sorted(window),
+               switch_second_max_ms=max(in_window) if in_window else None,
+               other_rewrite_seconds_max_ms=max(others) if others else None,
+               before_median_second_max_ms=round(statistics.median(before), 3) if before else None,
+               per_second_max_ms={t["second"]: t["latency_ms"]["max"] for t in rows
+                                  if min(window) - 2 <= t["second"] <= max(window) + 2})
     return out
 
 
@@ -259,6 +337,16 @@ def _print(r: dict) -> None:
         lat = p["latency_ms"]
         print(f"latency {phase:7} p99 {lat['p99']} ms  p99.9 {lat['p999']} ms  max {lat['max']} ms  ({p['requests']} requests)")
     print(f"throughput     {load['throughput']} req/s; errors {load['errors']}, timeouts {load['timeouts']}")
+    w = r.get("switch_window")
+    if w:
+        closer = (f"; closer job {w['closer_start_s']}-{w['closer_end_s']} s = {w['closer_ms']} ms"
+                  f"{'' if w.get('closer_steps') is None else ', %s steps' % w['closer_steps']}"
+                  if w.get("closer_ms") is not None else "")
+        print(f"switch         at {w['switch_s']} s{closer}")
+        print(f"switch second  worst reply {w['switch_second_max_ms']} ms (seconds {w['window_seconds']}); "
+              f"other rewrite seconds {w['other_rewrite_seconds_max_ms']} ms; "
+              f"before: median per-second worst {w['before_median_second_max_ms']} ms")
+        print("per-second max " + "  ".join(f"{s}:{v}" for s, v in w["per_second_max_ms"].items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,6 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--child-nice", type=int, default=None, help="aofnode: --aof-rewrite-child-nice")
     p.add_argument("--child-sched", choices=("normal", "idle"), default=None,
                    help="aofnode: --aof-rewrite-child-sched")
+    p.add_argument("--skip-idle-rewrite", action="store_true",
+                   help="aofnode: leave out step 6 (the rewrite with no load, for copy-on-write)")
+    p.add_argument("--aof-cache", default=None,
+                   help="aofnode: copy the AOF from this file if an earlier run made it with the same "
+                        "--keys/--value-size/--min-aof-bytes, else make it and keep a copy there")
     p.add_argument("--workdir", default=None, help="parent of the temporary data directory")
     p.add_argument("--json", default=None)
     p.add_argument("--plot", default=None)
