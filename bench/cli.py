@@ -168,9 +168,11 @@ def _run_target(name: str, args, shape: LoadShape, servers: dict) -> dict:
             _preload(spec, args.preload, shape.value_size)  # step 2
         pgid = server.proc.pid if name in servers else None  # a server we started: its own group
         cpu_before = procstat.group_cpu(pgid) if pgid else None
+        machine_before, t0 = procstat.machine_cpu(), time.monotonic()
         result = measure(spec, shape, bgrewrite_at=args.bgrewrite_at, seed=args.seed)  # step 3
         if pgid:
             _add_server_cpu(result, procstat.cpu_delta(cpu_before, procstat.group_cpu(pgid)))
+        _add_machine_cpu(result, machine_before, procstat.machine_cpu(), time.monotonic() - t0)
         result["address"] = spec.address
         report.print_target(name, result, sys.stdout)  # step 4
         sys.stdout.flush()
@@ -189,6 +191,16 @@ def _add_server_cpu(result: dict, cpu: dict[str, float]) -> None:
     result["server_cpu_us_per_request"] = round(sum(cpu.values()) * 1e6 / requests, 2)
     result["server_cpu_us_per_request_by_process"] = {
         name: round(seconds * 1e6 / requests, 2) for name, seconds in sorted(cpu.items())}
+
+
+def _add_machine_cpu(result: dict, before: tuple, after: tuple, wall: float) -> None:
+    """Busy cores of the whole machine over the measurement, and what of it was neither the
+    server (when started here) nor the generator's workers: other load sharing the 2 cores,
+    which the figures cannot correct for but should be read beside."""
+    busy = (after[0] - before[0]) / wall
+    ours = (sum(result.get("server_cpu_s", {}).values()) + result["generator_cpu_s"]) / wall
+    result["machine_busy_cores"] = round(busy, 2)
+    result["other_cpu_cores"] = round(max(0.0, busy - ours), 2)
 
 
 def _interrupt(signum, frame) -> None:

@@ -23,7 +23,9 @@ printed beside throughput, p50/p99/p99.9 and the aofnode/redis throughput ratio.
    of every process of the server it started (per actor for aofnode) and of its own workers,
    and divides both by every reply of the run.
 2. Per shape and server, each figure is the median over the repeats with its spread (min-max);
-   the ratio is taken per repeat (aofnode / redis of the same repeat), then summarized.
+   the ratio is taken per repeat (aofnode / redis of the same repeat), then summarized. "Other
+   load" is the machine's busy cores (/proc/stat) during the measurement minus the server's
+   and the generator's own CPU: other work sharing the two cores, which no ratio corrects for.
 3. ``--with-redis-benchmark`` then runs bench/matrix_resp.py: redis-benchmark against
    redis-server and against aofnode's RESP front (``--resp-bind``), same shape, same repeats,
    or prints why it was skipped.
@@ -48,7 +50,8 @@ __all__ = ["main", "Shape", "parse_shapes", "COLUMNS", "summarize_runs", "table_
 BIN = Path(sys.executable).parent
 TARGETS = ("aofnode", "redis")
 COLUMNS = ["shape", "server", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "server CPU µs/req",
-           "CPU by process µs/req", "generator CPU µs/req", "aofnode/redis req/s"]
+           "CPU by process µs/req", "generator CPU µs/req", "aofnode/redis req/s",
+           "other load, cores"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,7 @@ def summarize_runs(runs: list[dict]) -> dict:
                 x.get("server_cpu_us_per_request_by_process", {}).get(p, 0.0) for x in res)
                 for p in procs},
             "generator_cpu_us": spread.summarize(x.get("generator_cpu_us_per_request") for x in res),
+            "other_cpu_cores": spread.summarize(x.get("other_cpu_cores") for x in res),
         }
     for shape, targets in out.items():
         thr = {(r["target"], r["repeat"]): r["result"]["throughput"] for r in runs if r["shape"] == shape}
@@ -146,7 +150,8 @@ def table_rows(shapes: list[Shape], summary: dict) -> list[list[str]]:
                 shape.label, target, spread.cell(s["throughput"], 0), spread.cell(s["p50"]),
                 spread.cell(s["p99"]), spread.cell(s["p999"]), spread.cell(s["server_cpu_us"]),
                 _by_process(s["by_process_us"]), spread.cell(s["generator_cpu_us"]),
-                spread.cell(summary[shape.name].get("ratio"), 2) if target == "aofnode" else ""])
+                spread.cell(summary[shape.name].get("ratio"), 2) if target == "aofnode" else "",
+                spread.cell(s["other_cpu_cores"], 2)])
     return rows
 
 
@@ -196,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                     r = run["targets"][target]
                     print(f"repeat {rep + 1}/{args.repeats} {shape.label} {target}: "
                           f"{r['throughput']:,.0f} req/s, server CPU "
-                          f"{r.get('server_cpu_us_per_request')} us/req", file=sys.stderr)
+                          f"{r.get('server_cpu_us_per_request')} us/req, other load "
+                          f"{r.get('other_cpu_cores')} cores", file=sys.stderr)
         if shapes:
             summary = summarize_runs(runs)  # step 2
             doc["summary"] = summary

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["group_cpu", "cpu_delta"]
+__all__ = ["group_cpu", "cpu_delta", "machine_cpu"]
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -24,7 +24,10 @@ def _name(pid: str, comm: str) -> str:
     if b"node.actors" in argv:
         i = argv.index(b"node.actors")
         return argv[i + 1].decode() if i + 1 < len(argv) else comm
-    if any(a.endswith(b"aofnode") for a in argv[:2]) and b"serve" in argv:
+    if b"node.actor" in argv:  # the layout before the actor runtime (f97a387): -m node.actor ROLE
+        i = argv.index(b"node.actor")
+        return argv[i + 1].decode() if i + 1 < len(argv) else comm
+    if b"serve" in argv:  # `aofnode serve ...`, or `python -c ... serve ...` for an older tree
         return "supervisor"
     return comm
 
@@ -57,3 +60,14 @@ def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
     """Per-name CPU spent between two ``group_cpu`` readings (a process that died in between is
     lost with its time; one that started counts from zero)."""
     return {name: round(after[name] - before.get(name, 0.0), 3) for name in after}
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine so far, summed over its cores, from the
+    first line of /proc/stat (busy: everything but idle and iowait). Two readings around a run
+    give how many cores were busy, and so, minus the run's own processes, the other load."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is in user)
+    idle = fields[3] + fields[4]
+    return (total - idle) / _TICK, total / _TICK

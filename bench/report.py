@@ -70,6 +70,9 @@ def print_target(name: str, r: dict, out: TextIO) -> None:
         out.write(f"server CPU   {r['server_cpu_us_per_request']} us/request  ({parts})\n")
     out.write(f"generator    {r['generator_cpu_pct']}% of one core over {r['generator_procs']} "
               f"process(es), {r['generator_cpu_us_per_request']} us/request\n")
+    if r.get("machine_busy_cores") is not None:
+        out.write(f"machine      {r['machine_busy_cores']} cores busy, {r['other_cpu_cores']} of them "
+                  f"neither the server nor the generator\n")
     rw = r.get("rewrite")
     if rw:
         out.write(f"rewrite      start {rw['start_s']} s  end {rw['end_s']} s  {rw['status']}\n")
