@@ -19,7 +19,8 @@ printed beside throughput, p50/p99/p99.9 and the aofnode/redis throughput ratio.
 1. For each repeat, for each shape, it runs ``aofnode-bench --target T --start-node|
    --start-redis`` (SET only, 100-byte values, 100k keys, ``--warmup``, a fresh server each
    run) for aofnode and for redis-server back to back, the order flipped on every other repeat,
-   so both see the same machine state. aofnode-bench reads the CPU (utime + stime, from /proc)
+   so both see the same machine state (with ``--before TREE``, an older tree's node runs
+   between them, driven by its own generator: bench/oldtree.py). aofnode-bench reads the CPU (utime + stime, from /proc)
    of every process of the server it started (per actor for aofnode) and of its own workers,
    and divides both by every reply of the run.
 2. Per shape and server, each figure is the median over the repeats with its spread (min-max);
@@ -49,6 +50,7 @@ __all__ = ["main", "Shape", "parse_shapes", "COLUMNS", "summarize_runs", "table_
 
 BIN = Path(sys.executable).parent
 TARGETS = ("aofnode", "redis")
+BEFORE = "before"  # --before TREE: that tree's node and generator (bench/oldtree.py)
 COLUMNS = ["shape", "server", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "server CPU µs/req",
            "CPU by process µs/req", "generator CPU µs/req", "aofnode/redis req/s",
            "other load, cores"]
@@ -87,6 +89,11 @@ def parse_shapes(text: str) -> list[Shape]:
 
 def _run_one(shape: Shape, target: str, args) -> dict:
     """One aofnode-bench run against a fresh server of ``target``: its JSON document."""
+    if target == BEFORE:
+        from bench import oldtree
+        result = oldtree.run_shape(args.before, shape.appendfsync, shape.clients, shape.pipeline,
+                                   args.duration, args.warmup)
+        return {"targets": {BEFORE: result}, "servers": {BEFORE: {"tree": result["tree"]}}}
     start = "--start-node" if target == "aofnode" else "--start-redis"
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         cmd = [str(BIN / "aofnode-bench"), "--target", target, start,
@@ -126,9 +133,11 @@ def summarize_runs(runs: list[dict]) -> dict:
     for shape, targets in out.items():
         thr = {(r["target"], r["repeat"]): r["result"]["throughput"] for r in runs if r["shape"] == shape}
         reps = sorted({rep for (_, rep) in thr})
-        targets["ratio"] = spread.summarize(
-            thr[("aofnode", rep)] / thr[("redis", rep)] for rep in reps
-            if thr.get(("aofnode", rep)) and thr.get(("redis", rep)))
+        for target in [t for t in targets if t != "redis"]:
+            targets[target]["ratio"] = spread.summarize(
+                thr[(target, rep)] / thr[("redis", rep)] for rep in reps
+                if thr.get((target, rep)) and thr.get(("redis", rep)))
+        targets["ratio"] = targets.get("aofnode", {}).get("ratio")
     return out
 
 
@@ -142,7 +151,7 @@ def _by_process(d: dict) -> str:
 def table_rows(shapes: list[Shape], summary: dict) -> list[list[str]]:
     rows = []
     for shape in shapes:
-        for target in TARGETS:
+        for target in ("aofnode", BEFORE, "redis"):
             s = summary.get(shape.name, {}).get(target)
             if s is None:
                 continue
@@ -150,7 +159,7 @@ def table_rows(shapes: list[Shape], summary: dict) -> list[list[str]]:
                 shape.label, target, spread.cell(s["throughput"], 0), spread.cell(s["p50"]),
                 spread.cell(s["p99"]), spread.cell(s["p999"]), spread.cell(s["server_cpu_us"]),
                 _by_process(s["by_process_us"]), spread.cell(s["generator_cpu_us"]),
-                spread.cell(summary[shape.name].get("ratio"), 2) if target == "aofnode" else "",
+                spread.cell(s.get("ratio"), 2) if target != "redis" else "",
                 spread.cell(s["other_cpu_cores"], 2)])
     return rows
 
@@ -164,6 +173,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=2,
                    help="rounds; aofnode and redis alternate within each (default 2)")
     p.add_argument("--json", default=None, help="every run's document and the summaries")
+    p.add_argument("--before", default=None, metavar="TREE",
+                   help="also an older source tree (e.g. a git worktree): its node driven by its "
+                        "own generator, in the same rounds (bench/oldtree.py)")
     p.add_argument("--with-redis-benchmark", action="store_true",
                    help="also redis-benchmark against redis-server and aofnode's RESP front")
     p.add_argument("--cb-pipelines", default="16,1", help="redis-benchmark -P values")
@@ -189,10 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict] = []
     doc: dict = {"config": {"command": sys.argv, "shapes": [asdict(s) for s in shapes],
                             "duration_s": args.duration, "warmup_s": args.warmup,
-                            "repeats": args.repeats}}
+                            "repeats": args.repeats, "before": args.before}}
     try:
         for rep in range(args.repeats):  # step 1
-            order = TARGETS if rep % 2 == 0 else TARGETS[::-1]
+            targets = ("aofnode", BEFORE, "redis") if args.before else TARGETS
+            order = targets if rep % 2 == 0 else targets[::-1]
             for shape in shapes:
                 for target in order:
                     run = _run_one(shape, target, args)
