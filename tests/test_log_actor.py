@@ -3,6 +3,7 @@ runtime turn by turn. Real files, a real fsync; the closer is the inline stand-i
 from __future__ import annotations
 
 import os
+import time
 
 import msgpack
 import pytest
@@ -227,3 +228,32 @@ def test_a_lost_front_leaves_no_stale_poller_entry(harness):
         harness.rt.run_once(timeout=0.02)
     assert harness.actor.front is None or harness.actor.front.closed
     assert not harness.rt.watching(old_fd)
+
+
+def test_a_dead_fronts_queued_work_is_not_replied_to_its_successor(harness):
+    """A new front numbers its messages from 1 again, so a reply the log actor made for the
+    dead front's message 3 would reach whichever new client sent the new message 3. Its queued
+    messages are dropped (counted) when it goes, and nothing of them reaches the new one."""
+    harness.actor.config = harness.config = Config(dir=harness.config.dir, appendfsync="always",
+                                                   cycle_max_commands=100)
+    big = codec.encode_batch([("INCR", b"n")] * 10_000)  # 100 cycles
+    _send_batch(harness, 1, [(1, big), (2, codec.encode_request("PING")), (3, codec.encode_request("PING"))])
+    _replies_until(harness, [2, 3])  # taken, partly run
+    harness.front.close()  # the front dies with client 1's message queued
+    harness.rt.run_once(timeout=0.02)  # the EOF
+    harness.actor.on_tick(time.monotonic())  # a tick now: a new front is there at once
+    sock, _ = wait_for(lambda: harness.rt.run_once(timeout=0.02) or _accept(harness.listener),
+                       timeout=5, what="the log actor's reconnect")
+    harness.front = channel.Channel(sock)
+    got = []
+
+    def idle():
+        harness.rt.run_once(timeout=0.01)
+        got.extend(harness.front.receive())
+        return not harness.actor.work and not harness.actor.busy
+    wait_for(idle, timeout=10, what="the log actor idle")
+    assert got[0] == m.Hello(os.getpid())
+    stale = [x for x in got[1:] if type(x) is m.Replies and (x.seqs or x.taken)]
+    assert stale == [], "replies or taken counts of the dead front reached its successor"
+    assert harness.actor.stats["dropped_messages_front_gone"] == 1
+    assert int(harness.call(("GET", "n"))[1]) < 10_000  # and the rest of it never ran

@@ -2,9 +2,17 @@
 
 Design:
 - Owns the ``Executor`` (the keyspace), the ``AofWriter`` (the live AOF fd), the ``Rewriter``
-  and the handle on the closer actor. Takes ``Batch`` and ``Stats`` from the front over a Unix
-  socket (node/actors/messages.py, node/actors/channel.py), reconnecting from the tick when the
-  front restarts; the first message it sends on a connection is ``Hello``.
+  and the handle on the closer actor. Takes ``Batch``, ``Stats`` and ``Forget`` from each front
+  (the ZeroMQ front, and the RESP front with ``--resp-bind``: ``Config.front_paths``) over a
+  Unix socket per front (node/actors/messages.py, node/actors/channel.py), reconnecting from the
+  tick when a front restarts; the first message it sends on a connection is ``Hello``.
+- Fronts (issue 12): each connection is a ``_Link`` with its own channel, back-pressure flag and
+  ``Replies.taken`` count, and a connection number (a generation: a reconnect gets a new one).
+  Its clients' keys in the shared ``WorkQueue`` carry that number (node/actors/work.py), so
+  two fronts' client 1 never share a FIFO, and each reply goes only to the connection its
+  message came from. When a connection ends (EOF, a failed send), its queued messages are
+  dropped, unrun and unanswered (``dropped_messages_front_gone``): its successor numbers its
+  messages from 1 again, so any reply made for them later could reach the wrong client.
 - Each cycle it takes every ``Batch`` waiting (group commit across batches), then:
     1. executes the commands in order;
     2. appends the cycle's writes to the AOF with one write(2);
@@ -42,7 +50,7 @@ from node.actors.heartbeat import Heartbeat, heartbeat_path
 from node.actors.log_report import PauseMeter, Reporter
 from node.actors.runtime import Actor, Runtime
 from node.actors.session import hello_reply
-from node.actors.work import Pending, WorkQueue
+from node.actors.work import CLIENT_BITS, CLIENT_MASK, Pending, WorkQueue, owner_base
 from node.aof import format as aof_format
 from node.aof.rewrite import TEMP_PREFIX, Rewriter
 from node.aof.writer import AofWriter
@@ -75,6 +83,27 @@ MAX_CYCLE_REPLY_BYTES = 4 * 1024 * 1024
 MAX_CYCLE_INPUT_BYTES = 2 * 1024 * 1024
 
 
+class _Link:
+    """One front's socket path and the log actor's current connection to it."""
+
+    __slots__ = ("role", "path", "ch", "conn", "base", "reading", "taken", "counters", "on_read", "on_flush")
+
+    def __init__(self, role: str, path: str) -> None:
+        self.role = role  # "front" or "resp": for the log and INFO
+        self.path = path
+        self.ch: channel.Channel | None = None
+        self.conn = -1  # the connection's number (its generation); -1: none yet
+        self.base = 0  # the WorkQueue key of its client 0 (work.owner_base)
+        self.reading = True  # False under back-pressure
+        self.taken = 0  # batches added since the last Replies on this connection
+        self.counters: dict = {}  # the front's latest Stats, for INFO
+        self.on_read = self.on_flush = None
+
+    @property
+    def up(self) -> bool:
+        return self.ch is not None and not self.ch.closed
+
+
 class LogActor(Actor):
     tick_interval = CRON_INTERVAL_S
 
@@ -83,8 +112,7 @@ class LogActor(Actor):
         self.log = log
         self.stats = {"total_commands_processed": 0, "total_batches": 0, "total_cycles": 0,
                       "total_error_replies": 0, "misconf_refusals": 0, "forgotten_messages": 0,
-                      "rejected_messages": 0, "rejected_requests": 0}
-        self.front_stats: dict = {}
+                      "rejected_messages": 0, "rejected_requests": 0, "dropped_messages_front_gone": 0}
         self.closer = closer or (InlineCloser(log) if config.aof_close_inline
                                  else CloserClient(config.closer_path, log))
         self._remove_stale_temp_files()
@@ -106,8 +134,10 @@ class LogActor(Actor):
         self.meter = PauseMeter(log)
         self._rewrite_replies: list[list] = []
         self.work = WorkQueue()
-        self.front: channel.Channel | None = None  # (re)connected from the tick
-        self.front_reading = True
+        roles = ("front", "resp")  # Config.front_paths order
+        self.links = [_Link(roles[i], path) for i, path in enumerate(config.front_paths)]
+        self.conns: dict[int, _Link] = {}  # live connection number -> its link
+        self._next_conn = 0
         self.backpressure_pauses = 0
         self.runtime: Runtime | None = None
         self.heartbeat: Heartbeat | None = None
@@ -140,18 +170,28 @@ class LogActor(Actor):
         self.heartbeat.beat(time.monotonic())
         self.log.info("actor_started", aof=self.config.aof_path, appendfsync=self.config.appendfsync,
                       keys=self.reporter.total_keys())
-        self._connect_front()
+        for link in self.links:
+            self._connect(link)
+
+    @property
+    def front(self) -> channel.Channel | None:
+        """The ZeroMQ front's channel (the first link)."""
+        return self.links[0].ch
+
+    def link_counters(self) -> list[dict]:
+        """Each front's latest Stats ({} for a front not connected)."""
+        return [link.counters for link in self.links]
 
     @property
     def busy(self) -> bool:
-        return (bool(self.work) and self.front_reading) or self.rewriter.catching_up
+        return bool(self.work) or self.rewriter.catching_up
 
     def on_turn_start(self) -> None:
         if self.rewriter.in_progress or self.meter.active:
             self.meter.begin(self.rewriter.total_forks)
 
     def on_turn(self) -> None:
-        if self.work and self.front_reading:  # under back-pressure, make no more replies
+        if self.work:  # a front under back-pressure has its clients parked: no more replies
             self._cycle()
         rewriter = self.rewriter
         if rewriter.catching_up:
@@ -166,8 +206,9 @@ class LogActor(Actor):
         entries = self.executor.take_propagated()
         if entries:
             self._append(aof_format.encode_entries(entries))
-        if self.front is None or self.front.closed:
-            self._connect_front()
+        for link in self.links:
+            if not link.up:
+                self._connect(link)
         self.writer.check_bg_fsync()
         self.writer.tick()
         self.closer.tick()
@@ -182,65 +223,91 @@ class LogActor(Actor):
         self.log.info("actor_stopping", aof_size=self.writer.size, fsync_ok=ok)
         self.closer.submit_close(self.writer.close_fd_later(), self.config.aof_path)
         self.closer.drain(timeout=5.0)
-        if self.front is not None:
-            self.front.flush()
-            self.front.close()
+        for link in self.links:
+            if link.ch is not None:
+                link.ch.flush()
+                link.ch.close()
         if self.heartbeat is not None:
             self.heartbeat.close()
         self.log.info("actor_stopped")
         return exitcodes.OK if ok else exitcodes.ERROR
 
-    # -- the front ------------------------------------------------------------------------------
+    # -- the fronts -----------------------------------------------------------------------------
 
-    def _connect_front(self) -> None:
-        if self.front is not None and self.runtime.watching(self.front.fileno()):
-            self.runtime.unwatch(self.front.fileno())
-        self.front = channel.connect(self.config.backend_path)
-        if self.front is not None:
-            self.front_reading = True
-            self.runtime.watch(self.front.fileno(), self._read_front, self._flush_front)
-            self._send(m.Hello(os.getpid()))
+    def _connect(self, link: _Link) -> None:
+        if link.ch is not None:
+            self._lose(link)
+        ch = channel.connect(link.path)
+        if ch is None:
+            return
+        conn, self._next_conn = self._next_conn, self._next_conn + 1
+        link.ch, link.conn, link.base = ch, conn, owner_base(conn)
+        link.reading, link.taken = True, 0
+        link.on_read = lambda: self._read_front(link)
+        link.on_flush = lambda: self._flush_front(link)
+        self.conns[conn] = link
+        self.runtime.watch(ch.fileno(), link.on_read, link.on_flush)
+        self.log.info("front_connected", front=link.role, conn=conn)
+        self._send(link, m.Hello(os.getpid()))
 
-    def _send(self, msg) -> None:
-        front = self.front
-        if front is None or not front.send(msg):
-            return  # a dead front: the replies are lost with its clients
-        if front.wants_write:
-            self._watch_front(reading=front.pending_bytes <= self.config.channel_output_limit)
+    def _lose(self, link: _Link) -> None:
+        """The connection ended: forget it, and drop (unrun, unanswered) what it queued."""
+        ch, link.ch = link.ch, None
+        if ch is None:
+            return
+        if self.runtime.watching(ch.fileno()):
+            self.runtime.unwatch(ch.fileno())
+        ch.close()
+        self.conns.pop(link.conn, None)
+        dropped = self.work.drop_owner(link.base)
+        self.stats["dropped_messages_front_gone"] += dropped
+        link.counters = {}
+        link.reading, link.taken = True, 0
+        self.log.info("front_lost", front=link.role, conn=link.conn, dropped_messages=dropped)
 
-    def _flush_front(self) -> None:
-        front = self.front
-        front.flush()
-        if front.closed:
+    def _send(self, link: _Link, msg) -> None:
+        ch = link.ch
+        if not ch.send(msg):
+            self._lose(link)  # a dead front: the replies are lost with its clients
+        elif ch.wants_write:
+            self._watch_front(link, reading=ch.pending_bytes <= self.config.channel_output_limit)
+
+    def _flush_front(self, link: _Link) -> None:
+        ch = link.ch
+        if not ch.flush():
+            self._lose(link)
             return
         # Take batches again once the front took half of what it owed: no flapping.
-        self._watch_front(reading=self.front_reading or front.pending_bytes <= self.config.channel_output_limit // 2)
+        self._watch_front(link, reading=link.reading or ch.pending_bytes <= self.config.channel_output_limit // 2)
 
-    def _watch_front(self, reading: bool) -> None:
-        """Back-pressure: past ``channel_output_limit`` unsent bytes, take no new batches and run
-        no cycles until the front drains (replies to 3,000 pipelined 1 MiB GETs once took this
-        actor to 7 GB)."""
-        front = self.front
-        if reading != self.front_reading:
-            self.front_reading = reading
-            if not reading:
+    def _watch_front(self, link: _Link, reading: bool) -> None:
+        """Back-pressure: past ``channel_output_limit`` unsent bytes to a front, take no new
+        batches from it and run none of its clients' work until it drains (replies to 3,000
+        pipelined 1 MiB GETs once took this actor to 7 GB). Other fronts are served meanwhile."""
+        ch = link.ch
+        if reading != link.reading:
+            link.reading = reading
+            if reading:
+                self.work.unpark(link.base)
+            else:
+                self.work.park(link.base)
                 self.backpressure_pauses += 1
-        self.runtime.watch(front.fileno(), self._read_front if reading else None, self._flush_front,
-                           write=front.wants_write)
+        self.runtime.watch(ch.fileno(), link.on_read if reading else None, link.on_flush, write=ch.wants_write)
 
-    def _read_front(self) -> None:
-        front = self.front
-        for msg in front.receive():
+    def _read_front(self, link: _Link) -> None:
+        ch = link.ch
+        for msg in ch.receive():
             kind = type(msg)
             if kind is m.Batch:
-                self.work.add(msg)  # executed from on_turn, a bounded amount per cycle
+                self.work.add(msg, link.base)  # executed from on_turn, a bounded amount per cycle
+                link.taken += 1
                 self.stats["total_batches"] += 1
             elif kind is m.Stats:
-                self.front_stats = msg.counters
+                link.counters = msg.counters
             elif kind is m.Forget:
-                self.stats["forgotten_messages"] += self.work.forget(msg.client)
-        if front.closed:
-            self.runtime.unwatch(front.fileno())
+                self.stats["forgotten_messages"] += self.work.forget((msg.client & CLIENT_MASK) | link.base)
+        if ch.closed:
+            self._lose(link)
 
     # -- the hot path ---------------------------------------------------------------------------
 
@@ -260,19 +327,38 @@ class LogActor(Actor):
         if self._rewrite_replies:
             self._start_rewrite()  # between cycles: see the module docstring
         packb = msgpack.packb
-        replies = [packb(p.failed if p.failed is not None else (p.wires if p.is_batch else p.wires[0]))
-                   for p in finished]  # step 4
-        self._send(m.Replies(self.work.take_count(), [p.seq for p in finished], replies))
+        for conn, done in finished.items():  # step 4: each reply to where its message came from
+            link = self.conns.get(conn)
+            if link is None:  # cannot be: a lost connection's work is dropped with it (_lose)
+                self.stats["dropped_messages_front_gone"] += len(done)
+                continue
+            if not done and not link.taken:
+                continue
+            replies = [packb(p.failed if p.failed is not None else (p.wires if p.is_batch else p.wires[0]))
+                       for p in done]
+            taken, link.taken = link.taken, 0
+            self._send(link, m.Replies(taken, [p.seq for p in done], replies))
+        for link in self.links:
+            if link.taken and link.up:  # batches taken, nothing of them finished yet
+                taken, link.taken = link.taken, 0
+                self._send(link, m.Replies(taken, [], []))
         self.stats["total_cycles"] += 1
-        self.meter.note(f"cycle of {len(finished)} messages")
+        if self.meter.active:
+            self.meter.note(f"cycle of {sum(map(len, finished.values()))} messages")
 
-    def _run_cycle(self, write_wires: list) -> list[Pending]:
-        work, finished = self.work, []
+    def _run_cycle(self, write_wires: list) -> dict[int, list[Pending]]:
+        """The finished messages, per front connection."""
+        work, finished = self.work, {}
+        count = 0
         budget = self.config.cycle_max_commands
         deadline = time.perf_counter() + self.config.cycle_max_ms / 1000.0
         reply_bytes = input_bytes = 0.0
         while work and budget > 0:
             client, fifo = work.head()
+            owner = client >> CLIENT_BITS  # work.owner_of, inline: once per turn
+            done = finished.get(owner)
+            if done is None:
+                done = finished[owner] = []
             quantum = min(QUANTUM, budget)
             while fifo and quantum > 0 and reply_bytes < MAX_CYCLE_REPLY_BYTES and input_bytes < MAX_CYCLE_INPUT_BYTES:
                 pending = fifo[0]
@@ -283,13 +369,14 @@ class LogActor(Actor):
                 if not pending.done:
                     break
                 fifo.popleft()
-                finished.append(pending)
+                done.append(pending)
+                count += 1
                 reply_bytes += pending.reply_bytes
             work.finish_turn(client)
             if (reply_bytes >= MAX_CYCLE_REPLY_BYTES or input_bytes >= MAX_CYCLE_INPUT_BYTES
                     or time.perf_counter() >= deadline):
                 break
-        work.messages -= len(finished)
+        work.messages -= count
         return finished
 
     def _run(self, pending: Pending, limit: int, write_wires: list) -> int:

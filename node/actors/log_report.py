@@ -1,7 +1,10 @@
 """What the log actor tells people: INFO, the periodic ``log_summary`` line, rewrite pauses.
 
 Design:
-- ``Reporter`` builds INFO from the actor's parts (writer, rewriter, closer, front counters) and
+- ``Reporter`` builds INFO from the actor's parts (writer, rewriter, closer, the fronts'
+  counters: the ZeroMQ front's by name, the RESP front's, already ``resp_``-prefixed, as they
+  come in the ``clients`` section; connected_clients and total_connections_received add up
+  every front) and
   writes one ``log_summary`` line per ``SUMMARY_INTERVAL_S``, only if a counter moved (never a
   line per request: structlog's advice, and the log stays readable under load).
 - ``PauseMeter`` measures the longest log-actor turn while a rewrite runs, and the turn that
@@ -73,9 +76,37 @@ class Reporter:
             "available_system_memory": available_memory(),
         }
 
+    def _clients(self, front: dict, extra: dict) -> dict:
+        """INFO clients: the ZeroMQ front's counters by name, the others' as they come."""
+        a = self.actor
+        links = [link.ch for link in a.links if link.up]
+        clients = {
+            "connected_clients": front.get("connected_clients", 0) + extra.get("resp_connected_clients", 0),
+            "waiting_messages": front.get("waiting", 0),
+            "maxclients": front.get("max_clients", 0),
+            "client_accept_failures": front.get("accept_failures", 0),
+            "client_output_limit": a.config.client_output_limit,
+            "client_output_limit_disconnections": front.get("client_output_limit_disconnections", 0),
+            "clients_blocked_on_output": front.get("clients_blocked_on_output", 0),
+            "output_waiting_bytes": front.get("output_waiting_bytes", 0),
+            "channel_output_limit": a.config.channel_output_limit,
+            "channel_pending_bytes": sum(ch.pending_bytes for ch in links),
+            "channel_backpressure_pauses": a.backpressure_pauses,
+            **{k: front.get(k, 0) for k in ("auth_enabled", "auth_allowed_keys", "auth_refused",
+                                             "auth_handshake_failures")},  # node/actors/auth.py
+        }
+        for key, value in extra.items():  # never over a field of the node's own
+            clients.setdefault(key, value)
+        return clients
+
     def info(self) -> dict[str, dict]:
         a = self.actor
-        w, front = a.writer, a.front_stats
+        w = a.writer
+        front, *others = a.link_counters()
+        extra: dict = {}  # the other fronts' counters (the RESP front's, resp_-prefixed)
+        for counters in others:
+            extra.update(counters)
+        resp_requirepass = extra.pop("resp_requirepass", 0)
         return {
             "server": {
                 "aofnode_version": VERSION,
@@ -87,22 +118,11 @@ class Reporter:
                 "watchdog_timeout": a.config.watchdog_timeout_s,
                 "cycle_max_commands": a.config.cycle_max_commands,
                 "cycle_max_ms": a.config.cycle_max_ms,
+                "resp_bind": a.config.resp_bind or "",
+                # Whether RESP clients must AUTH (the resp actor says so), never the password.
+                "resp_requirepass": int(bool(a.config.requirepass_file or resp_requirepass)),
             },
-            "clients": {
-                "connected_clients": front.get("connected_clients", 0),
-                "waiting_messages": front.get("waiting", 0),
-                "maxclients": front.get("max_clients", 0),
-                "client_accept_failures": front.get("accept_failures", 0),
-                "client_output_limit": a.config.client_output_limit,
-                "client_output_limit_disconnections": front.get("client_output_limit_disconnections", 0),
-                "clients_blocked_on_output": front.get("clients_blocked_on_output", 0),
-                "output_waiting_bytes": front.get("output_waiting_bytes", 0),
-                "channel_output_limit": a.config.channel_output_limit,
-                "channel_pending_bytes": a.front.pending_bytes if a.front is not None and not a.front.closed else 0,
-                "channel_backpressure_pauses": a.backpressure_pauses,
-                **{k: front.get(k, 0) for k in ("auth_enabled", "auth_allowed_keys", "auth_refused",
-                                                 "auth_handshake_failures")},  # node/actors/auth.py
-            },
+            "clients": self._clients(front, extra),
             "memory": self._memory(),
             "persistence": {
                 "loading": 0,
@@ -124,7 +144,8 @@ class Reporter:
             "stats": {
                 **a.stats,
                 "instantaneous_ops_per_sec": round(self.instantaneous_ops, 1),
-                "total_connections_received": front.get("total_connections_received", 0),
+                "total_connections_received": (front.get("total_connections_received", 0)
+                                               + extra.get("resp_total_connections_received", 0)),
                 # Refused by the front (frame count, size, while loading) and by the log actor
                 # (it decodes every message once): one count for the client's view.
                 "rejected_messages": front.get("rejected_messages", 0) + a.stats["rejected_messages"],

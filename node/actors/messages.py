@@ -20,6 +20,10 @@ Order: the log actor keeps each client's messages in order (a FIFO per ``clients
 small integer the front gives each client while it has messages in flight); messages of
 different clients may complete in any order, so replies name their message numbers.
 
+Several fronts (the ZeroMQ front, the RESP front) each speak this same vocabulary on their own
+socket, each numbering its clients and messages from 1: the log actor keeps their clients
+apart and answers each on the connection the message came from (node/actors/work.py).
+
 A body inside ``Batch`` is msgpack ``[is_batch, items]``. An item is either ``[db, NAME,
 *args]`` (a request to execute) or ``[None, wire_reply]`` (a reply the front already made, kept
 in place so that a pipeline's replies stay in order: a validation error, SELECT, HELLO). A reply

@@ -90,6 +90,9 @@ EVENTS: dict[str, dict[str, str]] = {
     "aof_loaded": {"records": "int", "entries": "int", "bytes": "int", "seconds": "num"},
     "aof_corrupt": {"path": "str", "offset": "int", "reason": "str", "hint": "str"},
     "aof_unusable": {"path": "str", "errno": "int?", "error": "str"},
+    # log: the fronts (the ZeroMQ front, and the RESP front with --resp-bind)
+    "front_connected": {"front": "str", "conn": "int"},
+    "front_lost": {"front": "str", "conn": "int", "dropped_messages": "int"},
     # log: the live AOF
     "aof_fsync_slow": {"seconds": "num", "slow_fsyncs": "int"},
     "aof_fsync_delayed": {"waited_s": "num", "delayed_fsyncs": "int"},
