@@ -20,7 +20,8 @@ test** (``-t set``, then ``-t get``, ...) against one server, in order, so that:
 2. it runs ``redis-benchmark -p PORT -c C -P P -n N -r K -d V -t TEST --precision 3`` (bounded
    in time; ``-r`` random keys over the keyspace and ``-d`` value bytes, as the Python
    generator's shape; GET then reads the keys SET wrote);
-3. it reads both CPUs again and divides by the test's requests.
+3. it reads both CPUs again and divides by the test's requests; the machine's busy cores
+   (/proc/stat) minus both give the other load that shared the cores meanwhile.
 
 redis-benchmark 7.0's ``--csv`` has p50/p95/p99 and no p99.9, so the human output is parsed
 instead: its "Summary" (throughput, avg/min/p50/p95/p99/max) and its "Latency by percentile
@@ -121,7 +122,7 @@ def run_test(port: int, test: str, *, clients: int, pipeline: int, requests: int
            "-n", str(requests), "-r", str(keyspace), "-d", str(value_size), "-t", test,
            "--precision", "3"]
     server0 = procstat.group_cpu(pgid) if pgid else None  # step 1
-    gen0 = _children_cpu()
+    gen0, machine0 = _children_cpu(), procstat.machine_cpu()
     t0 = time.monotonic()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)  # step 2
@@ -130,6 +131,8 @@ def run_test(port: int, test: str, *, clients: int, pipeline: int, requests: int
     wall = time.monotonic() - t0
     gen = _children_cpu() - gen0  # step 3
     server = procstat.cpu_delta(server0, procstat.group_cpu(pgid)) if pgid else None
+    busy = (procstat.machine_cpu()[0] - machine0[0]) / wall
+    other = max(0.0, busy - (gen + sum((server or {}).values())) / wall)
     if proc.returncode != 0:
         raise RuntimeError(f"redis-benchmark -t {test} exited {proc.returncode}: {proc.stderr.strip()}")
     try:
@@ -142,6 +145,7 @@ def run_test(port: int, test: str, *, clients: int, pipeline: int, requests: int
     n = max(1, r["requests"])
     r.update(test=name, command=cmd, wall_s=round(wall, 3),
              generator_cpu_s=round(gen, 3), generator_cpu_us_per_request=round(gen * 1e6 / n, 2),
+             machine_busy_cores=round(busy, 2), other_cpu_cores=round(other, 2),
              warnings=[l for l in proc.stderr.splitlines() if l.strip()][:5])
     if server is not None:
         r["server_cpu_s"] = server

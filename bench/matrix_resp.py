@@ -30,7 +30,7 @@ from bench.servers import free_port, start_aofnode, start_redis
 __all__ = ["run", "COLUMNS", "resp_front_available", "requests_for"]
 
 COLUMNS = ["pipeline", "test", "server", "req/s", "p50 ms", "p99 ms", "p99.9 ms",
-           "server CPU µs/req", "generator CPU µs/req", "aofnode/redis req/s"]
+           "server CPU µs/req", "generator CPU µs/req", "aofnode/redis req/s", "other load, cores"]
 AOFNODE = "aofnode-resp"
 # The RESP front starts right after the log actor (well under a second here once the ZeroMQ
 # front answers PING); 10 s means it is not coming.
@@ -138,5 +138,6 @@ def _rows(runs: list[dict], pipelines: list[int]) -> list[list[str]]:
                     lat("p50"), lat("p99"), lat("p999"),
                     spread.cell(spread.summarize(x.get("server_cpu_us_per_request") for x in res)),
                     spread.cell(spread.summarize(x["generator_cpu_us_per_request"] for x in res)),
-                    spread.cell(ratio, 2) if target == AOFNODE else ""])
+                    spread.cell(ratio, 2) if target == AOFNODE else "",
+                    spread.cell(spread.summarize(x.get("other_cpu_cores") for x in res), 2)])
     return rows
