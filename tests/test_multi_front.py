@@ -16,6 +16,7 @@ from node.actors import private_sockets
 from node.actors.closer_client import InlineCloser
 from node.actors.log import LogActor
 from node.actors.runtime import Runtime
+from node.actors.work import CLIENT_MASK, WorkQueue, owner_base
 from node.config import Config
 from protocol import codec
 from tests.nodeproc import wait_for
@@ -182,7 +183,9 @@ def test_a_front_that_dies_with_queued_work_gets_nothing_replayed_to_its_success
     wait_for(lambda: two.turn() or two.taken(0), timeout=5, what="the batch taken")
     two.fronts[0].close()  # the front dies (EOF) with its work queued
     two.fronts[0] = None
+    assert [link.conn for link in two.actor.links] == [0, 1]
     two.reconnect(0)  # and a new one starts (the log actor reconnects from its tick)
+    assert [link.conn for link in two.actor.links] == [2, 1]  # a new generation, its own keys
     wait_for(lambda: two.turn() or not (two.actor.work or two.actor.busy), timeout=10, what="the log actor idle")
     assert two.inbox[0] == [], "a reply or a taken count of the dead front reached its successor"
     assert two.actor.stats["dropped_messages_front_gone"] >= 1
@@ -232,3 +235,24 @@ def test_info_says_whether_resp_clients_must_auth(two):
     wait_for(lambda: two.turn() or two.actor.link_counters()[1], timeout=5, what="the resp front's stats")
     info = two.call(0, 2, "INFO")[1]
     assert info["server"]["resp_requirepass"] == 1 and "resp_requirepass" not in info["clients"]
+
+
+def test_the_work_queue_keeps_owners_apart_parks_and_drops_them():
+    """node/actors/work.py alone: the same client number from two owners, an out-of-range
+    number folded into its own owner, parking with work arriving and a Forget meanwhile."""
+    work = WorkQueue()
+    a, b = owner_base(0), owner_base(1)
+    work.add(m.Batch(1, [1, 2, 1], [b"a1", b"a2", b"a3"]), a)
+    work.add(m.Batch(1, [1, CLIENT_MASK + 3], [b"b1", b"b2"]), b)
+    assert sorted(work.fifos) == [1, 2, b | 1, b | 2]  # 2^48 + 2 from owner 1 is its client 2
+    assert [p.body for p in work.fifos[1]] == [b"a1", b"a3"] and work.messages == 5
+    work.park(a)
+    assert list(work.turns) == [b | 1, b | 2]
+    work.add(m.Batch(4, [3], [b"a4"]), a)  # arrives while parked: stays out of turn
+    assert list(work.turns) == [b | 1, b | 2] and work.parked[a] == [1, 2, 3]
+    assert work.forget(2) == 1 and work.parked[a] == [1, 3]
+    work.unpark(a)
+    assert list(work.turns) == [b | 1, b | 2, 1, 3]
+    assert work.drop_owner(a) == 3  # a1, a3, a4
+    assert list(work.turns) == [b | 1, b | 2] and sorted(work.fifos) == [b | 1, b | 2]
+    assert work.messages == 2 and work.drop_owner(a) == 0

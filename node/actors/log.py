@@ -137,7 +137,6 @@ class LogActor(Actor):
         roles = ("front", "resp")  # Config.front_paths order
         self.links = [_Link(roles[i], path) for i, path in enumerate(config.front_paths)]
         self.conns: dict[int, _Link] = {}  # live connection number -> its link
-        self._next_conn = 0
         self.backpressure_pauses = 0
         self.runtime: Runtime | None = None
         self.heartbeat: Heartbeat | None = None
@@ -240,7 +239,11 @@ class LogActor(Actor):
         ch = channel.connect(link.path)
         if ch is None:
             return
-        conn, self._next_conn = self._next_conn, self._next_conn + 1
+        # Connection numbers: link i's connections are i, i + n, i + 2n... (n links), so they
+        # never meet, and the ZeroMQ front's first connection is 0, whose keys are the front's
+        # own numbers (the cheapest path in WorkQueue.add), whichever front connects first.
+        n = len(self.links)
+        conn = self.links.index(link) if link.conn < 0 else link.conn + n
         link.ch, link.conn, link.base = ch, conn, owner_base(conn)
         link.reading, link.taken = True, 0
         link.on_read = lambda: self._read_front(link)
