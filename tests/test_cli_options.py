@@ -3,7 +3,9 @@ Config from the options by name (node/tools/cli.py), so a setting cannot be forg
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +31,14 @@ def _serve_dests() -> set[str]:
 def test_serve_options_and_config_fields_are_the_same_names():
     assert _serve_dests() - NOT_IN_CONFIG == {f.name for f in dataclasses.fields(Config)}
     assert NOT_IN_CONFIG <= _serve_dests()  # an exception that is no option any more goes too
+
+
+def test_every_serve_option_is_documented():
+    root = Path(__file__).resolve().parent.parent
+    text = "".join(p.read_text() for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
+    serve = cli._parser()._subparsers._group_actions[0].choices["serve"]
+    options = {o for a in serve._actions for o in a.option_strings if o.startswith("--") and o != "--help"}
+    assert {o for o in options if not re.search(re.escape(o) + r"(?![\w-])", text)} == set()
 
 
 def test_no_secret_reaches_the_config():
