@@ -138,7 +138,7 @@ def _command_entry(name: str) -> list:
         if name in ("HELLO",):
             flags.append("no_auth")
         keys = (0, 0, 0) if name in _NO_KEYS else _KEYS.get(name, (1, 1, 1))
-    return [name.lower(), arity, flags, *keys, [], [], [], []]
+    return [name.lower().encode(), arity, flags, *keys, [], [], [], []]  # flags are status replies
 
 
 def _all_names() -> list[str]:
@@ -159,9 +159,9 @@ def _command_docs(name: str) -> dict:
                         "hash" if name.startswith("H") else
                         "string" if name in ("SET", "GET", "GETDEL", "SETNX", "MSET", "MGET", "APPEND",
                                              "STRLEN", "INCR", "DECR", "INCRBY", "DECRBY") else "generic")
-    doc: dict = {"summary": text or summary, "since": "1.0.0", "group": group}
+    doc: dict = {"summary": (text or summary).encode(), "since": b"1.0.0", "group": group.encode()}
     if tail:
-        doc["arguments"] = [{"name": tail, "type": "string"}]
+        doc["arguments"] = [{"name": tail.encode(), "type": b"string"}]
     return doc
 
 
@@ -286,7 +286,9 @@ class Session:
     # -- CLIENT ------------------------------------------------------------------------------------
 
     def _client(self, args: list[bytes]) -> bytes:
-        sub = args[0].upper() if args else b""
+        if not args:
+            return _arity("client")
+        sub = args[0].upper()
         n = len(args)
         if sub == b"ID" and n == 1:
             return b":%d\r\n" % self.id
@@ -315,7 +317,7 @@ class Session:
             return b"$%d\r\n%s\r\n" % (len(text), text)
         if sub in (b"ID", b"GETNAME", b"SETNAME", b"SETINFO", b"INFO"):
             return resp.error_line("ERR", f"wrong number of arguments for 'client|{sub.lower().decode()}' command")
-        shown = args[0][:128].decode("utf-8", "replace") if args else ""
+        shown = args[0][:128].decode("utf-8", "replace")
         return resp.error_line("ERR", f"unknown subcommand '{shown}'. Try CLIENT HELP.")
 
     def info_line(self) -> str:
@@ -348,6 +350,8 @@ class Session:
                                       "Try COMMAND HELP.")
 
     def _config(self, args: list[bytes]) -> bytes:
+        if not args:
+            return _arity("config")
         sub = args[0].upper()
         if sub == b"GET" and len(args) >= 2:
             found = {}
