@@ -2,6 +2,8 @@
 split at every byte boundary), and reply values -> RESP2 and RESP3 bytes. No sockets."""
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from protocol import codec
@@ -216,3 +218,17 @@ def test_reply_parser_reads_both_protocols():
 def test_encode_command_round_trips_through_the_request_parser():
     cmd = [b"SET", b"k\r\n", b"\x00\xff"]
     assert RequestParser().feed(resp.encode_command(*cmd)) == [cmd]
+
+
+def test_no_input_makes_the_parser_raise():
+    rng = random.Random(3)
+    pieces = [b"*", b"$", b"\r\n", b"\n", b"1", b"-1", b"3", b"0", b"GET", b'"', b"'", b"\\x4", b" ", b"\0",
+              b"99999999999", b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"]
+    for _ in range(3000):
+        p = RequestParser(authenticated=rng.random() < 0.5)
+        for _ in range(rng.randrange(1, 8)):
+            data = b"".join(rng.choice(pieces) if rng.random() < 0.7 else rng.randbytes(rng.randrange(4))
+                            for _ in range(rng.randrange(12)))
+            for argv in p.feed(data):
+                assert argv and all(type(a) is bytes for a in argv)
+        assert p.error is None or p.error.startswith("Protocol error: ")

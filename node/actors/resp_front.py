@@ -155,7 +155,7 @@ class RespFront(Actor):
         self.stats = collections.Counter(dict.fromkeys((
             "total_connections_received", "rejected_connections", "accept_failures", "commands",
             "batches", "protocol_errors", "auth_failures", "noauth_replies", "rejected_commands",
-            "output_limit_disconnections", "dropped_replies_client_gone"), 0))
+            "output_limit_disconnections", "dropped_replies_client_gone", "internal_errors"), 0))
         self._last_cut_log = -LOG_INTERVAL_S
         self._cut_unlogged = 0
 
@@ -347,7 +347,11 @@ class RespFront(Actor):
                 self.stats["rejected_commands"] += 1
             else:
                 failures = session.auth_failures
-                reply = session.run(name, argv)
+                try:
+                    reply = session.run(name, argv)
+                except Exception:  # a bug in a connection command must not end every connection
+                    self.stats["internal_errors"] += 1
+                    reply = b"-ERR internal error in " + name.encode() + b" (counted in resp_internal_errors)\r\n"
                 if session.auth_failures != failures:
                     self.stats["auth_failures"] += 1
                 conn.parser.authenticated = session.authenticated
