@@ -24,10 +24,14 @@ Server side (the RESP front, node/actors/resp_front.py):
 * Stricter than Redis in one place: the two bytes after a bulk must be ``\\r\\n`` (Redis skips
   them unread); anything else is "Protocol error: expected CRLF after bulk string", not a
   silently shifted stream.
-* The parser is pure Python. hiredis's C ``Reader`` parses a pipelined SET about 4x faster
-  (bench/resp_parser.py), but it buffers whatever a header declares and cannot tell where a
-  command starts in its buffer, so the limits above could not be checked before buffering;
-  and it has no inline form. docs/resp.md has the figures.
+* The parser is pure Python, with a fast path: a read that starts with whole multibulks of
+  short bulks is split at every CRLF once (in C) and each ``$len`` header checked against the
+  length of the part after it; the general parser takes over at the first command that does
+  not fit (``_parse_split``). Measured (bench/resp_parser.py, pipelined SETs in 16 KiB reads):
+  ~0.6-0.9 us per command, against ~2.4 us without the fast path and ~0.12 us for hiredis's C
+  ``Reader``. hiredis is not used: it buffers whatever a header declares and cannot tell where a
+  command starts in its buffer, so the limits above could not be checked before buffering, and
+  it has no inline form. docs/resp.md has the figures.
 
 Replies (server side): ``encode_value`` writes aofnode's reply values (str status, bytes bulk,
 int, None, list, dict, float, bool) as RESP2 or RESP3; ``encode_error`` maps aofnode's error
@@ -99,13 +103,29 @@ class RequestParser:
             return []
         buf = self._buf
         if buf:
-            if type(buf) is bytes:
-                buf = bytearray(buf)  # from now on += is amortised O(1), not a copy per feed
-            buf += data
+            if type(buf) is bytes and self._argv is None and len(buf) <= _SHORT_TAIL:
+                buf = buf + data  # a short incomplete command: copy it once more, stay on bytes
+            else:
+                if type(buf) is bytes:
+                    buf = bytearray(buf)  # gathering a long part: += is amortised O(1)
+                buf += data
         else:
             buf = data
         out: list[list[bytes]] = []
-        pos = self._parse(buf, out)
+        pos = 0
+        if self._argv is None and self.authenticated and type(buf) is bytes and buf[:1] == b"*":
+            pos, incomplete = self._parse_split(buf, out)
+            if incomplete and len(buf) - pos <= _SHORT_TAIL:
+                tail = buf[pos:]
+                # Only if what has come of it is valid so far (a header may already be wrong):
+                # the general parser on a throwaway state says, at the cost of one short tail.
+                probe = RequestParser(max_bulk=self.max_bulk, max_multibulk=self.max_multibulk)
+                probe._parse(tail, [])  # an incomplete command: it cannot complete one
+                if probe.error is None:
+                    self._buf = tail  # the next read completes it, on the fast path again
+                    return out
+        if pos < len(buf):
+            pos += self._parse(buf[pos:] if pos else buf, out)
         rest = len(buf) - pos
         if rest == 0 or self.error is not None:
             self._buf = b""
@@ -114,6 +134,43 @@ class RequestParser:
         else:
             self._buf = buf[pos:]
         return out
+
+    def _parse_split(self, buf: bytes, out: list) -> tuple[int, bool]:
+        """The fast path for whole multibulks of short bulks: split the read at every CRLF once
+        (in C), then check that each ``$len`` header is exactly the canonical header of the part
+        after it. Where they all match the framing is proven (the bytes are ``*N CRLF $len CRLF
+        bulk CRLF ...``); at the first command that does not (a bulk holding a CRLF, a long
+        bulk, an incomplete command, anything odd), stop: the general parser takes over from
+        that command's first byte. Returns the bytes consumed, and whether what stopped it is
+        only a command not complete yet. Halves parsing a pipelined SET (bench/resp_parser.py)."""
+        parts = buf.split(_CRLF)
+        last = len(parts) - 1  # parts[last] follows the last CRLF: never a whole part
+        heads, counts, max_count = _HEADS, _COUNTS, min(self.max_multibulk, len(_COUNTS))
+        k = 0
+        incomplete = False
+        while k < last:
+            count = counts.get(parts[k], 0)
+            stop = k + 1 + 2 * count
+            if not count or count > max_count:
+                break
+            if stop > last:
+                incomplete = True
+                break
+            argv = parts[k + 2:stop:2]
+            for j in range(count):
+                v = argv[j]
+                if len(v) >= _SHORT or parts[k + 1 + 2 * j] != heads[len(v)]:
+                    break
+            else:
+                out.append(argv)
+                k = stop
+                continue
+            break
+        if last == 0 and buf[:1] == b"*":  # not even the count's CRLF yet
+            incomplete = True
+        if k == 0:
+            return 0, incomplete
+        return sum(map(len, parts[:k])) + 2 * k, incomplete
 
     def _fail(self, message: str) -> None:
         self.error = "Protocol error: " + message
@@ -226,6 +283,15 @@ class RequestParser:
                 break
         self._bulk, self._left = bulk, left
         return pos
+
+
+# The fast path's tables: the canonical header of every short bulk, and of small multibulks.
+_SHORT = 4096
+# An incomplete command this short is kept as bytes and copied once more with the next read
+# (bytes keep the fast path); a longer one gathers in a bytearray (no copy per read).
+_SHORT_TAIL = 16 * 1024
+_HEADS = [b"$%d" % n for n in range(_SHORT)]
+_COUNTS = {b"*%d" % n: n for n in range(1, 1025)}
 
 
 def _strict_int(digits) -> int | None:

@@ -232,3 +232,28 @@ def test_no_input_makes_the_parser_raise():
             for argv in p.feed(data):
                 assert argv and all(type(a) is bytes for a in argv)
         assert p.error is None or p.error.startswith("Protocol error: ")
+
+
+def test_random_pipelines_in_random_reads_match_the_commands_sent():
+    """The split fast path and the general parser hand over at any byte: bulks with CRLFs
+    inside, bulks longer than the fast path's table, inline commands between multibulks."""
+    rng = random.Random(9)
+    for _ in range(200):
+        commands = []
+        data = b""
+        for _ in range(rng.randrange(1, 40)):
+            if rng.random() < 0.1:
+                cmd = [b"PING", b"x%d" % rng.randrange(100)]
+                data += b" ".join(cmd) + b"\r\n"
+            else:
+                cmd = [b"SET"] + [rng.choice([b"k", b"a\r\nb", b"\r\n", b"", b"v" * rng.randrange(5000)])
+                                  for _ in range(rng.randrange(1, 5))]
+                data += resp.encode_command(*cmd)
+            commands.append(cmd)
+        p = RequestParser()
+        got, pos = [], 0
+        while pos < len(data):
+            step = rng.choice([1, 7, 100, 4096, 16384, 65536])
+            got += p.feed(data[pos:pos + step])
+            pos += step
+        assert got == commands and p.error is None and p.buffered == 0
