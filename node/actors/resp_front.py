@@ -194,6 +194,7 @@ class RespFront(Actor):
                 "resp_max_clients": self.max_clients, "resp_output_waiting_bytes": self.total_out,
                 "resp_clients_paused": len(self.paused),
                 "resp_rejected_internal_peers": self.backend.rejected,
+                "resp_requirepass": int(self.password is not None),  # never the password itself
                 **{"resp_" + k: v for k, v in self.stats.items()}}
 
     def on_turn(self) -> None:
