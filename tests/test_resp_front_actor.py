@@ -11,7 +11,7 @@ import structlog
 
 from node.actors import channel
 from node.actors import messages as m
-from node.actors.resp_front import BindError, RespFront
+from node.actors.resp_front import MAX_CONN_WAITING, BindError, RespFront
 from node.actors.runtime import Runtime
 from node.config import Config
 from protocol import codec
@@ -244,3 +244,50 @@ def test_a_reachable_bind_without_a_password_is_refused(tmp_path):
     config = Config(dir=str(tmp_path / "data"), resp_bind=f"0.0.0.0:{free_port()}")
     with pytest.raises(BindError, match="without a password"):
         Runtime(RespFront(config, structlog.get_logger())).start()
+
+
+def test_a_connection_is_not_read_past_its_waiting_bound(front):
+    actor, rt, config = front
+    ch = _log_side(actor, rt, config)
+    c = _Client(config, rt)
+    total = MAX_CONN_WAITING + 30_000  # more than one 64 KiB read past the bound (~2,700 GETs each)
+    unsent = memoryview(encode_command("GET", "k") * total)
+    batches = []
+
+    def pump():
+        nonlocal unsent
+        if unsent:
+            try:
+                unsent = unsent[c.sock.send(unsent):]
+            except BlockingIOError:
+                pass
+        rt.run_once(timeout=0.01)
+        batches.extend(msg for msg in ch.receive() if type(msg) is m.Batch)
+
+    wait_for(lambda: pump() or actor.paused, timeout=10, what="the connection paused")
+    [conn] = actor.paused
+    for _ in range(20):  # paused: nothing more is read however long it waits
+        pump()
+    forwarded = conn.waiting
+    assert MAX_CONN_WAITING <= forwarded < total
+    # Answering lets it read on, and every command is answered once, in order.
+    answered = 0
+
+    def all_answered():
+        nonlocal answered
+        pump()
+        while batches:
+            b = batches.pop(0)
+            replies = []
+            for body in b.bodies:
+                n = _count(body)
+                replies.append(msgpack.packb([[0, b"%d" % (answered + i)] for i in range(n)]))
+                answered += n
+            ch.send(m.Replies(1, list(range(b.first_seq, b.first_seq + len(b.bodies))), replies))
+        return answered == total
+    wait_for(all_answered, timeout=20, what="every command forwarded")
+    assert c.replies(total) == [b"%d" % i for i in range(total)]
+
+
+def _count(body: bytes) -> int:
+    return len(codec.decode_message(body).items)

@@ -79,6 +79,7 @@ MESSAGE_BYTES = codec.MAX_MESSAGE_BYTES // 2
 _LOADING = resp.error_line(codec.LOADING, codec.LOADING_MESSAGE)
 _MAX_CLIENTS = b"-ERR max number of clients reached\r\n"
 _EPOLLIN, _EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
+_GONE = select.EPOLLHUP | select.EPOLLERR
 _SHAPED = frozenset({"INFO", "HGETALL"})  # replies whose Redis shape differs from aofnode's value
 _unpackb = msgpack.unpackb
 
@@ -258,8 +259,13 @@ class RespFront(Actor):
                 continue
             if events & _EPOLLOUT:
                 self._write(conn)
-            if events & ~_EPOLLOUT and not conn.closed:
-                self._read(conn)
+            if conn.closed:
+                continue
+            if conn.reading:
+                if events & ~_EPOLLOUT:
+                    self._read(conn)
+            elif events & _GONE:  # paused and the peer is gone: reading on would pass the bound
+                self._close(conn)
 
     def _accept(self) -> None:
         for _ in range(64):  # a bounded share of a turn: connection storms do not starve replies
