@@ -47,7 +47,7 @@ from typing import Any
 
 from protocol import codec
 
-__all__ = ["MAX_INLINE_BYTES", "MAX_BULK_BYTES", "MAX_MULTIBULK", "MAX_COMMAND_BYTES",
+__all__ = ["MAX_INLINE_BYTES", "MAX_BULK_BYTES", "MAX_MULTIBULK", "MAX_COMMAND_BYTES", "ARG_OVERHEAD",
            "UNAUTH_MAX_MULTIBULK", "UNAUTH_MAX_BULK", "RequestParser", "split_inline",
            "encode_value", "encode_error", "encode_command_reply", "error_line", "info_text",
            "RespError", "encode_command", "ReplyParser"]
@@ -58,10 +58,11 @@ MAX_INLINE_BYTES = 64 * 1024
 MAX_BULK_BYTES = codec.MAX_MESSAGE_BYTES
 # Elements of one multibulk: the name and codec.MAX_ARGS arguments (Redis: 2^31 - 1).
 MAX_MULTIBULK = codec.MAX_ARGS + 1
-# One command's bulks together: it travels to the log actor as one msgpack message, which may
-# not pass codec.MAX_MESSAGE_BYTES; 1 MiB is left for msgpack's headers (5 bytes per argument at
-# most, so up to ~200,000 arguments at the very top of the limit).
-MAX_COMMAND_BYTES = codec.MAX_MESSAGE_BYTES - (1 << 20)
+# One command as msgpack: it travels to the log actor as one message, which may not pass
+# codec.MAX_MESSAGE_BYTES. Each bulk counts its bytes plus ``ARG_OVERHEAD`` (msgpack's bin
+# header is at most 5 bytes); 1 KiB is left for the message's own header and arrays.
+ARG_OVERHEAD = 5
+MAX_COMMAND_BYTES = codec.MAX_MESSAGE_BYTES - 1024
 # Before AUTH, when a password is set: Redis 7's limits for unauthenticated clients.
 UNAUTH_MAX_MULTIBULK = 10
 UNAUTH_MAX_BULK = 16 * 1024
@@ -87,7 +88,7 @@ class RequestParser:
         self._left = 0  # its elements still to read
         self._bulk = -1  # declared length of the bulk being read, -1: expecting its header
         self._scanned = 0  # bytes of _buf already searched for a line end
-        self._declared = 0  # bulk bytes declared so far by this command
+        self._declared = 0  # msgpack bytes declared so far by this command (ARG_OVERHEAD each)
         self.error: str | None = None
         self.authenticated = authenticated
         self.max_bulk = max_bulk
@@ -260,7 +261,7 @@ class RequestParser:
                     self._fail("unauthenticated bulk length" if 0 <= bulk <= self.max_bulk
                                else "invalid bulk length")
                     break
-                self._declared += bulk
+                self._declared += bulk + ARG_OVERHEAD
                 if self._declared > MAX_COMMAND_BYTES:
                     self._fail(f"command of more than {MAX_COMMAND_BYTES} bytes")
                     break

@@ -291,3 +291,18 @@ def test_a_connection_is_not_read_past_its_waiting_bound(front):
 
 def _count(body: bytes) -> int:
     return len(codec.decode_message(body).items)
+
+
+def test_a_run_of_commands_is_cut_before_a_message_would_pass_its_byte_bound(front, monkeypatch):
+    """Here with a 1000-byte bound instead of ~64 MiB: the same code path, small enough that one
+    read holds many commands."""
+    import node.actors.resp_front as resp_front
+    monkeypatch.setattr(resp_front, "MESSAGE_BYTES", 1000)
+    actor, rt, config = front
+    ch = _log_side(actor, rt, config)
+    c = _Client(config, rt)
+    c.send(b"".join(encode_command("SET", "k%02d" % i, b"v" * 100) for i in range(40)))
+    bodies = []
+    wait_for(lambda: bodies.extend(body for b in _batches(rt, ch) for body in b.bodies)
+             or sum(map(_count, bodies)) == 40, timeout=5, what="40 commands forwarded")
+    assert len(bodies) >= 5 and all(len(body) <= 1000 for body in bodies)

@@ -72,9 +72,10 @@ MAX_CONN_WAITING_BYTES = 2 * codec.MAX_MESSAGE_BYTES
 TOTAL_LIMIT_FACTOR = 4
 LOG_INTERVAL_S = 1.0
 # Messages to the log actor: a connection's run of forwarded commands is cut into messages of at
-# most MAX_BATCH_LENGTH commands and about this many bytes of arguments (the codec refuses a
-# message over MAX_MESSAGE_BYTES; a single bigger command is refused by the parser already).
-MESSAGE_BYTES = codec.MAX_MESSAGE_BYTES // 2
+# most MAX_BATCH_LENGTH commands and MESSAGE_BYTES, counting each argument's msgpack size at most
+# (its bytes + resp.ARG_OVERHEAD): the codec refuses a message over MAX_MESSAGE_BYTES, and the
+# parser already refused any single command bigger than resp.MAX_COMMAND_BYTES (<= this).
+MESSAGE_BYTES = resp.MAX_COMMAND_BYTES
 
 _LOADING = resp.error_line(codec.LOADING, codec.LOADING_MESSAGE)
 _MAX_CLIENTS = b"-ERR max number of clients reached\r\n"
@@ -82,6 +83,7 @@ _EPOLLIN, _EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 _GONE = select.EPOLLHUP | select.EPOLLERR
 _SHAPED = frozenset({"INFO", "HGETALL"})  # replies whose Redis shape differs from aofnode's value
 _unpackb = msgpack.unpackb
+_ARG_OVERHEAD = resp.ARG_OVERHEAD
 
 
 class BindError(Exception):
@@ -335,13 +337,14 @@ class RespFront(Actor):
                 error = None
             gate = session.gate(name)
             if gate is None and error is None and name not in LOCAL:
+                cost = sum(map(len, argv)) + _ARG_OVERHEAD * len(argv)
+                if group and (size + cost > MESSAGE_BYTES or len(group) >= codec.MAX_BATCH_LENGTH):
+                    self._forward(conn, group, names if shaped else None, size)
+                    group, names, shaped, size = [], [], False, 0
                 group.append(argv)
                 names.append(name)
                 shaped = shaped or name in _SHAPED
-                size += sum(map(len, argv))
-                if len(group) >= codec.MAX_BATCH_LENGTH or size >= MESSAGE_BYTES:
-                    self._forward(conn, group, names if shaped else None, size)
-                    group, names, shaped, size = [], [], False, 0
+                size += cost
                 continue
             if group:
                 self._forward(conn, group, names if shaped else None, size)
