@@ -254,3 +254,27 @@ def test_redis_benchmark_runs_clean(make_node):
     assert "ERR" not in text and "rror" not in out.stderr.decode(errors="replace")
     with redis.Redis(port=port) as r:
         assert int(r.get("counter:__rand_int__")) == 20000  # every INCR ran, once
+
+
+def test_the_log_actors_death_is_loading_then_service_again(resp_node):
+    """kill -9 of the log actor: RESP clients get LOADING (or ABORTED for what was in flight),
+    never a hang, then the same connection is served by its successor."""
+    node, port = resp_node
+    r = redis.Redis(port=port, socket_timeout=5, retry=Retry(NoBackoff(), 0))
+    assert r.set("before", "1") is True
+    old = node.actor_pids()["log"]
+    os.kill(old, signal.SIGKILL)
+    seen = set()
+
+    def served_again():
+        try:
+            return r.set("after", "2") is True
+        except redis.BusyLoadingError:
+            seen.add("LOADING")
+        except redis.ResponseError as exc:
+            seen.add(str(exc).split()[0])
+        return False
+    wait_for(served_again, timeout=30, what="the RESP front served by a new log actor")
+    assert seen and seen <= {"LOADING", "ABORTED"}  # told, not left hanging
+    assert r.get("before") == b"1" and r.get("after") == b"2"
+    assert node.actor_pids()["log"] != old
