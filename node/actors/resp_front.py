@@ -9,8 +9,8 @@ Design:
   what was in flight when it died). It never touches the keyspace or the AOF.
 - I/O model, chosen by measurement (docs/resp.md): plain non-blocking sockets in one epoll set,
   the epoll descriptor watched by the actor runtime like any other source. A prototype
-  answering SET locally cost 7.9 us of CPU per request for this, 8.1 us for asyncio + uvloop
-  (redis-benchmark, 50 clients, no pipelining; redis-server: 6.5 us), so the actor model, its
+  answering SET locally cost 7.3 us of CPU per request for this, 7.2 us for asyncio + uvloop
+  (redis-benchmark, 50 clients, no pipelining; redis-server: 5.8 us), so the actor model, its
   in-process tests and its clean stop come at no cost.
 - Per connection, each read is parsed into commands; consecutive forwarded commands become one
   protocol-2 message (``codec.encode_batch`` with the connection's db, at most
