@@ -50,6 +50,7 @@ from node.actors.runtime import Actor, Runtime
 from node.config import REQUIREPASS_ENV, Config, is_loopback_host, parse_host_port, read_password_file
 from protocol import codec
 from protocol import resp
+from protocol.commands import COMMANDS
 
 __all__ = ["RespFront", "main", "BindError"]
 
@@ -84,6 +85,10 @@ _GONE = select.EPOLLHUP | select.EPOLLERR
 _SHAPED = frozenset({"INFO", "HGETALL"})  # replies whose Redis shape differs from aofnode's value
 _unpackb = msgpack.unpackb
 _ARG_OVERHEAD = resp.ARG_OVERHEAD
+# Command name as sent (upper or lower case) -> (NAME, arity), for the commands forwarded as
+# they are; anything else takes check_forwarded's path (mixed case, errors, connection commands).
+_FORWARD = {spelling: (name, spec.arity) for name, spec in COMMANDS.items() if name not in LOCAL
+            for spelling in (name.encode(), name.lower().encode())}
 
 
 class BindError(Exception):
@@ -329,7 +334,22 @@ class RespFront(Actor):
         names: list[str] = []
         shaped = False
         size = 0
+        fast = _FORWARD if session.authenticated else {}
         for argv in commands:
+            entry = fast.get(argv[0])
+            if entry is not None:  # the hot path: a known data command, right arity, authenticated
+                name, arity = entry
+                n = len(argv)
+                if n == arity or (arity < 0 and n >= -arity):
+                    cost = sum(map(len, argv)) + _ARG_OVERHEAD * n
+                    if group and (size + cost > MESSAGE_BYTES or len(group) >= codec.MAX_BATCH_LENGTH):
+                        self._forward(conn, group, names if shaped else None, size)
+                        group, names, shaped, size = [], [], False, 0
+                    group.append(argv)
+                    names.append(name)
+                    shaped = shaped or name in _SHAPED
+                    size += cost
+                    continue
             if conn.closing:
                 break  # after QUIT nothing more runs (as Redis)
             name, error = check_forwarded(argv)
@@ -365,6 +385,7 @@ class RespFront(Actor):
                 if session.auth_failures != failures:
                     self.stats["auth_failures"] += 1
                 conn.parser.authenticated = session.authenticated
+                fast = _FORWARD if session.authenticated else {}
                 if session.close_after:
                     conn.slots.append(_Slot(reply))
                     self._closing(conn)
@@ -599,7 +620,12 @@ class RespFront(Actor):
             return one * slot.count
         names = slot.names
         if names is None:
-            return b"".join([_wire_to_resp(w, None, resp3) for w in wires])
+            encode = resp.encode_value
+            out = []
+            for w in wires:  # the common case inline: [0, value]
+                out.append(encode(w[1], resp3) if type(w) is list and len(w) == 2 and w[0] == 0
+                           else _wire_to_resp(w, None, resp3))
+            return b"".join(out)
         return b"".join([_wire_to_resp(w, n, resp3) for w, n in zip(wires, names)])
 
     def _log_lost(self, reason: str) -> None:
