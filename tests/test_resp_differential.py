@@ -1,0 +1,79 @@
+"""The RESP front against redis-server itself: the same commands, in RESP2 and in RESP3, must get
+byte-identical replies (errors included), except where docs/resp.md says aofnode differs.
+Skipped without redis-server."""
+from __future__ import annotations
+
+import shutil
+import socket
+
+import pytest
+
+from bench.servers import start_redis
+from protocol.resp import ReplyParser, encode_command
+from tests.test_resp_front import _start
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+
+COMMANDS = [
+    ("FLUSHALL",), ("PING",), ("PING", "hi"), ("ECHO", "x"),
+    ("SET", "k", "v"), ("SET", "k", "v", "NX"), ("SET", "k", "w", "GET"), ("SET", "k", "v", "XX", "GET"),
+    ("SET", "k", "v", "EX", "0"), ("SET", "k", "v", "PX", "-1"), ("SET", "k", "v", "BADOPT"),
+    ("GET", "k"), ("GET", "nope"), ("GETDEL", "k"), ("GETDEL", "k"), ("SETNX", "k", "1"), ("SETNX", "k", "1"),
+    ("MSET", "a", "1", "b", "2"), ("MSET", "a"), ("MGET", "a", "nope", "b"), ("APPEND", "a", "x"), ("STRLEN", "a"),
+    ("INCR", "n"), ("DECR", "n"), ("INCRBY", "n", "5"), ("DECRBY", "n", "2"), ("INCR", "a"), ("INCRBY", "n", "x"),
+    ("DEL", "a", "b", "zz"), ("EXISTS", "k", "k", "zz"), ("TYPE", "k"), ("TYPE", "zz"),
+    ("RENAME", "k", "k2"), ("RENAME", "zz", "q"),
+    ("EXPIRE", "k2", "100"), ("EXPIRE", "k2", "100", "NX"), ("TTL", "k2"), ("PTTL", "zz"), ("PERSIST", "k2"),
+    ("PERSIST", "k2"), ("PEXPIRE", "k2", "100000"), ("EXPIREAT", "k2", "9999999999"),
+    ("PEXPIREAT", "k2", "9999999999000"), ("EXPIRE", "k2", "x"),
+    ("KEYS", "k*"), ("SCAN", "0", "MATCH", "k*", "COUNT", "100"), ("SCAN", "x"), ("DBSIZE",),
+    ("HSET", "h", "f", "1", "g", "2"), ("HSET", "h", "f"), ("HGET", "h", "f"), ("HGET", "h", "zz"),
+    ("HMGET", "h", "f", "zz"), ("HDEL", "h", "g", "zz"), ("HGETALL", "h"), ("HGETALL", "zz"), ("HLEN", "h"),
+    ("HEXISTS", "h", "f"), ("HINCRBY", "h", "f", "3"), ("HKEYS", "h"), ("HVALS", "h"), ("HINCRBY", "h", "f", "x"),
+    ("GET", "h"), ("HGET", "k2", "f"), ("SELECT", "1"), ("GET", "k2"), ("SELECT", "0"), ("SELECT", "16"),
+    ("SELECT", "01"), ("FLUSHDB",), ("GET",), ("NOPE", "a", "b"), ("get", "k"),
+    ("CLIENT", "GETNAME"), ("CLIENT", "SETNAME", "x"), ("CLIENT", "GETNAME"), ("CLIENT", "SETNAME", "a b"),
+    ("CLIENT", "NOPE"), ("CONFIG", "GET", "save"), ("CONFIG", "GET", "databases"), ("CONFIG", "GET", "nothing*"),
+    ("AUTH", "x"), ("HELLO", "4"), ("MULTI",),
+]
+# Where aofnode differs on purpose (docs/resp.md): MULTI is refused, appendonly is always yes.
+DIFFERENT = {("MULTI",)}
+
+
+def _reply(sock: socket.socket, parser: ReplyParser, command) -> bytes:
+    sock.sendall(encode_command(*command))
+    raw = b""
+    while True:
+        data = sock.recv(65536)
+        assert data, f"connection closed after {command}"
+        raw += data
+        parser.feed(data)
+        if parser.replies():
+            return raw
+
+
+@pytest.fixture(scope="module")
+def redis_port():
+    server = start_redis()
+    yield server.spec.port
+    server.stop()
+
+
+@pytest.mark.parametrize("protocol", ["2", "3"])
+def test_replies_are_redis_servers_bytes(make_node, redis_port, protocol):
+    _node, port = _start(make_node, appendfsync="everysec")
+    socks = {name: socket.create_connection(("127.0.0.1", p), timeout=5)
+             for name, p in (("redis", redis_port), ("aofnode", port))}
+    parsers = {name: ReplyParser() for name in socks}
+    try:
+        for name, sock in socks.items():
+            _reply(sock, parsers[name], ("HELLO", protocol))
+        differences = []
+        for command in COMMANDS:
+            got = {name: _reply(sock, parsers[name], command) for name, sock in socks.items()}
+            if (got["redis"] == got["aofnode"]) == (command in DIFFERENT):
+                differences.append((command, got["redis"][:120], got["aofnode"][:120]))
+        assert differences == []
+    finally:
+        for sock in socks.values():
+            sock.close()
