@@ -77,3 +77,31 @@ def test_replies_are_redis_servers_bytes(make_node, redis_port, protocol):
     finally:
         for sock in socks.values():
             sock.close()
+
+
+RAW = [
+    b"PING\r\n", b"set 'a b' \"c\\x41\"\r\nget 'a b'\r\n", b"\r\n\r\nPING\n", b'SET "unbalanced\r\n',
+    b"*x\r\n", b"*1\r\n:3\r\n", b"*1\r\n$-5\r\n", b"*1\r\n$99999999999\r\n", b"*0\r\n*-1\r\nPING\r\n",
+    b"*2\r\n$4\r\nECHO\r\n$2\r\n\r\n\r\n", b"*1\r\n$4\r\nPING\r\n*1\r\n$x\r\n", b"QUIT\r\nPING\r\n",
+]
+
+
+def _until_closed(port: int, data: bytes) -> bytes:
+    """Everything the server sends for ``data`` then QUIT (ignored after a protocol error: the
+    server closes the connection then), until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data + b"QUIT\r\n")
+        out = b""
+        try:
+            while chunk := sock.recv(65536):
+                out += chunk
+        except ConnectionResetError:
+            pass  # closed with our QUIT still unread
+        return out
+
+
+def test_raw_input_gets_redis_servers_bytes(make_node, redis_port):
+    """Inline commands, quoting, empty lines, protocol errors (reply, then close) and QUIT."""
+    _node, port = _start(make_node, appendfsync="everysec")
+    for data in RAW:
+        assert _until_closed(port, data) == _until_closed(redis_port, data), data
