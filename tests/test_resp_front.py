@@ -109,6 +109,15 @@ def test_select_is_per_connection(resp_node):
             r0.execute_command("SELECT", "16")
     with node.client() as c:  # the ZeroMQ side sees the same keyspace
         assert c.execute_many([("SELECT", "3"), ("GET", "only-in-3")]) == ["OK", b"x"]
+    # SELECT in the middle of one pipelined write: the commands after it run in the new db.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"".join(encode_command(*c) for c in [("SET", "p", "0"), ("SELECT", "2"), ("SET", "p", "2"),
+                                                         ("GET", "p"), ("SELECT", "0"), ("GET", "p")]))
+        parser, got = ReplyParser(), []
+        while len(got) < 6:
+            parser.feed(s.recv(65536))
+            got += parser.replies()
+    assert got == ["OK", "OK", "OK", b"2", "OK", b"0"]
 
 
 def test_auth_with_a_password_file(make_node, tmp_path):
