@@ -34,9 +34,10 @@ Server side (the RESP front, node/actors/resp_front.py):
   it has no inline form. docs/resp.md has the figures.
 
 Replies (server side): ``encode_value`` writes aofnode's reply values (str status, bytes bulk,
-int, None, list, dict, float, bool) as RESP2 or RESP3; ``encode_error`` maps aofnode's error
+int, None, list, dict, float, bool) as RESP2 or RESP3; ``error_line`` maps aofnode's error
 codes to the prefixes Redis clients know; ``encode_command_reply`` adds the per-command shapes
-Redis has (INFO is a text, HGETALL a map in RESP3).
+Redis has (INFO is a text, HGETALL a map in RESP3); ``encode_message_reply`` turns the log
+actor's msgpack reply to one message into exactly as many RESP replies as it had requests.
 
 Client side (bench/, tests): ``encode_command`` and ``ReplyParser`` (RESP2 and RESP3 replies).
 """
@@ -45,11 +46,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
+
 from protocol import codec
 
 __all__ = ["MAX_INLINE_BYTES", "MAX_BULK_BYTES", "MAX_MULTIBULK", "MAX_COMMAND_BYTES", "ARG_OVERHEAD",
            "UNAUTH_MAX_MULTIBULK", "UNAUTH_MAX_BULK", "RequestParser", "split_inline",
-           "encode_value", "encode_error", "encode_command_reply", "error_line", "info_text",
+           "encode_value", "encode_error", "encode_command_reply", "encode_message_reply", "error_line",
+           "info_text",
            "RespError", "encode_command", "ReplyParser"]
 
 # Longest inline command or length header: Redis's PROTO_INLINE_MAX_SIZE.
@@ -68,6 +72,7 @@ UNAUTH_MAX_MULTIBULK = 10
 UNAUTH_MAX_BULK = 16 * 1024
 
 _CRLF = b"\r\n"
+_unpackb = msgpack.unpackb
 
 
 class RequestParser:
@@ -472,6 +477,40 @@ def encode_command_reply(name: str, value: Any, resp3: bool) -> bytes:
     if name == "HGETALL" and resp3 and type(value) is list:
         return encode_value(_pairs(value), True)
     return encode_value(value, resp3)
+
+
+def encode_message_reply(reply: bytes, count: int, names: list[str] | None, resp3: bool) -> bytes:
+    """The RESP replies of one aofnode message of ``count`` requests, from its msgpack reply: a
+    list of wire replies (``[0, value]`` / ``[1, CODE, message]``), or one wire error for the
+    message as a whole, then given to each request. ``names`` (the requests' command names)
+    is needed only where a reply has a shape of its own (``encode_command_reply``). Always
+    ``count`` replies, whatever the bytes: a RESP client counts replies to stay in step."""
+    try:
+        wires = _unpackb(reply, raw=False, strict_map_key=False)
+    except Exception:  # the log actor's bytes: never expected, never a crash
+        wires = None
+    if type(wires) is list and wires and type(wires[0]) is int:
+        return _wire_to_resp(wires, None, resp3) * count
+    if type(wires) is not list or len(wires) != count:
+        return error_line(codec.ERR, "malformed reply from the log actor") * count
+    if names is None:
+        out = []
+        for w in wires:  # the common case inline: [0, value]
+            out.append(encode_value(w[1], resp3) if type(w) is list and len(w) == 2 and w[0] == 0
+                       else _wire_to_resp(w, None, resp3))
+        return b"".join(out)
+    return b"".join([_wire_to_resp(w, n, resp3) for w, n in zip(wires, names)])
+
+
+def _wire_to_resp(wire, name: str | None, resp3: bool) -> bytes:
+    if type(wire) is list and wire:
+        if wire[0] == 0 and len(wire) == 2:
+            if name is not None:
+                return encode_command_reply(name, wire[1], resp3)
+            return encode_value(wire[1], resp3)
+        if wire[0] == 1 and len(wire) == 3:
+            return error_line(str(wire[1]), str(wire[2]))
+    return error_line(codec.ERR, "malformed reply from the log actor")
 
 
 # -- client side ----------------------------------------------------------------------------------

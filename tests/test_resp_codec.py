@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import msgpack
 import pytest
 
 from protocol import codec
@@ -257,3 +258,24 @@ def test_random_pipelines_in_random_reads_match_the_commands_sent():
             got += p.feed(data[pos:pos + step])
             pos += step
         assert got == commands and p.error is None and p.buffered == 0
+
+
+# (msgpack reply of a message, requests in it, names, RESP2 bytes)
+MESSAGE_REPLIES = [
+    (msgpack.packb([[0, "OK"], [0, b"v"], [0, None]]), 3, None, b"+OK\r\n$1\r\nv\r\n$-1\r\n"),
+    (msgpack.packb([[1, "ARITY", "wrong number of arguments for 'get' command"], [0, 1]]), 2, None,
+     b"-ERR wrong number of arguments for 'get' command\r\n:1\r\n"),
+    # one error for the whole message: every request gets it (a RESP client counts replies)
+    (msgpack.packb([1, "TOOBIG", "too big"]), 3, None, b"-ERR too big\r\n" * 3),
+    (msgpack.packb([[0, [b"f", b"v"]], [0, {"keyspace": {}}]]), 2, ["HGETALL", "INFO"],
+     b"*2\r\n$1\r\nf\r\n$1\r\nv\r\n$12\r\n# Keyspace\r\n\r\n"),
+    # malformed bytes or a wrong count: still exactly `count` replies
+    (b"\xc1", 2, None, b"-ERR malformed reply from the log actor\r\n" * 2),
+    (msgpack.packb([[0, "OK"]]), 2, None, b"-ERR malformed reply from the log actor\r\n" * 2),
+    (msgpack.packb([[0, "OK"], "junk"]), 2, None, b"+OK\r\n-ERR malformed reply from the log actor\r\n"),
+]
+
+
+@pytest.mark.parametrize("reply,count,names,expected", MESSAGE_REPLIES)
+def test_message_replies(reply, count, names, expected):
+    assert resp.encode_message_reply(reply, count, names, False) == expected

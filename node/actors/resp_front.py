@@ -39,8 +39,6 @@ import socket
 import sys
 import time
 
-import msgpack
-
 from node import exitcodes
 from node.actors import channel
 from node.actors import messages as m
@@ -50,6 +48,7 @@ from node.actors.runtime import Actor, Runtime
 from node.config import REQUIREPASS_ENV, Config, is_loopback_host, parse_host_port, read_password_file
 from protocol import codec
 from protocol import resp
+from protocol.resp import encode_message_reply
 from protocol.commands import COMMANDS
 
 __all__ = ["RespFront", "main", "BindError"]
@@ -83,7 +82,6 @@ _MAX_CLIENTS = b"-ERR max number of clients reached\r\n"
 _EPOLLIN, _EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 _GONE = select.EPOLLHUP | select.EPOLLERR
 _SHAPED = frozenset({"INFO", "HGETALL"})  # replies whose Redis shape differs from aofnode's value
-_unpackb = msgpack.unpackb
 _ARG_OVERHEAD = resp.ARG_OVERHEAD
 # Command name as sent (upper or lower case) -> (NAME, arity), for the commands forwarded as
 # they are; anything else takes check_forwarded's path (mixed case, errors, connection commands).
@@ -602,31 +600,10 @@ class RespFront(Actor):
                     continue
                 conn.waiting -= slot.count
                 conn.waiting_bytes -= size
-                slot.reply = self._to_resp(slot, reply)
+                slot.reply = encode_message_reply(reply, slot.count, slot.names, slot.resp3)
                 touched.add(conn)
             for conn in touched:
                 self._send_ready(conn)
-
-    def _to_resp(self, slot: _Slot, reply: bytes) -> bytes:
-        """A message's msgpack reply (a list of wire replies, or one wire error for the whole
-        message) as the RESP replies of its commands."""
-        try:
-            wires = _unpackb(reply, raw=False, strict_map_key=False)
-        except Exception:  # the log actor's bytes: never expected, never a crash
-            wires = [1, codec.ERR, "malformed reply from the log actor"]
-        resp3 = slot.resp3
-        if type(wires) is not list or not wires or type(wires[0]) is int:
-            one = _wire_to_resp(wires, None, resp3)
-            return one * slot.count
-        names = slot.names
-        if names is None:
-            encode = resp.encode_value
-            out = []
-            for w in wires:  # the common case inline: [0, value]
-                out.append(encode(w[1], resp3) if type(w) is list and len(w) == 2 and w[0] == 0
-                           else _wire_to_resp(w, None, resp3))
-            return b"".join(out)
-        return b"".join([_wire_to_resp(w, n, resp3) for w, n in zip(wires, names)])
 
     def _log_lost(self, reason: str) -> None:
         """Answer everything the dead log actor held, and LOADING until a new one says Hello."""
@@ -655,17 +632,6 @@ class RespFront(Actor):
         self.ready = False
         self.log_pid = None
         self.log.warning("log_actor_lost", reason=reason, aborted_messages=count)
-
-
-def _wire_to_resp(wire, name: str | None, resp3: bool) -> bytes:
-    if type(wire) is list and wire:
-        if wire[0] == 0 and len(wire) == 2:
-            if name is not None:
-                return resp.encode_command_reply(name, wire[1], resp3)
-            return resp.encode_value(wire[1], resp3)
-        if wire[0] == 1 and len(wire) == 3:
-            return resp.error_line(str(wire[1]), str(wire[2]))
-    return resp.error_line(codec.ERR, "malformed reply from the log actor")
 
 
 def _addr(addr) -> str:
