@@ -52,7 +52,7 @@ from protocol import codec
 
 __all__ = ["MAX_INLINE_BYTES", "MAX_BULK_BYTES", "MAX_MULTIBULK", "MAX_COMMAND_BYTES", "ARG_OVERHEAD",
            "UNAUTH_MAX_MULTIBULK", "UNAUTH_MAX_BULK", "RequestParser", "split_inline",
-           "encode_value", "encode_error", "encode_command_reply", "encode_message_reply", "error_line",
+           "encode_value", "encode_command_reply", "encode_message_reply", "error_line",
            "info_text",
            "RespError", "encode_command", "ReplyParser"]
 
@@ -399,10 +399,6 @@ def error_line(code: str, message: str) -> bytes:
     if "\r" in text or "\n" in text:
         text = text.replace("\r", " ").replace("\n", " ")
     return b"-" + text.encode("utf-8", "replace") + _CRLF
-
-
-def encode_error(code: str, message: str) -> bytes:
-    return error_line(code, message)
 
 
 def encode_value(value: Any, resp3: bool) -> bytes:
