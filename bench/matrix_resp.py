@@ -30,7 +30,8 @@ from bench.servers import free_port, start_aofnode, start_redis
 __all__ = ["run", "COLUMNS", "resp_front_available", "requests_for"]
 
 COLUMNS = ["pipeline", "test", "server", "req/s", "p50 ms", "p99 ms", "p99.9 ms",
-           "server CPU µs/req", "generator CPU µs/req", "aofnode/redis req/s", "other load, cores"]
+           "server CPU µs/req", "CPU by process µs/req", "generator CPU µs/req",
+           "aofnode/redis req/s", "other load, cores"]
 AOFNODE = "aofnode-resp"
 # The RESP front starts right after the log actor (well under a second here once the ZeroMQ
 # front answers PING); 10 s means it is not coming.
@@ -137,7 +138,21 @@ def _rows(runs: list[dict], pipelines: list[int]) -> list[list[str]]:
                     spread.cell(spread.summarize(x["rps"] for x in res), 0),
                     lat("p50"), lat("p99"), lat("p999"),
                     spread.cell(spread.summarize(x.get("server_cpu_us_per_request") for x in res)),
+                    _by_process(res),
                     spread.cell(spread.summarize(x["generator_cpu_us_per_request"] for x in res)),
                     spread.cell(ratio, 2) if target == AOFNODE else "",
                     spread.cell(spread.summarize(x.get("other_cpu_cores") for x in res), 2)])
     return rows
+
+
+def _by_process(res: list[dict]) -> str:
+    """Medians only, of the processes that cost >= 0.05 µs/request (the ZeroMQ front, idle
+    here, and the closer are left out)."""
+    names = sorted({n for x in res for n in x.get("server_cpu_us_per_request_by_process", {})})
+    parts = []
+    for name in names:
+        s = spread.summarize(x.get("server_cpu_us_per_request_by_process", {}).get(name, 0.0)
+                             for x in res)
+        if s and s["median"] >= 0.05:
+            parts.append(f"{name} {spread.cell(dict(s, n=1))}")
+    return ", ".join(parts) or "-"

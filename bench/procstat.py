@@ -50,8 +50,10 @@ def group_cpu(pgid: int) -> dict[str, float]:
         procs[pid] = (fields[1], _name(pid, head.split("(", 1)[1]), cpu)
     out: dict[str, float] = {}
     for ppid, name, cpu in procs.values():
-        if ppid in procs and procs[ppid][1] == name:
-            name = "rewrite-child"  # a fork of the log actor: same command line as its parent
+        if ppid in procs and procs[ppid][1] in (name, "log"):
+            # A fork of the log actor: the same command line as its parent, or none at all once
+            # it has exited and waits to be reaped (a zombie's cmdline is empty).
+            name = "rewrite-child"
         out[name] = out.get(name, 0.0) + cpu
     return out
 
