@@ -83,7 +83,7 @@ class RequestParser:
     of the rest, which the limits bound).
     """
 
-    __slots__ = ("_buf", "_argv", "_left", "_bulk", "_scanned", "_declared", "error",
+    __slots__ = ("_buf", "_argv", "_left", "_bulk", "_scanned", "_declared", "_parsed", "error",
                  "authenticated", "max_bulk", "max_multibulk")
 
     def __init__(self, *, authenticated: bool = True, max_bulk: int = MAX_BULK_BYTES,
@@ -94,6 +94,7 @@ class RequestParser:
         self._bulk = -1  # declared length of the bulk being read, -1: expecting its header
         self._scanned = 0  # bytes of _buf already searched for a line end
         self._declared = 0  # msgpack bytes declared so far by this command (ARG_OVERHEAD each)
+        self._parsed = 0  # memory of the arguments of the incomplete command parsed so far
         self.error: str | None = None
         self.authenticated = authenticated
         self.max_bulk = max_bulk
@@ -101,8 +102,9 @@ class RequestParser:
 
     @property
     def buffered(self) -> int:
-        """Bytes held for an incomplete command (the caller's input accounting)."""
-        return len(self._buf)
+        """Bytes held for an incomplete command: its unparsed bytes and its arguments parsed so
+        far, each counted with a Python object's overhead (the caller's input accounting)."""
+        return len(self._buf) + self._parsed
 
     def feed(self, data: bytes) -> list[list[bytes]]:
         if self.error is not None:
@@ -135,6 +137,8 @@ class RequestParser:
         rest = len(buf) - pos
         if rest == 0 or self.error is not None:
             self._buf = b""
+            if self.error is not None:
+                self._parsed = 0
         elif pos == 0:
             self._buf = buf  # still gathering one part: keep the (growing) buffer as it is
         else:
@@ -181,6 +185,7 @@ class RequestParser:
     def _fail(self, message: str) -> None:
         self.error = "Protocol error: " + message
         self._argv = None
+        self._parsed = 0
 
     def _parse(self, buf, out: list) -> int:
         """Parse complete commands from ``buf``; return how many bytes were consumed."""
@@ -230,6 +235,7 @@ class RequestParser:
                 self._left = count
                 self._bulk = -1
                 self._declared = 0
+                self._parsed = 0
             # Inside a multibulk: the bulks. The hot loop, on locals: headers are checked
             # inline (a call per bulk cost ~0.25 us, a tenth of parsing a SET).
             pos = self._bulks(buf, pos, end, argv, out)
@@ -243,7 +249,7 @@ class RequestParser:
         ``self._argv`` is None if the command completed (it is then in ``out``)."""
         find = buf.find
         copy = type(buf) is not bytes  # slices of a bytearray are bytearrays
-        bulk, left = self._bulk, self._left
+        bulk, left, parsed = self._bulk, self._left, self._parsed
         max_bulk = self.max_bulk if self.authenticated else min(self.max_bulk, UNAUTH_MAX_BULK)
         while True:
             if bulk < 0:
@@ -278,19 +284,23 @@ class RequestParser:
                 self._fail("expected CRLF after bulk string")
                 break
             argv.append(bytes(buf[pos:stop]) if copy else buf[pos:stop])
+            parsed += bulk + _OBJECT_BYTES
             pos = stop + 2
             bulk = -1
             left -= 1
             if not left:
                 out.append(argv)
                 self._argv = None
+                parsed = 0
                 break
             if pos >= end:
                 break
-        self._bulk, self._left = bulk, left
+        self._bulk, self._left, self._parsed = bulk, left, parsed
         return pos
 
 
+# A bytes object's memory beyond its data (CPython: 33 bytes, and the list's 8-byte slot).
+_OBJECT_BYTES = 41
 # The fast path's tables: the canonical header of every short bulk, and of small multibulks.
 _SHORT = 4096
 # An incomplete command this short is kept as bytes and copied once more with the next read

@@ -306,3 +306,24 @@ def test_a_run_of_commands_is_cut_before_a_message_would_pass_its_byte_bound(fro
     wait_for(lambda: bodies.extend(body for b in _batches(rt, ch) for body in b.bodies)
              or sum(map(_count, bodies)) == 40, timeout=5, what="40 commands forwarded")
     assert len(bodies) >= 5 and all(len(body) <= 1000 for body in bodies)
+
+
+def test_incomplete_commands_are_bounded_all_together(front, monkeypatch):
+    """Here with a 1 MiB bound instead of 256 MiB: three clients each send most of a big
+    command and stop; the one holding most is closed once they pass it together."""
+    import node.actors.resp_front as resp_front
+    monkeypatch.setattr(resp_front, "TOTAL_INPUT_LIMIT", 1 << 20)
+    actor, rt, config = front
+    clients = [_Client(config, rt) for _ in range(3)]
+    held = 0
+    for i, c in enumerate(clients):
+        c.send(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2000000\r\n" + b"x" * (200_000 + 50_000 * i))
+        held += 200_000 + 50_000 * i
+        wait_for(lambda: rt.run_once(timeout=0.01) or actor.input_bytes >= held, timeout=5, what="the bytes taken")
+    assert actor.stats["input_limit_disconnections"] == 0 and len(actor.conns) == 3  # 750,000 bytes
+    c = clients[2]
+    c.send(b"x" * 400_000)  # the biggest grows past the bound
+    wait_for(lambda: rt.run_once(timeout=0.01) or actor.stats["input_limit_disconnections"], timeout=5,
+             what="a cut")
+    assert len(actor.conns) == 2 and actor.input_bytes < 1 << 20
+    wait_for(c.closed, timeout=5, what="the biggest closed")

@@ -70,6 +70,11 @@ MAX_CONN_WAITING_BYTES = 2 * codec.MAX_MESSAGE_BYTES
 # Unsent replies of all connections together are bounded by this many client limits (as
 # node/actors/outbox.py); past it the connection holding most is closed.
 TOTAL_LIMIT_FACTOR = 4
+# Incomplete commands held by all connections' parsers together (each is at most one command,
+# resp.MAX_COMMAND_BYTES): four of the biggest at once; past it the connection holding most is
+# closed. Without it, clients each sending most of a 64 MiB command and stopping could hold
+# 64 MiB apiece, as many as there are connections.
+TOTAL_INPUT_LIMIT = 4 * codec.MAX_MESSAGE_BYTES
 LOG_INTERVAL_S = 1.0
 # Messages to the log actor: a connection's run of forwarded commands is cut into messages of at
 # most MAX_BATCH_LENGTH commands and MESSAGE_BYTES, counting each argument's msgpack size at most
@@ -152,6 +157,7 @@ class RespFront(Actor):
         self.dirty: set[_Conn] = set()  # connections with new replies to send this turn
         self.paused: set[_Conn] = set()
         self.total_out = 0
+        self.input_bytes = 0  # incomplete commands held by all parsers (TOTAL_INPUT_LIMIT)
         self.accepting = True
         self.stopping = False
         self.stop_deadline = 0.0
@@ -161,7 +167,8 @@ class RespFront(Actor):
         self.stats = collections.Counter(dict.fromkeys((
             "total_connections_received", "rejected_connections", "accept_failures", "commands",
             "batches", "protocol_errors", "auth_failures", "noauth_replies", "rejected_commands",
-            "output_limit_disconnections", "dropped_replies_client_gone", "internal_errors"), 0))
+            "output_limit_disconnections", "input_limit_disconnections", "dropped_replies_client_gone",
+            "internal_errors"), 0))
         self._last_cut_log = -LOG_INTERVAL_S
         self._cut_unlogged = 0
 
@@ -198,6 +205,7 @@ class RespFront(Actor):
     def counters(self) -> dict:
         return {"resp_connected_clients": len(self.conns), "resp_waiting": self.waiting,
                 "resp_max_clients": self.max_clients, "resp_output_waiting_bytes": self.total_out,
+                "resp_input_buffered_bytes": self.input_bytes,
                 "resp_clients_paused": len(self.paused),
                 "resp_rejected_internal_peers": self.backend.rejected,
                 "resp_requirepass": int(self.password is not None),  # never the password itself
@@ -315,7 +323,14 @@ class RespFront(Actor):
             self._close(conn)
             return
         parser = conn.parser
+        held = parser.buffered
         commands = parser.feed(data)
+        if parser.buffered != held:
+            self.input_bytes += parser.buffered - held
+            if self.input_bytes > TOTAL_INPUT_LIMIT:
+                self._cut_input()
+                if conn.closed:
+                    return
         if commands:
             self._take(conn, commands)
         if parser.error is not None and not conn.closing:
@@ -476,11 +491,20 @@ class RespFront(Actor):
         if forget and self.log_ch is not None:
             self._send_log(m.Forget(conn.key))
 
+    def _cut_input(self) -> None:
+        """All connections' incomplete commands together passed TOTAL_INPUT_LIMIT: close the one
+        holding most (as the output side does; pausing them instead could leave every one of
+        them waiting for the rest of its command)."""
+        conn = max(self.conns.values(), key=lambda c: c.parser.buffered)
+        self.stats["input_limit_disconnections"] += 1
+        self._close(conn)
+
     def _close(self, conn: _Conn) -> None:
         """Close now: replies still owed to it are dropped when they come."""
         if conn.closed:
             return
         conn.closed = True
+        self.input_bytes -= conn.parser.buffered
         self.total_out -= len(conn.out)
         conn.out = bytearray()
         conn.slots.clear()
