@@ -67,6 +67,10 @@ RECV_BYTES = 64 * 1024
 # 2 x MAX_MESSAGE_BYTES: one biggest command in flight and the next one read.
 MAX_CONN_WAITING = codec.MAX_BATCH_LENGTH
 MAX_CONN_WAITING_BYTES = 2 * codec.MAX_MESSAGE_BYTES
+# All connections together: MAX_WAITING commands (as the ZeroMQ front), and this many bytes, two
+# connections at their own bound; past either, no connection is read until they drop (the log
+# actor drains them, so this cannot deadlock).
+MAX_WAITING_BYTES = 2 * MAX_CONN_WAITING_BYTES
 # Unsent replies of all connections together are bounded by this many client limits (as
 # node/actors/outbox.py); past it the connection holding most is closed.
 TOTAL_LIMIT_FACTOR = 4
@@ -154,6 +158,7 @@ class RespFront(Actor):
         self.next_seq = 1
         self.next_conn_id = 1
         self.waiting = 0
+        self.waiting_bytes = 0  # their bytes (MAX_WAITING_BYTES)
         self.dirty: set[_Conn] = set()  # connections with new replies to send this turn
         self.paused: set[_Conn] = set()
         self.total_out = 0
@@ -204,6 +209,7 @@ class RespFront(Actor):
 
     def counters(self) -> dict:
         return {"resp_connected_clients": len(self.conns), "resp_waiting": self.waiting,
+                "resp_waiting_bytes": self.waiting_bytes,
                 "resp_max_clients": self.max_clients, "resp_output_waiting_bytes": self.total_out,
                 "resp_input_buffered_bytes": self.input_bytes,
                 "resp_clients_paused": len(self.paused),
@@ -218,7 +224,8 @@ class RespFront(Actor):
             for conn in dirty:
                 if not conn.closed:
                     self._write(conn)
-        if self.paused and not self.stopping and self.waiting < MAX_WAITING:
+        if (self.paused and not self.stopping and self.waiting < MAX_WAITING
+                and self.waiting_bytes <= MAX_WAITING_BYTES // 2):
             for conn in list(self.paused):
                 if conn.closed or (conn.waiting < MAX_CONN_WAITING // 2
                                    and conn.waiting_bytes <= MAX_CONN_WAITING_BYTES // 2):
@@ -420,7 +427,9 @@ class RespFront(Actor):
         conn.waiting += len(group)
         conn.waiting_bytes += size
         self.waiting += len(group)
-        if conn.waiting >= MAX_CONN_WAITING or conn.waiting_bytes > MAX_CONN_WAITING_BYTES or self.waiting >= MAX_WAITING:
+        self.waiting_bytes += size
+        if (conn.waiting >= MAX_CONN_WAITING or conn.waiting_bytes > MAX_CONN_WAITING_BYTES
+                or self.waiting >= MAX_WAITING or self.waiting_bytes > MAX_WAITING_BYTES):
             conn.reading = False
             self.paused.add(conn)
             self._set_mask(conn)
@@ -525,17 +534,19 @@ class RespFront(Actor):
     def _recount(self) -> None:
         """Waiting counts from what is really waiting (after dropping a closed connection's
         unsent messages: rare, so a walk is fine)."""
-        self.waiting = 0
+        self.waiting = self.waiting_bytes = 0
         for conn in self.conns.values():
             conn.waiting = conn.waiting_bytes = 0
         for conn, slot, _, size in self.outgoing:
             conn.waiting += slot.count
             conn.waiting_bytes += size
             self.waiting += slot.count
+            self.waiting_bytes += size
         for conn, slot, size in self.in_flight.values():
             conn.waiting += slot.count
             conn.waiting_bytes += size
             self.waiting += slot.count
+            self.waiting_bytes += size
 
     # -- the log actor --------------------------------------------------------------------------
 
@@ -619,6 +630,7 @@ class RespFront(Actor):
                     continue
                 conn, slot, size = entry
                 self.waiting -= slot.count
+                self.waiting_bytes -= size
                 if conn.closed:
                     self.stats["dropped_replies_client_gone"] += 1
                     continue
@@ -647,7 +659,7 @@ class RespFront(Actor):
         self.in_flight.clear()
         self.outgoing = []
         self.untaken = 0
-        self.waiting = 0
+        self.waiting = self.waiting_bytes = 0
         for conn in self.conns.values():
             conn.waiting = conn.waiting_bytes = 0
         for conn in touched:
