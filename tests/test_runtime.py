@@ -152,3 +152,30 @@ def test_sigterm_stops_a_waiting_process_at_once(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_an_idle_actor_turns_once_per_tick_not_in_a_spin_before_it():
+    """ZeroMQ's poll takes whole milliseconds: a wait under 1 ms used to become 0, so every idle
+    actor spun through the last millisecond before each tick (an idle node's supervisor made
+    ~480 polls a second for its 20 ticks, 12 ms of CPU a second)."""
+    class Ticker(Actor):
+        tick_interval = 0.02
+
+        def __init__(self) -> None:
+            self.ticks = 0
+
+        def on_tick(self, now: float) -> None:
+            self.ticks += 1
+
+    actor = Ticker()
+    runtime = Runtime(actor)
+    quiet, other_end = os.pipe()  # a source that never becomes ready, as every real actor has
+    runtime.watch(quiet, lambda: None)
+    try:
+        while actor.ticks < 10:
+            runtime.run_once()
+    finally:
+        os.close(quiet)
+        os.close(other_end)
+    # One turn per tick, plus at most one early return each (a wake-up a hair before the tick).
+    assert runtime.turns <= 2 * actor.ticks + 1, (runtime.turns, actor.ticks)

@@ -21,6 +21,7 @@ Design (in the spirit of Pykka, with a process instead of a thread per actor):
 """
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -133,7 +134,9 @@ class Runtime:
         self.start()
         wait = self._wait_s(timeout)
         try:
-            ready = self.poller.poll(None if wait is None else wait * 1000.0)
+            # Whole milliseconds, rounded up: ZeroMQ truncates a fraction, and a wait under 1 ms
+            # became 0, a spin through the last millisecond before every tick.
+            ready = self.poller.poll(None if wait is None else math.ceil(wait * 1000.0))
         except zmq.ZMQError as exc:  # EINTR from a signal: the flag is handled below
             if exc.errno != zmq.EINTR:
                 raise
