@@ -15,18 +15,19 @@ Design:
   SELECT and bad input (answered here with the codec) gets LOADING. Nothing raises out of the
   loop.
 - Batching: each turn it drains what is waiting on the client socket (up to ``MAX_DRAIN``
-  messages) and forwards it to the log actor as one ``Batch``, with at most ``MAX_IN_FLIGHT``
-  batches the log actor has not taken yet (each of its turns says how many it took). Each
-  message carries a number and its client's key; replies come back per message number, in
-  whatever order the log actor finishes them (its per-client FIFOs keep each client's order). While the log actor works (e.g. on an fdatasync under ``always``), new
-  requests accumulate into the next batch: that is the group commit.
+  messages) and forwards it to the log actor as one ``Batch`` through its ``LogLink``
+  (node/actors/log_link.py: at most ``MAX_IN_FLIGHT`` batches the log actor has not taken yet).
+  Each message carries a number and its client's key; replies come back per message number, in
+  whatever order the log actor finishes them (its per-client FIFOs keep each client's order).
+  While the log actor works (e.g. on an fdatasync under ``always``), new requests accumulate
+  into the next batch: that is the group commit.
 - Order: each client identity has a FIFO of reply slots. A reply made here (an error, SELECT)
   waits behind that client's earlier requests still in the log actor, so replies go back in
   the order of the requests.
-- The log actor connects to the front over a Unix socket (node/actors/channel.py; only a sibling
-  actor gets in) and says ``Hello`` once its AOF is loaded. Until then, and from its death (an EOF on that socket) until a new one
-  says HELLO, requests get ``LOADING``; batches that were in flight when it died get
-  ``ABORTED`` (they may or may not have been applied).
+- The log actor connects to the front over a Unix socket (node/actors/log_link.py; only a
+  sibling actor gets in) and says ``Hello`` once its AOF is loaded. Until then, and from its
+  death (an EOF on that socket) until a new one says HELLO, requests get ``LOADING``; batches
+  that were in flight when it died get ``ABORTED`` (they may or may not have been applied).
 - On SIGTERM it stops reading clients, waits (bounded) for the batches in flight, sends their
   replies, and exits 0. If it cannot bind its endpoint it exits ``EXIT_BIND`` at once with a
   one-line reason: restarting cannot free a port.
@@ -37,7 +38,6 @@ from __future__ import annotations
 import collections
 import os
 import resource
-import socket
 import sys
 import time
 
@@ -47,9 +47,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from node import exitcodes
 from node.actors import auth
-from node.actors import channel
-from node.actors import messages as m
-from node.actors import private_sockets
+from node.actors.log_link import LogLink, aborted_message
 from node.actors.session import hello_reply
 from node.actors.outbox import PEER_SNDHWM, RETRY_INTERVAL_S, Outbox
 from node.actors.runtime import Actor, Runtime
@@ -62,10 +60,6 @@ __all__ = ["Front", "main", "BindError"]
 # Messages read from clients per turn. Large enough that 50 clients with 32-deep pipelines fit
 # in one batch; small enough that one turn stays well under a millisecond of decoding.
 MAX_DRAIN = 2048
-# Two batches not yet taken by the log actor keep it busy while the front prepares the next
-# one; more would only make batches smaller (worse group commit). A batch counts until a log
-# turn has taken it, not until it is answered: one huge message must not hold the gate.
-MAX_IN_FLIGHT = 2
 # Stop reading clients while this many client messages wait for the log actor: ZeroMQ's
 # high-water marks then push back on the clients instead of this process growing.
 MAX_WAITING = 50_000
@@ -101,24 +95,16 @@ class Front(Actor):
         self.runtime: Runtime | None = None
         self.clients: zmq.Socket | None = None
         self.monitor: zmq.Socket | None = None
-        self.listener = None
-        self.log_ch: channel.Channel | None = None  # the log actor, once it said Hello
-        self.pending_chs: list[channel.Channel] = []  # accepted, not yet said Hello
-
-        self.ready = False
-        self.log_pid: int | None = None
         self.queues: dict[bytes, collections.deque[_Slot]] = {}
-        self.outgoing: list[tuple[_Slot, bytes, int]] = []  # (slot, body, client key)
-        self.in_flight: dict[int, _Slot] = {}  # message number -> its slot
-        self.untaken = 0  # batches sent that no log turn has taken yet (see MAX_IN_FLIGHT)
         self.client_keys: dict[bytes, int] = {}  # identity -> key, while it has slots queued
-        self.next_seq = 1
         self.next_client_key = 1
-        self.waiting = 0
+        self.waiting = 0  # client messages queued in the link or in flight
         self.reading = False
         self.stopping = False
         self.stop_deadline = 0.0
         self.stats = collections.Counter()
+        # The log actor's end: a message's token is its _Slot.
+        self.link = LogLink(config.backend_path, "backend", log, self.stats, self._on_replies, self._on_log_lost)
         self.connected_clients = 0
         self.outbox: Outbox | None = None
         self.auth: auth.Auth | None = None  # CURVE, when configured (node/actors/auth.py)
@@ -153,30 +139,33 @@ class Front(Actor):
             clients.bind(self.config.bind)
         except zmq.ZMQError as exc:
             raise BindError(f"cannot bind {self.config.bind}: {exc}") from exc
-        private_sockets.prepare_run_dir(self.config.dir)
-        self.listener = private_sockets.SiblingListener(self.config.backend_path, socket.SOCK_STREAM,
-                                                        self.log, "backend")
         runtime.watch(self.monitor, self._read_monitor)
-        runtime.watch(self.listener.fileno(), self._accept_log)
+        self.link.start(runtime, self.config.dir)
         self._set_reading(True)
         self.log.info("actor_started", bind=self.config.bind)
 
     def on_tick(self, now: float) -> None:
         if self.auth is not None and not self.auth.on_tick(now) and not self.runtime.stop_requested:
             self.runtime.request_stop()  # ZAP handler gone, endpoint unbound: restart, handler first
-        if self.log_ch is not None:
-            o = self.outbox
-            stats = dict(self.stats, connected_clients=self.connected_clients, waiting=self.waiting,
-                         rejected_internal_peers=self.listener.rejected,
-                         client_output_limit_disconnections=o.disconnections,
-                         dropped_replies_client_gone=o.dropped_gone,
-                         dropped_after_cut_off=o.dropped_cut,
-                         clients_blocked_on_output=len(o.waiting),
-                         output_waiting_bytes=o.total_bytes,
-                         max_clients=self.max_clients,
-                         accept_failures=self.accept_failures,
-                         **(self.auth.counters() if self.auth is not None else {"auth_enabled": 0}))
-            self._send_log(m.Stats(stats))
+        self.link.send_stats(self.counters)
+
+    def counters(self) -> dict:
+        o = self.outbox
+        return dict(self.stats, connected_clients=self.connected_clients, waiting=self.waiting,
+                    rejected_internal_peers=self.link.rejected,
+                    client_output_limit_disconnections=o.disconnections,
+                    dropped_replies_client_gone=o.dropped_gone,
+                    dropped_after_cut_off=o.dropped_cut,
+                    clients_blocked_on_output=len(o.waiting),
+                    output_waiting_bytes=o.total_bytes,
+                    max_clients=self.max_clients,
+                    accept_failures=self.accept_failures,
+                    **(self.auth.counters() if self.auth is not None else {"auth_enabled": 0}))
+
+    @property
+    def ready(self) -> bool:
+        """A log actor said Hello and is serving."""
+        return self.link.ready
 
     @property
     def max_wait(self) -> float | None:
@@ -186,7 +175,7 @@ class Front(Actor):
         outbox = self.outbox
         if outbox.blocked:
             outbox.flush()
-        self._flush_outgoing()
+        self.link.flush()
         if not self.stopping:
             self._set_reading(self.waiting < MAX_WAITING)
 
@@ -194,21 +183,17 @@ class Front(Actor):
         self.stopping = True
         self.stop_deadline = time.monotonic() + SHUTDOWN_GRACE_S
         self._set_reading(False)
-        self.log.info("front_stopping", in_flight=len(self.in_flight), waiting=self.waiting)
+        self.log.info("front_stopping", in_flight=len(self.link.in_flight), waiting=self.waiting)
 
     def finished(self) -> bool:
-        return (not self.in_flight and not self.outgoing) or time.monotonic() > self.stop_deadline
+        return self.link.idle or time.monotonic() > self.stop_deadline
 
     def on_stop(self) -> int:
         self.log.info("actor_stopped", unanswered=self.waiting)
         if self.clients is not None:
             self.clients.close(linger=1000)
             self.monitor.close(linger=0)
-        if self.listener is not None:
-            self.listener.close()
-        for ch in [self.log_ch, *self.pending_chs]:
-            if ch is not None:
-                ch.close()
+        self.link.close()
         if self.auth is not None:
             self.auth.close()  # before term(): an open ZAP socket would hold it forever
         self.ctx.term()
@@ -259,7 +244,8 @@ class Front(Actor):
         """Forward the body as it came: the log actor decodes and validates it, once (decoding
         here as well cost the front ~40% of its CPU per request, and a 60 MB message held every
         client for ~90 ms in the front before the log actor's fair cycles could even start)."""
-        if not self.ready:
+        link = self.link
+        if not link.ready:
             self._answer_while_loading(identity, slot, body)
             return
         if len(body) > codec.MAX_MESSAGE_BYTES:  # refused unread, as the codec would
@@ -271,7 +257,7 @@ class Front(Actor):
         if key is None:
             key = self.client_keys[identity] = self.next_client_key
             self.next_client_key += 1
-        self.outgoing.append((slot, body, key))
+        link.queue(slot, key, body)
         self.waiting += 1
 
     def _answer_while_loading(self, identity: bytes, slot: _Slot, body: bytes) -> None:
@@ -303,15 +289,11 @@ class Front(Actor):
         (its replies would only be dropped), so it costs nothing more."""
         self.queues.pop(identity, None)
         key = self.client_keys.pop(identity, None)
-        kept = [(slot, body, k) for slot, body, k in self.outgoing if slot.envelope[0] != identity]
-        self.waiting -= len(self.outgoing) - len(kept)
-        self.outgoing = kept
-        mine = [seq for seq, slot in self.in_flight.items() if slot.envelope[0] == identity]
-        for seq in mine:  # O(messages in flight): only on a cut-off
-            del self.in_flight[seq]
-        self.waiting -= len(mine)
-        if key is not None and self.log_ch is not None:
-            self._send_log(m.Forget(key))
+        link = self.link
+        self.waiting -= link.drop_unsent(lambda slot: slot.envelope[0] == identity)
+        self.waiting -= link.drop_in_flight(lambda slot: slot.envelope[0] == identity)
+        if key is not None:
+            link.send_forget(key)
 
     def _resolve_local(self, identity: bytes, slot: _Slot, error: Error) -> None:
         slot.reply = codec.encode_reply(error)
@@ -328,108 +310,29 @@ class Front(Actor):
             self.queues.pop(identity, None)
             self.client_keys.pop(identity, None)  # nothing of it in flight: the key may go
 
-    # -- log side -----------------------------------------------------------------------------
+    # -- the log actor's replies (node/actors/log_link.py) -------------------------------------
 
-    def _flush_outgoing(self) -> None:
-        if not self.outgoing or self.untaken >= MAX_IN_FLIGHT or not self.ready:
-            return
-        first_seq = self.next_seq
-        self.next_seq += len(self.outgoing)
-        in_flight = self.in_flight
-        for seq, (slot, _, _) in enumerate(self.outgoing, first_seq):
-            in_flight[seq] = slot
-        self.untaken += 1
-        batch = m.Batch(first_seq, [key for _, _, key in self.outgoing], [body for _, body, _ in self.outgoing])
-        self.outgoing = []
-        self.stats["batches"] += 1
-        self._send_log(batch)
+    def _on_replies(self, slots: list[_Slot | None], replies: list[bytes]) -> None:
+        touched = set()
+        answered = 0
+        for slot, reply in zip(slots, replies):
+            if slot is None:
+                continue  # a message we already aborted, or a cut-off client's
+            slot.reply = reply
+            touched.add(slot.envelope[0])
+            answered += 1
+        self.waiting -= answered
+        for identity in touched:
+            self._send_ready(identity)
 
-    def _send_log(self, msg) -> None:
-        ch = self.log_ch
-        if not ch.send(msg):
-            self._log_lost("log actor unreachable")
-        elif ch.wants_write:
-            self.runtime.want_write(ch.fileno(), True)
-
-    def _flush_log(self) -> None:
-        ch = self.log_ch
-        if not ch.flush():
-            self._log_lost("log actor died")
-        elif not ch.wants_write:
-            self.runtime.want_write(ch.fileno(), False)
-
-    def _accept_log(self) -> None:
-        for sock in self.listener.accept():
-            ch = channel.Channel(sock)
-            self.pending_chs.append(ch)
-            self.runtime.watch(ch.fileno(), lambda c=ch: self._read_pending(c))
-
-    def _read_pending(self, ch: channel.Channel) -> None:
-        """A connection's first message must be Hello: it is then the log actor's channel."""
-        msgs = ch.receive()
-        if msgs and type(msgs[0]) is m.Hello:
-            self.pending_chs.remove(ch)
-            self.runtime.unwatch(ch.fileno())
-            if self.log_ch is not None:
-                self._drop_log_ch()
-                self._log_lost("log actor replaced")
-            self.log_ch, self.ready, self.log_pid = ch, True, msgs[0].pid
-            self.runtime.watch(ch.fileno(), self._read_log, self._flush_log, write=ch.wants_write)
-            self.log.info("log_actor_ready", log_pid=self.log_pid)
-            self._on_log_messages(msgs[1:])
-        elif ch.closed or msgs:
-            self.pending_chs.remove(ch)
-            self.runtime.unwatch(ch.fileno())
-            ch.close()
-
-    def _drop_log_ch(self) -> None:
-        ch, self.log_ch = self.log_ch, None
-        if ch is not None:
-            if self.runtime.watching(ch.fileno()):
-                self.runtime.unwatch(ch.fileno())
-            ch.close()
-
-    def _read_log(self) -> None:
-        ch = self.log_ch
-        self._on_log_messages(ch.receive())
-        if ch.closed and ch is self.log_ch:
-            self._log_lost("log actor died")
-
-    def _on_log_messages(self, msgs: list) -> None:
-        for msg in msgs:
-            if type(msg) is not m.Replies:
-                continue
-            self.untaken = max(0, self.untaken - msg.taken)
-            touched = set()
-            in_flight = self.in_flight
-            for seq, reply in zip(msg.seqs, msg.replies):
-                slot = in_flight.pop(seq, None)
-                if slot is None:
-                    continue  # a message we already aborted
-                slot.reply = reply
-                touched.add(slot.envelope[0])
-                self.waiting -= 1
-            for identity in touched:
-                self._send_ready(identity)
-
-    def _log_lost(self, reason: str) -> None:
-        """Answer everything the dead log actor held, and LOADING until a new one says HELLO."""
-        self._drop_log_ch()
-        aborted = Error(codec.ABORTED, f"{reason} with this request in flight: it may or may not have been applied")
-        count = 0
-        for slot in self.in_flight.values():
+    def _on_log_lost(self, reason: str, in_flight: list[_Slot], unsent: list[_Slot]) -> None:
+        """Answer everything the dead log actor held; LOADING until a new one says HELLO."""
+        aborted = Error(codec.ABORTED, aborted_message(reason))
+        for slot in in_flight:
             self._resolve_local(slot.envelope[0], slot, aborted)
-            count += 1
-        for slot, _, _ in self.outgoing:
+        for slot in unsent:
             self._resolve_local(slot.envelope[0], slot, _LOADING)
-            count += 1
-        self.in_flight.clear()
-        self.untaken = 0
-        self.outgoing = []
         self.waiting = 0
-        self.ready = False
-        self.log_pid = None
-        self.log.warning("log_actor_lost", reason=reason, aborted_messages=count)
 
     def _read_monitor(self) -> None:
         while True:

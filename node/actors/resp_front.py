@@ -2,11 +2,12 @@
 
 Design:
 - Owns the TCP listener (``--resp-bind``), one non-blocking socket, ``RequestParser``
-  (protocol/resp.py) and ``Session`` (node/actors/resp_session.py) per connection, and a private
-  Unix socket (``<dir>/run/resp.sock``) the log actor connects to, exactly as to the ZeroMQ
-  front's (node/actors/front.py: ``Hello``, ``Batch`` gated by ``MAX_IN_FLIGHT``, ``Replies``
-  routed by message number, ``Forget`` on a cut-off, LOADING while no log actor, ABORTED for
-  what was in flight when it died). It never touches the keyspace or the AOF.
+  (protocol/resp.py) and ``Session`` (node/actors/resp_session.py) per connection. The log
+  actor connects to its private Unix socket (``<dir>/run/resp.sock``) through the same
+  ``LogLink`` as the ZeroMQ front's (node/actors/log_link.py: ``Hello``, ``Batch`` gated by
+  ``MAX_IN_FLIGHT``, ``Replies`` routed by message number, ``Forget`` on a cut-off); here,
+  LOADING while no log actor, ABORTED for what was in flight when it died. It never touches
+  the keyspace or the AOF.
 - I/O model, chosen by measurement (docs/resp.md): plain non-blocking sockets in one epoll set,
   the epoll descriptor watched by the actor runtime like any other source. A prototype
   answering SET locally cost 7.3 us of CPU per request for this, 7.2 us for asyncio + uvloop
@@ -40,9 +41,7 @@ import sys
 import time
 
 from node import exitcodes
-from node.actors import channel
-from node.actors import messages as m
-from node.actors import private_sockets
+from node.actors.log_link import LogLink, aborted_message
 from node.actors.resp_session import LOCAL, Session, check_forwarded, config_settings
 from node.actors.runtime import Actor, Runtime
 from node.config import REQUIREPASS_ENV, Config, is_loopback_host, parse_host_port, read_password_file
@@ -54,7 +53,6 @@ from protocol.commands import COMMANDS
 __all__ = ["RespFront", "main", "BindError"]
 
 # As the ZeroMQ front (node/actors/front.py says why).
-MAX_IN_FLIGHT = 2
 MAX_WAITING = 50_000
 FD_RESERVE = 64
 SHUTDOWN_GRACE_S = 10.0
@@ -146,18 +144,9 @@ class RespFront(Actor):
         self.runtime: Runtime | None = None
         self.listener: socket.socket | None = None
         self.epoll: select.epoll | None = None
-        self.backend = None  # SiblingListener for the log actor
-        self.log_ch: channel.Channel | None = None
-        self.pending_chs: list[channel.Channel] = []
-        self.ready = False
-        self.log_pid: int | None = None
         self.conns: dict[int, _Conn] = {}  # fd -> connection
-        self.outgoing: list[tuple[_Conn, _Slot, bytes, int]] = []  # (conn, slot, body, bytes)
-        self.in_flight: dict[int, tuple[_Conn, _Slot, int]] = {}  # seq -> (conn, slot, bytes)
-        self.untaken = 0
-        self.next_seq = 1
         self.next_conn_id = 1
-        self.waiting = 0
+        self.waiting = 0  # commands in messages queued in the link or in flight
         self.waiting_bytes = 0  # their bytes (MAX_WAITING_BYTES)
         self.dirty: set[_Conn] = set()  # connections with new replies to send this turn
         self.paused: set[_Conn] = set()
@@ -176,6 +165,9 @@ class RespFront(Actor):
             "internal_errors"), 0))
         self._last_cut_log = -LOG_INTERVAL_S
         self._cut_unlogged = 0
+        # The log actor's end: a message's token is (conn, slot, its bytes).
+        self.link = LogLink(config.resp_backend_path, "resp", log, self.stats, self._on_replies,
+                            self._on_log_lost)
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -196,16 +188,12 @@ class RespFront(Actor):
         self.settings = config_settings(self.config, self.max_clients)
         self.epoll = select.epoll()
         self.epoll.register(sock.fileno(), _EPOLLIN)
-        private_sockets.prepare_run_dir(self.config.dir)
-        self.backend = private_sockets.SiblingListener(self.config.resp_backend_path, socket.SOCK_STREAM,
-                                                       self.log, "resp")
         runtime.watch(self.epoll.fileno(), self._on_epoll)
-        runtime.watch(self.backend.fileno(), self._accept_log)
+        self.link.start(runtime, self.config.dir)
         self.log.info("actor_started", bind=self.config.resp_bind, auth=self.password is not None)
 
     def on_tick(self, now: float) -> None:
-        if self.log_ch is not None:
-            self._send_log(m.Stats(self.counters()))
+        self.link.send_stats(self.counters)
 
     def counters(self) -> dict:
         return {"resp_connected_clients": len(self.conns), "resp_waiting": self.waiting,
@@ -213,12 +201,17 @@ class RespFront(Actor):
                 "resp_max_clients": self.max_clients, "resp_output_waiting_bytes": self.total_out,
                 "resp_input_buffered_bytes": self.input_bytes,
                 "resp_clients_paused": len(self.paused),
-                "resp_rejected_internal_peers": self.backend.rejected,
+                "resp_rejected_internal_peers": self.link.rejected,
                 "resp_requirepass": int(self.password is not None),  # never the password itself
                 **{"resp_" + k: v for k, v in self.stats.items()}}
 
+    @property
+    def ready(self) -> bool:
+        """A log actor said Hello and is serving."""
+        return self.link.ready
+
     def on_turn(self) -> None:
-        self._flush_outgoing()
+        self.link.flush()
         if self.dirty:
             dirty, self.dirty = self.dirty, set()
             for conn in dirty:
@@ -243,12 +236,12 @@ class RespFront(Actor):
         for conn in self.conns.values():
             conn.reading = False
             self._set_mask(conn)
-        self.log.info("front_stopping", in_flight=len(self.in_flight), waiting=self.waiting)
+        self.log.info("front_stopping", in_flight=len(self.link.in_flight), waiting=self.waiting)
 
     def finished(self) -> bool:
         if time.monotonic() > self.stop_deadline:
             return True
-        return not self.in_flight and not self.outgoing and not any(c.out for c in self.conns.values())
+        return self.link.idle and not any(c.out for c in self.conns.values())
 
     def on_stop(self) -> int:
         self.log.info("actor_stopped", unanswered=self.waiting)
@@ -256,11 +249,7 @@ class RespFront(Actor):
             self._close(conn)
         if self.listener is not None:
             self.listener.close()
-        if self.backend is not None:
-            self.backend.close()
-        for ch in [self.log_ch, *self.pending_chs]:
-            if ch is not None:
-                ch.close()
+        self.link.close()
         if self.epoll is not None:
             self.epoll.close()
         return 0
@@ -416,13 +405,14 @@ class RespFront(Actor):
 
     def _forward(self, conn: _Conn, group: list[list[bytes]], names: list[str] | None, size: int) -> None:
         session = conn.session
-        if not self.ready:
+        link = self.link
+        if not link.ready:
             conn.slots.append(_Slot(_LOADING * len(group)))
             return
         slot = _Slot(None, len(group), names, session.resp3)
         conn.slots.append(slot)
         body = codec.encode_batch(group, db=session.db)
-        self.outgoing.append((conn, slot, body, size))
+        link.queue((conn, slot, size), conn.key, body)
         self.stats["commands"] += len(group)
         conn.waiting += len(group)
         conn.waiting_bytes += size
@@ -497,8 +487,8 @@ class RespFront(Actor):
             self._cut_unlogged += 1
         forget = conn.waiting > 0
         self._close(conn)
-        if forget and self.log_ch is not None:
-            self._send_log(m.Forget(conn.key))
+        if forget:
+            self.link.send_forget(conn.key)
 
     def _cut_input(self) -> None:
         """All connections' incomplete commands together passed TOTAL_INPUT_LIMIT: close the one
@@ -525,11 +515,8 @@ class RespFront(Actor):
         except (OSError, ValueError):
             pass
         conn.sock.close()
-        if conn.waiting:  # its messages not sent yet need not go
-            kept = [item for item in self.outgoing if item[0] is not conn]
-            if len(kept) != len(self.outgoing):
-                self.outgoing = kept
-                self._recount()
+        if conn.waiting and self.link.drop_unsent(lambda token: token[0] is conn):
+            self._recount()  # its messages not sent yet need not go
 
     def _recount(self) -> None:
         """Waiting counts from what is really waiting (after dropping a closed connection's
@@ -537,137 +524,48 @@ class RespFront(Actor):
         self.waiting = self.waiting_bytes = 0
         for conn in self.conns.values():
             conn.waiting = conn.waiting_bytes = 0
-        for conn, slot, _, size in self.outgoing:
-            conn.waiting += slot.count
-            conn.waiting_bytes += size
-            self.waiting += slot.count
-            self.waiting_bytes += size
-        for conn, slot, size in self.in_flight.values():
+        for conn, slot, size in [*self.link.unsent, *self.link.in_flight.values()]:
             conn.waiting += slot.count
             conn.waiting_bytes += size
             self.waiting += slot.count
             self.waiting_bytes += size
 
-    # -- the log actor --------------------------------------------------------------------------
+    # -- the log actor's replies (node/actors/log_link.py) -------------------------------------
 
-    def _flush_outgoing(self) -> None:
-        if not self.outgoing or self.untaken >= MAX_IN_FLIGHT or not self.ready:
-            return
-        first_seq = self.next_seq
-        self.next_seq += len(self.outgoing)
-        in_flight = self.in_flight
-        clients, bodies = [], []
-        for seq, (conn, slot, body, size) in enumerate(self.outgoing, first_seq):
-            in_flight[seq] = (conn, slot, size)
-            clients.append(conn.key)
-            bodies.append(body)
-        self.outgoing = []
-        self.untaken += 1
-        self.stats["batches"] += 1
-        self._send_log(m.Batch(first_seq, clients, bodies))
-
-    def _send_log(self, msg) -> None:
-        ch = self.log_ch
-        if not ch.send(msg):
-            self._log_lost("log actor unreachable")
-        elif ch.wants_write:
-            self.runtime.want_write(ch.fileno(), True)
-
-    def _flush_log(self) -> None:
-        ch = self.log_ch
-        if not ch.flush():
-            self._log_lost("log actor died")
-        elif not ch.wants_write:
-            self.runtime.want_write(ch.fileno(), False)
-
-    def _accept_log(self) -> None:
-        for sock in self.backend.accept():
-            ch = channel.Channel(sock)
-            self.pending_chs.append(ch)
-            self.runtime.watch(ch.fileno(), lambda c=ch: self._read_pending(c))
-
-    def _read_pending(self, ch: channel.Channel) -> None:
-        """A connection's first message must be Hello: it is then the log actor's channel."""
-        msgs = ch.receive()
-        if msgs and type(msgs[0]) is m.Hello:
-            self.pending_chs.remove(ch)
-            self.runtime.unwatch(ch.fileno())
-            if self.log_ch is not None:
-                self._drop_log_ch()
-                self._log_lost("log actor replaced")
-            self.log_ch, self.ready, self.log_pid = ch, True, msgs[0].pid
-            self.runtime.watch(ch.fileno(), self._read_log, self._flush_log, write=ch.wants_write)
-            self.log.info("log_actor_ready", log_pid=self.log_pid)
-            self._on_log_messages(msgs[1:])
-        elif ch.closed or msgs:
-            self.pending_chs.remove(ch)
-            self.runtime.unwatch(ch.fileno())
-            ch.close()
-
-    def _drop_log_ch(self) -> None:
-        ch, self.log_ch = self.log_ch, None
-        if ch is not None:
-            if self.runtime.watching(ch.fileno()):
-                self.runtime.unwatch(ch.fileno())
-            ch.close()
-
-    def _read_log(self) -> None:
-        ch = self.log_ch
-        self._on_log_messages(ch.receive())
-        if ch.closed and ch is self.log_ch:
-            self._log_lost("log actor died")
-
-    def _on_log_messages(self, msgs: list) -> None:
-        for msg in msgs:
-            if type(msg) is not m.Replies:
-                continue
-            self.untaken = max(0, self.untaken - msg.taken)
-            touched = set()
-            pop = self.in_flight.pop
-            for seq, reply in zip(msg.seqs, msg.replies):
-                entry = pop(seq, None)
-                if entry is None:
-                    continue
-                conn, slot, size = entry
-                self.waiting -= slot.count
-                self.waiting_bytes -= size
-                if conn.closed:
-                    self.stats["dropped_replies_client_gone"] += 1
-                    continue
-                conn.waiting -= slot.count
-                conn.waiting_bytes -= size
-                slot.reply = encode_message_reply(reply, slot.count, slot.names, slot.resp3)
-                touched.add(conn)
-            for conn in touched:
-                self._send_ready(conn)
-
-    def _log_lost(self, reason: str) -> None:
-        """Answer everything the dead log actor held, and LOADING until a new one says Hello."""
-        self._drop_log_ch()
-        aborted = resp.error_line(codec.ABORTED, f"{reason} with this request in flight: it may or may "
-                                                 "not have been applied")
-        count = 0
+    def _on_replies(self, entries: list, replies: list[bytes]) -> None:
         touched = set()
-        for conn, slot, _ in self.in_flight.values():
+        for entry, reply in zip(entries, replies):
+            if entry is None:
+                continue
+            conn, slot, size = entry
+            self.waiting -= slot.count
+            self.waiting_bytes -= size
+            if conn.closed:
+                self.stats["dropped_replies_client_gone"] += 1
+                continue
+            conn.waiting -= slot.count
+            conn.waiting_bytes -= size
+            slot.reply = encode_message_reply(reply, slot.count, slot.names, slot.resp3)
+            touched.add(conn)
+        for conn in touched:
+            self._send_ready(conn)
+
+    def _on_log_lost(self, reason: str, in_flight: list, unsent: list) -> None:
+        """Answer everything the dead log actor held; LOADING until a new one says Hello."""
+        aborted = resp.error_line(codec.ABORTED, aborted_message(reason))
+        touched = set()
+        for conn, slot, _ in in_flight:
             slot.reply = aborted * slot.count
             touched.add(conn)
-            count += 1
-        for conn, slot, _, _ in self.outgoing:
+        for conn, slot, _ in unsent:
             slot.reply = _LOADING * slot.count
             touched.add(conn)
-            count += 1
-        self.in_flight.clear()
-        self.outgoing = []
-        self.untaken = 0
         self.waiting = self.waiting_bytes = 0
         for conn in self.conns.values():
             conn.waiting = conn.waiting_bytes = 0
         for conn in touched:
             if not conn.closed:
                 self._send_ready(conn)
-        self.ready = False
-        self.log_pid = None
-        self.log.warning("log_actor_lost", reason=reason, aborted_messages=count)
 
 
 def _addr(addr) -> str:
