@@ -3,8 +3,9 @@ and the interactive prompt.
 
 Design
 ------
-- ``split_args`` is redis-cli's ``sdssplitargs`` (Redis src/sds.c), so a line typed here means
-  the same bytes as in redis-cli: in double quotes ``\\xHH`` is one byte and ``\\n \\r \\t \\b
+- ``split_args`` is redis-cli's ``sdssplitargs`` (Redis src/sds.c), the same splitter as the
+  RESP front's inline commands (``protocol.resp.split_inline``), so a line typed here means the
+  same bytes as in redis-cli: in double quotes ``\\xHH`` is one byte and ``\\n \\r \\t \\b
   \\a`` are control characters (any other escaped character is itself); in single quotes only
   ``\\'`` is an escape; outside quotes a backslash is literal. A closing quote must be followed
   by a blank or the end of the line. An unbalanced quote is ``InvalidArguments`` ("Invalid
@@ -27,6 +28,7 @@ import os
 
 from protocol.client import CommandError, NodeTimeout
 from protocol.commands import COMMANDS
+from protocol.resp import split_inline
 
 __all__ = ["InvalidArguments", "UnknownHelpTopic", "split_args", "format_reply", "format_info",
            "format_command_reply", "help_text", "interactive"]
@@ -43,71 +45,14 @@ class UnknownHelpTopic(LookupError):
     """``help NAME`` for a name that is not in the command table."""
 
 
-# -- reading: sdssplitargs ----------------------------------------------------------------------
-
-_BLANKS = b" \t\n\v\f\r"  # isspace(3) in the C locale: skipped between arguments
-_ENDS_WORD = b" \n\r\t"  # ends an unquoted argument (sdssplitargs's switch; not \v or \f)
-_HEX = b"0123456789abcdefABCDEF"
-_ESCAPES = {ord("n"): 0x0A, ord("r"): 0x0D, ord("t"): 0x09, ord("b"): 0x08, ord("a"): 0x07}
-
+# -- reading: sdssplitargs (protocol/resp.py, as the RESP front splits inline commands) ----------
 
 def split_args(line: str | bytes) -> list[bytes]:
     """Split one line into arguments as redis-cli does; raise ``InvalidArguments``."""
-    s = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else bytes(line)
-    n = len(s)
-    args: list[bytes] = []
-    i = 0
-    while True:
-        while i < n and s[i] in _BLANKS:
-            i += 1
-        if i >= n:
-            return args
-        current = bytearray()
-        quote = 0  # 0, or the quote character we are inside
-        while True:
-            c = s[i] if i < n else 0
-            if quote == 0x22:  # "
-                if c == 0x5C and s[i + 1:i + 2] == b"x" and _is_hex(s, i + 2) and _is_hex(s, i + 3):
-                    current.append(int(s[i + 2:i + 4], 16))
-                    i += 4
-                    continue
-                if c == 0x5C and i + 1 < n:
-                    i += 1
-                    current.append(_ESCAPES.get(s[i], s[i]))
-                elif c == 0x22:
-                    if i + 1 < n and s[i + 1] not in _BLANKS:
-                        raise InvalidArguments()
-                    i += 1
-                    break
-                elif i >= n:
-                    raise InvalidArguments()  # unterminated quotes
-                else:
-                    current.append(c)
-            elif quote == 0x27:  # '
-                if c == 0x5C and s[i + 1:i + 2] == b"'":
-                    i += 1
-                    current.append(0x27)
-                elif c == 0x27:
-                    if i + 1 < n and s[i + 1] not in _BLANKS:
-                        raise InvalidArguments()
-                    i += 1
-                    break
-                elif i >= n:
-                    raise InvalidArguments()
-                else:
-                    current.append(c)
-            elif i >= n or c in _ENDS_WORD:
-                break
-            elif c in (0x22, 0x27):
-                quote = c
-            else:
-                current.append(c)
-            i += 1
-        args.append(bytes(current))
-
-
-def _is_hex(s: bytes, i: int) -> bool:
-    return i < len(s) and s[i] in _HEX
+    args = split_inline(line.encode("utf-8", "surrogateescape") if isinstance(line, str) else bytes(line))
+    if args is None:
+        raise InvalidArguments()
+    return args
 
 
 # -- writing: redis-cli's reply formats -----------------------------------------------------------
