@@ -338,8 +338,11 @@ def split_inline(line: bytes) -> list[bytes] | None:
     nul = line.find(b"\0")
     if nul >= 0:
         line = line[:nul]
-    if b'"' not in line and b"'" not in line:
-        return line.split()  # the common case: bytes.split() splits on the same six blanks
+    if b'"' not in line and b"'" not in line and b"\v" not in line and b"\f" not in line:
+        # The common case: bytes.split() splits on the same six blanks. \v and \f take the
+        # long way: between arguments they are blanks, inside one they are not (sdssplitargs
+        # ends a word only at space, \t, \n, \r), so "a\vb" is one argument (redis-server).
+        return line.split()
     s, n, i = line, len(line), 0
     args: list[bytes] = []
     while True:

@@ -134,6 +134,10 @@ SPLITS = [
     (b'"a"x', None),
     (b"'a'x", None),
     (b'"a"\tb', [b"a", b"b"]),
+    # \v and \f are skipped between arguments but do not end one (sdssplitargs)
+    (b"\va\vb \f c", [b"a\vb", b"c"]),
+    (b"a\f b\v", [b"a\f", b"b\v"]),
+    (b"SET x\fy 1", [b"SET", b"x\fy", b"1"]),
 ]
 
 

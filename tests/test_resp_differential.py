@@ -83,6 +83,7 @@ RAW = [
     b"PING\r\n", b"set 'a b' \"c\\x41\"\r\nget 'a b'\r\n", b"\r\n\r\nPING\n", b'SET "unbalanced\r\n',
     b"*x\r\n", b"*1\r\n:3\r\n", b"*1\r\n$-5\r\n", b"*1\r\n$99999999999\r\n", b"*0\r\n*-1\r\nPING\r\n",
     b"*2\r\n$4\r\nECHO\r\n$2\r\n\r\n\r\n", b"*1\r\n$4\r\nPING\r\n*1\r\n$x\r\n", b"QUIT\r\nPING\r\n",
+    b"SET a\x0bb v\r\nGET a\x0bb\r\nEXISTS a b\r\n",  # \v inside an inline argument is not a blank
 ]
 
 
