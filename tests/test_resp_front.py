@@ -142,6 +142,33 @@ def test_auth_with_a_password_file(make_node, tmp_path):
         assert _read_until_closed(s).startswith(b"-ERR Protocol error: unauthenticated bulk length")
 
 
+def test_requirepass_on_the_command_line_shows_in_info(make_node):
+    """--requirepass reaches the resp actor in its environment, not as --requirepass-file: INFO
+    says resp_requirepass 1 either way (the resp actor's Stats say so)."""
+    node, port = _start(make_node, "--requirepass", "s3cret", password="s3cret")
+    with redis.Redis(port=port, protocol=2, password="s3cret") as r:
+        wait_for(lambda: r.info("server").get("resp_requirepass") == 1, timeout=10,
+                 what="resp_requirepass 1 in INFO")
+    with node.client() as c:
+        assert c.execute("INFO", "server")["server"]["resp_requirepass"] == 1
+
+
+def test_a_password_file_that_is_not_utf8(make_node, tmp_path):
+    secret = tmp_path / "pass"
+    secret.write_bytes(b"\xff\xfe\n")
+    os.chmod(secret, 0o600)
+    node, port = _start(make_node, "--requirepass-file", str(secret), password=b"\xff\xfe")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(encode_command("AUTH", b"\xff\xfd") + encode_command("AUTH", b"\xff\xfe")
+                  + encode_command("SET", "k", "v"))
+        parser, got = ReplyParser(), []
+        while len(got) < 3:
+            parser.feed(s.recv(65536))
+            got += parser.replies()
+    assert got[0] == RespError("WRONGPASS", "WRONGPASS invalid username-password pair or user is disabled.")
+    assert got[1:] == ["OK", "OK"]
+
+
 def _read_until_closed(s: socket.socket) -> bytes:
     data = b""
     while True:

@@ -586,12 +586,15 @@ def _checked_bind(config: Config, password: bytes | None) -> tuple[str, int]:
 
 
 def read_password(config: Config) -> bytes | None:
-    """--requirepass (from the supervisor, in the environment) or --requirepass-file."""
+    """--requirepass (from the supervisor, in the environment) or --requirepass-file, as the
+    bytes given, UTF-8 or not (AUTH compares bytes): each is encoded back the way it was decoded
+    (os.environ with the file-system encoding, read_password_file as UTF-8), surrogateescape
+    keeping every other byte; a plain .encode() raised on a 0xff."""
     secret = os.environ.pop(REQUIREPASS_ENV, None)
     if secret:
-        return secret.encode()
+        return os.fsencode(secret)
     if config.requirepass_file:
-        return read_password_file(config.requirepass_file).encode()
+        return read_password_file(config.requirepass_file).encode("utf-8", "surrogateescape")
     return None
 
 
