@@ -8,6 +8,8 @@ Usage
     aofnode-bench-matrix --duration 8 --repeats 3 --json matrix.json > matrix.md
     aofnode-bench-matrix --shapes always:1x32,no:50x1     # any appendfsync:CLIENTSxPIPELINE
     aofnode-bench-matrix --with-redis-benchmark           # + the C generator over RESP (issue 12)
+    aofnode-bench-matrix --shapes "" --with-redis-benchmark   # the C generator's table only
+    aofnode-bench-matrix --before /tmp/before             # + an older tree (git worktree add ...)
 
 Design
 ------
