@@ -29,6 +29,9 @@ printed beside throughput, p50/p99/p99.9 and the aofnode/redis throughput ratio.
    the ratio is taken per repeat (aofnode / redis of the same repeat), then summarized. "Other
    load" is the machine's busy cores (/proc/stat) during the measurement minus the server's
    and the generator's own CPU: other work sharing the two cores, which no ratio corrects for.
+   "CPU-implied ratio" is (redis server + generator CPU per request) / (aofnode's), per repeat:
+   what the throughput ratio would be if both saturated the same cores, a steadier figure than
+   the measured ratio when the other load varies (it ignores fsync waits).
 3. ``--with-redis-benchmark`` then runs bench/matrix_resp.py: redis-benchmark against
    redis-server and against aofnode's RESP front (``--resp-bind``), same shape, same repeats,
    or prints why it was skipped.
@@ -55,7 +58,7 @@ TARGETS = ("aofnode", "redis")
 BEFORE = "before"  # --before TREE: that tree's node and generator (bench/oldtree.py)
 COLUMNS = ["shape", "server", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "server CPU µs/req",
            "CPU by process µs/req", "generator CPU µs/req", "aofnode/redis req/s",
-           "other load, cores"]
+           "CPU-implied ratio", "other load, cores"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +138,26 @@ def summarize_runs(runs: list[dict]) -> dict:
     for shape, targets in out.items():
         thr = {(r["target"], r["repeat"]): r["result"]["throughput"] for r in runs if r["shape"] == shape}
         reps = sorted({rep for (_, rep) in thr})
+        cpu = {(r["target"], r["repeat"]): _cpu_per_request(r["result"])
+               for r in runs if r["shape"] == shape}
         for target in [t for t in targets if t != "redis"]:
             targets[target]["ratio"] = spread.summarize(
                 thr[(target, rep)] / thr[("redis", rep)] for rep in reps
                 if thr.get((target, rep)) and thr.get(("redis", rep)))
+            targets[target]["cpu_ratio"] = spread.summarize(
+                cpu[("redis", rep)] / cpu[(target, rep)] for rep in reps
+                if cpu.get((target, rep)) and cpu.get(("redis", rep)))
         targets["ratio"] = targets.get("aofnode", {}).get("ratio")
     return out
+
+
+def _cpu_per_request(result: dict) -> float | None:
+    """Server + generator CPU µs per request: when the two share the machine's cores and the
+    load saturates them, throughput goes as its inverse. The ratio of two targets' figures is a
+    steadier estimate of their throughput ratio than the measured one when other work takes a
+    varying share of the cores (it ignores waits, e.g. fsync under ``always``)."""
+    server, gen = result.get("server_cpu_us_per_request"), result.get("generator_cpu_us_per_request")
+    return None if server is None or gen is None else server + gen
 
 
 def _by_process(d: dict) -> str:
@@ -163,6 +180,7 @@ def table_rows(shapes: list[Shape], summary: dict) -> list[list[str]]:
                 spread.cell(s["p99"]), spread.cell(s["p999"]), spread.cell(s["server_cpu_us"]),
                 _by_process(s["by_process_us"]), spread.cell(s["generator_cpu_us"]),
                 spread.cell(s.get("ratio"), 2) if target != "redis" else "",
+                spread.cell(s.get("cpu_ratio"), 2) if target != "redis" else "",
                 spread.cell(s["other_cpu_cores"], 2)])
     return rows
 

@@ -44,6 +44,7 @@ def test_matrix_smoke_prints_cpu_per_request_beside_redis(tmp_path):
     for r in rows:
         assert "(" in r[2] and "-" in r[2], r
         assert (r[9] != "") == (r[1] == "aofnode"), r
+        assert (r[10] != "") == (r[1] == "aofnode"), r
     # Both servers ran in both repeats, alternating: aofnode first in repeat 0, redis in 1.
     runs = doc["runs"]
     assert [(x["shape"], x["target"], x["repeat"]) for x in runs] == [
@@ -60,6 +61,7 @@ def test_matrix_smoke_prints_cpu_per_request_beside_redis(tmp_path):
         assert s["aofnode"]["by_process_us"]["log"]["min"] > 0
         assert s["redis"]["by_process_us"]["redis-server"]["min"] > 0
         assert s["ratio"]["n"] == 2 and s["ratio"]["min"] > 0
+        assert s["aofnode"]["cpu_ratio"]["n"] == 2 and s["aofnode"]["cpu_ratio"]["min"] > 0
     for x in runs:
         r = x["result"]
         assert r["errors"] == 0 and r["sent"] == r["replied"] > 0
