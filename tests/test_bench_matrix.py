@@ -176,3 +176,25 @@ def test_matrix_redis_benchmark_column_against_both_servers(tmp_path):
         if run["target"] == "aofnode-resp":  # the RESP front and the log actor did the work
             by = r["server_cpu_s"]
             assert by["resp"] > 0 and by["log"] > 0
+
+
+@needs_redis
+def test_matrix_before_tree_runs_with_its_own_generator(tmp_path):
+    """--before TREE (bench/oldtree.py): that tree's node and generator, in the same rounds. A
+    copy of this tree stands in for an older one (same layout: node.tools.cli)."""
+    root = Path(__file__).resolve().parent.parent
+    tree = tmp_path / "tree"
+    for pkg in ("node", "protocol", "bench"):
+        shutil.copytree(root / pkg, tree / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path / "b.json"
+    stdout, doc = run_json([MATRIX, "--shapes", "c", "--duration", "0.2", "--warmup", "0",
+                            "--repeats", "1", "--before", str(tree), "--json", str(out)],
+                           out, tmp_path, 90, "aofnode-bench-matrix")
+    _, rows = _table(stdout)
+    assert [r[1] for r in rows] == ["aofnode", "before", "redis"]
+    (before,) = [x for x in doc["runs"] if x["target"] == "before"]
+    r = before["result"]
+    assert r["tree"] == str(tree.resolve())
+    assert r["errors"] == 0 and r["sent"] == r["replied"] > 0
+    assert r["server_cpu_s"]["front"] > 0 and r["server_cpu_s"]["log"] > 0
+    assert r["generator_cpu_us_per_request"] > 0
