@@ -5,8 +5,8 @@ Design (after Redis's bio.c BIO_CLOSE_FILE):
   sibling actors get in: node/actors/private_sockets.py); the log actor connects and sends
   ``CloseJob``/``UnlinkJob``/``Release`` (node/actors/messages.py). A ``CloseJob`` carries the fd
   to close in SCM_RIGHTS, so the closer holds the last reference to the file and the kernel
-  frees its blocks here (unlinking or closing the last reference of a 1 GiB file blocks
-  ~270 ms on this machine).
+  frees its blocks here (closing the last reference of a 1 GiB file blocks 230-620 ms on this
+  machine under load).
 - A ``CloseJob`` is held until its ``Release`` arrives: the submitter sends the job, closes its
   own copy of the fd, then sends the release. Without that step the closer could close its copy
   first, and the submitter's close(2) would be the last reference after all (seen here: 18 ms
@@ -18,20 +18,40 @@ Design (after Redis's bio.c BIO_CLOSE_FILE):
 - Every malformed job (bad msgpack, wrong types, a missing fd, extra fds) gets a ``JobDone``
   with ``ok=False`` and a reason, or a log line if it has no usable id; fds that came with it
   are closed. Nothing a peer sends can crash the loop.
-- Jobs run one per turn, in the order they were released (FIFO), like a bio job list; after
-  each it replies ``JobDone(id, ok, seconds, error)``: that is how the submitter learns a job is
-  done (``closer_pending_jobs`` in INFO counts the missing replies).
-- It never touches the keyspace or the live AOF. On SIGTERM it finishes the queued jobs, then
-  exits 0. Jobs lost with a killed closer only leak an fd (gone with the process) or leave a
-  temp file that start-up cleans.
+- Jobs run one per turn (a stepped one: one step per turn), in the order they were released
+  (FIFO), like a bio job list; after each it replies ``JobDone(id, ok, seconds, error)``: that
+  is how the submitter learns a job is done (``closer_pending_jobs`` in INFO counts the missing
+  replies).
+- Big files are freed in steps. One close(2) of the old 1.1 GiB AOF after a rewrite takes
+  230-620 ms here under load, and its freed blocks go through the ext4 journal the live AOF
+  shares (mounted ``discard``: they are discarded in the commit the log actor's fdatasync
+  waits for). Under ``appendfsync always`` the worst client reply in the second of the switch
+  was 53-158 ms (median 94, 7 of 10 runs >= 75 ms); freed in 64 MiB steps, 15-53 ms in 9 of
+  10 runs (median 36), for a job of 0.6-0.8 s instead of 0.25-0.6 s. Under ``everysec`` the
+  switch second is lost in the rewrite's own noise either way (median 61 vs 60 ms over 17 and
+  11 runs; docs/benchmarks.md). So a file of more than
+  ``free_step_bytes`` with no name left (``st_nlink == 0``) is cut down by ``ftruncate`` one
+  step per turn, ``free_step_pause_s`` apart, each step fdatasync'ed so its free commits (and
+  is discarded) on its own rather than piling up until the log actor's next fdatasync; the
+  last step is the close. A file that still has a name is never truncated: that check keeps
+  the live AOF (closed through here at shutdown) out of reach. The log actor hands over the
+  writer's fd (O_WRONLY|O_APPEND: ftruncate works); a read-only one (``fileops.replace_file``'s
+  held copy) is reopened for writing through ``/proc/self/fd``. A temp file to unlink is
+  opened (O_NOFOLLOW), unlinked, then freed the same way. A failed step only ends the
+  stepping: the close frees the rest.
+- It never touches the keyspace or the live AOF. On SIGTERM it finishes the queued jobs (the
+  steps of a big file then run back to back), then exits 0. Jobs lost with a killed closer only
+  leak an fd (gone with the process) or leave a temp file that start-up cleans.
 
 ``CloserClient`` is the submitting side, used by the log actor (node/actors/closer_client.py).
 """
 from __future__ import annotations
 
 import collections
+import fcntl
 import os
 import socket
+import stat
 import time
 from typing import Callable
 
@@ -44,11 +64,17 @@ from node.aof.rewrite import TEMP_PREFIX
 from node.config import Config
 from node.testhooks import make_pause
 
-__all__ = ["Closer", "MAX_JOB_BYTES", "unlink_allowed", "main"]
+__all__ = ["Closer", "MAX_JOB_BYTES", "FREE_STEP_BYTES", "FREE_STEP_PAUSE_S", "unlink_allowed", "main"]
 
 # A job is a few dozen bytes; anything near this is garbage (and is cut by SEQPACKET).
 MAX_JOB_BYTES = 64 * 1024
 _MAX_FDS = 4
+# Freeing in steps (see the docstring; figures in docs/benchmarks.md). 0 bytes: one close(2).
+# 64 MiB: a 1 GiB file in ~17 steps; unloaded, a concurrent fdatasync waited up to 9-11 ms per
+# 64 MiB step against 30 ms for the whole file at once (24 ms in 128 MiB steps). 20 ms apart,
+# the old AOF is gone in 0.6-0.9 s, well before the next rewrite could want the closer.
+FREE_STEP_BYTES = 64 << 20
+FREE_STEP_PAUSE_S = 0.02
 
 
 def unlink_allowed(path: str, data_dir: str) -> str | None:
@@ -72,12 +98,30 @@ class _Conn:
         self.held: dict[int, tuple] = {}  # job id -> queued entry, waiting for its Release
 
 
+class _Freeing:
+    """A job whose file is being cut down, one ``ftruncate`` step per turn."""
+    __slots__ = ("conn", "job", "fds", "fd", "size", "started", "next_at", "steps", "longest_step",
+                 "bytes", "step_error")
+
+    def __init__(self, conn: _Conn, job, fds: list[int], fd: int, size: int, started: float) -> None:
+        self.conn, self.job, self.fds, self.fd = conn, job, fds, fd
+        self.size = self.bytes = size
+        self.started = self.next_at = started
+        self.steps = 0
+        self.longest_step = 0.0
+        self.step_error: int | None = None
+
+
 class Closer(Actor):
-    def __init__(self, data_dir: str, path: str, log, pause: Callable[[str], None] = lambda _s: None) -> None:
+    def __init__(self, data_dir: str, path: str, log, pause: Callable[[str], None] = lambda _s: None,
+                 free_step_bytes: int = FREE_STEP_BYTES, free_step_pause_s: float = FREE_STEP_PAUSE_S) -> None:
         self.data_dir = data_dir
         self.path = path
         self.log = log
         self.pause = pause
+        self.free_step_bytes = free_step_bytes
+        self.free_step_pause_s = free_step_pause_s
+        self.freeing: _Freeing | None = None  # the job at work, between two of its steps
         self.queue: collections.deque = collections.deque()  # (conn, job, fd)
         self.conns: dict[int, _Conn] = {}
         self.stopping = False
@@ -95,21 +139,33 @@ class Closer(Actor):
 
     @property
     def busy(self) -> bool:
+        if self.freeing is not None:
+            return self.stopping or time.monotonic() >= self.freeing.next_at
         return bool(self.queue)
 
+    @property
+    def max_wait(self) -> float | None:
+        return None if self.freeing is None else max(0.0, self.freeing.next_at - time.monotonic())
+
     def on_turn(self) -> None:
-        if self.queue:
+        if self.freeing is not None:
+            if self.stopping or time.monotonic() >= self.freeing.next_at:
+                self._step(self.freeing)
+        elif self.queue:
             self._run_one()
 
     def on_stop_requested(self) -> None:
         self.stopping = True
 
     def finished(self) -> bool:
-        return not self.queue
+        return not self.queue and self.freeing is None
 
     def on_stop(self) -> int:
         for conn in list(self.conns.values()):
             self._drop(conn)
+        if self.freeing is not None:  # only if stopped without ``finished()`` (a test's teardown)
+            _close_all(self.freeing.fds)
+            self.freeing = None
         if self.listener is not None:
             self.listener.close()
         self.log.info("actor_stopped", jobs_done=self.jobs_done)
@@ -185,22 +241,103 @@ class Closer(Actor):
         conn, job, fd = self.queue.popleft()
         started = time.monotonic()
         error = ""
+        fds = [] if fd is None else [fd]
         try:
             if fd is not None:
                 self.pause("closer_before_close")
-                os.close(fd)
-            if type(job) is m.UnlinkJob:
+            else:  # an UnlinkJob: hold the file open across the unlink, to free it in steps
+                fds = self._open_to_free(job.path)
                 try:
                     os.unlink(job.path)
                 except FileNotFoundError:
                     pass
+            freeing = self._start_freeing(conn, job, fds, started)
+            if freeing is not None:
+                self.freeing = freeing
+                self._step(freeing)
+                return
+            _close_fds(fds)
         except OSError as exc:
+            _close_all(fds)
             error = f"{os.strerror(exc.errno or 0)} (errno {exc.errno})"
             self.log.error("closer_job_failed", kind=type(job).__name__, path=job.path, errno=exc.errno)
+        self._done(conn, job, started, error, kind="close" if fd is not None else "unlink")
+
+    def _open_to_free(self, path: str) -> list[int]:
+        """An fd on the temp file ``path`` if it is a regular file big enough to step, else []."""
+        if self.free_step_bytes <= 0:
+            return []
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or st.st_size <= self.free_step_bytes:
+                return []
+            # O_NOFOLLOW: never a link swapped in since ``unlink_allowed``; O_NONBLOCK: never
+            # wait on a FIFO. Whatever fails here leaves the plain unlink to do the job.
+            fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return []
+        opened = os.fstat(fd)
+        if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
+            os.close(fd)
+            return []
+        return [fd]
+
+    def _start_freeing(self, conn: _Conn, job, fds: list[int], started: float) -> _Freeing | None:
+        """A ``_Freeing`` if the file behind ``fds`` is big, nameless and can be truncated."""
+        if not fds or self.free_step_bytes <= 0:
+            return None
+        st = os.fstat(fds[0])
+        # st_nlink == 0: only a file nobody can open by name any more is cut (never the live AOF).
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 0 or st.st_size <= self.free_step_bytes:
+            return None
+        fd = fds[0]
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            try:  # a read-only fd (fileops.replace_file's held copy): the same inode, for writing
+                fd = os.open(f"/proc/self/fd/{fds[0]}", os.O_WRONLY | os.O_CLOEXEC)
+            except OSError:
+                return None
+            fds.append(fd)
+            wst = os.fstat(fd)
+            if (wst.st_dev, wst.st_ino) != (st.st_dev, st.st_ino):
+                return None
+        return _Freeing(conn, job, fds, fd, st.st_size, started)
+
+    def _step(self, f: _Freeing) -> None:
+        """One step: cut the file by ``free_step_bytes``; once that much is left, the close."""
+        if f.size > self.free_step_bytes and f.step_error is None:
+            # Cut to a multiple of the step, so every cut but the first frees a whole step.
+            target = (f.size - 1) // self.free_step_bytes * self.free_step_bytes
+            t0 = time.monotonic()
+            try:
+                os.ftruncate(f.fd, target)
+                f.size = target
+                f.steps += 1
+                # Commit this step's free now, in the closer's own wait: otherwise (everysec) the
+                # steps pile up in one journal transaction until the log actor's next fdatasync.
+                os.fdatasync(f.fd)
+            except OSError as exc:
+                f.step_error = exc.errno  # the close frees the rest at once
+            now = time.monotonic()
+            f.longest_step = max(f.longest_step, now - t0)
+            f.next_at = now + self.free_step_pause_s
+            return
+        self.freeing = None
+        error = ""
+        t0 = time.monotonic()
+        try:
+            _close_fds(f.fds)
+        except OSError as exc:
+            error = f"{os.strerror(exc.errno or 0)} (errno {exc.errno})"
+            self.log.error("closer_job_failed", kind=type(f.job).__name__, path=f.job.path, errno=exc.errno)
+        f.longest_step = max(f.longest_step, time.monotonic() - t0)
+        self._done(f.conn, f.job, f.started, error, kind="close" if type(f.job) is m.CloseJob else "unlink",
+                   steps=f.steps, bytes=f.bytes, longest_step_ms=round(f.longest_step * 1000, 3),
+                   step_errno=f.step_error)
+
+    def _done(self, conn: _Conn, job, started: float, error: str, kind: str, **fields) -> None:
         seconds = time.monotonic() - started
         self.jobs_done += 1
-        self.log.info("closer_job_done", kind="close" if fd is not None else "unlink", path=job.path,
-                      seconds=round(seconds, 6))
+        self.log.info("closer_job_done", kind=kind, path=job.path, seconds=round(seconds, 6), **fields)
         self._reply(conn, m.JobDone(job.job_id, not error, seconds, error))
 
     def _reply(self, conn: _Conn, done: m.JobDone) -> None:
@@ -218,6 +355,19 @@ def _peek_id(data: bytes):
         return obj[1] if type(obj) is list and len(obj) > 1 and type(obj[1]) is int else None
     except Exception:  # noqa: BLE001 - any garbage: there is simply no id to answer to
         return None
+
+
+def _close_fds(fds: list[int]) -> None:
+    """Close every fd (each is gone even if its close(2) fails); raise the first error: the
+    errors of these closes are the job's, the caller reports them."""
+    first = None
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError as exc:
+            first = first or exc
+    if first is not None:
+        raise first
 
 
 def _close_all(fds: list[int]) -> None:
