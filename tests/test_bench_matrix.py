@@ -192,7 +192,7 @@ def test_matrix_before_tree_runs_with_its_own_generator(tmp_path):
     for pkg in ("node", "protocol", "bench"):
         shutil.copytree(root / pkg, tree / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path / "b.json"
-    stdout, doc = run_json([MATRIX, "--shapes", "c", "--duration", "0.2", "--warmup", "0",
+    stdout, doc = run_json([MATRIX, "--shapes", "c", "--duration", "0.5", "--warmup", "0",
                             "--repeats", "1", "--before", str(tree), "--json", str(out)],
                            out, tmp_path, 90, "aofnode-bench-matrix")
     _, rows = _table(stdout)
