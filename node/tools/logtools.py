@@ -115,7 +115,8 @@ EVENTS: dict[str, dict[str, str]] = {
     "rewrite_pause_summary": {"longest_pause_ms": "num", "longest_pause_cpu_ms": "num",
                               "longest_pause_turn": "str", "status": "str"},
     # closer
-    "closer_job_done": {"kind": "str?", "path": "str?", "seconds": "num"},
+    "closer_job_done": {"kind": "str?", "path": "str?", "seconds": "num", "steps": "int?", "bytes": "int?",
+                        "longest_step_ms": "num?", "step_errno": "int?"},
     "closer_job_failed": {"kind": "str?", "path": "str?", "errno": "int?"},
     "closer_bad_job": {"reason": "str", "job_id": "int?"},
     "closer_job_refused": {"job_id": "int", "error": "str"},
