@@ -172,11 +172,6 @@ class LogActor(Actor):
         for link in self.links:
             self._connect(link)
 
-    @property
-    def front(self) -> channel.Channel | None:
-        """The ZeroMQ front's channel (the first link)."""
-        return self.links[0].ch
-
     def link_counters(self) -> list[dict]:
         """Each front's latest Stats ({} for a front not connected)."""
         return [link.counters for link in self.links]
