@@ -30,9 +30,9 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.abuse_node import MIB, Target, node_target, start_node, start_redis
-from bench.abuse_probe import Probes
-from bench.abuse_scenarios import SCENARIOS, Scenario
+from aofnode.bench.abuse_node import MIB, Target, node_target, start_node, start_redis
+from aofnode.bench.abuse_probe import Probes
+from aofnode.bench.abuse_scenarios import SCENARIOS, Scenario
 
 __all__ = ["main", "run_scenario", "format_table"]
 

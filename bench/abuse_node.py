@@ -5,7 +5,7 @@ Design
 ``Target`` is one running server as the scenarios see it: its address, the pid at the top of its
 process tree (for the RSS sampler and SIGSTOP), its log file, INFO as a flat dict, and the log
 events since the scenario began. ``start_node`` starts ``aofnode serve`` the way
-``bench.servers.start_aofnode`` does (fresh temp dir, free port, its own session so that stop
+``aofnode.bench.servers.start_aofnode`` does (fresh temp dir, free port, its own session so that stop
 reaches every actor), plus two things the abuse needs: extra options per scenario and an
 ``RLIMIT_NOFILE`` for the node (finding 9 is about the common 1024-descriptor limit).
 A server given by ``--endpoint`` is a ``Target`` without a ``Server`` to stop; its pids come
@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import resp
-from bench.servers import Server, free_port, redis_command, spawn
-from bench.targets import TargetSpec
-from node.version import VERSION
-from protocol.client import Client, CommandError
+from aofnode.bench import resp
+from aofnode.bench.servers import Server, free_port, redis_command, spawn
+from aofnode.bench.targets import TargetSpec
+from aofnode.version import VERSION
+from aofnode.client import Client, CommandError
 
 __all__ = ["Target", "start_node", "start_redis", "node_target", "MIB"]
 

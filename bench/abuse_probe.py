@@ -15,7 +15,7 @@ Both run in their own processes (``spawn``), so that neither the abuser's Python
   outage when it spans several timeouts.
 * The **sampler** reads ``VmRSS`` of every process of the server every ``SAMPLE_S`` and keeps
   each role's peak. Roles come from the process tree: for aofnode the supervisor's children are
-  ``python -m node.actors ROLE ...``, and a child of the log actor is the rewrite child; for
+  ``python -m aofnode.roles ROLE ...``, and a child of the log actor is the rewrite child; for
   redis-server the server and its fork children. The tree is walked again every
   ``RESCAN_S``, so an actor that restarts during a scenario is followed. It also takes each
   role's CPU time (utime + stime) over the scenario: it says which actor a stall was spent in.
@@ -33,9 +33,9 @@ from typing import Any
 
 import zmq
 
-from bench import hist, resp
-from bench.targets import open_dealer
-from protocol import codec
+from aofnode.bench import hist, resp
+from aofnode.bench.targets import open_dealer
+from aofnode.protocol import codec
 
 __all__ = ["Probes", "process_roles", "read_rss", "read_cpu_s"]
 
@@ -72,8 +72,9 @@ def process_roles(kind: str, root_pid: int) -> dict[int, str]:
     roles = {root_pid: "supervisor" if kind == "aofnode" else "redis"}
     for child in _children(root_pid):
         args = _cmdline(child)
-        if kind == "aofnode" and "node.actors" in args:
-            role = args[args.index("node.actors") + 1] if args.index("node.actors") + 1 < len(args) else "actor"
+        entry = "aofnode.roles"
+        if kind == "aofnode" and entry in args:
+            role = args[args.index(entry) + 1] if args.index(entry) + 1 < len(args) else "actor"
         else:
             role = "child"
         roles[child] = role

@@ -22,9 +22,9 @@ from typing import Callable
 
 import zmq
 
-from bench.abuse_node import MIB, Target
-from bench.abuse_wire import NonReader, encode_pipeline, load, one_message
-from protocol import codec
+from aofnode.bench.abuse_node import MIB, Target
+from aofnode.bench.abuse_wire import NonReader, encode_pipeline, load, one_message
+from aofnode.protocol import codec
 
 __all__ = ["Scenario", "SCENARIOS"]
 

@@ -22,9 +22,9 @@ from typing import Any, Iterable, Iterator
 
 import zmq
 
-from bench import resp
-from bench.abuse_node import Target
-from protocol import codec
+from aofnode.bench import resp
+from aofnode.bench.abuse_node import Target
+from aofnode.protocol import codec
 
 __all__ = ["NonReader", "one_message", "load", "encode_pipeline"]
 

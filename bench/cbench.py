@@ -5,7 +5,7 @@ Usage
 ::
 
     # against a redis-server (or aofnode's RESP front) already listening on PORT:
-    python -m bench.cbench --port 6379 --clients 50 --pipeline 16 --tests set,get,incr,mset
+    python -m aofnode.bench.cbench --port 6379 --clients 50 --pipeline 16 --tests set,get,incr,mset
 
 Design
 ------
@@ -42,7 +42,7 @@ import subprocess
 import sys
 import time
 
-from bench import procstat
+from aofnode.bench import procstat
 
 __all__ = ["run_suite", "run_test", "parse_output", "redis_benchmark_path", "wait_resp_ready",
            "DEFAULT_TESTS"]
@@ -179,7 +179,7 @@ def wait_resp_ready(port: int, host: str = "127.0.0.1", timeout: float = 30.0) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.cbench",
+    p = argparse.ArgumentParser(prog="python -m aofnode.bench.cbench",
                                 description="redis-benchmark against a running RESP server.")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=6379)

@@ -38,12 +38,12 @@ import signal
 import sys
 import time
 
-from bench import report
-from bench.run import measure
-from bench import procstat
-from bench.servers import start_aofnode, start_redis
-from bench.targets import Control, TargetSpec
-from bench.workload import LoadShape, parse_ratio
+from aofnode.bench import report
+from aofnode.bench.run import measure
+from aofnode.bench import procstat
+from aofnode.bench.servers import start_aofnode, start_redis
+from aofnode.bench.targets import Control, TargetSpec
+from aofnode.bench.workload import LoadShape, parse_ratio
 
 __all__ = ["main"]
 
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         report.write_json(args.json, doc)
     if args.plot:
-        from bench.plot import plot_targets
+        from aofnode.bench.plot import plot_targets
         plot_targets(targets, args.plot, title=" ".join(sys.argv[1:]))
     return 0
 

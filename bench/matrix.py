@@ -49,7 +49,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench import spread
+from aofnode.bench import spread
 
 __all__ = ["main", "Shape", "parse_shapes", "COLUMNS", "summarize_runs", "table_rows"]
 
@@ -95,7 +95,7 @@ def parse_shapes(text: str) -> list[Shape]:
 def _run_one(shape: Shape, target: str, args) -> dict:
     """One aofnode-bench run against a fresh server of ``target``: its JSON document."""
     if target == BEFORE:
-        from bench import oldtree
+        from aofnode.bench import oldtree
         result = oldtree.run_shape(args.before, shape.appendfsync, shape.clients, shape.pipeline,
                                    args.duration, args.warmup)
         return {"targets": {BEFORE: result}, "servers": {BEFORE: {"tree": result["tree"]}}}
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             doc["summary"] = summary
             print(spread.markdown_table(COLUMNS, table_rows(shapes, summary)), flush=True)
         if args.with_redis_benchmark:  # step 3
-            from bench import matrix_resp
+            from aofnode.bench import matrix_resp
             doc["redis_benchmark"] = matrix_resp.run(args, sys.stdout)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         print(f"aofnode-bench-matrix: {exc}", file=sys.stderr)

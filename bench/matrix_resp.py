@@ -24,8 +24,8 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from bench import cbench, spread
-from bench.servers import free_port, start_aofnode, start_redis
+from aofnode.bench import cbench, spread
+from aofnode.bench.servers import free_port, start_aofnode, start_redis
 
 __all__ = ["run", "COLUMNS", "resp_front_available", "requests_for"]
 

@@ -37,9 +37,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import procstat
-from bench.servers import Server, free_port
-from bench.targets import TargetSpec
+from aofnode.bench import procstat
+from aofnode.bench.servers import Server, free_port
+from aofnode.bench.targets import TargetSpec
 
 __all__ = ["run_shape"]
 
@@ -65,8 +65,34 @@ sys.exit(1)
 """
 
 
+def _namespaced(tree: Path) -> bool:
+    """A tree whose folders install as the ``aofnode`` package (node/roles.py is its marker)."""
+    return (tree / "node" / "roles.py").exists()
+
+
 def _entry(tree: Path) -> str:
+    if _namespaced(tree):
+        return "aofnode.tools.cli"
     return "node.tools.cli" if (tree / "node" / "tools" / "cli.py").exists() else "node.cli"
+
+
+def _python_path(tree: Path, tmp: Path) -> str:
+    """What PYTHONPATH makes the old tree's modules shadow this venv's in every process.
+
+    An older tree's top-level ``node``/``protocol``/``bench`` shadow by name. A namespaced tree
+    needs an ``aofnode`` package of its own ahead of this venv's editable finder: a shim whose
+    ``__path__`` is the tree's node/ and then the shim itself, where protocol/ and bench/ are
+    links to the tree's folders.
+    """
+    if not _namespaced(tree):
+        return str(tree)
+    shim = tmp / "shim" / "aofnode"
+    shim.mkdir(parents=True)
+    for name in ("protocol", "bench"):
+        (shim / name).symlink_to(tree / name, target_is_directory=True)
+    init = (tree / "node" / "__init__.py").read_text()
+    (shim / "__init__.py").write_text(f"__path__ = [{str(tree / 'node')!r}, {str(shim)!r}]\n" + init)
+    return str(tmp / "shim")
 
 
 def _children_cpu() -> float:
@@ -77,8 +103,8 @@ def _children_cpu() -> float:
 def run_shape(tree: Path, appendfsync: str, clients: int, pipeline: int, duration: float,
               warmup: float) -> dict:
     tree = Path(tree).resolve()
-    env = dict(os.environ, PYTHONPATH=str(tree))
     tmp = Path(tempfile.mkdtemp(prefix="aofnode-before-"))
+    env = dict(os.environ, PYTHONPATH=_python_path(tree, tmp))
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     cmd = [sys.executable, "-c", f"import sys; from {_entry(tree)} import main; sys.exit(main())",
            "serve", "--dir", str(tmp / "data"), "--bind", endpoint, "--appendfsync", appendfsync,
@@ -89,7 +115,8 @@ def run_shape(tree: Path, appendfsync: str, clients: int, pipeline: int, duratio
     server = Server("before", proc, TargetSpec("aofnode", endpoint=endpoint), tmp,
                     {"command": cmd, "tree": str(tree)})
     with server:
-        ready = subprocess.run([sys.executable, "-c", _READY, endpoint, str(READY_TIMEOUT_S)],
+        ready_code = _READY.replace("from bench.", "from aofnode.bench." if _namespaced(tree) else "from bench.")
+        ready = subprocess.run([sys.executable, "-c", ready_code, endpoint, str(READY_TIMEOUT_S)],
                                env=env, cwd=tree, timeout=READY_TIMEOUT_S + 30)
         if ready.returncode != 0:
             raise RuntimeError(f"the node of {tree} did not answer PING; see {tmp}")

@@ -21,9 +21,10 @@ def _name(pid: str, comm: str) -> str:
             argv = f.read().split(b"\0")
     except OSError:
         return comm
-    if b"node.actors" in argv:
-        i = argv.index(b"node.actors")
-        return argv[i + 1].decode() if i + 1 < len(argv) else comm
+    for entry in (b"aofnode.roles", b"node.actors"):  # this layout, and trees before it
+        if entry in argv:
+            i = argv.index(entry)
+            return argv[i + 1].decode() if i + 1 < len(argv) else comm
     if b"node.actor" in argv:  # the layout before the actor runtime (f97a387): -m node.actor ROLE
         i = argv.index(b"node.actor")
         return argv[i + 1].decode() if i + 1 < len(argv) else comm

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from protocol.resp import ReplyParser, RespError, encode_command
+from aofnode.protocol.resp import ReplyParser, RespError, encode_command
 
 __all__ = ["RespError", "encode_command", "ReplyParser", "RespClient", "parse_info"]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 
-from bench.targets import Control, TargetSpec
+from aofnode.bench.targets import Control, TargetSpec
 
 __all__ = ["RewriteWatcher"]
 

@@ -47,8 +47,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from bench import resp
-from bench.servers import free_port, redis_command
+from aofnode.bench import resp
+from aofnode.bench.servers import free_port, redis_command
 
 __all__ = ["main"]
 
@@ -76,7 +76,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def _write_aof(path: Path, keys: int, value_size: int, min_bytes: int) -> dict:
     """Step 1 (aofnode): rounds of SET key:0..key:N-1 until the file is >= min_bytes."""
-    from node.aof import format as aof_format
+    from aofnode.aof import format as aof_format
     started = time.monotonic()
     rounds = entries = 0
     with open(path, "wb") as f:
@@ -171,7 +171,7 @@ def run_aofnode(args, work: Path) -> dict:
         cmd += ["--aof-rewrite-child-sched", args.child_sched]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        from protocol.client import Client, CommandError, NodeTimeout
+        from aofnode.client import Client, CommandError, NodeTimeout
 
         def ready():
             try:

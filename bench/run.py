@@ -25,11 +25,11 @@ import queue
 import sys
 import time
 
-from bench import hist
-from bench.rewrite import RewriteWatcher
-from bench.targets import TargetSpec
-from bench.workers import COUNTER_FIELDS, WorkerSpec, run_worker
-from bench.workload import LoadShape
+from aofnode.bench import hist
+from aofnode.bench.rewrite import RewriteWatcher
+from aofnode.bench.targets import TargetSpec
+from aofnode.bench.workers import COUNTER_FIELDS, WorkerSpec, run_worker
+from aofnode.bench.workload import LoadShape
 
 __all__ = ["measure"]
 

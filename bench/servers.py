@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.targets import Control, TargetSpec
-from node.version import VERSION
+from aofnode.bench.targets import Control, TargetSpec
+from aofnode.version import VERSION
 
 __all__ = ["Server", "start_aofnode", "start_redis", "free_port", "redis_command"]
 

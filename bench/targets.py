@@ -26,9 +26,9 @@ from typing import Any
 
 import zmq
 
-from bench import resp
-from protocol import codec
-from protocol.client import Client, CommandError
+from aofnode.bench import resp
+from aofnode.protocol import codec
+from aofnode.client import Client, CommandError
 
 __all__ = ["TargetSpec", "open_connection", "new_mux", "Control"]
 

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 
 import zmq
 
-from bench import hist
-from bench.targets import TargetSpec, new_mux, open_connection
-from bench.workload import LoadShape, OpGenerator
+from aofnode.bench import hist
+from aofnode.bench.targets import TargetSpec, new_mux, open_connection
+from aofnode.bench.workload import LoadShape, OpGenerator
 
 __all__ = ["WorkerSpec", "run_worker", "COUNTER_FIELDS"]
 

@@ -53,7 +53,7 @@ class Config:
     # many seconds: a crash loop (an OOM on every reload, a disk that fails every write) is
     # better reported than hidden behind restarts.
     # Output limits (issue "limits", finding 1): a client whose unsent replies pass
-    # ``client_output_limit`` bytes is cut off (node/actors/outbox.py, Redis's
+    # ``client_output_limit`` bytes is cut off (node/fronts/outbox.py, Redis's
     # client-output-buffer-limit); past ``channel_output_limit`` unsent bytes the log actor takes
     # no new batches and the front takes no new replies until the other side drains.
     client_output_limit: int = 64 * 1024 * 1024
@@ -77,7 +77,7 @@ class Config:
     maxmemory_policy: str = "noeviction"
     crash_loop_count: int = 5
     crash_loop_window_s: float = 60.0
-    # CURVE (issue 10, node/actors/auth.py): the server's secret certificate and a directory of
+    # CURVE (issue 10, node/fronts/curve.py): the server's secret certificate and a directory of
     # allowed clients' public certificates (reread on SIGHUP). Without them only a loopback,
     # ipc or inproc endpoint is bound, unless ``insecure_bind`` says otherwise.
     curve_secret_key: str | None = None
@@ -100,7 +100,7 @@ class Config:
 
     @property
     def run_dir(self) -> str:
-        """Where the internal sockets live: a 0700 directory (node/actors/private_sockets.py)."""
+        """Where the internal sockets live: a 0700 directory (node/runtime/private_sockets.py)."""
         return os.path.join(self.dir, "run")
 
     @property

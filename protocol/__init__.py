@@ -1,10 +1,10 @@
 """aofnode's sans-I/O protocol layer: the wire codec and the command table.
 
-No networking code here: ``protocol.codec`` turns message bodies into typed values and back,
-``protocol.commands`` lists the commands. Only the front actor and the client touch sockets.
+No networking code here: ``aofnode.protocol.codec`` turns message bodies into typed values and back,
+``aofnode.protocol.commands`` lists the commands. Only the front actor and the client touch sockets.
 """
 
-from protocol.codec import (
+from aofnode.protocol.codec import (
     ABORTED,
     ARGTYPE,
     ARITY,
@@ -40,7 +40,7 @@ from protocol.codec import (
     encode_request,
     wire_reply,
 )
-from protocol.commands import COMMANDS, CommandSpec
+from aofnode.protocol.commands import COMMANDS, CommandSpec
 
 __all__ = [
     # command table

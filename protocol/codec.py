@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from protocol.commands import COMMANDS
+from aofnode.protocol.commands import COMMANDS
 
 __all__ = [
     "LOADING_MESSAGE",

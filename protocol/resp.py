@@ -4,7 +4,7 @@ Design
 ------
 No socket, no zmq, nothing from ``node``: bytes in, events out, so it is tested with tables.
 
-Server side (the RESP front, node/actors/resp_front.py):
+Server side (the RESP front, node/fronts/resp_front.py):
 
 * ``RequestParser.feed(data)`` returns the commands that are complete, each an argv list of
   bytes. Both forms Redis accepts: multibulk (``*N\\r\\n$len\\r\\n...``, what client libraries
@@ -27,7 +27,7 @@ Server side (the RESP front, node/actors/resp_front.py):
 * The parser is pure Python, with a fast path: a read that starts with whole multibulks of
   short bulks is split at every CRLF once (in C) and each ``$len`` header checked against the
   length of the part after it; the general parser takes over at the first command that does
-  not fit (``_parse_split``). Measured (bench/resp_parser.py, pipelined SETs in 16 KiB reads):
+  not fit (``_parse_split``). Measured (bench/studies/resp_parser.py, pipelined SETs in 16 KiB reads):
   ~0.6-0.9 us per command, against ~2.4 us without the fast path and ~0.12 us for hiredis's C
   ``Reader``. hiredis is not used: it buffers whatever a header declares and cannot tell where a
   command starts in its buffer, so the limits above could not be checked before buffering, and
@@ -48,7 +48,7 @@ from typing import Any
 
 import msgpack
 
-from protocol import codec
+from aofnode.protocol import codec
 
 __all__ = ["MAX_INLINE_BYTES", "MAX_BULK_BYTES", "MAX_MULTIBULK", "MAX_COMMAND_BYTES", "ARG_OVERHEAD",
            "UNAUTH_MAX_MULTIBULK", "UNAUTH_MAX_BULK", "RequestParser", "split_inline",
@@ -152,7 +152,7 @@ class RequestParser:
         bulk CRLF ...``); at the first command that does not (a bulk holding a CRLF, a long
         bulk, an incomplete command, anything odd), stop: the general parser takes over from
         that command's first byte. Returns the bytes consumed, and whether what stopped it is
-        only a command not complete yet. Halves parsing a pipelined SET (bench/resp_parser.py)."""
+        only a command not complete yet. Halves parsing a pipelined SET (bench/studies/resp_parser.py)."""
         parts = buf.split(_CRLF)
         last = len(parts) - 1  # parts[last] follows the last CRLF: never a whole part
         heads, counts, max_count = _HEADS, _COUNTS, min(self.max_multibulk, len(_COUNTS))

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import socket
 import os
 import signal
 import subprocess
@@ -10,10 +12,45 @@ import threading
 import time
 from pathlib import Path
 
-from bench.servers import free_port
-from protocol.client import Client, CommandError, NodeTimeout
+from aofnode.client import Client, CommandError, NodeTimeout
 
 AOFNODE = str(Path(sys.executable).parent / "aofnode")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A reference redis-server on a free loopback port in ``root``, AOF on, for differential tests."""
+
+    def __init__(self, root: Path, appendfsync: str = "everysec") -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server not on PATH")
+        self.port = free_port()
+        root.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [exe, "--bind", "127.0.0.1", "--port", str(self.port), "--appendonly", "yes",
+             "--appendfsync", appendfsync, "--save", "", "--dir", str(root), "--daemonize", "no",
+             "--logfile", str(root / "redis.log")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._answers, timeout=15, what="redis-server to answer PING")
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
 
 
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.02, what: str = "condition"):

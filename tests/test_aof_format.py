@@ -10,8 +10,8 @@ import google_crc32c
 import msgpack
 import pytest
 
-from node.aof import format as af
-from node.aof.format import CorruptAOF, ScanResult, load, scan
+from aofnode.aof import format as af
+from aofnode.aof.format import CorruptAOF, ScanResult, load, scan
 
 H = af.HEADER_SIZE
 

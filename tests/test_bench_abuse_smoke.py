@@ -19,7 +19,7 @@ def run_abuse(tmp_path: Path, *args: str) -> dict:
     out = tmp_path / "abuse.json"
     cmd = [BENCH, *args, "--json", str(out)]
     if not Path(BENCH).exists():  # a venv made before the console script existed
-        cmd = [sys.executable, "-m", "bench.abuse", *args, "--json", str(out)]
+        cmd = [sys.executable, "-m", "aofnode.bench.abuse", *args, "--json", str(out)]
     stdout, doc = run_json(cmd, out, tmp_path, RUN_TIMEOUT_S, "aofnode-bench-abuse")
     assert "| # | scenario |" in stdout  # the table
     return doc

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from bench import hist, report, resp
-from bench.workload import LoadShape, OpGenerator, parse_ratio
+from aofnode.bench import hist, report, resp
+from aofnode.bench.workload import LoadShape, OpGenerator, parse_ratio
 
 REL = 1e-3  # three significant digits: a value is reported within 0.1%
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import cbench, spread
-from bench.matrix import COLUMNS, NAMED, parse_shapes
-from bench.matrix_resp import requests_for
+from aofnode.bench import cbench, spread
+from aofnode.bench.matrix import COLUMNS, NAMED, parse_shapes
+from aofnode.bench.matrix_resp import requests_for
 from tests.runjson import run_json
 
 MATRIX = str(Path(sys.executable).parent / "aofnode-bench-matrix")
@@ -144,7 +144,7 @@ def test_requests_per_test():
 
 @needs_redis_benchmark
 def test_redis_benchmark_driver_against_redis_server():
-    from bench.servers import start_redis
+    from aofnode.bench.servers import start_redis
     with start_redis("everysec") as server:
         # CPU comes from /proc in 10 ms ticks: 60,000 requests at ~2 µs each are ~12 ticks.
         results = cbench.run_suite(server.spec.port, ("set", "get"), clients=4, pipeline=4,
@@ -168,7 +168,7 @@ def test_matrix_redis_benchmark_column_against_both_servers(tmp_path):
                             "--cb-pipelines", "4", "--cb-tests", "set,get", "--cb-requests", "30000",
                             "--json", str(out)], out, tmp_path, 90, "aofnode-bench-matrix")
     header, rows = _table(stdout)
-    from bench.matrix_resp import COLUMNS as RESP_COLUMNS
+    from aofnode.bench.matrix_resp import COLUMNS as RESP_COLUMNS
     assert header == RESP_COLUMNS
     assert [(r[0], r[1], r[2]) for r in rows] == [
         ("4", "SET", "aofnode-resp"), ("4", "SET", "redis"),

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import threading
 
-from node.aof import format as aof_format
-from protocol.codec import MAX_MESSAGE_BYTES
+from aofnode.aof import format as aof_format
+from aofnode.protocol.codec import MAX_MESSAGE_BYTES
 
 CLIENTS = 5
 VALUE_BYTES = 60 << 20

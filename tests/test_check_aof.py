@@ -9,9 +9,9 @@ import struct
 import msgpack
 import pytest
 
-from node.aof import format as af
-from node.aof.check import check_aof_main
-from node.aof.format import CorruptAOF, load, scan
+from aofnode.aof import format as af
+from aofnode.aof.check import check_aof_main
+from aofnode.aof.format import CorruptAOF, load, scan
 from tests.test_aof_format import batch, write_aof
 
 H = af.HEADER_SIZE

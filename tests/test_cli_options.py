@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from node import exitcodes
-from node.config import Config, read_password_file, resp_config_error
-from node.tools import cli
+from aofnode import exitcodes
+from aofnode.config import Config, read_password_file, resp_config_error
+from aofnode.tools import cli
 from tests.nodeproc import AOFNODE
 
 

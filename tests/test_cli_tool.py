@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.servers import free_port
-from node.tools import repl
-from node.tools.cli import main
-from protocol.client import CommandError
-from protocol.commands import COMMANDS
+from tests.nodeproc import free_port
+from aofnode.tools import repl
+from aofnode.tools.cli import main
+from aofnode.client import CommandError
+from aofnode.protocol.commands import COMMANDS
 
 AOFNODE = str(Path(sys.executable).parent / "aofnode")
 

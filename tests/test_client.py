@@ -1,4 +1,4 @@
-"""protocol.client against scripted ZeroMQ peers: Lazy Pirate timeouts, retry rules, SELECT,
+"""aofnode.client against scripted ZeroMQ peers: Lazy Pirate timeouts, retry rules, SELECT,
 the LOADING budget."""
 import threading
 import time
@@ -7,8 +7,8 @@ import msgpack
 import pytest
 import zmq
 
-from protocol import codec
-from protocol.client import Client, CommandError, NodeTimeout
+from aofnode.protocol import codec
+from aofnode.client import Client, CommandError, NodeTimeout
 from tests.nodeproc import free_port
 
 

@@ -9,11 +9,11 @@ import msgpack
 import pytest
 import structlog
 
-from node.actors import messages as m
-from node.actors import private_sockets
-from node.actors.closer import Closer, unlink_allowed
-from node.actors.closer_client import CloserClient
-from node.actors.runtime import Runtime
+from aofnode.runtime import messages as m
+from aofnode.runtime import private_sockets
+from aofnode.closer.actor import Closer, unlink_allowed
+from aofnode.log.closer_client import CloserClient
+from aofnode.runtime.actor import Runtime
 from tests.nodeproc import wait_for
 
 

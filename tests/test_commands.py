@@ -8,11 +8,11 @@ import pytest
 
 from tests.fakeclock import FakeClock
 
-from node.store.executor import Executor
-from node.store.keyspace import NUM_DBS, SHARDS
-from node.store.scan import MAX_SLICE_BITS, parse_cursor, scan_keys
-from protocol.codec import UNKNOWNCMD, Error
-from protocol.commands import COMMANDS
+from aofnode.store.executor import Executor
+from aofnode.store.keyspace import NUM_DBS, SHARDS
+from aofnode.store.scan import MAX_SLICE_BITS, parse_cursor, scan_keys
+from aofnode.protocol.codec import UNKNOWNCMD, Error
+from aofnode.protocol.commands import COMMANDS
 
 T0 = 1_700_000_000_000  # fake "now", unix ms
 WRONGTYPE = Error("WRONGTYPE", "Operation against a key holding the wrong kind of value")

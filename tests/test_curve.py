@@ -1,4 +1,4 @@
-"""CURVE authentication (issue 10, node/actors/auth.py): the allow-list, fail-closed ZAP, SIGHUP,
+"""CURVE authentication (issue 10, node/fronts/curve.py): the allow-list, fail-closed ZAP, SIGHUP,
 the loopback-only default; libzmq's behaviour without a ZAP handler; ``aofnode keygen``."""
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ import zmq
 from zmq.auth import load_certificate
 from zmq.utils.monitor import recv_monitor_message
 
-from bench.servers import free_port
-from node import exitcodes
-from node.actors import auth
-from node.config import Config
-from node.tools.keygen import load_client_curve, write_key_pair
-from protocol.client import Client, CommandError, NodeTimeout
+from tests.nodeproc import free_port
+from aofnode import exitcodes
+from aofnode.fronts import curve as auth
+from aofnode.config import Config
+from aofnode.tools.keygen import load_client_curve, write_key_pair
+from aofnode.client import Client, CommandError, NodeTimeout
 from tests.nodeproc import AOFNODE, wait_for
 
 # A refused client gets nothing at all: it is told so by silence, so each try waits this long.

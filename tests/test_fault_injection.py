@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-from protocol import codec
-from protocol.client import CommandError
+from aofnode.protocol import codec
+from aofnode.client import CommandError
 from tests.faultinject import Faults, faultfs_library, faults  # noqa: F401 (fixtures)
 from tests.nodeproc import wait_for
 from tests.test_rewrite import PAUSE, release, wait_paused

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from node.aof import fileops
+from aofnode.aof import fileops
 
 
 def test_write_all_loops_over_short_writes(tmp_path, monkeypatch):
@@ -123,7 +123,7 @@ def test_die_with_parent_kills_the_child_when_its_parent_dies(tmp_path):
     """A parent starts a child that asks for SIGKILL on its parent's death, then exits."""
     script = (
         "import os, sys, time\n"
-        "from node.aof.fileops import die_with_parent\n"
+        "from aofnode.aof.fileops import die_with_parent\n"
         "r, w = os.pipe()\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"

@@ -7,11 +7,11 @@ import pytest
 import structlog
 import zmq
 
-from node.actors import channel
-from node.actors import messages as m
-from node.actors.front import BindError, Front
-from node.actors.runtime import Runtime
-from node.config import Config
+from aofnode.runtime import channel
+from aofnode.runtime import messages as m
+from aofnode.fronts.zmq_front import BindError, Front
+from aofnode.runtime.actor import Runtime
+from aofnode.config import Config
 from tests.nodeproc import free_port, wait_for
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from tests.fakeclock import FakeClock
 
-from node.store.keyspace import NUM_DBS, SHARDS, Keyspace
-from node.store.memory import (
+from aofnode.store.keyspace import NUM_DBS, SHARDS, Keyspace
+from aofnode.store.memory import (
     ACCESS_OVERHEAD, FIELD_OVERHEAD, HASH_OVERHEAD, STRING_OVERHEAD, TTL_OVERHEAD,
 )
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from protocol.client import Client, CommandError, NodeTimeout
+from aofnode.client import Client, CommandError, NodeTimeout
 from tests.nodeproc import pid_alive, wait_for
 
 WRITERS = 4

@@ -5,7 +5,7 @@ import signal
 import pytest
 import zmq
 
-from protocol import codec
+from aofnode.protocol import codec
 
 from tests.nodeproc import wait_for
 from tests.test_kill9_durability import Writers, _verify

@@ -9,14 +9,14 @@ import msgpack
 import pytest
 import structlog
 
-from node.actors import channel
-from node.actors import messages as m
-from node.actors import private_sockets
-from node.actors.closer_client import InlineCloser
-from node.actors.log import LogActor
-from node.actors.runtime import Runtime
-from node.config import Config
-from protocol import codec
+from aofnode.runtime import channel
+from aofnode.runtime import messages as m
+from aofnode.runtime import private_sockets
+from aofnode.log.closer_client import InlineCloser
+from aofnode.log.actor import LogActor
+from aofnode.runtime.actor import Runtime
+from aofnode.config import Config
+from aofnode.protocol import codec
 from tests.nodeproc import wait_for
 
 

@@ -1,5 +1,5 @@
 """LogLink, a front's end of its link to the log actor, in process: a minimal actor owns it, the
-test plays the log actor over the real private socket and channel (node/actors/log_link.py)."""
+test plays the log actor over the real private socket and channel (node/fronts/log_link.py)."""
 from __future__ import annotations
 
 import collections
@@ -8,10 +8,10 @@ import os
 import pytest
 import structlog
 
-from node.actors import channel
-from node.actors import messages as m
-from node.actors.log_link import MAX_IN_FLIGHT, LogLink
-from node.actors.runtime import Actor, Runtime
+from aofnode.runtime import channel
+from aofnode.runtime import messages as m
+from aofnode.fronts.log_link import MAX_IN_FLIGHT, LogLink
+from aofnode.runtime.actor import Actor, Runtime
 from tests.nodeproc import wait_for
 
 

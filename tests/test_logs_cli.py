@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node.tools.logtools import EVENTS, Summarizer, read_lines, render_text, summarize
+from aofnode.tools.logtools import EVENTS, Summarizer, read_lines, render_text, summarize
 from tests.nodeproc import AOFNODE, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -238,7 +238,7 @@ def test_any_line_soup_yields_a_summary():
 
 
 def test_overlong_line_is_skipped_not_held(monkeypatch):
-    monkeypatch.setattr("node.tools.logtools.MAX_LINE_BYTES", 64)
+    monkeypatch.setattr("aofnode.tools.logtools.MAX_LINE_BYTES", 64)
     data = b'{"event": "node_stopped"}\n' + b"x" * 1000 + b"\n" + b'{"event": "node_stopped"}'
     assert [line is None for line in read_lines(io.BytesIO(data))] == [False, True, False]
     t = summarize(io.BytesIO(data)).result()["totals"]

@@ -2,8 +2,8 @@
 served, eviction that survives a restart, and INFO's memory section."""
 from __future__ import annotations
 
-from protocol.client import CommandError
-from node.sysmem import MAXMEMORY_SHARE, total_memory
+from aofnode.client import CommandError
+from aofnode.sysmem import MAXMEMORY_SHARE, total_memory
 
 
 def _fill_until_oom(c, limit_keys=100_000):

@@ -12,12 +12,12 @@ import pytest
 
 from tests.fakeclock import FakeClock
 
-from node.store.eviction import EVICTION_SAMPLES, pick_victim
-from node.store.executor import OOM_ERR, Executor
-from node.store.keyspace import NUM_DBS
-from node.store.memory import ACCESS_OVERHEAD, STRING_OVERHEAD
-from protocol.codec import Error
-from protocol.commands import COMMANDS
+from aofnode.store.eviction import EVICTION_SAMPLES, pick_victim
+from aofnode.store.executor import OOM_ERR, Executor
+from aofnode.store.keyspace import NUM_DBS
+from aofnode.store.memory import ACCESS_OVERHEAD, STRING_OVERHEAD
+from aofnode.protocol.codec import Error
+from aofnode.protocol.commands import COMMANDS
 
 
 def run(ex: Executor, *commands, db: int = 0):
@@ -82,7 +82,7 @@ def test_used_memory_tracks_rss(tmp_path) -> None:
     test machine: RSS grew 1.05-1.12x used_memory (values of 10-100 bytes), 1.02x for 1 KB."""
     script = (
         "import gc, os\n"
-        "from node.store.executor import Executor\n"
+        "from aofnode.store.executor import Executor\n"
         "def rss():\n"
         "    with open('/proc/self/statm') as f:\n"
         "        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')\n"

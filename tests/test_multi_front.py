@@ -10,15 +10,15 @@ import msgpack
 import pytest
 import structlog
 
-from node.actors import channel
-from node.actors import messages as m
-from node.actors import private_sockets
-from node.actors.closer_client import InlineCloser
-from node.actors.log import LogActor
-from node.actors.runtime import Runtime
-from node.actors.work import CLIENT_MASK, WorkQueue, owner_base
-from node.config import Config
-from protocol import codec
+from aofnode.runtime import channel
+from aofnode.runtime import messages as m
+from aofnode.runtime import private_sockets
+from aofnode.log.closer_client import InlineCloser
+from aofnode.log.actor import LogActor
+from aofnode.runtime.actor import Runtime
+from aofnode.log.work import CLIENT_MASK, WorkQueue, owner_base
+from aofnode.config import Config
+from aofnode.protocol import codec
 from tests.nodeproc import wait_for
 
 
@@ -238,7 +238,7 @@ def test_info_says_whether_resp_clients_must_auth(two):
 
 
 def test_the_work_queue_keeps_owners_apart_parks_and_drops_them():
-    """node/actors/work.py alone: the same client number from two owners, an out-of-range
+    """node/log/work.py alone: the same client number from two owners, an out-of-range
     number folded into its own owner, parking with work arriving and a Forget meanwhile."""
     work = WorkQueue()
     a, b = owner_base(0), owner_base(1)

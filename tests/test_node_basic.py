@@ -3,8 +3,8 @@ import msgpack
 import pytest
 import zmq
 
-from protocol import codec
-from protocol.client import CommandError
+from aofnode.protocol import codec
+from aofnode.client import CommandError
 from tests.nodeproc import wait_for
 
 

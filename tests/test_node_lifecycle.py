@@ -5,9 +5,9 @@ import signal
 import subprocess
 
 
-from node.aof import format as aof_format
-from protocol import codec
-from protocol.client import CommandError
+from aofnode.aof import format as aof_format
+from aofnode.protocol import codec
+from aofnode.client import CommandError
 from tests.nodeproc import AOFNODE, wait_for
 
 

@@ -9,7 +9,7 @@ import pytest
 import structlog
 import zmq
 
-from node.actors.outbox import CUT_OFF_S, PEER_SNDHWM, Outbox
+from aofnode.fronts.outbox import CUT_OFF_S, PEER_SNDHWM, Outbox
 from tests.nodeproc import wait_for
 
 MIB = 1 << 20

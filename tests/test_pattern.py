@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from node.store.pattern import MAX_STAR_NESTING, compile_glob, glob_match
+from aofnode.store.pattern import MAX_STAR_NESTING, compile_glob, glob_match
 
 
 def redis_stringmatchlen(pattern: bytes, key: bytes) -> bool:

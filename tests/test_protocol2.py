@@ -8,8 +8,8 @@ import signal
 import msgpack
 import zmq
 
-from protocol import codec
-from protocol.client import Client
+from aofnode.protocol import codec
+from aofnode.client import Client
 from tests.nodeproc import wait_for
 
 

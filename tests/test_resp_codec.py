@@ -7,9 +7,9 @@ import random
 import msgpack
 import pytest
 
-from protocol import codec
-from protocol import resp
-from protocol.resp import ReplyParser, RequestParser, RespError
+from aofnode.protocol import codec
+from aofnode.protocol import resp
+from aofnode.protocol.resp import ReplyParser, RequestParser, RespError
 
 MB = codec.MAX_MESSAGE_BYTES
 

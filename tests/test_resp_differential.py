@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
-from bench.servers import start_redis
-from protocol.resp import ReplyParser, encode_command
+from aofnode.protocol.resp import ReplyParser, encode_command
+from tests.nodeproc import RedisServer
 from tests.test_resp_front import _start
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
@@ -53,9 +53,9 @@ def _reply(sock: socket.socket, parser: ReplyParser, command) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def redis_port():
-    server = start_redis()
-    yield server.spec.port
+def redis_port(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server.port
     server.stop()
 
 

@@ -9,13 +9,13 @@ import msgpack
 import pytest
 import structlog
 
-from node.actors import channel
-from node.actors import messages as m
-from node.actors.resp_front import MAX_CONN_WAITING, BindError, RespFront
-from node.actors.runtime import Runtime
-from node.config import Config
-from protocol import codec
-from protocol.resp import ReplyParser, RespError, encode_command
+from aofnode.runtime import channel
+from aofnode.runtime import messages as m
+from aofnode.fronts.resp_front import MAX_CONN_WAITING, BindError, RespFront
+from aofnode.runtime.actor import Runtime
+from aofnode.config import Config
+from aofnode.protocol import codec
+from aofnode.protocol.resp import ReplyParser, RespError, encode_command
 from tests.nodeproc import free_port, wait_for
 
 
@@ -296,7 +296,7 @@ def _count(body: bytes) -> int:
 def test_a_run_of_commands_is_cut_before_a_message_would_pass_its_byte_bound(front, monkeypatch):
     """Here with a 1000-byte bound instead of ~64 MiB: the same code path, small enough that one
     read holds many commands."""
-    import node.actors.resp_front as resp_front
+    import aofnode.fronts.resp_front as resp_front
     monkeypatch.setattr(resp_front, "MESSAGE_BYTES", 1000)
     actor, rt, config = front
     ch = _log_side(actor, rt, config)
@@ -311,7 +311,7 @@ def test_a_run_of_commands_is_cut_before_a_message_would_pass_its_byte_bound(fro
 def test_incomplete_commands_are_bounded_all_together(front, monkeypatch):
     """Here with a 1 MiB bound instead of 256 MiB: three clients each send most of a big
     command and stop; the one holding most is closed once they pass it together."""
-    import node.actors.resp_front as resp_front
+    import aofnode.fronts.resp_front as resp_front
     monkeypatch.setattr(resp_front, "TOTAL_INPUT_LIMIT", 1 << 20)
     actor, rt, config = front
     clients = [_Client(config, rt) for _ in range(3)]

@@ -1,4 +1,4 @@
-"""node/actors/resp_session.py: the RESP connection commands, as tables of (argv -> reply bytes)
+"""node/fronts/resp_session.py: the RESP connection commands, as tables of (argv -> reply bytes)
 with Redis 7.0's wording, and a fuzz run that no argv can make raise."""
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from node.actors.resp_session import LOCAL, Session, check_forwarded, config_settings
-from node.config import Config
-from node.version import VERSION
-from protocol.resp import ReplyParser
+from aofnode.fronts.resp_session import LOCAL, Session, check_forwarded, config_settings
+from aofnode.config import Config
+from aofnode.version import VERSION
+from aofnode.protocol.resp import ReplyParser
 
 SETTINGS = config_settings(Config(resp_bind="127.0.0.1:6380", appendfsync="always"), 1000)
 

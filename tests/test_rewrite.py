@@ -4,9 +4,9 @@ import signal
 
 import pytest
 
-from node.aof import format as aof_format
-from protocol import codec
-from protocol.client import CommandError
+from aofnode.aof import format as aof_format
+from aofnode.protocol import codec
+from aofnode.client import CommandError
 from tests.nodeproc import pid_alive, wait_for
 
 PAUSE = "AOFNODE_TEST_PAUSE_AT"

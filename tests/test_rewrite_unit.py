@@ -5,9 +5,9 @@ import time
 
 import structlog
 
-from node.aof.writer import AofWriter
-from node.store.keyspace import Keyspace
-from node.aof.rewrite import BACKOFF_MAX_S, Rewriter
+from aofnode.aof.writer import AofWriter
+from aofnode.store.keyspace import Keyspace
+from aofnode.aof.rewrite import BACKOFF_MAX_S, Rewriter
 
 
 def test_failures_back_off_automatic_rewrites_exponentially(tmp_path):
@@ -34,9 +34,9 @@ def test_failures_back_off_automatic_rewrites_exponentially(tmp_path):
 def test_child_writer_output_replays_to_the_same_keyspace(tmp_path):
     """The compact AOF of step 2, loaded back, is the same keyspace: strings, hashes, TTLs on
     both, several dbs, expired keys dropped, large values split over several records."""
-    from node.aof import format as aof_format
-    from node.store.executor import Executor
-    from node.aof.rewrite_child import CHILD_RECORD_BYTES, _child_write
+    from aofnode.aof import format as aof_format
+    from aofnode.store.executor import Executor
+    from aofnode.aof.rewrite_child import CHILD_RECORD_BYTES, _child_write
 
     now = 1_700_000_000_000
     src = Executor(clock_ms=lambda: now)
@@ -67,9 +67,9 @@ def test_child_writer_output_replays_to_the_same_keyspace(tmp_path):
 
 
 def test_child_writer_splits_a_value_too_large_for_one_record(tmp_path, monkeypatch):
-    from node.aof import format as aof_format
-    from node.aof import rewrite_child
-    from node.store.executor import Executor
+    from aofnode.aof import format as aof_format
+    from aofnode.aof import rewrite_child
+    from aofnode.store.executor import Executor
 
     monkeypatch.setattr(rewrite_child, "HUGE_VALUE_BYTES", 1000)  # stands for 16 MiB of a 256 MiB+ value
     src = Executor()
@@ -88,7 +88,7 @@ def test_child_writer_splits_a_value_too_large_for_one_record(tmp_path, monkeypa
 def test_request_while_another_child_exists_is_scheduled_then_started(tmp_path):
     import subprocess
 
-    from node.store.executor import Executor
+    from aofnode.store.executor import Executor
     log = structlog.get_logger()
     aof = str(tmp_path / "appendonly.aof")
     writer = AofWriter(aof, "no", log)
@@ -131,7 +131,7 @@ class RecordingCloser:
 
 
 def _rewriter(tmp_path, policy="no", **kw):
-    from node.store.executor import Executor
+    from aofnode.store.executor import Executor
     log = structlog.get_logger()
     aof = str(tmp_path / "appendonly.aof")
     writer = AofWriter(aof, policy, log)
@@ -154,7 +154,7 @@ def _run_to_end(rw, timeout=20.0):
 def _fail_fork(monkeypatch):
     import errno
 
-    from node.aof import rewrite
+    from aofnode.aof import rewrite
 
     def fork():
         raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
@@ -177,7 +177,7 @@ def test_fork_failure_does_not_time_a_run_from_a_stale_start(tmp_path, monkeypat
     """Issue 7: ``last_time_s`` after a fork failure came from the previous run's start."""
     import types
 
-    from node.aof import rewrite
+    from aofnode.aof import rewrite
     rw, _, _ = _rewriter(tmp_path)
     assert rw.start("manual")
     _run_to_end(rw)
@@ -195,12 +195,12 @@ def test_fork_failure_does_not_time_a_run_from_a_stale_start(tmp_path, monkeypat
 # -- issue 8: error paths of the switch -----------------------------------------------------------
 
 def _record(i: int) -> bytes:
-    from node.aof import format as aof_format
+    from aofnode.aof import format as aof_format
     return aof_format.encode_entries([[0, "SET", b"d%d" % i, b"x" * 400]])
 
 
 def _keys(path) -> set[bytes]:
-    from node.aof import format as aof_format
+    from aofnode.aof import format as aof_format
     keys: set[bytes] = set()
     assert aof_format.scan(str(path), on_entries=lambda es: keys.update(e[2] for e in es)).status == "ok"
     return keys
@@ -216,7 +216,7 @@ def _start_with_diff(rw, writer, n=40):
 
 
 def _small_slices(monkeypatch):
-    from node.aof import rewrite, rewrite_run
+    from aofnode.aof import rewrite, rewrite_run
     monkeypatch.setattr(rewrite_run, "SLICE_BYTES", 2000)
     monkeypatch.setattr(rewrite, "CATCHUP_FSYNC_BYTES", 4000)
     for module in (rewrite, rewrite_run):
@@ -234,7 +234,7 @@ def _wait_catching_up(rw, timeout=20.0):
 def test_a_failed_rename_leaves_the_writer_on_the_live_file(tmp_path, monkeypatch):
     import errno
 
-    from node.aof import fileops
+    from aofnode.aof import fileops
     rw, writer, closer = _rewriter(tmp_path, "always")
     live_ino = os.fstat(writer.fd).st_ino
     _start_with_diff(rw, writer)
@@ -255,7 +255,7 @@ def test_a_failed_directory_fsync_after_the_rename_still_switches(tmp_path, monk
     fails; it is then ``err`` (no acknowledgement) until the writer's own retry succeeds."""
     import errno
 
-    from node.aof import writer as writer_mod
+    from aofnode.aof import writer as writer_mod
     rw, writer, closer = _rewriter(tmp_path, "always")
     real = writer_mod.fsync_dir
     fail = [True]
@@ -320,8 +320,8 @@ def test_a_rewritten_aof_is_0600_whatever_the_umask(tmp_path):
 
 def test_a_rewrite_whose_copy_on_write_would_not_fit_is_refused_not_forked(tmp_path):
     """Issue "limits", finding 4: refuse with a clear status instead of forking into an OOM."""
-    from node.aof.rewrite import Rewriter
-    from node.aof.writer import AofWriter
+    from aofnode.aof.rewrite import Rewriter
+    from aofnode.aof.writer import AofWriter
     log = structlog.get_logger()
     writer = AofWriter(str(tmp_path / "appendonly.aof"), "always", log)
     closer = RecordingCloser()

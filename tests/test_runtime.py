@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from node.actors.runtime import Actor, Runtime
+from aofnode.runtime.actor import Actor, Runtime
 
 
 class Recorder(Actor):
@@ -133,7 +133,7 @@ def test_sigterm_stops_a_waiting_process_at_once(tmp_path):
     """A real process blocked in a poll with no timeout ends on SIGTERM through on_stop."""
     script = textwrap.dedent("""
         import sys
-        from node.actors.runtime import Actor, Runtime
+        from aofnode.runtime.actor import Actor, Runtime
         class Idle(Actor):
             def on_start(self, rt):
                 print("started", flush=True)

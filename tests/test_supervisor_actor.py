@@ -10,10 +10,10 @@ import textwrap
 import pytest
 import structlog
 
-from node import exitcodes
-from node.actors.runtime import Runtime
-from node.actors.supervisor import Supervisor, take_lock
-from node.config import Config
+from aofnode import exitcodes
+from aofnode.runtime.actor import Runtime
+from aofnode.supervisor import Supervisor, take_lock
+from aofnode.config import Config
 from tests.nodeproc import pid_alive, wait_for
 
 # A stand-in actor: writes the password it was handed (or "-") to <dir>/<role>.env, exits at once

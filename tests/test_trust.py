@@ -21,7 +21,7 @@ import textwrap
 
 import pytest
 
-from node import exitcodes
+from aofnode import exitcodes
 from tests.nodeproc import Node, free_port, pid_alive, wait_for
 
 NOBODY_UID = 65534

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.servers import free_port
+from tests.nodeproc import free_port
 from tests.nodeproc import Node, wait_for
 
 redis = pytest.importorskip("redis", reason="redis-py is not installed (pip install '.[test]')")

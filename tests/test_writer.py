@@ -7,9 +7,9 @@ import time
 import pytest
 import structlog
 
-from node.aof import format as aof_format
-from node.aof import writer as writer_mod
-from node.aof.writer import AofWriter
+from aofnode.aof import format as aof_format
+from aofnode.aof import writer as writer_mod
+from aofnode.aof.writer import AofWriter
 
 EIO = OSError(errno.EIO, "Input/output error")
 
@@ -112,7 +112,7 @@ def test_a_short_write_is_cut_back_to_a_record_boundary_and_queued(tmp_path, mon
         return real(fd, bytes(data[:5]))
 
     monkeypatch.setattr(writer_mod.os, "write", write)
-    monkeypatch.setattr("node.aof.fileops.os.write", write)
+    monkeypatch.setattr("aofnode.aof.fileops.os.write", write)
     assert w.append(record(2)) is False and w.status == "err"
     assert os.path.getsize(w.path) == size and w.pending_bytes == len(record(2))
     monkeypatch.undo()

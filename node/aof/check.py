@@ -20,7 +20,7 @@ import shlex
 import sys
 from typing import Callable, TextIO
 
-from node.aof.format import ScanResult, scan, truncate_durably
+from aofnode.aof.format import ScanResult, scan, truncate_durably
 
 __all__ = ["check_aof_main", "describe_verdict"]
 

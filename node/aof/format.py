@@ -37,8 +37,8 @@ from typing import Any, Callable
 import google_crc32c
 import msgpack
 
-from node.store.keyspace import NUM_DBS
-from protocol.commands import COMMANDS
+from aofnode.store.keyspace import NUM_DBS
+from aofnode.protocol.commands import COMMANDS
 
 __all__ = [
     "MAGIC", "VERSION", "HEADER_SIZE", "RECORD_HEADER_SIZE", "MAX_RECORD_BYTES",

@@ -47,14 +47,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import msgpack
 
-from node import sysmem
-from node.aof import fileops
-from node.aof.rewrite_child import child_main
-from node.aof.rewrite_run import (CATCHUP_FSYNC_BYTES, FINAL_BYTES, TEMP_PREFIX, RewriteRun,
+from aofnode import sysmem
+from aofnode.aof import fileops
+from aofnode.aof.rewrite_child import child_main
+from aofnode.aof.rewrite_run import (CATCHUP_FSYNC_BYTES, FINAL_BYTES, TEMP_PREFIX, RewriteRun,
                                   fdatasync_and_close, temp_path_for)
-from node.retry import backoff_delay
-from protocol.codec import BUSY_REWRITE_MESSAGE
-from node.store.keyspace import Keyspace
+from aofnode.retry import backoff_delay
+from aofnode.protocol.codec import BUSY_REWRITE_MESSAGE
+from aofnode.store.keyspace import Keyspace
 
 __all__ = ["Rewriter", "RewriteRun", "TEMP_PREFIX"]
 

@@ -22,9 +22,9 @@ import time
 
 import msgpack
 
-from node.aof import format as aof_format
-from node.aof.fileops import die_with_parent, open_private, write_all
-from node.store.keyspace import NUM_DBS, SHARDS, Keyspace
+from aofnode.aof import format as aof_format
+from aofnode.aof.fileops import die_with_parent, open_private, write_all
+from aofnode.store.keyspace import NUM_DBS, SHARDS, Keyspace
 
 __all__ = ["child_main", "CHILD_RECORD_BYTES"]
 

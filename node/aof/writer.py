@@ -32,8 +32,8 @@ import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from node.aof import format as aof_format
-from node.aof.fileops import fsync_dir, open_private, write_all
+from aofnode.aof import format as aof_format
+from aofnode.aof.fileops import fsync_dir, open_private, write_all
 
 __all__ = ["AofWriter"]
 

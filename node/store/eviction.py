@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from random import Random
 
-from node.store.keyspace import NUM_DBS, SHARDS, Keyspace
+from aofnode.store.keyspace import NUM_DBS, SHARDS, Keyspace
 
 __all__ = [
     "ALLKEYS_LRU", "EVICTION_SAMPLES", "MAX_EVICTIONS_PER_COMMAND", "NOEVICTION", "POLICIES",

@@ -34,14 +34,14 @@ from __future__ import annotations
 from random import Random
 from typing import Any, Callable
 
-from protocol.codec import OOM, UNKNOWNCMD, Error
-from protocol.commands import COMMANDS
+from aofnode.protocol.codec import OOM, UNKNOWNCMD, Error
+from aofnode.protocol.commands import COMMANDS
 
-from node.store.eviction import ALLKEYS_LRU, NOEVICTION, POLICIES, evict
-from node.store.hashes import HashCommands
-from node.store.keys import KeyCommands
-from node.store.strings import StringCommands, arity_error
-from node.store.keyspace import NUM_DBS, Keyspace, wall_clock_ms
+from aofnode.store.eviction import ALLKEYS_LRU, NOEVICTION, POLICIES, evict
+from aofnode.store.hashes import HashCommands
+from aofnode.store.keys import KeyCommands
+from aofnode.store.strings import StringCommands, arity_error
+from aofnode.store.keyspace import NUM_DBS, Keyspace, wall_clock_ms
 
 __all__ = ["OOM_ERR", "Executor"]
 

@@ -8,9 +8,9 @@ a stored hash change only through ``Keyspace.hash_set_pairs`` / ``hash_delete``,
 
 from __future__ import annotations
 
-from protocol.codec import ERR, Error
+from aofnode.protocol.codec import ERR, Error
 
-from node.store.strings import (
+from aofnode.store.strings import (
     NOT_INT_ERR, add_checked, OVERFLOW_ERR, WRONGTYPE_ERR, arity_error, parse_ll,
 )
 

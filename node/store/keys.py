@@ -6,13 +6,13 @@ place in hash space (``scan.py`` has the encoding and the proof of Redis's guara
 
 from __future__ import annotations
 
-from protocol.codec import ERR, Error
+from aofnode.protocol.codec import ERR, Error
 
-from node.store.strings import (
+from aofnode.store.strings import (
     LLONG_MAX, MAX_SECONDS, MIN_SECONDS, NOT_INT_ERR, SYNTAX_ERR, parse_ll,
 )
-from node.store.pattern import compile_glob
-from node.store.scan import parse_cursor, scan_keys
+from aofnode.store.pattern import compile_glob
+from aofnode.store.scan import parse_cursor, scan_keys
 
 _DEFAULT_COUNT = 10  # SCAN's COUNT when not given, as Redis
 

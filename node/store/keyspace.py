@@ -55,10 +55,10 @@ import time
 from collections import OrderedDict
 from typing import Callable, Iterator
 
-from node.store.memory import (
+from aofnode.store.memory import (
     ACCESS_OVERHEAD, FIELD_OVERHEAD, STRING_OVERHEAD, TTL_OVERHEAD, entry_size, field_size,
 )
-from protocol.codec import NUM_DBS  # one definition: the protocol names the dbs
+from aofnode.protocol.codec import NUM_DBS  # one definition: the protocol names the dbs
 
 __all__ = ["NUM_DBS", "SHARDS", "SHARD_BITS", "Db", "Keyspace", "Value", "wall_clock_ms"]
 

@@ -40,7 +40,7 @@ to the call that returns cursor 0 is returned at least once.
 
 from __future__ import annotations
 
-from node.store.keyspace import SHARDS, Keyspace
+from aofnode.store.keyspace import SHARDS, Keyspace
 
 __all__ = ["MAX_SLICE_BITS", "parse_cursor", "scan_keys"]
 

@@ -6,7 +6,7 @@ import dataclasses
 import os
 import sys
 
-from node.config import DEFAULT_BIND, FSYNC_POLICIES, USUAL_RESP_BIND, Config
+from aofnode.config import DEFAULT_BIND, FSYNC_POLICIES, USUAL_RESP_BIND, Config
 
 __all__ = ["main"]
 
@@ -110,8 +110,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.cmd == "serve":
-        from node.actors.supervisor import serve
-        from node.sysmem import default_maxmemory
+        from aofnode.supervisor import serve
+        from aofnode.sysmem import default_maxmemory
         # Every serve option's dest is the name of its Config field: one place to add a setting.
         settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if hasattr(args, f.name)}
         if args.log_file:
@@ -123,13 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         config = Config(**settings)
         return serve(config, requirepass=args.requirepass)
     if args.cmd == "keygen":
-        from node.tools.keygen import keygen_main
+        from aofnode.tools.keygen import keygen_main
         return keygen_main(args.name, args.dir)
     if args.cmd == "check-aof":
-        from node.aof.check import check_aof_main
+        from aofnode.aof.check import check_aof_main
         return check_aof_main(args.file, fix=args.fix, yes=args.yes)
     if args.cmd == "logs":
-        from node.tools.logtools import logs_main
+        from aofnode.tools.logtools import logs_main
         return logs_main(args)
     return _cli(args)
 
@@ -154,8 +154,8 @@ def _cli(args) -> int:
 
 
 def _run_cli(args) -> int:
-    from node.tools import repl
-    from protocol.client import Client, CommandError, NodeTimeout
+    from aofnode.tools import repl
+    from aofnode.client import Client, CommandError, NodeTimeout
     # Arguments are the bytes the shell passed (os.fsencode undoes Python's decoding); unlike a
     # line typed at the prompt they are not unescaped, as in redis-cli.
     words = [os.fsencode(w) for w in args.command]
@@ -195,7 +195,7 @@ def _curve(args) -> tuple[bytes, bytes, bytes] | str | None:
         return None
     if not (args.curve_server_key and args.curve_key):
         return "--curve-server-key and --curve-key go together"
-    from node.tools.keygen import load_client_curve
+    from aofnode.tools.keygen import load_client_curve
     try:
         return load_client_curve(args.curve_server_key, args.curve_key)
     except (OSError, ValueError) as exc:
@@ -209,7 +209,7 @@ def _probe(endpoint: str, timeout: float, curve=None) -> str | None:
     the command itself will say what is wrong.
     """
     import zmq
-    from protocol.client import Client, CommandError, NodeTimeout
+    from aofnode.client import Client, CommandError, NodeTimeout
     try:
         with Client(endpoint, timeout=timeout, retries=1, loading_timeout=0, curve=curve) as probe:
             probe.execute("PING")

@@ -8,7 +8,7 @@ first timestamp of the log. Any kind of event may be absent; an empty log gives 
 """
 from __future__ import annotations
 
-from node.tools.logtools import Summarizer, _iso
+from aofnode.tools.logtools import Summarizer, _iso
 
 __all__ = ["plot_timeline"]
 

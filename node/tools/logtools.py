@@ -74,7 +74,7 @@ EVENTS: dict[str, dict[str, str]] = {
     "internal_peer_rejected": {"channel": "str", "peer_pid": "int", "peer_uid": "int", "rejected": "int"},
     "log_actor_lost": {"reason": "str", "aborted_messages": "int"},
     "front_stopping": {"in_flight": "int", "waiting": "int"},
-    # front: CURVE (node/actors/auth.py)
+    # front: CURVE (node/fronts/curve.py)
     "auth_started": {"server_key": "str", "allow_dir": "str", "allowed_keys": "int"},
     "auth_keys_reloaded": {"allow_dir": "str", "allowed_keys": "int", "added": "int", "removed": "int"},
     "auth_reload_failed": {"allow_dir": "str", "error": "str", "kept_keys": "int"},
@@ -550,7 +550,7 @@ def logs_main(args) -> int:
         print(f"aofnode logs: {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     if plot:
-        from node.tools.logplot import plot_timeline
+        from aofnode.tools.logplot import plot_timeline
         try:
             plot_timeline(s, args.output, title=args.file)
         except OSError as exc:

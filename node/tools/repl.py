@@ -4,7 +4,7 @@ and the interactive prompt.
 Design
 ------
 - ``split_args`` is redis-cli's ``sdssplitargs`` (Redis src/sds.c), the same splitter as the
-  RESP front's inline commands (``protocol.resp.split_inline``), so a line typed here means the
+  RESP front's inline commands (``aofnode.protocol.resp.split_inline``), so a line typed here means the
   same bytes as in redis-cli: in double quotes ``\\xHH`` is one byte and ``\\n \\r \\t \\b
   \\a`` are control characters (any other escaped character is itself); in single quotes only
   ``\\'`` is an escape; outside quotes a backslash is literal. A closing quote must be followed
@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import os
 
-from protocol.client import CommandError, NodeTimeout
-from protocol.commands import COMMANDS
-from protocol.resp import split_inline
+from aofnode.client import CommandError, NodeTimeout
+from aofnode.protocol.commands import COMMANDS
+from aofnode.protocol.resp import split_inline
 
 __all__ = ["InvalidArguments", "UnknownHelpTopic", "split_args", "format_reply", "format_info",
            "format_command_reply", "help_text", "interactive"]

@@ -1,6 +1,6 @@
 """RESP request parsing cost: protocol/resp.py's RequestParser against hiredis's C Reader.
 
-    python -m bench.resp_parser [--commands N] [--json PATH]
+    python -m aofnode.bench.studies.resp_parser [--commands N] [--json PATH]
 
 Prints microseconds per command (best of 7 runs) for three inputs: a pipeline of
 ``SET key:NNNNNN <32 bytes>`` fed in 16 KiB reads, the same commands one per read, and the same
@@ -14,7 +14,7 @@ import argparse
 import json
 import time
 
-from protocol import resp
+from aofnode.protocol import resp
 
 __all__ = ["main"]
 

@@ -2,8 +2,8 @@
 
 Design (after Redis's bio.c BIO_CLOSE_FILE):
 - Owns nothing but a queue of jobs. It listens on ``<dir>/run/closer.sock`` (SEQPACKET, only
-  sibling actors get in: node/actors/private_sockets.py); the log actor connects and sends
-  ``CloseJob``/``UnlinkJob``/``Release`` (node/actors/messages.py). A ``CloseJob`` carries the fd
+  sibling actors get in: node/runtime/private_sockets.py); the log actor connects and sends
+  ``CloseJob``/``UnlinkJob``/``Release`` (node/runtime/messages.py). A ``CloseJob`` carries the fd
   to close in SCM_RIGHTS, so the closer holds the last reference to the file and the kernel
   frees its blocks here (closing the last reference of a 1 GiB file blocks 230-620 ms on this
   machine under load).
@@ -43,7 +43,7 @@ Design (after Redis's bio.c BIO_CLOSE_FILE):
   steps of a big file then run back to back), then exits 0. Jobs lost with a killed closer only
   leak an fd (gone with the process) or leave a temp file that start-up cleans.
 
-``CloserClient`` is the submitting side, used by the log actor (node/actors/closer_client.py).
+``CloserClient`` is the submitting side, used by the log actor (node/log/closer_client.py).
 """
 from __future__ import annotations
 
@@ -57,12 +57,12 @@ from typing import Callable
 
 import msgpack
 
-from node.actors import messages as m
-from node.actors import private_sockets
-from node.actors.runtime import Actor, Runtime
-from node.aof.rewrite import TEMP_PREFIX
-from node.config import Config
-from node.testhooks import make_pause
+from aofnode.runtime import messages as m
+from aofnode.runtime import private_sockets
+from aofnode.runtime.actor import Actor, Runtime
+from aofnode.aof.rewrite import TEMP_PREFIX
+from aofnode.config import Config
+from aofnode.testhooks import make_pause
 
 __all__ = ["Closer", "MAX_JOB_BYTES", "FREE_STEP_BYTES", "FREE_STEP_PAUSE_S", "unlink_allowed", "main"]
 

@@ -4,7 +4,7 @@ Design:
 - A session holds what Redis keeps per connection and aofnode's log actor never sees: the
   protocol (RESP2, or RESP3 after ``HELLO 3``), the selected db (SELECT is per connection, as
   TCP makes it natural; every message to the log actor carries it), AUTH, the client name and
-  library. The front (node/actors/resp_front.py) calls ``Session.run`` for the commands in
+  library. The front (node/fronts/resp_front.py) calls ``Session.run`` for the commands in
   ``LOCAL`` in their place in the pipeline, and forwards every other command.
 - Answers are RESP bytes, shaped as Redis 7 shapes them (checked against redis-server 7.0):
   HELLO's map, COMMAND's 10-element entries, CONFIG GET's map (a flat array in RESP2),
@@ -20,11 +20,11 @@ from __future__ import annotations
 import hmac
 import time
 
-from node.store.pattern import glob_match
-from node.version import VERSION
-from protocol import codec
-from protocol import resp
-from protocol.commands import COMMANDS
+from aofnode.store.pattern import glob_match
+from aofnode.version import VERSION
+from aofnode.protocol import codec
+from aofnode.protocol import resp
+from aofnode.protocol.commands import COMMANDS
 
 __all__ = ["Session", "LOCAL", "NO_AUTH_NEEDED", "check_forwarded", "config_settings"]
 

@@ -2,9 +2,9 @@
 
 Design:
 - Owns the TCP listener (``--resp-bind``), one non-blocking socket, ``RequestParser``
-  (protocol/resp.py) and ``Session`` (node/actors/resp_session.py) per connection. The log
+  (protocol/resp.py) and ``Session`` (node/fronts/resp_session.py) per connection. The log
   actor connects to its private Unix socket (``<dir>/run/resp.sock``) through the same
-  ``LogLink`` as the ZeroMQ front's (node/actors/log_link.py: ``Hello``, ``Batch`` gated by
+  ``LogLink`` as the ZeroMQ front's (node/fronts/log_link.py: ``Hello``, ``Batch`` gated by
   ``MAX_IN_FLIGHT``, ``Replies`` routed by message number, ``Forget`` on a cut-off); here,
   LOADING while no log actor, ABORTED for what was in flight when it died. It never touches
   the keyspace or the AOF.
@@ -40,19 +40,19 @@ import socket
 import sys
 import time
 
-from node import exitcodes
-from node.actors.log_link import LogLink, aborted_message
-from node.actors.resp_session import LOCAL, Session, check_forwarded, config_settings
-from node.actors.runtime import Actor, Runtime
-from node.config import REQUIREPASS_ENV, Config, is_loopback_host, parse_host_port, read_password_file
-from protocol import codec
-from protocol import resp
-from protocol.resp import encode_message_reply
-from protocol.commands import COMMANDS
+from aofnode import exitcodes
+from aofnode.fronts.log_link import LogLink, aborted_message
+from aofnode.fronts.resp_session import LOCAL, Session, check_forwarded, config_settings
+from aofnode.runtime.actor import Actor, Runtime
+from aofnode.config import REQUIREPASS_ENV, Config, is_loopback_host, parse_host_port, read_password_file
+from aofnode.protocol import codec
+from aofnode.protocol import resp
+from aofnode.protocol.resp import encode_message_reply
+from aofnode.protocol.commands import COMMANDS
 
 __all__ = ["RespFront", "main", "BindError"]
 
-# As the ZeroMQ front (node/actors/front.py says why).
+# As the ZeroMQ front (node/fronts/zmq_front.py says why).
 MAX_WAITING = 50_000
 FD_RESERVE = 64
 SHUTDOWN_GRACE_S = 10.0
@@ -70,7 +70,7 @@ MAX_CONN_WAITING_BYTES = 2 * codec.MAX_MESSAGE_BYTES
 # actor drains them, so this cannot deadlock).
 MAX_WAITING_BYTES = 2 * MAX_CONN_WAITING_BYTES
 # Unsent replies of all connections together are bounded by this many client limits (as
-# node/actors/outbox.py); past it the connection holding most is closed.
+# node/fronts/outbox.py); past it the connection holding most is closed.
 TOTAL_LIMIT_FACTOR = 4
 # Incomplete commands held by all connections' parsers together (each is at most one command,
 # resp.MAX_COMMAND_BYTES): four of the biggest at once; past it the connection holding most is
@@ -532,7 +532,7 @@ class RespFront(Actor):
             self.waiting += slot.count
             self.waiting_bytes += size
 
-    # -- the log actor's replies (node/actors/log_link.py) -------------------------------------
+    # -- the log actor's replies (node/fronts/log_link.py) -------------------------------------
 
     def _on_replies(self, entries: list, replies: list[bytes]) -> None:
         touched = set()

@@ -7,8 +7,8 @@ Design:
   ZeroMQ ipc round trip took ~43 us and a Unix socket one ~10 us. Clients keep ZeroMQ; only
   this internal hop is a plain socket.
 - The front listens on ``<dir>/run/backend.sock``, the log actor connects; only siblings get in
-  (node/actors/private_sockets.py). A frame is a 4-byte big-endian length, then one msgpack
-  array (node/actors/messages.py). Not msgpack's streaming ``Unpacker``: its buffer never
+  (node/runtime/private_sockets.py). A frame is a 4-byte big-endian length, then one msgpack
+  array (node/runtime/messages.py). Not msgpack's streaming ``Unpacker``: its buffer never
   shrinks, so one 1 GiB message left the front holding 1 GiB for good. Here a message that spans
   reads is gathered in a bytearray of its exact size and dropped once decoded; a message inside
   one read is decoded in place.
@@ -26,8 +26,8 @@ import struct
 
 import msgpack
 
-from node.actors import messages
-from node.actors import private_sockets
+from aofnode.runtime import messages
+from aofnode.runtime import private_sockets
 
 __all__ = ["Channel", "connect"]
 

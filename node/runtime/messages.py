@@ -1,7 +1,7 @@
 """The vocabulary between actors: every internal message, typed, with its wire form.
 
-Front <-> log travel over one Unix stream socket (node/actors/channel.py), log -> closer over
-a Unix SEQPACKET socket (node/actors/closer.py). Both carry msgpack arrays whose first element
+Front <-> log travel over one Unix stream socket (node/runtime/channel.py), log -> closer over
+a Unix SEQPACKET socket (node/closer/actor.py). Both carry msgpack arrays whose first element
 is a one-byte kind; ``encode`` and ``decode`` below are the only code that knows that layout.
 
 | message | direction | meaning |
@@ -22,7 +22,7 @@ different clients may complete in any order, so replies name their message numbe
 
 Several fronts (the ZeroMQ front, the RESP front) each speak this same vocabulary on their own
 socket, each numbering its clients and messages from 1: the log actor keeps their clients
-apart and answers each on the connection the message came from (node/actors/work.py).
+apart and answers each on the connection the message came from (node/log/work.py).
 
 A body inside ``Batch`` is msgpack ``[is_batch, items]``. An item is either ``[db, NAME,
 *args]`` (a request to execute) or ``[None, wire_reply]`` (a reply the front already made, kept

@@ -5,7 +5,7 @@ Usage
 -----
 ::
 
-    python -m bench.replybatch --clients 50 --depth 32 --duration 8 --rounds 2
+    python -m aofnode.bench.studies.replybatch --clients 50 --depth 32 --duration 8 --rounds 2
 
 Design
 ------
@@ -33,8 +33,8 @@ import random
 import sys
 import time
 
-from bench import procstat, spread
-from bench.servers import start_aofnode
+from aofnode.bench import procstat, spread
+from aofnode.bench.servers import start_aofnode
 
 __all__ = ["main"]
 
@@ -46,7 +46,7 @@ VALUE = b"v" * 100
 def _worker(endpoint: str, clients: int, depth: int, mode: str, warmup: float, duration: float,
             seed: int, go, out) -> None:
     import zmq
-    from protocol import codec
+    from aofnode.protocol import codec
     rng = random.Random(seed)
     ctx = zmq.Context()
     socks = []
@@ -146,7 +146,7 @@ def run_mode(mode: str, args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.replybatch")
+    p = argparse.ArgumentParser(prog="python -m aofnode.bench.studies.replybatch")
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--depth", type=int, default=32, help="requests in flight per client")
     p.add_argument("--procs", type=int, default=2)

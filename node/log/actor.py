@@ -4,11 +4,11 @@ Design:
 - Owns the ``Executor`` (the keyspace), the ``AofWriter`` (the live AOF fd), the ``Rewriter``
   and the handle on the closer actor. Takes ``Batch``, ``Stats`` and ``Forget`` from each front
   (the ZeroMQ front, and the RESP front with ``--resp-bind``: ``Config.front_paths``) over a
-  Unix socket per front (node/actors/messages.py, node/actors/channel.py), reconnecting from the
+  Unix socket per front (node/runtime/messages.py, node/runtime/channel.py), reconnecting from the
   tick when a front restarts; the first message it sends on a connection is ``Hello``.
 - Fronts (issue 12): each connection is a ``_Link`` with its own channel, back-pressure flag and
   ``Replies.taken`` count, and a connection number (a generation: a reconnect gets a new one).
-  Its clients' keys in the shared ``WorkQueue`` carry that number (node/actors/work.py), so
+  Its clients' keys in the shared ``WorkQueue`` carry that number (node/log/work.py), so
   two fronts' client 1 never share a FIFO, and each reply goes only to the connection its
   message came from. When a connection ends (EOF, a failed send), its queued messages are
   dropped, unrun and unanswered (``dropped_messages_front_gone``): its successor numbers its
@@ -42,23 +42,23 @@ import time
 
 import msgpack
 
-from node import exitcodes
-from node.actors import channel
-from node.actors import messages as m
-from node.actors.closer_client import CloserClient, InlineCloser
-from node.actors.heartbeat import Heartbeat, heartbeat_path
-from node.actors.log_report import PauseMeter, Reporter
-from node.actors.runtime import Actor, Runtime
-from node.actors.session import hello_reply
-from node.actors.work import CLIENT_BITS, CLIENT_MASK, Pending, WorkQueue, owner_base
-from node.aof import format as aof_format
-from node.aof.rewrite import TEMP_PREFIX, Rewriter
-from node.aof.writer import AofWriter
-from node.config import Config
-from node.store.executor import Executor
-from node.testhooks import make_pause
-from protocol import codec
-from protocol.commands import COMMANDS
+from aofnode import exitcodes
+from aofnode.runtime import channel
+from aofnode.runtime import messages as m
+from aofnode.log.closer_client import CloserClient, InlineCloser
+from aofnode.runtime.heartbeat import Heartbeat, heartbeat_path
+from aofnode.log.report import PauseMeter, Reporter
+from aofnode.runtime.actor import Actor, Runtime
+from aofnode.hello import hello_reply
+from aofnode.log.work import CLIENT_BITS, CLIENT_MASK, Pending, WorkQueue, owner_base
+from aofnode.aof import format as aof_format
+from aofnode.aof.rewrite import TEMP_PREFIX, Rewriter
+from aofnode.aof.writer import AofWriter
+from aofnode.config import Config
+from aofnode.store.executor import Executor
+from aofnode.testhooks import make_pause
+from aofnode.protocol import codec
+from aofnode.protocol.commands import COMMANDS
 
 __all__ = ["LogActor", "main"]
 
@@ -195,7 +195,7 @@ class LogActor(Actor):
             self.meter.end(rewriter.in_progress, rewriter.total_forks, rewriter.last_status)
 
     def on_tick(self, now: float) -> None:
-        self.heartbeat.beat(now)  # the supervisor's watchdog reads it (node/actors/heartbeat.py)
+        self.heartbeat.beat(now)  # the supervisor's watchdog reads it (node/runtime/heartbeat.py)
         self.executor.active_expire_cycle(EXPIRE_BUDGET_MS)
         entries = self.executor.take_propagated()
         if entries:
@@ -319,7 +319,7 @@ class LogActor(Actor):
     def _cycle(self) -> None:
         """Steps 1-4 of the module docstring, for a bounded share of the queued work: clients in
         turn, a quantum each, until ``cycle_max_commands``, ``cycle_max_ms`` or
-        ``MAX_CYCLE_REPLY_BYTES`` is reached (node/actors/work.py)."""
+        ``MAX_CYCLE_REPLY_BYTES`` is reached (node/log/work.py)."""
         write_wires: list = []  # the replies of writes of this cycle, to retract if step 2/3 fails
         finished = self._run_cycle(write_wires)
         entries = self.executor.take_propagated()  # step 1 done
@@ -479,7 +479,7 @@ def main(config: Config, log) -> int:
         actor = LogActor(config, log)
     except aof_format.CorruptAOF as exc:
         log.error("aof_corrupt", path=exc.path, offset=exc.offset, reason=exc.reason, hint=str(exc))
-        return exitcodes.CORRUPT_AOF  # fatal: see node/actors/supervisor.py
+        return exitcodes.CORRUPT_AOF  # fatal: see node/supervisor.py
     except OSError as exc:
         # The AOF cannot be created, opened or written at start (EACCES, ENOSPC, EROFS...):
         # restarting cannot fix it, so say it once and stop the node.

@@ -23,8 +23,8 @@ from typing import Any, Iterable, Sequence
 import zmq
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
-from protocol import codec
-from protocol.commands import COMMANDS
+from aofnode.protocol import codec
+from aofnode.protocol.commands import COMMANDS
 
 __all__ = ["Client", "CommandError", "NodeTimeout", "DEFAULT_LOADING_TIMEOUT"]
 

@@ -9,14 +9,14 @@ Design:
   A DEALER client sends ``["", body]`` (or just ``[body]``), a REQ socket adds the delimiter
   itself; the reply goes back with the same envelope.
 - Decode once: the front forwards each message body as it came; the log actor decodes and
-  validates it (node/actors/log.py) with the same codec and the same error replies. The front
+  validates it (node/log/actor.py) with the same codec and the same error replies. The front
   itself refuses only what it must: a frame count that is not one body, a body over
   ``MAX_MESSAGE_BYTES`` (unread), and, while no log actor is ready, everything but HELLO,
   SELECT and bad input (answered here with the codec) gets LOADING. Nothing raises out of the
   loop.
 - Batching: each turn it drains what is waiting on the client socket (up to ``MAX_DRAIN``
   messages) and forwards it to the log actor as one ``Batch`` through its ``LogLink``
-  (node/actors/log_link.py: at most ``MAX_IN_FLIGHT`` batches the log actor has not taken yet).
+  (node/fronts/log_link.py: at most ``MAX_IN_FLIGHT`` batches the log actor has not taken yet).
   Each message carries a number and its client's key; replies come back per message number, in
   whatever order the log actor finishes them (its per-client FIFOs keep each client's order).
   While the log actor works (e.g. on an fdatasync under ``always``), new requests accumulate
@@ -24,14 +24,14 @@ Design:
 - Order: each client identity has a FIFO of reply slots. A reply made here (an error, SELECT)
   waits behind that client's earlier requests still in the log actor, so replies go back in
   the order of the requests.
-- The log actor connects to the front over a Unix socket (node/actors/log_link.py; only a
+- The log actor connects to the front over a Unix socket (node/fronts/log_link.py; only a
   sibling actor gets in) and says ``Hello`` once its AOF is loaded. Until then, and from its
   death (an EOF on that socket) until a new one says HELLO, requests get ``LOADING``; batches
   that were in flight when it died get ``ABORTED`` (they may or may not have been applied).
 - On SIGTERM it stops reading clients, waits (bounded) for the batches in flight, sends their
   replies, and exits 0. If it cannot bind its endpoint it exits ``EXIT_BIND`` at once with a
   one-line reason: restarting cannot free a port.
-- It runs on the actor runtime (node/actors/runtime.py): one poller, a 1 s tick for STATS.
+- It runs on the actor runtime (node/runtime/actor.py): one poller, a 1 s tick for STATS.
 """
 from __future__ import annotations
 
@@ -45,15 +45,15 @@ import msgpack
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from node import exitcodes
-from node.actors import auth
-from node.actors.log_link import LogLink, aborted_message
-from node.actors.session import hello_reply
-from node.actors.outbox import PEER_SNDHWM, RETRY_INTERVAL_S, Outbox
-from node.actors.runtime import Actor, Runtime
-from node.config import Config
-from protocol import codec
-from protocol.codec import Error
+from aofnode import exitcodes
+from aofnode.fronts import curve as auth
+from aofnode.fronts.log_link import LogLink, aborted_message
+from aofnode.hello import hello_reply
+from aofnode.fronts.outbox import PEER_SNDHWM, RETRY_INTERVAL_S, Outbox
+from aofnode.runtime.actor import Actor, Runtime
+from aofnode.config import Config
+from aofnode.protocol import codec
+from aofnode.protocol.codec import Error
 
 __all__ = ["Front", "main", "BindError"]
 
@@ -107,7 +107,7 @@ class Front(Actor):
         self.link = LogLink(config.backend_path, "backend", log, self.stats, self._on_replies, self._on_log_lost)
         self.connected_clients = 0
         self.outbox: Outbox | None = None
-        self.auth: auth.Auth | None = None  # CURVE, when configured (node/actors/auth.py)
+        self.auth: auth.Auth | None = None  # CURVE, when configured (node/fronts/curve.py)
         self.max_clients = 0
         self.accept_failures = 0
         self._accept_failed_logged = -1.0
@@ -129,7 +129,7 @@ class Front(Actor):
         # A client holds one descriptor; keep a reserve for the AOF-free rest of this process
         # (the channel, the monitor, ZeroMQ's own pipes and signalers).
         self.max_clients = max(0, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_RESERVE)
-        # CURVE (node/actors/auth.py): the ZAP handler is bound and watched on this loop, and
+        # CURVE (node/fronts/curve.py): the ZAP handler is bound and watched on this loop, and
         # libzmq told to refuse any handshake no handler answers, before the bind (fail closed).
         try:
             self.auth = auth.setup(self.config, self.ctx, clients, runtime, self.log)  # None: off
@@ -310,7 +310,7 @@ class Front(Actor):
             self.queues.pop(identity, None)
             self.client_keys.pop(identity, None)  # nothing of it in flight: the key may go
 
-    # -- the log actor's replies (node/actors/log_link.py) -------------------------------------
+    # -- the log actor's replies (node/fronts/log_link.py) -------------------------------------
 
     def _on_replies(self, slots: list[_Slot | None], replies: list[bytes]) -> None:
         touched = set()

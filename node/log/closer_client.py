@@ -4,10 +4,10 @@ Design:
 - ``CloserClient`` never blocks. Jobs wait in a local backlog (with their fds) while the closer
   is away, and go out on ``tick``, which also reconnects (at most every 200 ms) and collects
   ``JobDone`` replies. The closer is a sibling actor, checked on connect
-  (node/actors/private_sockets.py).
+  (node/runtime/private_sockets.py).
 - A close job is sent with its fd (SCM_RIGHTS); our copy is closed right after the send, while
   the message in flight still holds a reference, and then a ``Release`` tells the closer its
-  copy is the last. See node/actors/closer.py for why.
+  copy is the last. See node/closer/actor.py for why.
 - ``InlineCloser`` has the same two submit methods and does the work at once, in the caller:
   a stand-in for benchmarks only (``--aof-close-inline``), to measure what the closer saves.
 """
@@ -21,8 +21,8 @@ import time
 
 import msgpack
 
-from node.actors import messages as m
-from node.actors import private_sockets
+from aofnode.runtime import messages as m
+from aofnode.runtime import private_sockets
 
 __all__ = ["CloserClient", "InlineCloser"]
 

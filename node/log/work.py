@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import collections
 
-from node.actors import messages as m
-from protocol import codec
+from aofnode.runtime import messages as m
+from aofnode.protocol import codec
 
 __all__ = ["WorkQueue", "Pending", "CLIENT_BITS", "CLIENT_MASK", "owner_base", "owner_of"]
 

@@ -2,9 +2,9 @@
 command ``+OK`` itself (protocol/resp.py's parser, no log actor) in two I/O models, beside
 redis-server, all driven by redis-benchmark.
 
-    python -m bench.resp_io [--requests N] [--clients C]
+    python -m aofnode.bench.studies.resp_io [--requests N] [--clients C]
 
-Models: ``epoll`` (plain non-blocking sockets in one epoll set: what node/actors/resp_front.py
+Models: ``epoll`` (plain non-blocking sockets in one epoll set: what node/fronts/resp_front.py
 does on the actor runtime) and ``uvloop`` (asyncio + uvloop, one Protocol per connection; the
 row is skipped when uvloop is not installed). CPU is the server process's user+system time from
 /proc/PID/stat over the run, divided by the requests. Needs redis-benchmark (and redis-server
@@ -22,8 +22,8 @@ import subprocess
 import sys
 import time
 
-from bench.servers import free_port
-from protocol.resp import RequestParser
+from aofnode.bench.servers import free_port
+from aofnode.protocol.resp import RequestParser
 
 __all__ = ["main"]
 
@@ -125,10 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("redis-benchmark") is None:
         print("redis-benchmark is not installed", file=sys.stderr)
         return 2
-    servers = [("epoll", [sys.executable, "-m", "bench.resp_io", "--serve", "epoll", "--port"])]
+    servers = [("epoll", [sys.executable, "-m", "aofnode.bench.studies.resp_io", "--serve", "epoll", "--port"])]
     try:
         import uvloop  # noqa: F401
-        servers.append(("uvloop", [sys.executable, "-m", "bench.resp_io", "--serve", "uvloop", "--port"]))
+        servers.append(("uvloop", [sys.executable, "-m", "aofnode.bench.studies.resp_io", "--serve", "uvloop", "--port"]))
     except ImportError:
         print("uvloop is not installed: no uvloop row")
     if shutil.which("redis-server"):

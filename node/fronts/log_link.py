@@ -30,10 +30,10 @@ from __future__ import annotations
 import socket
 from typing import Any, Callable
 
-from node.actors import channel
-from node.actors import messages as m
-from node.actors import private_sockets
-from node.actors.runtime import Runtime
+from aofnode.runtime import channel
+from aofnode.runtime import messages as m
+from aofnode.runtime import private_sockets
+from aofnode.runtime.actor import Runtime
 
 __all__ = ["LogLink", "MAX_IN_FLIGHT", "aborted_message"]
 

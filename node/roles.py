@@ -1,4 +1,4 @@
-"""Entry point of one actor process: ``python -m node.actors ROLE CONFIG_JSON``.
+"""Entry point of one actor process: ``python -m aofnode.roles ROLE CONFIG_JSON``.
 
 The supervisor starts each actor as its own interpreter (not a fork of itself), so no actor
 inherits another's ZeroMQ context, threads or locks. Each configures its logging again here,
@@ -9,10 +9,10 @@ from __future__ import annotations
 import signal
 import sys
 
-from node import exitcodes
-from node.aof.fileops import die_with_parent
-from node.config import Config
-from node.logconfig import configure
+from aofnode import exitcodes
+from aofnode.aof.fileops import die_with_parent
+from aofnode.config import Config
+from aofnode.logconfig import configure
 
 
 def main(argv: list[str]) -> int:
@@ -21,13 +21,13 @@ def main(argv: list[str]) -> int:
     die_with_parent(signal.SIGTERM)
     log = configure(role, config.log_format, config.log_file)
     if role == "front":
-        from node.actors.front import main as run
+        from aofnode.fronts.zmq_front import main as run
     elif role == "log":
-        from node.actors.log import main as run
+        from aofnode.log.actor import main as run
     elif role == "closer":
-        from node.actors.closer import main as run
+        from aofnode.closer.actor import main as run
     elif role == "resp":
-        from node.actors.resp_front import main as run
+        from aofnode.fronts.resp_front import main as run
     else:
         print(f"unknown actor role {role!r}", file=sys.stderr)
         return exitcodes.ERROR

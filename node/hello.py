@@ -1,17 +1,14 @@
-"""The connection commands, answered without the keyspace: HELLO and SELECT.
+"""HELLO on the ZeroMQ wire, answered without the keyspace.
 
-Both actors use them: the log actor for every message once it is serving (it decodes each
-client message once, node/actors/log.py), the front only while the log actor is loading (so
-that HELLO and SELECT still answer then, and everything else gets LOADING).
-
-Protocol 2 keeps no state per client: a SELECT holds for the rest of its own message; the db of
-a message is in its header.
+Two actors answer it: the log actor for every message once it is serving, and the ZeroMQ front
+while the log actor is loading (so that HELLO still answers then and everything else gets
+LOADING). It lives below both so neither imports the other.
 """
 from __future__ import annotations
 
-from node.version import VERSION
-from protocol import codec
-from protocol.codec import Error
+from aofnode.version import VERSION
+from aofnode.protocol import codec
+from aofnode.protocol.codec import Error
 
 __all__ = ["hello_reply", "HELLO_REPLY"]
 

@@ -2,11 +2,11 @@
 
 Usage::
 
-    python -m bench.curve_bench --clients 8 --pipeline 1 --duration 5 --rounds 2 [--json out.json]
+    python -m aofnode.bench.studies.curve_bench --clients 8 --pipeline 1 --duration 5 --rounds 2 [--json out.json]
 
 Design: per round, one node without CURVE and one with it (same settings, ``--appendfsync
 everysec`` so the disk is not what is measured), started here in a temporary directory, each
-loaded by ``--clients`` processes running ``protocol.client.Client`` in a closed loop of SETs
+loaded by ``--clients`` processes running ``aofnode.client.Client`` in a closed loop of SETs
 (16-byte keys, ``--value-size`` values; ``--pipeline`` > 1 sends that many per message). The
 modes alternate within each round so that drift (CPU frequency, other load) hits both. The
 table gives requests/s and the p50/p99 of one message's round trip, then the ratio.
@@ -26,14 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.servers import free_port
-from protocol.client import Client, NodeTimeout
+from aofnode.bench.servers import free_port
+from aofnode.client import Client, NodeTimeout
 
 __all__ = ["main"]
 
 
 def _start(tmp: Path, curve: bool) -> tuple[subprocess.Popen, str, tuple | None]:
-    from node.tools.keygen import load_client_curve, write_key_pair
+    from aofnode.tools.keygen import load_client_curve, write_key_pair
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     cmd = [str(Path(sys.executable).parent / "aofnode"), "serve", "--dir", str(tmp / "data"),
            "--bind", endpoint, "--appendfsync", "everysec", "--log-file", str(tmp / "node.log")]
@@ -113,7 +113,7 @@ def _measure(endpoint, keys, args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.curve_bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m aofnode.bench.studies.curve_bench", description=__doc__.split("\n")[0])
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--pipeline", type=int, default=1)
     p.add_argument("--value-size", type=int, default=16)

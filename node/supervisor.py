@@ -6,7 +6,7 @@ Design:
   refused. The lock's fd is passed to every actor, so the lock is held until the last process
   of this node is gone, even after a kill -9 of the supervisor.
 - Starts the closer, the log actor, the front, then (with ``--resp-bind``) the RESP front, each
-  as ``python -m node.actors ROLE``, and watches each through a pidfd on the runtime's poller: a
+  as ``python -m aofnode.roles ROLE``, and watches each through a pidfd on the runtime's poller: a
   death wakes it at once (no polling).
 - A ``--requirepass`` password reaches the resp actor only, in its environment
   (``REQUIREPASS_ENV``; /proc/PID/environ is owner-only), never in Config (every actor's command
@@ -36,13 +36,14 @@ import subprocess
 import sys
 import time
 
-from node import exitcodes
-from node.actors import auth, private_sockets
-from node.actors.heartbeat import heartbeat_path, read_heartbeat
-from node.actors.runtime import Actor, Runtime
-from node.config import REQUIREPASS_ENV, Config, resp_config_error
-from node.logconfig import configure
-from node.retry import backoff_delay
+from aofnode import exitcodes
+from aofnode.fronts import curve as auth
+from aofnode.runtime import private_sockets
+from aofnode.runtime.heartbeat import heartbeat_path, read_heartbeat
+from aofnode.runtime.actor import Actor, Runtime
+from aofnode.config import REQUIREPASS_ENV, Config, resp_config_error
+from aofnode.logconfig import configure
+from aofnode.retry import backoff_delay
 
 __all__ = ["serve", "Supervisor", "take_lock", "prepare_data_dir"]
 
@@ -115,7 +116,7 @@ class Supervisor(Actor):
         self.config = config
         self.log = log
         self.lock_fd = lock_fd
-        self.command = command or [sys.executable, "-m", "node.actors"]
+        self.command = command or [sys.executable, "-m", "aofnode.roles"]
         roles = ROLES if config.resp_bind else tuple(r for r in ROLES if r != "resp")
         self.children = {role: _Child(role) for role in roles}
         self._requirepass = requirepass

@@ -18,9 +18,9 @@ from __future__ import annotations
 import os
 import time
 
-from node.store.keyspace import NUM_DBS
-from node.sysmem import available_memory, process_rss, total_memory
-from node.version import VERSION
+from aofnode.store.keyspace import NUM_DBS
+from aofnode.sysmem import available_memory, process_rss, total_memory
+from aofnode.version import VERSION
 
 __all__ = ["Reporter", "PauseMeter", "SUMMARY_INTERVAL_S"]
 
@@ -93,7 +93,7 @@ class Reporter:
             "channel_pending_bytes": sum(ch.pending_bytes for ch in links),
             "channel_backpressure_pauses": a.backpressure_pauses,
             **{k: front.get(k, 0) for k in ("auth_enabled", "auth_allowed_keys", "auth_refused",
-                                             "auth_handshake_failures")},  # node/actors/auth.py
+                                             "auth_handshake_failures")},  # node/fronts/curve.py
         }
         for key, value in extra.items():  # never over a field of the node's own
             clients.setdefault(key, value)
