@@ -456,7 +456,7 @@ class LogActor(Actor):
 
     def _start_rewrite(self) -> None:
         reply = self.rewriter.request()
-        wire = [1, reply[0], reply[1]] if isinstance(reply, tuple) else [0, reply]
+        wire = codec.wire_reply(reply)
         for target in self._rewrite_replies:
             target[:] = wire
         self._rewrite_replies = []
