@@ -221,12 +221,12 @@ def test_a_lost_front_leaves_no_stale_poller_entry(harness):
     """A benchmark run caught the log actor polling the closed channel's old fd after the front
     went away (a closed socket's fileno() is -1, so the unwatch missed it), then crashing on
     ``self.front = None`` once the reconnect failed."""
-    old_fd = harness.actor.links[0].ch.fileno()
+    old_fd = harness.actor.fronts.links[0].ch.fileno()
     harness.listener.close()  # no front to reconnect to
     harness.front.close()
     for _ in range(30):  # EOF, then ticks that try to reconnect and fail
         harness.rt.run_once(timeout=0.02)
-    assert harness.actor.links[0].ch is None or harness.actor.links[0].ch.closed
+    assert harness.actor.fronts.links[0].ch is None or harness.actor.fronts.links[0].ch.closed
     assert not harness.rt.watching(old_fd)
 
 

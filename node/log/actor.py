@@ -3,16 +3,8 @@
 Design:
 - Owns the ``Executor`` (the keyspace), the ``AofWriter`` (the live AOF fd), the ``Rewriter``
   and the handle on the closer actor. Takes ``Batch``, ``Stats`` and ``Forget`` from each front
-  (the ZeroMQ front, and the RESP front with ``--resp-bind``: ``Config.front_paths``) over a
-  Unix socket per front (node/runtime/messages.py, node/runtime/channel.py), reconnecting from the
-  tick when a front restarts; the first message it sends on a connection is ``Hello``.
-- Fronts (issue 12): each connection is a ``_Link`` with its own channel, back-pressure flag and
-  ``Replies.taken`` count, and a connection number (a generation: a reconnect gets a new one).
-  Its clients' keys in the shared ``WorkQueue`` carry that number (node/log/work.py), so
-  two fronts' client 1 never share a FIFO, and each reply goes only to the connection its
-  message came from. When a connection ends (EOF, a failed send), its queued messages are
-  dropped, unrun and unanswered (``dropped_messages_front_gone``): its successor numbers its
-  messages from 1 again, so any reply made for them later could reach the wrong client.
+  over its link (node/log/links.py): one connection per front, its own back-pressure, and each
+  reply sent only to the connection its message came from.
 - Each cycle it takes every ``Batch`` waiting (group commit across batches), then:
     1. executes the commands in order;
     2. appends the cycle's writes to the AOF with one write(2);
@@ -40,17 +32,14 @@ import signal
 import sys
 import time
 
-import msgpack
-
 from aofnode import exitcodes
-from aofnode.runtime import channel
-from aofnode.runtime import messages as m
 from aofnode.log.closer_client import CloserClient, InlineCloser
 from aofnode.runtime.heartbeat import Heartbeat, heartbeat_path
 from aofnode.log.report import PauseMeter, Reporter
 from aofnode.runtime.actor import Actor, Runtime
 from aofnode.hello import hello_reply
-from aofnode.log.work import CLIENT_BITS, CLIENT_MASK, Pending, WorkQueue, owner_base
+from aofnode.log.links import FrontLinks
+from aofnode.log.work import CLIENT_BITS, Pending, WorkQueue
 from aofnode.aof import format as aof_format
 from aofnode.aof.rewrite import TEMP_PREFIX, Rewriter
 from aofnode.aof.writer import AofWriter
@@ -83,27 +72,6 @@ MAX_CYCLE_REPLY_BYTES = 4 * 1024 * 1024
 MAX_CYCLE_INPUT_BYTES = 2 * 1024 * 1024
 
 
-class _Link:
-    """One front's socket path and the log actor's current connection to it."""
-
-    __slots__ = ("role", "path", "ch", "conn", "base", "reading", "taken", "counters", "on_read", "on_flush")
-
-    def __init__(self, role: str, path: str) -> None:
-        self.role = role  # "front" or "resp": for the log and INFO
-        self.path = path
-        self.ch: channel.Channel | None = None
-        self.conn = -1  # the connection's number (its generation); -1: none yet
-        self.base = 0  # the WorkQueue key of its client 0 (work.owner_base)
-        self.reading = True  # False under back-pressure
-        self.taken = 0  # batches added since the last Replies on this connection
-        self.counters: dict = {}  # the front's latest Stats, for INFO
-        self.on_read = self.on_flush = None
-
-    @property
-    def up(self) -> bool:
-        return self.ch is not None and not self.ch.closed
-
-
 class LogActor(Actor):
     tick_interval = CRON_INTERVAL_S
 
@@ -134,10 +102,7 @@ class LogActor(Actor):
         self.meter = PauseMeter(log)
         self._rewrite_replies: list[list] = []
         self.work = WorkQueue()
-        roles = ("front", "resp")  # Config.front_paths order
-        self.links = [_Link(roles[i], path) for i, path in enumerate(config.front_paths)]
-        self.conns: dict[int, _Link] = {}  # live connection number -> its link
-        self.backpressure_pauses = 0
+        self.fronts = FrontLinks(config.front_paths, self.work, self.stats, config.channel_output_limit, log)
         self.runtime: Runtime | None = None
         self.heartbeat: Heartbeat | None = None
 
@@ -169,12 +134,7 @@ class LogActor(Actor):
         self.heartbeat.beat(time.monotonic())
         self.log.info("actor_started", aof=self.config.aof_path, appendfsync=self.config.appendfsync,
                       keys=self.reporter.total_keys())
-        for link in self.links:
-            self._connect(link)
-
-    def link_counters(self) -> list[dict]:
-        """Each front's latest Stats ({} for a front not connected)."""
-        return [link.counters for link in self.links]
+        self.fronts.start(runtime)
 
     @property
     def busy(self) -> bool:
@@ -200,9 +160,7 @@ class LogActor(Actor):
         entries = self.executor.take_propagated()
         if entries:
             self._append(aof_format.encode_entries(entries))
-        for link in self.links:
-            if not link.up:
-                self._connect(link)
+        self.fronts.reconnect()
         self.writer.check_bg_fsync()
         self.writer.tick()
         self.closer.tick()
@@ -217,102 +175,11 @@ class LogActor(Actor):
         self.log.info("actor_stopping", aof_size=self.writer.size, fsync_ok=ok)
         self.closer.submit_close(self.writer.close_fd_later(), self.config.aof_path)
         self.closer.drain(timeout=5.0)
-        for link in self.links:
-            if link.ch is not None:
-                link.ch.flush()
-                link.ch.close()
+        self.fronts.close()
         if self.heartbeat is not None:
             self.heartbeat.close()
         self.log.info("actor_stopped")
         return exitcodes.OK if ok else exitcodes.ERROR
-
-    # -- the fronts -----------------------------------------------------------------------------
-
-    def _connect(self, link: _Link) -> None:
-        if link.ch is not None:
-            self._lose(link)
-        ch = channel.connect(link.path)
-        if ch is None:
-            return
-        # Connection numbers: link i's connections are i, i + n, i + 2n... (n links), so they
-        # never meet, and the ZeroMQ front's first connection is 0, whose keys are the front's
-        # own numbers (the cheapest path in WorkQueue.add), whichever front connects first.
-        n = len(self.links)
-        conn = self.links.index(link) if link.conn < 0 else link.conn + n
-        link.ch, link.conn, link.base = ch, conn, owner_base(conn)
-        link.reading, link.taken = True, 0
-        link.on_read = lambda: self._read_front(link)
-        link.on_flush = lambda: self._flush_front(link)
-        self.conns[conn] = link
-        self.runtime.watch(ch.fileno(), link.on_read, link.on_flush)
-        self.log.info("front_connected", front=link.role, conn=conn)
-        self._send(link, m.Hello(os.getpid()))
-
-    def _lose(self, link: _Link) -> None:
-        """The connection ended: forget it, and drop (unrun, unanswered) what it queued."""
-        ch, link.ch = link.ch, None
-        if ch is None:
-            return
-        if self.runtime.watching(ch.fileno()):
-            self.runtime.unwatch(ch.fileno())
-        ch.close()
-        self.conns.pop(link.conn, None)
-        dropped = self.work.drop_owner(link.base)
-        self.stats["dropped_messages_front_gone"] += dropped
-        link.counters = {}
-        link.reading, link.taken = True, 0
-        self.log.info("front_lost", front=link.role, conn=link.conn, dropped_messages=dropped)
-
-    def _send(self, link: _Link, msg) -> None:
-        ch = link.ch
-        if not ch.send(msg):
-            self._lose(link)  # a dead front: the replies are lost with its clients
-        elif ch.wants_write:
-            self._watch_front(link, reading=ch.pending_bytes <= self.config.channel_output_limit)
-
-    def _flush_front(self, link: _Link) -> None:
-        ch = link.ch
-        if not ch.flush():
-            self._lose(link)
-            return
-        # Take batches again once the front took half of what it owed: no flapping.
-        self._watch_front(link, reading=link.reading or ch.pending_bytes <= self.config.channel_output_limit // 2)
-
-    def _watch_front(self, link: _Link, reading: bool) -> None:
-        """Back-pressure: past ``channel_output_limit`` unsent bytes to a front, take no new
-        batches from it and run none of its clients' work until it drains (replies to 3,000
-        pipelined 1 MiB GETs once took this actor to 7 GB). Other fronts are served meanwhile."""
-        ch = link.ch
-        resumed = reading and not link.reading
-        if reading != link.reading:
-            link.reading = reading
-            if reading:
-                self.work.unpark(link.base)
-            else:
-                self.work.park(link.base)
-                self.backpressure_pauses += 1
-        self.runtime.watch(ch.fileno(), link.on_read if reading else None, link.on_flush, write=ch.wants_write)
-        if resumed:
-            # Read what the front sent meanwhile before this turn's cycle: a Forget of a client
-            # it cut off waits in the channel, and a cycle run first makes that client's replies
-            # again (up to 4 MiB), back-pressure again, never reading it. A victim's INFO once
-            # waited 0.6-1.1 s behind ~170 MiB made that way for a client already cut.
-            self._read_front(link)
-
-    def _read_front(self, link: _Link) -> None:
-        ch = link.ch
-        for msg in ch.receive():
-            kind = type(msg)
-            if kind is m.Batch:
-                self.work.add(msg, link.base)  # executed from on_turn, a bounded amount per cycle
-                link.taken += 1
-                self.stats["total_batches"] += 1
-            elif kind is m.Stats:
-                link.counters = msg.counters
-            elif kind is m.Forget:
-                self.stats["forgotten_messages"] += self.work.forget((msg.client & CLIENT_MASK) | link.base)
-        if ch.closed:
-            self._lose(link)
 
     # -- the hot path ---------------------------------------------------------------------------
 
@@ -331,22 +198,7 @@ class LogActor(Actor):
                     wire[:] = [1, codec.MISCONF, message]
         if self._rewrite_replies:
             self._start_rewrite()  # between cycles: see the module docstring
-        packb = msgpack.packb
-        for conn, done in finished.items():  # step 4: each reply to where its message came from
-            link = self.conns.get(conn)
-            if link is None:  # cannot be: a lost connection's work is dropped with it (_lose)
-                self.stats["dropped_messages_front_gone"] += len(done)
-                continue
-            if not done and not link.taken:
-                continue
-            replies = [packb(p.failed if p.failed is not None else (p.wires if p.is_batch else p.wires[0]))
-                       for p in done]
-            taken, link.taken = link.taken, 0
-            self._send(link, m.Replies(taken, [p.seq for p in done], replies))
-        for link in self.links:
-            if link.taken and link.up:  # batches taken, nothing of them finished yet
-                taken, link.taken = link.taken, 0
-                self._send(link, m.Replies(taken, [], []))
+        self.fronts.reply(finished)  # step 4: each reply to where its message came from
         self.stats["total_cycles"] += 1
         if self.meter.active:
             self.meter.note(f"cycle of {sum(map(len, finished.values()))} messages")

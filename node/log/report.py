@@ -79,7 +79,6 @@ class Reporter:
     def _clients(self, front: dict, extra: dict) -> dict:
         """INFO clients: the ZeroMQ front's counters by name, the others' as they come."""
         a = self.actor
-        links = [link.ch for link in a.links if link.up]
         clients = {
             "connected_clients": front.get("connected_clients", 0) + extra.get("resp_connected_clients", 0),
             "waiting_messages": front.get("waiting", 0),
@@ -90,8 +89,8 @@ class Reporter:
             "clients_blocked_on_output": front.get("clients_blocked_on_output", 0),
             "output_waiting_bytes": front.get("output_waiting_bytes", 0),
             "channel_output_limit": a.config.channel_output_limit,
-            "channel_pending_bytes": sum(ch.pending_bytes for ch in links),
-            "channel_backpressure_pauses": a.backpressure_pauses,
+            "channel_pending_bytes": a.fronts.pending_bytes(),
+            "channel_backpressure_pauses": a.fronts.backpressure_pauses,
             **{k: front.get(k, 0) for k in ("auth_enabled", "auth_allowed_keys", "auth_refused",
                                              "auth_handshake_failures")},  # node/fronts/curve.py
         }
@@ -102,7 +101,7 @@ class Reporter:
     def info(self) -> dict[str, dict]:
         a = self.actor
         w = a.writer
-        front, *others = a.link_counters()
+        front, *others = a.fronts.counters()
         extra: dict = {}  # the other fronts' counters (the RESP front's, resp_-prefixed)
         for counters in others:
             extra.update(counters)
