@@ -2,27 +2,21 @@
 
 Design:
 - Owns the ``Executor`` (the keyspace), the ``AofWriter`` (the live AOF fd), the ``Rewriter``
-  and the handle on the closer actor. Takes ``Batch``, ``Stats`` and ``Forget`` from each front
-  over its link (node/log/links.py): one connection per front, its own back-pressure, and each
-  reply sent only to the connection its message came from.
-- Each cycle it takes every ``Batch`` waiting (group commit across batches), then:
-    1. executes the commands in order;
+  and the closer handle; takes ``Batch``, ``Stats`` and ``Forget`` from each front over its
+  link (node/log/links.py). Each cycle takes a fair share of the queued messages
+  (node/log/work.py, group commit across fronts and clients), then:
+    1. runs their requests in order; results stay values, no reply is made yet;
     2. appends the cycle's writes to the AOF with one write(2);
-    3. applies the fsync policy (under ``always``: one fdatasync for all clients of the cycle);
-    4. then replies.
-  Under ``always`` no write is acknowledged before an fdatasync covered it.
-- If the AOF is not writable (``AofWriter.status == "err"``) write commands get MISCONF and are
-  not executed; reads keep working; the writes of a cycle whose append failed are answered with
-  MISCONF (not acknowledged).
-- Every 100 ms (the runtime's tick): the active expiry cycle, the writer's retries and everysec
-  fsync, the closer's replies, the rewrite child's exit and the automatic rewrite trigger.
-- The background rewrite (node/aof/rewrite.py) forks only between cycles, after the cycle's
-  records were appended: the child's image then holds exactly what the live AOF holds, and
-  every later record goes to the diff queue as well (``_append``). While it catches up on the
-  diff the actor is ``busy``: the runtime polls without waiting and it does one slice per turn.
-- It never blocks on close(2)/unlink(2) of a file: those go to the closer actor.
-- Start-up failures a restart cannot fix exit with a fatal code (node/exitcodes.py): a corrupt
-  AOF (3), a data directory or AOF that cannot be created or written (6).
+    3. applies the fsync policy (under ``always``: one fdatasync for every client of the cycle);
+       if 2 or 3 failed, the writes of the cycle are refused: their results become MISCONF;
+    4. forks the rewrite a BGREWRITEAOF asked for (the child's image is then exactly the AOF);
+    5. makes each reply with its front's encoder (node/log/replies.py) and sends it.
+  No write is acknowledged before the fsync that covers it (under ``always``). While the AOF
+  is not writable, writes get MISCONF without running; reads are served.
+- Every 100 ms tick: expiry, the writer's retries and everysec fsync, the closer, the rewrite.
+- Never blocks on close(2)/unlink(2) (the closer actor does). A corrupt AOF (exit 3) or one that
+  cannot be created or written (6) is fatal at start (node/exitcodes.py). docs/aof.md has
+  the durability rules and the rewrite's steps.
 """
 from __future__ import annotations
 
@@ -100,7 +94,7 @@ class LogActor(Actor):
                                  child_sched=config.aof_rewrite_child_sched,
                                  pause=make_pause(config.dir))
         self.meter = PauseMeter(log)
-        self._rewrite_replies: list[list] = []
+        self._rewrite_waiting: list = []  # a BGREWRITEAOF's result slot, as _fill takes it
         self.work = WorkQueue()
         self.fronts = FrontLinks(config.front_paths, self.work, self.stats, config.channel_output_limit, log)
         self.runtime: Runtime | None = None
@@ -138,6 +132,8 @@ class LogActor(Actor):
 
     @property
     def busy(self) -> bool:
+        """Work the next turn can do: the runtime then polls without waiting. While a rewrite
+        catches up on its diff, that is one slice per turn (on_turn)."""
         return bool(self.work) or self.rewriter.catching_up
 
     def on_turn_start(self) -> None:
@@ -184,26 +180,28 @@ class LogActor(Actor):
     # -- the hot path ---------------------------------------------------------------------------
 
     def _cycle(self) -> None:
-        """Steps 1-4 of the module docstring, for a bounded share of the queued work: clients in
+        """Steps 1-5 of the module docstring, for a bounded share of the queued work: clients in
         turn, a quantum each, until ``cycle_max_commands``, ``cycle_max_ms`` or
         ``MAX_CYCLE_REPLY_BYTES`` is reached (node/log/work.py)."""
-        write_wires: list = []  # the replies of writes of this cycle, to retract if step 2/3 fails
-        finished = self._run_cycle(write_wires)
+        writes: list = []  # where this cycle's write results are: (results, index) pairs, flat
+        finished = self._run_cycle(writes)
         entries = self.executor.take_propagated()  # step 1 done
         if entries or self.writer.pending:
-            data = aof_format.encode_entries(entries)
-            if not self._append(data):  # steps 2 and 3
-                message = self._misconf_message()
-                for wire in write_wires:
-                    wire[:] = [1, codec.MISCONF, message]
-        if self._rewrite_replies:
-            self._start_rewrite()  # between cycles: see the module docstring
-        self.fronts.reply(finished)  # step 4: each reply to where its message came from
+            if not self._append(aof_format.encode_entries(entries)):  # steps 2 and 3
+                self._refuse_writes(writes)  # step 3, failed
+        if self._rewrite_waiting:
+            self._start_rewrite()  # step 4
+        self.fronts.reply(finished)  # step 5: each reply to where its message came from
         self.stats["total_cycles"] += 1
         if self.meter.active:
             self.meter.note(f"cycle of {sum(map(len, finished.values()))} messages")
 
-    def _run_cycle(self, write_wires: list) -> dict[int, list[Pending]]:
+    def _refuse_writes(self, writes: list) -> None:
+        """The cycle's writes ran but are not durable, so none is acknowledged: their results
+        become MISCONF before any reply is made of them."""
+        _fill(writes, codec.Error(codec.MISCONF, self._misconf_message()))
+
+    def _run_cycle(self, writes: list) -> dict[int, list[Pending]]:
         """The finished messages, per front connection."""
         work, finished = self.work, {}
         count = 0
@@ -219,7 +217,7 @@ class LogActor(Actor):
             quantum = min(QUANTUM, budget)
             while fifo and quantum > 0 and reply_bytes < MAX_CYCLE_REPLY_BYTES and input_bytes < MAX_CYCLE_INPUT_BYTES:
                 pending = fifo[0]
-                used = self._run(pending, quantum, write_wires)
+                used = self._run(pending, quantum, writes)
                 quantum -= used
                 budget -= used
                 input_bytes += used * pending.bytes_per_item
@@ -236,57 +234,57 @@ class LogActor(Actor):
         work.messages -= count
         return finished
 
-    def _run(self, pending: Pending, limit: int, write_wires: list) -> int:
+    def _run(self, pending: Pending, limit: int, writes: list) -> int:
         """Execute up to ``limit`` requests of one message; return how many ran."""
         if pending.count < 0 and not pending.open():
             self.stats["rejected_messages"] += 1
             return 1
-        wires = pending.wires
+        results = pending.results
         start = pending.pos
         batch = pending.take(max(1, limit))
         stop = start + len(batch)
         for item in batch:
-            wires.append(self._run_one(pending, item, write_wires))
+            results.append(self._run_one(pending, item, writes))
         pending.pos = stop
         if pending.reply_bytes > self.config.client_output_limit and stop < pending.count:
-            pending.failed = [1, codec.TOOBIG, (
+            pending.failed = codec.Error(codec.TOOBIG, (
                 f"the replies to this message passed client-output-limit "
                 f"({self.config.client_output_limit} bytes) after {stop} of {pending.count} requests; "
-                "those ran, the rest did not")]
+                "those ran, the rest did not"))
         return stop - start
 
-    def _run_one(self, pending: Pending, item, write_wires: list) -> list:
-        """One request of a message: its wire reply."""
+    def _run_one(self, pending: Pending, item, writes: list):
+        """One request of a message: its result, which the caller appends to ``pending.results``
+        (a write or a BGREWRITEAOF notes that index: its result may still change, see _fill)."""
         if type(item) is codec.Error:  # invalid, in place (the codec said why)
             self.stats["rejected_requests"] += 1
-            return [1, item.code, item.message]
+            return item
         name, args = item
         if name == "SELECT":  # for the rest of this message (protocol 2: no client state)
             selected = codec.parse_select(args[0])
             if type(selected) is codec.Error:
-                return [1, selected.code, selected.message]
+                return selected
             pending.db = selected
-            return [0, "OK"]
+            return "OK"
         if name == "HELLO":
-            return codec.wire_reply(hello_reply(args))
+            return hello_reply(args)
         self.stats["total_commands_processed"] += 1
         is_write = name in _WRITES
         if is_write and self.writer.status != "ok":
             self.stats["misconf_refusals"] += 1
-            return [1, codec.MISCONF, self._misconf_message()]
-        reply = self._bgrewriteaof_later() if name == "BGREWRITEAOF" else self.executor.execute(pending.db, name, args)
+            return codec.Error(codec.MISCONF, self._misconf_message())
+        reply = (self._bgrewriteaof_later(pending.results) if name == "BGREWRITEAOF"
+                 else self.executor.execute(pending.db, name, args))
         kind = type(reply)
         if kind is codec.Error:
             self.stats["total_error_replies"] += 1
-            return [1, reply.code, reply.message]
-        if kind is _Deferred:
-            return reply.wire
-        wire = [0, reply]
+            return reply
         if kind is bytes:
             pending.reply_bytes += len(reply)
         if is_write:
-            write_wires.append(wire)
-        return wire
+            writes.append(pending.results)
+            writes.append(len(pending.results))
+        return reply
 
     def _misconf_message(self) -> str:
         return (f"Errors writing to the AOF file ({self.writer.last_error}): write commands are "
@@ -297,30 +295,29 @@ class LogActor(Actor):
         self.rewriter.feed(data)  # the diff queue: a no-op unless a rewrite runs
         return ok
 
-    def _bgrewriteaof_later(self):
+    def _bgrewriteaof_later(self, results: list):
         """BGREWRITEAOF inside a cycle: refuse now if one runs, else fork after the cycle's
-        append (``_start_rewrite``) and fill the reply in then."""
-        if self.rewriter.in_progress or self._rewrite_replies:
+        append (``_start_rewrite``), which gives the result before step 5 makes the reply."""
+        if self.rewriter.in_progress or self._rewrite_waiting:
             return codec.Error(codec.BUSY, codec.BUSY_REWRITE_MESSAGE)
-        wire = [0, None]
-        self._rewrite_replies.append(wire)
-        return _Deferred(wire)
+        self._rewrite_waiting = [results, len(results)]
+        return _AWAITING_REWRITE
 
     def _start_rewrite(self) -> None:
-        reply = self.rewriter.request()
-        wire = codec.wire_reply(reply)
-        for target in self._rewrite_replies:
-            target[:] = wire
-        self._rewrite_replies = []
+        _fill(self._rewrite_waiting, self.rewriter.request())
+        self._rewrite_waiting = []
 
 
-class _Deferred:
-    """A reply filled in after the cycle (BGREWRITEAOF forks between cycles)."""
+# The result of a BGREWRITEAOF until the fork after the cycle's append; never encoded (msgpack
+# would refuse it loudly), since _start_rewrite replaces it in the same cycle.
+_AWAITING_REWRITE = object()
 
-    __slots__ = ("wire",)
 
-    def __init__(self, wire: list) -> None:
-        self.wire = wire
+def _fill(slots: list, value) -> None:
+    """Set the results at ``slots`` (results list, index, results list, index...) to ``value``:
+    results still open in this cycle, before any reply is made of them."""
+    for i in range(0, len(slots), 2):
+        slots[i][slots[i + 1]] = value
 
 
 def main(config: Config, log) -> int:

@@ -12,13 +12,13 @@ Design:
   a reply made for them later could reach the wrong client.
 - Back-pressure: past ``channel_output_limit`` unsent bytes to a front, its clients are parked
   until it drains; the other fronts are served meanwhile.
+- Each link holds the reply encoder of its front's wire (node/log/replies.py).
 """
 from __future__ import annotations
 
 import os
 
-import msgpack
-
+from aofnode.log.replies import Protocol2Replies
 from aofnode.log.work import CLIENT_MASK, Pending, WorkQueue, owner_base
 from aofnode.runtime import channel
 from aofnode.runtime import messages as m
@@ -26,18 +26,23 @@ from aofnode.runtime.actor import Runtime
 
 __all__ = ["FrontLink", "FrontLinks", "ROLES"]
 
-ROLES = ("front", "resp")  # Config.front_paths order
+# Config.front_paths order, and each front's reply encoder. Both take protocol 2 today (the
+# RESP front makes RESP of it itself, protocol/resp.py); a front given another wire gets its
+# own encoder here, and nothing else in the log actor changes.
+ROLES = ("front", "resp")
+_ENCODERS = {"front": Protocol2Replies, "resp": Protocol2Replies}
 
 
 class FrontLink:
     """One front's socket path and the log actor's current connection to it."""
 
-    __slots__ = ("role", "path", "ch", "conn", "base", "reading", "taken", "counters",
+    __slots__ = ("role", "path", "replies", "ch", "conn", "base", "reading", "taken", "counters",
                  "on_read", "on_flush")
 
     def __init__(self, role: str, path: str) -> None:
         self.role = role  # "front" or "resp": for the log and INFO
         self.path = path
+        self.replies = _ENCODERS[role]()  # every reply to this front is made there
         self.ch: channel.Channel | None = None
         self.conn = -1  # the connection's number (its generation); -1: none yet
         self.base = 0  # the WorkQueue key of its client 0 (work.owner_base)
@@ -90,7 +95,6 @@ class FrontLinks:
     def reply(self, finished: dict[int, list[Pending]]) -> None:
         """Send each finished message's reply to the connection it came from, encoded for that
         front's wire; tell every front how many batches were taken."""
-        packb = msgpack.packb
         for conn, done in finished.items():
             link = self.conns.get(conn)
             if link is None:  # cannot be: a lost connection's work is dropped with it (_lose)
@@ -98,10 +102,8 @@ class FrontLinks:
                 continue
             if not done and not link.taken:
                 continue
-            replies = [packb(p.failed if p.failed is not None else (p.wires if p.is_batch else p.wires[0]))
-                       for p in done]
             taken, link.taken = link.taken, 0
-            self._send(link, m.Replies(taken, [p.seq for p in done], replies))
+            self._send(link, m.Replies(taken, [p.seq for p in done], link.replies.encode(done)))
         for link in self.links:
             if link.taken and link.up:  # batches taken, nothing of them finished yet
                 taken, link.taken = link.taken, 0
