@@ -78,8 +78,8 @@ class LogActor(Actor):
         self.closer = closer or (InlineCloser(log) if config.aof_close_inline
                                  else CloserClient(config.closer_path, log))
         self._remove_stale_temp_files()
-        self.reporter = Reporter(self)
-        self.executor = Executor(info_provider=self.reporter.info)
+        started = time.time()  # INFO's uptime counts the load
+        self.executor = Executor()
         # Before the load, so the access clock of allkeys-lru is built key by key (turning it on
         # later walks every key); the replay itself never refuses nor evicts (loading).
         self.executor.maxmemory = config.maxmemory
@@ -97,6 +97,10 @@ class LogActor(Actor):
         self._rewrite_waiting: list = []  # a BGREWRITEAOF's result slot, as _fill takes it
         self.work = WorkQueue()
         self.fronts = FrontLinks(config.front_paths, self.work, self.stats, config.channel_output_limit, log)
+        self.reporter = Reporter(config, log, self.stats, keyspace=self.executor.keyspace,
+                                 writer=self.writer, rewriter=self.rewriter, closer=self.closer,
+                                 meter=self.meter, fronts=self.fronts, started=started)
+        self.executor.info_provider = self.reporter.info
         self.runtime: Runtime | None = None
         self.heartbeat: Heartbeat | None = None
 
