@@ -157,6 +157,23 @@ def test_the_writes_of_a_cycle_whose_append_failed_are_refused_and_its_reads_ans
     assert harness.actor.stats["misconf_refusals"] == 0  # ran, then refused: not refused upfront
 
 
+def test_while_the_aof_is_not_writable_a_cycle_refuses_writes_before_running_them(harness):
+    writer = harness.actor.writer
+    good_fd = writer.fd
+    writer.fd = os.open("/dev/full", os.O_WRONLY)
+    try:
+        assert harness.actor._writes_refused() is None
+        assert harness.call(("SET", "k", "1"))[:2] == [1, "MISCONF"]  # ran; its append failed
+        refusal = harness.actor._writes_refused()
+        assert refusal == codec.Error(codec.MISCONF, refusal.message) and "No space" in refusal.message
+        reply = harness.call(("SET", "k", "2"), ("GET", "k"), ("INCR", "n"))
+        assert reply == [[1, "MISCONF", refusal.message], [0, b"1"], [1, "MISCONF", refusal.message]]
+        assert harness.actor.stats["misconf_refusals"] == 2  # refused upfront: never ran
+    finally:
+        os.close(writer.fd)
+        writer.fd = good_fd
+
+
 def test_only_the_cycle_whose_append_failed_has_its_writes_refused(tmp_path):
     h = Harness(tmp_path)
     writer = h.actor.writer

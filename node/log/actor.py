@@ -5,14 +5,14 @@ Design:
   and the closer handle; takes ``Batch``, ``Stats`` and ``Forget`` from each front over its
   link (node/log/links.py). Each cycle takes a fair share of the queued messages
   (node/log/work.py, group commit across fronts and clients), then:
-    1. runs their requests in order; results stay values, no reply is made yet;
+    1. runs their requests in order; results stay values, no reply is made yet. While the AOF
+       is not writable, writes are refused (MISCONF) without running; reads are served;
     2. appends the cycle's writes to the AOF with one write(2);
     3. applies the fsync policy (under ``always``: one fdatasync for every client of the cycle);
        if 2 or 3 failed, the writes of the cycle are refused: their results become MISCONF;
     4. forks the rewrite a BGREWRITEAOF asked for (the child's image is then exactly the AOF);
     5. makes each reply with its front's encoder (node/log/replies.py) and sends it.
-  No write is acknowledged before the fsync that covers it (under ``always``). While the AOF
-  is not writable, writes get MISCONF without running; reads are served.
+  No write is acknowledged before the fsync that covers it (under ``always``).
 - Every 100 ms tick: expiry, the writer's retries and everysec fsync, the closer, the rewrite.
 - Never blocks on close(2)/unlink(2) (the closer actor does). A corrupt AOF (exit 3) or one that
   cannot be created or written (6) is fatal at start (node/exitcodes.py). docs/aof.md has
@@ -94,6 +94,7 @@ class LogActor(Actor):
                                  child_sched=config.aof_rewrite_child_sched,
                                  pause=make_pause(config.dir))
         self.meter = PauseMeter(log)
+        self._refusal: codec.Error | None = None  # this cycle's answer to writes (MISCONF)
         self._rewrite_waiting: list = []  # a BGREWRITEAOF's result slot, as _fill takes it
         self.work = WorkQueue()
         self.fronts = FrontLinks(config.front_paths, self.work, self.stats, config.channel_output_limit, log)
@@ -188,6 +189,7 @@ class LogActor(Actor):
         turn, a quantum each, until ``cycle_max_commands``, ``cycle_max_ms`` or
         ``MAX_CYCLE_REPLY_BYTES`` is reached (node/log/work.py)."""
         writes: list = []  # where this cycle's write results are: (results, index) pairs, flat
+        self._refusal = self._writes_refused()
         finished = self._run_cycle(writes)
         entries = self.executor.take_propagated()  # step 1 done
         if entries or self.writer.pending:
@@ -200,10 +202,15 @@ class LogActor(Actor):
         if self.meter.active:
             self.meter.note(f"cycle of {sum(map(len, finished.values()))} messages")
 
+    def _writes_refused(self) -> codec.Error | None:
+        """The answer to every write of this cycle if the AOF is not writable, else None. The
+        writer's status changes only in steps 2-3 and the tick, never while step 1 runs."""
+        return None if self.writer.status == "ok" else self._misconf()
+
     def _refuse_writes(self, writes: list) -> None:
         """The cycle's writes ran but are not durable, so none is acknowledged: their results
         become MISCONF before any reply is made of them."""
-        _fill(writes, codec.Error(codec.MISCONF, self._misconf_message()))
+        _fill(writes, self._misconf())
 
     def _run_cycle(self, writes: list) -> dict[int, list[Pending]]:
         """The finished messages, per front connection."""
@@ -274,9 +281,9 @@ class LogActor(Actor):
             return hello_reply(args)
         self.stats["total_commands_processed"] += 1
         is_write = name in _WRITES
-        if is_write and self.writer.status != "ok":
+        if is_write and self._refusal is not None:
             self.stats["misconf_refusals"] += 1
-            return codec.Error(codec.MISCONF, self._misconf_message())
+            return self._refusal
         reply = (self._bgrewriteaof_later(pending.results) if name == "BGREWRITEAOF"
                  else self.executor.execute(pending.db, name, args))
         kind = type(reply)
@@ -290,9 +297,10 @@ class LogActor(Actor):
             writes.append(len(pending.results))
         return reply
 
-    def _misconf_message(self) -> str:
-        return (f"Errors writing to the AOF file ({self.writer.last_error}): write commands are "
-                "refused until the AOF is writable again; this write was not acknowledged")
+    def _misconf(self) -> codec.Error:
+        return codec.Error(codec.MISCONF, (
+            f"Errors writing to the AOF file ({self.writer.last_error}): write commands are "
+            "refused until the AOF is writable again; this write was not acknowledged"))
 
     def _append(self, data: bytes) -> bool:
         ok = self.writer.append(data)
