@@ -140,6 +140,71 @@ def test_writes_get_misconf_while_the_aof_is_unwritable(harness):
         writer.fd = good_fd
 
 
+def test_the_writes_of_a_cycle_whose_append_failed_are_refused_and_its_reads_answered(harness):
+    """The cycle's MISCONF step: writes that ran but are not durable get MISCONF; reads and
+    errors of the same message keep their results."""
+    writer = harness.actor.writer
+    good_fd = writer.fd
+    writer.fd = os.open("/dev/full", os.O_WRONLY)  # the append fails; status is still "ok"
+    try:
+        reply = harness.call(("SET", "k", "v"), ("GET", "k"), ("INCR", "n"), ("HGET", "k", "f"))
+    finally:
+        os.close(writer.fd)
+        writer.fd = good_fd
+    assert [w[:2] for w in reply] == [[1, "MISCONF"], [0, b"v"], [1, "MISCONF"], [1, "WRONGTYPE"]]
+    assert "No space left on device" in reply[0][2] and "not acknowledged" in reply[0][2]
+    assert reply[0] == reply[2]
+    assert harness.actor.stats["misconf_refusals"] == 0  # ran, then refused: not refused upfront
+
+
+def test_while_the_aof_is_not_writable_a_cycle_refuses_writes_before_running_them(harness):
+    writer = harness.actor.writer
+    good_fd = writer.fd
+    writer.fd = os.open("/dev/full", os.O_WRONLY)
+    try:
+        assert harness.actor._writes_refused() is None
+        assert harness.call(("SET", "k", "1"))[:2] == [1, "MISCONF"]  # ran; its append failed
+        refusal = harness.actor._writes_refused()
+        assert refusal == codec.Error(codec.MISCONF, refusal.message) and "No space" in refusal.message
+        reply = harness.call(("SET", "k", "2"), ("GET", "k"), ("INCR", "n"))
+        assert reply == [[1, "MISCONF", refusal.message], [0, b"1"], [1, "MISCONF", refusal.message]]
+        assert harness.actor.stats["misconf_refusals"] == 2  # refused upfront: never ran
+    finally:
+        os.close(writer.fd)
+        writer.fd = good_fd
+
+
+def test_only_the_cycle_whose_append_failed_has_its_writes_refused(tmp_path):
+    h = Harness(tmp_path)
+    writer = h.actor.writer
+    good_fd = writer.fd
+    try:
+        h.actor.config = h.config = Config(dir=h.config.dir, appendfsync="always", cycle_max_commands=100)
+        before = h.actor.stats["total_cycles"]
+        _send_batch(h, 500, [(1, codec.encode_batch([("INCR", b"n")] * 150))])
+        wait_for(lambda: h.rt.run_once(timeout=0.02) or h.actor.stats["total_cycles"] > before,
+                 timeout=5, what="the first cycle")
+        writer.fd = os.open("/dev/full", os.O_WRONLY)  # the second cycle's append fails
+        got = _replies_until(h, [500])
+        reply = msgpack.unpackb(got[-1].replies[got[-1].seqs.index(500)], raw=False)
+        assert reply[:100] == [[0, i] for i in range(1, 101)]  # durable: acknowledged
+        assert [w[:2] for w in reply[100:]] == [[1, "MISCONF"]] * 50
+    finally:
+        if writer.fd != good_fd:
+            os.close(writer.fd)
+            writer.fd = good_fd
+        h.stop()
+
+
+def test_bgrewriteaof_is_answered_after_the_cycles_append_and_a_second_one_is_busy(harness):
+    reply = harness.call(("SET", "k", "v"), ("BGREWRITEAOF",), ("BGREWRITEAOF",), ("GET", "k"))
+    assert reply[:2] == [[0, "OK"], [0, "Background append only file rewriting started"]]
+    assert reply[2] == [1, "BUSY", codec.BUSY_REWRITE_MESSAGE]
+    assert reply[3] == [0, b"v"]
+    assert harness.call(("BGREWRITEAOF",)) == [1, "BUSY", codec.BUSY_REWRITE_MESSAGE]
+    assert harness.actor.stats["total_error_replies"] == 2
+
+
 def test_stats_from_the_front_show_in_info(harness):
     harness.front.send(m.Stats({"connected_clients": 3, "waiting": 0}))
     reply = harness.call(("INFO", "clients"))
@@ -221,12 +286,12 @@ def test_a_lost_front_leaves_no_stale_poller_entry(harness):
     """A benchmark run caught the log actor polling the closed channel's old fd after the front
     went away (a closed socket's fileno() is -1, so the unwatch missed it), then crashing on
     ``self.front = None`` once the reconnect failed."""
-    old_fd = harness.actor.links[0].ch.fileno()
+    old_fd = harness.actor.fronts.links[0].ch.fileno()
     harness.listener.close()  # no front to reconnect to
     harness.front.close()
     for _ in range(30):  # EOF, then ticks that try to reconnect and fail
         harness.rt.run_once(timeout=0.02)
-    assert harness.actor.links[0].ch is None or harness.actor.links[0].ch.closed
+    assert harness.actor.fronts.links[0].ch is None or harness.actor.fronts.links[0].ch.closed
     assert not harness.rt.watching(old_fd)
 
 

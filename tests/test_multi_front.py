@@ -161,7 +161,7 @@ def test_one_fronts_back_pressure_does_not_stop_the_other(tmp_path):
         h.send(0, 2, gets)
         stalled = h.fronts[0]
         h.fronts[0] = None  # the test stops reading front 0 (its socket stays open)
-        wait_for(lambda: h.turn() or h.actor.backpressure_pauses, timeout=10, what="back-pressure on front 0")
+        wait_for(lambda: h.turn() or h.actor.fronts.backpressure_pauses, timeout=10, what="back-pressure on front 0")
         assert h.call(1, 1, "PING") == [0, "PONG"]
         assert h.call(1, 2, "INCR", "n") == [0, 1]
         # Front 0 took only part of its replies: it is still parked, not starved forever.
@@ -183,9 +183,9 @@ def test_a_front_that_dies_with_queued_work_gets_nothing_replayed_to_its_success
     wait_for(lambda: two.turn() or two.taken(0), timeout=5, what="the batch taken")
     two.fronts[0].close()  # the front dies (EOF) with its work queued
     two.fronts[0] = None
-    assert [link.conn for link in two.actor.links] == [0, 1]
+    assert [link.conn for link in two.actor.fronts.links] == [0, 1]
     two.reconnect(0)  # and a new one starts (the log actor reconnects from its tick)
-    assert [link.conn for link in two.actor.links] == [2, 1]  # a new generation, its own keys
+    assert [link.conn for link in two.actor.fronts.links] == [2, 1]  # a new generation, its own keys
     wait_for(lambda: two.turn() or not (two.actor.work or two.actor.busy), timeout=10, what="the log actor idle")
     assert two.inbox[0] == [], "a reply or a taken count of the dead front reached its successor"
     assert two.actor.stats["dropped_messages_front_gone"] >= 1
@@ -199,12 +199,12 @@ def test_a_front_gone_leaves_the_other_working_and_its_stats_leave_info(two):
     # The RESP front's counters come resp_-prefixed; an unprefixed one cannot replace a field.
     two.fronts[1].send(m.Stats({"resp_connected_clients": 4, "connected_clients": 99}))
     two.fronts[0].send(m.Stats({"connected_clients": 3}))
-    wait_for(lambda: two.turn() or all(two.actor.link_counters()), timeout=5, what="both stats")
+    wait_for(lambda: two.turn() or all(two.actor.fronts.counters()), timeout=5, what="both stats")
     info = two.call(0, 1, "INFO", "clients")[1]["clients"]
     assert info["connected_clients"] == 7 and info["resp_connected_clients"] == 4
     two.fronts[1].close()
     two.fronts[1] = None
-    wait_for(lambda: two.turn() or not two.actor.link_counters()[1], timeout=5, what="the resp front's loss")
+    wait_for(lambda: two.turn() or not two.actor.fronts.counters()[1], timeout=5, what="the resp front's loss")
     info = two.call(0, 2, "INFO")[1]
     assert info["clients"]["connected_clients"] == 3 and "resp_connected_clients" not in info["clients"]
     assert info["server"]["resp_bind"] == "127.0.0.1:6380"
@@ -217,7 +217,7 @@ def test_info_server_shows_resp_bind_and_never_the_password(tmp_path):
     h = Fronts(tmp_path, requirepass_file=str(secret))
     try:
         h.fronts[1].send(m.Stats({"resp_requirepass": 1}))
-        wait_for(lambda: h.turn() or h.actor.link_counters()[1], timeout=5, what="the resp front's stats")
+        wait_for(lambda: h.turn() or h.actor.fronts.counters()[1], timeout=5, what="the resp front's stats")
         server = h.call(0, 1, "INFO", "server")[1]["server"]
         assert server["resp_bind"] == "127.0.0.1:6380" and server["resp_requirepass"] == 1
         assert "s3cret" not in repr(h.call(0, 2, "INFO", "everything")[1])
@@ -232,7 +232,7 @@ def _with(config: Config, **changes) -> Config:
 def test_info_says_whether_resp_clients_must_auth(two):
     assert two.call(0, 1, "INFO", "server")[1]["server"]["resp_requirepass"] == 0
     two.fronts[1].send(m.Stats({"resp_requirepass": 1}))  # the resp actor read a --requirepass
-    wait_for(lambda: two.turn() or two.actor.link_counters()[1], timeout=5, what="the resp front's stats")
+    wait_for(lambda: two.turn() or two.actor.fronts.counters()[1], timeout=5, what="the resp front's stats")
     info = two.call(0, 2, "INFO")[1]
     assert info["server"]["resp_requirepass"] == 1 and "resp_requirepass" not in info["clients"]
 

@@ -8,6 +8,7 @@ import structlog
 from aofnode.aof.writer import AofWriter
 from aofnode.store.keyspace import Keyspace
 from aofnode.aof.rewrite import BACKOFF_MAX_S, Rewriter
+from aofnode.protocol.codec import Error
 
 
 def test_failures_back_off_automatic_rewrites_exponentially(tmp_path):
@@ -328,8 +329,9 @@ def test_a_rewrite_whose_copy_on_write_would_not_fit_is_refused_not_forked(tmp_p
     rw = Rewriter(Keyspace(), writer, closer, str(tmp_path / "appendonly.aof"), str(tmp_path), log,
                   diff_limit=1 << 20, auto_percentage=100, auto_min_size=1 << 20,
                   memory=lambda: (8 << 30, 1 << 30))  # 8 GiB resident, 1 GiB available
-    code, message = rw.request()
-    assert code == "ERR" and "not enough free memory" in message and "2048 MiB needed" in message
+    refused = rw.request()
+    assert type(refused) is Error and refused.code == "ERR"
+    assert "not enough free memory" in refused.message and "2048 MiB needed" in refused.message
     assert rw.run is None and rw.total_forks == 0 and rw.info()["aof_rewrite_memory_refusals"] == 1
     rw.memory = lambda: (8 << 30, 4 << 30)
     assert rw.request() == "Background append only file rewriting started"

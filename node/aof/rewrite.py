@@ -53,7 +53,7 @@ from aofnode.aof.rewrite_child import child_main
 from aofnode.aof.rewrite_run import (CATCHUP_FSYNC_BYTES, FINAL_BYTES, TEMP_PREFIX, RewriteRun,
                                   fdatasync_and_close, temp_path_for)
 from aofnode.retry import backoff_delay
-from aofnode.protocol.codec import BUSY_REWRITE_MESSAGE
+from aofnode.protocol.codec import BUSY, BUSY_REWRITE_MESSAGE, ERR, Error
 from aofnode.store.keyspace import Keyspace
 
 __all__ = ["Rewriter", "RewriteRun", "TEMP_PREFIX"]
@@ -112,10 +112,10 @@ class Rewriter:
 
     # -- requests ---------------------------------------------------------------------------
 
-    def request(self):
-        """BGREWRITEAOF: the reply value (str) or an error tuple (code, message)."""
+    def request(self) -> str | Error:
+        """BGREWRITEAOF: the reply value, or the ``Error`` to answer."""
         if self.in_progress:
-            return ("BUSY", BUSY_REWRITE_MESSAGE)
+            return Error(BUSY, BUSY_REWRITE_MESSAGE)
         self._reap_dying()
         if self.dying:
             self.scheduled = True
@@ -123,8 +123,8 @@ class Rewriter:
         if self.start("manual"):
             return "Background append only file rewriting started"
         if self.refusal:
-            return ("ERR", f"Can't execute an AOF background rewriting: {self.refusal}")
-        return ("ERR", "Can't execute an AOF background rewriting. Please check the server logs for more information.")
+            return Error(ERR, f"Can't execute an AOF background rewriting: {self.refusal}")
+        return Error(ERR, "Can't execute an AOF background rewriting. Please check the server logs for more information.")
 
     def start(self, trigger: str) -> bool:
         """Step 1: fork the child. False (status err, logged) if the fork failed, or (logged,

@@ -1,7 +1,6 @@
 """The log actor's queue of client messages: one FIFO per client, served round-robin.
 
-Design (issue "limits", finding 7: one message of 10,000 SETs of 6 KiB held every other client
-for 0.8 s):
+Design (one message of 10,000 SETs of 6 KiB once held every other client for 0.8 s):
 - ``add`` files each message of a ``Batch`` under its client's key; a client's messages stay
   in order, and nothing else is ordered (clients are independent, as in Redis).
 - The log actor's cycle takes clients in turn (``turns``): each gets up to a quantum of
@@ -11,9 +10,9 @@ for 0.8 s):
   commands of a pipeline. Its reply is still one reply, sent when its last request ran (and,
   under ``always``, after the fsync of that cycle).
 - A ``Pending`` message is decoded and validated at its first turn, once, by the codec (the
-  front forwards the client's bytes as they came), and keeps its position, its db and its wire
-  replies so far.
-- Several fronts (issue 12) share the one queue, so that every client of every front gets the
+  front forwards the client's bytes as they came), and keeps its position, its db and its
+  results so far.
+- Several fronts share the one queue, so that every client of every front gets the
   same share. Each front numbers its clients from 1, so a key is the front's client number in
   its low ``CLIENT_BITS`` and its owner, the log actor's number for that front connection, above
   them (``owner_base``). The first connection is owner 0, whose keys are the front's own
@@ -49,7 +48,7 @@ def owner_of(key: int) -> int:
 class Pending:
     """One client message in the log actor: where its execution stands."""
 
-    __slots__ = ("seq", "body", "is_batch", "items", "count", "db", "pos", "wires",
+    __slots__ = ("seq", "body", "is_batch", "items", "count", "db", "pos", "results",
                  "reply_bytes", "failed", "bytes_per_item")
 
     def __init__(self, seq: int, body: bytes) -> None:
@@ -60,9 +59,11 @@ class Pending:
         self.count = -1  # requests in the message, known at the first turn
         self.db = 0  # the header's db; a SELECT in the message changes it for the rest
         self.pos = 0
-        self.wires: list = []
-        self.reply_bytes = 0  # bulk bytes of its replies so far (bounded: see log.py)
-        self.failed: list | None = None  # a whole-message error wire (refused, or cut short)
+        # Its requests' results so far: values and codec.Errors, made into its reply (in its
+        # front's wire) once it is done and its cycle's writes are durable (node/log/replies.py).
+        self.results: list = []
+        self.reply_bytes = 0  # bulk bytes of its results so far (bounded: node/log/actor.py)
+        self.failed: codec.Error | None = None  # the whole message's error (refused, or cut short)
         self.bytes_per_item = 0.0  # the body's size over its requests: the cycle's input budget
 
     @property
@@ -71,11 +72,11 @@ class Pending:
 
     def open(self) -> bool:
         """Decode and validate the message (protocol/codec.py, the only decode it gets); False
-        if it is refused as a whole (``failed`` then holds the error wire)."""
+        if it is refused as a whole (``failed`` then holds the error)."""
         body, self.body = self.body, b""
         decoded = codec.decode_message(body)
         if type(decoded) is codec.Error:
-            self.failed, self.count = [1, decoded.code, decoded.message], 0
+            self.failed, self.count = decoded, 0
             return False
         self.is_batch, self.items, self.db = decoded.is_batch, decoded.items, decoded.db
         self.count = len(self.items)
