@@ -3,9 +3,11 @@
 Design
 ------
 This module owns the *shape* of each command and nothing else: it never executes anything
-(``node/store/executor.py`` does) and never touches a socket. The codec validates every decoded
-request against this table (``CommandSpec.accepts`` is the one arity rule), so a request that
-reaches the log actor has a known name and the right number of arguments.
+(``node/store/executor.py`` does) and never touches a socket. The server's decoder (server.py)
+validates every decoded request against this table (``CommandSpec.accepts`` is the one arity
+rule), so a request that reaches the log actor has a known name and the right number of
+arguments. The databases are here too: ``NUM_DBS``, and ``parse_select`` for SELECT's argument,
+which both fronts and the log actor check by the same rule.
 
 * ``arity`` follows Redis: it counts the command name itself, and a negative value ``-N`` means
   "at least N". The values are the Redis 7 ones, so a Redis client library's expectations hold.
@@ -27,9 +29,12 @@ reaches the log actor has a known name and the right number of arguments.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-__all__ = ["CommandSpec", "COMMANDS"]
+from aofnode.protocol.errors import ERR, Error
+
+__all__ = ["CommandSpec", "COMMANDS", "NUM_DBS", "parse_select"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,3 +115,24 @@ COMMANDS: dict[str, CommandSpec] = {
     name: CommandSpec(name, arity, write, retry_safe, summary, denyoom)
     for name, arity, (write, retry_safe, denyoom), summary in _TABLE
 }
+
+
+# --- Databases -------------------------------------------------------------------------------
+NUM_DBS = 16  # databases 0..15, as Redis's default
+
+
+def parse_select(arg: bytes) -> int | Error:
+    """SELECT's argument, by Redis's rules (string2ll, then the range): no sign but a leading
+    minus, no leading zeros, no spaces; "01", "+1" and "-0" are refused as Redis refuses them."""
+    text = arg.decode("ascii", "replace")
+    if not _STRICT_INT.fullmatch(text) or len(text) > 20:
+        return Error(ERR, "value is not an integer or out of range")
+    n = int(text)
+    if not -(1 << 63) <= n < (1 << 63):
+        return Error(ERR, "value is not an integer or out of range")
+    if not 0 <= n < NUM_DBS:
+        return Error(ERR, "DB index is out of range")
+    return n
+
+
+_STRICT_INT = re.compile(r"0|-?[1-9][0-9]*")

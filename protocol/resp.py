@@ -11,8 +11,8 @@ Server side (the RESP front, node/fronts/resp_front.py):
   send) and inline (one line split like Redis's ``sdssplitargs``, what telnet and ``redis-cli
   --pipe`` of a text file send). Lines end at ``\\n``, an optional ``\\r`` before it dropped.
 * Limits are checked on the *declared* lengths, before anything is buffered: a bulk over
-  ``MAX_BULK_BYTES`` (codec.MAX_MESSAGE_BYTES, 64 MiB: a bigger argument could not travel to the
-  log actor anyway), a multibulk count over ``MAX_MULTIBULK`` (codec.MAX_ARGS + the name), one
+  ``MAX_BULK_BYTES`` (wire.MAX_MESSAGE_BYTES, 64 MiB: a bigger argument could not travel to the
+  log actor anyway), a multibulk count over ``MAX_MULTIBULK`` (wire.MAX_ARGS + the name), one
   command's declared bulks together over ``MAX_COMMAND_BYTES``, a line (inline command or
   length header) over ``MAX_INLINE_BYTES`` (64 KiB, Redis's PROTO_INLINE_MAX_SIZE). Before AUTH
   (``authenticated = False``) Redis's tighter limits hold: at most 10 multibulk elements and
@@ -48,7 +48,7 @@ from typing import Any
 
 import msgpack
 
-from aofnode.protocol import codec
+from aofnode.protocol import errors, wire
 
 __all__ = ["MAX_INLINE_BYTES", "MAX_BULK_BYTES", "MAX_MULTIBULK", "MAX_COMMAND_BYTES", "ARG_OVERHEAD",
            "UNAUTH_MAX_MULTIBULK", "UNAUTH_MAX_BULK", "RequestParser", "split_inline",
@@ -59,14 +59,14 @@ __all__ = ["MAX_INLINE_BYTES", "MAX_BULK_BYTES", "MAX_MULTIBULK", "MAX_COMMAND_B
 # Longest inline command or length header: Redis's PROTO_INLINE_MAX_SIZE.
 MAX_INLINE_BYTES = 64 * 1024
 # Longest bulk string: what one msgpack message to the log actor may hold (Redis: 512 MiB).
-MAX_BULK_BYTES = codec.MAX_MESSAGE_BYTES
-# Elements of one multibulk: the name and codec.MAX_ARGS arguments (Redis: 2^31 - 1).
-MAX_MULTIBULK = codec.MAX_ARGS + 1
+MAX_BULK_BYTES = wire.MAX_MESSAGE_BYTES
+# Elements of one multibulk: the name and wire.MAX_ARGS arguments (Redis: 2^31 - 1).
+MAX_MULTIBULK = wire.MAX_ARGS + 1
 # One command as msgpack: it travels to the log actor as one message, which may not pass
-# codec.MAX_MESSAGE_BYTES. Each bulk counts its bytes plus ``ARG_OVERHEAD`` (msgpack's bin
+# wire.MAX_MESSAGE_BYTES. Each bulk counts its bytes plus ``ARG_OVERHEAD`` (msgpack's bin
 # header is at most 5 bytes); 1 KiB is left for the message's own header and arrays.
 ARG_OVERHEAD = 5
-MAX_COMMAND_BYTES = codec.MAX_MESSAGE_BYTES - 1024
+MAX_COMMAND_BYTES = wire.MAX_MESSAGE_BYTES - 1024
 # Before AUTH, when a password is set: Redis 7's limits for unauthenticated clients.
 UNAUTH_MAX_MULTIBULK = 10
 UNAUTH_MAX_BULK = 16 * 1024
@@ -397,8 +397,8 @@ def split_inline(line: bytes) -> list[bytes] | None:
 # -- replies --------------------------------------------------------------------------------------
 
 # aofnode error codes Redis clients know by the same name; the rest become ERR (see error_line).
-_KEPT_CODES = frozenset((codec.ERR, codec.WRONGTYPE, codec.LOADING, codec.BUSY, codec.MISCONF,
-                         codec.OOM, codec.NOPROTO, codec.ABORTED, "NOAUTH", "WRONGPASS", "NOPERM"))
+_KEPT_CODES = frozenset((errors.ERR, errors.WRONGTYPE, errors.LOADING, errors.BUSY, errors.MISCONF,
+                         errors.OOM, errors.NOPROTO, errors.ABORTED, "NOAUTH", "WRONGPASS", "NOPERM"))
 
 
 def error_line(code: str, message: str) -> bytes:
@@ -407,7 +407,7 @@ def error_line(code: str, message: str) -> bytes:
     arguments for 'get' command"). ABORTED is kept: it says what no Redis code says (the command
     may or may not have run). Line breaks in the message become spaces (Redis does the same)."""
     if code not in _KEPT_CODES:
-        code = codec.ERR
+        code = errors.ERR
     text = f"{code} {message}" if message else code
     if "\r" in text or "\n" in text:
         text = text.replace("\r", " ").replace("\n", " ")
@@ -501,7 +501,7 @@ def encode_message_reply(reply: bytes, count: int, names: list[str] | None, resp
     if type(wires) is list and wires and type(wires[0]) is int:
         return _wire_to_resp(wires, None, resp3) * count
     if type(wires) is not list or len(wires) != count:
-        return error_line(codec.ERR, "malformed reply from the log actor") * count
+        return error_line(errors.ERR, "malformed reply from the log actor") * count
     if names is None:
         out = []
         for w in wires:  # the common case inline: [0, value]
@@ -519,7 +519,7 @@ def _wire_to_resp(wire, name: str | None, resp3: bool) -> bytes:
             return encode_value(wire[1], resp3)
         if wire[0] == 1 and len(wire) == 3:
             return error_line(str(wire[1]), str(wire[2]))
-    return error_line(codec.ERR, "malformed reply from the log actor")
+    return error_line(errors.ERR, "malformed reply from the log actor")
 
 
 # -- client side ----------------------------------------------------------------------------------

@@ -7,11 +7,11 @@ import random
 import msgpack
 import pytest
 
-from aofnode.protocol import codec
+from aofnode import protocol
 from aofnode.protocol import resp
 from aofnode.protocol.resp import ReplyParser, RequestParser, RespError
 
-MB = codec.MAX_MESSAGE_BYTES
+MB = protocol.MAX_MESSAGE_BYTES
 
 # (name, input, commands expected, protocol error expected or None)
 REQUESTS = [
@@ -33,7 +33,7 @@ REQUESTS = [
     ("bad multibulk length", b"*x\r\n", [], "Protocol error: invalid multibulk length"),
     ("multibulk length with a plus", b"*+1\r\n", [], "Protocol error: invalid multibulk length"),
     ("multibulk length with a leading zero", b"*01\r\n", [], "Protocol error: invalid multibulk length"),
-    ("multibulk over MAX_ARGS + 1", b"*%d\r\n" % (codec.MAX_ARGS + 2), [], "Protocol error: invalid multibulk length"),
+    ("multibulk over MAX_ARGS + 1", b"*%d\r\n" % (protocol.MAX_ARGS + 2), [], "Protocol error: invalid multibulk length"),
     ("expected $", b"*1\r\n:3\r\n", [], "Protocol error: expected '$', got ':'"),
     ("negative bulk", b"*1\r\n$-1\r\n", [], "Protocol error: invalid bulk length"),
     ("bulk with blanks", b"*1\r\n$ 3\r\nGET\r\n", [], "Protocol error: invalid bulk length"),
@@ -185,19 +185,19 @@ def test_command_reply_shapes(name, value, resp2, resp3):
 
 
 ERRORS = [
-    ((codec.WRONGTYPE, "Operation against a key holding the wrong kind of value"),
+    ((protocol.WRONGTYPE, "Operation against a key holding the wrong kind of value"),
      b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
-    ((codec.ARITY, "wrong number of arguments for 'get' command"),
+    ((protocol.ARITY, "wrong number of arguments for 'get' command"),
      b"-ERR wrong number of arguments for 'get' command\r\n"),
-    ((codec.UNKNOWNCMD, "unknown command 'foo'"), b"-ERR unknown command 'foo'\r\n"),
-    ((codec.TOOBIG, "too big"), b"-ERR too big\r\n"),
-    ((codec.PROTO, "bad"), b"-ERR bad\r\n"),
-    ((codec.LOADING, "loading"), b"-LOADING loading\r\n"),
-    ((codec.OOM, "full"), b"-OOM full\r\n"),
-    ((codec.MISCONF, "disk"), b"-MISCONF disk\r\n"),
-    ((codec.BUSY, "busy"), b"-BUSY busy\r\n"),
-    ((codec.ABORTED, "maybe"), b"-ABORTED maybe\r\n"),
-    ((codec.ERR, "a\r\nb"), b"-ERR a  b\r\n"),
+    ((protocol.UNKNOWNCMD, "unknown command 'foo'"), b"-ERR unknown command 'foo'\r\n"),
+    ((protocol.TOOBIG, "too big"), b"-ERR too big\r\n"),
+    ((protocol.PROTO, "bad"), b"-ERR bad\r\n"),
+    ((protocol.LOADING, "loading"), b"-LOADING loading\r\n"),
+    ((protocol.OOM, "full"), b"-OOM full\r\n"),
+    ((protocol.MISCONF, "disk"), b"-MISCONF disk\r\n"),
+    ((protocol.BUSY, "busy"), b"-BUSY busy\r\n"),
+    ((protocol.ABORTED, "maybe"), b"-ABORTED maybe\r\n"),
+    ((protocol.ERR, "a\r\nb"), b"-ERR a  b\r\n"),
 ]
 
 

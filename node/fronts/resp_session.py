@@ -22,7 +22,7 @@ import time
 
 from aofnode.store.pattern import glob_match
 from aofnode.version import VERSION
-from aofnode.protocol import codec
+from aofnode import protocol as codec
 from aofnode.protocol import resp
 from aofnode.protocol.commands import COMMANDS
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import collections
 
 from aofnode.runtime import messages as m
-from aofnode.protocol import codec
+from aofnode import protocol as codec
 
 __all__ = ["WorkQueue", "Pending", "CLIENT_BITS", "CLIENT_MASK", "owner_base", "owner_of"]
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 from random import Random
 from typing import Any, Callable
 
-from aofnode.protocol.codec import OOM, UNKNOWNCMD, Error
+from aofnode.protocol.errors import OOM, UNKNOWNCMD, Error
 from aofnode.protocol.commands import COMMANDS
 
 from aofnode.store.eviction import ALLKEYS_LRU, NOEVICTION, POLICIES, evict
