@@ -6,9 +6,10 @@ Bytes in, values out, and back; only the fronts and the client touch sockets. Th
 * ``commands``: the command table, the databases and SELECT's argument;
 * the ZeroMQ wire (msgpack bodies): ``wire`` (version, limits, encoding a message), ``server``
   (decoding messages, encoding replies) and ``client`` (decoding replies);
-* ``resp``: RESP, Redis's protocol.
+* RESP, Redis's protocol, server side: ``resp_request`` (the request parser) and
+  ``resp_reply`` (the reply encoder).
 
-Every public name but RESP's is re-exported here.
+Every public name is re-exported here.
 """
 
 from aofnode.protocol.client import decode_batch_reply, decode_reply
@@ -32,6 +33,18 @@ from aofnode.protocol.errors import (
     WRONGTYPE,
     Error,
     ProtocolError,
+)
+from aofnode.protocol.resp_reply import encode_command_reply, encode_value, error_line, info_text
+from aofnode.protocol.resp_request import (
+    ARG_OVERHEAD,
+    MAX_BULK_BYTES,
+    MAX_COMMAND_BYTES,
+    MAX_INLINE_BYTES,
+    MAX_MULTIBULK,
+    UNAUTH_MAX_BULK,
+    UNAUTH_MAX_MULTIBULK,
+    RequestParser,
+    split_inline,
 )
 from aofnode.protocol.server import (
     Message,
@@ -100,4 +113,19 @@ __all__ = [
     # ZeroMQ wire, client side
     "decode_batch_reply",
     "decode_reply",
+    # RESP requests
+    "RequestParser",
+    "split_inline",
+    "MAX_INLINE_BYTES",
+    "MAX_BULK_BYTES",
+    "MAX_MULTIBULK",
+    "MAX_COMMAND_BYTES",
+    "ARG_OVERHEAD",
+    "UNAUTH_MAX_MULTIBULK",
+    "UNAUTH_MAX_BULK",
+    # RESP replies
+    "encode_value",
+    "encode_command_reply",
+    "error_line",
+    "info_text",
 ]

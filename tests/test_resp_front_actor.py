@@ -15,7 +15,7 @@ from aofnode.fronts.resp_front import MAX_CONN_WAITING, BindError, RespFront
 from aofnode.runtime.actor import Runtime
 from aofnode.config import Config
 from aofnode import protocol
-from aofnode.protocol.resp import ReplyParser, RespError, encode_command
+from aofnode.bench.resp import ReplyParser, RespError, encode_command
 from tests.nodeproc import free_port, wait_for
 
 

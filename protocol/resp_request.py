@@ -1,78 +1,41 @@
-"""RESP, the Redis wire protocol: a sans-I/O codec for both ends.
-
-Design
-------
-No socket, no zmq, nothing from ``node``: bytes in, events out, so it is tested with tables.
-
-Server side (the RESP front, node/fronts/resp_front.py):
+"""RESP requests, sans-I/O: bytes from a Redis client to argv lists, for the RESP front.
 
 * ``RequestParser.feed(data)`` returns the commands that are complete, each an argv list of
-  bytes. Both forms Redis accepts: multibulk (``*N\\r\\n$len\\r\\n...``, what client libraries
-  send) and inline (one line split like Redis's ``sdssplitargs``, what telnet and ``redis-cli
-  --pipe`` of a text file send). Lines end at ``\\n``, an optional ``\\r`` before it dropped.
-* Limits are checked on the *declared* lengths, before anything is buffered: a bulk over
-  ``MAX_BULK_BYTES`` (wire.MAX_MESSAGE_BYTES, 64 MiB: a bigger argument could not travel to the
-  log actor anyway), a multibulk count over ``MAX_MULTIBULK`` (wire.MAX_ARGS + the name), one
-  command's declared bulks together over ``MAX_COMMAND_BYTES``, a line (inline command or
-  length header) over ``MAX_INLINE_BYTES`` (64 KiB, Redis's PROTO_INLINE_MAX_SIZE). Before AUTH
-  (``authenticated = False``) Redis's tighter limits hold: at most 10 multibulk elements and
-  16 KiB per bulk, so a client without the password cannot make the node buffer much.
-* The peer's garbage is a value, not an exception: the first protocol error sets ``error`` to
-  Redis's message (``"Protocol error: invalid bulk length"``...). The commands complete before
-  it are still returned (Redis runs them too), and the parser takes nothing more: the caller
-  replies ``-ERR <error>`` and closes the connection, as Redis does.
-* Stricter than Redis in one place: the two bytes after a bulk must be ``\\r\\n`` (Redis skips
-  them unread); anything else is "Protocol error: expected CRLF after bulk string", not a
-  silently shifted stream.
-* The parser is pure Python, with a fast path: a read that starts with whole multibulks of
-  short bulks is split at every CRLF once (in C) and each ``$len`` header checked against the
-  length of the part after it; the general parser takes over at the first command that does
-  not fit (``_parse_split``). Measured (bench/studies/resp_parser.py, pipelined SETs in 16 KiB reads):
-  ~0.6-0.9 us per command, against ~2.4 us without the fast path and ~0.12 us for hiredis's C
-  ``Reader``. hiredis is not used: it buffers whatever a header declares and cannot tell where a
-  command starts in its buffer, so the limits above could not be checked before buffering, and
-  it has no inline form. docs/resp.md has the figures.
-
-Replies (server side): ``encode_value`` writes aofnode's reply values (str status, bytes bulk,
-int, None, list, dict, float, bool) as RESP2 or RESP3; ``error_line`` maps aofnode's error
-codes to the prefixes Redis clients know; ``encode_command_reply`` adds the per-command shapes
-Redis has (INFO is a text, HGETALL a map in RESP3); ``encode_message_reply`` turns the log
-actor's msgpack reply to one message into exactly as many RESP replies as it had requests.
-
-Client side (bench/, tests): ``encode_command`` and ``ReplyParser`` (RESP2 and RESP3 replies).
+  bytes, in both forms Redis accepts: multibulk (what client libraries send) and inline (one line
+  split like Redis's ``sdssplitargs``, ``split_inline``: telnet, ``redis-cli --pipe``).
+* Limits are checked on the *declared* lengths, before anything is buffered (the constants below
+  give each one's reason); before AUTH Redis's tighter limits hold, so a client without the
+  password cannot make the node buffer much.
+* The peer's garbage is a value: the first protocol error sets ``error`` to Redis's message, the
+  commands complete before it are still returned, and the parser takes nothing more; the caller
+  replies ``-ERR <error>`` and closes the connection, as Redis does. Stricter than Redis in one
+  place: the two bytes after a bulk must be CRLF (Redis skips them unread).
+* Pure Python with a split fast path for whole multibulks of short bulks; docs/resp.md has the
+  figures, and why hiredis's C reader is not used (it buffers whatever a header declares).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-import msgpack
-
-from aofnode.protocol import errors, wire
+from aofnode.protocol.wire import MAX_ARGS, MAX_MESSAGE_BYTES
 
 __all__ = ["MAX_INLINE_BYTES", "MAX_BULK_BYTES", "MAX_MULTIBULK", "MAX_COMMAND_BYTES", "ARG_OVERHEAD",
-           "UNAUTH_MAX_MULTIBULK", "UNAUTH_MAX_BULK", "RequestParser", "split_inline",
-           "encode_value", "encode_command_reply", "encode_message_reply", "error_line",
-           "info_text",
-           "RespError", "encode_command", "ReplyParser"]
+           "UNAUTH_MAX_MULTIBULK", "UNAUTH_MAX_BULK", "RequestParser", "split_inline"]
 
 # Longest inline command or length header: Redis's PROTO_INLINE_MAX_SIZE.
 MAX_INLINE_BYTES = 64 * 1024
 # Longest bulk string: what one msgpack message to the log actor may hold (Redis: 512 MiB).
-MAX_BULK_BYTES = wire.MAX_MESSAGE_BYTES
-# Elements of one multibulk: the name and wire.MAX_ARGS arguments (Redis: 2^31 - 1).
-MAX_MULTIBULK = wire.MAX_ARGS + 1
+MAX_BULK_BYTES = MAX_MESSAGE_BYTES
+# Elements of one multibulk: the name and MAX_ARGS arguments (Redis: 2^31 - 1).
+MAX_MULTIBULK = MAX_ARGS + 1
 # One command as msgpack: it travels to the log actor as one message, which may not pass
-# wire.MAX_MESSAGE_BYTES. Each bulk counts its bytes plus ``ARG_OVERHEAD`` (msgpack's bin
+# MAX_MESSAGE_BYTES. Each bulk counts its bytes plus ``ARG_OVERHEAD`` (msgpack's bin
 # header is at most 5 bytes); 1 KiB is left for the message's own header and arrays.
 ARG_OVERHEAD = 5
-MAX_COMMAND_BYTES = wire.MAX_MESSAGE_BYTES - 1024
+MAX_COMMAND_BYTES = MAX_MESSAGE_BYTES - 1024
 # Before AUTH, when a password is set: Redis 7's limits for unauthenticated clients.
 UNAUTH_MAX_MULTIBULK = 10
 UNAUTH_MAX_BULK = 16 * 1024
 
 _CRLF = b"\r\n"
-_unpackb = msgpack.unpackb
 
 
 class RequestParser:
@@ -393,247 +356,3 @@ def split_inline(line: bytes) -> list[bytes] | None:
             i += 1
         args.append(bytes(current))
 
-
-# -- replies --------------------------------------------------------------------------------------
-
-# aofnode error codes Redis clients know by the same name; the rest become ERR (see error_line).
-_KEPT_CODES = frozenset((errors.ERR, errors.WRONGTYPE, errors.LOADING, errors.BUSY, errors.MISCONF,
-                         errors.OOM, errors.NOPROTO, errors.ABORTED, "NOAUTH", "WRONGPASS", "NOPERM"))
-
-
-def error_line(code: str, message: str) -> bytes:
-    """``-CODE message\\r\\n``. aofnode's own codes that Redis lacks (UNKNOWNCMD, ARITY, ARGTYPE,
-    PROTO, TOOBIG) become ERR, whose messages already read as Redis's ("wrong number of
-    arguments for 'get' command"). ABORTED is kept: it says what no Redis code says (the command
-    may or may not have run). Line breaks in the message become spaces (Redis does the same)."""
-    if code not in _KEPT_CODES:
-        code = errors.ERR
-    text = f"{code} {message}" if message else code
-    if "\r" in text or "\n" in text:
-        text = text.replace("\r", " ").replace("\n", " ")
-    return b"-" + text.encode("utf-8", "replace") + _CRLF
-
-
-def encode_value(value: Any, resp3: bool) -> bytes:
-    """One reply value as RESP. str is a status (``+``), bytes a bulk, None the null bulk (RESP2)
-    or ``_`` (RESP3), list an array, dict a map (RESP3) or a flat array (RESP2), float a double
-    (RESP3) or a bulk (RESP2), bool a boolean (RESP3) or 1/0 (RESP2)."""
-    t = type(value)
-    if t is bytes:
-        return b"$%d\r\n%s\r\n" % (len(value), value)
-    if t is int:
-        return b":%d\r\n" % value
-    if t is str:
-        if "\r" in value or "\n" in value:
-            value = value.replace("\r", " ").replace("\n", " ")
-        return b"+" + value.encode("utf-8", "replace") + _CRLF
-    if value is None:
-        return b"_\r\n" if resp3 else b"$-1\r\n"
-    if t is list or t is tuple:
-        return b"*%d\r\n" % len(value) + b"".join([encode_value(v, resp3) for v in value])
-    if t is dict:
-        parts = []
-        for k, v in value.items():
-            parts.append(encode_value(k.encode() if type(k) is str else k, resp3))
-            parts.append(encode_value(v, resp3))
-        head = b"%%%d\r\n" % len(value) if resp3 else b"*%d\r\n" % (2 * len(value))
-        return head + b"".join(parts)
-    if t is bool:
-        return (b"#t\r\n" if value else b"#f\r\n") if resp3 else (b":1\r\n" if value else b":0\r\n")
-    if t is float:
-        text = repr(value).encode() if value == value and abs(value) != float("inf") else (
-            b"nan" if value != value else (b"inf" if value > 0 else b"-inf"))
-        return b",%s\r\n" % text if resp3 else b"$%d\r\n%s\r\n" % (len(text), text)
-    raise TypeError(f"no RESP form for {t.__name__}")
-
-
-def info_text(sections: dict) -> bytes:
-    """INFO's map of sections as Redis's text: ``# Section`` then ``field:value`` lines."""
-    lines = []
-    for name, fields in sections.items():
-        if lines:
-            lines.append("")
-        lines.append("# " + str(name).capitalize())
-        if type(fields) is dict:
-            lines.extend(f"{k}:{_info_value(v)}" for k, v in fields.items())
-        else:
-            lines.append(_info_value(fields))
-    return ("\r\n".join(lines) + "\r\n").encode("utf-8", "replace")
-
-
-def _info_value(value) -> str:
-    if type(value) is dict:
-        return ",".join(f"{k}={_info_value(v)}" for k, v in value.items())
-    if type(value) is list:
-        return ",".join(_info_value(v) for v in value)
-    if type(value) is bytes:
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def _pairs(flat: list) -> dict:
-    return dict(zip(flat[::2], flat[1::2]))
-
-
-def encode_command_reply(name: str, value: Any, resp3: bool) -> bytes:
-    """The reply to command ``name`` where Redis's shape differs from aofnode's value:
-    INFO is a bulk text (a verbatim ``txt`` string in RESP3), HGETALL a map in RESP3."""
-    if name == "INFO" and type(value) is dict:
-        text = info_text(value)
-        if resp3:
-            return b"=%d\r\ntxt:%s\r\n" % (len(text) + 4, text)
-        return b"$%d\r\n%s\r\n" % (len(text), text)
-    if name == "HGETALL" and resp3 and type(value) is list:
-        return encode_value(_pairs(value), True)
-    return encode_value(value, resp3)
-
-
-def encode_message_reply(reply: bytes, count: int, names: list[str] | None, resp3: bool) -> bytes:
-    """The RESP replies of one aofnode message of ``count`` requests, from its msgpack reply: a
-    list of wire replies (``[0, value]`` / ``[1, CODE, message]``), or one wire error for the
-    message as a whole, then given to each request. ``names`` (the requests' command names)
-    is needed only where a reply has a shape of its own (``encode_command_reply``). Always
-    ``count`` replies, whatever the bytes: a RESP client counts replies to stay in step."""
-    try:
-        wires = _unpackb(reply, raw=False, strict_map_key=False)
-    except Exception:  # the log actor's bytes: never expected, never a crash
-        wires = None
-    if type(wires) is list and wires and type(wires[0]) is int:
-        return _wire_to_resp(wires, None, resp3) * count
-    if type(wires) is not list or len(wires) != count:
-        return error_line(errors.ERR, "malformed reply from the log actor") * count
-    if names is None:
-        out = []
-        for w in wires:  # the common case inline: [0, value]
-            out.append(encode_value(w[1], resp3) if type(w) is list and len(w) == 2 and w[0] == 0
-                       else _wire_to_resp(w, None, resp3))
-        return b"".join(out)
-    return b"".join([_wire_to_resp(w, n, resp3) for w, n in zip(wires, names)])
-
-
-def _wire_to_resp(wire, name: str | None, resp3: bool) -> bytes:
-    if type(wire) is list and wire:
-        if wire[0] == 0 and len(wire) == 2:
-            if name is not None:
-                return encode_command_reply(name, wire[1], resp3)
-            return encode_value(wire[1], resp3)
-        if wire[0] == 1 and len(wire) == 3:
-            return error_line(str(wire[1]), str(wire[2]))
-    return error_line(errors.ERR, "malformed reply from the log actor")
-
-
-# -- client side ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class RespError:
-    """An error reply; ``code`` is the first word of the message (ERR, WRONGTYPE...)."""
-
-    code: str
-    message: str
-
-
-def _arg(a: Any) -> bytes:
-    if isinstance(a, bytes):
-        return a
-    if isinstance(a, str):
-        return a.encode()
-    if isinstance(a, int):
-        return b"%d" % a
-    raise TypeError(f"RESP argument must be bytes, str or int, got {type(a).__name__}")
-
-
-def encode_command(*args: Any) -> bytes:
-    """One command as a multibulk."""
-    parts = [b"*%d\r\n" % len(args)]
-    for a in args:
-        b = _arg(a)
-        parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
-    return b"".join(parts)
-
-
-class _Incomplete(Exception):
-    pass
-
-
-class ReplyParser:
-    """Incremental reply parser (RESP2 and RESP3): ``feed(data)``, then ``replies()``.
-
-    Status replies are str, bulks bytes, errors ``RespError``, nulls None, maps dict, sets
-    lists, doubles float, booleans bool, verbatim strings bytes (without their ``txt:``).
-    A client-side tool for trusted servers: no limits.
-    """
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._pos = 0
-
-    def feed(self, data: bytes) -> None:
-        self._buf += data
-
-    def replies(self) -> list[Any]:
-        out = []
-        while True:
-            start = self._pos
-            try:
-                value = self._parse()
-            except _Incomplete:
-                self._pos = start
-                break
-            out.append(value)
-        if self._pos:
-            del self._buf[: self._pos]
-            self._pos = 0
-        return out
-
-    def _line(self) -> bytes:
-        end = self._buf.find(b"\r\n", self._pos)
-        if end < 0:
-            raise _Incomplete
-        line = bytes(self._buf[self._pos:end])
-        self._pos = end + 2
-        return line
-
-    def _blob(self, n: int) -> bytes:
-        if len(self._buf) < self._pos + n + 2:
-            raise _Incomplete
-        value = bytes(self._buf[self._pos:self._pos + n])
-        self._pos += n + 2
-        return value
-
-    def _parse(self) -> Any:
-        line = self._line()
-        kind, rest = line[:1], line[1:]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            text = rest.decode(errors="replace")
-            return RespError(text.split(" ", 1)[0], text)
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            return None if n < 0 else self._blob(n)
-        if kind in (b"*", b"~", b">"):
-            n = int(rest)
-            return None if n < 0 else [self._parse() for _ in range(n)]
-        if kind == b"%":
-            n = int(rest)
-            out = {}
-            for _ in range(n):
-                k = self._parse()
-                out[k] = self._parse()
-            return out
-        if kind == b"_":
-            return None
-        if kind == b",":
-            return float(rest)
-        if kind == b"#":
-            return rest == b"t"
-        if kind == b"(":
-            return int(rest)
-        if kind == b"=":
-            return self._blob(int(rest))[4:]
-        if kind == b"!":
-            text = self._blob(int(rest)).decode(errors="replace")
-            return RespError(text.split(" ", 1)[0], text)
-        raise ValueError(f"not a RESP reply: {line[:40]!r}")
