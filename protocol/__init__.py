@@ -12,9 +12,11 @@ Bytes in, values out, and back; only the fronts and the client touch sockets. Th
 Every public name is re-exported here.
 """
 
-from aofnode.protocol.client import decode_batch_reply, decode_reply
-from aofnode.protocol.commands import COMMANDS, NUM_DBS, CommandSpec, parse_select
-from aofnode.protocol.errors import (
+# Relative imports, here and in every module: mypy checks this folder as it is in the checkout,
+# since it cannot follow the editable install to the name `aofnode.protocol` (pyproject.toml).
+from .client import decode_batch_reply, decode_reply
+from .commands import COMMANDS, NUM_DBS, CommandSpec, parse_select
+from .errors import (
     ABORTED,
     ARGTYPE,
     ARITY,
@@ -34,8 +36,8 @@ from aofnode.protocol.errors import (
     Error,
     ProtocolError,
 )
-from aofnode.protocol.resp_reply import encode_command_reply, encode_value, error_line, info_text
-from aofnode.protocol.resp_request import (
+from .resp_reply import encode_command_reply, encode_value, error_line, info_text
+from .resp_request import (
     ARG_OVERHEAD,
     MAX_BULK_BYTES,
     MAX_COMMAND_BYTES,
@@ -46,7 +48,7 @@ from aofnode.protocol.resp_request import (
     RequestParser,
     split_inline,
 )
-from aofnode.protocol.server import (
+from .server import (
     Message,
     Request,
     decode_message,
@@ -54,7 +56,7 @@ from aofnode.protocol.server import (
     encode_reply,
     wire_reply,
 )
-from aofnode.protocol.wire import (
+from .wire import (
     MAX_ARGS,
     MAX_BATCH_LENGTH,
     MAX_MESSAGE_BYTES,

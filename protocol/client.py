@@ -13,8 +13,8 @@ from typing import Any
 
 import msgpack
 
-from aofnode.protocol.errors import Error, ProtocolError
-from aofnode.protocol.wire import REPLY_ERROR as _ERROR, REPLY_VALUE as _OK
+from .errors import Error, ProtocolError
+from .wire import REPLY_ERROR as _ERROR, REPLY_VALUE as _OK
 
 __all__ = ["decode_reply", "decode_batch_reply"]
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from aofnode.protocol.errors import ERR, Error
+from .errors import ERR, Error
 
 __all__ = ["CommandSpec", "COMMANDS", "NUM_DBS", "parse_select"]
 

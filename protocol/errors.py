@@ -10,6 +10,7 @@ client raises it when the server's reply is not a well-formed aofnode reply.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import final
 
 __all__ = [
     "ERR",
@@ -58,6 +59,9 @@ LOADING_MESSAGE = "aofnode is loading the dataset in memory"
 BUSY_REWRITE_MESSAGE = "Background append only file rewriting already in progress"
 
 
+# Final: every reader tells an error from a value with ``type(x) is Error`` (faster than
+# isinstance on the hot path), which a subclass would slip past.
+@final
 @dataclass(frozen=True, slots=True)
 class Error:
     """An error reply: ``code`` is one of the codes above, ``message`` is for humans."""

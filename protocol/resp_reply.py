@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aofnode.protocol.errors import ABORTED, BUSY, ERR, LOADING, MISCONF, NOPROTO, OOM, WRONGTYPE
+from .errors import ABORTED, BUSY, ERR, LOADING, MISCONF, NOPROTO, OOM, WRONGTYPE
 
 __all__ = ["error_line", "encode_value", "encode_command_reply", "info_text"]
 
@@ -67,9 +67,9 @@ def encode_value(value: Any, resp3: bool) -> bytes:
     raise TypeError(f"no RESP form for {t.__name__}")
 
 
-def info_text(sections: dict) -> bytes:
+def info_text(sections: dict[Any, Any]) -> bytes:
     """INFO's map of sections as Redis's text: ``# Section`` then ``field:value`` lines."""
-    lines = []
+    lines: list[str] = []
     for name, fields in sections.items():
         if lines:
             lines.append("")
@@ -81,7 +81,7 @@ def info_text(sections: dict) -> bytes:
     return ("\r\n".join(lines) + "\r\n").encode("utf-8", "replace")
 
 
-def _info_value(value) -> str:
+def _info_value(value: Any) -> str:
     if type(value) is dict:
         return ",".join(f"{k}={_info_value(v)}" for k, v in value.items())
     if type(value) is list:
@@ -91,7 +91,7 @@ def _info_value(value) -> str:
     return str(value)
 
 
-def _pairs(flat: list) -> dict:
+def _pairs(flat: list[Any]) -> dict[Any, Any]:
     return dict(zip(flat[::2], flat[1::2]))
 
 

@@ -15,7 +15,7 @@
 """
 from __future__ import annotations
 
-from aofnode.protocol.wire import MAX_ARGS, MAX_MESSAGE_BYTES
+from .wire import MAX_ARGS, MAX_MESSAGE_BYTES
 
 __all__ = ["MAX_INLINE_BYTES", "MAX_BULK_BYTES", "MAX_MULTIBULK", "MAX_COMMAND_BYTES", "ARG_OVERHEAD",
            "UNAUTH_MAX_MULTIBULK", "UNAUTH_MAX_BULK", "RequestParser", "split_inline"]
@@ -51,7 +51,8 @@ class RequestParser:
 
     def __init__(self, *, authenticated: bool = True, max_bulk: int = MAX_BULK_BYTES,
                  max_multibulk: int = MAX_MULTIBULK) -> None:
-        self._buf = b""  # unparsed bytes (bytes, or a bytearray while a long part gathers)
+        # Unparsed bytes: bytes, or a bytearray while a long part gathers.
+        self._buf: bytes | bytearray = b""
         self._argv: list[bytes] | None = None  # the multibulk being read
         self._left = 0  # its elements still to read
         self._bulk = -1  # declared length of the bulk being read, -1: expecting its header
@@ -108,7 +109,7 @@ class RequestParser:
             self._buf = buf[pos:]
         return out
 
-    def _parse_split(self, buf: bytes, out: list) -> tuple[int, bool]:
+    def _parse_split(self, buf: bytes, out: list[list[bytes]]) -> tuple[int, bool]:
         """The fast path for whole multibulks of short bulks: split the read at every CRLF once
         (in C), then check that each ``$len`` header is exactly the canonical header of the part
         after it. Where they all match the framing is proven (the bytes are ``*N CRLF $len CRLF
@@ -150,7 +151,7 @@ class RequestParser:
         self._argv = None
         self._parsed = 0
 
-    def _parse(self, buf, out: list) -> int:
+    def _parse(self, buf: bytes | bytearray, out: list[list[bytes]]) -> int:
         """Parse complete commands from ``buf``; return how many bytes were consumed."""
         pos, end = 0, len(buf)
         find = buf.find
@@ -207,7 +208,8 @@ class RequestParser:
         return pos
 
 
-    def _bulks(self, buf, pos: int, end: int, argv: list, out: list) -> int:
+    def _bulks(self, buf: bytes | bytearray, pos: int, end: int, argv: list[bytes],
+               out: list[list[bytes]]) -> int:
         """Read the bulks of the multibulk ``argv``; return the position reached. On return
         ``self._argv`` is None if the command completed (it is then in ``out``)."""
         find = buf.find
@@ -228,9 +230,8 @@ class RequestParser:
                 if digits.isdigit() and nl - pos < 12 and (digits[0] != 48 or nl - pos == 2):
                     bulk = int(digits)  # at most 10 digits, no sign, no leading zero
                 else:
-                    bulk = _strict_int(digits)
-                    if bulk is None:
-                        bulk = -1
+                    n = _strict_int(digits)
+                    bulk = -1 if n is None else n
                 if bulk < 0 or bulk > max_bulk:
                     self._fail("unauthenticated bulk length" if 0 <= bulk <= self.max_bulk
                                else "invalid bulk length")
@@ -246,7 +247,8 @@ class RequestParser:
             if buf[stop:stop + 2] != _CRLF:
                 self._fail("expected CRLF after bulk string")
                 break
-            argv.append(bytes(buf[pos:stop]) if copy else buf[pos:stop])
+            # Without copy, buf is bytes and so is its slice (a type checker cannot tell).
+            argv.append(bytes(buf[pos:stop]) if copy else buf[pos:stop])  # type: ignore[arg-type]
             parsed += bulk + _OBJECT_BYTES
             pos = stop + 2
             bulk = -1
@@ -273,7 +275,7 @@ _HEADS = [b"$%d" % n for n in range(_SHORT)]
 _COUNTS = {b"*%d" % n: n for n in range(1, 1025)}
 
 
-def _strict_int(digits) -> int | None:
+def _strict_int(digits: bytes | bytearray) -> int | None:
     """Redis's string2ll: an optional '-', digits, no leading zero, no '+' or blanks."""
     neg = digits[:1] == b"-"
     body = digits[1:] if neg else digits

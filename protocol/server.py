@@ -22,9 +22,9 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from aofnode.protocol.commands import COMMANDS, NUM_DBS
-from aofnode.protocol.errors import ARGTYPE, ARITY, ERR, NOPROTO, PROTO, TOOBIG, UNKNOWNCMD, Error
-from aofnode.protocol.wire import (
+from .commands import COMMANDS, NUM_DBS
+from .errors import ARGTYPE, ARITY, ERR, NOPROTO, PROTO, TOOBIG, UNKNOWNCMD, Error
+from .wire import (
     MAX_ARGS,
     MAX_BATCH_LENGTH,
     MAX_MESSAGE_BYTES,
@@ -125,9 +125,10 @@ _tuple_new = tuple.__new__
 # back to .upper() (ASCII names only: "ſet".upper() == "SET", which Redis would not accept).
 _LOOKUP = {**COMMANDS, **{name.lower(): spec for name, spec in COMMANDS.items()}}
 _object_new = object.__new__
-_set_is_batch = Message.is_batch.__set__  # type: ignore[attr-defined]
-_set_items = Message.items.__set__  # type: ignore[attr-defined]
-_set_db = Message.db.__set__  # type: ignore[attr-defined]
+# (mypy sees the fields as instance attributes, not the slot descriptors they are on the class.)
+_set_is_batch = Message.is_batch.__set__  # type: ignore[attr-defined, misc]
+_set_items = Message.items.__set__  # type: ignore[attr-defined, misc]
+_set_db = Message.db.__set__  # type: ignore[attr-defined, misc]
 
 
 def _new_message(is_batch: bool, items: tuple[Request | Error, ...], db: int) -> Message:
@@ -220,7 +221,7 @@ _NOT_PROTOCOL_2 = Error(NOPROTO, "this node speaks protocol 2: a message is an a
 HEADER_FIELDS = frozenset({"db"})
 
 
-def _header_db(header: dict) -> int | Error:
+def _header_db(header: dict[Any, Any]) -> int | Error:
     unknown = [k for k in header if k not in HEADER_FIELDS]
     if unknown:
         shown = ", ".join(repr(k) for k in unknown[:3])
@@ -254,7 +255,7 @@ def _unpack_counted(body: bytes) -> Any:
     containers = 0
     objects = 1  # the message itself; every container adds its elements
 
-    def on_array(items: list) -> list:
+    def on_array(items: list[Any]) -> list[Any]:
         nonlocal containers, objects
         containers += 1
         objects += len(items)
@@ -263,7 +264,7 @@ def _unpack_counted(body: bytes) -> Any:
                                   else _TOO_MANY_OBJECTS)
         return items
 
-    def on_map(items: dict) -> dict:
+    def on_map(items: dict[Any, Any]) -> dict[Any, Any]:
         nonlocal containers, objects
         containers += 1
         objects += 2 * len(items)
@@ -275,7 +276,7 @@ def _unpack_counted(body: bytes) -> Any:
     return _unpackb(body, list_hook=on_array, object_hook=on_map, **_COUNTED_OPTIONS)
 
 
-def _decode_request(req: list, in_batch: bool) -> Request | Error:
+def _decode_request(req: list[Any], in_batch: bool) -> Request | Error:
     """Validate one request (a non-array or empty ``req`` never gets here unless in a batch)."""
     argc = len(req)
     if not argc:
@@ -309,16 +310,17 @@ def _decode_request(req: list, in_batch: bool) -> Request | Error:
     # Fast path: clients that send bin args (the common case) cost one type check per arg.
     for arg in args:
         if type(arg) is not bytes:
-            args = _normalise_args(args)
-            if type(args) is Error:
-                return args
+            normalised = _normalise_args(args)
+            if type(normalised) is Error:
+                return normalised
+            args = normalised
             break
     return _tuple_new(Request, (spec.name, tuple(args)))
 
 
-def _normalise_args(args: list) -> list[bytes] | Error:
+def _normalise_args(args: list[Any]) -> list[bytes] | Error:
     """Slow path: str -> UTF-8 bytes, int -> ASCII decimal; anything else is ARGTYPE."""
-    out = []
+    out: list[bytes] = []
     append = out.append
     for arg in args:
         t = type(arg)
@@ -347,7 +349,7 @@ def _wire_type(value: object) -> str:
 
 
 # --- Encoding replies ------------------------------------------------------------------------
-def wire_reply(value: Any) -> list:
+def wire_reply(value: Any) -> list[Any]:
     """The msgpack-ready form of one reply: ``[0, value]`` or ``[1, code, message]``.
 
     ``value`` is None, int, bytes, str, float, bool, list, dict (nested) or an ``Error``. An

@@ -552,6 +552,16 @@ def test_protocol_never_imports_networking(module):
             assert (node.module or "").split(".")[0] not in ("zmq", "socket")
 
 
+@pytest.mark.parametrize("module", PROTOCOL_MODULES)
+def test_protocol_relative_imports_stay_in_the_package(module):
+    # The modules import each other relatively (for mypy); test_layers.py checks only absolute
+    # imports, so a `from ..store import x` would cross the layer unseen.
+    source = (pathlib.Path(protocol.__file__).parent / module).read_text()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            assert node.level <= 1, f"{module} imports from above the package"
+
+
 # SELECT's argument, by Redis's rules (string2ll then the range), from a differential test
 # against redis-server 7: Redis refuses "01", "+1", "-0" and says "value is not an integer or out
 # of range" for "x"; aofnode accepted the first three and said "out of range" for the last.
