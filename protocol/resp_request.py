@@ -308,53 +308,60 @@ def split_inline(line: bytes) -> list[bytes] | None:
         # long way: between arguments they are blanks, inside one they are not (sdssplitargs
         # ends a word only at space, \t, \n, \r), so "a\vb" is one argument (redis-server).
         return line.split()
-    s, n, i = line, len(line), 0
+    n, i = len(line), 0
     args: list[bytes] = []
     while True:
-        while i < n and s[i] in _BLANKS:
+        while i < n and line[i] in _BLANKS:
             i += 1
         if i >= n:
             return args
         current = bytearray()
-        quote = 0
-        while True:
-            c = s[i] if i < n else 0
-            if quote == 0x22:  # "
-                if i >= n:
-                    return None
-                if c == 0x5C and i + 3 < n and s[i + 1] == 0x78 and s[i + 2] in _HEX and s[i + 3] in _HEX:
-                    current.append(int(s[i + 2:i + 4], 16))
-                    i += 4
-                    continue
-                if c == 0x5C and i + 1 < n:
-                    i += 1
-                    current.append(_ESCAPES.get(s[i], s[i]))
-                elif c == 0x22:
-                    if i + 1 < n and s[i + 1] not in _BLANKS:
-                        return None
-                    i += 1
-                    break
-                else:
-                    current.append(c)
-            elif quote == 0x27:  # '
-                if i >= n:
-                    return None
-                if c == 0x5C and i + 1 < n and s[i + 1] == 0x27:
-                    i += 1
-                    current.append(0x27)
-                elif c == 0x27:
-                    if i + 1 < n and s[i + 1] not in _BLANKS:
-                        return None
-                    i += 1
-                    break
-                else:
-                    current.append(c)
-            elif i >= n or c in _ENDS_WORD:
-                break
-            elif c == 0x22 or c == 0x27:
-                quote = c
+        i = _read_arg(line, i, current)
+        if i < 0:
+            return None
+        args.append(bytes(current))
+
+
+def _read_arg(s: bytes, i: int, current: bytearray) -> int:
+    """Read the argument that starts at ``s[i]`` into ``current``; return the index after it,
+    or -1 for an unbalanced quote (split_inline's rules)."""
+    n = len(s)
+    quote = 0
+    while True:
+        c = s[i] if i < n else 0
+        if quote == 0x22:  # "
+            if i >= n:
+                return -1
+            if c == 0x5C and i + 3 < n and s[i + 1] == 0x78 and s[i + 2] in _HEX and s[i + 3] in _HEX:
+                current.append(int(s[i + 2:i + 4], 16))
+                i += 4
+                continue
+            if c == 0x5C and i + 1 < n:
+                i += 1
+                current.append(_ESCAPES.get(s[i], s[i]))
+            elif c == 0x22:
+                if i + 1 < n and s[i + 1] not in _BLANKS:
+                    return -1
+                return i + 1
             else:
                 current.append(c)
-            i += 1
-        args.append(bytes(current))
+        elif quote == 0x27:  # '
+            if i >= n:
+                return -1
+            if c == 0x5C and i + 1 < n and s[i + 1] == 0x27:
+                i += 1
+                current.append(0x27)
+            elif c == 0x27:
+                if i + 1 < n and s[i + 1] not in _BLANKS:
+                    return -1
+                return i + 1
+            else:
+                current.append(c)
+        elif i >= n or c in _ENDS_WORD:
+            return i
+        elif c == 0x22 or c == 0x27:
+            quote = c
+        else:
+            current.append(c)
+        i += 1
 
