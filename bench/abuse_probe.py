@@ -35,7 +35,7 @@ import zmq
 
 from aofnode.bench import hist, resp
 from aofnode.bench.targets import open_dealer
-from aofnode.protocol import codec
+from aofnode import protocol
 
 __all__ = ["Probes", "process_roles", "read_rss", "read_cpu_s"]
 
@@ -148,7 +148,7 @@ class _ZmqPing:
     def __init__(self, endpoint: str) -> None:
         self._ctx = zmq.Context()
         self._endpoint = endpoint
-        self._body = codec.encode_request("PING")
+        self._body = protocol.encode_request("PING")
         self.sock = self._open()
 
     def _open(self) -> zmq.Socket:
@@ -158,7 +158,7 @@ class _ZmqPing:
         self.sock.send_multipart([b"", self._body])
         if not self.sock.poll(int(timeout * 1000), zmq.POLLIN):
             return False
-        reply = codec.decode_reply(self.sock.recv_multipart()[-1])
+        reply = protocol.decode_reply(self.sock.recv_multipart()[-1])
         if reply != "PONG":
             raise RuntimeError(f"victim PING got {reply!r}")
         return True

@@ -24,7 +24,7 @@ import zmq
 
 from aofnode.bench.abuse_node import MIB, Target
 from aofnode.bench.abuse_wire import NonReader, encode_pipeline, load, one_message
-from aofnode.protocol import codec
+from aofnode import protocol
 
 __all__ = ["Scenario", "SCENARIOS"]
 
@@ -215,7 +215,7 @@ def abandoned_scans(t: Target, scale: float, measure) -> dict:
     load_s = time.monotonic() - started
     ctx = zmq.Context()
     socks = []
-    body = codec.encode_request("SCAN", "0")
+    body = protocol.encode_request("SCAN", "0")
     waits: list[float] = []
     try:
         with measure():
@@ -314,7 +314,7 @@ def many_connections(t: Target, scale: float, measure) -> dict:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    body = codec.encode_request("PING")
+    body = protocol.encode_request("PING")
     ctx = zmq.Context()
     ctx.set(zmq.MAX_SOCKETS, n + 64)  # a context option (default 1023), not a socket default
     socks: list[zmq.Socket] = []

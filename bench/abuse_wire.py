@@ -24,7 +24,7 @@ import zmq
 
 from aofnode.bench import resp
 from aofnode.bench.abuse_node import Target
-from aofnode.protocol import codec
+from aofnode import protocol
 
 __all__ = ["NonReader", "one_message", "load", "encode_pipeline"]
 
@@ -55,7 +55,7 @@ class NonReader:
 
     def send(self, command: tuple, count: int) -> None:
         if self.kind == "aofnode":
-            frames = [b"", codec.encode_request(*command)]
+            frames = [b"", protocol.encode_request(*command)]
             for _ in range(count):
                 self.sock.send_multipart(frames)
         else:
@@ -84,7 +84,7 @@ class NonReader:
 
 def encode_pipeline(target: Target, commands: list[tuple]) -> bytes:
     if target.kind == "aofnode":
-        return codec.encode_batch(commands)
+        return protocol.encode_batch(commands)
     return b"".join(resp.encode_command(*c) for c in commands)
 
 
@@ -115,14 +115,14 @@ def _zmq_message(endpoint: str, body: bytes, timeout: float) -> dict[str, Any]:
         sock.close(linger=0)
         ctx.term()
     try:
-        decoded = codec.decode_batch_reply(payload)
-    except codec.ProtocolError:  # not a batch reply: a single reply to a single request
-        decoded = codec.decode_reply(payload)
-    if isinstance(decoded, codec.Error):
+        decoded = protocol.decode_batch_reply(payload)
+    except protocol.ProtocolError:  # not a batch reply: a single reply to a single request
+        decoded = protocol.decode_reply(payload)
+    if isinstance(decoded, protocol.Error):
         return {"seconds": seconds, "errors": {decoded.code: 1}, "reply": f"{decoded.code} {decoded.message}"}
     errors: dict[str, int] = {}
     for r in decoded if isinstance(decoded, list) else []:
-        if isinstance(r, codec.Error):
+        if isinstance(r, protocol.Error):
             errors[r.code] = errors.get(r.code, 0) + 1
     return {"seconds": seconds, "errors": errors, "reply": None}
 

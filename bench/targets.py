@@ -27,7 +27,7 @@ from typing import Any
 import zmq
 
 from aofnode.bench import resp
-from aofnode.protocol import codec
+from aofnode import protocol
 from aofnode.client import Client, CommandError
 
 __all__ = ["TargetSpec", "open_connection", "new_mux", "Control"]
@@ -69,7 +69,7 @@ class ZmqConnection:
         return open_dealer(self._ctx, self._endpoint)
 
     def send(self, batch: list[tuple]) -> None:
-        body = codec.encode_batch(batch) if len(batch) > 1 else codec.encode_request(*batch[0])
+        body = protocol.encode_batch(batch) if len(batch) > 1 else protocol.encode_request(*batch[0])
         self._batch = len(batch) > 1
         self._size = len(batch)
         # DEALER: ["", body]; NOBLOCK never fails here, one message in flight is far below HWM.
@@ -84,14 +84,14 @@ class ZmqConnection:
                 return out
             body = frames[-1]
             if self._batch:
-                replies = codec.decode_batch_reply(body)
-                if type(replies) is codec.Error:  # the whole batch was rejected
+                replies = protocol.decode_batch_reply(body)
+                if type(replies) is protocol.Error:  # the whole batch was rejected
                     out.append([replies.code] * self._size)
                 else:
-                    out.append([r.code if type(r) is codec.Error else None for r in replies])
+                    out.append([r.code if type(r) is protocol.Error else None for r in replies])
             else:
-                r = codec.decode_reply(body)
-                out.append([r.code if type(r) is codec.Error else None])
+                r = protocol.decode_reply(body)
+                out.append([r.code if type(r) is protocol.Error else None])
 
     def reopen(self, mux: "Mux") -> None:
         mux.unregister(self)

@@ -23,8 +23,10 @@ from typing import Any, Iterable, Sequence
 import zmq
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
-from aofnode.protocol import codec
+from aofnode.protocol.client import decode_batch_reply, decode_reply
 from aofnode.protocol.commands import COMMANDS
+from aofnode.protocol.errors import ABORTED, LOADING, Error
+from aofnode.protocol.wire import encode_batch, encode_request
 
 __all__ = ["Client", "CommandError", "NodeTimeout", "DEFAULT_LOADING_TIMEOUT"]
 
@@ -111,7 +113,7 @@ class Client:
     def execute(self, command: str | bytes, *args: Any) -> Any:
         """Run one command; return its reply or raise ``CommandError``/``NodeTimeout``."""
         reply = self._call([(command, *args)], batch=False)
-        if isinstance(reply, codec.Error):
+        if isinstance(reply, Error):
             raise CommandError(reply.code, reply.message)
         if _is_select(command) and reply == "OK":
             self._db = int(args[0])
@@ -122,11 +124,11 @@ class Client:
         if not commands:
             return []
         replies = self._call(list(commands), batch=True)
-        if isinstance(replies, codec.Error):
+        if isinstance(replies, Error):
             raise CommandError(replies.code, replies.message)
         out = []
         for cmd, reply in zip(commands, replies):
-            if isinstance(reply, codec.Error):
+            if isinstance(reply, Error):
                 out.append(CommandError(reply.code, reply.message))
             else:
                 if _is_select(cmd[0]) and reply == "OK":
@@ -166,7 +168,7 @@ class Client:
 
     def _call(self, commands: list, batch: bool):
         db = self._db
-        body = codec.encode_batch(commands, db=db) if batch else codec.encode_request(*commands[0], db=db)
+        body = encode_batch(commands, db=db) if batch else encode_request(*commands[0], db=db)
         safe = _retry_safe(commands)
         failures = 0  # timeouts and ABORTED replies, against self.retries
         loading_since: float | None = None  # monotonic time of the first LOADING reply
@@ -192,10 +194,10 @@ class Client:
                     raise _Retryable(exc) from exc
                 raise
             # LOADING and ABORTED answer a whole message (protocol.md), never one item of a batch.
-            if isinstance(reply, codec.Error):
-                if reply.code == codec.LOADING:
+            if isinstance(reply, Error):
+                if reply.code == LOADING:
                     raise still_loading(reply.message)
-                if reply.code == codec.ABORTED and safe:
+                if reply.code == ABORTED and safe:
                     failures += 1
                     raise _Retryable(CommandError(reply.code, reply.message))
             return reply
@@ -222,13 +224,13 @@ class Client:
             return retrying(attempt)
         except _StillLoading as exc:
             waited = time.monotonic() - loading_since
-            return codec.Error(codec.LOADING,
-                               f"{exc.message} (still loading after {waited:.1f}s and "
-                               f"{loading_replies} tries; loading_timeout={self.loading_timeout}s)")
+            return Error(LOADING,
+                         f"{exc.message} (still loading after {waited:.1f}s and "
+                         f"{loading_replies} tries; loading_timeout={self.loading_timeout}s)")
         except _Retryable as exc:
             cause = exc.cause
             if isinstance(cause, CommandError):
-                return codec.Error(cause.code, cause.message)
+                return Error(cause.code, cause.message)
             raise cause from None
 
     def _roundtrip(self, body: bytes, batch: bool):
@@ -238,7 +240,7 @@ class Client:
             raise NodeTimeout(f"no reply from {self.endpoint} within {self.timeout}s")
         frames = sock.recv_multipart()
         payload = frames[-1]
-        return codec.decode_batch_reply(payload) if batch else codec.decode_reply(payload)
+        return decode_batch_reply(payload) if batch else decode_reply(payload)
 
 
 def _is_select(name) -> bool:

@@ -7,12 +7,12 @@ LOADING). It lives below both so neither imports the other.
 from __future__ import annotations
 
 from aofnode.version import VERSION
-from aofnode.protocol import codec
-from aofnode.protocol.codec import Error
+from aofnode.protocol.errors import ERR, NOPROTO, Error
+from aofnode.protocol.wire import PROTOCOL_VERSION
 
 __all__ = ["hello_reply", "HELLO_REPLY"]
 
-HELLO_REPLY = {"server": "aofnode", "version": VERSION, "proto": codec.PROTOCOL_VERSION}
+HELLO_REPLY = {"server": "aofnode", "version": VERSION, "proto": PROTOCOL_VERSION}
 
 
 def hello_reply(args: tuple[bytes, ...]):
@@ -21,8 +21,8 @@ def hello_reply(args: tuple[bytes, ...]):
         try:
             version = int(args[0])
         except ValueError:
-            return Error(codec.ERR, "Protocol version is not an integer or out of range")
-        if version != codec.PROTOCOL_VERSION:
-            return Error(codec.NOPROTO, f"unsupported protocol version {version}; "
-                                        f"this node speaks {codec.PROTOCOL_VERSION}")
+            return Error(ERR, "Protocol version is not an integer or out of range")
+        if version != PROTOCOL_VERSION:
+            return Error(NOPROTO, f"unsupported protocol version {version}; "
+                                  f"this node speaks {PROTOCOL_VERSION}")
     return HELLO_REPLY

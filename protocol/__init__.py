@@ -1,76 +1,83 @@
-"""aofnode's sans-I/O protocol layer: the wire codec and the command table.
+"""aofnode's sans-I/O protocol layer: no networking code at all.
 
-No networking code here: ``aofnode.protocol.codec`` turns message bodies into typed values and back,
-``aofnode.protocol.commands`` lists the commands. Only the front actor and the client touch sockets.
+Bytes in, values out, and back; only the fronts and the client touch sockets. The modules:
+
+* ``errors``: the error codes and ``Error`` values both protocols answer with;
+* ``commands``: the command table, the databases and SELECT's argument;
+* the ZeroMQ wire (msgpack bodies): ``wire`` (version, limits, encoding a message), ``server``
+  (decoding messages, encoding replies) and ``client`` (decoding replies);
+* RESP, Redis's protocol, server side: ``resp_request`` (the request parser) and
+  ``resp_reply`` (the reply encoder).
+
+Every public name is re-exported here.
 """
 
-from aofnode.protocol.codec import (
+# Relative imports, here and in every module: mypy checks this folder as it is in the checkout,
+# since it cannot follow the editable install to the name `aofnode.protocol` (pyproject.toml).
+from .client import decode_batch_reply, decode_reply
+from .commands import COMMANDS, NUM_DBS, CommandSpec, parse_select
+from .errors import (
     ABORTED,
     ARGTYPE,
     ARITY,
     BUSY,
+    BUSY_REWRITE_MESSAGE,
     ERR,
     ERROR_CODES,
-    BUSY_REWRITE_MESSAGE,
     LOADING,
     LOADING_MESSAGE,
+    MISCONF,
+    NOPROTO,
+    OOM,
+    PROTO,
+    TOOBIG,
+    UNKNOWNCMD,
+    WRONGTYPE,
+    Error,
+    ProtocolError,
+)
+from .resp_reply import encode_command_reply, encode_value, error_line, info_text
+from .resp_request import (
+    ARG_OVERHEAD,
+    MAX_BULK_BYTES,
+    MAX_COMMAND_BYTES,
+    MAX_INLINE_BYTES,
+    MAX_MULTIBULK,
+    UNAUTH_MAX_BULK,
+    UNAUTH_MAX_MULTIBULK,
+    RequestParser,
+    split_inline,
+)
+from .server import (
+    Message,
+    Request,
+    decode_message,
+    encode_batch_reply,
+    encode_reply,
+    wire_reply,
+)
+from .wire import (
     MAX_ARGS,
     MAX_BATCH_LENGTH,
     MAX_MESSAGE_BYTES,
     MAX_MESSAGE_CONTAINERS,
     MAX_MESSAGE_OBJECTS,
-    MISCONF,
-    NOPROTO,
-    OOM,
-    PROTO,
     PROTOCOL_VERSION,
-    TOOBIG,
-    UNKNOWNCMD,
-    WRONGTYPE,
-    Error,
-    Message,
-    ProtocolError,
-    Request,
-    decode_batch_reply,
-    decode_message,
-    decode_reply,
+    REPLY_ERROR,
+    REPLY_VALUE,
     encode_batch,
-    encode_batch_reply,
-    encode_reply,
     encode_request,
-    wire_reply,
 )
-from aofnode.protocol.commands import COMMANDS, CommandSpec
 
 __all__ = [
-    # command table
+    # command table and databases
     "COMMANDS",
     "CommandSpec",
-    # values
+    "NUM_DBS",
+    "parse_select",
+    # error codes and values, and the texts several actors send with two of them
     "Error",
-    "Message",
     "ProtocolError",
-    "Request",
-    # server side
-    "decode_message",
-    "encode_batch_reply",
-    "encode_reply",
-    "wire_reply",
-    # client side
-    "decode_batch_reply",
-    "decode_reply",
-    "encode_batch",
-    "encode_request",
-    # version and limits
-    "PROTOCOL_VERSION",
-    "MAX_ARGS",
-    "MAX_BATCH_LENGTH",
-    "MAX_MESSAGE_BYTES",
-    "MAX_MESSAGE_OBJECTS",
-    "MAX_MESSAGE_CONTAINERS",
-    # error codes, and the texts several actors send with two of them
-    "LOADING_MESSAGE",
-    "BUSY_REWRITE_MESSAGE",
     "ERROR_CODES",
     "ABORTED",
     "ARGTYPE",
@@ -85,4 +92,42 @@ __all__ = [
     "TOOBIG",
     "UNKNOWNCMD",
     "WRONGTYPE",
+    "LOADING_MESSAGE",
+    "BUSY_REWRITE_MESSAGE",
+    # ZeroMQ wire: version, limits, reply tags, encoding a message (any sender)
+    "PROTOCOL_VERSION",
+    "MAX_ARGS",
+    "MAX_BATCH_LENGTH",
+    "MAX_MESSAGE_BYTES",
+    "MAX_MESSAGE_OBJECTS",
+    "MAX_MESSAGE_CONTAINERS",
+    "REPLY_VALUE",
+    "REPLY_ERROR",
+    "encode_batch",
+    "encode_request",
+    # ZeroMQ wire, server side
+    "Message",
+    "Request",
+    "decode_message",
+    "encode_batch_reply",
+    "encode_reply",
+    "wire_reply",
+    # ZeroMQ wire, client side
+    "decode_batch_reply",
+    "decode_reply",
+    # RESP requests
+    "RequestParser",
+    "split_inline",
+    "MAX_INLINE_BYTES",
+    "MAX_BULK_BYTES",
+    "MAX_MULTIBULK",
+    "MAX_COMMAND_BYTES",
+    "ARG_OVERHEAD",
+    "UNAUTH_MAX_MULTIBULK",
+    "UNAUTH_MAX_BULK",
+    # RESP replies
+    "encode_value",
+    "encode_command_reply",
+    "error_line",
+    "info_text",
 ]

@@ -1,40 +1,44 @@
 """The command table: every command aofnode accepts, with its arity and flags.
 
-Design
-------
 This module owns the *shape* of each command and nothing else: it never executes anything
-(``node/store/executor.py`` does) and never touches a socket. The codec validates every decoded
-request against this table (``CommandSpec.accepts`` is the one arity rule), so a request that
-reaches the log actor has a known name and the right number of arguments.
-
-* ``arity`` follows Redis: it counts the command name itself, and a negative value ``-N`` means
-  "at least N". The values are the Redis 7 ones, so a Redis client library's expectations hold.
-* ``write`` means the command may change the keyspace. The log actor uses it to refuse writes
-  with MISCONF while the AOF is not writable, and to turn the replies of a cycle's writes into
-  MISCONF when that cycle's append fails. It does not decide AOF propagation: the executor logs
-  what actually changed, and a write that changed nothing logs nothing. (Before the log actor is
-  ready the front actor answers LOADING to every command, reads included, except SELECT and
-  HELLO, which it answers itself.)
-* ``denyoom`` means the command may grow memory (Redis's ``denyoom`` flag): past
-  ``maxmemory`` it gets an OOM error unless eviction makes room, while reads, deletes and TTL
-  changes go on working. The values are Redis 7's: SET, SETNX, MSET, APPEND, the INCR family,
-  HSET and HINCRBY; GETDEL, DEL, RENAME, the EXPIRE family, PERSIST, HDEL and FLUSH* are not.
-* ``retry_safe`` means that sending the command again after a timeout yields the same state and
-  the same reply. Only read-only commands and connection commands qualify; no write command
-  does (``SET k v`` is idempotent for the state but not for ``SET k v GET`` / ``NX``, ``INCR`` is
-  neither, ``DEL`` changes its reply), so we do not try to classify writes case by case.
+(``node/store/executor.py`` does) and never touches a socket. The server's decoder (server.py)
+validates every decoded request against this table (``CommandSpec.accepts`` is the one arity
+rule), so a request that reaches the log actor has a known name and the right number of
+arguments. Arities and flags are Redis 7's, so a Redis client library's expectations hold;
+``CommandSpec`` says what each flag decides. The databases are here too: ``NUM_DBS``, and
+``parse_select`` for SELECT's argument, which both fronts and the log actor check by one rule.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-__all__ = ["CommandSpec", "COMMANDS"]
+from .errors import ERR, Error
+
+__all__ = ["CommandSpec", "COMMANDS", "NUM_DBS", "parse_select"]
 
 
 @dataclass(frozen=True, slots=True)
 class CommandSpec:
-    """One row of the command table."""
+    """One row of the command table.
+
+    * ``arity`` follows Redis: it counts the command name itself, and a negative value ``-N``
+      means "at least N".
+    * ``write``: the log actor refuses such a command with MISCONF while the AOF is not
+      writable, and turns the replies of a cycle's writes into MISCONF when that cycle's append
+      fails. It does not decide AOF propagation: the executor logs what actually changed, and a
+      write that changed nothing logs nothing. (Before the log actor is ready the front answers
+      LOADING to every command, reads included, except SELECT and HELLO, which it answers.)
+    * ``denyoom`` (Redis's flag): past ``maxmemory`` the command gets an OOM error unless
+      eviction makes room, while reads, deletes and TTL changes go on working. SET, SETNX,
+      MSET, APPEND, the INCR family, HSET and HINCRBY have it; GETDEL, DEL, RENAME, the EXPIRE
+      family, PERSIST, HDEL and FLUSH* do not.
+    * ``retry_safe``: sending the command again after a timeout yields the same state and the
+      same reply. Only read-only and connection commands qualify; no write does (``SET k v`` is
+      idempotent for the state but not for ``SET k v GET`` / ``NX``, ``INCR`` is neither,
+      ``DEL`` changes its reply), so writes are not classified case by case.
+    """
 
     name: str  # upper-case, as used as the key of COMMANDS
     arity: int  # Redis convention: includes the name; -N means at least N
@@ -110,3 +114,24 @@ COMMANDS: dict[str, CommandSpec] = {
     name: CommandSpec(name, arity, write, retry_safe, summary, denyoom)
     for name, arity, (write, retry_safe, denyoom), summary in _TABLE
 }
+
+
+# --- Databases -------------------------------------------------------------------------------
+NUM_DBS = 16  # databases 0..15, as Redis's default
+
+
+def parse_select(arg: bytes) -> int | Error:
+    """SELECT's argument, by Redis's rules (string2ll, then the range): no sign but a leading
+    minus, no leading zeros, no spaces; "01", "+1" and "-0" are refused as Redis refuses them."""
+    text = arg.decode("ascii", "replace")
+    if not _STRICT_INT.fullmatch(text) or len(text) > 20:
+        return Error(ERR, "value is not an integer or out of range")
+    n = int(text)
+    if not -(1 << 63) <= n < (1 << 63):
+        return Error(ERR, "value is not an integer or out of range")
+    if not 0 <= n < NUM_DBS:
+        return Error(ERR, "DB index is out of range")
+    return n
+
+
+_STRICT_INT = re.compile(r"0|-?[1-9][0-9]*")

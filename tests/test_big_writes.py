@@ -2,7 +2,7 @@
 
 Five 60 MiB SETs that land in one cycle are ~300 MB of entries, over the 256 MiB record limit.
 The cycle must become several records (one write(2), one group commit) instead of killing the
-log actor and answering ABORTED. Each message is within protocol.codec.MAX_MESSAGE_BYTES.
+log actor and answering ABORTED. Each message is within protocol.wire.MAX_MESSAGE_BYTES.
 How many SETs share a cycle depends on timing (runs here saw 5 in one cycle, and 2 + 3); the
 split itself is tested deterministically in tests/test_aof_format.py.
 """
@@ -12,7 +12,7 @@ import os
 import threading
 
 from aofnode.aof import format as aof_format
-from aofnode.protocol.codec import MAX_MESSAGE_BYTES
+from aofnode.protocol.wire import MAX_MESSAGE_BYTES
 
 CLIENTS = 5
 VALUE_BYTES = 60 << 20

@@ -7,7 +7,7 @@ import msgpack
 import pytest
 import zmq
 
-from aofnode.protocol import codec
+from aofnode import protocol
 from aofnode.client import Client, CommandError, NodeTimeout
 from tests.nodeproc import free_port
 
@@ -48,14 +48,14 @@ class ScriptedNode:
             self.received.append(payload)
             if time.monotonic() < self._loading_until:
                 self.loading_replies += 1
-                loading = codec.Error(codec.LOADING, codec.LOADING_MESSAGE)
-                sock.send_multipart([*frames[:-1], codec.encode_reply(loading)])
+                loading = protocol.Error(protocol.LOADING, protocol.LOADING_MESSAGE)
+                sock.send_multipart([*frames[:-1], protocol.encode_reply(loading)])
                 continue
             action = self.script.pop(0) if self.script else None
             if type(action) is tuple:  # a tuple in the script: the replies to a batch
-                sock.send_multipart([*frames[:-1], codec.encode_batch_reply(list(action))])
+                sock.send_multipart([*frames[:-1], protocol.encode_batch_reply(list(action))])
             elif action is not None:
-                sock.send_multipart([*frames[:-1], codec.encode_reply(action)])
+                sock.send_multipart([*frames[:-1], protocol.encode_reply(action)])
         sock.close()
 
     def close(self) -> None:
@@ -92,7 +92,7 @@ def test_timeout_of_a_write_is_not_retried(scripted):
 
 
 def test_loading_is_retried_for_any_command_then_succeeds(scripted):
-    loading = codec.Error(codec.LOADING, "loading")
+    loading = protocol.Error(protocol.LOADING, "loading")
     node = scripted([loading, loading, 7])
     with Client(node.endpoint, timeout=2, retries=3) as c:
         assert c.execute("INCR", "n") == 7
@@ -119,8 +119,8 @@ def test_a_reload_longer_than_the_budget_fails_with_a_clear_error(scripted):
         started = time.monotonic()
         err = pytest.raises(CommandError, c.execute, "GET", "k").value
         waited = time.monotonic() - started
-    assert err.code == codec.LOADING
-    assert err.message.startswith(codec.LOADING_MESSAGE)
+    assert err.code == protocol.LOADING
+    assert err.message.startswith(protocol.LOADING_MESSAGE)
     assert "still loading after 0.4s" in err.message
     assert "loading_timeout=0.4s" in err.message
     assert 0.4 <= waited < 0.4 + 0.5  # the last try lands on the deadline, not a wait past it
@@ -131,31 +131,31 @@ def test_a_batch_is_retried_while_loading_and_fails_whole(scripted):
     node = scripted([], loading_for=30.0)
     with Client(node.endpoint, timeout=2, loading_timeout=0.2) as c:
         err = pytest.raises(CommandError, c.execute_many, [("SET", "a", "1"), ("GET", "a")]).value
-    assert err.code == codec.LOADING
+    assert err.code == protocol.LOADING
     assert node.loading_replies >= 2
 
 
 def test_loading_timeout_zero_does_not_retry(scripted):
     node = scripted(["OK"], loading_for=30.0)
     with Client(node.endpoint, timeout=2, loading_timeout=0) as c:
-        assert pytest.raises(CommandError, c.execute, "PING").value.code == codec.LOADING
+        assert pytest.raises(CommandError, c.execute, "PING").value.code == protocol.LOADING
     assert len(node.received) == 1
 
 
 def test_a_failed_select_leaves_the_db_unchanged(scripted):
-    node = scripted([codec.Error(codec.ERR, "DB index is out of range"), b"v"])
+    node = scripted([protocol.Error(protocol.ERR, "DB index is out of range"), b"v"])
     with Client(node.endpoint, timeout=0.5, retries=2) as c:
-        assert pytest.raises(CommandError, c.execute, "SELECT", 99).value.code == codec.ERR
+        assert pytest.raises(CommandError, c.execute, "SELECT", 99).value.code == protocol.ERR
         assert c.db == 0
         assert c.execute("GET", "k") == b"v"
     assert node.headers == [{}, {}]
 
 
 def test_aborted_write_surfaces_as_error(scripted):
-    node = scripted([codec.Error(codec.ABORTED, "maybe applied")])
+    node = scripted([protocol.Error(protocol.ABORTED, "maybe applied")])
     with Client(node.endpoint, timeout=2, retries=3) as c:
         err = pytest.raises(CommandError, c.execute, "SET", "k", "v").value
-    assert err.code == codec.ABORTED
+    assert err.code == protocol.ABORTED
     assert len(node.received) == 1
 
 

@@ -1,16 +1,18 @@
-"""Tables of (input, expected) for protocol.codec and protocol.commands. No sockets."""
+"""Tables of (input, expected) for the ZeroMQ wire (protocol/wire.py, server.py, client.py) and
+protocol/commands.py. No sockets."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 import pathlib
 
 import msgpack
 import pytest
 
 from aofnode import protocol
-from aofnode.protocol import codec
-from aofnode.protocol.codec import (
+from aofnode.protocol import errors
+from aofnode.protocol import (
     ERR,
     NOPROTO,
     ARGTYPE,
@@ -522,18 +524,21 @@ def test_arity_rule(arity, ok, bad):
 
 # --- Package surface ------------------------------------------------------------------------
 
+PROTOCOL_MODULES = sorted(p.name for p in pathlib.Path(protocol.__file__).parent.glob("*.py"))
+
+
 def test_package_reexports_public_names():
     for name in protocol.__all__:
         assert hasattr(protocol, name), name
-    assert set(codec.__all__) <= set(protocol.__all__)
+    for module in PROTOCOL_MODULES:
+        if module != "__init__.py":
+            names = importlib.import_module(f"aofnode.protocol.{module[:-3]}").__all__
+            assert set(names) <= set(protocol.__all__), module
 
 
 def test_error_codes_are_their_own_names():
-    for code in codec.ERROR_CODES:
-        assert getattr(codec, code) == code
-
-
-PROTOCOL_MODULES = sorted(p.name for p in pathlib.Path(protocol.__file__).parent.glob("*.py"))
+    for code in errors.ERROR_CODES:
+        assert getattr(errors, code) == code
 
 
 @pytest.mark.parametrize("module", PROTOCOL_MODULES)
@@ -545,6 +550,16 @@ def test_protocol_never_imports_networking(module):
             assert not any(a.name.split(".")[0] in ("zmq", "socket") for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             assert (node.module or "").split(".")[0] not in ("zmq", "socket")
+
+
+@pytest.mark.parametrize("module", PROTOCOL_MODULES)
+def test_protocol_relative_imports_stay_in_the_package(module):
+    # The modules import each other relatively (for mypy); test_layers.py checks only absolute
+    # imports, so a `from ..store import x` would cross the layer unseen.
+    source = (pathlib.Path(protocol.__file__).parent / module).read_text()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            assert node.level <= 1, f"{module} imports from above the package"
 
 
 # SELECT's argument, by Redis's rules (string2ll then the range), from a differential test
@@ -567,7 +582,7 @@ SELECT_CASES = [
 
 @pytest.mark.parametrize("arg, expected", SELECT_CASES, ids=[repr(c[0]) for c in SELECT_CASES])
 def test_select_argument_follows_redis(arg, expected):
-    from aofnode.protocol.codec import parse_select
+    from aofnode.protocol.commands import parse_select
     result = parse_select(arg)
     if type(expected) is int:
         assert result == expected

@@ -11,7 +11,7 @@ from tests.fakeclock import FakeClock
 from aofnode.store.executor import Executor
 from aofnode.store.keyspace import NUM_DBS, SHARDS
 from aofnode.store.scan import MAX_SLICE_BITS, parse_cursor, scan_keys
-from aofnode.protocol.codec import UNKNOWNCMD, Error
+from aofnode.protocol.errors import UNKNOWNCMD, Error
 from aofnode.protocol.commands import COMMANDS
 
 T0 = 1_700_000_000_000  # fake "now", unix ms

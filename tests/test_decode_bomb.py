@@ -14,7 +14,7 @@ import tracemalloc
 import msgpack
 import pytest
 
-from aofnode.protocol.codec import (
+from aofnode.protocol import (
     MAX_ARGS,
     MAX_BATCH_LENGTH,
     MAX_MESSAGE_BYTES,

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from aofnode.protocol import codec
+from aofnode import protocol
 from aofnode.client import CommandError
 from tests.faultinject import Faults, faultfs_library, faults  # noqa: F401 (fixtures)
 from tests.nodeproc import wait_for
@@ -45,7 +45,7 @@ def refused_with_misconf(c, key: bytes, acked: dict) -> bool:
     try:
         reply = c.execute("SET", key, b"during-fault")
     except CommandError as exc:
-        return exc.code == codec.MISCONF
+        return exc.code == protocol.MISCONF
     if reply == "OK":
         acked[key] = b"during-fault"
     return False

@@ -5,7 +5,7 @@ import signal
 import pytest
 import zmq
 
-from aofnode.protocol import codec
+from aofnode import protocol
 
 from tests.nodeproc import wait_for
 from tests.test_kill9_durability import Writers, _verify
@@ -23,7 +23,7 @@ def test_kill9_log_actor_at_rewrite_step(make_node, step):
         trigger = zmq.Context.instance().socket(zmq.DEALER)
         trigger.setsockopt(zmq.LINGER, 0)
         trigger.connect(node.endpoint)
-        trigger.send_multipart([b"", codec.encode_request("BGREWRITEAOF")])
+        trigger.send_multipart([b"", protocol.encode_request("BGREWRITEAOF")])
         victim = wait_paused(node, step)
         assert victim == node.actor_pids()["log"]
         os.kill(victim, signal.SIGKILL)

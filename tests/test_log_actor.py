@@ -16,7 +16,7 @@ from aofnode.log.closer_client import InlineCloser
 from aofnode.log.actor import LogActor
 from aofnode.runtime.actor import Runtime
 from aofnode.config import Config
-from aofnode.protocol import codec
+from aofnode import protocol
 from tests.nodeproc import wait_for
 
 
@@ -51,8 +51,8 @@ class Harness:
 
     def call(self, *requests, db=0):
         """One client message (a batch when several requests); returns its decoded reply."""
-        body = (codec.encode_batch(list(requests), db=db) if len(requests) > 1
-                else codec.encode_request(*requests[0], db=db))
+        body = (protocol.encode_batch(list(requests), db=db) if len(requests) > 1
+                else protocol.encode_request(*requests[0], db=db))
         seq, self.next_id = self.next_id, self.next_id + 1
         self.front.send(m.Batch(seq, [1], [body]))
         [replies] = self._receive(lambda msgs: [x for x in msgs if type(x) is m.Replies and x.seqs])
@@ -165,7 +165,7 @@ def test_while_the_aof_is_not_writable_a_cycle_refuses_writes_before_running_the
         assert harness.actor._writes_refused() is None
         assert harness.call(("SET", "k", "1"))[:2] == [1, "MISCONF"]  # ran; its append failed
         refusal = harness.actor._writes_refused()
-        assert refusal == codec.Error(codec.MISCONF, refusal.message) and "No space" in refusal.message
+        assert refusal == protocol.Error(protocol.MISCONF, refusal.message) and "No space" in refusal.message
         reply = harness.call(("SET", "k", "2"), ("GET", "k"), ("INCR", "n"))
         assert reply == [[1, "MISCONF", refusal.message], [0, b"1"], [1, "MISCONF", refusal.message]]
         assert harness.actor.stats["misconf_refusals"] == 2  # refused upfront: never ran
@@ -181,7 +181,7 @@ def test_only_the_cycle_whose_append_failed_has_its_writes_refused(tmp_path):
     try:
         h.actor.config = h.config = Config(dir=h.config.dir, appendfsync="always", cycle_max_commands=100)
         before = h.actor.stats["total_cycles"]
-        _send_batch(h, 500, [(1, codec.encode_batch([("INCR", b"n")] * 150))])
+        _send_batch(h, 500, [(1, protocol.encode_batch([("INCR", b"n")] * 150))])
         wait_for(lambda: h.rt.run_once(timeout=0.02) or h.actor.stats["total_cycles"] > before,
                  timeout=5, what="the first cycle")
         writer.fd = os.open("/dev/full", os.O_WRONLY)  # the second cycle's append fails
@@ -199,9 +199,9 @@ def test_only_the_cycle_whose_append_failed_has_its_writes_refused(tmp_path):
 def test_bgrewriteaof_is_answered_after_the_cycles_append_and_a_second_one_is_busy(harness):
     reply = harness.call(("SET", "k", "v"), ("BGREWRITEAOF",), ("BGREWRITEAOF",), ("GET", "k"))
     assert reply[:2] == [[0, "OK"], [0, "Background append only file rewriting started"]]
-    assert reply[2] == [1, "BUSY", codec.BUSY_REWRITE_MESSAGE]
+    assert reply[2] == [1, "BUSY", protocol.BUSY_REWRITE_MESSAGE]
     assert reply[3] == [0, b"v"]
-    assert harness.call(("BGREWRITEAOF",)) == [1, "BUSY", codec.BUSY_REWRITE_MESSAGE]
+    assert harness.call(("BGREWRITEAOF",)) == [1, "BUSY", protocol.BUSY_REWRITE_MESSAGE]
     assert harness.actor.stats["total_error_replies"] == 2
 
 
@@ -232,8 +232,8 @@ def _replies_until(harness, seqs):
 
 def test_a_small_client_is_served_while_a_big_message_runs(harness):
     """Finding 7: one message of 10,000 SETs no longer holds every other client."""
-    big = codec.encode_batch([("SET", b"k%d" % i, b"v" * 100) for i in range(10_000)])
-    ping = codec.encode_request("PING")
+    big = protocol.encode_batch([("SET", b"k%d" % i, b"v" * 100) for i in range(10_000)])
+    ping = protocol.encode_request("PING")
     _send_batch(harness, 100, [(1, big)])
     _send_batch(harness, 101, [(2, ping)])
     got = _replies_until(harness, [100, 101])
@@ -246,8 +246,8 @@ def test_a_small_client_is_served_while_a_big_message_runs(harness):
 
 
 def test_one_clients_messages_stay_in_order_across_cycles(harness):
-    first = codec.encode_batch([("APPEND", b"log", b"a")] * 5000)
-    second = codec.encode_request("GET", b"log")
+    first = protocol.encode_batch([("APPEND", b"log", b"a")] * 5000)
+    second = protocol.encode_request("GET", b"log")
     _send_batch(harness, 200, [(7, first), (7, second)])
     got = _replies_until(harness, [200, 201])
     replies = {s: r for msg in got for s, r in zip(msg.seqs, msg.replies)}
@@ -258,7 +258,7 @@ def test_a_cycle_runs_at_most_cycle_max_commands(tmp_path):
     h = Harness(tmp_path)
     try:
         h.actor.config = h.config = Config(dir=h.config.dir, appendfsync="always", cycle_max_commands=100)
-        body = codec.encode_batch([("INCR", b"n")] * 1000)
+        body = protocol.encode_batch([("INCR", b"n")] * 1000)
         before = h.actor.stats["total_cycles"]
         _send_batch(h, 300, [(1, body)])
         _replies_until(h, [300])
@@ -273,7 +273,7 @@ def test_a_message_whose_replies_pass_the_output_limit_is_cut_short(tmp_path):
     try:
         h.actor.config = h.config = Config(dir=h.config.dir, appendfsync="always", client_output_limit=1 << 20)
         h.call(("SET", "big", b"x" * (256 << 10)))
-        body = codec.encode_batch([("GET", b"big")] * 100)
+        body = protocol.encode_batch([("GET", b"big")] * 100)
         _send_batch(h, 400, [(1, body)])
         got = _replies_until(h, [400])
         reply = msgpack.unpackb(got[-1].replies[got[-1].seqs.index(400)], raw=False)
@@ -301,8 +301,8 @@ def test_a_dead_fronts_queued_work_is_not_replied_to_its_successor(harness):
     messages are dropped (counted) when it goes, and nothing of them reaches the new one."""
     harness.actor.config = harness.config = Config(dir=harness.config.dir, appendfsync="always",
                                                    cycle_max_commands=100)
-    big = codec.encode_batch([("INCR", b"n")] * 10_000)  # 100 cycles
-    _send_batch(harness, 1, [(1, big), (2, codec.encode_request("PING")), (3, codec.encode_request("PING"))])
+    big = protocol.encode_batch([("INCR", b"n")] * 10_000)  # 100 cycles
+    _send_batch(harness, 1, [(1, big), (2, protocol.encode_request("PING")), (3, protocol.encode_request("PING"))])
     _replies_until(harness, [2, 3])  # taken, partly run
     harness.front.close()  # the front dies with client 1's message queued
     harness.rt.run_once(timeout=0.02)  # the EOF

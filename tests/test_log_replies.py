@@ -5,8 +5,8 @@ import pytest
 
 from aofnode.log.replies import Protocol2Replies
 from aofnode.log.work import Pending
-from aofnode.protocol import codec
-from aofnode.protocol.codec import Error
+from aofnode import protocol as codec
+from aofnode.protocol.errors import Error
 
 BOOM = Error(codec.ERR, "boom")
 

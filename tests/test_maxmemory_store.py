@@ -16,7 +16,7 @@ from aofnode.store.eviction import EVICTION_SAMPLES, pick_victim
 from aofnode.store.executor import OOM_ERR, Executor
 from aofnode.store.keyspace import NUM_DBS
 from aofnode.store.memory import ACCESS_OVERHEAD, STRING_OVERHEAD
-from aofnode.protocol.codec import Error
+from aofnode.protocol.errors import Error
 from aofnode.protocol.commands import COMMANDS
 
 

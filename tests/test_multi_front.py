@@ -18,7 +18,7 @@ from aofnode.log.actor import LogActor
 from aofnode.runtime.actor import Runtime
 from aofnode.log.work import CLIENT_MASK, WorkQueue, owner_base
 from aofnode.config import Config
-from aofnode.protocol import codec
+from aofnode import protocol
 from tests.nodeproc import wait_for
 
 
@@ -84,7 +84,7 @@ class Fronts:
                                     [b for _, b in clients_and_bodies]))
 
     def call(self, i: int, seq: int, *request, client: int = 1):
-        self.send(i, seq, [(client, codec.encode_request(*request))])
+        self.send(i, seq, [(client, protocol.encode_request(*request))])
         return self.wait_replies(i, [seq])[seq]
 
     def close(self) -> None:
@@ -122,9 +122,9 @@ def test_batches_from_both_fronts_run_and_replies_go_back_where_they_came_from(t
 def test_identical_client_keys_on_both_fronts_do_not_mix(two):
     """Each front numbers its clients from 1: client 1 of one front is not client 1 of the
     other, so neither FIFO order nor replies may cross."""
-    big = codec.encode_batch([("APPEND", b"a", b"x")] * 3000)  # several cycles of front 0's client 1
-    two.send(0, 10, [(1, big), (1, codec.encode_request("GET", b"a"))])
-    two.send(1, 10, [(1, codec.encode_request("SET", b"b", b"1")), (1, codec.encode_request("GET", b"b"))])
+    big = protocol.encode_batch([("APPEND", b"a", b"x")] * 3000)  # several cycles of front 0's client 1
+    two.send(0, 10, [(1, big), (1, protocol.encode_request("GET", b"a"))])
+    two.send(1, 10, [(1, protocol.encode_request("SET", b"b", b"1")), (1, protocol.encode_request("GET", b"b"))])
     r1 = two.wait_replies(1, [10, 11])
     r0 = two.wait_replies(0, [10, 11])
     assert r1[10] == [0, "OK"] and r1[11] == [0, b"1"]
@@ -137,7 +137,7 @@ def test_identical_client_keys_on_both_fronts_do_not_mix(two):
 
 def test_a_forget_from_one_front_leaves_the_others_client_alone(two):
     two.actor.config = _with(two.config, cycle_max_commands=1000)
-    body = codec.encode_batch([("INCR", b"n")] * 10_000)
+    body = protocol.encode_batch([("INCR", b"n")] * 10_000)
     two.send(0, 1, [(7, body)])
     two.send(1, 1, [(7, body)])
     wait_for(lambda: two.turn() or (two.taken(0) and two.taken(1)), timeout=5, what="both batches taken")
@@ -157,7 +157,7 @@ def test_one_fronts_back_pressure_does_not_stop_the_other(tmp_path):
     h = Fronts(tmp_path, channel_output_limit=256 << 10)
     try:
         h.call(0, 1, "SET", "big", b"v" * (64 << 10))
-        gets = [(c, codec.encode_request("GET", b"big")) for c in range(1, 101)]  # 6.4 MB of replies
+        gets = [(c, protocol.encode_request("GET", b"big")) for c in range(1, 101)]  # 6.4 MB of replies
         h.send(0, 2, gets)
         stalled = h.fronts[0]
         h.fronts[0] = None  # the test stops reading front 0 (its socket stays open)
@@ -178,8 +178,8 @@ def test_a_front_that_dies_with_queued_work_gets_nothing_replayed_to_its_success
     seq 5 would go to whichever new client sent the new seq 5. The dead front's queued messages
     are dropped (counted), and none of their replies reach the new connection."""
     two.actor.config = _with(two.config, cycle_max_commands=100)
-    big = codec.encode_batch([("INCR", b"n")] * 10_000)  # 100 cycles
-    two.send(0, 1, [(1, big)] + [(c, codec.encode_request("INCR", b"m")) for c in range(2, 10)])
+    big = protocol.encode_batch([("INCR", b"n")] * 10_000)  # 100 cycles
+    two.send(0, 1, [(1, big)] + [(c, protocol.encode_request("INCR", b"m")) for c in range(2, 10)])
     wait_for(lambda: two.turn() or two.taken(0), timeout=5, what="the batch taken")
     two.fronts[0].close()  # the front dies (EOF) with its work queued
     two.fronts[0] = None

@@ -3,7 +3,7 @@ import msgpack
 import pytest
 import zmq
 
-from aofnode.protocol import codec
+from aofnode import protocol
 from aofnode.client import CommandError
 from tests.nodeproc import wait_for
 
@@ -25,9 +25,9 @@ def test_pipeline_replies_in_order_with_errors_in_place(node):
     with node.client() as c:
         replies = c.execute_many([("SET", "a", "1"), ("NOSUCH",), ("INCR", "a"), ("GET",), ("GET", "a")])
     assert replies[0] == "OK"
-    assert isinstance(replies[1], CommandError) and replies[1].code == codec.UNKNOWNCMD
+    assert isinstance(replies[1], CommandError) and replies[1].code == protocol.UNKNOWNCMD
     assert replies[2] == 2
-    assert isinstance(replies[3], CommandError) and replies[3].code == codec.ARITY
+    assert isinstance(replies[3], CommandError) and replies[3].code == protocol.ARITY
     assert replies[4] == b"2"
 
 
@@ -38,7 +38,7 @@ def test_select_is_per_socket_and_logged_with_its_db(node):
         assert c2.execute("GET", "k") is None
         assert c1.execute("GET", "k") == b"in3"
         err = pytest.raises(CommandError, c2.execute, "SELECT", 16).value
-        assert err.code == codec.ERR
+        assert err.code == protocol.ERR
     node.stop()
     node.start()
     with node.client() as c:
@@ -52,31 +52,31 @@ def test_req_socket_and_dealer_without_delimiter(node):
     req = ctx.socket(zmq.REQ)
     req.setsockopt(zmq.LINGER, 0)
     req.connect(node.endpoint)
-    req.send(codec.encode_request("PING"))
+    req.send(protocol.encode_request("PING"))
     assert req.poll(5000)
-    assert codec.decode_reply(req.recv()) == "PONG"
+    assert protocol.decode_reply(req.recv()) == "PONG"
     req.close()
     dealer = ctx.socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
     dealer.connect(node.endpoint)
-    dealer.send(codec.encode_request("ECHO", "hi"))
+    dealer.send(protocol.encode_request("ECHO", "hi"))
     assert dealer.poll(5000)
     frames = dealer.recv_multipart()
-    assert codec.decode_reply(frames[-1]) == b"hi"
+    assert protocol.decode_reply(frames[-1]) == b"hi"
     dealer.close()
 
 
 GARBAGE = [
-    ([b"", b"\xc1"], codec.PROTO),                       # never-used msgpack byte
-    ([b"", b"\x93\x01"], codec.PROTO),                   # truncated array
-    ([b"", msgpack.packb({"a": 1})], codec.PROTO),        # a map, not a request
-    ([b"", msgpack.packb([{}, []])], codec.PROTO),              # empty request
-    ([b"", msgpack.packb([{}, ["NOPE"]])], codec.UNKNOWNCMD),
-    ([b"", msgpack.packb([{}, ["GET"]])], codec.ARITY),
-    ([b"", msgpack.packb([{}, ["GET", 1.5]])], codec.ARGTYPE),
-    ([b"", msgpack.packb([{}, ["SET", "k", None]])], codec.ARGTYPE),
-    ([b"", b"a", b"b"], codec.PROTO),                     # two body frames
-    ([b"", b"\x00" * (codec.MAX_MESSAGE_BYTES + 1)], codec.TOOBIG),
+    ([b"", b"\xc1"], protocol.PROTO),                       # never-used msgpack byte
+    ([b"", b"\x93\x01"], protocol.PROTO),                   # truncated array
+    ([b"", msgpack.packb({"a": 1})], protocol.PROTO),        # a map, not a request
+    ([b"", msgpack.packb([{}, []])], protocol.PROTO),              # empty request
+    ([b"", msgpack.packb([{}, ["NOPE"]])], protocol.UNKNOWNCMD),
+    ([b"", msgpack.packb([{}, ["GET"]])], protocol.ARITY),
+    ([b"", msgpack.packb([{}, ["GET", 1.5]])], protocol.ARGTYPE),
+    ([b"", msgpack.packb([{}, ["SET", "k", None]])], protocol.ARGTYPE),
+    ([b"", b"a", b"b"], protocol.PROTO),                     # two body frames
+    ([b"", b"\x00" * (protocol.MAX_MESSAGE_BYTES + 1)], protocol.TOOBIG),
 ]
 
 
@@ -89,8 +89,8 @@ def test_garbage_frames_get_error_replies_and_node_stays_up(node):
     for frames, code in GARBAGE:
         sock.send_multipart(frames)
         assert sock.poll(10_000), f"no reply to {frames[1][:20]!r}"
-        reply = codec.decode_reply(sock.recv_multipart()[-1])
-        assert isinstance(reply, codec.Error) and reply.code == code, (frames[1][:20], reply)
+        reply = protocol.decode_reply(sock.recv_multipart()[-1])
+        assert isinstance(reply, protocol.Error) and reply.code == code, (frames[1][:20], reply)
     sock.close()
     with node.client() as c:
         assert c.execute("SET", "still", "up") == "OK"
@@ -117,15 +117,15 @@ def test_replies_keep_request_order_when_front_errors_mix_with_forwarded(node):
             sock.send_multipart([b"", b"\xc1"])
             sent.append(None)
         else:
-            sock.send_multipart([b"", codec.encode_request("ECHO", str(i))])
+            sock.send_multipart([b"", protocol.encode_request("ECHO", str(i))])
             sent.append(str(i).encode())
     got = []
     while len(got) < len(sent):
         assert sock.poll(10_000)
-        got.append(codec.decode_reply(sock.recv_multipart()[-1]))
+        got.append(protocol.decode_reply(sock.recv_multipart()[-1]))
     for want, reply in zip(sent, got):
         if want is None:
-            assert isinstance(reply, codec.Error) and reply.code == codec.PROTO
+            assert isinstance(reply, protocol.Error) and reply.code == protocol.PROTO
         else:
             assert reply == want
     sock.close()
@@ -134,8 +134,8 @@ def test_replies_keep_request_order_when_front_errors_mix_with_forwarded(node):
 def test_hello_and_info_sections(node):
     with node.client() as c:
         assert c.execute("HELLO", 2)["proto"] == 2
-        assert pytest.raises(CommandError, c.execute, "HELLO", 1).value.code == codec.NOPROTO
-        assert pytest.raises(CommandError, c.execute, "HELLO", 9).value.code == codec.NOPROTO
+        assert pytest.raises(CommandError, c.execute, "HELLO", 1).value.code == protocol.NOPROTO
+        assert pytest.raises(CommandError, c.execute, "HELLO", 9).value.code == protocol.NOPROTO
         info = c.execute("INFO")
         assert {"server", "clients", "persistence", "stats", "keyspace"} <= set(info)
         assert info["persistence"]["aof_enabled"] == 1

@@ -6,7 +6,7 @@ import subprocess
 
 
 from aofnode.aof import format as aof_format
-from aofnode.protocol import codec
+from aofnode import protocol
 from aofnode.client import CommandError
 from tests.nodeproc import AOFNODE, wait_for
 
@@ -81,7 +81,7 @@ def test_write_errors_refuse_writes_keep_reads_and_recover(make_node):
                 assert c.execute("SET", f"k{i}", "y" * 50) == "OK"
                 acked[f"k{i}"] = b"y" * 50
             except CommandError as exc:
-                assert exc.code == codec.MISCONF
+                assert exc.code == protocol.MISCONF
                 refused += 1
         assert refused > 0
         persistence = c.execute("INFO", "persistence")["persistence"]

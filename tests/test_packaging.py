@@ -37,5 +37,5 @@ def test_a_wheel_holds_only_the_aofnode_namespace(tmp_path):
     tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"aofnode"}
     names = zipfile.ZipFile(wheel).namelist()
-    assert "aofnode/protocol/codec.py" in names and "aofnode/bench/cli.py" in names
+    assert "aofnode/protocol/server.py" in names and "aofnode/bench/cli.py" in names
     assert not any(n.startswith("aofnode/bench/studies/") for n in names)

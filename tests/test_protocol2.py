@@ -8,7 +8,7 @@ import signal
 import msgpack
 import zmq
 
-from aofnode.protocol import codec
+from aofnode import protocol
 from aofnode.client import Client
 from tests.nodeproc import wait_for
 
@@ -44,8 +44,8 @@ def test_identity_churn_cannot_move_a_write(make_node):
     try:
         first = ctx.socket(zmq.DEALER)
         first.connect(node.endpoint)
-        first.send_multipart([b"", codec.encode_request("SELECT", 7, db=0)])
-        assert codec.decode_reply(first.recv_multipart()[-1]) == "OK"
+        first.send_multipart([b"", protocol.encode_request("SELECT", 7, db=0)])
+        assert protocol.decode_reply(first.recv_multipart()[-1]) == "OK"
         for chunk in range(12):  # 3,000 identities, 250 at a time (each socket holds descriptors)
             churn_ctx = zmq.Context()
             socks = []
@@ -54,16 +54,16 @@ def test_identity_churn_cannot_move_a_write(make_node):
                 s.setsockopt(zmq.LINGER, 0)
                 s.setsockopt(zmq.IDENTITY, b"churn-%d-%d" % (chunk, i))
                 s.connect(node.endpoint)
-                s.send_multipart([b"", codec.encode_request("SELECT", 3)])
+                s.send_multipart([b"", protocol.encode_request("SELECT", 3)])
                 socks.append(s)
             for s in socks:  # each was answered: the front saw every identity
-                assert s.poll(5000) and codec.decode_reply(s.recv_multipart()[-1]) == "OK"
+                assert s.poll(5000) and protocol.decode_reply(s.recv_multipart()[-1]) == "OK"
             churn_ctx.destroy(linger=0)
         # Protocol 2: the SELECT above held for its own message only; the client says its db.
-        first.send_multipart([b"", codec.encode_request("SET", "k", "v", db=7)])
-        assert codec.decode_reply(first.recv_multipart()[-1]) == "OK"
-        first.send_multipart([b"", codec.encode_request("SET", "k0", "v")])
-        assert codec.decode_reply(first.recv_multipart()[-1]) == "OK"
+        first.send_multipart([b"", protocol.encode_request("SET", "k", "v", db=7)])
+        assert protocol.decode_reply(first.recv_multipart()[-1]) == "OK"
+        first.send_multipart([b"", protocol.encode_request("SET", "k0", "v")])
+        assert protocol.decode_reply(first.recv_multipart()[-1]) == "OK"
     finally:
         ctx.destroy(linger=0)
     with node.client() as c:
@@ -81,7 +81,7 @@ def test_a_protocol_1_message_is_refused_with_noproto(make_node):
         reply = msgpack.unpackb(s.recv_multipart()[-1], raw=False)
     finally:
         ctx.destroy(linger=0)
-    assert reply[:2] == [1, codec.NOPROTO] and "protocol 2" in reply[2]
+    assert reply[:2] == [1, protocol.NOPROTO] and "protocol 2" in reply[2]
     with node.client() as c:
         assert c.execute("EXISTS", "k") == 0  # nothing was executed
         assert c.execute("HELLO", 2)["proto"] == 2

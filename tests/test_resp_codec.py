@@ -1,5 +1,6 @@
-"""protocol/resp.py as tables: request bytes -> commands or a protocol error (every case also fed
-split at every byte boundary), and reply values -> RESP2 and RESP3 bytes. No sockets."""
+"""RESP as tables (protocol/resp_request.py, protocol/resp_reply.py, node/fronts/resp_gateway.py):
+request bytes -> commands or a protocol error (every case also fed split at every byte boundary),
+and reply values -> RESP2 and RESP3 bytes. No sockets."""
 from __future__ import annotations
 
 import random
@@ -7,11 +8,12 @@ import random
 import msgpack
 import pytest
 
-from aofnode.protocol import codec
-from aofnode.protocol import resp
-from aofnode.protocol.resp import ReplyParser, RequestParser, RespError
+from aofnode import protocol
+from aofnode.bench.resp import ReplyParser, RespError, encode_command
+from aofnode.fronts.resp_gateway import encode_message_reply
+from aofnode.protocol import RequestParser
 
-MB = codec.MAX_MESSAGE_BYTES
+MB = protocol.MAX_MESSAGE_BYTES
 
 # (name, input, commands expected, protocol error expected or None)
 REQUESTS = [
@@ -33,23 +35,23 @@ REQUESTS = [
     ("bad multibulk length", b"*x\r\n", [], "Protocol error: invalid multibulk length"),
     ("multibulk length with a plus", b"*+1\r\n", [], "Protocol error: invalid multibulk length"),
     ("multibulk length with a leading zero", b"*01\r\n", [], "Protocol error: invalid multibulk length"),
-    ("multibulk over MAX_ARGS + 1", b"*%d\r\n" % (codec.MAX_ARGS + 2), [], "Protocol error: invalid multibulk length"),
+    ("multibulk over MAX_ARGS + 1", b"*%d\r\n" % (protocol.MAX_ARGS + 2), [], "Protocol error: invalid multibulk length"),
     ("expected $", b"*1\r\n:3\r\n", [], "Protocol error: expected '$', got ':'"),
     ("negative bulk", b"*1\r\n$-1\r\n", [], "Protocol error: invalid bulk length"),
     ("bulk with blanks", b"*1\r\n$ 3\r\nGET\r\n", [], "Protocol error: invalid bulk length"),
     ("bulk over the message limit, refused unread", b"*2\r\n$3\r\nSET\r\n$%d\r\n" % (MB + 1), [],
      "Protocol error: invalid bulk length"),
     ("bulks of one command over the limit together", b"*3\r\n$3\r\nSET\r\n$%d\r\n" % (MB // 2) + b"x" * (MB // 2)
-     + b"\r\n$%d\r\n" % (MB // 2), [], "Protocol error: command of more than %d bytes" % resp.MAX_COMMAND_BYTES),
+     + b"\r\n$%d\r\n" % (MB // 2), [], "Protocol error: command of more than %d bytes" % protocol.MAX_COMMAND_BYTES),
     ("no CRLF after the bulk", b"*1\r\n$4\r\nPINGxx", [], "Protocol error: expected CRLF after bulk string"),
     ("commands before the error still come", b"*1\r\n$4\r\nPING\r\n*1\r\n$x\r\n", [[b"PING"]],
      "Protocol error: invalid bulk length"),
-    ("inline line too long", b"x" * (resp.MAX_INLINE_BYTES + 1), [], "Protocol error: too big inline request"),
-    ("complete inline line too long", b"x" * (resp.MAX_INLINE_BYTES + 1) + b"\r\n", [],
+    ("inline line too long", b"x" * (protocol.MAX_INLINE_BYTES + 1), [], "Protocol error: too big inline request"),
+    ("complete inline line too long", b"x" * (protocol.MAX_INLINE_BYTES + 1) + b"\r\n", [],
      "Protocol error: too big inline request"),
-    ("multibulk count line too long", b"*" + b"1" * (resp.MAX_INLINE_BYTES + 1), [],
+    ("multibulk count line too long", b"*" + b"1" * (protocol.MAX_INLINE_BYTES + 1), [],
      "Protocol error: too big mbulk count string"),
-    ("bulk count line too long", b"*1\r\n$" + b"1" * (resp.MAX_INLINE_BYTES + 1), [],
+    ("bulk count line too long", b"*1\r\n$" + b"1" * (protocol.MAX_INLINE_BYTES + 1), [],
      "Protocol error: too big bulk count string"),
     ("incomplete is nothing yet", b"*2\r\n$3\r\nGET\r\n$1\r\n", [], None),
 ]
@@ -118,7 +120,7 @@ def test_limits_before_auth(data, error):
 def test_within_the_limits_before_auth():
     p = RequestParser(authenticated=False)
     cmd = [b"AUTH", b"x" * 16384]
-    assert p.feed(resp.encode_command(*cmd)) == [cmd]
+    assert p.feed(encode_command(*cmd)) == [cmd]
     assert p.error is None
 
 
@@ -143,7 +145,7 @@ SPLITS = [
 
 @pytest.mark.parametrize("line,expected", SPLITS)
 def test_split_inline(line, expected):
-    assert resp.split_inline(line) == expected
+    assert protocol.split_inline(line) == expected
 
 
 # (value, RESP2, RESP3)
@@ -164,8 +166,8 @@ VALUES = [
 
 @pytest.mark.parametrize("value,resp2,resp3", VALUES)
 def test_encode_value(value, resp2, resp3):
-    assert resp.encode_value(value, False) == resp2
-    assert resp.encode_value(value, True) == resp3
+    assert protocol.encode_value(value, False) == resp2
+    assert protocol.encode_value(value, True) == resp3
 
 
 # Shapes that differ between aofnode's value and Redis's reply (checked against redis-server 7.0).
@@ -180,30 +182,30 @@ SHAPED = [
 
 @pytest.mark.parametrize("name,value,resp2,resp3", SHAPED)
 def test_command_reply_shapes(name, value, resp2, resp3):
-    assert resp.encode_command_reply(name, value, False) == resp2
-    assert resp.encode_command_reply(name, value, True) == resp3
+    assert protocol.encode_command_reply(name, value, False) == resp2
+    assert protocol.encode_command_reply(name, value, True) == resp3
 
 
 ERRORS = [
-    ((codec.WRONGTYPE, "Operation against a key holding the wrong kind of value"),
+    ((protocol.WRONGTYPE, "Operation against a key holding the wrong kind of value"),
      b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
-    ((codec.ARITY, "wrong number of arguments for 'get' command"),
+    ((protocol.ARITY, "wrong number of arguments for 'get' command"),
      b"-ERR wrong number of arguments for 'get' command\r\n"),
-    ((codec.UNKNOWNCMD, "unknown command 'foo'"), b"-ERR unknown command 'foo'\r\n"),
-    ((codec.TOOBIG, "too big"), b"-ERR too big\r\n"),
-    ((codec.PROTO, "bad"), b"-ERR bad\r\n"),
-    ((codec.LOADING, "loading"), b"-LOADING loading\r\n"),
-    ((codec.OOM, "full"), b"-OOM full\r\n"),
-    ((codec.MISCONF, "disk"), b"-MISCONF disk\r\n"),
-    ((codec.BUSY, "busy"), b"-BUSY busy\r\n"),
-    ((codec.ABORTED, "maybe"), b"-ABORTED maybe\r\n"),
-    ((codec.ERR, "a\r\nb"), b"-ERR a  b\r\n"),
+    ((protocol.UNKNOWNCMD, "unknown command 'foo'"), b"-ERR unknown command 'foo'\r\n"),
+    ((protocol.TOOBIG, "too big"), b"-ERR too big\r\n"),
+    ((protocol.PROTO, "bad"), b"-ERR bad\r\n"),
+    ((protocol.LOADING, "loading"), b"-LOADING loading\r\n"),
+    ((protocol.OOM, "full"), b"-OOM full\r\n"),
+    ((protocol.MISCONF, "disk"), b"-MISCONF disk\r\n"),
+    ((protocol.BUSY, "busy"), b"-BUSY busy\r\n"),
+    ((protocol.ABORTED, "maybe"), b"-ABORTED maybe\r\n"),
+    ((protocol.ERR, "a\r\nb"), b"-ERR a  b\r\n"),
 ]
 
 
 @pytest.mark.parametrize("error,line", ERRORS)
 def test_error_lines(error, line):
-    assert resp.error_line(*error) == line
+    assert protocol.error_line(*error) == line
 
 
 def test_reply_parser_reads_both_protocols():
@@ -222,7 +224,7 @@ def test_reply_parser_reads_both_protocols():
 
 def test_encode_command_round_trips_through_the_request_parser():
     cmd = [b"SET", b"k\r\n", b"\x00\xff"]
-    assert RequestParser().feed(resp.encode_command(*cmd)) == [cmd]
+    assert RequestParser().feed(encode_command(*cmd)) == [cmd]
 
 
 def test_no_input_makes_the_parser_raise():
@@ -253,7 +255,7 @@ def test_random_pipelines_in_random_reads_match_the_commands_sent():
             else:
                 cmd = [b"SET"] + [rng.choice([b"k", b"a\r\nb", b"\r\n", b"", b"v" * rng.randrange(5000)])
                                   for _ in range(rng.randrange(1, 5))]
-                data += resp.encode_command(*cmd)
+                data += encode_command(*cmd)
             commands.append(cmd)
         p = RequestParser()
         got, pos = [], 0
@@ -282,7 +284,7 @@ MESSAGE_REPLIES = [
 
 @pytest.mark.parametrize("reply,count,names,expected", MESSAGE_REPLIES)
 def test_message_replies(reply, count, names, expected):
-    assert resp.encode_message_reply(reply, count, names, False) == expected
+    assert encode_message_reply(reply, count, names, False) == expected
 
 
 def test_buffered_counts_the_arguments_of_an_incomplete_command():

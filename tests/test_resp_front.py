@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff  # noqa: E402
 from redis.retry import Retry  # noqa: E402
 
 from tests.nodeproc import free_port  # noqa: E402
-from aofnode.protocol.resp import ReplyParser, RespError, encode_command  # noqa: E402
+from aofnode.bench.resp import ReplyParser, RespError, encode_command  # noqa: E402
 from tests.nodeproc import pid_alive, wait_for  # noqa: E402
 
 REDIS_CLI = shutil.which("redis-cli")

@@ -14,8 +14,8 @@ from aofnode.runtime import messages as m
 from aofnode.fronts.resp_front import MAX_CONN_WAITING, BindError, RespFront
 from aofnode.runtime.actor import Runtime
 from aofnode.config import Config
-from aofnode.protocol import codec
-from aofnode.protocol.resp import ReplyParser, RespError, encode_command
+from aofnode import protocol
+from aofnode.bench.resp import ReplyParser, RespError, encode_command
 from tests.nodeproc import free_port, wait_for
 
 
@@ -111,7 +111,7 @@ def test_a_pipeline_becomes_one_message_with_the_connections_db(front):
     c = _Client(config, rt)
     c.send(encode_command("SELECT", "4") + encode_command("SET", "k", "v") + encode_command("GET", "k"))
     [batch] = _batches(rt, ch)
-    assert batch.bodies == [codec.encode_batch([[b"SET", b"k", b"v"], [b"GET", b"k"]], db=4)]
+    assert batch.bodies == [protocol.encode_batch([[b"SET", b"k", b"v"], [b"GET", b"k"]], db=4)]
     ch.send(m.Replies(1, [batch.first_seq], [msgpack.packb([[0, "OK"], [0, b"v"]])]))
     assert c.replies(3) == ["OK", "OK", b"v"]
 
@@ -290,7 +290,7 @@ def test_a_connection_is_not_read_past_its_waiting_bound(front):
 
 
 def _count(body: bytes) -> int:
-    return len(codec.decode_message(body).items)
+    return len(protocol.decode_message(body).items)
 
 
 def test_a_run_of_commands_is_cut_before_a_message_would_pass_its_byte_bound(front, monkeypatch):

@@ -9,7 +9,7 @@ import pytest
 from aofnode.fronts.resp_session import LOCAL, Session, check_forwarded, config_settings
 from aofnode.config import Config
 from aofnode.version import VERSION
-from aofnode.protocol.resp import ReplyParser
+from aofnode.bench.resp import ReplyParser
 
 SETTINGS = config_settings(Config(resp_bind="127.0.0.1:6380", appendfsync="always"), 1000)
 

@@ -5,7 +5,7 @@ import signal
 import pytest
 
 from aofnode.aof import format as aof_format
-from aofnode.protocol import codec
+from aofnode import protocol
 from aofnode.client import CommandError
 from tests.nodeproc import pid_alive, wait_for
 
@@ -97,7 +97,7 @@ def test_second_bgrewriteaof_is_refused_while_one_runs(make_node):
         c.execute("BGREWRITEAOF")
         wait_paused(node, "child_done")
         err = pytest.raises(CommandError, c.execute, "BGREWRITEAOF").value
-        assert err.code == codec.BUSY
+        assert err.code == protocol.BUSY
         release(node, "child_done")
         wait_rewrites(c, 1)
         assert persistence(c)["aof_rewrites"] == 1

@@ -8,7 +8,7 @@ import structlog
 from aofnode.aof.writer import AofWriter
 from aofnode.store.keyspace import Keyspace
 from aofnode.aof.rewrite import BACKOFF_MAX_S, Rewriter
-from aofnode.protocol.codec import Error
+from aofnode.protocol.errors import Error
 
 
 def test_failures_back_off_automatic_rewrites_exponentially(tmp_path):

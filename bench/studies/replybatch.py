@@ -46,7 +46,7 @@ VALUE = b"v" * 100
 def _worker(endpoint: str, clients: int, depth: int, mode: str, warmup: float, duration: float,
             seed: int, go, out) -> None:
     import zmq
-    from aofnode.protocol import codec
+    from aofnode import protocol
     rng = random.Random(seed)
     ctx = zmq.Context()
     socks = []
@@ -63,11 +63,11 @@ def _worker(endpoint: str, clients: int, depth: int, mode: str, warmup: float, d
     def send(s) -> None:
         keys = [b"key:%d" % rng.randrange(KEYSPACE) for _ in range(depth)]
         if mode == "batch":
-            s.send_multipart([b"", codec.encode_batch([("SET", k, VALUE) for k in keys])])
+            s.send_multipart([b"", protocol.encode_batch([("SET", k, VALUE) for k in keys])])
             pending[s] = 1
         else:
             for k in keys:
-                s.send_multipart([b"", codec.encode_request("SET", k, VALUE)])
+                s.send_multipart([b"", protocol.encode_request("SET", k, VALUE)])
             pending[s] = depth
 
     out.put("ready")
@@ -88,13 +88,13 @@ def _worker(endpoint: str, clients: int, depth: int, mode: str, warmup: float, d
                 except zmq.Again:
                     break
                 if mode == "batch":
-                    replies = codec.decode_batch_reply(body)
+                    replies = protocol.decode_batch_reply(body)
                     n = depth
-                    errors += type(replies) is codec.Error or any(
-                        type(r) is codec.Error for r in replies)
+                    errors += type(replies) is protocol.Error or any(
+                        type(r) is protocol.Error for r in replies)
                 else:
                     n = 1
-                    errors += type(codec.decode_reply(body)) is codec.Error
+                    errors += type(protocol.decode_reply(body)) is protocol.Error
                 pending[s] -= 1
                 replied += n
                 if time.monotonic() >= warm_end:

@@ -1,5 +1,5 @@
 """The RESP front's I/O model, measured: CPU per request of a RESP server that answers every
-command ``+OK`` itself (protocol/resp.py's parser, no log actor) in two I/O models, beside
+command ``+OK`` itself (protocol/resp_request.py's parser, no log actor) in two I/O models, beside
 redis-server, all driven by redis-benchmark.
 
     python -m aofnode.bench.studies.resp_io [--requests N] [--clients C]
@@ -23,7 +23,7 @@ import sys
 import time
 
 from aofnode.bench.servers import free_port
-from aofnode.protocol.resp import RequestParser
+from aofnode.protocol.resp_request import RequestParser
 
 __all__ = ["main"]
 

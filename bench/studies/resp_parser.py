@@ -1,4 +1,4 @@
-"""RESP request parsing cost: protocol/resp.py's RequestParser against hiredis's C Reader.
+"""RESP request parsing cost: protocol/resp_request.py's RequestParser against hiredis's C Reader.
 
     python -m aofnode.bench.studies.resp_parser [--commands N] [--json PATH]
 
@@ -14,7 +14,8 @@ import argparse
 import json
 import time
 
-from aofnode.protocol import resp
+from aofnode.bench.resp import encode_command
+from aofnode.protocol.resp_request import RequestParser
 
 __all__ = ["main"]
 
@@ -29,7 +30,7 @@ def _best(fn, runs: int = 7) -> float:
 
 
 def measure(n: int) -> dict[str, dict[str, float | None]]:
-    cmds = [resp.encode_command("SET", b"key:%06d" % i, b"x" * 32) for i in range(n)]
+    cmds = [encode_command("SET", b"key:%06d" % i, b"x" * 32) for i in range(n)]
     data = b"".join(cmds)
     reads = [data[i:i + 16384] for i in range(0, len(data), 16384)]
     inline = b"".join(b"SET key:%06d %s\r\n" % (i, b"x" * 32) for i in range(n))
@@ -37,7 +38,7 @@ def measure(n: int) -> dict[str, dict[str, float | None]]:
 
     def py(chunks):
         def run():
-            p = resp.RequestParser()
+            p = RequestParser()
             got = sum(len(p.feed(c)) for c in chunks)
             assert got == n, got
         return run

@@ -52,7 +52,7 @@ HEADER_SIZE = 16
 RECORD_HEADER_SIZE = 8
 # One record holds whole entries of one cycle. 256 MiB bounds what a garbage length can make the
 # loader allocate. An entry of a cycle always fits: it carries bytes of one client message (at
-# most protocol.codec.MAX_MESSAGE_BYTES = 64 MiB) plus a few dozen bytes of framing. A cycle
+# most protocol.wire.MAX_MESSAGE_BYTES = 64 MiB) plus a few dozen bytes of framing. A cycle
 # bigger than this is written as several records (``encode_entries``). The rewrite child must
 # keep its own entries under it too: it splits string values over HUGE_VALUE_BYTES.
 MAX_RECORD_BYTES = 256 * 1024 * 1024

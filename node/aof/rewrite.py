@@ -53,7 +53,7 @@ from aofnode.aof.rewrite_child import child_main
 from aofnode.aof.rewrite_run import (CATCHUP_FSYNC_BYTES, FINAL_BYTES, TEMP_PREFIX, RewriteRun,
                                   fdatasync_and_close, temp_path_for)
 from aofnode.retry import backoff_delay
-from aofnode.protocol.codec import BUSY, BUSY_REWRITE_MESSAGE, ERR, Error
+from aofnode.protocol.errors import BUSY, BUSY_REWRITE_MESSAGE, ERR, Error
 from aofnode.store.keyspace import Keyspace
 
 __all__ = ["Rewriter", "RewriteRun", "TEMP_PREFIX"]

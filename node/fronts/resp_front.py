@@ -45,9 +45,9 @@ from aofnode.fronts.log_link import LogLink, aborted_message
 from aofnode.fronts.resp_session import LOCAL, Session, check_forwarded, config_settings
 from aofnode.runtime.actor import Actor, Runtime
 from aofnode.config import REQUIREPASS_ENV, Config, is_loopback_host, parse_host_port, read_password_file
-from aofnode.protocol import codec
-from aofnode.protocol import resp
-from aofnode.protocol.resp import encode_message_reply
+from aofnode import protocol as codec
+from aofnode import protocol as resp
+from aofnode.fronts.resp_gateway import encode_message_reply
 from aofnode.protocol.commands import COMMANDS
 
 __all__ = ["RespFront", "main", "BindError"]

@@ -22,8 +22,8 @@ import time
 
 from aofnode.store.pattern import glob_match
 from aofnode.version import VERSION
-from aofnode.protocol import codec
-from aofnode.protocol import resp
+from aofnode import protocol as codec
+from aofnode import protocol as resp
 from aofnode.protocol.commands import COMMANDS
 
 __all__ = ["Session", "LOCAL", "NO_AUTH_NEEDED", "check_forwarded", "config_settings"]

@@ -52,8 +52,8 @@ from aofnode.hello import hello_reply
 from aofnode.fronts.outbox import PEER_SNDHWM, RETRY_INTERVAL_S, Outbox
 from aofnode.runtime.actor import Actor, Runtime
 from aofnode.config import Config
-from aofnode.protocol import codec
-from aofnode.protocol.codec import Error
+from aofnode import protocol as codec
+from aofnode.protocol.errors import Error
 
 __all__ = ["Front", "main", "BindError"]
 

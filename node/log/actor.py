@@ -40,7 +40,7 @@ from aofnode.aof.writer import AofWriter
 from aofnode.config import Config
 from aofnode.store.executor import Executor
 from aofnode.testhooks import make_pause
-from aofnode.protocol import codec
+from aofnode import protocol as codec
 from aofnode.protocol.commands import COMMANDS
 
 __all__ = ["LogActor", "main"]

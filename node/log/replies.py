@@ -5,10 +5,10 @@ Design:
   never writes a reply form itself. ``encode(done)`` takes the finished ``Pending`` messages of
   one cycle for that front (node/log/work.py) and returns one reply (bytes) per message.
 - A ``Pending`` holds plain values until then: ``results`` (None, int, bytes, str, float, list,
-  dict, or a ``codec.Error``), one per request run, and ``failed``, an ``Error`` for the whole
+  dict, or a ``Error``), one per request run, and ``failed``, an ``Error`` for the whole
   message. Encoding runs after the cycle's append and fsync, so a write refused under MISCONF
   or a BGREWRITEAOF answered after the fork is never a reply taken back.
-- Both fronts take protocol 2 today (``Protocol2Replies``, the forms of protocol/codec.py's
+- Both fronts take protocol 2 today (``Protocol2Replies``, the forms of protocol/server.py's
   ``encode_reply``): the RESP front turns them into RESP itself. An encoder for another wire
   (RESP bytes made here, once) only has to offer the same ``encode``.
 - One call per front per cycle; per request, one list, as a reply built in place costs.
@@ -20,14 +20,14 @@ from typing import Iterable
 import msgpack
 
 from aofnode.log.work import Pending
-from aofnode.protocol.codec import Error
+from aofnode.protocol.errors import Error
+from aofnode.protocol.wire import REPLY_ERROR as _ERROR
+from aofnode.protocol.wire import REPLY_VALUE as _OK
 
 __all__ = ["Protocol2Replies"]
 
-# protocol/codec.py's tags: [_OK, value] or [_ERROR, code, message]; tests/test_log_replies.py
-# checks every form against codec.encode_reply and codec.encode_batch_reply.
-_OK = 0
-_ERROR = 1
+# tests/test_log_replies.py checks every form against the server side's encode_reply and
+# encode_batch_reply.
 
 
 class Protocol2Replies:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import collections
 
 from aofnode.runtime import messages as m
-from aofnode.protocol import codec
+from aofnode import protocol as codec
 
 __all__ = ["WorkQueue", "Pending", "CLIENT_BITS", "CLIENT_MASK", "owner_base", "owner_of"]
 
@@ -71,7 +71,7 @@ class Pending:
         return self.failed is not None or self.pos == self.count
 
     def open(self) -> bool:
-        """Decode and validate the message (protocol/codec.py, the only decode it gets); False
+        """Decode and validate the message (protocol/server.py, the only decode it gets); False
         if it is refused as a whole (``failed`` then holds the error)."""
         body, self.body = self.body, b""
         decoded = codec.decode_message(body)

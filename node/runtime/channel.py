@@ -34,7 +34,7 @@ __all__ = ["Channel", "connect"]
 _RECV_BYTES = 1 << 20
 _LENGTH = struct.Struct(">I")
 # The length prefix caps a frame at 4 GiB - 1; the log actor's replies per turn and the front's
-# batches stay far below (MAX_CYCLE_REPLY_BYTES, MAX_DRAIN x codec.MAX_MESSAGE_BYTES).
+# batches stay far below (MAX_CYCLE_REPLY_BYTES, MAX_DRAIN x wire.MAX_MESSAGE_BYTES).
 
 
 def connect(path: str) -> "Channel | None":

@@ -34,7 +34,7 @@ from __future__ import annotations
 from random import Random
 from typing import Any, Callable
 
-from aofnode.protocol.codec import OOM, UNKNOWNCMD, Error
+from aofnode.protocol.errors import OOM, UNKNOWNCMD, Error
 from aofnode.protocol.commands import COMMANDS
 
 from aofnode.store.eviction import ALLKEYS_LRU, NOEVICTION, POLICIES, evict
@@ -48,7 +48,7 @@ __all__ = ["OOM_ERR", "Executor"]
 # INFO arguments that select every section (Redis 7 also has "everything" = all + modules).
 _ALL_SECTIONS = frozenset(("default", "all", "everything"))
 _DENYOOM = frozenset(name for name, spec in COMMANDS.items() if spec.denyoom)
-# Redis's text. The code is a plain string until protocol/codec.py defines OOM with the others.
+# Redis's text for the OOM refusal.
 OOM_ERR = Error(OOM, "command not allowed when used memory > 'maxmemory'")
 
 

@@ -8,7 +8,7 @@ a stored hash change only through ``Keyspace.hash_set_pairs`` / ``hash_delete``,
 
 from __future__ import annotations
 
-from aofnode.protocol.codec import ERR, Error
+from aofnode.protocol.errors import ERR, Error
 
 from aofnode.store.strings import (
     NOT_INT_ERR, add_checked, OVERFLOW_ERR, WRONGTYPE_ERR, arity_error, parse_ll,

@@ -58,7 +58,7 @@ from typing import Callable, Iterator
 from aofnode.store.memory import (
     ACCESS_OVERHEAD, FIELD_OVERHEAD, STRING_OVERHEAD, TTL_OVERHEAD, entry_size, field_size,
 )
-from aofnode.protocol.codec import NUM_DBS  # one definition: the protocol names the dbs
+from aofnode.protocol.commands import NUM_DBS  # one definition: the protocol names the dbs
 
 __all__ = ["NUM_DBS", "SHARDS", "SHARD_BITS", "Db", "Keyspace", "Value", "wall_clock_ms"]
 

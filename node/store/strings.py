@@ -11,7 +11,7 @@ Propagation choices (docs/commands.md has the full table):
 
 from __future__ import annotations
 
-from aofnode.protocol.codec import ARITY, ERR, WRONGTYPE, Error
+from aofnode.protocol.errors import ARITY, ERR, WRONGTYPE, Error
 
 LLONG_MAX = 2**63 - 1
 LLONG_MIN = -(2**63)

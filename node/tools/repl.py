@@ -4,12 +4,12 @@ and the interactive prompt.
 Design
 ------
 - ``split_args`` is redis-cli's ``sdssplitargs`` (Redis src/sds.c), the same splitter as the
-  RESP front's inline commands (``aofnode.protocol.resp.split_inline``), so a line typed here means the
-  same bytes as in redis-cli: in double quotes ``\\xHH`` is one byte and ``\\n \\r \\t \\b
-  \\a`` are control characters (any other escaped character is itself); in single quotes only
-  ``\\'`` is an escape; outside quotes a backslash is literal. A closing quote must be followed
-  by a blank or the end of the line. An unbalanced quote is ``InvalidArguments`` ("Invalid
-  argument(s)", redis-cli's words), never a guess.
+  RESP front's inline commands (``aofnode.protocol.resp_request.split_inline``), so a line typed
+  here means the same bytes as in redis-cli: in double quotes ``\\xHH`` is one byte and
+  ``\\n \\r \\t \\b \\a`` are control characters (any other escaped character is itself); in
+  single quotes only ``\\'`` is an escape; outside quotes a backslash is literal. A closing
+  quote must be followed by a blank or the end of the line. An unbalanced quote is
+  ``InvalidArguments`` ("Invalid argument(s)", redis-cli's words), never a guess.
 - ``format_reply`` renders a reply as redis-cli does on a terminal (quoted bulk strings,
   ``(integer)``, numbered arrays) or, with ``raw``, as it does into a pipe. ``INFO`` is printed
   as redis-cli prints it, ``# Section`` headers and ``field:value`` lines; the node sends it as
@@ -28,7 +28,7 @@ import os
 
 from aofnode.client import CommandError, NodeTimeout
 from aofnode.protocol.commands import COMMANDS
-from aofnode.protocol.resp import split_inline
+from aofnode.protocol.resp_request import split_inline
 
 __all__ = ["InvalidArguments", "UnknownHelpTopic", "split_args", "format_reply", "format_info",
            "format_command_reply", "help_text", "interactive"]
@@ -45,7 +45,7 @@ class UnknownHelpTopic(LookupError):
     """``help NAME`` for a name that is not in the command table."""
 
 
-# -- reading: sdssplitargs (protocol/resp.py, as the RESP front splits inline commands) ----------
+# -- reading: sdssplitargs (protocol/resp_request.py, as the RESP front splits inline commands) --
 
 def split_args(line: str | bytes) -> list[bytes]:
     """Split one line into arguments as redis-cli does; raise ``InvalidArguments``."""

@@ -1,11 +1,4 @@
-"""The aofnode wire codec: msgpack bodies to typed requests, and replies back to bytes.
-
-Design
-------
-This module owns the body of every ZeroMQ message: decoding and validating requests (server
-side), encoding replies (server side), and the mirror image for clients. It never touches a
-socket and never imports zmq: the front actor and the client strip and add the envelope, then
-hand over exactly one body frame. So the codec is tested with plain tables of (bytes, expected).
+"""The server's side of the ZeroMQ wire: client frames to typed requests, replies to bytes.
 
 Two kinds of failure, kept apart (as in h11):
 
@@ -16,20 +9,12 @@ Two kinds of failure, kept apart (as in h11):
 
 Validation is per request: an invalid request inside a batch becomes an ``Error`` item in its
 place and the other requests of the batch still run. Only a body that is not a well-formed
-message as a whole (not msgpack, wrong shape, too big) is rejected as one ``Error``.
-
-Limits (the numbers behind them are next to each constant) bound what one client frame can cost
-the node before any command runs: its size, the number of requests in it, the arguments per
-request, and the number of msgpack objects in it (a request is an array of scalars, a batch an
-array of requests). The object limits are what keep decoding linear in the bytes: msgpack's own
-limits bound each container, not the total, and one byte on the wire can become a ~64-byte
-Python list.
-See docs/protocol.md for the wire format written for client authors.
+message as a whole (not msgpack, wrong shape, too big) is rejected as one ``Error``. The limits
+(wire.py) bound what one frame can cost before any command runs; the object counts are what keep
+decoding linear in the bytes.
 """
 
 from __future__ import annotations
-
-import re
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,85 +22,31 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from aofnode.protocol.commands import COMMANDS
+from .commands import COMMANDS, NUM_DBS
+from .errors import ARGTYPE, ARITY, ERR, NOPROTO, PROTO, TOOBIG, UNKNOWNCMD, Error
+from .wire import (
+    MAX_ARGS,
+    MAX_BATCH_LENGTH,
+    MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_CONTAINERS,
+    MAX_MESSAGE_OBJECTS,
+    REPLY_ERROR as _ERROR,
+    REPLY_VALUE as _OK,
+)
 
 __all__ = [
-    "LOADING_MESSAGE",
-    "BUSY_REWRITE_MESSAGE",
-    "PROTOCOL_VERSION",
-    "MAX_MESSAGE_BYTES",
-    "MAX_BATCH_LENGTH",
-    "MAX_ARGS",
-    "MAX_MESSAGE_OBJECTS",
-    "MAX_MESSAGE_CONTAINERS",
-    "ERR",
-    "WRONGTYPE",
-    "PROTO",
-    "TOOBIG",
-    "UNKNOWNCMD",
-    "ARITY",
-    "ARGTYPE",
-    "LOADING",
-    "OOM",
-    "BUSY",
-    "MISCONF",
-    "NOPROTO",
-    "ABORTED",
-    "ERROR_CODES",
-    "Error",
     "Request",
     "Message",
-    "ProtocolError",
     "decode_message",
     "wire_reply",
     "encode_reply",
     "encode_batch_reply",
-    "encode_request",
-    "encode_batch",
-    "decode_reply",
-    "decode_batch_reply",
 ]
 
-# Bumped on any incompatible change of the wire format; a client asks for it with HELLO.
-PROTOCOL_VERSION = 2
-
-# --- Limits ----------------------------------------------------------------------------------
-# One client frame. Redis caps a bulk string at 512 MiB (proto-max-bulk-len), but here the whole
-# frame is decoded into memory at once and held until the batch is answered; 64 MiB keeps a burst
-# of large frames from a few clients within a few hundred MiB. Bigger frames, up to the
-# transport's ZMQ_MAXMSGSIZE (256 MiB, set by the front actor), are answered with TOOBIG; beyond
-# that, ZeroMQ drops the frame and disconnects the peer.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-# Requests per batch (pipeline). A batch runs on the log actor as one unit and its writes are one
-# AOF record written with one write(2); 10,000 small requests run in a few ms, so other clients
-# wait at most that long behind one batch.
-MAX_BATCH_LENGTH = 10_000
-# Arguments per request, the command name not counted. Matches Redis's multibulk limit of 1M
-# elements (1024 * 1024); MSET/HSET/DEL with more should be split by the client.
-MAX_ARGS = 1_048_576
-
-# msgpack objects per message: scalars and containers, the message's own array included. msgpack's
-# max_*_len options bound each container but not the total, and every object costs far more in
-# Python than on the wire: an empty array is 1 byte but a 56-byte list plus an 8-byte slot, a
-# fixint -20 is 1 byte but a 28-byte int. A 66 MB frame of empty arrays (within every other limit)
-# took the front to 4.4 GiB and 25 s of decoding, most of it in the cyclic GC (issue 9, finding 3).
-# Two counts bound it:
-# * MAX_MESSAGE_OBJECTS is room for one request at MAX_ARGS plus as many objects again across a
-#   batch (10,000 MSETs of 100 pairs, the big pipeline of finding 7, is 2.02M objects). Past it the
-#   decoder stops at the end of the array that crossed it, so at most ~3.1M objects are built for
-#   one message: at worst ~180 MiB (2-character strings) and ~0.25 s (exts), against ~65 MiB and
-#   ~0.06-0.09 s for a valid MSET of MAX_ARGS keys (tests/test_decode_bomb.py).
-# * MAX_MESSAGE_CONTAINERS (arrays and maps): a valid message needs at most 1 + MAX_BATCH_LENGTH;
-#   the rest is room for arrays sent as arguments (in-place ARGTYPE errors). Containers are the
-#   costly objects (GC-tracked, 64 bytes per wire byte), and refusing a frame of empty arrays at
-#   this count takes ~10 ms and ~4 MiB instead of 25 s and 4.4 GiB.
 # Every msgpack object takes at least one byte, so a body of at most _UNCOUNTED_BYTES cannot pass
-# either count: it is decoded without the counting hooks (~50 ns per array), and ordinary messages
-# pay nothing for these limits.
-MAX_MESSAGE_OBJECTS = 2 * MAX_ARGS
-MAX_MESSAGE_CONTAINERS = 65_536
+# either object count: it is decoded without the counting hooks (~50 ns per array), and ordinary
+# messages pay nothing for these limits.
 _UNCOUNTED_BYTES = min(MAX_MESSAGE_OBJECTS, MAX_MESSAGE_CONTAINERS)
-assert MAX_MESSAGE_CONTAINERS > MAX_BATCH_LENGTH and MAX_MESSAGE_OBJECTS > MAX_ARGS + 1
 
 # Explicit msgpack limits, checked by the unpacker against the *declared* length before it
 # allocates, so a 5-byte header claiming a 4 GiB string costs nothing. Strings and binaries cannot
@@ -162,43 +93,8 @@ _COUNTED_OPTIONS: dict[str, Any] = {**_UNPACK_OPTIONS, "ext_hook": _ext_placehol
 # Longest command name echoed back in an UNKNOWNCMD message (Redis truncates at 128).
 _MAX_NAME_IN_MESSAGE = 64
 
-# --- Error codes -----------------------------------------------------------------------------
-# The first word of an error reply, as in Redis ("-WRONGTYPE ..."). docs/protocol.md has the table.
-ERR = "ERR"  # generic, Redis semantics: syntax error, "value is not an integer or out of range"
-WRONGTYPE = "WRONGTYPE"  # operation against a key holding the wrong kind of value
-PROTO = "PROTO"  # malformed msgpack or wrong message shape
-TOOBIG = "TOOBIG"  # over MAX_MESSAGE_BYTES, MAX_BATCH_LENGTH, MAX_ARGS or the object counts
-UNKNOWNCMD = "UNKNOWNCMD"  # command name not in the command table
-ARITY = "ARITY"  # wrong number of arguments for the command
-ARGTYPE = "ARGTYPE"  # an argument (or the name) is not bin/str/int
-LOADING = "LOADING"  # the node is loading its AOF, or the log actor is restarting
-BUSY = "BUSY"  # an AOF rewrite is already running
-MISCONF = "MISCONF"  # the AOF is not writable: writes are refused
-NOPROTO = "NOPROTO"  # HELLO asked for a protocol version this node does not speak
-ABORTED = "ABORTED"  # in flight when the log actor died: may or may not have been applied
-OOM = "OOM"  # used_memory is over --maxmemory: writes that may grow memory are refused
-
-ERROR_CODES: frozenset[str] = frozenset(
-    (ERR, WRONGTYPE, PROTO, TOOBIG, UNKNOWNCMD, ARITY, ARGTYPE, LOADING, BUSY, MISCONF, NOPROTO,
-     ABORTED, OOM)
-)
-
-# The messages that go with LOADING and BUSY, written here once because several actors send
-# them (the front and the log actor; the rewrite). They are Redis's wording, so that people and
-# tools that know Redis recognise them; "aofnode" stands where Redis says "Redis".
-LOADING_MESSAGE = "aofnode is loading the dataset in memory"
-BUSY_REWRITE_MESSAGE = "Background append only file rewriting already in progress"
-
 
 # --- Values ----------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Error:
-    """An error reply: ``code`` is one of the codes above, ``message`` is for humans."""
-
-    code: str
-    message: str
-
-
 class Request(NamedTuple):
     """A validated request: ``name`` is upper-case and in COMMANDS, every arg is bytes."""
 
@@ -220,11 +116,7 @@ class Message:
     db: int = 0
 
 
-class ProtocolError(Exception):
-    """Client side: the server's reply is not a well-formed aofnode reply (or we have a bug)."""
-
-
-# --- Server side: decoding requests ----------------------------------------------------------
+# --- Decoding requests -----------------------------------------------------------------------
 _unpackb = msgpack.unpackb
 # A request is built on every call of the hot path: tuple.__new__ skips the Python-level
 # NamedTuple.__new__ (~3x faster) and is safe because we always pass exactly two fields.
@@ -233,9 +125,10 @@ _tuple_new = tuple.__new__
 # back to .upper() (ASCII names only: "ſet".upper() == "SET", which Redis would not accept).
 _LOOKUP = {**COMMANDS, **{name.lower(): spec for name, spec in COMMANDS.items()}}
 _object_new = object.__new__
-_set_is_batch = Message.is_batch.__set__  # type: ignore[attr-defined]
-_set_items = Message.items.__set__  # type: ignore[attr-defined]
-_set_db = Message.db.__set__  # type: ignore[attr-defined]
+# (mypy sees the fields as instance attributes, not the slot descriptors they are on the class.)
+_set_is_batch = Message.is_batch.__set__  # type: ignore[attr-defined, misc]
+_set_items = Message.items.__set__  # type: ignore[attr-defined, misc]
+_set_db = Message.db.__set__  # type: ignore[attr-defined, misc]
 
 
 def _new_message(is_batch: bool, items: tuple[Request | Error, ...], db: int) -> Message:
@@ -326,10 +219,9 @@ _NOT_PROTOCOL_2 = Error(NOPROTO, "this node speaks protocol 2: a message is an a
 # The header's fields. A field it does not know is refused, not ignored: a misspelt "DB" must not
 # run a write in db 0 (the very bug protocol 2 exists to remove).
 HEADER_FIELDS = frozenset({"db"})
-NUM_DBS = 16  # databases 0..15, as Redis's default
 
 
-def _header_db(header: dict) -> int | Error:
+def _header_db(header: dict[Any, Any]) -> int | Error:
     unknown = [k for k in header if k not in HEADER_FIELDS]
     if unknown:
         shown = ", ".join(repr(k) for k in unknown[:3])
@@ -340,23 +232,6 @@ def _header_db(header: dict) -> int | Error:
     if not 0 <= db < NUM_DBS:
         return Error(ERR, "DB index is out of range")
     return db
-
-
-def parse_select(arg: bytes) -> int | Error:
-    """SELECT's argument, by Redis's rules (string2ll, then the range): no sign but a leading
-    minus, no leading zeros, no spaces; "01", "+1" and "-0" are refused as Redis refuses them."""
-    text = arg.decode("ascii", "replace")
-    if not _STRICT_INT.fullmatch(text) or len(text) > 20:
-        return Error(ERR, "value is not an integer or out of range")
-    n = int(text)
-    if not -(1 << 63) <= n < (1 << 63):
-        return Error(ERR, "value is not an integer or out of range")
-    if not 0 <= n < NUM_DBS:
-        return Error(ERR, "DB index is out of range")
-    return n
-
-
-_STRICT_INT = re.compile(r"0|-?[1-9][0-9]*")
 
 
 class _TooManyObjects(Exception):
@@ -380,7 +255,7 @@ def _unpack_counted(body: bytes) -> Any:
     containers = 0
     objects = 1  # the message itself; every container adds its elements
 
-    def on_array(items: list) -> list:
+    def on_array(items: list[Any]) -> list[Any]:
         nonlocal containers, objects
         containers += 1
         objects += len(items)
@@ -389,7 +264,7 @@ def _unpack_counted(body: bytes) -> Any:
                                   else _TOO_MANY_OBJECTS)
         return items
 
-    def on_map(items: dict) -> dict:
+    def on_map(items: dict[Any, Any]) -> dict[Any, Any]:
         nonlocal containers, objects
         containers += 1
         objects += 2 * len(items)
@@ -401,7 +276,7 @@ def _unpack_counted(body: bytes) -> Any:
     return _unpackb(body, list_hook=on_array, object_hook=on_map, **_COUNTED_OPTIONS)
 
 
-def _decode_request(req: list, in_batch: bool) -> Request | Error:
+def _decode_request(req: list[Any], in_batch: bool) -> Request | Error:
     """Validate one request (a non-array or empty ``req`` never gets here unless in a batch)."""
     argc = len(req)
     if not argc:
@@ -435,16 +310,17 @@ def _decode_request(req: list, in_batch: bool) -> Request | Error:
     # Fast path: clients that send bin args (the common case) cost one type check per arg.
     for arg in args:
         if type(arg) is not bytes:
-            args = _normalise_args(args)
-            if type(args) is Error:
-                return args
+            normalised = _normalise_args(args)
+            if type(normalised) is Error:
+                return normalised
+            args = normalised
             break
     return _tuple_new(Request, (spec.name, tuple(args)))
 
 
-def _normalise_args(args: list) -> list[bytes] | Error:
+def _normalise_args(args: list[Any]) -> list[bytes] | Error:
     """Slow path: str -> UTF-8 bytes, int -> ASCII decimal; anything else is ARGTYPE."""
-    out = []
+    out: list[bytes] = []
     append = out.append
     for arg in args:
         t = type(arg)
@@ -472,15 +348,8 @@ def _wire_type(value: object) -> str:
     return _WIRE_TYPE_NAMES.get(t, t.__name__)
 
 
-# --- Server side: encoding replies -----------------------------------------------------------
-# One reply on the wire: [0, value] or [1, code, message]. The tag keeps a nil value apart from
-# an error and lets a client tell a whole-batch rejection ([1, ...], first element an int) from
-# an array of replies (first element an array).
-_OK = 0
-_ERROR = 1
-
-
-def wire_reply(value: Any) -> list:
+# --- Encoding replies ------------------------------------------------------------------------
+def wire_reply(value: Any) -> list[Any]:
     """The msgpack-ready form of one reply: ``[0, value]`` or ``[1, code, message]``.
 
     ``value`` is None, int, bytes, str, float, bool, list, dict (nested) or an ``Error``. An
@@ -501,84 +370,3 @@ def encode_reply(value: Any) -> bytes:
 def encode_batch_reply(values: Sequence[Any]) -> bytes:
     """Encode the replies to a batch, in request order, as one array of wire replies."""
     return msgpack.packb([wire_reply(v) for v in values])
-
-
-# --- Client side -----------------------------------------------------------------------------
-def _header(db: int) -> dict:
-    return {"db": db} if db else {}  # db 0 is the default: an empty map, one byte
-
-
-def encode_request(command: str | bytes, *args: bytes | str | int, db: int = 0) -> bytes:
-    """Encode one request for ``db``. Raises TypeError for an argument the server would refuse
-    (ARGTYPE)."""
-    return msgpack.packb([_header(db), _check_request(command, args)])
-
-
-def encode_batch(commands: Sequence[Sequence[Any]], db: int = 0) -> bytes:
-    """Encode a batch (pipeline): each element is ``(command, *args)``.
-
-    Raises ValueError for an empty batch or an empty command (neither can be expressed), and
-    TypeError for a bad argument type. The server checks the batch length (TOOBIG).
-    """
-    if not commands:
-        raise ValueError("a batch needs at least one command")
-    batch = []
-    for cmd in commands:
-        if isinstance(cmd, (str, bytes)) or not len(cmd):
-            raise ValueError(f"each batch item must be a non-empty sequence (command, *args), "
-                             f"got {cmd!r:.60}")
-        batch.append(_check_request(cmd[0], cmd[1:]))
-    return msgpack.packb([_header(db), batch])
-
-
-def _check_request(command: Any, args: Sequence[Any]) -> list:
-    if type(command) not in (str, bytes):
-        raise TypeError(f"command name must be str or bytes, got {type(command).__name__}")
-    for i, arg in enumerate(args, 1):
-        t = type(arg)
-        if t is not bytes and t is not str and t is not int:
-            raise TypeError(f"argument {i} must be bytes, str or int, got {t.__name__}")
-    return [command, *args]
-
-
-def decode_reply(body: bytes) -> Any:
-    """Decode the reply to a single request: the value, or an ``Error``.
-
-    Raises ProtocolError if ``body`` is not a well-formed reply.
-    """
-    return _from_wire(_unpack_reply(body))
-
-
-def decode_batch_reply(body: bytes) -> list[Any] | Error:
-    """Decode the reply to a batch: one value or ``Error`` per request, in order.
-
-    Returns a single ``Error`` if the server rejected the batch as a whole (the reply is then one
-    wire reply, whose first element is an int, instead of an array of wire replies).
-    """
-    obj = _unpack_reply(body)
-    if type(obj) is not list or not obj:
-        raise ProtocolError(f"batch reply must be a non-empty array, got {obj!r:.60}")
-    if type(obj[0]) is int:
-        whole = _from_wire(obj)
-        if type(whole) is not Error:
-            raise ProtocolError("batch reply is a single value, not an array of replies")
-        return whole
-    return [_from_wire(item) for item in obj]
-
-
-def _unpack_reply(body: bytes) -> Any:
-    try:
-        # Map keys may be anything the server sends (ints in INFO, say); we trust the server.
-        return _unpackb(body, raw=False, strict_map_key=False)
-    except Exception as exc:
-        raise ProtocolError(f"malformed reply: {type(exc).__name__}: {exc}") from exc
-
-
-def _from_wire(obj: Any) -> Any:
-    if type(obj) is list:
-        tag = obj[0] if obj and type(obj[0]) is int else None
-        if tag == _OK and len(obj) == 2:
-            return obj[1]
-        if tag == _ERROR and len(obj) == 3 and type(obj[1]) is str and type(obj[2]) is str:
-            return Error(obj[1], obj[2])
-    raise ProtocolError(f"not a wire reply: {obj!r:.60}")

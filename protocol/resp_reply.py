@@ -1,0 +1,108 @@
+"""RESP replies, sans-I/O: aofnode's reply values as RESP2 or RESP3 bytes, for the RESP front.
+
+``encode_value`` writes a value (str status, bytes bulk, int, None, list, dict, float, bool);
+``encode_command_reply`` adds the per-command shapes Redis has (INFO is a text, HGETALL a map in
+RESP3); ``error_line`` maps aofnode's error codes to the prefixes Redis clients know. What turns
+the log actor's msgpack replies into these lives with the RESP front (node/fronts), which alone
+knows that format's use; a client's reply parser lives in bench/resp.py.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ABORTED, BUSY, ERR, LOADING, MISCONF, NOPROTO, OOM, WRONGTYPE
+
+__all__ = ["error_line", "encode_value", "encode_command_reply", "info_text"]
+
+_CRLF = b"\r\n"
+
+# aofnode error codes Redis clients know by the same name; the rest become ERR (see error_line).
+_KEPT_CODES = frozenset((ERR, WRONGTYPE, LOADING, BUSY, MISCONF, OOM, NOPROTO, ABORTED,
+                         "NOAUTH", "WRONGPASS", "NOPERM"))
+
+
+def error_line(code: str, message: str) -> bytes:
+    """``-CODE message\\r\\n``. aofnode's own codes that Redis lacks (UNKNOWNCMD, ARITY, ARGTYPE,
+    PROTO, TOOBIG) become ERR, whose messages already read as Redis's ("wrong number of
+    arguments for 'get' command"). ABORTED is kept: it says what no Redis code says (the command
+    may or may not have run). Line breaks in the message become spaces (Redis does the same)."""
+    if code not in _KEPT_CODES:
+        code = ERR
+    text = f"{code} {message}" if message else code
+    if "\r" in text or "\n" in text:
+        text = text.replace("\r", " ").replace("\n", " ")
+    return b"-" + text.encode("utf-8", "replace") + _CRLF
+
+
+def encode_value(value: Any, resp3: bool) -> bytes:
+    """One reply value as RESP. str is a status (``+``), bytes a bulk, None the null bulk (RESP2)
+    or ``_`` (RESP3), list an array, dict a map (RESP3) or a flat array (RESP2), float a double
+    (RESP3) or a bulk (RESP2), bool a boolean (RESP3) or 1/0 (RESP2)."""
+    t = type(value)
+    if t is bytes:
+        return b"$%d\r\n%s\r\n" % (len(value), value)
+    if t is int:
+        return b":%d\r\n" % value
+    if t is str:
+        if "\r" in value or "\n" in value:
+            value = value.replace("\r", " ").replace("\n", " ")
+        return b"+" + value.encode("utf-8", "replace") + _CRLF
+    if value is None:
+        return b"_\r\n" if resp3 else b"$-1\r\n"
+    if t is list or t is tuple:
+        return b"*%d\r\n" % len(value) + b"".join([encode_value(v, resp3) for v in value])
+    if t is dict:
+        parts = []
+        for k, v in value.items():
+            parts.append(encode_value(k.encode() if type(k) is str else k, resp3))
+            parts.append(encode_value(v, resp3))
+        head = b"%%%d\r\n" % len(value) if resp3 else b"*%d\r\n" % (2 * len(value))
+        return head + b"".join(parts)
+    if t is bool:
+        return (b"#t\r\n" if value else b"#f\r\n") if resp3 else (b":1\r\n" if value else b":0\r\n")
+    if t is float:
+        text = repr(value).encode() if value == value and abs(value) != float("inf") else (
+            b"nan" if value != value else (b"inf" if value > 0 else b"-inf"))
+        return b",%s\r\n" % text if resp3 else b"$%d\r\n%s\r\n" % (len(text), text)
+    raise TypeError(f"no RESP form for {t.__name__}")
+
+
+def info_text(sections: dict[Any, Any]) -> bytes:
+    """INFO's map of sections as Redis's text: ``# Section`` then ``field:value`` lines."""
+    lines: list[str] = []
+    for name, fields in sections.items():
+        if lines:
+            lines.append("")
+        lines.append("# " + str(name).capitalize())
+        if type(fields) is dict:
+            lines.extend(f"{k}:{_info_value(v)}" for k, v in fields.items())
+        else:
+            lines.append(_info_value(fields))
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8", "replace")
+
+
+def _info_value(value: Any) -> str:
+    if type(value) is dict:
+        return ",".join(f"{k}={_info_value(v)}" for k, v in value.items())
+    if type(value) is list:
+        return ",".join(_info_value(v) for v in value)
+    if type(value) is bytes:
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _pairs(flat: list[Any]) -> dict[Any, Any]:
+    return dict(zip(flat[::2], flat[1::2]))
+
+
+def encode_command_reply(name: str, value: Any, resp3: bool) -> bytes:
+    """The reply to command ``name`` where Redis's shape differs from aofnode's value:
+    INFO is a bulk text (a verbatim ``txt`` string in RESP3), HGETALL a map in RESP3."""
+    if name == "INFO" and type(value) is dict:
+        text = info_text(value)
+        if resp3:
+            return b"=%d\r\ntxt:%s\r\n" % (len(text) + 4, text)
+        return b"$%d\r\n%s\r\n" % (len(text), text)
+    if name == "HGETALL" and resp3 and type(value) is list:
+        return encode_value(_pairs(value), True)
+    return encode_value(value, resp3)
