@@ -3,7 +3,11 @@
 Design:
 - Makes the data directory private (0700; an existing looser one is tightened, with a warning)
   and takes its lock file (0600, flock, non-blocking): a second node on the same directory is
-  refused. The lock's fd is passed to every actor, so the lock is held until the last process
+  refused. Nothing there is reached through a symbolic link: ``--dir`` itself
+  must not be one (checked on the fd opened with O_NOFOLLOW, not with stat), and a node file
+  (lock, AOF, ``run``, a rewrite temp file) that is a link, is not a regular file (``run``: a
+  directory) or belongs to another user stops the start with exit 6: in a directory that was
+  left loose, another user may have planted it to make the node write elsewhere. The lock's fd is passed to every actor, so the lock is held until the last process
   of this node is gone, even after a kill -9 of the supervisor.
 - Starts the closer, the log actor, the front, then (with ``--resp-bind``) the RESP front, each
   as ``python -m aofnode.roles ROLE``, and watches each through a pidfd on the runtime's poller: a
@@ -41,7 +45,9 @@ from aofnode.fronts import curve as auth
 from aofnode.runtime import private_sockets
 from aofnode.runtime.heartbeat import heartbeat_path, read_heartbeat
 from aofnode.runtime.actor import Actor, Runtime
-from aofnode.config import REQUIREPASS_ENV, Config, resp_config_error
+from aofnode.aof.fileops import not_ours, open_dir, open_in_dir, open_private
+from aofnode.aof.rewrite_run import TEMP_PREFIX
+from aofnode.config import AOF_NAME, LOCK_NAME, REQUIREPASS_ENV, Config, resp_config_error
 from aofnode.logconfig import configure
 from aofnode.retry import backoff_delay
 
@@ -76,25 +82,59 @@ def _proc_state(pid: int) -> str:
         return "?"
 
 
-def prepare_data_dir(path: str, log) -> None:
-    """Create ``path`` as 0700, or tighten an existing one (warning once with its old mode), and
-    its ``run`` directory for the internal sockets. A directory owned by another user is
-    refused: its owner could swap files or sockets under us."""
+def _node_file(name: str) -> tuple[str, bool] | None:
+    """(what, is a directory) for a name the node uses in its data directory, else None."""
+    if name in (LOCK_NAME, AOF_NAME):
+        return name, False
+    if name == private_sockets.RUN_DIR:
+        return name, True
+    if name.startswith(TEMP_PREFIX):
+        return name, False
+    return None
+
+
+def prepare_data_dir(path: str, log) -> int:
+    """Create ``path`` as 0700, or tighten an existing one (warning once with its old
+    mode), check the node's files in it, make its ``run`` directory for the internal sockets and
+    return an fd on it (O_NOFOLLOW: a symlinked ``--dir`` is refused, as is a directory owned by
+    another user: its owner could swap files or sockets under us)."""
+    path = os.path.normpath(path)
     os.makedirs(path, mode=0o700, exist_ok=True)
-    st = os.stat(path)
-    if st.st_uid != os.geteuid():
-        raise PermissionError(errno.EPERM, f"owned by uid {st.st_uid}, not by us (uid {os.geteuid()})")
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o077:
-        log.warning("data_dir_tightened", dir=os.path.abspath(path), old_mode=oct(mode), new_mode="0o700")
-        os.chmod(path, 0o700)
-    private_sockets.prepare_run_dir(path)
+    try:
+        fd = open_dir(path)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(path):
+            raise OSError(errno.ELOOP, f"{path} is a symbolic link; give the real directory") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid():
+            raise PermissionError(errno.EPERM, f"owned by uid {st.st_uid}, not by us (uid {os.geteuid()})")
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o077:
+            log.warning("data_dir_tightened", dir=os.path.abspath(path), old_mode=oct(mode), new_mode="0o700")
+            os.fchmod(fd, 0o700)
+        # After the chmod nobody else can add a name; now look at what may have been planted.
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                known = _node_file(entry.name)
+                if known is None:
+                    continue
+                reason = not_ours(entry.stat(follow_symlinks=False), want_dir=known[1])
+                if reason:
+                    raise PermissionError(errno.EPERM, f"{entry.name} {reason}; remove it if you "
+                                          f"did not put it there")
+        private_sockets.prepare_run_dir(path, dir_fd=fd)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
-def take_lock(path: str) -> int | None:
-    """The data directory's lock (0600), or None if another node holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    os.fchmod(fd, 0o600)
+def take_lock(path: str, dir_fd: int | None = None) -> int | None:
+    """The data directory's lock file ``path`` (0600, opened relative to ``dir_fd`` or to an fd
+    on its directory, never through a link), or None if another node holds it."""
+    fd, _ = open_private(path, os.O_RDWR | os.O_CREAT, dir_fd=dir_fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -274,15 +314,20 @@ def serve(config: Config, requirepass: str | None = None) -> int:
     if auth.insecure_bind(config):
         log.warning("insecure_bind", bind=config.bind)
     try:
-        prepare_data_dir(config.dir, log)
-        lock_fd = take_lock(config.lock_path)
+        dir_fd = prepare_data_dir(config.dir, log)
+        try:
+            lock_fd = take_lock(config.lock_path, dir_fd)
+        finally:
+            os.close(dir_fd)
     except OSError as exc:
         log.error("data_dir_unusable", dir=config.dir, errno=exc.errno, error=str(exc))
         print(f"aofnode: cannot use the data directory {config.dir}: {exc.strerror or exc}", file=sys.stderr)
         return exitcodes.STORAGE
     if lock_fd is None:
         try:
-            holder = open(config.lock_path).read().strip()
+            holder_fd = open_in_dir(config.lock_path, os.O_RDONLY | os.O_NONBLOCK)
+            with os.fdopen(holder_fd) as f:
+                holder = f.read(32).strip()
         except OSError:
             holder = "?"
         log.error("data_dir_locked", dir=config.dir, holder_pid=holder)

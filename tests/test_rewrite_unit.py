@@ -239,7 +239,7 @@ def test_a_failed_rename_leaves_the_writer_on_the_live_file(tmp_path, monkeypatc
     live_ino = os.fstat(writer.fd).st_ino
     _start_with_diff(rw, writer)
 
-    def rename(src, dst):
+    def rename(src, dst, **_dir_fds):
         raise OSError(errno.EIO, "Input/output error")
     monkeypatch.setattr(fileops.os, "rename", rename)
     _run_to_end(rw)
@@ -260,10 +260,10 @@ def test_a_failed_directory_fsync_after_the_rename_still_switches(tmp_path, monk
     real = writer_mod.fsync_dir
     fail = [True]
 
-    def fsync_dir(path):
+    def fsync_dir(path, dir_fd=None):
         if fail[0]:
             raise OSError(errno.EIO, "Input/output error")
-        real(path)
+        real(path, dir_fd=dir_fd)
     monkeypatch.setattr(writer_mod, "fsync_dir", fsync_dir)
     _start_with_diff(rw, writer)
     _run_to_end(rw)

@@ -33,9 +33,13 @@ docs/aof.md has the same numbered steps and a crash-consistency table):
   6. Crash anywhere: the live AOF always holds every acknowledged write; start-up removes stale
      temp files (the log actor).
 
+Every file is opened, and the rename done, relative to the writer's fd on the data directory,
+never following a link (node/aof/fileops.py).
+
 Test hook: the ``pause`` callable (node/testhooks.py) is called with the step names ``forked``,
-``diff_catching_up``, ``before_rename``, ``after_rename``, ``after_switch`` (parent) and
-``child_done`` (child, before it exits); the closer has ``closer_before_close``.
+``diff_catching_up`` (4.1, before the first catch-up slice is written: nothing renamed yet),
+``before_rename``, ``after_rename``, ``after_switch`` (parent) and ``child_done`` (child,
+before it exits); the closer has ``closer_before_close``.
 """
 from __future__ import annotations
 
@@ -151,7 +155,7 @@ class Rewriter:
         if pid == 0:
             os.close(r)
             child_main(self.keyspace, temp_path_for(self.data_dir, os.getpid()), w,
-                       self.child_nice, self.pause, self.child_sched)
+                       self.child_nice, self.pause, self.child_sched, dir_fd=self.writer.dir_fd)
         fork_usec = int((time.perf_counter() - t0) * 1e6)
         os.close(w)
         self.latest_fork_usec = fork_usec
@@ -238,7 +242,8 @@ class Rewriter:
                       seconds=round(run.child_result["seconds"], 3),
                       cow_bytes=run.child_result["cow_bytes"], diff_bytes=run.diff_bytes)
         try:
-            run.temp_fd = os.open(run.temp_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            run.temp_fd, _ = fileops.open_private(run.temp_path, os.O_WRONLY | os.O_APPEND,
+                                                  dir_fd=self.writer.dir_fd)
         except OSError as exc:
             self._failed(f"open temp file: {os.strerror(exc.errno or 0)}", errno=exc.errno)
             return
@@ -307,7 +312,8 @@ class Rewriter:
         old_size = self.writer.size
         new_size = os.fstat(run.temp_fd).st_size
         try:
-            held = fileops.replace_file(run.temp_path, self.aof_path, self.writer.fd)  # 4.3
+            held = fileops.replace_file(run.temp_path, self.aof_path, self.writer.fd,
+                                        dir_fd=self.writer.dir_fd)  # 4.3
         except OSError as exc:
             self._failed(f"rename: {os.strerror(exc.errno or 0)}", errno=exc.errno)
             return
