@@ -3,7 +3,8 @@
 Design:
 - Makes the data directory private (0700; an existing looser one is tightened, with a warning)
   and takes its lock file (0600, flock, non-blocking): a second node on the same directory is
-  refused. Nothing there is reached through a symbolic link: ``--dir`` itself
+  refused. A directory the node creates is made durable (its parent fsynced) before anything
+  is acknowledged in it. Nothing there is reached through a symbolic link: ``--dir`` itself
   must not be one (checked on the fd opened with O_NOFOLLOW, not with stat), and a node file
   (lock, AOF, ``run``, a rewrite temp file) that is a link, is not a regular file (``run``: a
   directory) or belongs to another user stops the start with exit 6: in a directory that was
@@ -82,6 +83,26 @@ def _proc_state(pid: int) -> str:
         return "?"
 
 
+def _make_dirs_durably(path: str, mode: int = 0o700) -> None:
+    """``mkdir -p`` whose new directories survive a power loss: after a directory is created,
+    its parent is fsynced (else a power cut after the first start could take the whole data
+    directory, acknowledged writes and all). ``mode`` is for ``path``; the parents created on
+    the way get the umask's default, as with ``os.makedirs``."""
+    if os.path.lexists(path):
+        return
+    parent = os.path.dirname(path) or "."
+    _make_dirs_durably(parent, 0o777)
+    try:
+        os.mkdir(path, mode)
+    except FileExistsError:
+        return
+    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # above the data dir: links are fine
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _node_file(name: str) -> tuple[str, bool] | None:
     """(what, is a directory) for a name the node uses in its data directory, else None."""
     if name in (LOCK_NAME, AOF_NAME):
@@ -94,12 +115,12 @@ def _node_file(name: str) -> tuple[str, bool] | None:
 
 
 def prepare_data_dir(path: str, log) -> int:
-    """Create ``path`` as 0700, or tighten an existing one (warning once with its old
+    """Create ``path`` as 0700 (durably), or tighten an existing one (warning once with its old
     mode), check the node's files in it, make its ``run`` directory for the internal sockets and
     return an fd on it (O_NOFOLLOW: a symlinked ``--dir`` is refused, as is a directory owned by
     another user: its owner could swap files or sockets under us)."""
     path = os.path.normpath(path)
-    os.makedirs(path, mode=0o700, exist_ok=True)
+    _make_dirs_durably(path)
     try:
         fd = open_dir(path)
     except OSError as exc:

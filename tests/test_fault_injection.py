@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from aofnode import exitcodes
 from aofnode.protocol import codec
 from aofnode.client import CommandError
 from tests.faultinject import Faults, faultfs_library, faults  # noqa: F401 (fixtures)
@@ -215,3 +216,24 @@ def test_failing_temp_file_fdatasync_fails_the_rewrite(make_node, faults: Faults
     assert after["aof_rewrites"] == 0, after
     assert len(acked) == 200 + (0 if where == "child" else diff_keys) + 100
     kill9_restart_and_verify(node, acked)
+
+
+def test_a_data_directory_serve_creates_is_made_durable_first(make_node, faults: Faults):
+    """``serve`` creates the data directory: its name is durable only once the parent is
+    fsynced, else a power cut after the first start could take the directory, acknowledged
+    writes and all. The parent's fsync fails here: ``serve`` must not start (exit 6)."""
+    node = make_node("always", env=faults.env)
+    assert not node.dir.exists()
+    faults.arm("fsync", Faults.exact(node.root), count=-1)
+    node.start(wait=False)
+    try:
+        code = node.proc.wait(15)
+    finally:
+        node.kill_all()
+    assert [f.op for f in faults.fired()] == ["fsync"], faults.fired()
+    assert code == exitcodes.STORAGE, node.stderr_path.read_text()
+    assert "cannot use the data directory" in node.stderr_path.read_text()
+    faults.disarm()
+    node.start()
+    with node.client() as c:
+        assert c.execute("SET", "k", "v") == "OK"
