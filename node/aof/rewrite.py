@@ -23,7 +23,12 @@ docs/aof.md has the same numbered steps and a crash-consistency table):
          From a successful rename on, the switch always completes: if the directory fsync
          fails, the writer's status is ``err`` (MISCONF for writes) until its retry succeeds;
      4.5 the fd of the old file goes to the closer, which drops the last reference, so the
-         slow freeing of a big file never runs here (~270 ms for 1 GiB on this machine).
+         slow freeing of a big file never runs here (~270 ms for 1 GiB on this machine). Only
+         once the rename is durable: while the directory fsync of 4.4 has not succeeded, a power
+         cut could bring back the old name on the old file, and the closer cuts big files down
+         in steps. The fd is held here meanwhile and handed over from ``tick`` after the
+         writer's retry of the directory fsync succeeded (a node stopped before that closes it
+         at exit, without cutting it).
          Redis's two scenarios: the AOF is live (the writer's fd is the old file's last
          reference), or the old file is on disk with no fd open on it (a one-time rewrite):
          then ``fileops.replace_file`` opens it before the rename, so the rename is not the unlink.
@@ -93,6 +98,9 @@ class Rewriter:
         self.scheduled = False
         self.dying: set[int] = set()  # children killed on abort, not reaped yet
         self._sync_pool: ThreadPoolExecutor | None = None
+        # Old AOFs renamed over but not yet durably gone from the directory (4.5): their fds wait
+        # here for a successful directory fsync before they go to the closer.
+        self.held_old: list[int] = []
         # INFO
         self.base_size = writer.size
         self.latest_fork_usec = 0
@@ -193,6 +201,8 @@ class Rewriter:
     # -- the loop's hooks -------------------------------------------------------------------
 
     def tick(self) -> None:
+        if self.held_old and self.writer.directory_durable:
+            self._release_old()
         if self.dying:
             self._reap_dying()
             if self.scheduled and not self.dying and self.run is None:
@@ -327,7 +337,11 @@ class Rewriter:
         if held is not None and held != old_fd:
             os.close(old_fd)  # not the last reference: ``held`` still is
             old_fd = held
-        self.closer.submit_close(old_fd, self.aof_path)  # 4.5
+        self.held_old.append(old_fd)
+        if self.writer.directory_durable:
+            self._release_old()  # 4.5
+        else:
+            self.log.warning("rewrite_old_file_held", reason="directory fsync failed", held=len(self.held_old))
         self.pause("after_switch")
         self.run = None
         self.base_size = new_size
@@ -344,6 +358,12 @@ class Rewriter:
                       rename_ms=round((t_rename - t_sync) * 1000, 3),
                       dir_fsync_ms=round((t_dir - t_rename) * 1000, 3), trigger=run.trigger,
                       writer_status=self.writer.status)
+
+    def _release_old(self) -> None:
+        """4.5: the old files go to the closer, once the rename over them is durable."""
+        held, self.held_old = self.held_old, []
+        for fd in held:
+            self.closer.submit_close(fd, self.aof_path)
 
     # -- step 5 -----------------------------------------------------------------------------
 

@@ -171,6 +171,12 @@ class AofWriter:
         return self._fdatasync()
 
     @property
+    def directory_durable(self) -> bool:
+        """False while the live file's directory entry may not survive a power loss (the last
+        directory fsync failed and no retry has succeeded yet)."""
+        return not self._dir_unsynced
+
+    @property
     def bg_fsync_in_progress(self) -> bool:
         """INFO's ``aof_pending_bio_fsync``."""
         return self._bg is not None and self._bg.in_progress
