@@ -258,8 +258,10 @@ class Rewriter:
             self._failed(f"open temp file: {os.strerror(exc.errno or 0)}", errno=exc.errno)
             return
         run.phase = "catchup"
-        self._catch_up(run)
+        # Before the first slice: with a small diff that slice already renames and switches, so
+        # a pause after it would never stop the node inside 4.1.
         self.pause("diff_catching_up")
+        self._catch_up(run)
 
     # -- step 4 -----------------------------------------------------------------------------
 
