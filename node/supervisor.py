@@ -25,6 +25,8 @@ Design:
   * an actor dies ``crash_loop_count`` times within ``crash_loop_window_s`` (default 5 in 60 s):
     ``actor_crash_loop`` is logged and the node stops with ``CRASH_LOOP``. An actor that has
     been up longer than the window is restarted as always (kill -9 of a healthy actor).
+- SIGHUP never stops the node: with ``--curve-allow`` it is passed to the front (which rereads
+  the allow-list), without it it is logged (``sighup_ignored``) and ignored.
 - On SIGTERM/SIGINT: stop both fronts together (each finishes the batches it has in flight),
   then the log actor (it fsyncs), then the closer (it finishes its jobs); exit 0.
 """
@@ -191,10 +193,12 @@ class Supervisor(Actor):
         self.runtime = runtime
         self.log.info("node_starting", dir=os.path.abspath(self.config.dir), bind=self.config.bind,
                       appendfsync=self.config.appendfsync, resp_bind=self.config.resp_bind or "")
+        # SIGHUP never stops the node: with CURVE the front rereads its allow-list (auth.py);
+        # without, there is nothing to reread, and it is logged and ignored (so is a hangup of
+        # the terminal; the actors ignore it too, node/runtime/actor.py).
+        signal.signal(signal.SIGHUP, lambda _s, _f: setattr(self, "_sighup", True))
         for child in self.children.values():
             self._spawn(child)
-        if self.config.curve_allow:  # SIGHUP: the front rereads its CURVE allow-list (auth.py)
-            signal.signal(signal.SIGHUP, lambda _s, _f: setattr(self, "_sighup", True))
 
     def _spawn(self, child: _Child) -> None:
         env = os.environ.copy()
@@ -251,12 +255,15 @@ class Supervisor(Actor):
     def on_tick(self, now: float) -> None:
         if self.runtime.stop_requested:
             return
-        if self._sighup:  # forwarded here, not in the handler: the handler only sets the flag
+        if self._sighup:  # handled here, not in the handler: the handler only sets the flag
             self._sighup = False
             front = self.children["front"].proc
-            if front is not None and front.returncode is None:
-                front.send_signal(signal.SIGHUP)
-            self.log.info("sighup_forwarded", role="front", child_pid=front.pid if front else 0)
+            if not self.config.curve_allow:
+                self.log.info("sighup_ignored", reason="no CURVE allow-list to reread")
+            else:
+                if front is not None and front.returncode is None:
+                    front.send_signal(signal.SIGHUP)
+                self.log.info("sighup_forwarded", role="front", child_pid=front.pid if front else 0)
         for child in self.children.values():
             if child.restart_at is not None and now >= child.restart_at:
                 self._spawn(child)

@@ -60,6 +60,7 @@ EVENTS: dict[str, dict[str, str]] = {
     "bind_refused": {"bind": "str", "error": "str"},
     "insecure_bind": {"bind": "str"},
     "sighup_forwarded": {"role": "str", "child_pid": "int"},
+    "sighup_ignored": {"reason": "str"},
     # every actor
     "actor_started": {},
     "actor_stopped": {},
