@@ -11,9 +11,11 @@ import re
 import types
 from pathlib import Path
 
+import msgpack
 import structlog
 
 from aofnode.log import report
+from aofnode.protocol import codec
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -21,6 +23,25 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 def _table_row(doc: str, first_cell: str) -> str:
     [row] = [ln for ln in (DOCS / doc).read_text().splitlines() if ln.startswith(f"| {first_cell}")]
     return row
+
+
+def test_select_holds_for_its_own_message_only():
+    """Protocol 2 keeps no SELECT state per socket: commands.md must not say it does."""
+    row = _table_row("commands.md", "`SELECT index`")
+    assert "per ZeroMQ socket" not in row
+    assert "rest of its own message" in row and "header" in row
+    batch = msgpack.packb([{"db": 2}, [["SELECT", "5"], ["GET", "k"]]])
+    message = codec.decode_message(batch)
+    assert message.db == 2  # the next message starts from its own header again, not from 5
+
+
+def test_header_keys_are_str_only():
+    """protocol.md section 5: a bin key in the header (b"db") is an unknown field, PROTO."""
+    row = _table_row("protocol.md", "map keys")
+    assert "header: str only" in row
+    assert codec.decode_message(msgpack.packb([{"db": 3}, ["PING"]])).db == 3
+    refused = codec.decode_message(msgpack.packb([{b"db": 3}, ["PING"]]))
+    assert refused.code == codec.PROTO and "unknown header field" in refused.message
 
 
 def _reporter(log) -> report.Reporter:
@@ -47,3 +68,11 @@ def test_an_idle_node_logs_no_summary():
         rep.tick(rep._next_summary + 0.001)
     [summary] = [e for e in logs if e["event"] == "log_summary"]
     assert summary["commands"] == 7
+
+
+def test_the_rss_ratio_is_stated_once():
+    """The RSS-to-used_memory range is measured in commands.md; limits.md quotes the same one."""
+    measured = re.search(r"RSS grows \*\*(\d\.\d\d)–(\d\.\d\d)×\*\*", (DOCS / "commands.md").read_text())
+    assert measured, "commands.md states the measured RSS range"
+    low, high = measured.groups()
+    assert f"RSS grows {low}-{high}x as much" in _table_row("limits.md", "`--maxmemory SIZE`")
