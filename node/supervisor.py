@@ -105,14 +105,12 @@ def _make_dirs_durably(path: str, mode: int = 0o700) -> None:
         os.close(fd)
 
 
-def _node_file(name: str) -> tuple[str, bool] | None:
-    """(what, is a directory) for a name the node uses in its data directory, else None."""
-    if name in (LOCK_NAME, AOF_NAME):
-        return name, False
+def _node_file_is_dir(name: str) -> bool | None:
+    """For a name the node uses in its data directory, whether it is a directory; else None."""
+    if name in (LOCK_NAME, AOF_NAME) or name.startswith(TEMP_PREFIX):
+        return False
     if name == private_sockets.RUN_DIR:
-        return name, True
-    if name.startswith(TEMP_PREFIX):
-        return name, False
+        return True
     return None
 
 
@@ -140,10 +138,10 @@ def prepare_data_dir(path: str, log) -> int:
         # After the chmod nobody else can add a name; now look at what may have been planted.
         with os.scandir(fd) as entries:
             for entry in entries:
-                known = _node_file(entry.name)
-                if known is None:
+                is_dir = _node_file_is_dir(entry.name)
+                if is_dir is None:
                     continue
-                reason = not_ours(entry.stat(follow_symlinks=False), want_dir=known[1])
+                reason = not_ours(entry.stat(follow_symlinks=False), want_dir=is_dir)
                 if reason:
                     raise PermissionError(errno.EPERM, f"{entry.name} {reason}; remove it if you "
                                           f"did not put it there")

@@ -1,4 +1,4 @@
-"""Claims in README and docs/ that were found false once, each checked against what the code does.
+"""Claims in README and docs/ checked against what the code does.
 
 The doc's sentence is pinned next to the behaviour it describes, so changing one without the
 other fails here. (Other docs are kept in step elsewhere: options in test_cli_options, log
