@@ -4,6 +4,7 @@ git would pick up (secret keys included)."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -53,6 +54,10 @@ def _walkthrough_paths() -> set[str]:
 
 
 def test_the_walkthroughs_leave_nothing_git_would_track():
+    inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=10, check=False) if shutil.which("git") else None
+    if inside is None or inside.stdout.strip() != "true":
+        pytest.skip("not a git checkout (or no git): nothing to keep clean")
     paths = _walkthrough_paths()
     assert {"keys", "allow", "n1", "n2", "n3"} <= paths  # the parser still sees the examples
     tracked = [p for p in sorted(paths)
