@@ -3,7 +3,12 @@
 Design:
 - Makes the data directory private (0700; an existing looser one is tightened, with a warning)
   and takes its lock file (0600, flock, non-blocking): a second node on the same directory is
-  refused. The lock's fd is passed to every actor, so the lock is held until the last process
+  refused. A directory the node creates is made durable (its parent fsynced) before anything
+  is acknowledged in it. Nothing there is reached through a symbolic link: ``--dir`` itself
+  must not be one (checked on the fd opened with O_NOFOLLOW, not with stat), and a node file
+  (lock, AOF, ``run``, a rewrite temp file) that is a link, is not a regular file (``run``: a
+  directory) or belongs to another user stops the start with exit 6: in a directory that was
+  left loose, another user may have planted it to make the node write elsewhere. The lock's fd is passed to every actor, so the lock is held until the last process
   of this node is gone, even after a kill -9 of the supervisor.
 - Starts the closer, the log actor, the front, then (with ``--resp-bind``) the RESP front, each
   as ``python -m aofnode.roles ROLE``, and watches each through a pidfd on the runtime's poller: a
@@ -20,6 +25,8 @@ Design:
   * an actor dies ``crash_loop_count`` times within ``crash_loop_window_s`` (default 5 in 60 s):
     ``actor_crash_loop`` is logged and the node stops with ``CRASH_LOOP``. An actor that has
     been up longer than the window is restarted as always (kill -9 of a healthy actor).
+- SIGHUP never stops the node: with ``--curve-allow`` it is passed to the front (which rereads
+  the allow-list), without it it is logged (``sighup_ignored``) and ignored.
 - On SIGTERM/SIGINT: stop both fronts together (each finishes the batches it has in flight),
   then the log actor (it fsyncs), then the closer (it finishes its jobs); exit 0.
 """
@@ -41,7 +48,9 @@ from aofnode.fronts import curve as auth
 from aofnode.runtime import private_sockets
 from aofnode.runtime.heartbeat import heartbeat_path, read_heartbeat
 from aofnode.runtime.actor import Actor, Runtime
-from aofnode.config import REQUIREPASS_ENV, Config, resp_config_error
+from aofnode.aof.fileops import not_ours, open_dir, open_in_dir, open_private
+from aofnode.aof.rewrite_run import TEMP_PREFIX
+from aofnode.config import AOF_NAME, LOCK_NAME, REQUIREPASS_ENV, Config, resp_config_error
 from aofnode.logconfig import configure
 from aofnode.retry import backoff_delay
 
@@ -76,25 +85,77 @@ def _proc_state(pid: int) -> str:
         return "?"
 
 
-def prepare_data_dir(path: str, log) -> None:
-    """Create ``path`` as 0700, or tighten an existing one (warning once with its old mode), and
-    its ``run`` directory for the internal sockets. A directory owned by another user is
-    refused: its owner could swap files or sockets under us."""
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    st = os.stat(path)
-    if st.st_uid != os.geteuid():
-        raise PermissionError(errno.EPERM, f"owned by uid {st.st_uid}, not by us (uid {os.geteuid()})")
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o077:
-        log.warning("data_dir_tightened", dir=os.path.abspath(path), old_mode=oct(mode), new_mode="0o700")
-        os.chmod(path, 0o700)
-    private_sockets.prepare_run_dir(path)
+def _make_dirs_durably(path: str, mode: int = 0o700) -> None:
+    """``mkdir -p`` whose new directories survive a power loss: after a directory is created,
+    its parent is fsynced (else a power cut after the first start could take the whole data
+    directory, acknowledged writes and all). ``mode`` is for ``path``; the parents created on
+    the way get the umask's default, as with ``os.makedirs``."""
+    if os.path.lexists(path):
+        return
+    parent = os.path.dirname(path) or "."
+    _make_dirs_durably(parent, 0o777)
+    try:
+        os.mkdir(path, mode)
+    except FileExistsError:
+        return
+    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # above the data dir: links are fine
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
-def take_lock(path: str) -> int | None:
-    """The data directory's lock (0600), or None if another node holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    os.fchmod(fd, 0o600)
+def _node_file_is_dir(name: str) -> bool | None:
+    """For a name the node uses in its data directory, whether it is a directory; else None."""
+    if name in (LOCK_NAME, AOF_NAME) or name.startswith(TEMP_PREFIX):
+        return False
+    if name == private_sockets.RUN_DIR:
+        return True
+    return None
+
+
+def prepare_data_dir(path: str, log) -> int:
+    """Create ``path`` as 0700 (durably), or tighten an existing one (warning once with its old
+    mode), check the node's files in it, make its ``run`` directory for the internal sockets and
+    return an fd on it (O_NOFOLLOW: a symlinked ``--dir`` is refused, as is a directory owned by
+    another user: its owner could swap files or sockets under us)."""
+    path = os.path.normpath(path)
+    _make_dirs_durably(path)
+    try:
+        fd = open_dir(path)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(path):
+            raise OSError(errno.ELOOP, f"{path} is a symbolic link; give the real directory") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid():
+            raise PermissionError(errno.EPERM, f"owned by uid {st.st_uid}, not by us (uid {os.geteuid()})")
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o077:
+            log.warning("data_dir_tightened", dir=os.path.abspath(path), old_mode=oct(mode), new_mode="0o700")
+            os.fchmod(fd, 0o700)
+        # After the chmod nobody else can add a name; now look at what may have been planted.
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                is_dir = _node_file_is_dir(entry.name)
+                if is_dir is None:
+                    continue
+                reason = not_ours(entry.stat(follow_symlinks=False), want_dir=is_dir)
+                if reason:
+                    raise PermissionError(errno.EPERM, f"{entry.name} {reason}; remove it if you "
+                                          f"did not put it there")
+        private_sockets.prepare_run_dir(path, dir_fd=fd)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def take_lock(path: str, dir_fd: int | None = None) -> int | None:
+    """The data directory's lock file ``path`` (0600, opened relative to ``dir_fd`` or to an fd
+    on its directory, never through a link), or None if another node holds it."""
+    fd, _ = open_private(path, os.O_RDWR | os.O_CREAT, dir_fd=dir_fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -130,10 +191,12 @@ class Supervisor(Actor):
         self.runtime = runtime
         self.log.info("node_starting", dir=os.path.abspath(self.config.dir), bind=self.config.bind,
                       appendfsync=self.config.appendfsync, resp_bind=self.config.resp_bind or "")
+        # SIGHUP never stops the node: with CURVE the front rereads its allow-list (auth.py);
+        # without, there is nothing to reread, and it is logged and ignored (so is a hangup of
+        # the terminal; the actors ignore it too, node/runtime/actor.py).
+        signal.signal(signal.SIGHUP, lambda _s, _f: setattr(self, "_sighup", True))
         for child in self.children.values():
             self._spawn(child)
-        if self.config.curve_allow:  # SIGHUP: the front rereads its CURVE allow-list (auth.py)
-            signal.signal(signal.SIGHUP, lambda _s, _f: setattr(self, "_sighup", True))
 
     def _spawn(self, child: _Child) -> None:
         env = os.environ.copy()
@@ -190,12 +253,15 @@ class Supervisor(Actor):
     def on_tick(self, now: float) -> None:
         if self.runtime.stop_requested:
             return
-        if self._sighup:  # forwarded here, not in the handler: the handler only sets the flag
+        if self._sighup:  # handled here, not in the handler: the handler only sets the flag
             self._sighup = False
             front = self.children["front"].proc
-            if front is not None and front.returncode is None:
-                front.send_signal(signal.SIGHUP)
-            self.log.info("sighup_forwarded", role="front", child_pid=front.pid if front else 0)
+            if not self.config.curve_allow:
+                self.log.info("sighup_ignored", reason="no CURVE allow-list to reread")
+            else:
+                if front is not None and front.returncode is None:
+                    front.send_signal(signal.SIGHUP)
+                self.log.info("sighup_forwarded", role="front", child_pid=front.pid if front else 0)
         for child in self.children.values():
             if child.restart_at is not None and now >= child.restart_at:
                 self._spawn(child)
@@ -274,15 +340,20 @@ def serve(config: Config, requirepass: str | None = None) -> int:
     if auth.insecure_bind(config):
         log.warning("insecure_bind", bind=config.bind)
     try:
-        prepare_data_dir(config.dir, log)
-        lock_fd = take_lock(config.lock_path)
+        dir_fd = prepare_data_dir(config.dir, log)
+        try:
+            lock_fd = take_lock(config.lock_path, dir_fd)
+        finally:
+            os.close(dir_fd)
     except OSError as exc:
         log.error("data_dir_unusable", dir=config.dir, errno=exc.errno, error=str(exc))
         print(f"aofnode: cannot use the data directory {config.dir}: {exc.strerror or exc}", file=sys.stderr)
         return exitcodes.STORAGE
     if lock_fd is None:
         try:
-            holder = open(config.lock_path).read().strip()
+            holder_fd = open_in_dir(config.lock_path, os.O_RDONLY | os.O_NONBLOCK)
+            with os.fdopen(holder_fd) as f:
+                holder = f.read(32).strip()
         except OSError:
             holder = "?"
         log.error("data_dir_locked", dir=config.dir, holder_pid=holder)

@@ -11,7 +11,7 @@ import os
 __all__ = ["total_memory", "available_memory", "process_rss", "default_maxmemory", "MAXMEMORY_SHARE"]
 
 # The default maxmemory is this share of the machine's (or the cgroup's) memory. Why 40%: the
-# keyspace estimate (``used_memory``) leaves out allocator slack (RSS measured 1.02-1.12x of it),
+# keyspace estimate (``used_memory``) leaves out allocator slack (RSS grows 1.04-1.19x as much),
 # the front's and the channel's bounded buffers come on top (--client-output-limit per client,
 # --channel-output-limit), and a rewrite child's copy-on-write can, under a write-heavy load,
 # approach the parent's size (measured up to ~84% of RSS with a slow child): 40% leaves that room.

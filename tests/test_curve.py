@@ -395,3 +395,12 @@ def _ping(client):
         return client.execute("PING")
     except NodeTimeout:
         return None
+
+
+def test_a_plain_cli_is_told_the_node_may_use_curve(make_node, keys):
+    """A plain client gets silence from a CURVE node, as from no node: the CLI says both."""
+    node = _start_curve_node(make_node, keys)
+    done = subprocess.run([AOFNODE, "cli", "--connect", node.endpoint, "PING"], capture_output=True,
+                          text=True, timeout=20)
+    assert done.returncode == 1
+    assert "If it uses CURVE, give --curve-server-key and --curve-key" in done.stderr, done.stderr

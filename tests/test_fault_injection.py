@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from aofnode import exitcodes
 from aofnode import protocol
 from aofnode.client import CommandError
 from tests.faultinject import Faults, faultfs_library, faults  # noqa: F401 (fixtures)
@@ -215,3 +216,73 @@ def test_failing_temp_file_fdatasync_fails_the_rewrite(make_node, faults: Faults
     assert after["aof_rewrites"] == 0, after
     assert len(acked) == 200 + (0 if where == "child" else diff_keys) + 100
     kill9_restart_and_verify(node, acked)
+
+
+def _deleted_aofs_held(pid: int) -> list[str]:
+    """The fds of process ``pid`` on an AOF that has no name any more (the old file of a switch)."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.endswith("appendonly.aof (deleted)"):
+            out.append(target)
+    return out
+
+
+def _old_aof_closes(node) -> int:
+    return sum(1 for ev in node.events("closer_job_done")
+               if ev.get("kind") == "close" and ev.get("path", "").endswith("appendonly.aof"))
+
+
+def test_the_old_aof_is_held_until_the_rename_is_durable(make_node, faults: Faults):
+    """The rename of the rewrite succeeded, the directory fsync after it failed: after a power
+    cut the old name could still lead to the old file, so it must not reach the closer (which
+    cuts big files down in steps) before a directory fsync succeeded. The log actor holds it
+    meanwhile; once the retry succeeds the closer gets it."""
+    node = make_node("always", env={**faults.env, PAUSE: "before_rename"}).start()
+    acked: dict[bytes, bytes] = {}
+    with node.client() as c:
+        write_keys(c, acked, "before-", 100)
+        start_rewrite(c)
+        wait_paused(node, "before_rename")
+        closes_before = _old_aof_closes(node)
+        faults.arm("fsync", Faults.exact(node.dir), count=-1)
+        release(node, "before_rename")
+        faults.wait_fired(1)
+        wait_rewrite_over(c)
+        log_pid = node.actor_pids()["log"]
+        assert node.events("rewrite_switched")
+        # Long enough for the closer to have closed it, were it handed over.
+        wait_for(lambda: len(faults.fired()) >= 3, 10, what="two retries of the directory fsync")
+        assert _old_aof_closes(node) == closes_before
+        assert len(_deleted_aofs_held(log_pid)) == 1
+        assert node.events("rewrite_old_file_held")
+        faults.disarm()
+        wait_writable(c, acked)
+        wait_for(lambda: _old_aof_closes(node) == closes_before + 1, 10, what="the old AOF closed")
+        wait_for(lambda: not _deleted_aofs_held(log_pid), 10, what="the log actor to let go")
+        write_keys(c, acked, "after-", 50)
+    kill9_restart_and_verify(node, acked)
+
+
+def test_a_data_directory_serve_creates_is_made_durable_first(make_node, faults: Faults):
+    """``serve`` creates the data directory: its name is durable only once the parent is
+    fsynced, else a power cut after the first start could take the directory, acknowledged
+    writes and all. The parent's fsync fails here: ``serve`` must not start (exit 6)."""
+    node = make_node("always", env=faults.env)
+    assert not node.dir.exists()
+    faults.arm("fsync", Faults.exact(node.root), count=-1)
+    node.start(wait=False)
+    try:
+        code = node.proc.wait(15)
+    finally:
+        node.kill_all()
+    assert [f.op for f in faults.fired()] == ["fsync"], faults.fired()
+    assert code == exitcodes.STORAGE, node.stderr_path.read_text()
+    assert "cannot use the data directory" in node.stderr_path.read_text()
+    faults.disarm()
+    node.start()
+    with node.client() as c:
+        assert c.execute("SET", "k", "v") == "OK"

@@ -1,4 +1,10 @@
-"""Hazard: kill -9 of the log actor at every named step of a rewrite loses no acknowledged write."""
+"""Hazard: kill -9 of the log actor at every named step of a rewrite loses no acknowledged write.
+
+``diff_catching_up`` is step 4.1 itself: the child is done and its file complete, no catch-up
+slice has been written yet and the live AOF has not been switched. The test checks that the
+kill really lands there (a pause after the first slice could already have renamed and switched
+when the diff was small).
+"""
 import os
 import signal
 
@@ -17,6 +23,7 @@ STEPS = ["forked", "diff_catching_up", "before_rename", "after_rename", "after_s
 @pytest.mark.parametrize("step", STEPS)
 def test_kill9_log_actor_at_rewrite_step(make_node, step):
     node = make_node("always", env={"AOFNODE_TEST_PAUSE_AT": step}).start()
+    live_inode = os.stat(node.aof_path).st_ino
     with Writers(node.endpoint) as writers:
         wait_for(lambda: writers.count() >= 300, 30, what="writes before the rewrite")
         # Fire and forget: at "forked" the log actor pauses before it can reply.
@@ -26,6 +33,12 @@ def test_kill9_log_actor_at_rewrite_step(make_node, step):
         trigger.send_multipart([b"", protocol.encode_request("BGREWRITEAOF")])
         victim = wait_paused(node, step)
         assert victim == node.actor_pids()["log"]
+        if step == "diff_catching_up":
+            [temp] = temp_files(node)
+            [done] = node.events("rewrite_child_done")
+            assert os.stat(node.dir / temp).st_size == done["bytes"]  # no slice appended yet
+            assert os.stat(node.aof_path).st_ino == live_inode  # not switched
+            assert not node.events("rewrite_switched")
         os.kill(victim, signal.SIGKILL)
         release(node, step)
         wait_for(lambda: node.actor_pids().get("log") not in (None, victim), 20, what="log restarted")

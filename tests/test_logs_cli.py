@@ -255,3 +255,50 @@ def test_every_event_the_node_writes_is_known_and_documented():
     assert written - set(EVENTS) == set(), "add them to node/tools/logtools.py EVENTS"
     doc = (ROOT / "docs" / "logs.md").read_text()
     assert {name for name in EVENTS if f"`{name}`" not in doc} == set(), "add them to docs/logs.md"
+
+
+# -- the plot's series ----------------------------------------------------------------------------
+
+def _summarized(lines: list[bytes]) -> Summarizer:
+    s = Summarizer(timeline=True)
+    for line in lines:
+        s.feed(line)
+    s.finish()
+    return s
+
+
+def _summary(t, commands=10):
+    return ev("log_summary", t, interval_s=10.0, aof_size=1, aof_write_status="ok", keys=1,
+              commands=commands, cycles=1, fsyncs=1, fsync_seconds=0.1, slow_fsyncs=0, delayed_fsyncs=0)
+
+
+def test_plot_breaks_its_lines_over_gaps_in_the_log():
+    """A summary is written only when counters moved: 3.5 idle minutes are a gap in the log,
+    not a ramp from the last busy interval to the next."""
+    import math
+
+    from aofnode.tools.logplot import summary_series
+    s = _summarized([_summary(10), _summary(20), _summary(30), _summary(40.5), _summary(59.5)])
+    # 10 s apart, then 19 s: a gap (no summary at 50 means nothing moved then)
+    xs, fsyncs, commands = summary_series(s.summaries, s.first_t)
+    assert [round(x, 1) if not math.isnan(x) else "gap" for x in xs] == [0, 10, 20, 30.5, "gap", 49.5]
+    assert math.isnan(commands[4]) and math.isnan(fsyncs[4])
+
+
+def test_plot_labels_each_rewrite_and_keeps_neighbours_apart(tmp_path):
+    from aofnode.tools.logplot import rewrite_spans
+    s = _summarized([
+        ev("rewrite_started", 1, trigger="manual", fork_usec=1, child_pid=9, aof_size=1),
+        ev("rewrite_switched", 2, old_size=1, new_size=1, seconds=1, switch_ms=1),
+        ev("rewrite_started", 2, trigger="auto", fork_usec=1, child_pid=8, aof_size=1),
+        ev("rewrite_failed", 3, level="warning", reason="x", consecutive_failures=1, auto_retry_in_s=60),
+        ev("rewrite_started", 3, trigger="scheduled", fork_usec=1, child_pid=7, aof_size=1),
+    ])
+    spans = rewrite_spans(s, s.first_t)
+    assert [(sp["label"], sp["status"]) for sp in spans] == [
+        ("#1 manual", "ok"), ("#2 automatic", "err"), ("#3 manual (scheduled)", "incomplete")]
+    assert [round(sp["x"], 3) for sp in spans] == [0, 1, 2]
+    png = tmp_path / "plot.png"
+    from aofnode.tools.logplot import plot_timeline
+    plot_timeline(s, str(png))
+    assert_png(png)

@@ -79,7 +79,8 @@ def test_used_memory_is_exact_after_random_workloads(seed: int, lru: bool) -> No
 
 def test_used_memory_tracks_rss(tmp_path) -> None:
     """The model against the allocator: 100k small SETs in a fresh interpreter. Measured on the
-    test machine: RSS grew 1.05-1.12x used_memory (values of 10-100 bytes), 1.02x for 1 KB."""
+    test machine: RSS grew 1.04-1.11x used_memory (values of 10-100 bytes), 1.03x for 1 KB
+    (docs/commands.md has these and the figures of a running node)."""
     script = (
         "import gc, os\n"
         "from aofnode.store.executor import Executor\n"

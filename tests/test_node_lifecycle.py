@@ -27,6 +27,24 @@ def test_sigterm_shuts_down_cleanly_and_keeps_everything(make_node):
         assert c.execute("DBSIZE") == 1000
 
 
+def test_sighup_without_curve_is_logged_and_ignored(make_node):
+    """SIGHUP only means "reread the CURVE allow-list". Without CURVE it must not stop the node
+    (the default action would, exit 129 with no stop line), nor any actor: a hangup of the
+    terminal sends it to the whole process group."""
+    node = make_node("always").start()
+    pids = node.actor_pids()
+    node.proc.send_signal(signal.SIGHUP)
+    for pid in pids.values():
+        os.kill(pid, signal.SIGHUP)
+    wait_for(lambda: node.events("sighup_ignored"), 10, what="sighup_ignored in the log")
+    with node.client() as c:
+        assert c.execute("SET", "after-hup", "1") == "OK"
+    assert node.proc.poll() is None
+    assert node.actor_pids() == pids and not node.events("actor_died")
+    assert node.stop() == 0
+    assert node.events("node_stopped")[-1]["exit_code"] == 0
+
+
 def test_torn_tail_is_truncated_at_start(make_node):
     node = make_node().start()
     with node.client() as c:

@@ -190,3 +190,24 @@ def test_a_killed_node_is_ejected_then_rejoins_with_its_data_from_the_aof(cluste
             return False
     wait_for(rejoined, 15, interval=0.1, what="the node back on the ring")
     assert client.mget(KEYS) == [f"v-{k}" for k in KEYS]
+
+
+def _readme_mset() -> list[str]:
+    """The keys of the README's twemproxy example (``redis-cli -p 22121 MSET k v ...``)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    [line] = [ln for ln in readme.splitlines() if "redis-cli -p 22121 MSET" in ln]
+    words = line.split("#")[0].split()
+    args = words[words.index("MSET") + 1:]
+    return args[0::2]
+
+
+def test_the_readme_mset_example_spreads_over_the_three_nodes(cluster):
+    """The README shows the proxy splitting an MSET: with the shipped docs/nutcracker.yml (the
+    ring is placed by the node names, not the ports) its keys must land on three nodes."""
+    nodes, ports, proxy, client = cluster
+    keys = _readme_mset()
+    assert client.mset({k: "1" for k in keys}) is True
+    candidates = [f"user:{i}" for i in range(12)] + list("abcdefgh")
+    client.mset({k: "1" for k in candidates})
+    owners = {k: _owner(ports, k) + 1 for k in candidates}
+    assert sorted({owners[k] for k in keys}) == [1, 2, 3], f"node of each key: {owners}"

@@ -36,7 +36,7 @@ def retry_now(w):
 
 def test_a_new_aof_is_0600_has_a_header_and_its_directory_is_fsynced(tmp_path, monkeypatch):
     synced = []
-    monkeypatch.setattr(writer_mod, "fsync_dir", lambda path: synced.append(path))
+    monkeypatch.setattr(writer_mod, "fsync_dir", lambda path, dir_fd=None: synced.append(path))
     old = os.umask(0o022)
     try:
         w = make(tmp_path)
@@ -61,10 +61,10 @@ def test_a_failed_directory_fsync_at_open_refuses_writes_until_a_retry_succeeds(
     real = writer_mod.fsync_dir
     fail = [True]
 
-    def fsync_dir(path):
+    def fsync_dir(path, dir_fd=None):
         if fail[0]:
             raise EIO
-        real(path)
+        real(path, dir_fd=dir_fd)
 
     monkeypatch.setattr(writer_mod, "fsync_dir", fsync_dir)
     w = make(tmp_path)
@@ -122,7 +122,7 @@ def test_a_short_write_is_cut_back_to_a_record_boundary_and_queued(tmp_path, mon
 
 def test_sync_directory_failure_is_an_error_state_owned_by_the_writer(tmp_path, monkeypatch):
     w = make(tmp_path, "everysec")
-    monkeypatch.setattr(writer_mod, "fsync_dir", lambda path: (_ for _ in ()).throw(EIO))
+    monkeypatch.setattr(writer_mod, "fsync_dir", lambda path, dir_fd=None: (_ for _ in ()).throw(EIO))
     assert w.sync_directory() is False and w.status == "err"
     assert w.ready_to_switch() is False
     w.tick()  # too early for a retry: nothing changes

@@ -37,6 +37,7 @@ from typing import Any, Callable
 import google_crc32c
 import msgpack
 
+from aofnode.aof import fileops
 from aofnode.store.keyspace import NUM_DBS
 from aofnode.protocol.commands import COMMANDS
 
@@ -357,14 +358,17 @@ def _walk(f, file_size: int, on_entries: OnEntries | None, progress: Progress | 
 
 
 def scan(path: str | os.PathLike, on_entries: OnEntries | None = None,
-         progress: Progress | None = None, progress_interval_s: float = 1.0) -> ScanResult:
+         progress: Progress | None = None, progress_interval_s: float = 1.0,
+         nofollow: bool = False) -> ScanResult:
     """Validate the whole file and reach the verdict; call ``on_entries(entries)`` for each good
     record, in order, as it is read (before the verdict on the tail is known).
 
     ``progress(records, bytes_done, seconds)`` is called at most every ``progress_interval_s``.
-    Exceptions from the callbacks propagate. The module docstring has the rules.
+    Exceptions from the callbacks propagate. The module docstring has the rules. With
+    ``nofollow`` (the node's own AOF) a symbolic link is refused (ELOOP), never read.
     """
-    with open(path, "rb") as f:
+    with (open(fileops.open_in_dir(os.fspath(path), os.O_RDONLY), "rb") if nofollow
+          else open(path, "rb")) as f:
         file_size = os.fstat(f.fileno()).st_size
         bad = _check_header(f, file_size)
         if bad is not None:
@@ -381,9 +385,11 @@ def scan(path: str | os.PathLike, on_entries: OnEntries | None = None,
 
 # -- node start -----------------------------------------------------------------------------------
 
-def truncate_durably(path: str | os.PathLike, size: int) -> None:
-    """Cut ``path`` to ``size`` bytes and fsync, so the cut survives a power loss."""
-    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+def truncate_durably(path: str | os.PathLike, size: int, nofollow: bool = False) -> None:
+    """Cut ``path`` to ``size`` bytes and fsync, so the cut survives a power loss (``nofollow``:
+    never through a symbolic link)."""
+    fd = (fileops.open_in_dir(os.fspath(path), os.O_RDWR) if nofollow
+          else os.open(path, os.O_RDWR | os.O_CLOEXEC))
     try:
         os.ftruncate(fd, size)
         os.fsync(fd)  # the new size is inode metadata: fsync (not fdatasync) makes it durable
@@ -400,17 +406,17 @@ def load(path: str | os.PathLike, apply: OnEntries, log) -> ScanResult:
       already been called for every record before the bad one: the caller discards its state.
     """
     started = time.monotonic()
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         return ScanResult(0, 0, 0, 0, "ok", None, None)
 
     def on_progress(records: int, bytes_done: int, seconds: float) -> None:
         log.info("aof_load_progress", records=records, bytes=bytes_done, seconds=round(seconds, 3))
 
-    result = scan(path, on_entries=apply, progress=on_progress, progress_interval_s=1.0)
+    result = scan(path, on_entries=apply, progress=on_progress, progress_interval_s=1.0, nofollow=True)
     if result.status == "corrupt":
         raise CorruptAOF(os.fspath(path), result.bad_offset or 0, result.problem or "corrupt")
     if result.status == "torn_tail":
-        truncate_durably(path, result.ok_up_to)
+        truncate_durably(path, result.ok_up_to, nofollow=True)
         log.warning("aof_truncated", offset=result.ok_up_to,
                     bytes_cut=result.file_size - result.ok_up_to, reason=result.problem)
     log.info("aof_loaded", records=result.records, entries=result.entries, bytes=result.ok_up_to,

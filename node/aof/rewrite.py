@@ -23,7 +23,12 @@ docs/aof.md has the same numbered steps and a crash-consistency table):
          From a successful rename on, the switch always completes: if the directory fsync
          fails, the writer's status is ``err`` (MISCONF for writes) until its retry succeeds;
      4.5 the fd of the old file goes to the closer, which drops the last reference, so the
-         slow freeing of a big file never runs here (~270 ms for 1 GiB on this machine).
+         slow freeing of a big file never runs here (~270 ms for 1 GiB on this machine). Only
+         once the rename is durable: while the directory fsync of 4.4 has not succeeded, a power
+         cut could bring back the old name on the old file, and the closer cuts big files down
+         in steps. The fd is held here meanwhile and handed over from ``tick`` after the
+         writer's retry of the directory fsync succeeded (a node stopped before that closes it
+         at exit, without cutting it).
          Redis's two scenarios: the AOF is live (the writer's fd is the old file's last
          reference), or the old file is on disk with no fd open on it (a one-time rewrite):
          then ``fileops.replace_file`` opens it before the rename, so the rename is not the unlink.
@@ -33,9 +38,13 @@ docs/aof.md has the same numbered steps and a crash-consistency table):
   6. Crash anywhere: the live AOF always holds every acknowledged write; start-up removes stale
      temp files (the log actor).
 
+Every file is opened, and the rename done, relative to the writer's fd on the data directory,
+never following a link (node/aof/fileops.py).
+
 Test hook: the ``pause`` callable (node/testhooks.py) is called with the step names ``forked``,
-``diff_catching_up``, ``before_rename``, ``after_rename``, ``after_switch`` (parent) and
-``child_done`` (child, before it exits); the closer has ``closer_before_close``.
+``diff_catching_up`` (4.1, before the first catch-up slice is written: nothing renamed yet),
+``before_rename``, ``after_rename``, ``after_switch`` (parent) and ``child_done`` (child,
+before it exits); the closer has ``closer_before_close``.
 """
 from __future__ import annotations
 
@@ -89,6 +98,9 @@ class Rewriter:
         self.scheduled = False
         self.dying: set[int] = set()  # children killed on abort, not reaped yet
         self._sync_pool: ThreadPoolExecutor | None = None
+        # Old AOFs renamed over but not yet durably gone from the directory (4.5): their fds wait
+        # here for a successful directory fsync before they go to the closer.
+        self.held_old: list[int] = []
         # INFO
         self.base_size = writer.size
         self.latest_fork_usec = 0
@@ -151,7 +163,7 @@ class Rewriter:
         if pid == 0:
             os.close(r)
             child_main(self.keyspace, temp_path_for(self.data_dir, os.getpid()), w,
-                       self.child_nice, self.pause, self.child_sched)
+                       self.child_nice, self.pause, self.child_sched, dir_fd=self.writer.dir_fd)
         fork_usec = int((time.perf_counter() - t0) * 1e6)
         os.close(w)
         self.latest_fork_usec = fork_usec
@@ -189,6 +201,8 @@ class Rewriter:
     # -- the loop's hooks -------------------------------------------------------------------
 
     def tick(self) -> None:
+        if self.held_old and self.writer.directory_durable:
+            self._release_old()
         if self.dying:
             self._reap_dying()
             if self.scheduled and not self.dying and self.run is None:
@@ -238,13 +252,16 @@ class Rewriter:
                       seconds=round(run.child_result["seconds"], 3),
                       cow_bytes=run.child_result["cow_bytes"], diff_bytes=run.diff_bytes)
         try:
-            run.temp_fd = os.open(run.temp_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            run.temp_fd, _ = fileops.open_private(run.temp_path, os.O_WRONLY | os.O_APPEND,
+                                                  dir_fd=self.writer.dir_fd)
         except OSError as exc:
             self._failed(f"open temp file: {os.strerror(exc.errno or 0)}", errno=exc.errno)
             return
         run.phase = "catchup"
-        self._catch_up(run)
+        # Before the first slice: with a small diff that slice already renames and switches, so
+        # a pause after it would never stop the node inside 4.1.
         self.pause("diff_catching_up")
+        self._catch_up(run)
 
     # -- step 4 -----------------------------------------------------------------------------
 
@@ -307,7 +324,8 @@ class Rewriter:
         old_size = self.writer.size
         new_size = os.fstat(run.temp_fd).st_size
         try:
-            held = fileops.replace_file(run.temp_path, self.aof_path, self.writer.fd)  # 4.3
+            held = fileops.replace_file(run.temp_path, self.aof_path, self.writer.fd,
+                                        dir_fd=self.writer.dir_fd)  # 4.3
         except OSError as exc:
             self._failed(f"rename: {os.strerror(exc.errno or 0)}", errno=exc.errno)
             return
@@ -321,7 +339,11 @@ class Rewriter:
         if held is not None and held != old_fd:
             os.close(old_fd)  # not the last reference: ``held`` still is
             old_fd = held
-        self.closer.submit_close(old_fd, self.aof_path)  # 4.5
+        self.held_old.append(old_fd)
+        if self.writer.directory_durable:
+            self._release_old()  # 4.5
+        else:
+            self.log.warning("rewrite_old_file_held", reason="directory fsync failed", held=len(self.held_old))
         self.pause("after_switch")
         self.run = None
         self.base_size = new_size
@@ -338,6 +360,12 @@ class Rewriter:
                       rename_ms=round((t_rename - t_sync) * 1000, 3),
                       dir_fsync_ms=round((t_dir - t_rename) * 1000, 3), trigger=run.trigger,
                       writer_status=self.writer.status)
+
+    def _release_old(self) -> None:
+        """4.5: the old files go to the closer, once the rename over them is durable."""
+        held, self.held_old = self.held_old, []
+        for fd in held:
+            self.closer.submit_close(fd, self.aof_path)
 
     # -- step 5 -----------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ HUGE_VALUE_BYTES = 16 << 20
 
 
 def child_main(keyspace: Keyspace, path: str, result_fd: int, nice: int, pause,
-               sched: str = "normal") -> None:
+               sched: str = "normal", dir_fd: int | None = None) -> None:
     """Step 2, in the forked child. Never returns."""
     code = 1
     try:
@@ -55,7 +55,7 @@ def child_main(keyspace: Keyspace, path: str, result_fd: int, nice: int, pause,
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         die_with_parent(signal.SIGKILL)
         started = time.monotonic()
-        keys, nbytes = _child_write(keyspace, path, keyspace.clock_ms())
+        keys, nbytes = _child_write(keyspace, path, keyspace.clock_ms(), dir_fd)
         result = {"keys": keys, "bytes": nbytes, "seconds": time.monotonic() - started,
                   "cow_bytes": _private_dirty_bytes()}
         pause("child_done")
@@ -78,14 +78,15 @@ def _private_dirty_bytes() -> int:
     return 0
 
 
-def _child_write(keyspace: Keyspace, path: str, now_ms: int) -> tuple[int, int]:
-    """Write the compact AOF of ``keyspace`` to ``path`` (mode 0600); return (keys, bytes).
+def _child_write(keyspace: Keyspace, path: str, now_ms: int, dir_fd: int | None = None) -> tuple[int, int]:
+    """Write the compact AOF of ``keyspace`` to ``path`` (mode 0600, opened relative to the
+    data directory's ``dir_fd``: a planted link is never followed); return (keys, bytes).
 
     One entry per live key: ``SET k v`` (+ ``PXAT ms``), or ``HSET k f v ...`` (+ a
     ``PEXPIREAT``). The common shard (strings, no TTLs) is built by one list comprehension: the
     per-key cost is what bounds the child's keys/s.
     """
-    fd, _ = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    fd, _ = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, dir_fd=dir_fd)
     encode = aof_format.encode_entries
     written = unsynced = keys = 0
 

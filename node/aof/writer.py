@@ -33,7 +33,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from aofnode.aof import format as aof_format
-from aofnode.aof.fileops import fsync_dir, open_private, write_all
+from aofnode.aof.fileops import fsync_dir, open_dir, open_private, write_all
 
 __all__ = ["AofWriter"]
 
@@ -98,8 +98,15 @@ class AofWriter:
         self.path = path
         self.policy = policy
         self.log = log
-        # 0600 whatever the umask; an existing AOF with looser bits is tightened (issue 8).
-        self.fd, _ = open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        # The data directory, held: the AOF is opened, renamed over and fsynced through this fd,
+        # never through a path that a link could redirect (node/aof/fileops.py).
+        self.dir_fd = open_dir(os.path.dirname(os.path.abspath(path)))
+        # 0600 whatever the umask; an existing AOF with looser bits is tightened.
+        try:
+            self.fd, _ = open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, dir_fd=self.dir_fd)
+        except OSError:
+            os.close(self.dir_fd)
+            raise
         self.size = os.fstat(self.fd).st_size
         if self.size == 0:
             write_all(self.fd, aof_format.encode_header())
@@ -164,6 +171,12 @@ class AofWriter:
         return self._fdatasync()
 
     @property
+    def directory_durable(self) -> bool:
+        """False while the live file's directory entry may not survive a power loss (the last
+        directory fsync failed and no retry has succeeded yet)."""
+        return not self._dir_unsynced
+
+    @property
     def bg_fsync_in_progress(self) -> bool:
         """INFO's ``aof_pending_bio_fsync``."""
         return self._bg is not None and self._bg.in_progress
@@ -190,7 +203,7 @@ class AofWriter:
         renamed a new file over it (step 4.4). On failure ``status`` is ``err`` (writes get
         MISCONF, reads are served) until a retry from ``tick`` succeeds."""
         try:
-            fsync_dir(self.path)
+            fsync_dir(self.path, dir_fd=self.dir_fd)
         except OSError as exc:
             self._dir_unsynced = True
             self._mark_err("fsync_dir", exc)
@@ -225,6 +238,9 @@ class AofWriter:
             self.check_bg_fsync()
             self._bg.stop()
         fd, self.fd = self.fd, -1
+        if self.dir_fd >= 0:
+            os.close(self.dir_fd)
+            self.dir_fd = -1
         return fd
 
     # -- internals ----------------------------------------------------------------------------

@@ -14,7 +14,8 @@ Design (after Redis's bio.c BIO_CLOSE_FILE):
   are released (its copies died with it).
 - Trusts no path. An ``UnlinkJob`` runs only for a rewrite temp file (``temp-rewriteaof-*``)
   directly inside the data directory, checked after resolving the path; anything else is
-  refused with an error reply. A ``CloseJob``'s path is only a label for the log.
+  refused with an error reply. The unlink and the open before it go through an fd on the data
+  directory (opened at start with O_NOFOLLOW), by name, never following a link. A ``CloseJob``'s path is only a label for the log.
 - Every malformed job (bad msgpack, wrong types, a missing fd, extra fds) gets a ``JobDone``
   with ``ok=False`` and a reason, or a log line if it has no usable id; fds that came with it
   are closed. Nothing a peer sends can crash the loop.
@@ -60,6 +61,7 @@ import msgpack
 from aofnode.runtime import messages as m
 from aofnode.runtime import private_sockets
 from aofnode.runtime.actor import Actor, Runtime
+from aofnode.aof.fileops import open_dir
 from aofnode.aof.rewrite import TEMP_PREFIX
 from aofnode.config import Config
 from aofnode.testhooks import make_pause
@@ -128,6 +130,12 @@ class Closer(Actor):
         self.jobs_done = 0
         self.runtime: Runtime | None = None
         self.listener: private_sockets.SiblingListener | None = None
+        self._dir_fd: int | None = None
+
+    def _data_dir_fd(self) -> int:
+        if self._dir_fd is None:
+            self._dir_fd = open_dir(self.data_dir)
+        return self._dir_fd
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -248,7 +256,7 @@ class Closer(Actor):
             else:  # an UnlinkJob: hold the file open across the unlink, to free it in steps
                 fds = self._open_to_free(job.path)
                 try:
-                    os.unlink(job.path)
+                    os.unlink(os.path.basename(job.path), dir_fd=self._data_dir_fd())
                 except FileNotFoundError:
                     pass
             freeing = self._start_freeing(conn, job, fds, started)
@@ -268,12 +276,13 @@ class Closer(Actor):
         if self.free_step_bytes <= 0:
             return []
         try:
-            st = os.lstat(path)
+            name, dir_fd = os.path.basename(path), self._data_dir_fd()
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             if not stat.S_ISREG(st.st_mode) or st.st_size <= self.free_step_bytes:
                 return []
             # O_NOFOLLOW: never a link swapped in since ``unlink_allowed``; O_NONBLOCK: never
             # wait on a FIFO. Whatever fails here leaves the plain unlink to do the job.
-            fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
         except OSError:
             return []
         opened = os.fstat(fd)

@@ -64,10 +64,10 @@ class Reporter:
         current = {"commands": stats["total_commands_processed"], "cycles": stats["total_cycles"],
                    "fsyncs": w.fsyncs, "fsync_seconds": round(w.fsync_seconds, 3),
                    "slow_fsyncs": w.slow_fsyncs, "delayed_fsyncs": w.delayed_fsyncs}
-        if current == self._last_summary:
-            return
         delta = {k: round(v - self._last_summary.get(k, 0), 3) for k, v in current.items()}
         self._last_summary = current
+        if not any(delta.values()):  # nothing moved, a fresh node's first interval included
+            return
         self.log.info("log_summary", interval_s=SUMMARY_INTERVAL_S, aof_size=w.size,
                    aof_write_status=w.status, keys=self.total_keys(), **delta)
 

@@ -35,10 +35,11 @@ class Actor:
     """Base of every actor. Override what you need; every hook has a harmless default."""
 
     tick_interval: float | None = None
-    # Signals that ask for a clean stop, and signals to ignore (the supervisor handles Ctrl-C
-    # for the whole node, so actors ignore SIGINT).
+    # Signals that ask for a clean stop, and signals to ignore: the supervisor handles Ctrl-C
+    # for the whole node, and a hangup of the terminal (SIGHUP to the process group) must not
+    # kill an actor (the front installs its own SIGHUP handler when it uses CURVE).
     stop_signals: tuple[int, ...] = (signal.SIGTERM,)
-    ignored_signals: tuple[int, ...] = (signal.SIGINT,)
+    ignored_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGHUP)
 
     def on_start(self, runtime: "Runtime") -> None:
         """Register sources with ``runtime.watch``; runs once, before the first turn."""
@@ -184,7 +185,10 @@ class Runtime:
         for sig in self.actor.stop_signals:
             signal.signal(sig, lambda signum, _f: self._on_stop_signal(signum))
         for sig in self.actor.ignored_signals:
-            signal.signal(sig, signal.SIG_IGN)
+            # A handler the actor installed itself (an actor started before ``run``, as the
+            # front whose CURVE handler rereads its allow-list on SIGHUP) is kept.
+            if signal.getsignal(sig) in (signal.SIG_DFL, signal.SIG_IGN, signal.default_int_handler, None):
+                signal.signal(sig, signal.SIG_IGN)
         self.start()
         while True:
             if self._stop_signalled:

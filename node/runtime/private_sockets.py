@@ -32,18 +32,32 @@ _SUN_PATH_MAX = 107
 _dir_fds: dict[str, int] = {}
 
 
-def prepare_run_dir(data_dir: str) -> str:
-    """Create (or tighten) ``<data_dir>/run`` as a 0700 directory of ours; return its path."""
+def prepare_run_dir(data_dir: str, dir_fd: int | None = None) -> str:
+    """Create (or tighten) ``<data_dir>/run`` as a 0700 directory of ours; return its path.
+
+    Everything goes through fds opened with O_NOFOLLOW (``dir_fd`` on the data directory, if
+    the caller holds one): a ``run`` that is a link, or not a directory, is refused (ELOOP or
+    ENOTDIR), never followed, and the chmod is an fchmod of what was checked."""
     path = os.path.join(data_dir, RUN_DIR)
+    nofollow_dir = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    dfd = dir_fd if dir_fd is not None else os.open(data_dir.rstrip("/") or "/", nofollow_dir)
     try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
-        raise PermissionError(f"{path} is not a directory owned by uid {os.geteuid()}")
-    if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(path, 0o700)
+        try:
+            os.mkdir(RUN_DIR, 0o700, dir_fd=dfd)
+        except FileExistsError:
+            pass
+        fd = os.open(RUN_DIR, nofollow_dir, dir_fd=dfd)
+        try:
+            st = os.fstat(fd)
+            if st.st_uid != os.geteuid():
+                raise PermissionError(f"{path} is not a directory owned by uid {os.geteuid()}")
+            if stat.S_IMODE(st.st_mode) != 0o700:
+                os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+    finally:
+        if dir_fd is None:
+            os.close(dfd)
     return path
 
 

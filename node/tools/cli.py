@@ -79,7 +79,12 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cli", help="send commands to a node (interactive without COMMAND)")
     c.add_argument("--connect", default=DEFAULT_BIND, help=f"node endpoint (default: {DEFAULT_BIND})")
-    c.add_argument("--timeout", type=float, default=5.0)
+    c.add_argument("--timeout", type=_positive_seconds, default=None, metavar="SECONDS",
+                   help=f"seconds to wait for each reply (default {CLI_TIMEOUT_S:g}). The first PING, "
+                        f"which checks that a node answers, waits {PROBE_TIMEOUT_S:g} s unless "
+                        "--timeout is given: then it waits that long too")
+    c.add_argument("-n", "--db", type=_db_index, default=0, metavar="DB",
+                   help="the database to run the commands in, 0 to 15 (default 0), as redis-cli -n")
     c.add_argument("--raw", action="store_true", help="print replies without quotes and types")
     c.add_argument("--curve-server-key", default=None, metavar="FILE",
                    help="CURVE: the node's public certificate; with --curve-key")
@@ -142,6 +147,25 @@ def main(argv: list[str] | None = None) -> int:
 # answers a PING within one log-actor cycle (5 ms by default, plus an fsync under `always`), and
 # while it loads (LOADING is an answer too), so 1 s is a wait for the network, not for the node.
 PROBE_TIMEOUT_S = 1.0
+# Each command's wait for its reply, without --timeout.
+CLI_TIMEOUT_S = 5.0
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
+def _db_index(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 15:
+        raise argparse.ArgumentTypeError(f"a database is 0 to 15, got {text!r}")
+    return value
 
 
 def _cli(args) -> int:
@@ -170,12 +194,13 @@ def _run_cli(args) -> int:
     if isinstance(curve, str):
         print(f"aofnode cli: {curve}", file=sys.stderr)
         return 1
-    failure = _probe(args.connect, min(args.timeout, PROBE_TIMEOUT_S), curve)
+    timeout = CLI_TIMEOUT_S if args.timeout is None else args.timeout
+    failure = _probe(args.connect, PROBE_TIMEOUT_S if args.timeout is None else args.timeout, curve)
     if failure:
         print(f"Could not connect to aofnode at {args.connect}: {failure}", file=sys.stderr)
         return 1
     raw = args.raw or (bool(words) and not sys.stdout.isatty())
-    with Client(args.connect, timeout=args.timeout, curve=curve) as client:
+    with Client(args.connect, timeout=timeout, curve=curve, db=args.db) as client:
         if not words:
             return repl.interactive(client, args.connect)
         try:
@@ -216,7 +241,13 @@ def _probe(endpoint: str, timeout: float, curve=None) -> str | None:
     except CommandError:
         return None
     except NodeTimeout:
-        return f"no answer in {float(timeout)!r} s"
+        # A CURVE node answers a plain client with silence (the handshake fails), exactly as no
+        # node at all: say both.
+        if curve is None:
+            return (f"no answer in {float(timeout)!r} s: is the node running? If it uses CURVE, "
+                    "give --curve-server-key and --curve-key")
+        return (f"no answer in {float(timeout)!r} s: is the node running, with this server key, "
+                "and is this client's public key in its --curve-allow directory?")
     except zmq.ZMQError as exc:  # e.g. a malformed endpoint
         return str(exc)
     return None

@@ -60,6 +60,7 @@ EVENTS: dict[str, dict[str, str]] = {
     "bind_refused": {"bind": "str", "error": "str"},
     "insecure_bind": {"bind": "str"},
     "sighup_forwarded": {"role": "str", "child_pid": "int"},
+    "sighup_ignored": {"reason": "str"},
     # every actor
     "actor_started": {},
     "actor_stopped": {},
@@ -110,6 +111,7 @@ EVENTS: dict[str, dict[str, str]] = {
     "rewrite_switched": {"old_size": "int", "new_size": "int", "seconds": "num", "switch_ms": "num",
                          "final_write_ms": "num?", "final_fsync_ms": "num?", "rename_ms": "num?"},
     "rewrite_inline_close": {"ms": "num"},  # --aof-close-inline (benchmarks) instead of the closer
+    "rewrite_old_file_held": {"reason": "str", "held": "int"},
     "rewrite_failed": {"reason": "str", "consecutive_failures": "int", "auto_retry_in_s": "num",
                        "errno": "int?", "child_exit": "int?"},
     "rewrite_pause_summary": {"longest_pause_ms": "num", "longest_pause_cpu_ms": "num",

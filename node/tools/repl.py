@@ -195,7 +195,7 @@ def interactive(client, endpoint: str) -> int:
     except ImportError:
         readline = None
     host = endpoint.split("://", 1)[-1]
-    db = 0
+    db = client.db  # cli -n
     try:
         while True:
             prompt = f"{host}[{db}]> " if db else f"{host}> "
