@@ -23,7 +23,7 @@ def run(ex: Executor, *commands, db: int = 0):
     """Execute ``("NAME", arg, ...)`` tuples in order; the reply of the last one."""
     reply = None
     for name, *args in commands:
-        reply = ex.execute(db, name, [_b(a) for a in args])
+        reply = ex.execute(db, name, tuple(_b(a) for a in args))  # tuples, as the log actor
     return reply
 
 
@@ -72,7 +72,7 @@ def check_replay(seed: int, random_command, steps: int = 1500) -> None:
     for step in range(steps):
         clock.now += rng.choice([0, 0, 1, 5, 50])
         name, *args = random_command(rng, clock)
-        live.execute(rng.randrange(2), name, [_b(a) for a in args])
+        live.execute(rng.randrange(2), name, tuple(_b(a) for a in args))
         if rng.random() < 0.05:
             live.active_expire_cycle(1.0)
         log.extend(live.take_propagated())

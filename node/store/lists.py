@@ -81,7 +81,7 @@ class ListCommands(CollectionBase):
         if lst is None:
             if only_existing:
                 return 0
-            self.keyspace.set(db, key, items[::-1] if left else list(items))
+            self.keyspace.set(db, key, list(items[::-1]) if left else list(items))
             n = len(items)
         else:
             self._list_push(db, lst, items, left)

@@ -147,18 +147,58 @@ def score_span(index: list, low: tuple[float, bool], high: tuple[float, bool]) -
     return start, max(start, end)
 
 
-def lex_span(index: list, low, high) -> tuple[int, int]:
-    """[start, end) of the index positions whose member is within lex bounds (the members of a
-    set whose scores are all equal are in member order, which is what BYLEX assumes)."""
-    n = len(index)
-    if low == b"+" or high == b"-":
-        return 0, 0
+def _gte_min(member: bytes, low) -> bool:
     if low == b"-":
-        start = 0
-    else:
-        start = (bisect_right if low[1] else bisect_left)(index, low[0], key=_MEMBER)
+        return True
+    if low == b"+":
+        return False
+    return member > low[0] if low[1] else member >= low[0]
+
+
+def _lte_max(member: bytes, high) -> bool:
     if high == b"+":
-        end = n
-    else:
-        end = (bisect_left if high[1] else bisect_right)(index, high[0], key=_MEMBER)
-    return start, max(start, end)
+        return True
+    if high == b"-":
+        return False
+    return member < high[0] if high[1] else member <= high[0]
+
+
+def _lex_empty(low, high) -> bool:
+    """Ranges that are empty whatever the members (Redis's zslIsInLexRange's first test)."""
+    if low == b"+" or high == b"-":
+        return True
+    if low == b"-" or high == b"+":
+        return False
+    return low[0] > high[0] or (low[0] == high[0] and (low[1] or high[1]))
+
+
+def lex_span(index: list, low, high, rev: bool = False) -> tuple[int, int]:
+    """[start, end) of the index positions whose member is within lex bounds.
+
+    BYLEX assumes every score is equal; then the members are in order and this bisects. When
+    they are not, the result is Redis's for its small encoding (listpack), which walks from
+    the head (or the tail for ``rev``) to the first member inside the bound it meets first,
+    then takes members while they are inside the other bound.
+    """
+    n = len(index)
+    if not n or _lex_empty(low, high):
+        return 0, 0
+    if index[0][0] == index[-1][0]:  # sorted by score: the first and last equal, all equal
+        start = 0 if low == b"-" else \
+            (bisect_right if low[1] else bisect_left)(index, low[0], key=_MEMBER)
+        end = n if high == b"+" else \
+            (bisect_left if high[1] else bisect_right)(index, high[0], key=_MEMBER)
+        return start, max(start, end)
+    if not _gte_min(index[-1][1], low) or not _lte_max(index[0][1], high):
+        return 0, 0  # Redis tests the tail against min and the head against max first
+    if not rev:
+        start = next((i for i in range(n) if _gte_min(index[i][1], low)), n)
+        end = start
+        while end < n and _lte_max(index[end][1], high):
+            end += 1
+        return start, end
+    last = next((i for i in range(n - 1, -1, -1) if _lte_max(index[i][1], high)), -1)
+    start = last + 1
+    while start > 0 and _gte_min(index[start - 1][1], low):
+        start -= 1
+    return start, last + 1

@@ -411,14 +411,14 @@ def _parse_range(by, low_raw, high_raw):
     return LEX_RANGE_ERR if low is None or high is None else (low, high)
 
 
-def _span(index, by, bounds) -> tuple[int, int]:
+def _span(index, by, bounds, rev=False) -> tuple[int, int]:
     """[start, end) of the index positions in the range (rank bounds from the low end)."""
     if by == _RANK:
         ranks = _rank_bounds(bounds[0], bounds[1], len(index))
         return (0, 0) if ranks is None else (ranks[0], ranks[1] + 1)
     if by == _SCORE:
         return score_span(index, *bounds)
-    return lex_span(index, *bounds)
+    return lex_span(index, *bounds, rev)
 
 
 def _select(index, by, rev, bounds, limit) -> list:
@@ -429,7 +429,7 @@ def _select(index, by, rev, bounds, limit) -> list:
         if ranks is None:
             return []
         return index[n - 1 - ranks[1]:n - ranks[0]][::-1]
-    start, end = _span(index, by, bounds)
+    start, end = _span(index, by, bounds, rev)
     items = index[start:end]
     if rev:
         items.reverse()
