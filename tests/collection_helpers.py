@@ -31,8 +31,9 @@ def normal(value):
     """A stored value in a comparable form (sets sorted, sorted sets as their index)."""
     if isinstance(value, (bytes, list)):
         return value
-    if isinstance(value, set):
-        return ("set", sorted(value))
+    if isinstance(value, tuple) and len(value) == 1:
+        assert all(v is None for v in value[0].values())
+        return ("set", sorted(value[0]))
     if isinstance(value, tuple):
         scores, index = value
         assert sorted((s, m) for m, s in scores.items()) == index, "index out of step"

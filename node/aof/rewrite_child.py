@@ -211,8 +211,8 @@ def _collection_entries(db: int, key: bytes, value) -> list[list]:
         step = 2
     elif kind is list:
         name, flat, step = "RPUSH", value, 1
-    elif kind is set:
-        name, flat, step = "SADD", list(value), 1
+    elif len(value) == 1:  # a set: (member -> None dict,)
+        name, flat, step = "SADD", list(value[0]), 1
     else:  # a sorted set: the scores are enough, the order is rebuilt at load
         name, step = "ZADD", 2
         flat = [x for member, score in value[0].items() for x in (format_score(score), member)]

@@ -204,7 +204,7 @@ class KeyCommands:
             if match is not None and not match(key):
                 continue
             value = lookup(db, key)  # skips keys deleted meanwhile, expires lazily
-            if value is None or (want_type is not None and value.__class__ is not want_type):
+            if value is None or (want_type is not None and type_name(value) != want_type):
                 continue
             found.append(key)
         return [b"%d" % cursor, found]

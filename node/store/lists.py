@@ -18,8 +18,8 @@ from __future__ import annotations
 from aofnode.protocol.codec import ERR, Error
 
 from aofnode.store.memory import ITEM_OVERHEAD
-from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, parse_ll
-from aofnode.store.typed import COUNT_POSITIVE_ERR, CollectionBase, parse_count
+from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, arity_error, parse_ll
+from aofnode.store.typed import COUNT_POSITIVE_ERR, LIST, CollectionBase, parse_count
 
 __all__ = ["ListCommands"]
 
@@ -75,7 +75,7 @@ class ListCommands(CollectionBase):
 
     def _push(self, db, args, left, only_existing):
         key, items = args[0], args[1:]
-        lst, err = self._write_as(db, key, list)
+        lst, err = self._write_as(db, key, LIST)
         if err is not None:
             return err
         if lst is None:
@@ -119,14 +119,14 @@ class ListCommands(CollectionBase):
 
     def _pop(self, db, args, left):
         if len(args) > 2:
-            return SYNTAX_ERR
+            return arity_error("LPOP" if left else "RPOP")
         count = None
         if len(args) == 2:
             count = parse_count(args[1])
             if count.__class__ is Error:
                 return count
         key = args[0]
-        lst, err = self._write_as(db, key, list)
+        lst, err = self._write_as(db, key, LIST)
         if lst is None:
             return err
         if count is None:
@@ -154,7 +154,7 @@ class ListCommands(CollectionBase):
         elif len(rest) != 1:
             return SYNTAX_ERR
         for key in keys:
-            lst, err = self._write_as(db, key, list)
+            lst, err = self._write_as(db, key, LIST)
             if err is not None:
                 return err
             if lst is not None:
@@ -172,10 +172,10 @@ class ListCommands(CollectionBase):
         return self._move(db, args[0], args[1], False, True)
 
     def _move(self, db, src, dst, left_from, left_to):
-        lst, err = self._write_as(db, src, list)
+        lst, err = self._write_as(db, src, LIST)
         if lst is None:
             return err
-        target, err = self._write_as(db, dst, list)
+        target, err = self._write_as(db, dst, LIST)
         if err is not None:
             return err
         ks = self.keyspace
@@ -204,13 +204,13 @@ class ListCommands(CollectionBase):
 
     # --- reads -------------------------------------------------------------------------------
     def _cmd_llen(self, db, args):
-        lst, err = self._read_as(db, args[0], list)
+        lst, err = self._read_as(db, args[0], LIST)
         if lst is None:
             return 0 if err is None else err
         return len(lst)
 
     def _cmd_lindex(self, db, args):
-        lst, err = self._read_as(db, args[0], list)
+        lst, err = self._read_as(db, args[0], LIST)
         if lst is None:
             return err
         index = parse_ll(args[1])
@@ -224,7 +224,7 @@ class ListCommands(CollectionBase):
         start, end = parse_ll(args[1]), parse_ll(args[2])
         if start is None or end is None:
             return NOT_INT_ERR
-        lst, err = self._read_as(db, args[0], list)
+        lst, err = self._read_as(db, args[0], LIST)
         if lst is None:
             return [] if err is None else err
         bounds = _range(start, end, len(lst))
@@ -235,7 +235,7 @@ class ListCommands(CollectionBase):
         if opts.__class__ is Error:
             return opts
         rank, count, maxlen = opts
-        lst, err = self._read_as(db, args[0], list)
+        lst, err = self._read_as(db, args[0], LIST)
         if err is not None:
             return err
         wanted = 1 if count is None else count  # COUNT 0: every match
@@ -247,7 +247,7 @@ class ListCommands(CollectionBase):
     # --- in-place changes --------------------------------------------------------------------
     def _cmd_lset(self, db, args):
         key = args[0]
-        lst, err = self._write_as(db, key, list)
+        lst, err = self._write_as(db, key, LIST)
         if lst is None:
             return err or _NO_SUCH_KEY
         index = parse_ll(args[1])
@@ -268,7 +268,7 @@ class ListCommands(CollectionBase):
         if start is None or end is None:
             return NOT_INT_ERR
         key = args[0]
-        lst, err = self._write_as(db, key, list)
+        lst, err = self._write_as(db, key, LIST)
         if lst is None:
             return err or "OK"
         bounds = _range(start, end, len(lst))
@@ -291,7 +291,7 @@ class ListCommands(CollectionBase):
         if count is None:
             return NOT_INT_ERR
         key, item = args[0], args[2]
-        lst, err = self._write_as(db, key, list)
+        lst, err = self._write_as(db, key, LIST)
         if lst is None:
             return err or 0
         removed = _remove(lst, item, count)
@@ -307,7 +307,7 @@ class ListCommands(CollectionBase):
         if where not in (b"BEFORE", b"AFTER"):
             return SYNTAX_ERR
         key, pivot, item = args[0], args[2], args[3]
-        lst, err = self._write_as(db, key, list)
+        lst, err = self._write_as(db, key, LIST)
         if lst is None:
             return err or 0
         try:

@@ -51,8 +51,8 @@ ACCESS_OVERHEAD = 132
 # the list's pointer with growth slack (measured 42-43 bytes).
 LIST_OVERHEAD = 160
 ITEM_OVERHEAD = 42
-# A set: the key and the set object with its smallest table. One member: its bytes header and
-# its share of the hash table (measured 66-118 bytes as the table doubles).
+# A set: the key, the 1-tuple and the dict with its smallest table. One member: its bytes
+# header and its share of the dict (measured 66-118 bytes as the table doubles).
 SET_OVERHEAD = 300
 MEMBER_OVERHEAD = 90
 # A sorted set: the key, the (dict, index) tuple, the dict and the index list. One member: its
@@ -78,10 +78,11 @@ def entry_size(key: bytes, value: bytes | dict) -> int:
         return len(key) + len(value) + STRING_OVERHEAD
     if cls is list:
         return len(key) + LIST_OVERHEAD + sum(map(len, value)) + ITEM_OVERHEAD * len(value)
-    if cls is set:
-        return len(key) + SET_OVERHEAD + sum(map(len, value)) + MEMBER_OVERHEAD * len(value)
-    if cls is tuple:  # a sorted set: (member -> score dict, sorted index)
-        scores = value[0]
-        return len(key) + ZSET_OVERHEAD + sum(map(len, scores)) + ZMEMBER_OVERHEAD * len(scores)
+    if cls is tuple:
+        members = value[0]
+        if len(value) == 1:  # a set: (member -> None dict,)
+            return len(key) + SET_OVERHEAD + sum(map(len, members)) + MEMBER_OVERHEAD * len(members)
+        # a sorted set: (member -> score dict, sorted index)
+        return len(key) + ZSET_OVERHEAD + sum(map(len, members)) + ZMEMBER_OVERHEAD * len(members)
     return (len(key) + HASH_OVERHEAD + sum(map(len, value)) + sum(map(len, value.values()))
             + FIELD_OVERHEAD * len(value))

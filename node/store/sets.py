@@ -1,8 +1,10 @@
 """Set commands: SADD SREM SCARD SISMEMBER SMISMEMBER SMEMBERS SRANDMEMBER SPOP SMOVE SINTER
 SUNION SDIFF (and their STORE forms) SINTERCARD SSCAN.
 
-Same mixin contract as ``strings.py``. A set is a plain Python ``set`` of bytes (marshal copies
-it for the rewrite child). A set that loses its last member is deleted, TTL included.
+Same mixin contract as ``strings.py``. A set is stored as ``(members,)``, a 1-tuple of a dict
+member -> None (``typed.py`` says why not a Python ``set``). A set that loses its last member
+is deleted, TTL included. Intersections, unions and differences are computed as Python sets
+and stored back as dicts.
 
 Propagation (docs/commands.md): SADD and SREM log the members that were added or removed;
 SPOP logs ``SREM`` of the members it popped (``DEL`` when it popped them all), so that the
@@ -20,7 +22,7 @@ from aofnode.protocol.codec import ERR, Error
 
 from aofnode.store.memory import MEMBER_OVERHEAD
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, WRONGTYPE_ERR, parse_ll
-from aofnode.store.typed import CollectionBase, parse_count, scan_collection
+from aofnode.store.typed import SET, CollectionBase, parse_count, scan_collection
 
 __all__ = ["SetCommands", "MAX_RANDOM_REPLY"]
 
@@ -38,7 +40,7 @@ def _members_size(members) -> int:
     return sum(map(len, members)) + MEMBER_OVERHEAD * len(members)
 
 
-def _random_members(rng, s: set, k: int) -> list:
+def _random_members(rng, s: dict, k: int) -> list:
     """``k`` distinct members (k < len(s)) drawn uniformly."""
     if k == 1:
         return [next(islice(iter(s), rng.randrange(len(s)), None))]
@@ -58,15 +60,17 @@ class SetCommands(CollectionBase):
 
     def _cmd_sadd(self, db, args):
         key = args[0]
-        s, err = self._write_as(db, key, set)
+        value, err = self._write_as(db, key, SET)
         if err is not None:
             return err
-        if s is None:
-            added = list(dict.fromkeys(args[1:]))
-            self.keyspace.set(db, key, set(added))
+        if value is None:
+            members = dict.fromkeys(args[1:])
+            added = list(members)
+            self.keyspace.set(db, key, (members,))
         else:
+            s = value[0]
             added = [m for m in dict.fromkeys(args[1:]) if m not in s]
-            s.update(added)
+            s.update(dict.fromkeys(added))
             self.keyspace.account(db, _members_size(added))
         if added:
             self._log(db, "SADD", key, *added)
@@ -74,7 +78,7 @@ class SetCommands(CollectionBase):
 
     def _cmd_srem(self, db, args):
         key = args[0]
-        s, err = self._write_as(db, key, set)
+        s, err = self._write_set(db, key)
         if s is None:
             return err or 0
         removed = [m for m in dict.fromkeys(args[1:]) if m in s]
@@ -83,31 +87,42 @@ class SetCommands(CollectionBase):
             self._log(db, "SREM", key, *removed)
         return len(removed)
 
+    def _read_set(self, db, key):
+        """(members dict or None, error or None) for a read-only set command."""
+        value, err = self._read_as(db, key, SET)
+        return (None, err) if value is None else (value[0], None)
+
+    def _write_set(self, db, key):
+        """(members dict or None, error or None) for a set command that may change ``key``."""
+        value, err = self._write_as(db, key, SET)
+        return (None, err) if value is None else (value[0], None)
+
     def _set_remove(self, db, key, s, members):
-        s.difference_update(members)
+        for member in members:
+            del s[member]
         self.keyspace.account(db, -_members_size(members))
         if not s:
             self.keyspace.delete(db, key)
 
     def _cmd_scard(self, db, args):
-        s, err = self._read_as(db, args[0], set)
+        s, err = self._read_set(db, args[0])
         return len(s) if s is not None else (err or 0)
 
     def _cmd_sismember(self, db, args):
-        s, err = self._read_as(db, args[0], set)
+        s, err = self._read_set(db, args[0])
         if s is None:
             return err or 0
         return 1 if args[1] in s else 0
 
     def _cmd_smismember(self, db, args):
-        s, err = self._read_as(db, args[0], set)
+        s, err = self._read_set(db, args[0])
         if err is not None:
             return err
         s = s or ()
         return [1 if m in s else 0 for m in args[1:]]
 
     def _cmd_smembers(self, db, args):
-        s, err = self._read_as(db, args[0], set)
+        s, err = self._read_set(db, args[0])
         return list(s) if s is not None else (err or [])
 
     def _cmd_srandmember(self, db, args):
@@ -120,7 +135,7 @@ class SetCommands(CollectionBase):
                 return NOT_INT_ERR
             if count < -MAX_RANDOM_REPLY or count == -(2**63):
                 return _RANDOM_RANGE
-        s, err = self._read_as(db, args[0], set)
+        s, err = self._read_set(db, args[0])
         if s is None:
             return err or ([] if count is not None else None)
         rng = self.random
@@ -142,7 +157,7 @@ class SetCommands(CollectionBase):
             if count.__class__ is Error:
                 return count
         key = args[0]
-        s, err = self._write_as(db, key, set)
+        s, err = self._write_set(db, key)
         if s is None:
             return err or ([] if count is not None else None)
         if count == 0:
@@ -159,8 +174,8 @@ class SetCommands(CollectionBase):
 
     def _cmd_smove(self, db, args):
         src, dst, member = args
-        s, err = self._write_as(db, src, set)
-        target, err2 = self._write_as(db, dst, set)
+        s, err = self._write_set(db, src)
+        target, err2 = self._write_set(db, dst)
         if s is None and err is None:
             return 0
         if err is not None or err2 is not None:
@@ -171,9 +186,9 @@ class SetCommands(CollectionBase):
             return 1
         self._set_remove(db, src, s, (member,))
         if target is None:
-            self.keyspace.set(db, dst, {member})
+            self.keyspace.set(db, dst, ({member: None},))
         elif member not in target:
-            target.add(member)
+            target[member] = None
             self.keyspace.account(db, _members_size((member,)))
         self._log(db, "SMOVE", src, dst, member)
         return 1
@@ -183,7 +198,7 @@ class SetCommands(CollectionBase):
         """The sets at ``keys`` (None for a missing key), or WRONGTYPE if any is not a set."""
         out = []
         for key in keys:
-            s, err = self._read_as(db, key, set)
+            s, err = self._read_set(db, key)
             if err is not None:
                 return err
             out.append(s)
@@ -197,13 +212,15 @@ class SetCommands(CollectionBase):
             if any(s is None for s in sets):
                 return set()
             sets.sort(key=len)
-            return sets[0].intersection(*sets[1:])
+            first, others = sets[0], sets[1:]
+            return {m for m in first if all(m in o for o in others)}
         present = [s for s in sets if s is not None]
         if op == "union":
             return set().union(*present)
         if sets[0] is None:
             return set()
-        return sets[0].difference(*present[1:])
+        others = present[1:]
+        return {m for m in sets[0] if not any(m in o for o in others)}
 
     def _cmd_sinter(self, db, args):
         result = self._algebra(db, args, "inter")
@@ -237,7 +254,7 @@ class SetCommands(CollectionBase):
                 ks.delete(db, dst)
                 self._log(db, "DEL", dst)
             return 0
-        ks.set(db, dst, result)  # a new set object: it shares nothing with a source
+        ks.set(db, dst, (dict.fromkeys(result),))
         self._log(db, name, *args)
         return len(result)
 
@@ -253,9 +270,7 @@ class SetCommands(CollectionBase):
             if len(rest) != 2 or rest[0].upper() != b"LIMIT":
                 return SYNTAX_ERR
             limit = parse_ll(rest[1])
-            if limit is None:
-                return NOT_INT_ERR
-            if limit < 0:
+            if limit is None or limit < 0:  # one error for both, as Redis
                 return _LIMIT_NEGATIVE
         result = self._algebra(db, args[1:1 + numkeys], "inter")
         if result.__class__ is Error:
@@ -263,4 +278,4 @@ class SetCommands(CollectionBase):
         return min(len(result), limit) if limit else len(result)
 
     def _cmd_sscan(self, db, args):
-        return scan_collection(self, db, args, set, lambda s, picked: picked)
+        return scan_collection(self, db, args, SET, lambda s, picked: picked)

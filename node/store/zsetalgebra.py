@@ -14,7 +14,7 @@ from aofnode.protocol.codec import ERR, Error
 
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, WRONGTYPE_ERR, parse_ll
 from aofnode.store.sets import MAX_RANDOM_REPLY
-from aofnode.store.typed import CollectionBase, scan_collection
+from aofnode.store.typed import ZSET, CollectionBase, scan_collection
 from aofnode.store.zsetcore import format_score, parse_score, z_from_scores
 from aofnode.store.zsets import pairs_flat
 
@@ -43,7 +43,7 @@ def _combine(a: float, b: float, how: str) -> float:
 
 def _as_scores(value) -> dict:
     """member -> score of a sorted set, or of a set (every score 1, as Redis)."""
-    return value[0] if value.__class__ is tuple else dict.fromkeys(value, 1.0)
+    return value[0] if len(value) == 2 else dict.fromkeys(value[0], 1.0)
 
 
 class ZSetAlgebraCommands(CollectionBase):
@@ -103,7 +103,7 @@ class ZSetAlgebraCommands(CollectionBase):
             value = (self.keyspace.lookup_write(db, key) if store else self._read(db, key))
             if value is None:
                 out.append(None)
-            elif value.__class__ is tuple or value.__class__ is set:
+            elif value.__class__ is tuple:  # a sorted set or a set
                 out.append(_as_scores(value))
             else:
                 return WRONGTYPE_ERR
@@ -145,9 +145,7 @@ class ZSetAlgebraCommands(CollectionBase):
             if len(rest) != 2 or rest[0].upper() != b"LIMIT":
                 return SYNTAX_ERR
             limit = parse_ll(rest[1])
-            if limit is None:
-                return NOT_INT_ERR
-            if limit < 0:
+            if limit is None or limit < 0:  # one error for both, as Redis
                 return _LIMIT_NEGATIVE
         inputs = self._zinputs(db, args[1:1 + numkeys], False)
         if inputs.__class__ is Error:
@@ -167,7 +165,7 @@ class ZSetAlgebraCommands(CollectionBase):
                 return _RANDOM_RANGE
             if count < -MAX_RANDOM_REPLY:
                 return _OUT_OF_RANGE
-        z, err = self._read_as(db, args[0], tuple)
+        z, err = self._read_as(db, args[0], ZSET)
         if z is None:
             return err or ([] if count is not None else None)
         members = list(z[0])
@@ -186,7 +184,7 @@ class ZSetAlgebraCommands(CollectionBase):
         return picked
 
     def _cmd_zscan(self, db, args):
-        return scan_collection(self, db, args, tuple, _scan_pairs)
+        return scan_collection(self, db, args, ZSET, _scan_pairs)
 
 
 def _scan_pairs(z, members) -> list:

@@ -20,7 +20,7 @@ from aofnode.protocol.codec import ERR, Error
 
 from aofnode.store.memory import ZMEMBER_OVERHEAD
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, parse_ll
-from aofnode.store.typed import COUNT_POSITIVE_ERR, CollectionBase, parse_count
+from aofnode.store.typed import COUNT_POSITIVE_ERR, ZSET, CollectionBase, parse_count
 from aofnode.store.zsetcore import (
     LEX_RANGE_ERR, NOT_FLOAT_ERR, Z_CHANGED, Z_SAME, RANGE_NOT_FLOAT_ERR, format_score, lex_span,
     parse_lex_bound, parse_score, parse_score_bound, score_span, z_from_scores, z_new,
@@ -120,7 +120,7 @@ class ZSetCommands(CollectionBase):
         return self._zadd(db, args[0], {b"INCR"}, [(increment, args[2])])
 
     def _zadd(self, db, key, flags, pairs):
-        z, err = self._write_as(db, key, tuple)
+        z, err = self._write_as(db, key, ZSET)
         if err is not None:
             return err
         incr = b"INCR" in flags
@@ -160,14 +160,14 @@ class ZSetCommands(CollectionBase):
 
     # --- reads -------------------------------------------------------------------------------
     def _cmd_zscore(self, db, args):
-        z, err = self._read_as(db, args[0], tuple)
+        z, err = self._read_as(db, args[0], ZSET)
         if z is None:
             return err
         score = z[0].get(args[1])
         return None if score is None else format_score(score)
 
     def _cmd_zmscore(self, db, args):
-        z, err = self._read_as(db, args[0], tuple)
+        z, err = self._read_as(db, args[0], ZSET)
         if err is not None:
             return err
         get = z[0].get if z is not None else {}.get
@@ -178,14 +178,14 @@ class ZSetCommands(CollectionBase):
         return out
 
     def _cmd_zcard(self, db, args):
-        z, err = self._read_as(db, args[0], tuple)
+        z, err = self._read_as(db, args[0], ZSET)
         return len(z[0]) if z is not None else (err or 0)
 
     def _cmd_zcount(self, db, args):
         low, high = parse_score_bound(args[1]), parse_score_bound(args[2])
         if low is None or high is None:
             return RANGE_NOT_FLOAT_ERR
-        z, err = self._read_as(db, args[0], tuple)
+        z, err = self._read_as(db, args[0], ZSET)
         if z is None:
             return err or 0
         start, end = score_span(z[1], low, high)
@@ -195,18 +195,18 @@ class ZSetCommands(CollectionBase):
         low, high = parse_lex_bound(args[1]), parse_lex_bound(args[2])
         if low is None or high is None:
             return LEX_RANGE_ERR
-        z, err = self._read_as(db, args[0], tuple)
+        z, err = self._read_as(db, args[0], ZSET)
         if z is None:
             return err or 0
         start, end = lex_span(z[1], low, high)
         return end - start
 
     def _cmd_zrank(self, db, args):
-        z, err = self._read_as(db, args[0], tuple)
+        z, err = self._read_as(db, args[0], ZSET)
         return err if z is None else z_rank(z, args[1])
 
     def _cmd_zrevrank(self, db, args):
-        z, err = self._read_as(db, args[0], tuple)
+        z, err = self._read_as(db, args[0], ZSET)
         if z is None:
             return err
         rank = z_rank(z, args[1])
@@ -223,7 +223,7 @@ class ZSetCommands(CollectionBase):
 
     def _cmd_zrem(self, db, args):
         key = args[0]
-        z, err = self._write_as(db, key, tuple)
+        z, err = self._write_as(db, key, ZSET)
         if z is None:
             return err or 0
         removed = [m for m in dict.fromkeys(args[1:]) if m in z[0]]
@@ -246,7 +246,7 @@ class ZSetCommands(CollectionBase):
         if bounds.__class__ is Error:
             return bounds
         key = args[0]
-        z, err = self._write_as(db, key, tuple)
+        z, err = self._write_as(db, key, ZSET)
         if z is None:
             return err or 0
         start, end = _span(z[1], by, bounds)
@@ -272,7 +272,7 @@ class ZSetCommands(CollectionBase):
             count = parse_count(args[1])
             if count.__class__ is Error:
                 return count
-        z, err = self._write_as(db, args[0], tuple)
+        z, err = self._write_as(db, args[0], ZSET)
         if z is None:
             return err or []
         if count == 0:
@@ -305,7 +305,7 @@ class ZSetCommands(CollectionBase):
         elif len(rest) != 1:
             return SYNTAX_ERR
         for key in keys:
-            z, err = self._write_as(db, key, tuple)
+            z, err = self._write_as(db, key, ZSET)
             if err is not None:
                 return err
             if z is not None:
@@ -358,7 +358,7 @@ class ZSetCommands(CollectionBase):
         bounds = _parse_range(by, low_raw, high_raw)
         if bounds.__class__ is Error:
             return bounds
-        z, err = self._read_as(db, args[0], tuple)
+        z, err = self._read_as(db, args[0], ZSET)
         if z is None:
             return err or []
         items = _select(z[1], by, rev, bounds, limit)
