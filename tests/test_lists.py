@@ -35,6 +35,8 @@ SEMANTICS = [
     ([], ("LPOP", "l"), None),
     ([L], ("LPOP", "l", -1), Error("ERR", "value is out of range, must be positive")),
     ([L], ("LPOP", "l", "x"), NOT_INT),
+    ([L], ("LPOP", "l", 1, 1), Error("ARITY", "wrong number of arguments for 'lpop' command")),
+    ([L], ("LMPOP", "x", "l", "LEFT"), Error("ERR", "numkeys should be greater than 0")),
     ([L], ("LLEN", "l"), 5),
     ([], ("LLEN", "l"), 0),
     ([L], ("LINDEX", "l", -1), b"d"),

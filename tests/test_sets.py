@@ -61,6 +61,8 @@ SEMANTICS = [
     ([A], ("SINTERCARD", 2, "a"),
      Error("ERR", "Number of keys can't be greater than number of args")),
     ([A], ("SINTERCARD", 1, "a", "LIMIT", -1), Error("ERR", "LIMIT can't be negative")),
+    ([A], ("SINTERCARD", 1, "a", "LIMIT", "x"), Error("ERR", "LIMIT can't be negative")),
+    ([A], ("SINTERCARD", "x", "a"), Error("ERR", "numkeys should be greater than 0")),
     ([A], ("SINTERCARD", 1, "a", "FOO"), SYNTAX),
     ([A], ("SMOVE", "a", "b", "1"), 1),
     ([A], ("SMOVE", "a", "b", "9"), 0),

@@ -22,12 +22,11 @@ from aofnode.protocol.codec import ERR, Error
 
 from aofnode.store.memory import MEMBER_OVERHEAD
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, WRONGTYPE_ERR, parse_ll
-from aofnode.store.typed import SET, CollectionBase, parse_count, scan_collection
+from aofnode.store.typed import SET, CollectionBase, parse_count, parse_limit, scan_collection
 
 __all__ = ["SetCommands", "MAX_RANDOM_REPLY"]
 
 _KEYS_OVER_ARGS = Error(ERR, "Number of keys can't be greater than number of args")
-_LIMIT_NEGATIVE = Error(ERR, "LIMIT can't be negative")
 _RANDOM_RANGE = Error(ERR, "value is out of range, value must between -9223372036854775807 and "
                            "9223372036854775807")
 # SRANDMEMBER with a negative count repeats members: a reply of that many elements is built in
@@ -264,14 +263,9 @@ class SetCommands(CollectionBase):
             return err
         if numkeys > len(args) - 1:
             return _KEYS_OVER_ARGS
-        limit = 0
-        rest = args[1 + numkeys:]
-        if rest:
-            if len(rest) != 2 or rest[0].upper() != b"LIMIT":
-                return SYNTAX_ERR
-            limit = parse_ll(rest[1])
-            if limit is None or limit < 0:  # one error for both, as Redis
-                return _LIMIT_NEGATIVE
+        limit = parse_limit(args[1 + numkeys:])
+        if limit.__class__ is Error:
+            return limit
         result = self._algebra(db, args[1:1 + numkeys], "inter")
         if result.__class__ is Error:
             return result

@@ -24,8 +24,9 @@ from aofnode.store.scan import parse_cursor
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, WRONGTYPE_ERR, parse_ll
 
 __all__ = [
-    "LIST", "SET", "ZSET", "TYPE_NAMES", "SCAN_TYPES", "CollectionBase", "NOT_POSITIVE_ERR", "NUMKEYS_ERR",
-    "COUNT_POSITIVE_ERR", "parse_count", "scan_collection", "scan_members", "type_name",
+    "LIST", "SET", "ZSET", "TYPE_NAMES", "SCAN_TYPES", "CollectionBase", "NOT_POSITIVE_ERR",
+    "NUMKEYS_ERR", "COUNT_POSITIVE_ERR", "parse_count", "parse_limit", "scan_collection",
+    "scan_members", "type_name",
 ]
 
 LIST, SET, ZSET = "list", "set", "zset"
@@ -37,6 +38,7 @@ NOT_POSITIVE_ERR = Error(ERR, "value is out of range, must be positive")
 NUMKEYS_ERR = Error(ERR, "numkeys should be greater than 0")
 COUNT_POSITIVE_ERR = Error(ERR, "count should be greater than 0")
 _INVALID_CURSOR = Error(ERR, "invalid cursor")
+_LIMIT_NEGATIVE = Error(ERR, "LIMIT can't be negative")
 
 # SSCAN/ZSCAN of a collection this small returns it whole with cursor 0, as Redis does for its
 # small encodings (listpack, intset: up to 128 entries by default).
@@ -62,6 +64,19 @@ def parse_count(raw: bytes) -> int | Error:
     if n < 0:
         return NOT_POSITIVE_ERR
     return n
+
+
+def parse_limit(rest) -> int | Error:
+    """SINTERCARD's and ZINTERCARD's ``[LIMIT n]`` (0: none; repeated, the last one counts)."""
+    limit, i = 0, 0
+    while i < len(rest):
+        if rest[i].upper() != b"LIMIT" or i + 1 >= len(rest):
+            return SYNTAX_ERR
+        limit = parse_ll(rest[i + 1])
+        if limit is None or limit < 0:  # one error for both, as Redis
+            return _LIMIT_NEGATIVE
+        i += 2
+    return limit
 
 
 class CollectionBase:

@@ -14,15 +14,13 @@ from aofnode.protocol.codec import ERR, Error
 
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, WRONGTYPE_ERR, parse_ll
 from aofnode.store.sets import MAX_RANDOM_REPLY
-from aofnode.store.typed import ZSET, CollectionBase, scan_collection
+from aofnode.store.typed import ZSET, CollectionBase, parse_limit, scan_collection
 from aofnode.store.zsetcore import format_score, parse_score, z_from_scores
 from aofnode.store.zsets import pairs_flat
 
 __all__ = ["ZSetAlgebraCommands"]
 
 _WEIGHT_ERR = Error(ERR, "weight value is not a float")
-_KEYS_OVER_ARGS = Error(ERR, "Number of keys can't be greater than number of args")
-_LIMIT_NEGATIVE = Error(ERR, "LIMIT can't be negative")
 _RANDOM_RANGE = Error(ERR, "value is out of range, value must between -9223372036854775807 and "
                            "9223372036854775807")
 _OUT_OF_RANGE = Error(ERR, "value is out of range")
@@ -134,22 +132,19 @@ class ZSetAlgebraCommands(CollectionBase):
         return _union(weighted, how), withscores
 
     def _cmd_zintercard(self, db, args):
-        numkeys, err = self._numkeys(args, 0)
-        if err is not None:
-            return err
+        numkeys = parse_ll(args[0])
+        if numkeys is None:
+            return NOT_INT_ERR
+        if numkeys < 1:
+            return Error(ERR, "at least 1 input key is needed for 'zintercard' command")
         if numkeys > len(args) - 1:
-            return _KEYS_OVER_ARGS
-        limit = 0
-        rest = args[1 + numkeys:]
-        if rest:
-            if len(rest) != 2 or rest[0].upper() != b"LIMIT":
-                return SYNTAX_ERR
-            limit = parse_ll(rest[1])
-            if limit is None or limit < 0:  # one error for both, as Redis
-                return _LIMIT_NEGATIVE
+            return SYNTAX_ERR
         inputs = self._zinputs(db, args[1:1 + numkeys], False)
         if inputs.__class__ is Error:
             return inputs
+        limit = parse_limit(args[1 + numkeys:])
+        if limit.__class__ is Error:
+            return limit
         n = len(_inter([(s, 1.0) for s in inputs], "sum"))
         return min(n, limit) if limit else n
 

@@ -27,8 +27,8 @@ from aofnode.protocol.codec import ERR, Error
 
 __all__ = [
     "NOT_FLOAT_ERR", "RANGE_NOT_FLOAT_ERR", "LEX_RANGE_ERR", "format_score", "parse_score",
-    "parse_score_bound", "parse_lex_bound", "Z_ADDED", "Z_CHANGED", "Z_SAME", "z_new", "z_set", "z_remove", "z_rank",
-    "score_span", "lex_span", "z_from_scores",
+    "parse_score_bound", "parse_lex_bound", "Z_ADDED", "Z_CHANGED", "Z_SAME", "z_new", "z_set",
+    "z_remove", "z_rank", "score_span", "lex_span", "z_from_scores",
 ]
 
 NOT_FLOAT_ERR = Error(ERR, "value is not a valid float")
