@@ -9,7 +9,8 @@ the name and the arity against ``protocol/commands.py``; option syntax is checke
 * Dispatch is one dict lookup of a bound method, built once in ``__init__``; the success path
   formats no strings. The commands live in mixins: ``strings.StringCommands``,
   ``keys.KeyCommands``, ``hashes.HashCommands``, ``lists.ListCommands``,
-  ``sets.SetCommands``, ``zsets.ZSetCommands``, ``zsetalgebra.ZSetAlgebraCommands``.
+  ``sets.SetCommands``, ``zsets.ZSetCommands``, ``zsetranges.ZSetRangeCommands``,
+  ``zsetalgebra.ZSetAlgebraCommands``.
   SELECT, HELLO and BGREWRITEAOF are not here: other actors own them.
 * Propagation: every change appends one or more canonical AOF entries ``[db, "NAME", *bytes]``
   to ``propagated``, in the order the changes happened, including the ``DEL`` of a key that
@@ -44,6 +45,7 @@ from aofnode.store.keys import KeyCommands
 from aofnode.store.lists import ListCommands
 from aofnode.store.sets import SetCommands
 from aofnode.store.zsetalgebra import ZSetAlgebraCommands
+from aofnode.store.zsetranges import ZSetRangeCommands
 from aofnode.store.zsets import ZSetCommands
 from aofnode.store.strings import StringCommands, arity_error
 from aofnode.store.keyspace import NUM_DBS, Keyspace, wall_clock_ms
@@ -58,7 +60,7 @@ OOM_ERR = Error(OOM, "command not allowed when used memory > 'maxmemory'")
 
 
 class Executor(StringCommands, KeyCommands, HashCommands, ListCommands, SetCommands,
-               ZSetCommands, ZSetAlgebraCommands):
+               ZSetCommands, ZSetRangeCommands, ZSetAlgebraCommands):
     """Executes commands against a ``Keyspace``; see the module docstring."""
 
     def __init__(self, keyspace: Keyspace | None = None,
@@ -85,7 +87,7 @@ class Executor(StringCommands, KeyCommands, HashCommands, ListCommands, SetComma
             "PING": self._cmd_ping, "ECHO": self._cmd_echo, "INFO": self._cmd_info,
         }
         for mixin in (StringCommands, KeyCommands, HashCommands, ListCommands, SetCommands,
-                      ZSetCommands, ZSetAlgebraCommands):
+                      ZSetCommands, ZSetRangeCommands, ZSetAlgebraCommands):
             for name, method in mixin.COMMANDS.items():
                 handlers[name] = getattr(self, method)
         self._handlers = handlers

@@ -16,7 +16,7 @@ from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, WRONGTYPE_ERR, parse_
 from aofnode.store.sets import MAX_RANDOM_REPLY
 from aofnode.store.typed import ZSET, CollectionBase, parse_limit, scan_collection
 from aofnode.store.zsetcore import format_score, parse_score, z_from_scores
-from aofnode.store.zsets import pairs_flat
+from aofnode.store.zsetranges import pairs_flat
 
 __all__ = ["ZSetAlgebraCommands"]
 

@@ -1,7 +1,6 @@
 """Sorted set commands: ZADD ZINCRBY ZSCORE ZMSCORE ZCARD ZCOUNT ZLEXCOUNT ZRANK ZREVRANK ZREM
-ZREMRANGEBYRANK/SCORE/LEX ZPOPMIN ZPOPMAX ZMPOP and the range commands (ZRANGE with
-BYSCORE/BYLEX/REV/LIMIT, ZRANGEBYSCORE, ZREVRANGEBYSCORE, ZRANGEBYLEX, ZREVRANGEBYLEX,
-ZREVRANGE, ZRANGESTORE). The set algebra, ZRANDMEMBER and ZSCAN are in ``zsetalgebra.py``.
+ZREMRANGEBYRANK/SCORE/LEX ZPOPMIN ZPOPMAX ZMPOP. The range commands are in ``zsetranges.py``;
+the set algebra, ZRANDMEMBER and ZSCAN in ``zsetalgebra.py``.
 
 Same mixin contract as ``strings.py``; the value and the score rules are ``zsetcore.py``'s. A
 sorted set that loses its last member is deleted, TTL included.
@@ -9,9 +8,8 @@ sorted set that loses its last member is deleted, TTL included.
 Propagation (docs/commands.md): ZADD, ZINCRBY and ZADD INCR log ``ZADD key score member`` with
 the resulting score of each member that was added or changed (``%.17g`` reads back as the same
 double), so NX/XX/GT/LT/INCR are never evaluated again; ZREM logs the members removed; pops
-(ZMPOP too) log ``ZPOPMIN``/``ZPOPMAX key <count popped>``; ZREMRANGEBY* and ZRANGESTORE log
-themselves (their effect depends only on the state they replay on); a ZRANGESTORE with an
-empty result logs ``DEL`` of its destination if there was one.
+(ZMPOP too) log ``ZPOPMIN``/``ZPOPMAX key <count popped>``; ZREMRANGEBY* log themselves
+(their effect depends only on the state they replay on).
 """
 
 from __future__ import annotations
@@ -19,35 +17,22 @@ from __future__ import annotations
 from aofnode.protocol.codec import ERR, Error
 
 from aofnode.store.memory import ZMEMBER_OVERHEAD
-from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, parse_ll
+from aofnode.store.strings import SYNTAX_ERR, parse_ll
 from aofnode.store.typed import COUNT_POSITIVE_ERR, ZSET, CollectionBase, parse_count
 from aofnode.store.zsetcore import (
     LEX_RANGE_ERR, NOT_FLOAT_ERR, Z_CHANGED, Z_SAME, RANGE_NOT_FLOAT_ERR, format_score, lex_span,
-    parse_lex_bound, parse_score, parse_score_bound, score_span, z_from_scores, z_new,
-    z_rank, z_remove, z_set,
+    parse_lex_bound, parse_score, parse_score_bound, score_span, z_new, z_rank, z_remove, z_set,
 )
+from aofnode.store.zsetranges import LEX, RANK, SCORE, pairs_flat, parse_range, span
 
-__all__ = ["ZSetCommands", "pairs_flat"]
+__all__ = ["ZSetCommands"]
 
 _INCR_PAIR = Error(ERR, "INCR option supports a single increment-element pair")
 _NX_XX = Error(ERR, "XX and NX options at the same time are not compatible")
 _GT_LT_NX = Error(ERR, "GT, LT, and/or NX options at the same time are not compatible")
 _NAN = Error(ERR, "resulting score is not a number (NaN)")
-_LIMIT_ONLY = Error(ERR, "syntax error, LIMIT is only supported in combination with either "
-                         "BYSCORE or BYLEX")
-_WITHSCORES_LEX = Error(ERR, "syntax error, WITHSCORES not supported in combination with BYLEX")
 _ZADD_FLAGS = (b"NX", b"XX", b"GT", b"LT", b"CH", b"INCR")
-_RANK, _SCORE, _LEX = "rank", "score", "lex"
 _ENDS = {b"MIN": True, b"MAX": False}
-
-
-def pairs_flat(items) -> list:
-    """``[(score, member), ...]`` as the flat WITHSCORES reply ``[member, score, ...]``."""
-    out = []
-    for score, member in items:
-        out.append(member)
-        out.append(format_score(score))
-    return out
 
 
 def _zadd_score(old, score, flags):
@@ -67,18 +52,6 @@ def _zadd_score(old, score, flags):
     return score
 
 
-def _rank_bounds(start: int, end: int, n: int):
-    if start < 0:
-        start += n
-    if end < 0:
-        end += n
-    if start < 0:
-        start = 0
-    if start > end or start >= n:
-        return None
-    return start, min(end, n - 1)
-
-
 class ZSetCommands(CollectionBase):
     COMMANDS = {
         "ZADD": "_cmd_zadd", "ZINCRBY": "_cmd_zincrby", "ZSCORE": "_cmd_zscore",
@@ -87,10 +60,6 @@ class ZSetCommands(CollectionBase):
         "ZREM": "_cmd_zrem", "ZREMRANGEBYRANK": "_cmd_zremrangebyrank",
         "ZREMRANGEBYSCORE": "_cmd_zremrangebyscore", "ZREMRANGEBYLEX": "_cmd_zremrangebylex",
         "ZPOPMIN": "_cmd_zpopmin", "ZPOPMAX": "_cmd_zpopmax", "ZMPOP": "_cmd_zmpop",
-        "ZRANGE": "_cmd_zrange", "ZRANGEBYSCORE": "_cmd_zrangebyscore",
-        "ZREVRANGEBYSCORE": "_cmd_zrevrangebyscore", "ZRANGEBYLEX": "_cmd_zrangebylex",
-        "ZREVRANGEBYLEX": "_cmd_zrevrangebylex", "ZREVRANGE": "_cmd_zrevrange",
-        "ZRANGESTORE": "_cmd_zrangestore",
     }
 
     # --- ZADD --------------------------------------------------------------------------------
@@ -233,23 +202,23 @@ class ZSetCommands(CollectionBase):
         return len(removed)
 
     def _cmd_zremrangebyrank(self, db, args):
-        return self._zremrange(db, "ZREMRANGEBYRANK", args, _RANK)
+        return self._zremrange(db, "ZREMRANGEBYRANK", args, RANK)
 
     def _cmd_zremrangebyscore(self, db, args):
-        return self._zremrange(db, "ZREMRANGEBYSCORE", args, _SCORE)
+        return self._zremrange(db, "ZREMRANGEBYSCORE", args, SCORE)
 
     def _cmd_zremrangebylex(self, db, args):
-        return self._zremrange(db, "ZREMRANGEBYLEX", args, _LEX)
+        return self._zremrange(db, "ZREMRANGEBYLEX", args, LEX)
 
     def _zremrange(self, db, name, args, by):
-        bounds = _parse_range(by, args[1], args[2])
+        bounds = parse_range(by, args[1], args[2])
         if bounds.__class__ is Error:
             return bounds
         key = args[0]
         z, err = self._write_as(db, key, ZSET)
         if z is None:
             return err or 0
-        start, end = _span(z[1], by, bounds)
+        start, end = span(z[1], by, bounds)
         if end <= start:
             return 0
         doomed = [member for _, member in z[1][start:end]]
@@ -312,130 +281,3 @@ class ZSetCommands(CollectionBase):
                 popped = self._zpop(db, key, z, count, lowest)
                 return [key, [[m, format_score(s)] for s, m in popped]]
         return None
-
-    # --- ranges ------------------------------------------------------------------------------
-    def _cmd_zrange(self, db, args):
-        return self._zrange(db, args, None, None, False)
-
-    def _cmd_zrangebyscore(self, db, args):
-        return self._zrange(db, args, _SCORE, False, False)
-
-    def _cmd_zrevrangebyscore(self, db, args):
-        return self._zrange(db, args, _SCORE, True, False)
-
-    def _cmd_zrangebylex(self, db, args):
-        return self._zrange(db, args, _LEX, False, False)
-
-    def _cmd_zrevrangebylex(self, db, args):
-        return self._zrange(db, args, _LEX, True, False)
-
-    def _cmd_zrevrange(self, db, args):
-        return self._zrange(db, args, _RANK, True, False)
-
-    def _cmd_zrangestore(self, db, args):
-        result = self._zrange(db, args[1:], None, None, True)
-        if result.__class__ is Error:
-            return result
-        dst = args[0]
-        ks = self.keyspace
-        if not result:
-            if ks.lookup_write(db, dst) is not None:
-                ks.delete(db, dst)
-                self._log(db, "DEL", dst)
-            return 0
-        ks.set(db, dst, z_from_scores({m: s for s, m in result}))
-        self._log(db, "ZRANGESTORE", *args)
-        return len(result)
-
-    def _zrange(self, db, args, by, rev, store):
-        """The range commands: reply list, or for ZRANGESTORE (``store``) the (score, member)
-        items; ``by``/``rev`` preset by the older commands (their keyword is then an error)."""
-        opts = _range_options(args, by, rev, store)
-        if opts.__class__ is Error:
-            return opts
-        by, rev, limit, withscores = opts
-        low_raw, high_raw = (args[2], args[1]) if rev and by != _RANK else (args[1], args[2])
-        bounds = _parse_range(by, low_raw, high_raw)
-        if bounds.__class__ is Error:
-            return bounds
-        z, err = self._read_as(db, args[0], ZSET)
-        if z is None:
-            return err or []
-        items = _select(z[1], by, rev, bounds, limit)
-        if store:
-            return items
-        return pairs_flat(items) if withscores else [m for _, m in items]
-
-
-def _range_options(args, by, rev, store):
-    """(by, rev, limit, withscores) from the options after ``key min max``, or the error."""
-    limit, withscores = None, False
-    by_preset = by is not None
-    i, n = 3, len(args)
-    while i < n:
-        opt = args[i].upper()
-        if opt == b"WITHSCORES" and not store:
-            withscores = True
-        elif opt == b"LIMIT" and n - i - 1 >= 2:
-            offset, count = parse_ll(args[i + 1]), parse_ll(args[i + 2])
-            if offset is None or count is None:
-                return NOT_INT_ERR
-            limit = (offset, count)
-            i += 2
-        elif opt == b"REV" and rev is None:
-            rev = True
-        elif opt == b"BYSCORE" and not by_preset and by is None:
-            by = _SCORE
-        elif opt == b"BYLEX" and not by_preset and by is None:
-            by = _LEX
-        else:
-            return SYNTAX_ERR
-        i += 1
-    by = by or _RANK
-    if limit is not None and by == _RANK:
-        return _LIMIT_ONLY
-    if withscores and by == _LEX:
-        return _WITHSCORES_LEX
-    return by, bool(rev), limit, withscores
-
-
-def _parse_range(by, low_raw, high_raw):
-    """The bounds of a rank, score or lex range, or its error."""
-    if by == _RANK:
-        low, high = parse_ll(low_raw), parse_ll(high_raw)
-        return NOT_INT_ERR if low is None or high is None else (low, high)
-    if by == _SCORE:
-        low, high = parse_score_bound(low_raw), parse_score_bound(high_raw)
-        return RANGE_NOT_FLOAT_ERR if low is None or high is None else (low, high)
-    low, high = parse_lex_bound(low_raw), parse_lex_bound(high_raw)
-    return LEX_RANGE_ERR if low is None or high is None else (low, high)
-
-
-def _span(index, by, bounds, rev=False) -> tuple[int, int]:
-    """[start, end) of the index positions in the range (rank bounds from the low end)."""
-    if by == _RANK:
-        ranks = _rank_bounds(bounds[0], bounds[1], len(index))
-        return (0, 0) if ranks is None else (ranks[0], ranks[1] + 1)
-    if by == _SCORE:
-        return score_span(index, *bounds)
-    return lex_span(index, *bounds, rev)
-
-
-def _select(index, by, rev, bounds, limit) -> list:
-    """The (score, member) items of a range, in reply order, LIMIT applied."""
-    n = len(index)
-    if by == _RANK and rev:
-        ranks = _rank_bounds(bounds[0], bounds[1], n)
-        if ranks is None:
-            return []
-        return index[n - 1 - ranks[1]:n - ranks[0]][::-1]
-    start, end = _span(index, by, bounds, rev)
-    items = index[start:end]
-    if rev:
-        items.reverse()
-    if limit is not None:
-        offset, count = limit
-        if offset < 0:
-            return []
-        items = items[offset:] if count < 0 else items[offset:offset + count]
-    return items
