@@ -29,8 +29,10 @@ def run(ex: Executor, *commands, db: int = 0):
 
 def normal(value):
     """A stored value in a comparable form (sets sorted, sorted sets as their index)."""
-    if isinstance(value, (bytes, list)):
+    if isinstance(value, bytes):
         return value
+    if isinstance(value, list):  # [head reversed, tail]
+        return ("list", value[0][::-1] + value[1])
     if isinstance(value, tuple) and len(value) == 1:
         assert all(v is None for v in value[0].values())
         return ("set", sorted(value[0]))

@@ -165,3 +165,51 @@ def random_command(rng: random.Random, clock: FakeClock):
 @pytest.mark.parametrize("seed", range(8))
 def test_replaying_the_propagated_entries_rebuilds_the_keyspace(seed):
     check_replay(seed, random_command)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_two_part_deque_behaves_as_one_python_list(seed):
+    from aofnode.store import listcore
+
+    rng = random.Random(seed)
+    value, model = listcore.new_list(()), []
+    for step in range(600):
+        op = rng.randrange(7)
+        if op < 2:
+            elements = [b"%d" % (step * 10 + j) for j in range(rng.randrange(1, 4))]
+            listcore.push(value, elements, op == 0)
+            model = elements[::-1] + model if op == 0 else model + elements
+        elif op < 4:
+            count = rng.randrange(1, 5)
+            left = op == 2
+            popped = listcore.pop(value, count, left)
+            want = model[:count] if left else model[::-1][:count]
+            model = model[len(want):] if left else model[:len(model) - len(want)]
+            assert popped == want
+        elif op == 4 and model:
+            i = rng.randrange(len(model))
+            assert listcore.get(value, i) == model[i]
+            assert listcore.put(value, i, b"x%d" % step) == model[i]
+            model[i] = b"x%d" % step
+        elif op == 5 and model:
+            i = rng.randrange(len(model))
+            j = rng.randrange(i, len(model))
+            assert listcore.range_of(value, i, j) == model[i:j + 1]
+        elif op == 6 and rng.random() < 0.2:
+            assert listcore.normalize(value) == model
+        assert listcore.items(value) == model and listcore.length(value) == len(model)
+
+
+def test_a_queue_costs_no_memmove_of_the_whole_list(ex):
+    """RPUSH + LPOP and LPUSH + RPOP on a 1M-item list: a pop moves half a side over once, then
+    pops from the end of a Python list (measured ~6 us per operation here, where one Python
+    list, memmoved at the head each time, took ~490 us)."""
+    import time
+
+    run(ex, ("RPUSH", "q", *[b"x" * 8] * 1_000_000))
+    started = time.perf_counter()
+    for i in range(5_000):
+        run(ex, ("RPUSH", "q", "y"), ("LPOP", "q"), ("LPUSH", "q", "z"), ("RPOP", "q"))
+    per_op = (time.perf_counter() - started) / 20_000
+    assert run(ex, ("LLEN", "q")) == 1_000_000
+    assert per_op < 100e-6, per_op

@@ -209,8 +209,8 @@ def _collection_entries(db: int, key: bytes, value) -> list[list]:
     if kind is dict:
         name, flat = "HSET", [x for pair in value.items() for x in pair]
         step = 2
-    elif kind is list:
-        name, flat, step = "RPUSH", value, 1
+    elif kind is list:  # [head reversed, tail] (listcore.py)
+        name, flat, step = "RPUSH", value[0][::-1] + value[1], 1
     elif len(value) == 1:  # a set: (member -> None dict,)
         name, flat, step = "SADD", list(value[0]), 1
     else:  # a sorted set: the scores are enough, the order is rebuilt at load

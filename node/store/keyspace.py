@@ -7,7 +7,8 @@ executor (``node/store/executor.py``) binds two hooks: ``clock_ms`` (unix ms, in
 tests) and ``on_expire(db, key)``, called after a key was deleted because its TTL passed, so that
 the executor can log a ``DEL`` and count ``expired_keys``.
 
-* A value is ``bytes`` (a string), ``dict[bytes, bytes]`` (a hash), ``list[bytes]`` (a list),
+* A value is ``bytes`` (a string), ``dict[bytes, bytes]`` (a hash), ``[head, tail]`` (a list,
+  see listcore.py),
   ``(dict[bytes, None],)`` (a set) or ``(dict[bytes, float], list[tuple[float, bytes]])`` (a
   sorted set: scores and the sorted index, see zsetcore.py): built-in containers only, which
   marshal copies without writing to them (typed.py says why a set is not a Python set). An expire is an absolute

@@ -1,10 +1,9 @@
 """List commands: LPUSH RPUSH LPUSHX RPUSHX LPOP RPOP LLEN LINDEX LSET LRANGE LTRIM LREM LINSERT
 LPOS LMOVE RPOPLPUSH LMPOP.
 
-Same mixin contract as ``strings.py``. A list is a plain Python ``list`` of bytes, head first:
-marshal copies it for the rewrite child like any built-in container, pops and pushes at the
-tail are O(1), at the head O(n) memmove (~50 us at 100k items here). A list that loses its last
-item is deleted, TTL included, as Redis does.
+Same mixin contract as ``strings.py``. A list is the two-part deque of ``listcore.py``: O(1)
+amortised pushes and pops at both ends, built-in lists that marshal copies for the rewrite
+child. A list that loses its last item is deleted, TTL included, as Redis does.
 
 Propagation (docs/commands.md): every change is logged in a form that depends only on the
 state it replays on: pushes as ``LPUSH``/``RPUSH`` of what was pushed, pops (LMPOP too) as
@@ -17,6 +16,7 @@ from __future__ import annotations
 
 from aofnode.protocol.codec import ERR, Error
 
+from aofnode.store import listcore
 from aofnode.store.memory import ITEM_OVERHEAD
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, arity_error, parse_ll
 from aofnode.store.typed import COUNT_POSITIVE_ERR, LIST, CollectionBase, parse_count
@@ -81,31 +81,21 @@ class ListCommands(CollectionBase):
         if lst is None:
             if only_existing:
                 return 0
-            self.keyspace.set(db, key, list(items[::-1]) if left else list(items))
-            n = len(items)
+            lst = listcore.new_list(())
+            listcore.push(lst, items, left)
+            self.keyspace.set(db, key, lst)
         else:
-            self._list_push(db, lst, items, left)
-            n = len(lst)
+            listcore.push(lst, items, left)
+            self.keyspace.account(db, _items_size(items))
+        n = listcore.length(lst)
         self._log(db, "LPUSH" if left else "RPUSH", key, *items)
         return n
 
-    def _list_push(self, db, lst, items, left):
-        if left:
-            lst[0:0] = items[::-1]
-        else:
-            lst.extend(items)
-        self.keyspace.account(db, _items_size(items))
-
     def _list_pop(self, db, key, lst, count, left):
         """Pop ``count`` (>= 1) items from a stored list: deletes the key when emptied, logs."""
-        if left:
-            popped = lst[:count]
-            del lst[:count]
-        else:
-            popped = lst[-count:][::-1]
-            del lst[-count:]
+        popped = listcore.pop(lst, count, left)
         self.keyspace.account(db, -_items_size(popped))
-        if not lst:
+        if not listcore.length(lst):
             self.keyspace.delete(db, key)
         self._log(db, "LPOP" if left else "RPOP", key, b"%d" % len(popped))
         return popped
@@ -179,24 +169,18 @@ class ListCommands(CollectionBase):
         if err is not None:
             return err
         ks = self.keyspace
-        item = lst.pop(0) if left_from else lst.pop()
+        item = listcore.pop(lst, 1, left_from)[0]
         size = len(item) + ITEM_OVERHEAD
         if src == dst:
-            if left_to:
-                lst.insert(0, item)
-            else:
-                lst.append(item)
+            listcore.push(lst, (item,), left_to)
         else:
             ks.account(db, -size)
-            if not lst:
+            if not listcore.length(lst):
                 ks.delete(db, src)
             if target is None:
-                ks.set(db, dst, [item])
-            elif left_to:
-                target.insert(0, item)
-                ks.account(db, size)
+                ks.set(db, dst, listcore.new_list((item,)))
             else:
-                target.append(item)
+                listcore.push(target, (item,), left_to)
                 ks.account(db, size)
         self._log(db, "LMOVE", src, dst, b"LEFT" if left_from else b"RIGHT",
                   b"LEFT" if left_to else b"RIGHT")
@@ -207,7 +191,7 @@ class ListCommands(CollectionBase):
         lst, err = self._read_as(db, args[0], LIST)
         if lst is None:
             return 0 if err is None else err
-        return len(lst)
+        return listcore.length(lst)
 
     def _cmd_lindex(self, db, args):
         lst, err = self._read_as(db, args[0], LIST)
@@ -216,9 +200,10 @@ class ListCommands(CollectionBase):
         index = parse_ll(args[1])
         if index is None:
             return NOT_INT_ERR
+        n = listcore.length(lst)
         if index < 0:
-            index += len(lst)
-        return lst[index] if 0 <= index < len(lst) else None
+            index += n
+        return listcore.get(lst, index) if 0 <= index < n else None
 
     def _cmd_lrange(self, db, args):
         start, end = parse_ll(args[1]), parse_ll(args[2])
@@ -227,8 +212,8 @@ class ListCommands(CollectionBase):
         lst, err = self._read_as(db, args[0], LIST)
         if lst is None:
             return [] if err is None else err
-        bounds = _range(start, end, len(lst))
-        return [] if bounds is None else lst[bounds[0]:bounds[1] + 1]
+        bounds = _range(start, end, listcore.length(lst))
+        return [] if bounds is None else listcore.range_of(lst, *bounds)
 
     def _cmd_lpos(self, db, args):
         opts = _lpos_options(args)
@@ -239,7 +224,8 @@ class ListCommands(CollectionBase):
         if err is not None:
             return err
         wanted = 1 if count is None else count  # COUNT 0: every match
-        found = [] if lst is None else _positions(lst, args[1], rank, wanted, maxlen)
+        found = [] if lst is None else _positions(listcore.items(lst), args[1], rank, wanted,
+                                                  maxlen)
         if count is None:
             return found[0] if found else None
         return found
@@ -253,13 +239,13 @@ class ListCommands(CollectionBase):
         index = parse_ll(args[1])
         if index is None:
             return NOT_INT_ERR
+        n = listcore.length(lst)
         if index < 0:
-            index += len(lst)
-        if not 0 <= index < len(lst):
+            index += n
+        if not 0 <= index < n:
             return _OUT_OF_RANGE
         value = args[2]
-        self.keyspace.account(db, len(value) - len(lst[index]))
-        lst[index] = value
+        self.keyspace.account(db, len(value) - len(listcore.put(lst, index, value)))
         self._log(db, "LSET", key, b"%d" % index, value)
         return "OK"
 
@@ -271,15 +257,16 @@ class ListCommands(CollectionBase):
         lst, err = self._write_as(db, key, LIST)
         if lst is None:
             return err or "OK"
-        bounds = _range(start, end, len(lst))
+        bounds = _range(start, end, listcore.length(lst))
         ks = self.keyspace
         if bounds is None:
             ks.delete(db, key)
             self._log(db, "DEL", key)
             return "OK"
         start, end = bounds
-        if start == 0 and end == len(lst) - 1:
+        if start == 0 and end == listcore.length(lst) - 1:
             return "OK"
+        lst = listcore.normalize(lst)
         ks.account(db, -_items_size(lst[end + 1:]) - _items_size(lst[:start]))
         del lst[end + 1:]
         del lst[:start]
@@ -294,10 +281,10 @@ class ListCommands(CollectionBase):
         lst, err = self._write_as(db, key, LIST)
         if lst is None:
             return err or 0
-        removed = _remove(lst, item, count)
+        removed = _remove(listcore.normalize(lst), item, count)
         if removed:
             self.keyspace.account(db, -removed * (len(item) + ITEM_OVERHEAD))
-            if not lst:
+            if not listcore.length(lst):
                 self.keyspace.delete(db, key)
             self._log(db, "LREM", key, args[1], item)
         return removed
@@ -310,14 +297,15 @@ class ListCommands(CollectionBase):
         lst, err = self._write_as(db, key, LIST)
         if lst is None:
             return err or 0
+        tail = listcore.normalize(lst)
         try:
-            at = lst.index(pivot)
+            at = tail.index(pivot)
         except ValueError:
             return -1
-        lst.insert(at if where == b"BEFORE" else at + 1, item)
+        tail.insert(at if where == b"BEFORE" else at + 1, item)
         self.keyspace.account(db, len(item) + ITEM_OVERHEAD)
         self._log(db, "LINSERT", key, where, pivot, item)
-        return len(lst)
+        return len(tail)
 
 
 def _remove(lst: list, item: bytes, count: int) -> int:

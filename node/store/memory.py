@@ -47,9 +47,9 @@ ACCESS_OVERHEAD = 132
 # Lists, sets and sorted sets (node/store/lists.py, sets.py, zsets.py), fitted with tracemalloc
 # on collections of 10, 100 and 1,000 elements of 10 bytes (the estimate is within ~-25%..+35%
 # of the measured size at each: sets grow their table in powers of two).
-# A list: the key's header and shard slot, the list object. One item: its bytes header and
-# the list's pointer with growth slack (measured 42-43 bytes).
-LIST_OVERHEAD = 160
+# A list: the key's header and shard slot, the three list objects (listcore.py). One item:
+# its bytes header and the list's pointer with growth slack (measured 42-43 bytes).
+LIST_OVERHEAD = 280
 ITEM_OVERHEAD = 42
 # A set: the key, the 1-tuple and the dict with its smallest table. One member: its bytes
 # header and its share of the dict (measured 70-81 bytes per member at 10 to 1,000 members; the
@@ -77,8 +77,10 @@ def entry_size(key: bytes, value: bytes | dict) -> int:
     cls = value.__class__
     if cls is bytes:
         return len(key) + len(value) + STRING_OVERHEAD
-    if cls is list:
-        return len(key) + LIST_OVERHEAD + sum(map(len, value)) + ITEM_OVERHEAD * len(value)
+    if cls is list:  # a list: [head reversed, tail] (listcore.py)
+        head, tail = value
+        return (len(key) + LIST_OVERHEAD + sum(map(len, head)) + sum(map(len, tail))
+                + ITEM_OVERHEAD * (len(head) + len(tail)))
     if cls is tuple:
         members = value[0]
         if len(value) == 1:  # a set: (member -> None dict,)

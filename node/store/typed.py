@@ -3,7 +3,7 @@
 Design
 ------
 A key's type follows from its value (``keyspace.py``): ``bytes`` string, ``dict`` hash,
-``list`` list, a 1-tuple ``(dict,)`` set, a 2-tuple ``(dict, list)`` sorted set (``kind_of``).
+``list`` list (``listcore.py``), a 1-tuple ``(dict,)`` set, a 2-tuple ``(dict, list)`` sorted set (``kind_of``).
 Built-in containers only, so that marshal copies every value for the rewrite child; a set is
 the keys of a dict (member -> None), not a Python ``set``, because marshal sorts a set's
 elements (CPython 3.11: reproducible output), which writes the reference count of each
