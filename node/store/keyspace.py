@@ -8,10 +8,10 @@ tests) and ``on_expire(db, key)``, called after a key was deleted because its TT
 the executor can log a ``DEL`` and count ``expired_keys``.
 
 * A value is ``bytes`` (a string), ``dict[bytes, bytes]`` (a hash), ``[head, tail]`` (a list,
-  see listcore.py),
-  ``(dict[bytes, None],)`` (a set) or ``(dict[bytes, float], list[tuple[float, bytes]])`` (a
-  sorted set: scores and the sorted index, see zsetcore.py): built-in containers only, which
-  marshal copies without writing to them (typed.py says why a set is not a Python set). An expire is an absolute
+  see listcore.py), ``(dict[bytes, None],)`` (a set) or ``(dict[bytes, float],
+  list[tuple[float, bytes]])`` (a sorted set: scores and the sorted index, see zsetcore.py):
+  built-in containers only, which marshal copies without writing to them (typed.py says why a
+  set is not a Python set). An expire is an absolute
   unix time in ms. Invariant: every key of ``expires`` is a key of ``data``.
 * Expiry is lazy (``lookup`` deletes a key whose expire is <= now) plus an active cycle driven by
   a per-db min-heap of ``(expire_ms, key)``. Heap entries are never removed when a TTL changes;
