@@ -495,6 +495,35 @@ WRITES = {
     "RENAME", "EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT", "PERSIST", "FLUSHDB", "FLUSHALL",
     "HSET", "HDEL", "HINCRBY",
 }
+# Lists, sets and sorted sets: Redis 7.0's arities, writes and denyoom flags.
+COLLECTION_ARITY = {
+    "LPUSH": -3, "RPUSH": -3, "LPUSHX": -3, "RPUSHX": -3, "LPOP": -2, "RPOP": -2, "LLEN": 2,
+    "LINDEX": 3, "LSET": 4, "LRANGE": 4, "LTRIM": 4, "LREM": 4, "LINSERT": 5, "LPOS": -3,
+    "LMOVE": 5, "RPOPLPUSH": 3, "LMPOP": -4,
+    "SADD": -3, "SREM": -3, "SCARD": 2, "SISMEMBER": 3, "SMISMEMBER": -3, "SMEMBERS": 2,
+    "SRANDMEMBER": -2, "SPOP": -2, "SMOVE": 4, "SINTER": -2, "SUNION": -2, "SDIFF": -2,
+    "SINTERSTORE": -3, "SUNIONSTORE": -3, "SDIFFSTORE": -3, "SINTERCARD": -3, "SSCAN": -3,
+    "ZADD": -4, "ZINCRBY": 4, "ZSCORE": 3, "ZMSCORE": -3, "ZCARD": 2, "ZCOUNT": 4,
+    "ZLEXCOUNT": 4, "ZRANK": 3, "ZREVRANK": 3, "ZRANGE": -4, "ZRANGEBYSCORE": -4,
+    "ZREVRANGEBYSCORE": -4, "ZRANGEBYLEX": -4, "ZREVRANGEBYLEX": -4, "ZREVRANGE": -4,
+    "ZRANGESTORE": -5, "ZREM": -3, "ZREMRANGEBYRANK": 4, "ZREMRANGEBYSCORE": 4,
+    "ZREMRANGEBYLEX": 4, "ZPOPMIN": -2, "ZPOPMAX": -2, "ZMPOP": -4, "ZRANDMEMBER": -2,
+    "ZUNION": -3, "ZINTER": -3, "ZDIFF": -3, "ZUNIONSTORE": -4, "ZINTERSTORE": -4,
+    "ZDIFFSTORE": -4, "ZINTERCARD": -3, "ZSCAN": -3,
+}
+COLLECTION_DENYOOM = {
+    "LPUSH", "RPUSH", "LPUSHX", "RPUSHX", "LSET", "LINSERT", "LMOVE", "RPOPLPUSH", "SADD",
+    "SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE", "ZADD", "ZINCRBY", "ZRANGESTORE", "ZUNIONSTORE",
+    "ZINTERSTORE", "ZDIFFSTORE",
+}
+COLLECTION_WRITES = COLLECTION_DENYOOM | {
+    "LPOP", "RPOP", "LTRIM", "LREM", "LMPOP", "SREM", "SPOP", "SMOVE", "ZREM", "ZREMRANGEBYRANK",
+    "ZREMRANGEBYSCORE", "ZREMRANGEBYLEX", "ZPOPMIN", "ZPOPMAX", "ZMPOP",
+}
+# Reads whose reply is random: a retry gets another reply, so they are not retry-safe.
+RANDOM_READS = {"SRANDMEMBER", "ZRANDMEMBER"}
+REDIS7_ARITY.update(COLLECTION_ARITY)
+WRITES |= COLLECTION_WRITES
 
 
 def test_command_table_is_exactly_the_specified_set():
@@ -509,7 +538,10 @@ def test_command_spec(name):
     assert spec.arity != 0
     assert spec.write == (name in WRITES)
     assert not (spec.write and spec.retry_safe), "no write command is retry-safe"
-    assert spec.retry_safe == (not spec.write and name != "BGREWRITEAOF")
+    assert spec.retry_safe == (not spec.write and name != "BGREWRITEAOF"
+                               and name not in RANDOM_READS)
+    if name in COLLECTION_ARITY:
+        assert spec.denyoom == (name in COLLECTION_DENYOOM)
     assert spec.summary
 
 

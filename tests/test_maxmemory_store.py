@@ -34,8 +34,12 @@ def fill(ex: Executor, n: int, prefix: bytes = b"k", size: int = 20) -> None:
 # --- the command table -----------------------------------------------------------------------
 def test_denyoom_flags_are_redis_7s() -> None:
     denyoom = {name for name, spec in COMMANDS.items() if spec.denyoom}
+    collections = {  # lists, sets and sorted sets (tests/test_codec.py checks them one by one)
+        "LPUSH", "RPUSH", "LPUSHX", "RPUSHX", "LSET", "LINSERT", "LMOVE", "RPOPLPUSH", "SADD",
+        "SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE", "ZADD", "ZINCRBY", "ZRANGESTORE",
+        "ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"}
     assert denyoom == {"SET", "SETNX", "MSET", "APPEND", "INCR", "DECR", "INCRBY", "DECRBY",
-                       "HSET", "HINCRBY"}
+                       "HSET", "HINCRBY"} | collections
     assert all(COMMANDS[name].write for name in denyoom)
 
 

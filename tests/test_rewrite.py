@@ -215,3 +215,38 @@ def test_the_rewrite_child_runs_in_the_scheduling_class_asked_for(make_node, sch
         assert persistence(c)["aof_rewrite_child_sched"] == sched
         release(node, "child_done")
         wait_rewrites(c, 1)
+
+
+def test_lists_sets_and_sorted_sets_survive_a_rewrite_and_a_restart(make_node):
+    """Every collection type through a real node's rewrite (with writes during it, which go to
+    the diff), then a restart from the rewritten AOF."""
+    node = make_node("always", env={PAUSE: "child_done"}).start()
+    with node.client() as c:
+        c.execute("RPUSH", "queue", *[f"job{i}" for i in range(300)])
+        c.execute("LPOP", "queue", "100")
+        c.execute("SADD", "tags", *[f"t{i}" for i in range(300)])
+        c.execute("SREM", "tags", "t0", "t1")
+        c.execute("ZADD", "board", *[x for i in range(300) for x in (f"{i}.5", f"p{i}")])
+        c.execute("ZINCRBY", "board", "0.25", "p7")
+        c.execute("PEXPIRE", "tags", 600_000)
+        assert c.execute("BGREWRITEAOF") == "Background append only file rewriting started"
+        wait_paused(node, "child_done")
+        c.execute("RPUSH", "queue", "late")
+        c.execute("SPOP", "tags", "3")
+        c.execute("ZPOPMIN", "board", "2")
+        release(node, "child_done")
+        wait_rewrites(c, 1)
+        assert persistence(c)["aof_last_bgrewrite_status"] == "ok"
+        want = {k: c.execute(*cmd) for k, cmd in (
+            ("queue", ("LRANGE", "queue", "0", "-1")), ("tags", ("SMEMBERS", "tags")),
+            ("board", ("ZRANGE", "board", "0", "-1", "WITHSCORES")))}
+    assert node.events("rewrite_child_done")[0]["keys"] == 3
+    node.stop()
+    node.start()
+    with node.client() as c:
+        assert c.execute("LRANGE", "queue", "0", "-1") == want["queue"]
+        assert sorted(c.execute("SMEMBERS", "tags")) == sorted(want["tags"])
+        assert len(want["tags"]) == 295
+        assert c.execute("ZRANGE", "board", "0", "-1", "WITHSCORES") == want["board"]
+        assert c.execute("ZSCORE", "board", "p7") == b"7.75"
+        assert 500_000 < c.execute("PTTL", "tags") <= 600_000

@@ -341,3 +341,54 @@ def test_a_rewrite_whose_copy_on_write_would_not_fit_is_refused_not_forked(tmp_p
     rw.memory = lambda: (8 << 30, 4 << 30)
     assert rw.request() == "Background append only file rewriting started"
     rw.abort("test over")
+
+
+def test_child_writer_writes_every_type_and_splits_big_collections(tmp_path, monkeypatch):
+    """Lists, sets, sorted sets and hashes (with TTLs) come back the same, and a collection
+    over CHILD_ENTRY_BYTES is written as several entries, over several records."""
+    from aofnode.aof import format as aof_format
+    from aofnode.aof import rewrite_child
+    from aofnode.store.executor import Executor
+    from tests.collection_helpers import normal
+
+    monkeypatch.setattr(rewrite_child, "CHILD_ENTRY_BYTES", 2000)  # stands for 1 MiB
+    monkeypatch.setattr(rewrite_child, "CHILD_RECORD_BYTES", 5000)
+    now = 1_700_000_000_000
+    src = Executor(clock_ms=lambda: now)
+    big = [b"%06d" % i for i in range(3000)]
+    src.execute(0, "RPUSH", (b"list", *big))
+    src.execute(0, "LPUSH", (b"list", b"head"))
+    src.execute(1, "SADD", (b"set", *big))
+    src.execute(2, "ZADD", (b"zset", *[x for i, m in enumerate(big) for x in (b"%d.25" % i, m)]))
+    src.execute(2, "ZADD", (b"zset", b"inf", b"top", b"-inf", b"bottom", b"0.1", b"tenth"))
+    src.execute(3, "HSET", (b"hash", *[x for m in big for x in (m, m)]))
+    for db, key in ((0, b"list"), (1, b"set"), (2, b"zset"), (3, b"hash")):
+        src.execute(db, "RPUSH", (b"small-" + key, b"a", b"b"))
+        src.execute(db, "PEXPIREAT", (key, b"%d" % (now + 60_000)))
+    src.execute(4, "SADD", (b"s2", b"x"))
+    src.execute(4, "ZADD", (b"z2", b"1", b"x"))
+    path = tmp_path / "rewrite.aof"
+    keys, _ = rewrite_child._child_write(src.keyspace, str(path), now + 10)
+    assert keys == 4 + 4 + 2
+
+    entries = []
+    dst = Executor(clock_ms=lambda: now)
+    dst.loading = True
+
+    def load(es):
+        entries.extend(es)
+        for e in es:
+            assert not isinstance(dst.execute(e[0], e[1], e[2:]), Exception)
+
+    result = aof_format.scan(str(path), on_entries=load)
+    assert result.status == "ok" and result.records > 10
+    for name in ("RPUSH", "SADD", "ZADD", "HSET"):
+        assert sum(1 for e in entries if e[1] == name) > 10, name
+    assert max(sum(map(len, e[2:])) for e in entries) < 2200
+    for db in range(16):
+        for key in src.keyspace.keys(db):
+            a, b = src.keyspace.lookup(db, key), dst.keyspace.lookup(db, key)
+            assert normal(a) == normal(b), (db, key)
+            assert src.keyspace.get_expire(db, key) == dst.keyspace.get_expire(db, key)
+        assert sorted(src.keyspace.keys(db)) == sorted(dst.keyspace.keys(db))
+    assert dst.keyspace.used_memory == src.keyspace.used_memory

@@ -7,9 +7,11 @@ are listed in docs/design.md). It does no I/O. The caller (the log actor) has al
 the name and the arity against ``protocol/commands.py``; option syntax is checked here.
 
 * Dispatch is one dict lookup of a bound method, built once in ``__init__``; the success path
-  formats no strings. The commands live in three mixins: ``strings.StringCommands``,
-  ``keys.KeyCommands``, ``hashes.HashCommands``. SELECT, HELLO and BGREWRITEAOF are not here:
-  other actors own them.
+  formats no strings. The commands live in mixins: ``strings.StringCommands``,
+  ``keys.KeyCommands``, ``hashes.HashCommands``, ``lists.ListCommands``,
+  ``sets.SetCommands``, ``zsets.ZSetCommands``, ``zsetranges.ZSetRangeCommands``,
+  ``zsetalgebra.ZSetAlgebraCommands``.
+  SELECT, HELLO and BGREWRITEAOF are not here: other actors own them.
 * Propagation: every change appends one or more canonical AOF entries ``[db, "NAME", *bytes]``
   to ``propagated``, in the order the changes happened, including the ``DEL`` of a key that
   expired while a command looked it up. The caller drains them with ``take_propagated()`` after
@@ -40,6 +42,11 @@ from aofnode.protocol.commands import COMMANDS
 from aofnode.store.eviction import ALLKEYS_LRU, NOEVICTION, POLICIES, evict
 from aofnode.store.hashes import HashCommands
 from aofnode.store.keys import KeyCommands
+from aofnode.store.lists import ListCommands
+from aofnode.store.sets import SetCommands
+from aofnode.store.zsetalgebra import ZSetAlgebraCommands
+from aofnode.store.zsetranges import ZSetRangeCommands
+from aofnode.store.zsets import ZSetCommands
 from aofnode.store.strings import StringCommands, arity_error
 from aofnode.store.keyspace import NUM_DBS, Keyspace, wall_clock_ms
 
@@ -52,7 +59,8 @@ _DENYOOM = frozenset(name for name, spec in COMMANDS.items() if spec.denyoom)
 OOM_ERR = Error(OOM, "command not allowed when used memory > 'maxmemory'")
 
 
-class Executor(StringCommands, KeyCommands, HashCommands):
+class Executor(StringCommands, KeyCommands, HashCommands, ListCommands, SetCommands,
+               ZSetCommands, ZSetRangeCommands, ZSetAlgebraCommands):
     """Executes commands against a ``Keyspace``; see the module docstring."""
 
     def __init__(self, keyspace: Keyspace | None = None,
@@ -78,7 +86,8 @@ class Executor(StringCommands, KeyCommands, HashCommands):
         handlers: dict[str, Callable[[int, Any], Any]] = {
             "PING": self._cmd_ping, "ECHO": self._cmd_echo, "INFO": self._cmd_info,
         }
-        for mixin in (StringCommands, KeyCommands, HashCommands):
+        for mixin in (StringCommands, KeyCommands, HashCommands, ListCommands, SetCommands,
+                      ZSetCommands, ZSetRangeCommands, ZSetAlgebraCommands):
             for name, method in mixin.COMMANDS.items():
                 handlers[name] = getattr(self, method)
         self._handlers = handlers

@@ -13,6 +13,7 @@ from aofnode.store.strings import (
 )
 from aofnode.store.pattern import compile_glob
 from aofnode.store.scan import parse_cursor, scan_keys
+from aofnode.store.typed import SCAN_TYPES, type_name
 
 _DEFAULT_COUNT = 10  # SCAN's COUNT when not given, as Redis
 
@@ -22,7 +23,7 @@ _NX_CONFLICT = Error(ERR, "NX and XX, GT or LT options at the same time are not 
 _GT_LT_CONFLICT = Error(ERR, "GT and LT options at the same time are not compatible")
 _EXPIRE_FLAGS = {b"NX": 1, b"XX": 2, b"GT": 4, b"LT": 8}
 _NX, _XX, _GT, _LT = 1, 2, 4, 8
-_SCAN_TYPES = {b"string": bytes, b"hash": dict}
+_SCAN_TYPES = SCAN_TYPES
 _FLUSH_MODES = (b"ASYNC", b"SYNC")
 
 
@@ -64,7 +65,7 @@ class KeyCommands:
         value = self._read(db, args[0])
         if value is None:
             return "none"
-        return "string" if value.__class__ is bytes else "hash"
+        return type_name(value)
 
     def _cmd_rename(self, db, args):
         src, dst = args[0], args[1]
@@ -203,7 +204,7 @@ class KeyCommands:
             if match is not None and not match(key):
                 continue
             value = lookup(db, key)  # skips keys deleted meanwhile, expires lazily
-            if value is None or (want_type is not None and value.__class__ is not want_type):
+            if value is None or (want_type is not None and type_name(value) != want_type):
                 continue
             found.append(key)
         return [b"%d" % cursor, found]

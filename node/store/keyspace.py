@@ -7,7 +7,11 @@ executor (``node/store/executor.py``) binds two hooks: ``clock_ms`` (unix ms, in
 tests) and ``on_expire(db, key)``, called after a key was deleted because its TTL passed, so that
 the executor can log a ``DEL`` and count ``expired_keys``.
 
-* A value is ``bytes`` (a string) or ``dict[bytes, bytes]`` (a hash). An expire is an absolute
+* A value is ``bytes`` (a string), ``dict[bytes, bytes]`` (a hash), ``[head, tail]`` (a list,
+  see listcore.py), ``(dict[bytes, None],)`` (a set) or ``(dict[bytes, float],
+  list[tuple[float, bytes]])`` (a sorted set: scores and the sorted index, see zsetcore.py):
+  built-in containers only, which marshal copies without writing to them (typed.py says why a
+  set is not a Python set). An expire is an absolute
   unix time in ms. Invariant: every key of ``expires`` is a key of ``data``.
 * Expiry is lazy (``lookup`` deletes a key whose expire is <= now) plus an active cycle driven by
   a per-db min-heap of ``(expire_ms, key)``. Heap entries are never removed when a TTL changes;
@@ -19,9 +23,10 @@ the executor can log a ``DEL`` and count ``expired_keys``.
   the original saw, and the original's expiries are in the AOF as ``DEL`` entries.
 * Callers go through the methods, never through ``Db`` fields: the methods keep the shard
   choice, ``nkeys``, ``nexpires``, ``expire_sum``, the heap and ``used_memory`` in step, which a
-  direct write to a shard would break. A hash is the one value a caller mutates in place (HSET,
-  HDEL, HINCRBY): it fetches it with ``lookup_write`` (the same function as ``lookup``, a name
-  that marks the call site) and changes fields with ``hash_set_pairs`` / ``hash_delete``. The
+  direct write to a shard would break. Collections are mutated in place: the caller fetches one
+  with ``lookup_write`` (the same function as ``lookup``, a name that marks the call site) and
+  changes a hash with ``hash_set_pairs`` / ``hash_delete``, a list, set or sorted set directly,
+  reporting the size change with ``account``. The
   keyspace is never copy-on-write: the rewrite works on a forked child's view of memory.
 
 * Shards (for the AOF rewrite's copy-on-write cost): each db's ``data`` and ``expires`` are
@@ -68,7 +73,7 @@ SHARD_BITS = 8
 SHARDS = 1 << SHARD_BITS
 SHARD_MASK = SHARDS - 1
 
-Value = bytes | dict  # dict[bytes, bytes] for a hash
+Value = bytes | dict | list | set | tuple  # see the module docstring
 
 # Rebuild the heap when it holds more than 2x the live TTLs + this slack: the slack keeps small
 # dbs from rebuilding on every few EXPIREs, the factor bounds the memory of stale entries.
@@ -336,6 +341,12 @@ class Keyspace:
         self.dbs[db].mem -= freed
         self.used_memory -= freed
         return True
+
+    def account(self, db: int, delta: int) -> None:
+        """Add ``delta`` bytes to ``used_memory`` for an in-place change of a list, set or sorted
+        set of ``db`` got with ``lookup_write`` (the caller computes it with memory.py's sizes)."""
+        self.dbs[db].mem += delta
+        self.used_memory += delta
 
     def flush(self, db: int | None = None) -> None:
         """Empty one database, or all of them when ``db`` is None."""
