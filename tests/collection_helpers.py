@@ -6,7 +6,7 @@ import random
 
 from tests.fakeclock import FakeClock
 
-from aofnode.protocol.codec import Error
+from aofnode.protocol.errors import Error
 from aofnode.store.executor import Executor
 from aofnode.store.keyspace import NUM_DBS
 

@@ -10,7 +10,7 @@ from tests.collection_helpers import (
 )
 from tests.fakeclock import FakeClock
 
-from aofnode.protocol.codec import Error
+from aofnode.protocol.errors import Error
 from aofnode.store.executor import Executor
 
 

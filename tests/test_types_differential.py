@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from aofnode.protocol.resp import ReplyParser, RespError, encode_command
+from aofnode.bench.resp import ReplyParser, RespError, encode_command
 from tests.nodeproc import RedisServer
 from tests.test_resp_front import _start
 

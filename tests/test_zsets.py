@@ -11,7 +11,7 @@ from tests.collection_helpers import (
 )
 from tests.fakeclock import FakeClock
 
-from aofnode.protocol.codec import Error
+from aofnode.protocol.errors import Error
 from aofnode.store.executor import Executor
 from aofnode.store.zsetcore import format_score, parse_score
 

@@ -14,7 +14,7 @@ nothing changed.
 
 from __future__ import annotations
 
-from aofnode.protocol.codec import ERR, Error
+from aofnode.protocol.errors import ERR, Error
 
 from aofnode.store import listcore
 from aofnode.store.memory import ITEM_OVERHEAD

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from itertools import islice
 
-from aofnode.protocol.codec import ERR, Error
+from aofnode.protocol.errors import ERR, Error
 
 from aofnode.store.memory import MEMBER_OVERHEAD
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, WRONGTYPE_ERR, parse_ll

@@ -15,7 +15,7 @@ dict form 2-3%. ``CollectionBase`` is the mixin that
 
 from __future__ import annotations
 
-from aofnode.protocol.codec import ERR, Error
+from aofnode.protocol.errors import ERR, Error
 
 import random
 

@@ -10,7 +10,7 @@ replay on), or ``DEL`` of the destination when the result is empty and it existe
 
 from __future__ import annotations
 
-from aofnode.protocol.codec import ERR, Error
+from aofnode.protocol.errors import ERR, Error
 
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, WRONGTYPE_ERR, parse_ll
 from aofnode.store.sets import MAX_RANDOM_REPLY

@@ -23,7 +23,7 @@ import re
 from bisect import bisect_left, bisect_right, insort
 from operator import itemgetter
 
-from aofnode.protocol.codec import ERR, Error
+from aofnode.protocol.errors import ERR, Error
 
 __all__ = [
     "NOT_FLOAT_ERR", "RANGE_NOT_FLOAT_ERR", "LEX_RANGE_ERR", "format_score", "parse_score",

@@ -10,7 +10,7 @@ its destination when the result is empty and it existed.
 
 from __future__ import annotations
 
-from aofnode.protocol.codec import ERR, Error
+from aofnode.protocol.errors import ERR, Error
 
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, parse_ll
 from aofnode.store.typed import ZSET, CollectionBase

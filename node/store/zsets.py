@@ -14,7 +14,7 @@ double), so NX/XX/GT/LT/INCR are never evaluated again; ZREM logs the members re
 
 from __future__ import annotations
 
-from aofnode.protocol.codec import ERR, Error
+from aofnode.protocol.errors import ERR, Error
 
 from aofnode.store.memory import ZMEMBER_OVERHEAD
 from aofnode.store.strings import SYNTAX_ERR, parse_ll
