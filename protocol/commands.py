@@ -17,8 +17,9 @@ reaches the log actor has a known name and the right number of arguments.
   HELLO, which it answers itself.)
 * ``denyoom`` means the command may grow memory (Redis's ``denyoom`` flag): past
   ``maxmemory`` it gets an OOM error unless eviction makes room, while reads, deletes and TTL
-  changes go on working. The values are Redis 7's: SET, SETNX, MSET, APPEND, the INCR family,
-  HSET and HINCRBY; GETDEL, DEL, RENAME, the EXPIRE family, PERSIST, HDEL and FLUSH* are not.
+  changes go on working. The values are Redis 7's: SET and its variants, MSET(NX), APPEND,
+  SETRANGE, the INCR family, the bit writes, HSET and HINCRBY; GETDEL, GETEX, DEL, RENAME, the
+  EXPIRE family, PERSIST, HDEL and FLUSH* are not.
 * ``retry_safe`` means that sending the command again after a timeout yields the same state and
   the same reply. Only read-only commands and connection commands qualify; no write command
   does (``SET k v`` is idempotent for the state but not for ``SET k v GET`` / ``NX``, ``INCR`` is
@@ -77,6 +78,23 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("DECR", 2, _GROW, "DECR key: subtract 1, the new value"),
     ("INCRBY", 3, _GROW, "INCRBY key increment: the new value"),
     ("DECRBY", 3, _GROW, "DECRBY key decrement: the new value"),
+    ("INCRBYFLOAT", 3, _GROW, "INCRBYFLOAT key increment: the new value (bulk)"),
+    ("GETEX", -2, _WRITE, "GETEX key [EX s|PX ms|EXAT s|PXAT ms|PERSIST]: the value"),
+    ("SETEX", 4, _GROW, "SETEX key seconds value"),
+    ("PSETEX", 4, _GROW, "PSETEX key milliseconds value"),
+    ("GETSET", 3, _GROW, "GETSET key value: the old value, or nil"),
+    ("MSETNX", -3, _GROW, "MSETNX key value [key value ...]: 1 if every key was absent"),
+    ("SETRANGE", 4, _GROW, "SETRANGE key offset value: the new length"),
+    ("GETRANGE", 4, _READ, "GETRANGE key start end: the substring"),
+    ("SUBSTR", 4, _READ, "SUBSTR key start end: the substring (GETRANGE)"),
+    ("LCS", -3, _READ, "LCS key1 key2 [LEN] [IDX] [MINMATCHLEN n] [WITHMATCHLEN]"),
+    ("SETBIT", 4, _GROW, "SETBIT key offset 0|1: the bit's old value"),
+    ("GETBIT", 3, _READ, "GETBIT key offset: the bit"),
+    ("BITCOUNT", -2, _READ, "BITCOUNT key [start end [BYTE|BIT]]: the number of set bits"),
+    ("BITPOS", -3, _READ, "BITPOS key bit [start [end [BYTE|BIT]]]: the first such bit"),
+    ("BITOP", -4, _GROW, "BITOP AND|OR|XOR|NOT destkey key [key ...]: the result's length"),
+    ("BITFIELD", -2, _GROW, "BITFIELD key [GET|SET|INCRBY|OVERFLOW ...]: the values"),
+    ("BITFIELD_RO", -2, _READ, "BITFIELD_RO key [GET type offset ...]: the values"),
     # keyspace
     ("DEL", -2, _WRITE, "DEL key [key ...]: number of keys deleted"),
     ("EXISTS", -2, _READ, "EXISTS key [key ...]: number of keys that exist"),

@@ -35,7 +35,8 @@ def fill(ex: Executor, n: int, prefix: bytes = b"k", size: int = 20) -> None:
 def test_denyoom_flags_are_redis_7s() -> None:
     denyoom = {name for name, spec in COMMANDS.items() if spec.denyoom}
     assert denyoom == {"SET", "SETNX", "MSET", "APPEND", "INCR", "DECR", "INCRBY", "DECRBY",
-                       "HSET", "HINCRBY"}
+                       "HSET", "HINCRBY", "INCRBYFLOAT", "SETEX", "PSETEX", "GETSET", "MSETNX",
+                       "SETRANGE", "SETBIT", "BITOP", "BITFIELD"}
     assert all(COMMANDS[name].write for name in denyoom)
 
 

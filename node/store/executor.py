@@ -7,8 +7,9 @@ are listed in docs/design.md). It does no I/O. The caller (the log actor) has al
 the name and the arity against ``protocol/commands.py``; option syntax is checked here.
 
 * Dispatch is one dict lookup of a bound method, built once in ``__init__``; the success path
-  formats no strings. The commands live in three mixins: ``strings.StringCommands``,
-  ``keys.KeyCommands``, ``hashes.HashCommands``. SELECT, HELLO and BGREWRITEAOF are not here:
+  formats no strings. The commands live in mixins (``_MIXINS``): ``strings.StringCommands``,
+  ``stringops.StringOpCommands``, ``bits.BitCommands``, ``keys.KeyCommands``,
+  ``hashes.HashCommands``. SELECT, HELLO and BGREWRITEAOF are not here:
   other actors own them.
 * Propagation: every change appends one or more canonical AOF entries ``[db, "NAME", *bytes]``
   to ``propagated``, in the order the changes happened, including the ``DEL`` of a key that
@@ -37,9 +38,11 @@ from typing import Any, Callable
 from aofnode.protocol.codec import OOM, UNKNOWNCMD, Error
 from aofnode.protocol.commands import COMMANDS
 
+from aofnode.store.bits import BitCommands
 from aofnode.store.eviction import ALLKEYS_LRU, NOEVICTION, POLICIES, evict
 from aofnode.store.hashes import HashCommands
 from aofnode.store.keys import KeyCommands
+from aofnode.store.stringops import StringOpCommands
 from aofnode.store.strings import StringCommands, arity_error
 from aofnode.store.keyspace import NUM_DBS, Keyspace, wall_clock_ms
 
@@ -52,7 +55,10 @@ _DENYOOM = frozenset(name for name, spec in COMMANDS.items() if spec.denyoom)
 OOM_ERR = Error(OOM, "command not allowed when used memory > 'maxmemory'")
 
 
-class Executor(StringCommands, KeyCommands, HashCommands):
+_MIXINS = (StringCommands, StringOpCommands, BitCommands, KeyCommands, HashCommands)
+
+
+class Executor(*_MIXINS):
     """Executes commands against a ``Keyspace``; see the module docstring."""
 
     def __init__(self, keyspace: Keyspace | None = None,
@@ -78,7 +84,7 @@ class Executor(StringCommands, KeyCommands, HashCommands):
         handlers: dict[str, Callable[[int, Any], Any]] = {
             "PING": self._cmd_ping, "ECHO": self._cmd_echo, "INFO": self._cmd_info,
         }
-        for mixin in (StringCommands, KeyCommands, HashCommands):
+        for mixin in _MIXINS:
             for name, method in mixin.COMMANDS.items():
                 handlers[name] = getattr(self, method)
         self._handlers = handlers
