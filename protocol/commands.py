@@ -18,8 +18,9 @@ reaches the log actor has a known name and the right number of arguments.
 * ``denyoom`` means the command may grow memory (Redis's ``denyoom`` flag): past
   ``maxmemory`` it gets an OOM error unless eviction makes room, while reads, deletes and TTL
   changes go on working. The values are Redis 7's: SET and its variants, MSET(NX), APPEND,
-  SETRANGE, the INCR family, the bit writes, HSET and HINCRBY; GETDEL, GETEX, DEL, RENAME, the
-  EXPIRE family, PERSIST, HDEL and FLUSH* are not.
+  SETRANGE, the INCR family, the bit writes, COPY, HSET, HMSET, HSETNX and HINCRBY(FLOAT);
+  GETDEL, GETEX, DEL, UNLINK, RENAME(NX), MOVE, SWAPDB, the EXPIRE family, PERSIST, HDEL and
+  FLUSH* are not.
 * ``retry_safe`` means that sending the command again after a timeout yields the same state and
   the same reply. Only read-only commands and connection commands qualify; no write command
   does (``SET k v`` is idempotent for the state but not for ``SET k v GET`` / ``NX``, ``INCR`` is
@@ -65,6 +66,7 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("INFO", -1, _READ, "INFO [section ...]: server information as a map"),
     ("DBSIZE", 1, _READ, "DBSIZE: number of keys in the current database"),
     ("BGREWRITEAOF", 1, _ADMIN, "BGREWRITEAOF: start an AOF rewrite in the background"),
+    ("TIME", 1, _READ, "TIME: unix time as [seconds, microseconds]"),
     # strings
     ("SET", -3, _GROW, "SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]"),
     ("GET", 2, _READ, "GET key: the value, or nil"),
@@ -111,6 +113,15 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("SCAN", -2, _READ, "SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]"),
     ("FLUSHDB", -1, _WRITE, "FLUSHDB [ASYNC|SYNC]: delete every key of the current database"),
     ("FLUSHALL", -1, _WRITE, "FLUSHALL [ASYNC|SYNC]: delete every key of every database"),
+    ("UNLINK", -2, _WRITE, "UNLINK key [key ...]: number of keys deleted (as DEL)"),
+    ("TOUCH", -2, _READ, "TOUCH key [key ...]: number of keys that exist"),
+    ("EXPIRETIME", 2, _READ, "EXPIRETIME key: unix seconds of expiry, -1 no TTL, -2 no key"),
+    ("PEXPIRETIME", 2, _READ, "PEXPIRETIME key: unix ms of expiry, -1 no TTL, -2 no key"),
+    ("RENAMENX", 3, _WRITE, "RENAMENX key newkey: 1 if renamed, 0 if newkey exists"),
+    ("COPY", -3, _GROW, "COPY source destination [DB index] [REPLACE]: 1 if copied"),
+    ("MOVE", 3, _WRITE, "MOVE key db: 1 if moved"),
+    ("SWAPDB", 3, _WRITE, "SWAPDB index1 index2: exchange two databases"),
+    ("RANDOMKEY", 1, _READ, "RANDOMKEY: a random key, or nil"),
     # hashes
     ("HSET", -4, _GROW, "HSET key field value [field value ...]: number of new fields"),
     ("HGET", 3, _READ, "HGET key field: the value, or nil"),
@@ -122,6 +133,12 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("HINCRBY", 4, _GROW, "HINCRBY key field increment: the new value"),
     ("HKEYS", 2, _READ, "HKEYS key: the fields"),
     ("HVALS", 2, _READ, "HVALS key: the values"),
+    ("HMSET", -4, _GROW, "HMSET key field value [field value ...]: OK"),
+    ("HSETNX", 4, _GROW, "HSETNX key field value: 1 if the field was set"),
+    ("HSTRLEN", 3, _READ, "HSTRLEN key field: the length of the value"),
+    ("HINCRBYFLOAT", 4, _GROW, "HINCRBYFLOAT key field increment: the new value (bulk)"),
+    ("HRANDFIELD", -2, _READ, "HRANDFIELD key [count [WITHVALUES]]: random fields"),
+    ("HSCAN", -3, _READ, "HSCAN key cursor [MATCH pattern] [COUNT n]"),
 )
 
 COMMANDS: dict[str, CommandSpec] = {

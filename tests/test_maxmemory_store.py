@@ -36,7 +36,8 @@ def test_denyoom_flags_are_redis_7s() -> None:
     denyoom = {name for name, spec in COMMANDS.items() if spec.denyoom}
     assert denyoom == {"SET", "SETNX", "MSET", "APPEND", "INCR", "DECR", "INCRBY", "DECRBY",
                        "HSET", "HINCRBY", "INCRBYFLOAT", "SETEX", "PSETEX", "GETSET", "MSETNX",
-                       "SETRANGE", "SETBIT", "BITOP", "BITFIELD"}
+                       "SETRANGE", "SETBIT", "BITOP", "BITFIELD", "COPY", "HMSET", "HSETNX",
+                       "HINCRBYFLOAT"}
     assert all(COMMANDS[name].write for name in denyoom)
 
 

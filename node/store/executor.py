@@ -9,7 +9,7 @@ the name and the arity against ``protocol/commands.py``; option syntax is checke
 * Dispatch is one dict lookup of a bound method, built once in ``__init__``; the success path
   formats no strings. The commands live in mixins (``_MIXINS``): ``strings.StringCommands``,
   ``stringops.StringOpCommands``, ``bits.BitCommands``, ``keys.KeyCommands``,
-  ``hashes.HashCommands``. SELECT, HELLO and BGREWRITEAOF are not here:
+  ``dbops.DbCommands``, ``hashes.HashCommands``. SELECT, HELLO and BGREWRITEAOF are not here:
   other actors own them.
 * Propagation: every change appends one or more canonical AOF entries ``[db, "NAME", *bytes]``
   to ``propagated``, in the order the changes happened, including the ``DEL`` of a key that
@@ -39,6 +39,7 @@ from aofnode.protocol.codec import OOM, UNKNOWNCMD, Error
 from aofnode.protocol.commands import COMMANDS
 
 from aofnode.store.bits import BitCommands
+from aofnode.store.dbops import DbCommands
 from aofnode.store.eviction import ALLKEYS_LRU, NOEVICTION, POLICIES, evict
 from aofnode.store.hashes import HashCommands
 from aofnode.store.keys import KeyCommands
@@ -55,7 +56,8 @@ _DENYOOM = frozenset(name for name, spec in COMMANDS.items() if spec.denyoom)
 OOM_ERR = Error(OOM, "command not allowed when used memory > 'maxmemory'")
 
 
-_MIXINS = (StringCommands, StringOpCommands, BitCommands, KeyCommands, HashCommands)
+_MIXINS = (StringCommands, StringOpCommands, BitCommands, KeyCommands, DbCommands,
+           HashCommands)
 
 
 class Executor(*_MIXINS):
@@ -81,6 +83,8 @@ class Executor(*_MIXINS):
         self._maxmemory_policy = NOEVICTION
         # Eviction's sampling: seeded by the OS; tests set a seeded Random for repeatable runs.
         self.eviction_rng = Random()
+        # HRANDFIELD's and RANDOMKEY's choices: read-only commands, so never replayed.
+        self.command_rng = Random()
         handlers: dict[str, Callable[[int, Any], Any]] = {
             "PING": self._cmd_ping, "ECHO": self._cmd_echo, "INFO": self._cmd_info,
         }
