@@ -18,9 +18,9 @@ reaches the log actor has a known name and the right number of arguments.
 * ``denyoom`` means the command may grow memory (Redis's ``denyoom`` flag): past
   ``maxmemory`` it gets an OOM error unless eviction makes room, while reads, deletes and TTL
   changes go on working. The values are Redis 7's: SET and its variants, MSET(NX), APPEND,
-  SETRANGE, the INCR family, the bit writes, COPY, HSET, HMSET, HSETNX and HINCRBY(FLOAT);
-  GETDEL, GETEX, DEL, UNLINK, RENAME(NX), MOVE, SWAPDB, the EXPIRE family, PERSIST, HDEL and
-  FLUSH* are not.
+  SETRANGE, the INCR family, the bit writes, COPY, RESTORE, HSET, HMSET, HSETNX and
+  HINCRBY(FLOAT); GETDEL, GETEX, DEL, UNLINK, RENAME(NX), MOVE, SWAPDB, the EXPIRE family,
+  PERSIST, HDEL and FLUSH* are not.
 * ``retry_safe`` means that sending the command again after a timeout yields the same state and
   the same reply. Only read-only commands and connection commands qualify; no write command
   does (``SET k v`` is idempotent for the state but not for ``SET k v GET`` / ``NX``, ``INCR`` is
@@ -122,6 +122,8 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("MOVE", 3, _WRITE, "MOVE key db: 1 if moved"),
     ("SWAPDB", 3, _WRITE, "SWAPDB index1 index2: exchange two databases"),
     ("RANDOMKEY", 1, _READ, "RANDOMKEY: a random key, or nil"),
+    ("DUMP", 2, _READ, "DUMP key: the value in Redis's serialisation, or nil"),
+    ("RESTORE", -4, _GROW, "RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ n]"),
     # hashes
     ("HSET", -4, _GROW, "HSET key field value [field value ...]: number of new fields"),
     ("HGET", 3, _READ, "HGET key field: the value, or nil"),

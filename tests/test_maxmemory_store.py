@@ -37,7 +37,7 @@ def test_denyoom_flags_are_redis_7s() -> None:
     assert denyoom == {"SET", "SETNX", "MSET", "APPEND", "INCR", "DECR", "INCRBY", "DECRBY",
                        "HSET", "HINCRBY", "INCRBYFLOAT", "SETEX", "PSETEX", "GETSET", "MSETNX",
                        "SETRANGE", "SETBIT", "BITOP", "BITFIELD", "COPY", "HMSET", "HSETNX",
-                       "HINCRBYFLOAT"}
+                       "HINCRBYFLOAT", "RESTORE"}
     assert all(COMMANDS[name].write for name in denyoom)
 
 

@@ -9,8 +9,8 @@ the name and the arity against ``protocol/commands.py``; option syntax is checke
 * Dispatch is one dict lookup of a bound method, built once in ``__init__``; the success path
   formats no strings. The commands live in mixins (``_MIXINS``): ``strings.StringCommands``,
   ``stringops.StringOpCommands``, ``bits.BitCommands``, ``keys.KeyCommands``,
-  ``dbops.DbCommands``, ``hashes.HashCommands``. SELECT, HELLO and BGREWRITEAOF are not here:
-  other actors own them.
+  ``dbops.DbCommands``, ``dump.DumpCommands``, ``hashes.HashCommands``. SELECT, HELLO and
+  BGREWRITEAOF are not here: other actors own them.
 * Propagation: every change appends one or more canonical AOF entries ``[db, "NAME", *bytes]``
   to ``propagated``, in the order the changes happened, including the ``DEL`` of a key that
   expired while a command looked it up. The caller drains them with ``take_propagated()`` after
@@ -40,6 +40,7 @@ from aofnode.protocol.commands import COMMANDS
 
 from aofnode.store.bits import BitCommands
 from aofnode.store.dbops import DbCommands
+from aofnode.store.dump import DumpCommands
 from aofnode.store.eviction import ALLKEYS_LRU, NOEVICTION, POLICIES, evict
 from aofnode.store.hashes import HashCommands
 from aofnode.store.keys import KeyCommands
@@ -57,7 +58,7 @@ OOM_ERR = Error(OOM, "command not allowed when used memory > 'maxmemory'")
 
 
 _MIXINS = (StringCommands, StringOpCommands, BitCommands, KeyCommands, DbCommands,
-           HashCommands)
+           DumpCommands, HashCommands)
 
 
 class Executor(*_MIXINS):
