@@ -243,3 +243,20 @@ def test_aof_replay_and_rewrite_rebuild_every_new_write(make_node):
 def _start_again(port: int) -> None:
     from tests.test_resp_front import _wait_resp
     _wait_resp(port)
+
+
+def test_the_zeromq_front_serves_the_new_commands(node):
+    with node.client() as c:
+        assert c.execute("SET", "a", "ohmytext") == "OK" and c.execute("SET", "b", "mynewtext")
+        assert c.execute("LCS", "a", "b", "IDX", "MINMATCHLEN", 4) == {
+            "matches": [[[4, 7], [5, 8]]], "len": 6}
+        assert c.execute("BITFIELD", "bf", "SET", "i8", 0, -3, "GET", "u8", 0) == [0, 253]
+        assert c.execute("INCRBYFLOAT", "f", "10.5") == b"10.5"
+        assert c.execute("HSETNX", "h", "f", 1) == 1
+        assert c.execute("HSCAN", "h", 0) == [b"0", [b"f", b"1"]]
+        payload = c.execute("DUMP", "h")
+        assert c.execute("RESTORE", "h2", 0, payload) == "OK"
+        assert c.execute("HGETALL", "h2") == [b"f", b"1"]
+        assert c.execute("SWAPDB", 0, 5) == "OK" and c.execute("DBSIZE") == 0
+        seconds, micros = c.execute("TIME")
+        assert int(seconds) > 1_600_000_000 and 0 <= int(micros) < 1_000_000
