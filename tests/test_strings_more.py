@@ -244,3 +244,41 @@ def test_lcs_rows_match_the_dynamic_programming_table() -> None:
         for i in range(len(a) + 1):
             for j in range(len(b) + 1):
                 assert table[i][j] == j - (rows[i] & ((1 << j) - 1)).bit_count()
+
+
+# --- bit ranges against a plain list of bits -------------------------------------------------
+def _naive_range(size, start, end):
+    if start < 0:
+        start += size
+    if end < 0:
+        end += size
+    return max(start, 0), min(max(end, 0), size - 1)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 20])
+def test_bitcount_and_bitpos_match_a_plain_bit_list(ex: Executor, monkeypatch, chunk) -> None:
+    import aofnode.store.bits as bits_module
+    monkeypatch.setattr(bits_module, "_CHUNK", chunk)
+    rng = random.Random(chunk)
+    for _ in range(300):
+        value = bytes(rng.choice([0, 0xFF, rng.randrange(256)]) for _ in range(rng.randrange(1, 12)))
+        run(ex, ("SET", "v", value))
+        bits = [(byte >> (7 - k)) & 1 for byte in value for k in range(8)]
+        isbit = rng.random() < 0.5
+        size = len(bits) if isbit else len(value)
+        start, end = rng.randrange(-size - 3, size + 3), rng.randrange(-size - 3, size + 3)
+        unit = "BIT" if isbit else "BYTE"
+        lo, hi = _naive_range(size, start, end)
+        if not isbit:
+            lo, hi = lo * 8, hi * 8 + 7
+        expected = 0 if (start < 0 and end < 0 and start > end) or lo > hi else sum(bits[lo:hi + 1])
+        assert run(ex, ("BITCOUNT", "v", start, end, unit)) == expected
+        for bit in (0, 1):
+            hits = [p for p in range(lo, hi + 1) if bits[p] == bit] if lo <= hi else []
+            assert run(ex, ("BITPOS", "v", bit, start, end, unit)) == (hits[0] if hits else -1)
+        assert run(ex, ("BITCOUNT", "v")) == sum(bits)
+        run(ex, ("SET", "w", bytes(rng.randrange(256) for _ in range(rng.randrange(0, 12)))))
+        width = max(len(value), len(run(ex, ("GET", "w"))))
+        assert run(ex, ("BITOP", "XOR", "x", "v", "w")) == width
+        other = run(ex, ("GET", "w")).ljust(width, b"\0")
+        assert run(ex, ("GET", "x")) == bytes(a ^ b for a, b in zip(value.ljust(width, b"\0"), other))
