@@ -257,8 +257,8 @@ def _naive_range(size, start, end):
 
 @pytest.mark.parametrize("chunk", [1, 3, 1 << 20])
 def test_bitcount_and_bitpos_match_a_plain_bit_list(ex: Executor, monkeypatch, chunk) -> None:
-    import aofnode.store.bits as bits_module
-    monkeypatch.setattr(bits_module, "_CHUNK", chunk)
+    import aofnode.store.bitmath as bitmath
+    monkeypatch.setattr(bitmath, "CHUNK", chunk)
     rng = random.Random(chunk)
     for _ in range(300):
         value = bytes(rng.choice([0, 0xFF, rng.randrange(256)]) for _ in range(rng.randrange(1, 12)))

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from aofnode.protocol.codec import ERR, Error
 
+from aofnode.store.bitmath import (
+    combine, count_bits, find_bit, popcount, read_field, write_field,
+)
 from aofnode.store.stringops import MAX_STRING_BYTES
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, WRONGTYPE_ERR, parse_ll
 
@@ -26,11 +29,6 @@ _RO_ERR = Error(ERR, "BITFIELD_RO only supports the GET subcommand")
 _BITOPS = (b"AND", b"OR", b"XOR", b"NOT")
 _WRAP, _SAT, _FAIL = b"WRAP", b"SAT", b"FAIL"
 _GET, _SET, _INCRBY = b"GET", b"SET", b"INCRBY"
-# Big bitmaps are read and combined this many bytes at a time, so a command on a 512 MiB value
-# does not make integers of its whole size.
-_CHUNK = 1 << 20
-# What a chunk holds when it has no 1 (looking for a 1) or no 0 (looking for a 0).
-_FILLERS = {1: bytes(_CHUNK), 0: b"\xff" * _CHUNK}
 
 
 def bit_offset(raw: bytes, bits: int = 0) -> int | None:
@@ -55,78 +53,6 @@ def _range(size: int, start: int, end: int) -> tuple[int, int]:
     if end < 0:
         end += size
     return max(start, 0), min(max(end, 0), size - 1)
-
-
-def _read_field(buf, offset: int, bits: int) -> int:
-    """The unsigned ``bits``-bit field at bit ``offset`` of ``buf`` (zeros past its end)."""
-    first, last = offset >> 3, (offset + bits - 1) >> 3
-    chunk = bytes(buf[first:last + 1]).ljust(last - first + 1, b"\0")
-    shift = (last + 1) * 8 - (offset + bits)
-    return (int.from_bytes(chunk, "big") >> shift) & ((1 << bits) - 1)
-
-
-def _write_field(buf: bytearray, offset: int, bits: int, value: int) -> None:
-    """Store the low ``bits`` bits of ``value`` at bit ``offset``; ``buf`` already covers it."""
-    first, last = offset >> 3, (offset + bits - 1) >> 3
-    width = (last - first + 1) * 8
-    shift = width - (offset - first * 8) - bits
-    mask = ((1 << bits) - 1) << shift
-    x = int.from_bytes(buf[first:last + 1], "big")
-    x = (x & ~mask) | ((value << shift) & mask)
-    buf[first:last + 1] = x.to_bytes(width // 8, "big")
-
-
-def _popcount(value: bytes, start: int, end: int) -> int:
-    """Set bits of ``value[start:end]``, a chunk at a time: no copy of a big bitmap."""
-    view = memoryview(value)
-    return sum(int.from_bytes(view[i:min(i + _CHUNK, end)], "big").bit_count()
-               for i in range(start, end, _CHUNK))
-
-
-def _count_bits(value: bytes, first: int, last: int) -> int:
-    """Set bits from bit ``first`` to bit ``last`` included."""
-    fb, lb = first >> 3, last >> 3
-    if fb == lb:
-        return _read_field(value, first, last - first + 1).bit_count()
-    head = _read_field(value, first, 8 - (first & 7)).bit_count()
-    tail = _read_field(value, lb * 8, (last & 7) + 1).bit_count()
-    return head + _popcount(value, fb + 1, lb) + tail
-
-
-def _find_bit(value: bytes, first: int, last: int, bit: int) -> int | None:
-    """The first position from bit ``first`` to bit ``last`` whose bit is ``bit``, or None."""
-    fb, lb = first >> 3, last >> 3
-    parts = [(first, last)] if fb == lb else [(first, fb * 8 + 7), None, (lb * 8, last)]
-    for part in parts:
-        if part is None:
-            found = _find_in_bytes(value, fb + 1, lb, bit)
-            if found is not None:
-                return found
-            continue
-        lo, hi = part
-        width = hi - lo + 1
-        field = _read_field(value, lo, width)
-        if bit == 0:
-            field ^= (1 << width) - 1
-        if field:
-            return lo + width - field.bit_length()
-    return None
-
-
-def _find_in_bytes(value: bytes, start: int, end: int, bit: int) -> int | None:
-    """The first bit equal to ``bit`` in ``value[start:end]``, as a bit position, or None. Each
-    chunk is compared with one of all 0s (all 1s) at memcmp speed; only the chunk that differs
-    is turned into an integer."""
-    filler = _FILLERS[bit]
-    for i in range(start, end, _CHUNK):
-        n = min(_CHUNK, end - i)
-        chunk = value[i:i + n]
-        if chunk != filler[:n]:
-            x = int.from_bytes(chunk, "big")
-            if bit == 0:
-                x ^= (1 << (8 * n)) - 1
-            return i * 8 + 8 * n - x.bit_length()
-    return None
 
 
 def _fit(value: int, signed: bool, bits: int, mode: bytes) -> int | None:
@@ -202,7 +128,7 @@ class BitCommands:
             return 0 if err is None else err
         n = len(args)
         if n == 1:
-            return _popcount(value, 0, len(value))
+            return popcount(value, 0, len(value))
         if n not in (3, 4):
             return SYNTAX_ERR
         start, end = parse_ll(args[1]), parse_ll(args[2])
@@ -220,8 +146,8 @@ class BitCommands:
         if start > end:
             return 0
         if not isbit:
-            return _popcount(value, start, end + 1)
-        return _count_bits(value, start, end)
+            return popcount(value, start, end + 1)
+        return count_bits(value, start, end)
 
     def _cmd_bitpos(self, db, args):
         bit = parse_ll(args[1])
@@ -259,7 +185,7 @@ class BitCommands:
         if start > end:
             return -1
         first, last = (start, end) if isbit else (start * 8, end * 8 + 7)
-        found = _find_bit(value, first, last, bit)
+        found = find_bit(value, first, last, bit)
         if found is not None:
             return found
         if bit == 1 or end_given:
@@ -287,7 +213,7 @@ class BitCommands:
                 if not self._loading:
                     self.propagated.append([db, "BITOP", *args])
             return 0
-        ks.set(db, dest, _combine(op, sources, size))
+        ks.set(db, dest, combine(op, sources, size))
         if not self._loading:
             self.propagated.append([db, "BITOP", *args])
         return size
@@ -340,8 +266,8 @@ class BitCommands:
             value, err = self._read_string(db, key)
             if err is not None:
                 return err
-            return [_signed(_read_field(value or b"", off, bits), bits) if signed
-                    else _read_field(value or b"", off, bits)
+            return [_signed(read_field(value or b"", off, bits), bits) if signed
+                    else read_field(value or b"", off, bits)
                     for _, signed, bits, off, _, _ in ops]
         if read_only:
             return _RO_ERR
@@ -362,21 +288,6 @@ class BitCommands:
         return replies
 
 
-def _combine(op: bytes, sources: list[bytes], size: int) -> bytes:
-    """BITOP's result: the sources zero-padded to ``size`` bytes, combined a chunk at a time."""
-    out = bytearray()
-    for i in range(0, size, _CHUNK):
-        n = min(_CHUNK, size - i)
-        ints = [int.from_bytes(s[i:i + n].ljust(n, b"\0"), "big") for s in sources]
-        result = ints[0]
-        if op == b"NOT":
-            result ^= (1 << (8 * n)) - 1
-        for x in ints[1:]:
-            result = result & x if op == b"AND" else (result | x if op == b"OR" else result ^ x)
-        out += result.to_bytes(n, "big")
-    return bytes(out)
-
-
 def _signed(raw: int, bits: int) -> int:
     return raw - (1 << bits) if raw >> (bits - 1) else raw
 
@@ -384,7 +295,7 @@ def _signed(raw: int, bits: int) -> int:
 def _bitfield_op(buf: bytearray, op) -> int | None:
     """Run one BITFIELD operation on ``buf``; its reply."""
     sub, signed, bits, offset, value, mode = op
-    raw = _read_field(buf, offset, bits)
+    raw = read_field(buf, offset, bits)
     current = _signed(raw, bits) if signed else raw
     if sub == _GET:
         return current
@@ -397,5 +308,5 @@ def _bitfield_op(buf: bytearray, op) -> int | None:
         new = _fit(value & (2**64 - 1), signed, bits, mode)
     if new is None:
         return None
-    _write_field(buf, offset, bits, new)
+    write_field(buf, offset, bits, new)
     return new if sub == _INCRBY else current

@@ -85,8 +85,25 @@ def lcs_reply(a: bytes, b: bytes, options) -> object:
     total = len(b) - rows[len(a)].bit_count()
     if getlen:
         return total
-    result = bytearray(total)
+    result, ranges = _walk(a, b, rows, total)
+    if not getidx:
+        return result
     matches = []
+    for a_start, a_end, b_start, b_end in ranges:
+        match_len = a_end - a_start + 1
+        if minmatchlen == 0 or match_len >= minmatchlen:
+            match = [[a_start, a_end], [b_start, b_end]]
+            if withmatchlen:
+                match.append(match_len)
+            matches.append(match)
+    return {"matches": matches, "len": total}
+
+
+def _walk(a: bytes, b: bytes, rows: list[int], total: int):
+    """Redis's walk back through the table: the LCS, and the matched ranges
+    ``(a_start, a_end, b_start, b_end)`` in the order Redis emits them (last first)."""
+    result = bytearray(total)
+    ranges = []
     idx = total
     i, j = len(a), len(b)
     unset = len(a)  # Redis's marker for "no range open"
@@ -124,13 +141,6 @@ def lcs_reply(a: bytes, b: bytes, options) -> object:
             if a_start != unset:
                 emit = True
         if emit:
-            match_len = a_end - a_start + 1
-            if getidx and (minmatchlen == 0 or match_len >= minmatchlen):
-                match = [[a_start, a_end], [b_start, b_end]]
-                if withmatchlen:
-                    match.append(match_len)
-                matches.append(match)
+            ranges.append((a_start, a_end, b_start, b_end))
             a_start = unset
-    if getidx:
-        return {"matches": matches, "len": total}
-    return bytes(result)
+    return bytes(result), ranges
