@@ -524,6 +524,20 @@ COLLECTION_WRITES = COLLECTION_DENYOOM | {
 RANDOM_READS = {"SRANDMEMBER", "ZRANDMEMBER"}
 REDIS7_ARITY.update(COLLECTION_ARITY)
 WRITES |= COLLECTION_WRITES
+# The parity issue's commands (strings, bits, hashes, keys).
+REDIS7_ARITY |= {
+    "TIME": 1, "INCRBYFLOAT": 3, "GETEX": -2, "SETEX": 4, "PSETEX": 4, "GETSET": 3, "MSETNX": -3,
+    "SETRANGE": 4, "GETRANGE": 4, "SUBSTR": 4, "LCS": -3, "SETBIT": 4, "GETBIT": 3,
+    "BITCOUNT": -2, "BITPOS": -3, "BITOP": -4, "BITFIELD": -2, "BITFIELD_RO": -2, "UNLINK": -2,
+    "TOUCH": -2, "EXPIRETIME": 2, "PEXPIRETIME": 2, "RENAMENX": 3, "COPY": -3, "MOVE": 3,
+    "SWAPDB": 3, "RANDOMKEY": 1, "HMSET": -4, "HSETNX": 4, "HSTRLEN": 3, "HINCRBYFLOAT": 4,
+    "HRANDFIELD": -2, "HSCAN": -3, "DUMP": 2, "RESTORE": -4,
+}
+WRITES |= {
+    "INCRBYFLOAT", "GETEX", "SETEX", "PSETEX", "GETSET", "MSETNX", "SETRANGE", "SETBIT", "BITOP",
+    "BITFIELD", "UNLINK", "RENAMENX", "COPY", "MOVE", "SWAPDB", "HMSET", "HSETNX", "HINCRBYFLOAT",
+    "RESTORE",
+}
 
 
 def test_command_table_is_exactly_the_specified_set():

@@ -39,7 +39,9 @@ def test_denyoom_flags_are_redis_7s() -> None:
         "SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE", "ZADD", "ZINCRBY", "ZRANGESTORE",
         "ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"}
     assert denyoom == {"SET", "SETNX", "MSET", "APPEND", "INCR", "DECR", "INCRBY", "DECRBY",
-                       "HSET", "HINCRBY"} | collections
+                       "HSET", "HINCRBY", "INCRBYFLOAT", "SETEX", "PSETEX", "GETSET", "MSETNX",
+                       "SETRANGE", "SETBIT", "BITOP", "BITFIELD", "COPY", "HMSET", "HSETNX",
+                       "HINCRBYFLOAT", "RESTORE"} | collections
     assert all(COMMANDS[name].write for name in denyoom)
 
 

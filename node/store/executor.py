@@ -7,11 +7,12 @@ are listed in docs/design.md). It does no I/O. The caller (the log actor) has al
 the name and the arity against ``protocol/commands.py``; option syntax is checked here.
 
 * Dispatch is one dict lookup of a bound method, built once in ``__init__``; the success path
-  formats no strings. The commands live in mixins: ``strings.StringCommands``,
-  ``keys.KeyCommands``, ``hashes.HashCommands``, ``lists.ListCommands``,
+  formats no strings. The commands live in mixins (``_MIXINS``): ``strings.StringCommands``,
+  ``stringops.StringOpCommands``, ``bits.BitCommands``, ``keys.KeyCommands``,
+  ``dbops.DbCommands``, ``dump.DumpCommands``, ``hashes.HashCommands``, ``lists.ListCommands``,
   ``sets.SetCommands``, ``zsets.ZSetCommands``, ``zsetranges.ZSetRangeCommands``,
-  ``zsetalgebra.ZSetAlgebraCommands``.
-  SELECT, HELLO and BGREWRITEAOF are not here: other actors own them.
+  ``zsetalgebra.ZSetAlgebraCommands``. SELECT, HELLO and BGREWRITEAOF are not here: other actors
+  own them.
 * Propagation: every change appends one or more canonical AOF entries ``[db, "NAME", *bytes]``
   to ``propagated``, in the order the changes happened, including the ``DEL`` of a key that
   expired while a command looked it up. The caller drains them with ``take_propagated()`` after
@@ -39,6 +40,9 @@ from typing import Any, Callable
 from aofnode.protocol.errors import OOM, UNKNOWNCMD, Error
 from aofnode.protocol.commands import COMMANDS
 
+from aofnode.store.bits import BitCommands
+from aofnode.store.dbops import DbCommands
+from aofnode.store.dump import DumpCommands
 from aofnode.store.eviction import ALLKEYS_LRU, NOEVICTION, POLICIES, evict
 from aofnode.store.hashes import HashCommands
 from aofnode.store.keys import KeyCommands
@@ -47,6 +51,7 @@ from aofnode.store.sets import SetCommands
 from aofnode.store.zsetalgebra import ZSetAlgebraCommands
 from aofnode.store.zsetranges import ZSetRangeCommands
 from aofnode.store.zsets import ZSetCommands
+from aofnode.store.stringops import StringOpCommands
 from aofnode.store.strings import StringCommands, arity_error
 from aofnode.store.keyspace import NUM_DBS, Keyspace, wall_clock_ms
 
@@ -59,8 +64,12 @@ _DENYOOM = frozenset(name for name, spec in COMMANDS.items() if spec.denyoom)
 OOM_ERR = Error(OOM, "command not allowed when used memory > 'maxmemory'")
 
 
-class Executor(StringCommands, KeyCommands, HashCommands, ListCommands, SetCommands,
-               ZSetCommands, ZSetRangeCommands, ZSetAlgebraCommands):
+_MIXINS = (StringCommands, StringOpCommands, BitCommands, KeyCommands, DbCommands,
+           DumpCommands, HashCommands, ListCommands, SetCommands, ZSetCommands, ZSetRangeCommands,
+           ZSetAlgebraCommands)
+
+
+class Executor(*_MIXINS):
     """Executes commands against a ``Keyspace``; see the module docstring."""
 
     def __init__(self, keyspace: Keyspace | None = None,
@@ -83,11 +92,12 @@ class Executor(StringCommands, KeyCommands, HashCommands, ListCommands, SetComma
         self._maxmemory_policy = NOEVICTION
         # Eviction's sampling: seeded by the OS; tests set a seeded Random for repeatable runs.
         self.eviction_rng = Random()
+        # HRANDFIELD's and RANDOMKEY's choices: read-only commands, so never replayed.
+        self.command_rng = Random()
         handlers: dict[str, Callable[[int, Any], Any]] = {
             "PING": self._cmd_ping, "ECHO": self._cmd_echo, "INFO": self._cmd_info,
         }
-        for mixin in (StringCommands, KeyCommands, HashCommands, ListCommands, SetCommands,
-                      ZSetCommands, ZSetRangeCommands, ZSetAlgebraCommands):
+        for mixin in _MIXINS:
             for name, method in mixin.COMMANDS.items():
                 handlers[name] = getattr(self, method)
         self._handlers = handlers

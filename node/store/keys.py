@@ -1,4 +1,5 @@
-"""Keyspace commands: DEL EXISTS TYPE RENAME (P)EXPIRE(AT) TTL PTTL PERSIST KEYS SCAN DBSIZE FLUSH*.
+"""Keyspace commands: DEL UNLINK EXISTS TOUCH TYPE RENAME (P)EXPIRE(AT) TTL PTTL (P)EXPIRETIME
+PERSIST KEYS SCAN DBSIZE FLUSH*.
 
 Same mixin contract as ``strings.py``. SCAN keeps no state between calls: its cursor is a
 place in hash space (``scan.py`` has the encoding and the proof of Redis's guarantee).
@@ -38,7 +39,8 @@ class KeyCommands:
         "EXPIREAT": "_cmd_expireat", "PEXPIREAT": "_cmd_pexpireat", "TTL": "_cmd_ttl",
         "PTTL": "_cmd_pttl", "PERSIST": "_cmd_persist", "KEYS": "_cmd_keys",
         "SCAN": "_cmd_scan", "DBSIZE": "_cmd_dbsize", "FLUSHDB": "_cmd_flushdb",
-        "FLUSHALL": "_cmd_flushall",
+        "FLUSHALL": "_cmd_flushall", "UNLINK": "_cmd_del", "TOUCH": "_cmd_exists",
+        "EXPIRETIME": "_cmd_expiretime", "PEXPIRETIME": "_cmd_pexpiretime",
     }
 
     def _read(self, db, key):
@@ -150,6 +152,20 @@ class KeyCommands:
 
     def _cmd_pttl(self, db, args):
         return self._pttl(db, args[0])
+
+    def _cmd_expiretime(self, db, args):
+        when = self._expiretime(db, args[0])
+        return when if when < 0 else (when + 500) // 1000
+
+    def _cmd_pexpiretime(self, db, args):
+        return self._expiretime(db, args[0])
+
+    def _expiretime(self, db, key):
+        """The absolute expire time in unix ms; -2 no key, -1 no TTL."""
+        if self._read(db, key) is None:
+            return -2
+        when = self.keyspace.get_expire(db, key)
+        return -1 if when is None else when
 
     def _pttl(self, db, key):
         if self._read(db, key) is None:

@@ -55,6 +55,7 @@ Not promised: ``dbsize`` counts keys whose TTL passed but that were not reclaime
 from __future__ import annotations
 
 import heapq
+import itertools
 import marshal
 import time
 from collections import OrderedDict
@@ -353,6 +354,23 @@ class Keyspace:
         for i in range(NUM_DBS) if db is None else (db,):
             self.used_memory -= self.dbs[i].mem
             self.dbs[i] = Db(self._tracking)
+
+    def swap(self, a: int, b: int) -> None:
+        """Exchange databases ``a`` and ``b`` whole (SWAPDB): O(1), memory unchanged."""
+        self.dbs[a], self.dbs[b] = self.dbs[b], self.dbs[a]
+
+    def random_key(self, db: int, rng) -> bytes | None:
+        """A key of ``db`` chosen uniformly with ``rng`` (a ``random.Random``), or None if the
+        db is empty. No expiry check: the caller looks it up. O(SHARDS)."""
+        d = self.dbs[db]
+        if not d.nkeys:
+            return None
+        n = rng.randrange(d.nkeys)
+        for shard in d.data:
+            if n < len(shard):
+                return next(itertools.islice(shard, n, None))
+            n -= len(shard)
+        return None
 
     def track_access(self, on: bool) -> None:
         """Start or stop the access clock (see the module docstring). Starting it is O(keys):

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from aofnode.store.keyspace import SHARDS, Keyspace
 
-__all__ = ["MAX_SLICE_BITS", "parse_cursor", "scan_keys"]
+__all__ = ["MAX_SLICE_BITS", "parse_cursor", "scan_fields", "scan_keys"]
 
 # At most 16 slices per shard: a full scan filters each shard 16 times at most, so it costs at
 # most ~16 passes over the keys (~50 ns per key per pass here) instead of one, and a reply is
@@ -117,3 +117,53 @@ def scan_keys(keyspace: Keyspace, db: int, cursor: int, count: int) -> tuple[int
     if shard >= SHARDS:
         return 0, found
     return _encode(shard, bits if part else 0, part), found
+
+
+# --- HSCAN -----------------------------------------------------------------------------------
+# A hash Redis would keep as a listpack (at most 128 fields, none and no value over 64 bytes,
+# its defaults) is returned whole by one call with cursor 0, whatever COUNT says, as Redis
+# does; clients and its test suite expect that of small hashes.
+SMALL_HASH_FIELDS = 128
+SMALL_HASH_BYTES = 64
+# A bigger hash is cut into 2**b slices by the low b bits of each field's hash (b chosen at
+# cursor 0 from the size and COUNT, at most this), one pass over the hash per call.
+MAX_FIELD_SLICE_BITS = 12
+_FIELD_B_BITS = 5  # cursor = j << 5 | b, j the next slice (>= 1): never 0 before the end
+
+
+def _small_hash(h: dict) -> bool:
+    return len(h) <= SMALL_HASH_FIELDS and all(
+        len(f) <= SMALL_HASH_BYTES and len(v) <= SMALL_HASH_BYTES for f, v in h.items())
+
+
+def scan_fields(h: dict, cursor: int, count: int) -> tuple[int, list[bytes]]:
+    """HSCAN's next cursor (0 at the end) and the fields of the slices read by this call.
+
+    The guarantee is SCAN's (see the module docstring): a field's slice is fixed by its hash
+    and ``b``, ``b`` is carried in the cursor, and each slice is read by exactly one call, so a
+    field present for the whole iteration is returned. A cursor we never handed out ends the
+    iteration. Each call costs one pass over the hash: O(fields), not O(COUNT).
+    """
+    if cursor == 0:
+        if _small_hash(h):
+            return 0, list(h)
+        bits, part = 0, 0
+        while bits < MAX_FIELD_SLICE_BITS and len(h) >> bits > count:
+            bits += 1
+    else:
+        bits, part = cursor & ((1 << _FIELD_B_BITS) - 1), cursor >> _FIELD_B_BITS
+        if bits > MAX_FIELD_SLICE_BITS or part == 0 or part >= 1 << bits:
+            return 0, []
+    mask = (1 << bits) - 1
+    slices: dict[int, list[bytes]] = {}
+    for field in h:
+        j = hash(field) & mask
+        if j >= part:
+            slices.setdefault(j, []).append(field)
+    found: list[bytes] = []
+    while part <= mask and len(found) < count:
+        found.extend(slices.get(part, ()))
+        part += 1
+    if part > mask:
+        return 0, found
+    return part << _FIELD_B_BITS | bits, found

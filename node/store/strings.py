@@ -23,7 +23,6 @@ WRONGTYPE_ERR = Error(WRONGTYPE, "Operation against a key holding the wrong kind
 NOT_INT_ERR = Error(ERR, "value is not an integer or out of range")
 OVERFLOW_ERR = Error(ERR, "increment or decrement would overflow")
 SYNTAX_ERR = Error(ERR, "syntax error")
-_SET_EXPIRE_ERR = Error(ERR, "invalid expire time in 'set' command")
 _DECR_OVERFLOW_ERR = Error(ERR, "decrement would overflow")
 
 # SET's expire options: (name, multiplier to ms, relative to now)
@@ -53,6 +52,11 @@ def parse_ll(raw: bytes) -> int | None:
     if LLONG_MIN <= n <= LLONG_MAX and b"%d" % n == raw:
         return n
     return None
+
+
+def expire_time_error(name: str) -> Error:
+    """Redis's addReplyErrorExpireTime, which names the command."""
+    return Error(ERR, f"invalid expire time in '{name}' command")
 
 
 def arity_error(name: str) -> Error:
@@ -86,7 +90,8 @@ class StringCommands:
             self.propagated.append([db, "SET", key, value])
         return "OK"
 
-    def _set_with_options(self, db, args):
+    def _set_with_options(self, db, args, name="set"):
+        """SET with options; SETEX and PSETEX come here too, with their ``name`` for errors."""
         nx = xx = get = keep_ttl = False
         expire_kind = expire_arg = None
         i, n = 2, len(args)
@@ -116,12 +121,12 @@ class StringCommands:
                 return NOT_INT_ERR
             scale, relative = _SET_EXPIRES[expire_kind]
             if expire_ms <= 0 or expire_ms > LLONG_MAX // scale:
-                return _SET_EXPIRE_ERR
+                return expire_time_error(name)
             expire_ms *= scale
             if relative:
                 expire_ms += now
                 if expire_ms > LLONG_MAX:
-                    return _SET_EXPIRE_ERR
+                    return expire_time_error(name)
 
         key, value = args[0], args[1]
         ks = self.keyspace

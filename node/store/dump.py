@@ -1,0 +1,116 @@
+"""DUMP and RESTORE: a value in Redis's own serialisation (``rdb.py``), so values move between
+redis-server and aofnode both ways.
+
+Same mixin contract as ``strings.py``. RESTORE is never logged as itself: the AOF gets what it
+made, ``SET k v [PXAT ms]`` for a string, ``[DEL k] HSET k f v ... [PEXPIREAT k ms]`` for a hash
+(the DEL when REPLACE replaced a key), or ``DEL k`` when REPLACE met a TTL already passed. So
+the AOF stays readable by every tool that reads it, and replay needs no RDB decoder. IDLETIME
+and FREQ are checked as Redis does and otherwise ignored: the access clock exists only under
+allkeys-lru, and there is no LFU.
+"""
+
+from __future__ import annotations
+
+from aofnode.protocol.errors import ERR, Error
+
+from aofnode.store.rdb import dump_value, load_value, verify_payload
+from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, parse_ll
+
+_BUSYKEY = Error("BUSYKEY", "Target key name already exists.")
+_BAD_TTL = Error(ERR, "Invalid TTL value, must be >= 0")
+_BAD_IDLE = Error(ERR, "Invalid IDLETIME value, must be >= 0")
+_BAD_FREQ = Error(ERR, "Invalid FREQ value, must be >= 0 and <= 255")
+_BAD_PAYLOAD = Error(ERR, "DUMP payload version or checksum are wrong")
+_BAD_FORMAT = Error(ERR, "Bad data format")
+
+
+def _restore_options(args):
+    """(replace, absttl) or an error, with Redis's rules (IDLETIME and FREQ exclude each other)."""
+    replace = absttl = False
+    idle = freq = None
+    i, n = 3, len(args)
+    while i < n:
+        opt, more = args[i].upper(), n - i - 1
+        if opt == b"REPLACE":
+            replace = True
+        elif opt == b"ABSTTL":
+            absttl = True
+        elif opt == b"IDLETIME" and more and freq is None:
+            idle = parse_ll(args[i + 1])
+            if idle is None:
+                return NOT_INT_ERR
+            if idle < 0:
+                return _BAD_IDLE
+            i += 1
+        elif opt == b"FREQ" and more and idle is None:
+            freq = parse_ll(args[i + 1])
+            if freq is None:
+                return NOT_INT_ERR
+            if not 0 <= freq <= 255:
+                return _BAD_FREQ
+            i += 1
+        else:
+            return SYNTAX_ERR
+        i += 1
+    return replace, absttl
+
+
+class DumpCommands:
+    COMMANDS = {"DUMP": "_cmd_dump", "RESTORE": "_cmd_restore"}
+
+    def _cmd_dump(self, db, args):
+        value = self.keyspace.lookup(db, args[0])
+        if value is None:
+            self.keyspace_misses += 1
+            return None
+        self.keyspace_hits += 1
+        return dump_value(value)
+
+    def _cmd_restore(self, db, args):
+        options = _restore_options(args)
+        if options.__class__ is Error:
+            return options
+        replace, absttl = options
+        key, payload = args[0], args[2]
+        ks = self.keyspace
+        existed = ks.lookup(db, key) is not None
+        if existed and not replace:
+            return _BUSYKEY
+        ttl = parse_ll(args[1])
+        if ttl is None:
+            return NOT_INT_ERR
+        if ttl < 0:
+            return _BAD_TTL
+        if not verify_payload(payload):
+            return _BAD_PAYLOAD
+        try:
+            value = load_value(payload)
+        except ValueError:
+            return _BAD_FORMAT
+        if ttl and not absttl:
+            ttl += self.clock_ms()
+        if existed:
+            ks.delete(db, key)
+        if ttl and ttl <= self.clock_ms():
+            if existed:
+                self.propagated.append([db, "DEL", key])
+            return "OK"
+        ks.set(db, key, value, ttl or None)
+        self._log_restored(db, key, value, ttl, existed)
+        return "OK"
+
+    def _log_restored(self, db, key, value, ttl, existed):
+        if value.__class__ is bytes:
+            entry = [db, "SET", key, value]
+            if ttl:
+                entry += [b"PXAT", b"%d" % ttl]
+            self.propagated.append(entry)
+            return
+        if existed:
+            self.propagated.append([db, "DEL", key])
+        entry = [db, "HSET", key]
+        for item in value.items():
+            entry.extend(item)
+        self.propagated.append(entry)
+        if ttl:
+            self.propagated.append([db, "PEXPIREAT", key, b"%d" % ttl])
