@@ -54,11 +54,11 @@ __all__ = ["PATTERNS", "make_key", "main"]
 
 # name -> pattern, against keys of 1 KiB of ``a`` (step 2). Stars before the last token stay
 # <= 1000 (Redis's nesting limit, past which a pattern matches nothing and costs nothing).
-# Measured on 2026-12-07 (docs/benchmarks.md): the default six were the worst against
-# redis-server for the per-segment matcher (stars-999 16-31x, class-first-stars-500 16-18x,
-# class-stars-300 9-12x) or for the single-regex one (class-pair, qmark-pair: 1.2-2x), and
+# Measured on 2026-12-07 (docs/benchmarks.md): the default six are the worst against
+# redis-server for a matcher that loops over segments in Python (the first three: 12-22x) or
+# for the single-regex one (a segment that starts with a class or "?": 0.2-1.8x), and
 # class-run-30 is the costliest for both (O(key x 30) per key: seconds for 20k keys). The
-# others cost both servers little; they stay here to be measured with --patterns all.
+# others cost the single regex at most 0.6x redis-server's time; --patterns all runs them.
 PATTERNS: dict[str, bytes] = {
     "stars-999": b"*a" * 999 + b"*b*",
     "class-stars-300": b"*a?[a-c]" * 300 + b"*b*",
