@@ -23,24 +23,42 @@ The semantics are those of Redis 7 ``stringmatchlen`` (util.c), case-sensitive:
   differential tests agree with redis-server.
 
 How it matches without backtracking: the pattern is cut at its star runs into fixed-width
-segments ``S0 * S1 * ... * Sn`` (S0 or Sn may be empty). S0 must match at the start, Sn at the
-end, and S1..Sn-1 in order, without overlap, in between. Taking the leftmost occurrence of each
+segments ``S0 * M1 * ... * Mk * Sn`` (S0 or Sn may be empty). S0 must match at the start, Sn at
+the end, and M1..Mk in order, without overlap, in between. Taking the leftmost occurrence of each
 middle segment is optimal (any match can slide its segments left onto the leftmost ones and
-leave at least as much room for the rest), so one forward pass decides: each segment is found
-with ``bytes.find`` (literal) or the ``search`` of a regex that has no quantifier (a class
-segment: O(segment) per start position). Total O(pattern x key), in C. With no star the
-pattern is one fixed-width segment (``==`` or a regex ``fullmatch``). With one star run, S0 at
-the start and S1 at the end decide (``startswith``/``endswith``, or, with a class, one regex
-``S0.*S1`` whose only choice point is the length of ``.*``: O(key x |S1|)). ``*`` alone is
-always true and ``*infix*`` is ``in``. Measured over 100k keys (issue 9), these shapes cost
-0.5-1.2x the old regex matcher (docs/commands.md has the table).
+leave at least as much room for the rest), so one forward pass decides, never undoing a choice.
 
-Compiling is O(pattern) (a class becomes a regex class item by item, never a 256-byte set);
-the last 512 patterns are cached because clients repeat the same MATCH on every SCAN call.
+That pass is one regular expression, so a key costs one C call and no Python step per segment
+(a Python loop over the segments costs ~0.2 us per segment and key: with 1000 star runs, 16-31x
+redis-server's time; bench/glob_bomb.py):
+
+    S0  (?=.*+(?<=Sn))  find(M1) ... find(Mk)  (?=.{|Sn|})        used with ``match``
+
+* ``(?=.*+(?<=Sn))`` checks the tail first: the possessive ``.*+`` jumps to the end in O(1)
+  (sre counts "any byte" without looking at the bytes) and the fixed-width look-behind costs
+  O(|Sn|); ``(?=.{|Sn|})`` at the end keeps the middles off the tail's bytes.
+* ``find(M)`` of one token X is ``[^X]*+X`` (the complement of its byte set, possessive): O(bytes
+  skipped), no choice point at all. Of a longer segment it is the atomic ``(?>.*?M)``: the lazy
+  loop tries M at each place from the left (O(|M|) each) and the atomic group drops every other
+  place once one is found, so a later failure never comes back to try a further one. Leading
+  ``?``s are taken out first (``.{k}``): the leftmost ``??R`` from p is the leftmost R from
+  p + 2, and R alone may be a single token.
+* Nothing else in the expression can give back bytes, so ``match`` fails at the first miss:
+  O(pattern + key x longest middle segment) per key, O(pattern x key) at worst, in C.
+
+``lit``, ``lit*``, ``*lit`` and ``*lit*`` (literals only) need no regex: ``==``, ``startswith``,
+``endswith`` or ``in`` (a regex call costs ~1.2-1.5x those for such shapes).
+A compiled matcher's result is truthy when the key matches (a ``re.Match`` or ``True``), so KEYS
+and SCAN can call it per key or hand it to ``filter``; ``glob_match`` returns a ``bool``.
+
+Compiling is O(pattern), ~4 us per pattern byte (sre's parser is Python; a class becomes a regex
+class item by item, never a 256-byte set); the last 512 patterns are cached because clients
+repeat the same MATCH on every SCAN call.
 """
 
 from __future__ import annotations
 
+import operator
 import re
 from functools import lru_cache
 from typing import Callable
@@ -56,9 +74,13 @@ _CARET, _DASH, _BACKSLASH = ord("^"), ord("-"), ord("\\")
 _ANY_BYTE = b"."  # every regex here is compiled with re.DOTALL
 _NEVER = rb"(?!)"
 
-# A token is either STAR (a run of '*') or (literal byte or None, regex for exactly one byte).
+# A token is STAR (a run of '*') or one byte: (literal byte or None, class items, negated).
+# A class is ``[items]`` / ``[^items]`` with every byte hex-escaped; no items and negated is
+# ``?`` (any byte), no items and not negated can match nothing (Redis's ``[]``).
 STAR = None
-Token = tuple[int | None, bytes] | None
+Token = tuple[int | None, bytes, bool] | None
+_QMARK_TOKEN: Token = (None, b"", True)
+Matcher = Callable[[bytes], object]  # truthy if the key matches
 
 
 def _always(_key: bytes) -> bool:
@@ -67,14 +89,6 @@ def _always(_key: bytes) -> bool:
 
 def _never(_key: bytes) -> bool:
     return False
-
-
-def _is_empty(key: bytes) -> bool:
-    return not key
-
-
-def _non_empty(key: bytes) -> bool:
-    return bool(key)
 
 
 def _hex(b: int) -> bytes:
@@ -117,9 +131,7 @@ def _class_token(pat: bytes, i: int) -> tuple[Token, int]:
         else:
             items.append(_hex(pat[i]))
         i += 1
-    if not items:
-        return (None, _ANY_BYTE if negate else _NEVER), i + 1
-    return (None, b"[" + (b"^" if negate else b"") + b"".join(items) + b"]"), i + 1
+    return (None, b"".join(items), negate), i + 1
 
 
 def _tokenize(pat: bytes) -> list[Token]:
@@ -133,7 +145,7 @@ def _tokenize(pat: bytes) -> list[Token]:
                 tokens.append(STAR)
             i += 1
         elif c == _QMARK:
-            tokens.append((None, _ANY_BYTE))
+            tokens.append(_QMARK_TOKEN)
             i += 1
         elif c == _LBRACKET:
             token, i = _class_token(pat, i)
@@ -141,39 +153,50 @@ def _tokenize(pat: bytes) -> list[Token]:
         else:
             if c == _BACKSLASH and n - i >= 2:
                 i += 1
-            tokens.append((pat[i], _hex(pat[i])))
+            tokens.append((pat[i], _hex(pat[i]), False))
             i += 1
     return tokens
 
 
-class _Segment:
-    """A star-free run of tokens: fixed width; a literal (``bytes``) or a regex without any
-    quantifier, so matching it at one place costs O(size) and finding it O(size x key)."""
+def _byte(token: Token, negate: bool = False) -> bytes:
+    """A regex for one byte that matches ``token`` (or, with ``negate``, does not)."""
+    literal, items, negated = token
+    negated ^= negate
+    if literal is not None and not negated:
+        return items  # one hex escape
+    if not items:
+        return _ANY_BYTE if negated else _NEVER
+    return b"[" + (b"^" if negated else b"") + items + b"]"
 
-    __slots__ = ("size", "literal", "regex")
+
+class _Segment:
+    """A star-free run of tokens: fixed width, a literal (``bytes``) or not."""
+
+    __slots__ = ("size", "literal", "source", "_tokens")
 
     def __init__(self, tokens: list[Token]) -> None:
         self.size = len(tokens)
-        if all(t[0] is not None for t in tokens):
-            self.literal: bytes | None = bytes(t[0] for t in tokens)
-            self.regex = None
-        else:
-            self.literal = None
-            self.regex = re.compile(b"".join(t[1] for t in tokens), re.DOTALL)
+        self.literal = (bytes(t[0] for t in tokens)
+                        if all(t[0] is not None for t in tokens) else None)
+        self.source = b"".join(_byte(t) for t in tokens)
+        self._tokens = tokens
 
-    def at_start(self) -> Callable[[bytes], bool]:
-        """A predicate: the key starts with a match of this segment."""
-        if self.literal is not None:
-            return lambda key, lit=self.literal: key.startswith(lit)
-        match = self.regex.match
-        return lambda key: match(key) is not None
-
-    def at_end(self) -> Callable[[bytes], bool]:
-        """A predicate: the key ends with a match of this segment (fixed width)."""
-        if self.literal is not None:
-            return lambda key, lit=self.literal: key.endswith(lit)
-        match, size = self.regex.match, self.size
-        return lambda key: len(key) >= size and match(key, len(key) - size) is not None
+    def find(self) -> bytes:
+        """A regex that consumes bytes up to and including the leftmost occurrence of this
+        segment, and cannot be made to give any back (the module docstring says why)."""
+        tokens = self._tokens
+        skip = 0
+        while skip < len(tokens) and tokens[skip] == _QMARK_TOKEN:
+            skip += 1
+        # Leading "?"s: the leftmost "??R" from here is the leftmost R from 2 bytes on, and R
+        # alone may be one token (no choice point) where "?R" needed the lazy loop (~2x).
+        prefix = b".{%d}" % skip if skip else b""
+        rest = tokens[skip:]
+        if not rest:
+            return prefix
+        if len(rest) > 1:
+            return prefix + b"(?>.*?" + b"".join(_byte(t) for t in rest) + b")"
+        return prefix + _byte(rest[0], negate=True) + b"*+" + _byte(rest[0])
 
 
 def _split(tokens: list[Token]) -> list[_Segment]:
@@ -189,79 +212,55 @@ def _split(tokens: list[Token]) -> list[_Segment]:
     return segments
 
 
-def _one_star(head: _Segment, tail: _Segment) -> Callable[[bytes], bool]:
-    """``head * tail``, one of them not empty: head at the start, tail at the end, no overlap."""
-    if not tail.size:
-        return head.at_start()
-    if not head.size:
-        return tail.at_end()
-    if head.literal is not None and tail.literal is not None:
-        p, s, size = head.literal, tail.literal, head.size + tail.size
-        return lambda key: len(key) >= size and key.startswith(p) and key.endswith(s)
-    # One C call: the only choice point of ``.*`` is its length, so O(key x tail) at worst.
-    source = head.regex.pattern if head.regex is not None else re.escape(head.literal)
-    source += b".*" + (tail.regex.pattern if tail.regex is not None else re.escape(tail.literal))
-    fullmatch = re.compile(source, re.DOTALL).fullmatch
-    return lambda key: fullmatch(key) is not None
-
-
-def _many_stars(head: _Segment, middles: list[_Segment],
-                tail: _Segment) -> Callable[[bytes], bool]:
-    """``head * m1 * ... * mk * tail`` with k >= 1 middle segments (none empty)."""
-    if not head.size and not tail.size and len(middles) == 1 and middles[0].literal:
+def _literal_shape(head: _Segment, middles: list[_Segment], tail: _Segment) -> Matcher | None:
+    """A predicate for ``lit*``, ``*lit`` and ``*lit*``; None for any other shape. Lambdas:
+    ``in`` and ``startswith`` through one are ~1.3-1.5x faster per key than through
+    ``operator.methodcaller``, which looks the method up on every call."""
+    if middles and not (head.size or tail.size) and len(middles) == 1 and middles[0].literal:
         return lambda key, infix=middles[0].literal: infix in key
-    min_size = head.size + tail.size + sum(m.size for m in middles)
-    starts = head.at_start() if head.size else _always
-    ends = tail.at_end() if tail.size else _always
-    head_size, tail_size = head.size, tail.size
-    finders = [(m.literal, None if m.regex is None else m.regex.search, m.size) for m in middles]
+    if middles or (head.size and tail.size):
+        return None
+    if head.literal is not None and not tail.size:
+        return lambda key, prefix=head.literal: key.startswith(prefix)
+    if tail.literal is not None and not head.size:
+        return lambda key, suffix=tail.literal: key.endswith(suffix)
+    return None
 
-    def match(key: bytes) -> bool:
-        n = len(key)
-        if n < min_size or not ends(key) or not starts(key):
-            return False
-        start, end = head_size, n - tail_size
-        for literal, search, size in finders:  # leftmost occurrence of each, in order
-            if literal is not None:
-                pos = key.find(literal, start, end)
-                if pos < 0:
-                    return False
-            else:
-                found = search(key, start, end)
-                if found is None:
-                    return False
-                pos = found.start()
-            start = pos + size
-        return True
 
-    return match
+def _stars_regex(head: _Segment, middles: list[_Segment], tail: _Segment) -> Matcher:
+    """``head * m1 * ... * mk * tail`` as one regex (see the module docstring)."""
+    parts = [head.source]
+    if tail.size:
+        parts.append(b"(?=.*+(?<=" + tail.source + b"))")
+    parts.extend(m.find() for m in middles)
+    if tail.size:
+        parts.append(b"(?=.{%d})" % tail.size)
+    return re.compile(b"".join(parts), re.DOTALL).match
 
 
 @lru_cache(maxsize=512)
-def compile_glob(pattern: bytes) -> Callable[[bytes], bool]:
-    """A predicate ``key -> bool`` for a Redis glob ``pattern`` (cached)."""
+def compile_glob(pattern: bytes) -> Matcher:
+    """A predicate ``key -> truthy`` for a Redis glob ``pattern`` (cached)."""
     if pattern == b"*":
         return _always
     tokens = _tokenize(pattern)
     if not tokens:
-        return _is_empty
+        return operator.not_  # the empty pattern matches the empty key only
     stars = tokens.count(STAR)
     if stars - (tokens[-1] is STAR) > MAX_STAR_NESTING:
         return _never
+    if stars == len(tokens):
+        return bool  # "**": every key but the empty one
     segments = _split(tokens)
     if stars == 0:
         (only,) = segments
         if only.literal is not None:
             return only.literal.__eq__
-        fullmatch = only.regex.fullmatch
-        return lambda key: fullmatch(key) is not None  # fixed width: O(pattern)
-    if len(tokens) == 1:
-        return _non_empty  # "**": every key but the empty one
-    if stars == 1:
-        return _one_star(segments[0], segments[1])
-    return _many_stars(segments[0], segments[1:-1], segments[-1])
+        return re.compile(only.source, re.DOTALL).fullmatch  # fixed width: O(pattern)
+    head, middles, tail = segments[0], segments[1:-1], segments[-1]
+    return _literal_shape(head, middles, tail) or _stars_regex(head, middles, tail)
 
 
 def glob_match(pattern: bytes, key: bytes) -> bool:
     """True if ``key`` matches the Redis glob ``pattern``."""
-    return compile_glob(pattern)(key)
+    return bool(compile_glob(pattern)(key))
