@@ -149,9 +149,9 @@ class FrontCore(Actor):
     def _deliver(self, client, slots: list) -> None:
         """Write these slots' replies, in order, to the client."""
 
-    def _reply_from_log(self, slot, reply: bytes) -> bytes:
-        """The log actor's reply to ``slot``'s message, in the client's wire format."""
-        return reply
+    # The log actor's reply to a slot's message, in the client's wire format: a method
+    # (slot, reply) -> bytes, or None where it is that already (one call less per message).
+    _reply_from_log = None
 
     def _error_reply(self, slot, code: str, message: str) -> bytes:
         """An error answering all of ``slot``'s message, in the client's wire format."""
@@ -278,7 +278,7 @@ class FrontCore(Actor):
                 continue
             client.waiting -= slot.count
             client.waiting_bytes -= slot.size
-            slot.reply = reply_from_log(slot, reply)
+            slot.reply = reply if reply_from_log is None else reply_from_log(slot, reply)
             touched.add(client)
         for client in touched:
             self._send_ready(client)

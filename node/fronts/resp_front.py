@@ -231,10 +231,9 @@ class RespFront(CommandRouting, FrontCore):
             self.total_out += added
             self.dirty.add(conn)
             limit = self.config.client_output_limit
-            victim = pick_cut_off(conn, len(out), self.total_out, limit, TOTAL_LIMIT_FACTOR * limit,
-                                  self.conns.values(), out_bytes)
-            if victim is not None:
-                self._cut_off(victim)
+            if len(out) > limit or self.total_out > TOTAL_LIMIT_FACTOR * limit:  # rare: then choose
+                self._cut_off(pick_cut_off(conn, len(out), self.total_out, limit,
+                                           TOTAL_LIMIT_FACTOR * limit, self.conns.values(), out_bytes))
 
     def _write(self, conn: Conn) -> None:
         out = conn.out
