@@ -200,3 +200,29 @@ def resp_config_error(config: Config, requirepass: str | None) -> str | None:
         return (f"refusing to serve RESP on {config.resp_bind} without a password: anyone who reaches "
                 "it could read and write everything; use --requirepass-file (or a loopback address)")
     return None
+
+
+def resp_bind_address(config: Config, password: bytes | None) -> tuple[str, int]:
+    """The address the RESP front binds; ValueError if it is malformed or reachable without a
+    password (the supervisor refuses that at start already: this is the same rule, in the
+    actor that binds)."""
+    try:
+        host, port = parse_host_port(config.resp_bind or "")
+    except ValueError as exc:
+        raise ValueError(f"--resp-bind: {exc}") from None
+    if password is None and not is_loopback_host(host):
+        raise ValueError(f"refusing to serve RESP on {config.resp_bind} without a password")
+    return ("127.0.0.1" if host == "localhost" else host), port
+
+
+def read_resp_password(config: Config) -> bytes | None:
+    """--requirepass (from the supervisor, in the environment) or --requirepass-file, as the
+    bytes given, UTF-8 or not (AUTH compares bytes): each is encoded back the way it was decoded
+    (os.environ with the file-system encoding, read_password_file as UTF-8), surrogateescape
+    keeping every other byte (a plain .encode() raises on a 0xff)."""
+    secret = os.environ.pop(REQUIREPASS_ENV, None)
+    if secret:
+        return os.fsencode(secret)
+    if config.requirepass_file:
+        return read_password_file(config.requirepass_file).encode("utf-8", "surrogateescape")
+    return None

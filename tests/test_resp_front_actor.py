@@ -11,7 +11,8 @@ import structlog
 
 from aofnode.runtime import channel
 from aofnode.runtime import messages as m
-from aofnode.fronts.resp_front import MAX_CONN_WAITING, BindError, RespFront
+from aofnode.fronts.core import MAX_CLIENT_WAITING as MAX_CONN_WAITING
+from aofnode.fronts.resp_front import BindError, RespFront
 from aofnode.runtime.actor import Runtime
 from aofnode.config import Config
 from aofnode import protocol
@@ -296,8 +297,8 @@ def _count(body: bytes) -> int:
 def test_a_run_of_commands_is_cut_before_a_message_would_pass_its_byte_bound(front, monkeypatch):
     """Here with a 1000-byte bound instead of ~64 MiB: the same code path, small enough that one
     read holds many commands."""
-    import aofnode.fronts.resp_front as resp_front
-    monkeypatch.setattr(resp_front, "MESSAGE_BYTES", 1000)
+    import aofnode.fronts.resp_route as resp_route
+    monkeypatch.setattr(resp_route, "MESSAGE_BYTES", 1000)
     actor, rt, config = front
     ch = _log_side(actor, rt, config)
     c = _Client(config, rt)

@@ -37,6 +37,9 @@ import zmq
 from zmq.auth import load_certificate
 from zmq.utils import z85
 
+# One refusal line a second at most (STYLE.md: no line per request); the rest are counted.
+from aofnode.fronts.core import LOG_INTERVAL_S
+
 __all__ = ["Auth", "CurveConfigError", "setup", "config_error", "insecure_bind",
            "MONITOR_EVENTS", "ZAP_ENDPOINT", "DOMAIN"]
 
@@ -45,8 +48,6 @@ DOMAIN = b"aofnode"
 # Handshake failures seen before ZAP is asked (the front adds these to its monitor's mask).
 # HANDSHAKE_FAILED_AUTH is left out: it is a ZAP refusal, already logged as auth_refused.
 MONITOR_EVENTS = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-# One refusal line a second at most (STYLE.md: no line per request); the rest are counted.
-LOG_INTERVAL_S = 1.0
 TEST_BREAK_ENV = "AOFNODE_TEST_ZAP_BROKEN"  # test hook: the handler is closed right after start
 
 _PROTOCOL_ERRORS = {getattr(zmq, name): name.removeprefix("PROTOCOL_ERROR_").lower()

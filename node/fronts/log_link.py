@@ -12,7 +12,8 @@ Design:
      must be ``Hello(pid)``, or it is closed: it is then the channel, and ``ready`` is True (a
      second ``Hello`` on a new connection replaces the first: what the old one held is lost);
   2. ``queue(token, key, body)`` adds a client message; ``flush()`` (once a turn) sends all of
-     them as one ``Batch`` unless ``MAX_IN_FLIGHT`` batches are still untaken, numbering them
+     them as one ``Batch`` (big bodies apart: ``_take_batch``) unless ``MAX_IN_FLIGHT`` batches
+     are still untaken or the channel holds over ``MAX_CHANNEL_PENDING`` bytes, numbering them
      ``next_seq``, ``next_seq + 1``...;
   3. each ``Replies`` lowers ``untaken`` by what that log turn took and hands the front
      ``on_replies(tokens, replies)``: the tokens of the numbered messages, ``None`` for a number
@@ -41,6 +42,15 @@ __all__ = ["LogLink", "MAX_IN_FLIGHT", "aborted_message"]
 # one; more would only make batches smaller (worse group commit). A batch counts until a log
 # turn has taken it, not until it is answered: one huge message must not hold the gate.
 MAX_IN_FLIGHT = 2
+# Bodies per Batch, in bytes (one body always goes, however big): the channel copies a batch
+# about three times while it packs and queues it, so a batch of every waiting 60 MiB SET put
+# ~0.7 GiB in the front at once; small messages never come near it.
+MAX_BATCH_BYTES = 64 << 20
+# No new Batch while the channel holds more than this the kernel has not taken: a batch queued
+# behind it would wait anyway, and meanwhile other clients' messages can still join the next
+# one instead of queueing behind a second big one (a PING behind a client's pipelined 60 MiB
+# SETs waited for three or four of them). Batches of small messages never come near it.
+MAX_CHANNEL_PENDING = 1 << 20
 
 
 def aborted_message(reason: str) -> str:
@@ -71,6 +81,7 @@ class LogLink:
         self.unsent: list = []
         self._keys: list[int] = []
         self._bodies: list[bytes] = []
+        self._unsent_bytes = 0
         self.in_flight: dict[int, Any] = {}  # message number -> its token
         self.untaken = 0  # batches sent that no log turn has taken yet (see MAX_IN_FLIGHT)
         self.next_seq = 1
@@ -105,20 +116,43 @@ class LogLink:
         self.unsent.append(token)
         self._keys.append(key)
         self._bodies.append(body)
+        self._unsent_bytes += len(body)
 
     def flush(self) -> None:
-        """Send what is queued as one Batch, unless the gate is shut or no log actor is ready."""
-        tokens = self.unsent
-        if not tokens or self.untaken >= MAX_IN_FLIGHT or not self.ready:
-            return
-        first_seq = self.next_seq
-        self.next_seq = first_seq + len(tokens)
-        self.in_flight.update(zip(range(first_seq, self.next_seq), tokens))
-        batch = m.Batch(first_seq, self._keys, self._bodies)
-        self.unsent, self._keys, self._bodies = [], [], []
-        self.untaken += 1
-        self.stats["batches"] += 1
-        self._send(batch)
+        """Send what is queued as Batches, while the gate is open and a log actor is ready."""
+        while (self.unsent and self.untaken < MAX_IN_FLIGHT and self.ready
+               and self.ch.pending_bytes <= MAX_CHANNEL_PENDING):
+            tokens, keys, bodies = self._take_batch()
+            first_seq = self.next_seq
+            self.next_seq = first_seq + len(tokens)
+            self.in_flight.update(zip(range(first_seq, self.next_seq), tokens))
+            self.untaken += 1
+            self.stats["batches"] += 1
+            self._send(m.Batch(first_seq, keys, bodies))
+
+    def _take_batch(self) -> tuple[list, list[int], list[bytes]]:
+        """The next Batch: all that is queued, as queued, unless big bodies are among it. Then
+        the messages of clients with none go first, in a batch of their own (the log actor
+        decodes a batch once all of it arrived: a PING behind a 60 MiB body waited for it), and
+        the rest go in batches of at most MAX_BATCH_BYTES (or one body). Each client's messages
+        keep their order."""
+        tokens, keys, bodies = self.unsent, self._keys, self._bodies
+        if self._unsent_bytes <= MAX_CHANNEL_PENDING:
+            self.unsent, self._keys, self._bodies, self._unsent_bytes = [], [], [], 0
+            return tokens, keys, bodies
+        heavy = {key for key, body in zip(keys, bodies) if len(body) > MAX_CHANNEL_PENDING}
+        take = [i for i, key in enumerate(keys) if key not in heavy]
+        if not take:
+            size = 0
+            while len(take) < len(bodies) and (not take or size + len(bodies[len(take)]) <= MAX_BATCH_BYTES):
+                size += len(bodies[len(take)])
+                take.append(len(take))
+        chosen = set(take)
+        rest = [i for i in range(len(tokens)) if i not in chosen]
+        self.unsent, self._keys, self._bodies = ([tokens[i] for i in rest], [keys[i] for i in rest],
+                                                 [bodies[i] for i in rest])
+        self._unsent_bytes = sum(map(len, self._bodies))
+        return [tokens[i] for i in take], [keys[i] for i in take], [bodies[i] for i in take]
 
     def send_stats(self, counters: Callable[[], dict]) -> None:
         """The front's counters for INFO (made only if a log actor is there to take them)."""
@@ -140,6 +174,7 @@ class LogLink:
         self.unsent = [tokens[i] for i in keep]
         self._keys = [keys[i] for i in keep]
         self._bodies = [bodies[i] for i in keep]
+        self._unsent_bytes = sum(map(len, self._bodies))
         return len(tokens) - len(keep)
 
     def drop_in_flight(self, belongs: Callable[[Any], bool]) -> int:
@@ -216,7 +251,7 @@ class LogLink:
         self._drop_channel()
         in_flight, unsent = list(self.in_flight.values()), self.unsent
         self.in_flight.clear()
-        self.unsent, self._keys, self._bodies = [], [], []
+        self.unsent, self._keys, self._bodies, self._unsent_bytes = [], [], [], 0
         self.untaken = 0
         self.ready = False
         self.log_pid = None

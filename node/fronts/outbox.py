@@ -3,7 +3,7 @@
 Design (Redis's client-output-buffer-limit, for a ZeroMQ ROUTER):
 - The ROUTER runs with ZMQ_ROUTER_MANDATORY and a small per-peer SNDHWM (``PEER_SNDHWM``
   messages). A send to a client whose pipe is full fails with EAGAIN instead of being dropped
-  silently (finding: 150,000 of 400,000 replies vanished past the old 100,000-message HWM), and
+  silently (with a 100,000-message HWM and no EAGAIN, 150,000 of 400,000 replies vanished), and
   a send to a client that is gone fails with EHOSTUNREACH.
 - What the pipe refuses waits here, per client, in order; ``flush`` retries the blocked
   clients every turn (the front polls at most ``RETRY_INTERVAL_S`` apart while any is blocked:
@@ -27,6 +27,8 @@ from typing import Callable
 
 import zmq
 
+from aofnode.fronts.core import TOTAL_LIMIT_FACTOR, Throttle, pick_cut_off
+
 __all__ = ["Outbox", "PEER_SNDHWM", "CUT_OFF_S"]
 
 # Replies ZeroMQ may hold per client before a send fails with EAGAIN. Its bytes are part of the
@@ -34,15 +36,10 @@ __all__ = ["Outbox", "PEER_SNDHWM", "CUT_OFF_S"]
 # limit a client holds at most ~1.5x the limit); a reading client empties the pipe far faster
 # than that fills it, so the outbox only holds replies of clients that do not read.
 PEER_SNDHWM = 32
-# Replies waiting for all clients together are bounded by this many client limits; past it the
-# client holding most is cut off. 4: a few slow readers near their limit at once.
-TOTAL_LIMIT_FACTOR = 4
 # How long a cut-off client's messages and late replies are dropped.
 CUT_OFF_S = 10.0
 # While a client is blocked, retry at least this often (a ROUTER signals no per-peer POLLOUT).
 RETRY_INTERVAL_S = 0.005
-# At most one cut-off line per second in the log; the rest are counted in that line.
-LOG_INTERVAL_S = 1.0
 _SENT, _FULL, _GONE = object(), object(), object()
 
 
@@ -63,8 +60,7 @@ class Outbox:
         self.disconnections = 0
         self.dropped_gone = 0
         self.dropped_cut = 0
-        self._last_log = -LOG_INTERVAL_S
-        self._unlogged = 0
+        self._cut_log = Throttle(clock)  # one cut-off line a second, counting the rest
 
     @property
     def blocked(self) -> bool:
@@ -109,27 +105,22 @@ class Outbox:
         held = self.waiting_bytes.get(identity, 0) + size
         self.waiting_bytes[identity] = held
         self.total_bytes += size
-        if held > self.limit:
-            self._cut_off(identity, held)
-        elif self.total_bytes > self.total_limit:
-            # All clients together: cut the one holding most, never stop serving the others
-            # (a front that stopped taking replies instead stalled every client behind one).
-            biggest = max(self.waiting_bytes, key=self.waiting_bytes.__getitem__)
-            self._cut_off(biggest, self.waiting_bytes[biggest])
+        held_by = self.waiting_bytes.__getitem__
+        victim = pick_cut_off(identity, held, self.total_bytes, self.limit, self.total_limit,
+                              self.waiting_bytes, held_by)
+        if victim is not None:
+            self._cut_off(victim, held_by(victim))
 
     def _cut_off(self, identity: bytes, held: int) -> None:
         replies = len(self.waiting.pop(identity))
         self.total_bytes -= self.waiting_bytes.pop(identity)
         self.cut[identity] = self.clock() + CUT_OFF_S
         self.disconnections += 1
-        now = self.clock()
-        if now - self._last_log >= LOG_INTERVAL_S:
+        skipped = self._cut_log.due()
+        if skipped is not None:
             self.log.warning("client_output_limit_reached", identity=identity.hex(), held_bytes=held,
                              limit=self.limit, dropped_replies=replies, cut_off_s=CUT_OFF_S,
-                             also_cut_since_last_line=self._unlogged)
-            self._last_log, self._unlogged = now, 0
-        else:
-            self._unlogged += 1
+                             also_cut_since_last_line=skipped)
         self.on_cut(identity)
 
     def flush(self) -> None:

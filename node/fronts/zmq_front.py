@@ -1,116 +1,90 @@
-"""Front actor: the ZeroMQ ROUTER that faces clients.
+"""Front actor: the ZeroMQ ROUTER that faces clients, an adapter over the front core.
 
 Design:
-- Owns the client socket, the ROUTER envelopes and per-client reply order. It keeps no state per
-  client between messages (protocol 2: every message carries its db; a SELECT inside a message
-  holds for the rest of that message), so a restart or identity churn cannot move a write to
-  another db. It never touches the keyspace or the AOF.
-- Envelopes are stripped and re-wrapped in one place (``_read_client``/``_send_ready``).
-  A DEALER client sends ``["", body]`` (or just ``[body]``), a REQ socket adds the delimiter
-  itself; the reply goes back with the same envelope.
-- Decode once: the front forwards each message body as it came; the log actor decodes and
-  validates it (node/log/actor.py) with the same codec and the same error replies. The front
-  itself refuses only what it must: a frame count that is not one body, a body over
-  ``MAX_MESSAGE_BYTES`` (unread), and, while no log actor is ready, everything but HELLO,
-  SELECT and bad input (answered here with the codec) gets LOADING. Nothing raises out of the
-  loop.
-- Batching: each turn it drains what is waiting on the client socket (up to ``MAX_DRAIN``
-  messages) and forwards it to the log actor as one ``Batch`` through its ``LogLink``
-  (node/fronts/log_link.py: at most ``MAX_IN_FLIGHT`` batches the log actor has not taken yet).
-  Each message carries a number and its client's key; replies come back per message number, in
-  whatever order the log actor finishes them (its per-client FIFOs keep each client's order).
-  While the log actor works (e.g. on an fdatasync under ``always``), new requests accumulate
-  into the next batch: that is the group commit.
-- Order: each client identity has a FIFO of reply slots. A reply made here (an error, SELECT)
-  waits behind that client's earlier requests still in the log actor, so replies go back in
-  the order of the requests.
-- The log actor connects to the front over a Unix socket (node/fronts/log_link.py; only a
-  sibling actor gets in) and says ``Hello`` once its AOF is loaded. Until then, and from its
-  death (an EOF on that socket) until a new one says HELLO, requests get ``LOADING``; batches
-  that were in flight when it died get ``ABORTED`` (they may or may not have been applied).
-- On SIGTERM it stops reading clients, waits (bounded) for the batches in flight, sends their
-  replies, and exits 0. If it cannot bind its endpoint it exits ``EXIT_BIND`` at once with a
-  one-line reason: restarting cannot free a port.
-- It runs on the actor runtime (node/runtime/actor.py): one poller, a 1 s tick for STATS.
+- Owns the client socket, the ROUTER envelopes (stripped and re-wrapped in one place:
+  ``_read_client``/``_deliver``), the ``Outbox`` (node/fronts/outbox.py) and CURVE
+  (node/fronts/curve.py). Reply order, waiting bounds, the log link and the stop are the core's
+  (node/fronts/core.py). It keeps no session: every message carries its db (protocol 2).
+- Decode once: bodies go to the log actor as they came. The front refuses only a frame count
+  that is not one body, a body over ``MAX_MESSAGE_BYTES`` (unread), and, while no log actor is
+  ready, everything but HELLO, SELECT and bad input (answered here) gets LOADING.
+- Batching: each turn drains up to ``MAX_DRAIN`` messages into one ``Batch`` (group commit).
+- Push-back: a ROUTER cannot stop reading one peer, so a client past a waiting bound stops the
+  reading of all until it is back to half; ``PEER_RCVHWM`` keeps what ZeroMQ reads ahead per
+  peer meanwhile to a few messages. Docs: docs/design.md, docs/limits.md.
 """
 from __future__ import annotations
 
 import collections
-import os
-import resource
-import sys
-import time
 
 import msgpack
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from aofnode import exitcodes
-from aofnode.fronts import curve as auth
-from aofnode.fronts.log_link import LogLink, aborted_message
-from aofnode.hello import hello_reply
-from aofnode.fronts.outbox import PEER_SNDHWM, RETRY_INTERVAL_S, Outbox
-from aofnode.runtime.actor import Actor, Runtime
 from aofnode.config import Config
+from aofnode.fronts import curve as auth
+from aofnode.fronts.core import BindError, Client, FrontCore, Slot, run
+from aofnode.fronts.outbox import PEER_SNDHWM, RETRY_INTERVAL_S, Outbox
+from aofnode.hello import hello_reply
 from aofnode import protocol as codec
 from aofnode.protocol.errors import Error
+from aofnode.runtime.actor import Runtime
 
 __all__ = ["Front", "main", "BindError"]
 
 # Messages read from clients per turn. Large enough that 50 clients with 32-deep pipelines fit
 # in one batch; small enough that one turn stays well under a millisecond of decoding.
 MAX_DRAIN = 2048
-# Stop reading clients while this many client messages wait for the log actor: ZeroMQ's
-# high-water marks then push back on the clients instead of this process growing.
-MAX_WAITING = 50_000
 # A frame larger than this is cut by ZeroMQ itself (the peer is disconnected); between
 # codec.MAX_MESSAGE_BYTES and this the client gets TOOBIG.
 HARD_MAX_FRAME = 4 * codec.MAX_MESSAGE_BYTES
-SHUTDOWN_GRACE_S = 10.0
-# Descriptors kept back from clients (see ``max_clients``).
-FD_RESERVE = 64
+# Messages ZeroMQ reads ahead per peer while the front does not take them; it counts messages,
+# not bytes, so this bounds the bytes a paused peer holds here to PEER_RCVHWM of its messages
+# (with 100,000, 20 pipelined 60 MiB SETs all sat in this process: 1.2 GiB). 2: one DEALER
+# pipelining 1,000 small SETs got 13-19k messages/s through the node, 11-35k at 100,000 (a
+# loaded 2-core machine: within noise); clients that wait for each reply never fill it.
+PEER_RCVHWM = 2
 
 _LOADING = Error(codec.LOADING, codec.LOADING_MESSAGE)
 
 
-class BindError(Exception):
-    """The client endpoint cannot be bound (in use, bad address): fatal, not restartable."""
+class _Peer(Client):
+    __slots__ = ("identity", "parked")
+
+    def __init__(self, key: int, identity: bytes) -> None:  # Client's fields, set here: hot path
+        self.key = key
+        self.slots: collections.deque[_Slot] = collections.deque()
+        self.waiting = self.waiting_bytes = 0
+        self.closed = False
+        self.identity = identity
+        self.parked: tuple[_Slot, bytes] | None = None  # read while it was paused
 
 
-class _Slot:
-    __slots__ = ("envelope", "reply")
+class _Slot(Slot):
+    __slots__ = ("envelope",)
 
-    def __init__(self, envelope: list[bytes]) -> None:
+    def __init__(self, client: _Peer, envelope: list[bytes], size: int) -> None:
+        self.client = client
+        self.reply = None
+        self.count = 1
+        self.size = size
         self.envelope = envelope
-        self.reply: bytes | None = None
 
 
-class Front(Actor):
-    tick_interval = 1.0  # STATS to the log actor
-
+class Front(FrontCore):
+    resume_divisor = 1  # a ROUTER's pause holds back every peer (see FrontCore)
     def __init__(self, config: Config, log, ctx: zmq.Context | None = None) -> None:
-        self.config = config
-        self.log = log
+        super().__init__(config, log, config.backend_path, "backend", collections.Counter())
         self.ctx = ctx or zmq.Context()
-        self.runtime: Runtime | None = None
         self.clients: zmq.Socket | None = None
         self.monitor: zmq.Socket | None = None
-        self.queues: dict[bytes, collections.deque[_Slot]] = {}
-        self.client_keys: dict[bytes, int] = {}  # identity -> key, while it has slots queued
+        self.peers: dict[bytes, _Peer] = {}  # identity -> its place (idle ones go at the tick)
         self.next_client_key = 1
-        self.waiting = 0  # client messages queued in the link or in flight
         self.reading = False
-        self.stopping = False
-        self.stop_deadline = 0.0
-        self.stats = collections.Counter()
-        # The log actor's end: a message's token is its _Slot.
-        self.link = LogLink(config.backend_path, "backend", log, self.stats, self._on_replies, self._on_log_lost)
         self.connected_clients = 0
         self.outbox: Outbox | None = None
         self.auth: auth.Auth | None = None  # CURVE, when configured (node/fronts/curve.py)
-        self.max_clients = 0
-        self.accept_failures = 0
-        self._accept_failed_logged = -1.0
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -119,16 +93,14 @@ class Front(Actor):
         clients = self.clients = self.ctx.socket(zmq.ROUTER)
         clients.setsockopt(zmq.LINGER, 1000)
         clients.setsockopt(zmq.MAXMSGSIZE, HARD_MAX_FRAME)
-        clients.setsockopt(zmq.RCVHWM, 100_000)
+        clients.setsockopt(zmq.RCVHWM, PEER_RCVHWM)
         clients.setsockopt(zmq.SNDHWM, PEER_SNDHWM)
         clients.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a full pipe says EAGAIN: see outbox.py
         self.outbox = Outbox(clients, self.config.client_output_limit, self.log, on_cut=self._forget)
         self.monitor = clients.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
                                                   | zmq.EVENT_ACCEPT_FAILED
                                                   | (auth.MONITOR_EVENTS if auth.curve_enabled(self.config) else 0))
-        # A client holds one descriptor; keep a reserve for the AOF-free rest of this process
-        # (the channel, the monitor, ZeroMQ's own pipes and signalers).
-        self.max_clients = max(0, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_RESERVE)
+        self._set_max_clients()
         # CURVE (node/fronts/curve.py): the ZAP handler is bound and watched on this loop, and
         # libzmq told to refuse any handshake no handler answers, before the bind (fail closed).
         try:
@@ -147,11 +119,15 @@ class Front(Actor):
     def on_tick(self, now: float) -> None:
         if self.auth is not None and not self.auth.on_tick(now) and not self.runtime.stop_requested:
             self.runtime.request_stop()  # ZAP handler gone, endpoint unbound: restart, handler first
-        self.link.send_stats(self.counters)
+        super().on_tick(now)
+        # Forget idle clients once a second, not after each reply: one that waits for each reply
+        # would get a new place (and key) per message, ~0.5 us of the front's ~3 us.
+        self.peers = {i: p for i, p in self.peers.items() if p.slots or p.waiting}
 
     def counters(self) -> dict:
         o = self.outbox
         return dict(self.stats, connected_clients=self.connected_clients, waiting=self.waiting,
+                    waiting_bytes=self.waiting_bytes, clients_paused=len(self.paused),
                     rejected_internal_peers=self.link.rejected,
                     client_output_limit_disconnections=o.disconnections,
                     dropped_replies_client_gone=o.dropped_gone,
@@ -159,13 +135,8 @@ class Front(Actor):
                     clients_blocked_on_output=len(o.waiting),
                     output_waiting_bytes=o.total_bytes,
                     max_clients=self.max_clients,
-                    accept_failures=self.accept_failures,
+                    accept_failures=self.stats["accept_failures"],
                     **(self.auth.counters() if self.auth is not None else {"auth_enabled": 0}))
-
-    @property
-    def ready(self) -> bool:
-        """A log actor said Hello and is serving."""
-        return self.link.ready
 
     @property
     def max_wait(self) -> float | None:
@@ -176,28 +147,33 @@ class Front(Actor):
         if outbox.blocked:
             outbox.flush()
         self.link.flush()
-        if not self.stopping:
-            self._set_reading(self.waiting < MAX_WAITING)
+        self._resume_paused()
+        if (not self.reading and not self.stopping and not self._over_total()
+                and all(peer.parked is None for peer in self.paused)):
+            self._set_reading(True)
 
-    def on_stop_requested(self) -> None:
-        self.stopping = True
-        self.stop_deadline = time.monotonic() + SHUTDOWN_GRACE_S
+    def _stop_reading(self) -> None:
         self._set_reading(False)
-        self.log.info("front_stopping", in_flight=len(self.link.in_flight), waiting=self.waiting)
 
-    def finished(self) -> bool:
-        return self.link.idle or time.monotonic() > self.stop_deadline
-
-    def on_stop(self) -> int:
-        self.log.info("actor_stopped", unanswered=self.waiting)
+    def _close_transport(self) -> int:
         if self.clients is not None:
             self.clients.close(linger=1000)
             self.monitor.close(linger=0)
-        self.link.close()
         if self.auth is not None:
             self.auth.close()  # before term(): an open ZAP socket would hold it forever
         self.ctx.term()
         return exitcodes.ERROR if self.auth is not None and self.auth.lost else 0
+
+    def _pause(self, client: _Peer) -> None:
+        """A ROUTER reads all peers or none: reading goes on until this client's next message
+        (parked, see _read_client), unless all clients together are past their bounds."""
+        if self._over_total():
+            self._set_reading(False)
+
+    def _resume(self, peer: _Peer) -> None:
+        if peer.parked is not None:
+            (slot, body), peer.parked = peer.parked, None
+            self._accept(peer, slot, body)
 
     def _set_reading(self, on: bool) -> None:
         if on != self.reading:
@@ -210,9 +186,16 @@ class Front(Actor):
     # -- client side --------------------------------------------------------------------------
 
     def _read_client(self) -> None:
-        """Drain up to MAX_DRAIN client messages; answer bad ones, queue good ones."""
+        """Drain up to MAX_DRAIN client messages; answer bad ones, queue good ones. A paused
+        client's next message is parked until it resumes, and reading stops there: others'
+        messages read until then, and after each of its replies, reach the log actor at once
+        (stopping at the pause instead, a victim's PING waited for 3-4 of a pipelining client's
+        60 MiB SETs, about 4.5 s on a loaded machine)."""
         recv = self.clients.recv_multipart
+        paused = self.paused
         for _ in range(MAX_DRAIN):
+            if not self.reading:
+                return
             try:
                 frames = recv(zmq.NOBLOCK)
             except zmq.Again:
@@ -229,44 +212,44 @@ class Front(Actor):
                 if not frames[i]:
                     cut = i + 1
                     break
-            envelope, body = frames[:cut], frames[cut:]
-            slot = _Slot(envelope)
-            queue = self.queues.get(identity)
-            if queue is None:
-                queue = self.queues[identity] = collections.deque()
-            queue.append(slot)
-            if len(body) != 1:
-                self._resolve_local(identity, slot, Error(codec.PROTO, f"expected one body frame after the envelope, got {len(body)}"))
+            peer = self.peers.get(identity)
+            if peer is None:
+                peer = self.peers[identity] = _Peer(self.next_client_key, identity)
+                self.next_client_key += 1
+            if len(frames) - cut != 1:
+                slot = _Slot(peer, frames[:cut], 0)
+                peer.slots.append(slot)
+                self._resolve_local(slot, Error(codec.PROTO, f"expected one body frame after the envelope, got {len(frames) - cut}"))
                 continue
-            self._accept(identity, slot, body[0])
+            body = frames[cut]
+            slot = _Slot(peer, frames[:cut], len(body))
+            peer.slots.append(slot)
+            if paused and peer in paused:
+                peer.parked = (slot, body)
+                self._set_reading(False)
+                return
+            self._accept(peer, slot, body)
 
-    def _accept(self, identity: bytes, slot: _Slot, body: bytes) -> None:
+    def _accept(self, peer: _Peer, slot: _Slot, body: bytes) -> None:
         """Forward the body as it came: the log actor decodes and validates it, once (decoding
         here as well cost the front ~40% of its CPU per request, and a 60 MB message held every
         client for ~90 ms in the front before the log actor's fair cycles could even start)."""
-        link = self.link
-        if not link.ready:
-            self._answer_while_loading(identity, slot, body)
-            return
-        if len(body) > codec.MAX_MESSAGE_BYTES:  # refused unread, as the codec would
+        if not self.link.ready:
+            self._answer_while_loading(slot, body)
+        elif len(body) > codec.MAX_MESSAGE_BYTES:  # refused unread, as the codec would
             self.stats["rejected_messages"] += 1
-            self._resolve_local(identity, slot, Error(codec.TOOBIG, (
+            self._resolve_local(slot, Error(codec.TOOBIG, (
                 f"message of {len(body)} bytes exceeds the limit of {codec.MAX_MESSAGE_BYTES} bytes")))
-            return
-        key = self.client_keys.get(identity)
-        if key is None:
-            key = self.client_keys[identity] = self.next_client_key
-            self.next_client_key += 1
-        link.queue(slot, key, body)
-        self.waiting += 1
+        else:
+            self._forward_body(peer, slot, body)
 
-    def _answer_while_loading(self, identity: bytes, slot: _Slot, body: bytes) -> None:
+    def _answer_while_loading(self, slot: _Slot, body: bytes) -> None:
         """No log actor yet: bad input, HELLO and SELECT are still answered here; a message with
         any other command gets LOADING as a whole (it was not executed)."""
         decoded = codec.decode_message(body)
         if type(decoded) is Error:
             self.stats["rejected_messages"] += 1
-            self._resolve_local(identity, slot, decoded)
+            self._resolve_local(slot, decoded)
             return
         wires = []
         for req in decoded.items:
@@ -279,60 +262,37 @@ class Front(Actor):
             elif req[0] == "HELLO":
                 wires.append(codec.wire_reply(hello_reply(req[1])))
             else:
-                self._resolve_local(identity, slot, _LOADING)
+                self._resolve_local(slot, _LOADING)
                 return
         slot.reply = msgpack.packb(wires if decoded.is_batch else wires[0])
-        self._send_ready(identity)
+        self._send_ready(slot.client)
 
     def _forget(self, identity: bytes) -> None:
         """The outbox cut this client off: drop what it has waiting here and in the log actor
         (its replies would only be dropped), so it costs nothing more."""
-        self.queues.pop(identity, None)
-        key = self.client_keys.pop(identity, None)
-        link = self.link
-        self.waiting -= link.drop_unsent(lambda slot: slot.envelope[0] == identity)
-        self.waiting -= link.drop_in_flight(lambda slot: slot.envelope[0] == identity)
-        if key is not None:
-            link.send_forget(key)
+        peer = self.peers.pop(identity, None)
+        if peer is None:
+            return
+        peer.closed = True
+        peer.slots.clear()
+        peer.parked = None
+        self._drop_work(peer, in_flight=True)
+        self.link.send_forget(peer.key)
 
-    def _resolve_local(self, identity: bytes, slot: _Slot, error: Error) -> None:
+    def _resolve_local(self, slot: _Slot, error: Error) -> None:
         slot.reply = codec.encode_reply(error)
-        self._send_ready(identity)
+        self._send_ready(slot.client)
 
-    def _send_ready(self, identity: bytes) -> None:
-        """Send this client's replies that are ready, in order, up to the first one that is not."""
-        queue = self.queues.get(identity)
+    def _error_reply(self, slot: _Slot, code: str, message: str) -> bytes:
+        return codec.encode_reply(Error(code, message))
+
+    def _deliver(self, peer: _Peer, slots: list[_Slot]) -> None:
         send = self.outbox.send
-        while queue and queue[0].reply is not None:
-            slot = queue.popleft()
+        identity = peer.identity
+        for slot in slots:
             send(identity, [*slot.envelope, slot.reply])
-        if not queue:
-            self.queues.pop(identity, None)
-            self.client_keys.pop(identity, None)  # nothing of it in flight: the key may go
 
-    # -- the log actor's replies (node/fronts/log_link.py) -------------------------------------
-
-    def _on_replies(self, slots: list[_Slot | None], replies: list[bytes]) -> None:
-        touched = set()
-        answered = 0
-        for slot, reply in zip(slots, replies):
-            if slot is None:
-                continue  # a message we already aborted, or a cut-off client's
-            slot.reply = reply
-            touched.add(slot.envelope[0])
-            answered += 1
-        self.waiting -= answered
-        for identity in touched:
-            self._send_ready(identity)
-
-    def _on_log_lost(self, reason: str, in_flight: list[_Slot], unsent: list[_Slot]) -> None:
-        """Answer everything the dead log actor held; LOADING until a new one says HELLO."""
-        aborted = Error(codec.ABORTED, aborted_message(reason))
-        for slot in in_flight:
-            self._resolve_local(slot.envelope[0], slot, aborted)
-        for slot in unsent:
-            self._resolve_local(slot.envelope[0], slot, _LOADING)
-        self.waiting = 0
+    # -- the client socket's monitor ------------------------------------------------------------
 
     def _read_monitor(self) -> None:
         while True:
@@ -346,27 +306,10 @@ class Front(Actor):
             elif event["event"] == zmq.EVENT_DISCONNECTED:
                 self.connected_clients = max(0, self.connected_clients - 1)
             elif event["event"] == zmq.EVENT_ACCEPT_FAILED:
-                self._accept_failed(event["value"])
+                self._accept_failed(event["value"], self.connected_clients)
             elif self.auth is not None:
                 self.auth.on_monitor_event(event)  # handshake failures ZAP never sees
 
-    def _accept_failed(self, err: int) -> None:
-        """Finding 9: past the descriptor limit, clients used to hang with nothing logged.
-        Logged at most once a second, with how many failed since the last line."""
-        self.accept_failures += 1
-        now = time.monotonic()
-        if now - self._accept_failed_logged >= 1.0:
-            self._accept_failed_logged = now
-            self.log.error("client_accept_failed", errno=err, error=os.strerror(err),
-                           connected_clients=self.connected_clients, max_clients=self.max_clients,
-                           accept_failures=self.accept_failures)
 
 def main(config: Config, log) -> int:
-    runtime = Runtime(Front(config, log))
-    try:
-        runtime.start()
-    except BindError as exc:
-        log.error("bind_failed", bind=config.bind, error=str(exc))
-        print(f"aofnode: {exc}", file=sys.stderr)
-        return exitcodes.BIND
-    return runtime.run()
+    return run(Front(config, log), log, config.bind)
