@@ -25,6 +25,7 @@ from typing import Callable
 from aofnode.config import FSYNC_POLICIES
 from aofnode.protocol import MAX_BULK_BYTES, NUM_DBS
 from aofnode.protocol.errors import ERR, Error
+from aofnode.store import objects
 from aofnode.store.eviction import POLICIES
 from aofnode.store.pattern import glob_match
 
@@ -191,6 +192,12 @@ PARAMS: dict[str, tuple] = {
     "port": (lambda i: _resp_host_port(i.owner.config)[1] or "0", None, None),
     "enable-debug-command": (lambda i: i.owner.config.enable_debug_command, None, None),
     "watchdog-timeout": (lambda i: i.owner.config.watchdog_timeout_s, None, None),
+    # the thresholds OBJECT ENCODING reports by (node/store/objects.py)
+    "hash-max-listpack-entries": (lambda i: objects.HASH_MAX_LISTPACK_ENTRIES, None, None),
+    "hash-max-listpack-value": (lambda i: objects.HASH_MAX_LISTPACK_VALUE, None, None),
+    "set-max-intset-entries": (lambda i: objects.SET_MAX_INTSET_ENTRIES, None, None),
+    "zset-max-listpack-entries": (lambda i: objects.ZSET_MAX_LISTPACK_ENTRIES, None, None),
+    "zset-max-listpack-value": (lambda i: objects.ZSET_MAX_LISTPACK_VALUE, None, None),
 }
 
 

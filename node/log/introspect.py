@@ -76,11 +76,12 @@ _DEBUG_HELP = [
     "HELP",
     "    Prints this help.",
 ]
-# DEBUG PROTOCOL's values as RESP2 shows them (RESP3's own types: see docs/limits.md).
+# DEBUG PROTOCOL's values as RESP2 shows them; a map is flat, since msgpack replies keep to
+# string keys (RESP3's own types: see docs/limits.md).
 _PROTOCOL = {
     b"string": b"Hello World", b"integer": 12345, b"double": 3.141,
     b"bignum": b"1234567999999999999999999999999999999", b"null": None,
-    b"array": [0, 1, 2], b"set": [0, 1, 2], b"map": {0: False, 1: True, 2: False},
+    b"array": [0, 1, 2], b"set": [0, 1, 2], b"map": [0, False, 1, True, 2, False],
     b"attrib": b"Some real reply following the attribute",
     b"verbatim": b"This is a verbatim\nstring", b"true": True, b"false": False,
 }

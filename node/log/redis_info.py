@@ -75,6 +75,18 @@ def _clients(intro, own: dict) -> dict:
     }
 
 
+# Memory Redis spends on what aofnode has not (Lua, functions, replication, jemalloc's
+# arenas, cluster links), and active defragmentation: none.
+_NO_MEMORY = (
+    "used_memory_lua", "used_memory_vm_eval", "used_memory_scripts_eval",
+    "number_of_cached_scripts", "number_of_functions", "number_of_libraries",
+    "used_memory_vm_functions", "used_memory_vm_total", "used_memory_functions",
+    "used_memory_scripts", "allocator_allocated", "allocator_active", "allocator_resident",
+    "allocator_frag_bytes", "allocator_rss_bytes", "rss_overhead_bytes",
+    "mem_replication_backlog", "mem_total_replication_buffers", "mem_clients_slaves",
+    "mem_clients_normal", "mem_cluster_links", "active_defrag_running")
+
+
 def _memory(intro, own: dict) -> dict:
     used = intro.owner.executor.keyspace.used_memory
     intro.used_memory_peak = peak = max(intro.used_memory_peak, used)
@@ -88,10 +100,13 @@ def _memory(intro, own: dict) -> dict:
         "used_memory_overhead": 0, "used_memory_startup": 0, "used_memory_dataset": used,
         "used_memory_dataset_perc": "100.00%",
         "total_system_memory": system, "total_system_memory_human": _human(system),
-        "used_memory_lua": 0, "used_memory_scripts": 0, "number_of_cached_scripts": 0,
+        **dict.fromkeys(_NO_MEMORY, 0),
         "maxmemory": intro.owner.executor.maxmemory,
         "maxmemory_human": _human(intro.owner.executor.maxmemory),
         "maxmemory_policy": intro.owner.executor.maxmemory_policy,
+        "used_memory_lua_human": "0B", "used_memory_vm_total_human": "0B",
+        "used_memory_scripts_human": "0B", "allocator_frag_ratio": 1.0,
+        "allocator_rss_ratio": 1.0, "rss_overhead_ratio": 1.0,
         "mem_fragmentation_ratio": round(rss / used, 2) if used else 0,
         "mem_fragmentation_bytes": rss - used, "mem_not_counted_for_evict": 0,
         "mem_aof_buffer": intro.owner.writer.pending_bytes, "mem_allocator": "pymalloc",
@@ -111,6 +126,7 @@ def _persistence(intro, own: dict) -> dict:
         "rdb_last_cow_size": 0, "rdb_last_load_keys_expired": 0,
         "rdb_last_load_keys_loaded": 0, "aof_enabled": 1,
         **own,
+        "aof_pending_rewrite": own.get("aof_rewrite_scheduled", 0),
         "module_fork_in_progress": 0, "module_fork_last_cow_size": 0,
     }
 

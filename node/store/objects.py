@@ -2,9 +2,10 @@
 
 Same mixin contract as ``strings.py``. Nothing here changes the keyspace or is logged.
 
-* OBJECT ENCODING is computed from the value, with Redis 7.0's default thresholds
-  (``hash-max-listpack-entries 128`` / ``-value 64``, ``set-max-intset-entries 512``,
-  ``zset-max-listpack-entries 128`` / ``-value 64``): aofnode stores one Python form per type,
+* OBJECT ENCODING is computed from the value, with Redis 7.0's built-in defaults, those of a
+  redis-server started without a config file (``hash-max-listpack-entries 512`` / ``-value
+  64``, ``set-max-intset-entries 512``, ``zset-max-listpack-entries 128`` / ``-value 64``; the
+  redis.conf that Redis ships says 128 hash entries): aofnode stores one Python form per type,
   so there is no encoding to remember. Redis 7.0 never converts back (a hash that once held a
   long field stays ``hashtable`` after HDEL), which a value-only rule cannot know: docs/limits.md
   says so. Redis 7.0 stores every list as a ``quicklist`` and has no listpack sets (both came in
@@ -31,8 +32,8 @@ from aofnode.store.keyspace import NUM_DBS
 
 __all__ = ["ObjectCommands", "encoding_of", "help_lines"]
 
-# Redis 7.0's defaults (redis.conf).
-HASH_MAX_LISTPACK_ENTRIES = 128
+# Redis 7.0's built-in defaults (config.c), which redis-server uses without a config file.
+HASH_MAX_LISTPACK_ENTRIES = 512
 HASH_MAX_LISTPACK_VALUE = 64
 SET_MAX_INTSET_ENTRIES = 512
 ZSET_MAX_LISTPACK_ENTRIES = 128
