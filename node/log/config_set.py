@@ -140,8 +140,8 @@ def _config_setter(field: str):
 def _attr_setter(obj: str, attr: str):
     def apply(intro, value) -> None:
         setattr(getattr(intro, obj), attr, value)
-        if obj == "slowlog":
-            intro.slowlog.trim()
+        intro.slowlog.trim()
+        intro.thresholds_changed()
     return apply
 
 

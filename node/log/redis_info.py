@@ -196,7 +196,7 @@ def _replication(intro) -> dict:
 def _commandstats(intro) -> dict:
     out = {}
     for name, (calls, usec, rejected, failed) in sorted(intro.cmdstats.items()):
-        out[f"cmdstat_{name}"] = {"calls": calls, "usec": usec,
+        out[f"cmdstat_{name.lower()}"] = {"calls": calls, "usec": usec,
                                   "usec_per_call": f"{usec / calls if calls else 0:.2f}",
                                   "rejected_calls": rejected, "failed_calls": failed}
     return out
