@@ -285,3 +285,12 @@ def test_debug_local_mode_needs_every_endpoint_local(actor):
     assert ok(actor.call(("DEBUG", "DIGEST"))) == ZERO_DIGEST  # tcp://127.0.0.1 only
     a.config = dataclasses.replace(a.config, resp_bind="0.0.0.0:6380")
     assert err(actor.call(("DEBUG", "DIGEST"))).startswith("DEBUG command not allowed")
+
+
+def test_serve_option_defaults_to_the_environment(monkeypatch):
+    from aofnode.tools import cli
+    assert cli._parser().parse_args(["serve"]).enable_debug_command == "no"
+    monkeypatch.setenv("AOFNODE_ENABLE_DEBUG_COMMAND", "yes")
+    assert cli._parser().parse_args(["serve"]).enable_debug_command == "yes"
+    args = cli._parser().parse_args(["serve", "--enable-debug-command", "local"])
+    assert args.enable_debug_command == "local"

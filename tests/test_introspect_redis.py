@@ -125,6 +125,9 @@ def test_redis_py_reads_introspection_from_a_node(node):
     assert r.object("encoding", "k") == b"raw"
     assert r.memory_usage("k") > 100
     assert r.slowlog_len() == 0 and r.slowlog_get() == []
+    r.execute_command("DEBUG", "SLEEP", "0.02")  # over slowlog-log-slower-than's 10 ms
+    [entry] = r.slowlog_get()
+    assert entry["command"] == b"debug SLEEP 0.02" and entry["duration"] >= 19_000
     assert r.execute_command("LATENCY", "LATEST") == []
     assert len(r.execute_command("DEBUG", "DIGEST")) == 40
     assert r.execute_command("DEBUG", "RELOAD")
