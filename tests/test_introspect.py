@@ -294,3 +294,25 @@ def test_serve_option_defaults_to_the_environment(monkeypatch):
     assert cli._parser().parse_args(["serve"]).enable_debug_command == "yes"
     args = cli._parser().parse_args(["serve", "--enable-debug-command", "local"])
     assert args.enable_debug_command == "local"
+
+
+def test_front_error_counts_are_added_and_reset(actor):
+    from aofnode.runtime import messages as m
+
+    def front_sends(counters):
+        actor.front.send(m.Stats(counters))
+        ok(actor.call(("PING",)))  # the same channel, in order: the Stats came first
+
+    front_sends({"errorstat_ERR": 5, "connected_clients": 3, "max_clients": 900})
+    err(actor.call(("INCRBY", "k", "x")))
+    info = ok(actor.call(("INFO", "errorstats", "stats", "clients")))
+    assert info["errorstats"] == {"errorstat_ERR": {"count": 6}}
+    assert info["stats"]["total_error_replies"] == 6
+    assert info["clients"]["connected_clients"] == 3 and info["clients"]["maxclients"] == 900
+    assert ok(actor.call(("CONFIG", "GET", "maxclients"))) == {"maxclients": b"900"}
+    ok(actor.call(("CONFIG", "RESETSTAT")))
+    assert ok(actor.call(("INFO", "errorstats")))["errorstats"] == {}
+    front_sends({"errorstat_ERR": 7})
+    info = ok(actor.call(("INFO", "errorstats", "stats")))
+    assert info["errorstats"] == {"errorstat_ERR": {"count": 2}}
+    assert info["stats"]["total_error_replies"] == 2

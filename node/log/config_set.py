@@ -187,7 +187,9 @@ PARAMS: dict[str, tuple] = {
     "client-output-buffer-limit": (lambda i: _client_output(i.owner.config), None, None),
     "client-output-limit": (lambda i: i.owner.config.client_output_limit, None, None),
     "channel-output-limit": (lambda i: i.owner.config.channel_output_limit, None, None),
-    "maxclients": (lambda i: i.front_counter("max_clients"), None, None),
+    # The RESP front's when there is one: Redis clients ask through it.
+    "maxclients": (lambda i: i.front_counter("resp_max_clients") or i.front_counter("max_clients"),
+                   None, None),
     "bind": (lambda i: _resp_host_port(i.owner.config)[0], None, None),
     "port": (lambda i: _resp_host_port(i.owner.config)[1] or "0", None, None),
     "enable-debug-command": (lambda i: i.owner.config.enable_debug_command, None, None),

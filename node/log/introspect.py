@@ -29,7 +29,7 @@ import time
 
 from aofnode.aof import format as aof_format
 from aofnode.log.config_set import config_command
-from aofnode.log.redis_info import add_redis_fields
+from aofnode.log.redis_info import add_redis_fields, front_errorstats
 from aofnode.log.slowlog import LatencyMonitor, SlowLog, latency_command, slowlog_command
 from aofnode.protocol.errors import ERR, OOM, Error
 from aofnode.protocol.resp_reply import error_line
@@ -126,6 +126,7 @@ class Introspection:
         self.latency = LatencyMonitor()
         self.cmdstats: dict[str, list[int]] = {}  # name -> [calls, usec, rejected, failed]
         self.errorstats: dict[str, int] = {}
+        self.front_error_base: dict[str, int] = {}  # the fronts' error counts at RESETSTAT
         self.used_memory_peak = 0
         self.started = time.time()
         self.run_id = os.urandom(20).hex()
@@ -206,6 +207,7 @@ class Introspection:
         owner.writer.delayed_fsyncs = 0
         self.cmdstats.clear()
         self.errorstats.clear()
+        self.front_error_base = front_errorstats(self, since_reset=False)
         self.used_memory_peak = ex.keyspace.used_memory
         owner.reporter.instantaneous_ops = 0.0
         owner.reporter._ops_window = (time.monotonic(), 0)

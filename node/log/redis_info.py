@@ -24,7 +24,7 @@ import time
 
 from aofnode.config import parse_host_port
 
-__all__ = ["add_redis_fields", "REDIS_VERSION"]
+__all__ = ["add_redis_fields", "front_errorstats", "REDIS_VERSION"]
 
 REDIS_VERSION = "7.0.15"
 _UNAME = platform.uname()
@@ -154,23 +154,28 @@ def _stats(intro, own: dict) -> dict:
     out["total_reads_processed"] = out["total_writes_processed"] = own.get("total_batches", 0)
     out.update(own)
     out["total_error_replies"] = own.get("total_error_replies", 0) + sum(
-        _front_errorstats(intro).values())
+        front_errorstats(intro).values())
     return out
 
 
-def _front_errorstats(intro) -> dict[str, int]:
-    """The errors the fronts answered themselves (``errorstat_<PREFIX>`` counters)."""
+def front_errorstats(intro, since_reset: bool = True) -> dict[str, int]:
+    """The errors the fronts answered themselves (their ``errorstat_<PREFIX>`` counters, which
+    only grow), since the last CONFIG RESETSTAT (``intro.front_error_base``) unless told."""
     out: dict[str, int] = {}
     for counters in intro.owner.fronts.counters():
         for key, value in counters.items():
             if key.startswith("errorstat_") and type(value) is int:
                 out[key[10:]] = out.get(key[10:], 0) + value
-    return out
+    if since_reset:
+        base = intro.front_error_base
+        # A restarted front counts from 0 again: below the base, count from there.
+        out = {k: v - base.get(k, 0) if v >= base.get(k, 0) else v for k, v in out.items()}
+    return {k: v for k, v in out.items() if v}
 
 
 def _errorstats(intro) -> dict:
     counts = dict(intro.errorstats)
-    for prefix, n in _front_errorstats(intro).items():
+    for prefix, n in front_errorstats(intro).items():
         counts[prefix] = counts.get(prefix, 0) + n
     return {f"errorstat_{prefix}": {"count": n} for prefix, n in sorted(counts.items())}
 
