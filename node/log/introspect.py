@@ -34,7 +34,9 @@ from aofnode.log.slowlog import LatencyMonitor, SlowLog, latency_command, slowlo
 from aofnode.protocol.errors import ERR, OOM, Error
 from aofnode.protocol.resp_reply import error_line
 from aofnode.store.digest import keyspace_digest, value_digest
+from aofnode.store.executor import Executor
 from aofnode.store.objects import encoding_of, refcount_of, sub_error
+from aofnode.store.rdb import dump_value
 
 __all__ = ["Introspection", "OWN"]
 
@@ -270,14 +272,12 @@ class Introspection:
         value = keyspace.peek(db, key)
         if value is None:
             return Error(ERR, "no such key")
-        from aofnode.store.rdb import dump_value
         return (f"Value at:0x{id(value):x} refcount:{refcount_of(value)} "
                 f"encoding:{encoding_of(value)} serializedlength:{len(dump_value(value))} "
                 f"lru:0 lru_seconds_idle:0")
 
     def _reload(self):
         """Fsync the AOF, replay it into a fresh executor, compare digests."""
-        from aofnode.store.executor import Executor
         owner = self.owner
         # This cycle's writes so far are not in the AOF yet (step 2 comes after the cycle): they
         # go now; if that fails the writer keeps them pending and the cycle refuses its writes.
