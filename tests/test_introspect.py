@@ -140,7 +140,8 @@ def err(reply):
 
 def test_config_get_patterns_and_set(actor):
     got = ok(actor.call(("CONFIG", "GET", "maxmemory*", "appendfsync")))
-    assert got == {"maxmemory": b"0", "maxmemory-policy": b"noeviction", "appendfsync": b"always"}
+    assert got == {"maxmemory": b"0", "maxmemory-policy": b"noeviction", "maxmemory-samples": b"5",
+                   "maxmemory-clients": b"0", "appendfsync": b"always"}
     assert ok(actor.call(("CONFIG", "GET", "nothing*"))) == {}
     assert ok(actor.call(("CONFIG", "SET", "maxmemory", "1kb", "maxmemory-policy", "allkeys-lru",
                           "appendfsync", "everysec", "auto-aof-rewrite-min-size", "1mb",
@@ -178,6 +179,11 @@ CONFIG_ERRORS = [
 def test_config_errors_and_all_or_nothing(actor):
     for request, message in CONFIG_ERRORS:
         assert err(actor.call(request)) == message, request
+    # A read-only setting set to the value it has: nothing changes, OK (Redis's CONFIG sanity).
+    everything = ok(actor.call(("CONFIG", "GET", "*")))
+    pairs = [x for k, v in everything.items() for x in (k, v)]
+    assert ok(actor.call(("CONFIG", "SET", *pairs))) == "OK"
+    assert ok(actor.call(("CONFIG", "GET", "*"))) == everything
     # The second value is invalid: the first is not applied either.
     err(actor.call(("CONFIG", "SET", "maxmemory", "5", "slowlog-max-len", "x")))
     assert actor.actor.executor.maxmemory == 0

@@ -6,7 +6,8 @@ Design:
   CONFIG is answered here for every front alike. ``PARAMS`` names each setting as Redis names
   it (aofnode's own ones by their ``serve`` option) with how to read it and, if it can change,
   how to parse and apply it; the rest is read-only (``can't set immutable config``, as Redis
-  says of its own). The fronts' own settings (maxclients, the password) are read from the
+  says of its own, except to the value it has, which changes nothing and succeeds: a client
+  may set back every setting CONFIG GET gave it). The fronts' own settings (maxclients, the password) are read from the
   counters they report; a front that answered CONFIG itself would answer for itself alone.
 - CONFIG SET takes several pairs and is all or nothing for the values: every value is parsed
   first, then each is applied in turn. ``Config`` is frozen (the supervisor hands the same one
@@ -26,7 +27,7 @@ from aofnode.config import FSYNC_POLICIES
 from aofnode.protocol import MAX_BULK_BYTES, NUM_DBS
 from aofnode.protocol.errors import ERR, Error
 from aofnode.store import objects
-from aofnode.store.eviction import POLICIES
+from aofnode.store.eviction import EVICTION_SAMPLES, POLICIES
 from aofnode.store.pattern import glob_match
 
 __all__ = ["PARAMS", "config_command"]
@@ -194,6 +195,13 @@ PARAMS: dict[str, tuple] = {
     "port": (lambda i: _resp_host_port(i.owner.config)[1] or "0", None, None),
     "enable-debug-command": (lambda i: i.owner.config.enable_debug_command, None, None),
     "watchdog-timeout": (lambda i: i.owner.config.watchdog_timeout_s, None, None),
+    "maxmemory-samples": (lambda i: EVICTION_SAMPLES, None, None),
+    # Redis settings for what aofnode has not, with the value true of aofnode: no client
+    # memory eviction, no replication, no daemon mode.
+    "maxmemory-clients": (lambda i: 0, None, None),
+    "replicaof": (lambda i: "", None, None),
+    "slaveof": (lambda i: "", None, None),
+    "daemonize": (lambda i: "no", None, None),
     # the thresholds OBJECT ENCODING reports by (node/store/objects.py)
     "hash-max-listpack-entries": (lambda i: objects.HASH_MAX_LISTPACK_ENTRIES, None, None),
     "hash-max-listpack-value": (lambda i: objects.HASH_MAX_LISTPACK_VALUE, None, None),
@@ -232,8 +240,10 @@ def config_set(intro, args) -> object:
         if name in seen:
             return _failed(name, "duplicate parameter")
         seen.add(name)
-        _, parse, apply = param
+        read, parse, apply = param
         if parse is None:
+            if raw_value == _text(read(intro)):
+                continue  # to the value it has: nothing to change
             return _failed(name, "can't set immutable config")
         try:
             parsed.append((name, apply, parse(raw_value)))
