@@ -13,10 +13,14 @@ import os
 import stat
 from dataclasses import dataclass
 
-__all__ = ["Config", "FSYNC_POLICIES", "AOF_NAME", "LOCK_NAME", "REQUIREPASS_ENV", "USUAL_RESP_BIND",
+__all__ = ["Config", "DEBUG_COMMAND_MODES", "DEBUG_COMMAND_ENV", "FSYNC_POLICIES", "AOF_NAME", "LOCK_NAME", "REQUIREPASS_ENV", "USUAL_RESP_BIND",
            "parse_host_port", "is_loopback_host", "read_password_file", "resp_config_error"]
 
 FSYNC_POLICIES = ("always", "everysec", "no")
+DEBUG_COMMAND_MODES = ("no", "yes", "local")
+# The default of --enable-debug-command when set: a harness that starts ``aofnode serve`` with a
+# fixed command line (Redis's own test suite, whose DEBUG tests need it) can still turn it on.
+DEBUG_COMMAND_ENV = "AOFNODE_ENABLE_DEBUG_COMMAND"
 AOF_NAME = "appendonly.aof"
 LOCK_NAME = "aofnode.lock"
 DEFAULT_BIND = "tcp://127.0.0.1:7700"
@@ -89,6 +93,11 @@ class Config:
     # (no group/other access) that the resp actor reads again at each start.
     resp_bind: str | None = None
     requirepass_file: str | None = None
+    # DEBUG (Redis's enable-debug-command): "no" (Redis 7's default: DEBUG can block the log
+    # actor and rewrite the keyspace), "yes", or "local" (only when every endpoint the node
+    # listens on is loopback or ipc, so every client is local: the log actor cannot tell one
+    # client's address from another's).
+    enable_debug_command: str = "no"
 
     @property
     def aof_path(self) -> str:

@@ -70,6 +70,14 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("DBSIZE", 1, _READ, "DBSIZE: number of keys in the current database"),
     ("BGREWRITEAOF", 1, _ADMIN, "BGREWRITEAOF: start an AOF rewrite in the background"),
     ("TIME", 1, _READ, "TIME: unix time as [seconds, microseconds]"),
+    # introspection (node/log/introspect.py, node/store/objects.py); a subcommand's own arity
+    # is checked where it runs, as Redis 7 checks ``config|get``'s
+    ("CONFIG", -2, _ADMIN, "CONFIG GET pattern ...|SET name value ...|RESETSTAT|HELP"),
+    ("OBJECT", -2, _READ, "OBJECT ENCODING|REFCOUNT|IDLETIME|FREQ key, OBJECT HELP"),
+    ("MEMORY", -2, _READ, "MEMORY USAGE key [SAMPLES n]|STATS|DOCTOR|HELP"),
+    ("SLOWLOG", -2, _ADMIN, "SLOWLOG GET [count]|LEN|RESET|HELP"),
+    ("LATENCY", -2, _ADMIN, "LATENCY LATEST|HISTORY event|RESET [event ...]|HELP"),
+    ("DEBUG", -2, _ADMIN, "DEBUG SLEEP|SET-ACTIVE-EXPIRE|RELOAD|DIGEST|DIGEST-VALUE|OBJECT|HELP"),
     # strings
     ("SET", -3, _GROW, "SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]"),
     ("GET", 2, _READ, "GET key: the value, or nil"),

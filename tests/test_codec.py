@@ -533,6 +533,11 @@ REDIS7_ARITY |= {
     "SWAPDB": 3, "RANDOMKEY": 1, "HMSET": -4, "HSETNX": 4, "HSTRLEN": 3, "HINCRBYFLOAT": 4,
     "HRANDFIELD": -2, "HSCAN": -3, "DUMP": 2, "RESTORE": -4,
 }
+# The introspection commands: OBJECT and MEMORY read; the others start work or change settings,
+# so a retry is not the same request (as BGREWRITEAOF).
+REDIS7_ARITY |= {"CONFIG": -2, "OBJECT": -2, "MEMORY": -2, "SLOWLOG": -2, "LATENCY": -2,
+                 "DEBUG": -2}
+ADMIN = {"BGREWRITEAOF", "CONFIG", "SLOWLOG", "LATENCY", "DEBUG"}
 WRITES |= {
     "INCRBYFLOAT", "GETEX", "SETEX", "PSETEX", "GETSET", "MSETNX", "SETRANGE", "SETBIT", "BITOP",
     "BITFIELD", "UNLINK", "RENAMENX", "COPY", "MOVE", "SWAPDB", "HMSET", "HSETNX", "HINCRBYFLOAT",
@@ -552,7 +557,7 @@ def test_command_spec(name):
     assert spec.arity != 0
     assert spec.write == (name in WRITES)
     assert not (spec.write and spec.retry_safe), "no write command is retry-safe"
-    assert spec.retry_safe == (not spec.write and name != "BGREWRITEAOF"
+    assert spec.retry_safe == (not spec.write and name not in ADMIN
                                and name not in RANDOM_READS)
     if name in COLLECTION_ARITY:
         assert spec.denyoom == (name in COLLECTION_DENYOOM)

@@ -170,6 +170,19 @@ class AofWriter:
             self.check_bg_fsync()
         return self._fdatasync()
 
+    def set_policy(self, policy: str) -> bool:
+        """CONFIG SET appendfsync: everything written so far is fdatasync'ed first, so no write
+        acknowledged under the old policy is left waiting for a fsync the new one never does.
+        False (the policy unchanged) if that fsync failed."""
+        if policy == self.policy:
+            return True
+        if not self.fsync_now():
+            return False
+        if policy == "everysec" and self._bg is None:
+            self._bg = _FsyncWorker()
+        self.policy = policy
+        return True
+
     @property
     def directory_durable(self) -> bool:
         """False while the live file's directory entry may not survive a power loss (the last

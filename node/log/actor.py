@@ -32,6 +32,7 @@ from aofnode.runtime.heartbeat import Heartbeat, heartbeat_path
 from aofnode.log.report import PauseMeter, Reporter
 from aofnode.runtime.actor import Actor, Runtime
 from aofnode.hello import hello_reply
+from aofnode.log.introspect import Introspection
 from aofnode.log.links import FrontLinks
 from aofnode.log.work import CLIENT_BITS, Pending, WorkQueue
 from aofnode.aof import format as aof_format
@@ -101,7 +102,8 @@ class LogActor(Actor):
         self.reporter = Reporter(config, log, self.stats, keyspace=self.executor.keyspace,
                                  writer=self.writer, rewriter=self.rewriter, closer=self.closer,
                                  meter=self.meter, fronts=self.fronts, started=started)
-        self.executor.info_provider = self.reporter.info
+        self.intro = Introspection(self)  # CONFIG, SLOWLOG, LATENCY, DEBUG, INFO's Redis fields
+        self.executor.info_provider = self.intro.info
         self.runtime: Runtime | None = None
         self.heartbeat: Heartbeat | None = None
 
@@ -249,6 +251,7 @@ class LogActor(Actor):
         """Execute up to ``limit`` requests of one message; return how many ran."""
         if pending.count < 0 and not pending.open():
             self.stats["rejected_messages"] += 1
+            self.intro.error(pending.failed)
             return 1
         results = pending.results
         start = pending.pos
@@ -258,10 +261,10 @@ class LogActor(Actor):
             results.append(self._run_one(pending, item, writes))
         pending.pos = stop
         if pending.reply_bytes > self.config.client_output_limit and stop < pending.count:
-            pending.failed = codec.Error(codec.TOOBIG, (
+            pending.failed = self.intro.error(codec.Error(codec.TOOBIG, (
                 f"the replies to this message passed client-output-limit "
                 f"({self.config.client_output_limit} bytes) after {stop} of {pending.count} requests; "
-                "those ran, the rest did not"))
+                "those ran, the rest did not")))
         return stop - start
 
     def _run_one(self, pending: Pending, item, writes: list):
@@ -269,12 +272,12 @@ class LogActor(Actor):
         (a write or a BGREWRITEAOF notes that index: its result may still change, see _fill)."""
         if type(item) is codec.Error:  # invalid, in place (the codec said why)
             self.stats["rejected_requests"] += 1
-            return item
+            return self.intro.error(item)
         name, args = item
         if name == "SELECT":  # for the rest of this message (protocol 2: no client state)
             selected = codec.parse_select(args[0])
             if type(selected) is codec.Error:
-                return selected
+                return self.intro.error(selected)
             pending.db = selected
             return "OK"
         if name == "HELLO":
@@ -283,13 +286,13 @@ class LogActor(Actor):
         is_write = name in _WRITES
         if is_write and self._refusal is not None:
             self.stats["misconf_refusals"] += 1
-            return self._refusal
+            self.intro.rejected(name)
+            return self.intro.error(self._refusal)
         reply = (self._bgrewriteaof_later(pending.results) if name == "BGREWRITEAOF"
-                 else self.executor.execute(pending.db, name, args))
+                 else self.intro.execute(pending.db, name, args))
         kind = type(reply)
         if kind is codec.Error:
-            self.stats["total_error_replies"] += 1
-            return reply
+            return self.intro.error(reply)
         if kind is bytes:
             pending.reply_bytes += len(reply)
         if is_write:

@@ -11,7 +11,7 @@ the name and the arity against ``protocol/commands.py``; option syntax is checke
   ``stringops.StringOpCommands``, ``bits.BitCommands``, ``keys.KeyCommands``,
   ``dbops.DbCommands``, ``dump.DumpCommands``, ``hashes.HashCommands``, ``lists.ListCommands``,
   ``sets.SetCommands``, ``zsets.ZSetCommands``, ``zsetranges.ZSetRangeCommands``,
-  ``zsetalgebra.ZSetAlgebraCommands``. SELECT, HELLO and BGREWRITEAOF are not here: other actors
+  ``zsetalgebra.ZSetAlgebraCommands``, ``objects.ObjectCommands``. SELECT, HELLO and BGREWRITEAOF are not here: other actors
   own them.
 * Propagation: every change appends one or more canonical AOF entries ``[db, "NAME", *bytes]``
   to ``propagated``, in the order the changes happened, including the ``DEL`` of a key that
@@ -47,6 +47,7 @@ from aofnode.store.eviction import ALLKEYS_LRU, NOEVICTION, POLICIES, evict
 from aofnode.store.hashes import HashCommands
 from aofnode.store.keys import KeyCommands
 from aofnode.store.lists import ListCommands
+from aofnode.store.objects import ObjectCommands
 from aofnode.store.sets import SetCommands
 from aofnode.store.zsetalgebra import ZSetAlgebraCommands
 from aofnode.store.zsetranges import ZSetRangeCommands
@@ -58,7 +59,9 @@ from aofnode.store.keyspace import NUM_DBS, Keyspace, wall_clock_ms
 __all__ = ["OOM_ERR", "Executor"]
 
 # INFO arguments that select every section (Redis 7 also has "everything" = all + modules).
-_ALL_SECTIONS = frozenset(("default", "all", "everything"))
+_ALL_SECTIONS = frozenset(("all", "everything"))
+# Sections INFO gives only when named or with all/everything, as Redis's commandstats.
+_NOT_DEFAULT = frozenset(("commandstats", "latencystats"))
 _DENYOOM = frozenset(name for name, spec in COMMANDS.items() if spec.denyoom)
 # Redis's text for the OOM refusal.
 OOM_ERR = Error(OOM, "command not allowed when used memory > 'maxmemory'")
@@ -66,7 +69,7 @@ OOM_ERR = Error(OOM, "command not allowed when used memory > 'maxmemory'")
 
 _MIXINS = (StringCommands, StringOpCommands, BitCommands, KeyCommands, DbCommands,
            DumpCommands, HashCommands, ListCommands, SetCommands, ZSetCommands, ZSetRangeCommands,
-           ZSetAlgebraCommands)
+           ZSetAlgebraCommands, ObjectCommands)
 
 
 class Executor(*_MIXINS):
@@ -88,6 +91,7 @@ class Executor(*_MIXINS):
         self.keyspace_hits = 0
         self.keyspace_misses = 0
         self.evicted_keys = 0
+        self.active_expire = True  # DEBUG SET-ACTIVE-EXPIRE 0 turns the active cycle off
         self._maxmemory = 0
         self._maxmemory_policy = NOEVICTION
         # Eviction's sampling: seeded by the OS; tests set a seeded Random for repeatable runs.
@@ -171,6 +175,8 @@ class Executor(*_MIXINS):
 
         Each deletion propagates ``DEL``. Returns how many keys were deleted (0 while loading).
         """
+        if not self.active_expire:
+            return 0
         return self.keyspace.active_expire(budget_ms)
 
     def _make_room(self, name: str) -> Error | None:
@@ -214,8 +220,10 @@ class Executor(*_MIXINS):
         memory["maxmemory_policy"] = self._maxmemory_policy
         sections["keyspace"] = self._keyspace_section()
         wanted = {raw.decode("utf-8", "replace").lower() for raw in args}
-        if not wanted or wanted & _ALL_SECTIONS:
+        if wanted & _ALL_SECTIONS:
             return sections
+        if not wanted or "default" in wanted:
+            wanted |= sections.keys() - _NOT_DEFAULT
         return {name: fields for name, fields in sections.items() if name in wanted}
 
     def _keyspace_section(self) -> dict[str, dict[str, int]]:

@@ -185,6 +185,25 @@ class Keyspace:
                 found = [k for k in found if k not in dead]
         return found
 
+    def entries(self, db: int) -> Iterator[tuple[bytes, Value, int | None]]:
+        """Every (key, value, expire) of ``db``, expired ones included and nothing deleted: for
+        whole-keyspace reads that must not change it (DEBUG DIGEST). The caller must not change
+        the keyspace while it iterates."""
+        d = self.dbs[db]
+        for data, expires in zip(d.data, d.expires):
+            for key, value in data.items():
+                yield key, value, expires.get(key)
+
+    def peek(self, db: int, key: bytes) -> Value | None:
+        """The value of ``key`` or None, its TTL not checked and its access clock not moved:
+        for reads that must not change the keyspace (DEBUG)."""
+        return self.dbs[db].data[hash(key) & SHARD_MASK].get(key)
+
+    @property
+    def tracking_access(self) -> bool:
+        """The allkeys-lru access clock is on (see ``track_access``)."""
+        return self._tracking
+
     def shard_size(self, db: int, i: int) -> int:
         """The number of keys in shard ``i`` of ``db``, expired ones included."""
         return len(self.dbs[db].data[i])

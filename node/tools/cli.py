@@ -6,7 +6,8 @@ import dataclasses
 import os
 import sys
 
-from aofnode.config import DEFAULT_BIND, FSYNC_POLICIES, USUAL_RESP_BIND, Config
+from aofnode.config import (DEBUG_COMMAND_ENV, DEBUG_COMMAND_MODES, DEFAULT_BIND, FSYNC_POLICIES,
+                             USUAL_RESP_BIND, Config)
 
 __all__ = ["main"]
 
@@ -76,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--requirepass", default=None, metavar="PASSWORD",
                    help="RESP clients must AUTH with PASSWORD. Visible to every local user in ps "
                         "(this command line): prefer --requirepass-file")
+
+    debug_default = os.environ.get(DEBUG_COMMAND_ENV, "no")
+    s.add_argument("--enable-debug-command", choices=DEBUG_COMMAND_MODES,
+                   default=debug_default if debug_default in DEBUG_COMMAND_MODES else "no",
+                   help="allow DEBUG: no (default, or $%s), yes, or local (only when every endpoint "
+                        "is loopback or ipc)" % DEBUG_COMMAND_ENV)
 
     c = sub.add_parser("cli", help="send commands to a node (interactive without COMMAND)")
     c.add_argument("--connect", default=DEFAULT_BIND, help=f"node endpoint (default: {DEFAULT_BIND})")
