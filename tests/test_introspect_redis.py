@@ -136,10 +136,11 @@ def test_redis_py_reads_introspection_from_a_node(node):
     assert r.info("errorstats")["errorstat_WRONGTYPE"] == {"count": 1}
 
 
-@pytest.mark.xfail(strict=False, reason="the RESP front answers CONFIG itself until it forwards "
-                                        "CONFIG to the log actor (docs/limits.md)")
 def test_redis_py_config_set_reaches_the_log_actor(node):
     _node, r = node
     assert r.config_set("slowlog-log-slower-than", 0)
     r.get("k")
     assert r.slowlog_len() >= 1
+    assert r.config_get("appendonly") == {"appendonly": "yes"}
+    assert r.config_get("requirepass") == {}  # never revealed, whatever the pattern
+    assert "requirepass" not in r.config_get("*")

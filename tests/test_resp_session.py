@@ -40,10 +40,6 @@ CASES = [  # (password, argv, reply)
     (None, [b"CLIENT", b"SETINFO", b"lib-name", b"redis-py"], b"+OK\r\n"),
     (None, [b"CLIENT", b"NOPE"], b"-ERR unknown subcommand 'NOPE'. Try CLIENT HELP.\r\n"),
     (None, [b"CLIENT"], b"-ERR wrong number of arguments for 'client' command\r\n"),
-    (None, [b"CONFIG", b"GET", b"appendonly"], b"*2\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n"),
-    (None, [b"CONFIG", b"GET", b"requirepass"], b"*0\r\n"),  # never revealed
-    (None, [b"CONFIG", b"SET", b"save", b""], b"-ERR CONFIG SET is not supported by aofnode: settings are "
-                                               b"options of aofnode serve\r\n"),
     (None, [b"MULTI"], b"-ERR MULTI/EXEC/WATCH are not supported by aofnode: send the commands without a "
                        b"transaction (redis-py: pipeline(transaction=False))\r\n"),
     (None, [b"RESET"], b"+RESET\r\n"),
@@ -66,7 +62,6 @@ def test_hello_replies_as_redis_does_in_both_protocols():
     three = _run(s, b"HELLO", b"3", b"SETNAME", b"me")
     assert three.startswith(b"%7\r\n$6\r\nserver\r\n")
     assert s.resp3 and s.name == b"me"
-    assert _run(s, b"CONFIG", b"GET", b"maxmemory*").startswith(b"%2\r\n")  # a map in RESP3
     assert _run(s, b"RESET") == b"+RESET\r\n" and not s.resp3 and s.name is None
 
 

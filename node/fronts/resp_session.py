@@ -7,7 +7,7 @@ Design:
   library. The front (node/fronts/resp_front.py) calls ``Session.run`` for the commands in
   ``LOCAL`` in their place in the pipeline, and forwards every other command.
 - Answers are RESP bytes, shaped as Redis 7 shapes them (checked against redis-server 7.0):
-  HELLO's map, COMMAND's 10-element entries, CONFIG GET's map (a flat array in RESP2),
+  HELLO's map, COMMAND's 10-element entries (a flat array in RESP2),
   CLIENT INFO's text. ``check_forwarded`` gives Redis's own error for an unknown command or a
   wrong arity, so those never travel to the log actor.
 - AUTH: with a password set, every command but AUTH, HELLO, QUIT and RESET gets NOAUTH until
@@ -20,7 +20,6 @@ from __future__ import annotations
 import hmac
 import time
 
-from aofnode.store.pattern import glob_match
 from aofnode.version import VERSION
 from aofnode import protocol as codec
 from aofnode import protocol as resp
@@ -29,7 +28,7 @@ from aofnode.protocol.commands import COMMANDS
 __all__ = ["Session", "LOCAL", "NO_AUTH_NEEDED", "check_forwarded", "config_settings"]
 
 # Commands the front answers itself, in order with the forwarded ones.
-LOCAL = frozenset({"HELLO", "AUTH", "CLIENT", "SELECT", "COMMAND", "CONFIG", "QUIT", "RESET",
+LOCAL = frozenset({"HELLO", "AUTH", "CLIENT", "SELECT", "COMMAND", "QUIT", "RESET",
                    "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"})
 # What a client may send before AUTH when a password is set (Redis's no-auth commands).
 NO_AUTH_NEEDED = frozenset({"AUTH", "HELLO", "QUIT", "RESET"})
@@ -62,7 +61,6 @@ _LOCAL_SPECS = {
     "AUTH": (-2, "AUTH [username] password: authenticate this connection"),
     "CLIENT": (-2, "CLIENT ID|GETNAME|SETNAME name|SETINFO attr value|INFO: this connection"),
     "COMMAND": (-1, "COMMAND [COUNT|LIST|INFO name ...|DOCS [name ...]]: the command table"),
-    "CONFIG": (-2, "CONFIG GET parameter [parameter ...]: the node's settings"),
     "QUIT": (-1, "QUIT: close the connection"),
     "RESET": (1, "RESET: back to a fresh connection's state"),
 }
@@ -221,8 +219,6 @@ class Session:
             return self._client(args)
         if name == "COMMAND":
             return self._command(args)
-        if name == "CONFIG":
-            return self._config(args)
         if name == "QUIT":
             self.close_after = True
             return _OK
@@ -327,7 +323,7 @@ class Session:
                 f"lib-name={self.lib_name.decode('utf-8', 'replace')} "
                 f"lib-ver={self.lib_ver.decode('utf-8', 'replace')}")
 
-    # -- COMMAND and CONFIG ------------------------------------------------------------------------
+    # -- COMMAND ------------------------------------------------------------------------------------
 
     def _command(self, args: list[bytes]) -> bytes:
         if not args:
@@ -348,25 +344,6 @@ class Session:
         shown = args[0][:128].decode("utf-8", "replace")
         return resp.error_line("ERR", f"unknown subcommand or wrong number of arguments for '{shown}'. "
                                       "Try COMMAND HELP.")
-
-    def _config(self, args: list[bytes]) -> bytes:
-        if not args:
-            return _arity("config")
-        sub = args[0].upper()
-        if sub == b"GET" and len(args) >= 2:
-            found = {}
-            for pattern in args[1:]:
-                for key, value in self.settings.items():
-                    if glob_match(pattern.lower(), key.encode()):
-                        found[key] = value.encode()
-            return self.value(found)
-        if sub == b"GET":
-            return _arity("config|get")
-        if sub in (b"SET", b"RESETSTAT", b"REWRITE"):
-            return (b"-ERR CONFIG " + sub + b" is not supported by aofnode: settings are options of "
-                    b"aofnode serve\r\n")
-        shown = args[0][:128].decode("utf-8", "replace")
-        return resp.error_line("ERR", f"unknown subcommand '{shown}'. Try CONFIG HELP.")
 
 
 _BAD_NAME = b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n"
