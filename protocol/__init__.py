@@ -36,7 +36,7 @@ from .errors import (
     Error,
     ProtocolError,
 )
-from .resp_reply import encode_command_reply, encode_value, error_line, info_text
+from .resp_reply import SHAPED, encode_command_reply, encode_value, error_line, info_text, reply_shape
 from .resp_request import (
     ARG_OVERHEAD,
     MAX_BULK_BYTES,
@@ -128,6 +128,8 @@ __all__ = [
     # RESP replies
     "encode_value",
     "encode_command_reply",
+    "reply_shape",
+    "SHAPED",
     "error_line",
     "info_text",
 ]

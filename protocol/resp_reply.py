@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import ABORTED, BUSY, ERR, LOADING, MISCONF, NOPROTO, OOM, WRONGTYPE
 
-__all__ = ["error_line", "encode_value", "encode_command_reply", "info_text"]
+__all__ = ["error_line", "encode_value", "encode_command_reply", "info_text", "SHAPED", "reply_shape"]
 
 _CRLF = b"\r\n"
 
@@ -95,14 +95,84 @@ def _pairs(flat: list[Any]) -> dict[Any, Any]:
     return dict(zip(flat[::2], flat[1::2]))
 
 
+# Commands whose Redis reply shape is not the plain form of aofnode's value. ``reply_shape``
+# names the shape from the command line (WITHSCORES, a count), once per command, off the hot path.
+_DOUBLE = frozenset(("ZSCORE", "ZINCRBY", "ZADD"))  # a score: bulk in RESP2, double in RESP3
+_WITHSCORES = frozenset(("ZRANGE", "ZRANGEBYSCORE", "ZREVRANGEBYSCORE", "ZREVRANGE", "ZUNION",
+                         "ZINTER", "ZDIFF", "ZRANDMEMBER"))
+_SETS = frozenset(("SMEMBERS", "SINTER", "SUNION", "SDIFF"))
+# Nothing to return is a null *array* (RESP2 ``*-1``) for these, not a null bulk.
+_NULL_ARRAY = frozenset(("LMPOP", "BLPOP", "BRPOP", "BLMPOP", "BLMOVE", "BRPOPLPUSH", "EXEC"))
+_MPOP = frozenset(("ZMPOP", "BZMPOP"))
+_BZPOP = frozenset(("BZPOPMIN", "BZPOPMAX"))
+SHAPED = frozenset(("INFO", "HGETALL", "ZMSCORE", "ZPOPMIN", "ZPOPMAX", "HRANDFIELD", "SPOP",
+                    "LPOP", "RPOP")) | _DOUBLE | _WITHSCORES | _SETS | _NULL_ARRAY | _MPOP | _BZPOP
+
+
+def reply_shape(name: str, argv: list[bytes]) -> str:
+    """The shape token of command ``argv`` (named ``name``, one of ``SHAPED``) for
+    ``encode_command_reply``: the name, or the name with the option that changes the shape."""
+    if name in _WITHSCORES:
+        return name + " WITHSCORES" if any(a.upper() == b"WITHSCORES" for a in argv[2:]) else name
+    if name == "HRANDFIELD":
+        return "HRANDFIELD WITHVALUES" if len(argv) == 4 else name
+    if name in ("ZPOPMIN", "ZPOPMAX", "SPOP", "LPOP", "RPOP"):
+        return name + " COUNT" if len(argv) > 2 else name
+    return name
+
+
+def _double(score: Any) -> bytes:
+    """A score aofnode formats as text (``%.17g``, as Redis 7.0) as a RESP3 double."""
+    if type(score) is bytes:
+        return b",%s\r\n" % score
+    return encode_value(score, True)
+
+
+def _score_pairs(flat: list[Any]) -> bytes:
+    return b"*%d\r\n" % (len(flat) // 2) + b"".join(
+        [b"*2\r\n" + encode_value(m, True) + _double(sc) for m, sc in zip(flat[::2], flat[1::2])])
+
+
 def encode_command_reply(name: str, value: Any, resp3: bool) -> bytes:
-    """The reply to command ``name`` where Redis's shape differs from aofnode's value:
-    INFO is a bulk text (a verbatim ``txt`` string in RESP3), HGETALL a map in RESP3."""
+    """The reply to a command of shape ``name`` (``reply_shape``) where Redis's shape differs
+    from aofnode's value: INFO is a bulk text (a verbatim ``txt`` string in RESP3), HGETALL a map
+    in RESP3, scores are doubles and WITHSCORES pairs in RESP3, set replies are sets in RESP3,
+    and an empty pop of several elements is a null array (``*-1``) in RESP2. Checked byte for
+    byte against redis-server 7.0 (tests/test_resp_shapes.py)."""
     if name == "INFO" and type(value) is dict:
         text = info_text(value)
         if resp3:
             return b"=%d\r\ntxt:%s\r\n" % (len(text) + 4, text)
         return b"$%d\r\n%s\r\n" % (len(text), text)
-    if name == "HGETALL" and resp3 and type(value) is list:
+    if value is None:
+        if not resp3 and (name in _NULL_ARRAY or name in _MPOP or name in _BZPOP
+                          or name in ("LPOP COUNT", "RPOP COUNT")):
+            return b"*-1\r\n"
+        return encode_value(None, resp3)
+    if not resp3 or type(value) not in (list, bytes):
+        return encode_value(value, resp3)
+    if name == "HGETALL":
         return encode_value(_pairs(value), True)
-    return encode_value(value, resp3)
+    if name in _DOUBLE and type(value) is bytes:
+        return _double(value)
+    if type(value) is not list:
+        return encode_value(value, True)
+    if name == "ZMSCORE":
+        return b"*%d\r\n" % len(value) + b"".join([_double(v) for v in value])
+    if name.endswith(" WITHSCORES") or name in ("ZPOPMIN COUNT", "ZPOPMAX COUNT"):
+        return _score_pairs(value)
+    if name in ("ZPOPMIN", "ZPOPMAX") and len(value) == 2:
+        return b"*2\r\n" + encode_value(value[0], True) + _double(value[1])
+    if name in _BZPOP and len(value) == 3:
+        return b"*3\r\n" + encode_value(value[0], True) + encode_value(value[1], True) + _double(value[2])
+    if name in _MPOP and len(value) == 2 and type(value[1]) is list:
+        pairs = value[1]
+        return (b"*2\r\n" + encode_value(value[0], True) + b"*%d\r\n" % len(pairs)
+                + b"".join([b"*2\r\n" + encode_value(p[0], True) + _double(p[1]) for p in pairs]))
+    if name == "HRANDFIELD WITHVALUES":
+        return b"*%d\r\n" % (len(value) // 2) + b"".join(
+            [b"*2\r\n" + encode_value(f, True) + encode_value(v, True)
+             for f, v in zip(value[::2], value[1::2])])
+    if name in _SETS or name == "SPOP COUNT":
+        return b"~%d\r\n" % len(value) + b"".join([encode_value(v, True) for v in value])
+    return encode_value(value, True)

@@ -29,7 +29,7 @@ __all__ = ["CommandRouting", "Conn", "Slot", "MESSAGE_BYTES", "out_bytes"]
 MESSAGE_BYTES = resp.MAX_COMMAND_BYTES
 
 _LOADING = resp.error_line(codec.LOADING, codec.LOADING_MESSAGE)
-_SHAPED = frozenset({"INFO", "HGETALL"})  # replies whose Redis shape differs from aofnode's value
+_SHAPED = resp.SHAPED  # replies whose Redis shape differs from aofnode's value
 _ARG_OVERHEAD = resp.ARG_OVERHEAD
 # Command name as sent (upper or lower case) -> (NAME, arity), for the commands forwarded as
 # they are; anything else takes check_forwarded's path (mixed case, errors, connection commands).
@@ -96,8 +96,10 @@ class CommandRouting:
                         self._forward(conn, group, names if shaped else None, size)
                         group, names, shaped, size = [], [], False, 0
                     group.append(argv)
+                    if name in _SHAPED:
+                        shaped = True
+                        name = resp.reply_shape(name, argv)
                     names.append(name)
-                    shaped = shaped or name in _SHAPED
                     size += cost
                     continue
             if conn.closing:
@@ -114,8 +116,10 @@ class CommandRouting:
                     self._forward(conn, group, names if shaped else None, size)
                     group, names, shaped, size = [], [], False, 0
                 group.append(argv)
+                if name in _SHAPED:
+                    shaped = True
+                    name = resp.reply_shape(name, argv)
                 names.append(name)
-                shaped = shaped or name in _SHAPED
                 size += cost
                 continue
             if group:
