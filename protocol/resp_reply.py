@@ -18,7 +18,8 @@ _CRLF = b"\r\n"
 
 # aofnode error codes Redis clients know by the same name; the rest become ERR (see error_line).
 _KEPT_CODES = frozenset((ERR, WRONGTYPE, LOADING, BUSY, MISCONF, OOM, NOPROTO, ABORTED,
-                         "NOAUTH", "WRONGPASS", "NOPERM"))
+                         "NOAUTH", "WRONGPASS", "NOPERM", "BUSYKEY", "NOSCRIPT", "EXECABORT",
+                         "NOTBUSY", "UNBLOCKED"))
 
 
 def error_line(code: str, message: str) -> bytes:

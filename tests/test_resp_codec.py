@@ -200,6 +200,10 @@ ERRORS = [
     ((protocol.BUSY, "busy"), b"-BUSY busy\r\n"),
     ((protocol.ABORTED, "maybe"), b"-ABORTED maybe\r\n"),
     ((protocol.ERR, "a\r\nb"), b"-ERR a  b\r\n"),
+    # Redis's own codes for RESTORE, scripts, transactions and blocking pops keep their prefix.
+    (("BUSYKEY", "Target key name already exists."), b"-BUSYKEY Target key name already exists.\r\n"),
+    (("NOSCRIPT", "No matching script."), b"-NOSCRIPT No matching script.\r\n"),
+    (("EXECABORT", "Transaction discarded."), b"-EXECABORT Transaction discarded.\r\n"),
 ]
 
 
