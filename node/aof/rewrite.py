@@ -136,7 +136,8 @@ class Rewriter:
             return "Background append only file rewriting started"
         if self.refusal:
             return Error(ERR, f"Can't execute an AOF background rewriting: {self.refusal}")
-        return Error(ERR, "Can't execute an AOF background rewriting. Please check the server logs for more information.")
+        return Error(ERR, "Can't execute an AOF background rewriting. "
+                          "Please check the server logs for more information.")
 
     def start(self, trigger: str) -> bool:
         """Step 1: fork the child. False (status err, logged) if the fork failed, or (logged,

@@ -15,7 +15,8 @@ Design (after Redis's bio.c BIO_CLOSE_FILE):
 - Trusts no path. An ``UnlinkJob`` runs only for a rewrite temp file (``temp-rewriteaof-*``)
   directly inside the data directory, checked after resolving the path; anything else is
   refused with an error reply. The unlink and the open before it go through an fd on the data
-  directory (opened at start with O_NOFOLLOW), by name, never following a link. A ``CloseJob``'s path is only a label for the log.
+  directory (opened at start with O_NOFOLLOW), by name, never following a link. A
+  ``CloseJob``'s path is only a label for the log.
 - Every malformed job (bad msgpack, wrong types, a missing fd, extra fds) gets a ``JobDone``
   with ``ok=False`` and a reason, or a log line if it has no usable id; fds that came with it
   are closed. Nothing a peer sends can crash the loop.

@@ -6,15 +6,19 @@ is a one-byte kind; ``encode`` and ``decode`` below are the only code that knows
 
 | message | direction | meaning |
 |---|---|---|
-| ``Batch(first_seq, clients, bodies)`` | front -> log | execute these client messages; message ``i`` is number ``first_seq + i`` and comes from client ``clients[i]`` |
-| ``Replies(taken, seqs, replies)`` | log -> front | end of a log turn: it took ``taken`` more batches into its queues, and these are the encoded replies of the messages numbered ``seqs`` |
+| ``Batch(first_seq, clients, bodies)`` | front -> log | execute these client messages (a) |
+| ``Replies(taken, seqs, replies)`` | log -> front | end of a log turn (b) |
 | ``Hello(pid)`` | log -> front | the keyspace is loaded; send batches (first message) |
 | ``Stats(counters)`` | front -> log | front counters for INFO, once a second |
-| ``Forget(client)`` | front -> log | drop that client's queued messages: it was cut off (its replies would be dropped) |
+| ``Forget(client)`` | front -> log | drop that client's queued messages: it was cut off |
 | ``CloseJob(job_id, path)`` | log -> closer | close the fd that travels with it (SCM_RIGHTS) |
 | ``UnlinkJob(job_id, path)`` | log -> closer | unlink a file of ours (a stale or failed temp file) |
 | ``Release(job_id)`` | log -> closer | my copy of that job's fd is closed: yours is the last |
 | ``JobDone(job_id, ok, seconds, error)`` | closer -> log | the job ran (or was refused) |
+
+(a) message ``i`` is number ``first_seq + i`` and comes from client ``clients[i]``. (b) the log
+actor took ``taken`` more batches into its queues, and ``replies`` are the encoded replies of
+the messages numbered ``seqs``. A forgotten client's replies would be dropped anyway.
 
 Order: the log actor keeps each client's messages in order (a FIFO per ``clients[i]`` key, a
 small integer the front gives each client while it has messages in flight); messages of

@@ -21,7 +21,8 @@ def _size(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="aofnode", description="aofnode: a key-value node with an append-only file, over ZeroMQ")
+    p = argparse.ArgumentParser(prog="aofnode",
+                                description="aofnode: a key-value node with an append-only file, over ZeroMQ")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("serve", help="run a node in the foreground")

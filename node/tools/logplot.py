@@ -42,12 +42,12 @@ def plot_timeline(s: Summarizer, path: str, title: str = "") -> None:
     fig, (ev_ax, sum_ax) = plt.subplots(2, 1, figsize=(11, 6), sharex=True,
                                         gridspec_kw={"height_ratios": [1, 1.4]})
 
-    for y, (kind, label, marker, colour) in enumerate(_ROWS):
+    for y, (kind, _label, marker, colour) in enumerate(_ROWS):
         points = s.markers[kind].items
         if points:
             ev_ax.scatter([t - t0 for t, _ in points], [y] * len(points), marker=marker, color=colour,
                           s=36, zorder=3)
-    ev_ax.set_yticks(range(len(_ROWS)), [f"{label} ({len(s.markers[k].items)})" for k, label, _, _ in _ROWS])
+    ev_ax.set_yticks(range(len(_ROWS)), [f"{name} ({len(s.markers[k].items)})" for k, name, _, _ in _ROWS])
     ev_ax.set_ylim(-0.7, len(_ROWS) - 0.3)
     ev_ax.grid(True, axis="x", alpha=0.3)
 
