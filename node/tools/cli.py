@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         from aofnode.aof.check import check_aof_main
         return check_aof_main(args.file, fix=args.fix, yes=args.yes)
     if args.cmd == "logs":
-        from aofnode.tools.logtools import logs_main
+        from aofnode.tools.logs import logs_main
         return logs_main(args)
     return _cli(args)
 

@@ -13,7 +13,7 @@ empty log gives an empty plot.
 from __future__ import annotations
 
 from aofnode.log.report import SUMMARY_INTERVAL_S
-from aofnode.tools.logtools import Summarizer, _iso
+from aofnode.tools.logtools import Summarizer, iso_utc
 
 __all__ = ["plot_timeline", "summary_series", "rewrite_spans"]
 
@@ -66,7 +66,7 @@ def plot_timeline(s: Summarizer, path: str, title: str = "") -> None:
     sum_ax.set_ylabel("fsyncs", color="tab:blue")
     sum_ax.set_ylim(bottom=0)
     sum_ax.grid(True, alpha=0.3)
-    sum_ax.set_xlabel(f"seconds since {_iso(s.first_t) or '(no timestamps)'}")
+    sum_ax.set_xlabel(f"seconds since {iso_utc(s.first_t) or '(no timestamps)'}")
 
     spans: dict[str, list] = {}  # status -> [(x, width)]: one collection per status, not a patch per rewrite
     min_width = max(end, 1.0) * 0.003  # a rewrite of a few ms would be invisible otherwise
