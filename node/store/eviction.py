@@ -93,7 +93,7 @@ def evict(keyspace: Keyspace, rng: Random, limit: int,
           budget: int = MAX_EVICTIONS_PER_COMMAND) -> list[tuple[int, bytes]]:
     """Delete sampled LRU keys until ``used_memory <= limit``, the keyspace is empty or
     ``budget`` keys are gone; the ``(db, key)`` evicted, in order. Needs access tracking on."""
-    evicted = []
+    evicted: list[tuple[int, bytes]] = []
     while keyspace.used_memory > limit and len(evicted) < budget:
         victim = pick_victim(keyspace, rng)
         if victim is None:

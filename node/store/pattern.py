@@ -78,8 +78,9 @@ _NEVER = rb"(?!)"
 # A class is ``[items]`` / ``[^items]`` with every byte hex-escaped; no items and negated is
 # ``?`` (any byte), no items and not negated can match nothing (Redis's ``[]``).
 STAR = None
-Token = tuple[int | None, bytes, bool] | None
-_QMARK_TOKEN: Token = (None, b"", True)
+ByteToken = tuple[int | None, bytes, bool]
+Token = ByteToken | None
+_QMARK_TOKEN: ByteToken = (None, b"", True)
 Matcher = Callable[[bytes], object]  # truthy if the key matches
 
 
@@ -158,7 +159,7 @@ def _tokenize(pat: bytes) -> list[Token]:
     return tokens
 
 
-def _byte(token: Token, negate: bool = False) -> bytes:
+def _byte(token: ByteToken, negate: bool = False) -> bytes:
     """A regex for one byte that matches ``token`` (or, with ``negate``, does not)."""
     literal, items, negated = token
     negated ^= negate
@@ -174,10 +175,10 @@ class _Segment:
 
     __slots__ = ("size", "literal", "source", "_tokens")
 
-    def __init__(self, tokens: list[Token]) -> None:
+    def __init__(self, tokens: list[ByteToken]) -> None:
         self.size = len(tokens)
-        self.literal = (bytes(t[0] for t in tokens)
-                        if all(t[0] is not None for t in tokens) else None)
+        literal = [c for c, _, _ in tokens if c is not None]
+        self.literal = bytes(literal) if len(literal) == len(tokens) else None
         self.source = b"".join(_byte(t) for t in tokens)
         self._tokens = tokens
 
@@ -201,9 +202,10 @@ class _Segment:
 
 def _split(tokens: list[Token]) -> list[_Segment]:
     """The segments between star runs: one more than the number of star runs."""
-    segments, current = [], []
+    segments: list[_Segment] = []
+    current: list[ByteToken] = []
     for token in tokens:
-        if token is STAR:
+        if token is None:  # STAR
             segments.append(_Segment(current))
             current = []
         else:
@@ -216,14 +218,15 @@ def _literal_shape(head: _Segment, middles: list[_Segment], tail: _Segment) -> M
     """A predicate for ``lit*``, ``*lit`` and ``*lit*``; None for any other shape. Lambdas:
     ``in`` and ``startswith`` through one are ~1.3-1.5x faster per key than through
     ``operator.methodcaller``, which looks the method up on every call."""
-    if middles and not (head.size or tail.size) and len(middles) == 1 and middles[0].literal:
-        return lambda key, infix=middles[0].literal: infix in key
+    infix, prefix, suffix = middles[0].literal if middles else None, head.literal, tail.literal
+    if infix and not (head.size or tail.size) and len(middles) == 1:
+        return lambda key: infix in key
     if middles or (head.size and tail.size):
         return None
-    if head.literal is not None and not tail.size:
-        return lambda key, prefix=head.literal: key.startswith(prefix)
-    if tail.literal is not None and not head.size:
-        return lambda key, suffix=tail.literal: key.endswith(suffix)
+    if prefix is not None and not tail.size:
+        return lambda key: key.startswith(prefix)
+    if suffix is not None and not head.size:
+        return lambda key: key.endswith(suffix)
     return None
 
 
