@@ -47,8 +47,8 @@ class Channel:
         sock.setblocking(False)
         self.sock = sock
         # The number stays known after close: the owner unwatches it from its poller then
-        # (a closed socket's fileno() is -1, which left a stale registration behind: a log
-        # actor later polled a dead fd and crashed on a channel that was gone).
+        # (a closed socket's fileno() is -1, which would leave a stale registration behind: the
+        # actor would later poll a dead fd and crash on a channel that is gone).
         self.fd = sock.fileno()
         self._out = bytearray()
         self._buf = bytearray(_RECV_BYTES)
