@@ -152,7 +152,7 @@ def run_test(port: int, test: str, *, clients: int, pipeline: int, requests: int
     r.update(test=name, command=cmd, wall_s=round(wall, 3),
              generator_cpu_s=round(gen, 3), generator_cpu_us_per_request=round(gen * 1e6 / n, 2),
              machine_busy_cores=round(busy, 2), other_cpu_cores=round(other, 2),
-             warnings=[l for l in proc.stderr.splitlines() if l.strip()][:5])
+             warnings=[line for line in proc.stderr.splitlines() if line.strip()][:5])
     if server is not None:
         r["server_cpu_s"] = server
         r["server_cpu_us_per_request"] = round(sum(server.values()) * 1e6 / n, 2)

@@ -71,28 +71,28 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--bgrewrite-at", type=float, default=None, metavar="S",
                    help="send BGREWRITEAOF at second S of the run and time the rewrite")
 
-    l = p.add_argument_group("load")
-    l.add_argument("--clients", type=int, default=50)
-    l.add_argument("--procs", type=int, default=2, help="worker processes (default 2)")
-    l.add_argument("--pipeline", type=int, default=1, metavar="D",
+    load = p.add_argument_group("load")
+    load.add_argument("--clients", type=int, default=50)
+    load.add_argument("--procs", type=int, default=2, help="worker processes (default 2)")
+    load.add_argument("--pipeline", type=int, default=1, metavar="D",
                    help="requests per batch, one batch in flight per client")
-    l.add_argument("--value-size", type=int, default=100)
-    l.add_argument("--keyspace", type=int, default=100_000, metavar="K")
-    l.add_argument("--ratio", default="1:1", metavar="W:R", help="SET:GET mix (default 1:1)")
-    d = l.add_mutually_exclusive_group()
+    load.add_argument("--value-size", type=int, default=100)
+    load.add_argument("--keyspace", type=int, default=100_000, metavar="K")
+    load.add_argument("--ratio", default="1:1", metavar="W:R", help="SET:GET mix (default 1:1)")
+    d = load.add_mutually_exclusive_group()
     d.add_argument("--duration", type=float, default=None, metavar="S",
                    help="measured seconds (default 10)")
     d.add_argument("--requests", type=int, default=None, metavar="N",
                    help="measured requests in total, instead of --duration")
-    l.add_argument("--warmup", type=float, default=0.0, metavar="S",
+    load.add_argument("--warmup", type=float, default=0.0, metavar="S",
                    help="seconds of load before the measured window")
-    l.add_argument("--rate", type=float, default=None, metavar="R",
+    load.add_argument("--rate", type=float, default=None, metavar="R",
                    help="open loop: total requests/s; latency from the intended send time")
-    l.add_argument("--expected-interval-us", type=int, default=0, metavar="US",
+    load.add_argument("--expected-interval-us", type=int, default=0, metavar="US",
                    help="closed loop: HdrHistogram record_corrected_value with this interval")
-    l.add_argument("--timeout", type=float, default=10.0,
+    load.add_argument("--timeout", type=float, default=10.0,
                    help="seconds before a batch counts as timed out (client reconnects)")
-    l.add_argument("--seed", type=int, default=1)
+    load.add_argument("--seed", type=int, default=1)
 
     o = p.add_argument_group("output")
     o.add_argument("--json", metavar="FILE")

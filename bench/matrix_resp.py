@@ -132,7 +132,9 @@ def _rows(runs: list[dict], pipelines: list[int]) -> list[list[str]]:
                 res = [r["result"] for r in mine if r["target"] == target]
                 if not res:
                     continue
-                lat = lambda k: spread.cell(spread.summarize(x["latency_ms"][k] for x in res))
+
+                def lat(k: str, res: list = res) -> str:
+                    return spread.cell(spread.summarize(x["latency_ms"][k] for x in res))
                 rows.append([
                     str(pipeline), test, target,
                     spread.cell(spread.summarize(x["rps"] for x in res), 0),

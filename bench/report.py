@@ -80,9 +80,9 @@ def print_target(name: str, r: dict, out: TextIO) -> None:
               + " ".join(f"{k:>8}" for k in _LAT) + "\n")
     for row in r["timeline"]:
         mark = _mark(row, rw)
-        l = row["latency_ms"]
+        lat = row["latency_ms"]
         out.write(f"{row['second']:>4} {row['requests']:>9} {row['errors']:>6} "
-                  f"{row['timeouts']:>4} " + " ".join(f"{_ms(l[k]):>8}" for k in _LAT)
+                  f"{row['timeouts']:>4} " + " ".join(f"{_ms(lat[k]):>8}" for k in _LAT)
                   + mark + "\n")
 
 

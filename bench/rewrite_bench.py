@@ -335,7 +335,8 @@ def _print(r: dict) -> None:
             print(f"{key:14} {fields}")
     for phase, p in (load.get("phases") or {}).items():
         lat = p["latency_ms"]
-        print(f"latency {phase:7} p99 {lat['p99']} ms  p99.9 {lat['p999']} ms  max {lat['max']} ms  ({p['requests']} requests)")
+        print(f"latency {phase:7} p99 {lat['p99']} ms  p99.9 {lat['p999']} ms  max {lat['max']} ms  "
+              f"({p['requests']} requests)")
     print(f"throughput     {load['throughput']} req/s; errors {load['errors']}, timeouts {load['timeouts']}")
     w = r.get("switch_window")
     if w:

@@ -33,8 +33,8 @@ __all__ = ["Client", "CommandError", "NodeTimeout", "DEFAULT_LOADING_TIMEOUT"]
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:7700"
 
 # How long a call keeps retrying while the node answers LOADING. A node is LOADING while it reads
-# its AOF at start and while the log actor restarts: a reload of 1M entries takes ~2 s (issue 9,
-# finding 10), so 30 s covers a dataset of ~15M entries. A node LOADING for longer is likely in
+# its AOF at start and while the log actor restarts: a reload of 1M entries takes ~2 s (measured),
+# so 30 s covers a dataset of ~15M entries. A node LOADING for longer is likely in
 # trouble (crash loop), and the caller should hear about it rather than wait on.
 DEFAULT_LOADING_TIMEOUT = 30.0
 # Between LOADING tries: full jitter over a window that starts at 50 ms and doubles up to 1 s, so

@@ -56,38 +56,38 @@ class Config:
     # The supervisor stops the node (exit 7) when one actor dies this many times within this
     # many seconds: a crash loop (an OOM on every reload, a disk that fails every write) is
     # better reported than hidden behind restarts.
-    # Output limits (issue "limits", finding 1): a client whose unsent replies pass
+    # Output limits: a client whose unsent replies pass
     # ``client_output_limit`` bytes is cut off (node/fronts/outbox.py, Redis's
     # client-output-buffer-limit); past ``channel_output_limit`` unsent bytes the log actor takes
     # no new batches and the front takes no new replies until the other side drains.
     client_output_limit: int = 64 * 1024 * 1024
     channel_output_limit: int = 16 * 1024 * 1024
-    # Fair cycles (finding 7): one log-actor cycle runs at most this many requests or this many
+    # Fair cycles: one log-actor cycle runs at most this many requests or this many
     # milliseconds, then fsyncs and replies; the rest of the queued work (even the rest of one
     # big message) continues in the next cycle, other clients' requests in between. 4096
     # covers two full front batches of single requests (one group commit at 50 clients x 32).
     cycle_max_commands: int = 4096
     cycle_max_ms: float = 5.0
-    # Watchdog (finding 8): the supervisor reports a log actor whose loop has not turned for
+    # Watchdog: the supervisor reports a log actor whose loop has not turned for
     # this many seconds (``actor_hung``), and kills it (so that it restarts) if asked to.
     # 10 s: a healthy turn is bounded by the cycle budget (ms); only a stuck disk or a stopped
     # process gets near it.
     watchdog_timeout_s: float = 10.0
     watchdog_kill: bool = False
-    # maxmemory (finding 4): bytes of keyspace (``used_memory``) past which writes that may grow
+    # maxmemory: bytes of keyspace (``used_memory``) past which writes that may grow
     # memory get OOM (``noeviction``) or keys are evicted (``allkeys-lru``); 0: no limit. ``serve``
     # fills in its default, a share of the machine's memory (node/sysmem.py says why).
     maxmemory: int = 0
     maxmemory_policy: str = "noeviction"
     crash_loop_count: int = 5
     crash_loop_window_s: float = 60.0
-    # CURVE (issue 10, node/fronts/curve.py): the server's secret certificate and a directory of
+    # CURVE (node/fronts/curve.py): the server's secret certificate and a directory of
     # allowed clients' public certificates (reread on SIGHUP). Without them only a loopback,
     # ipc or inproc endpoint is bound, unless ``insecure_bind`` says otherwise.
     curve_secret_key: str | None = None
     curve_allow: str | None = None
     insecure_bind: bool = False
-    # The RESP front (issue 12): Redis's protocol on TCP at ``host:port``; None: off. A
+    # The RESP front: Redis's protocol on TCP at ``host:port``; None: off. A
     # non-loopback address needs a password (like Redis's protected mode): ``--requirepass``
     # (handed over in REQUIREPASS_ENV, never here) or ``requirepass_file``, a file of ours
     # (no group/other access) that the resp actor reads again at each start.

@@ -12,8 +12,8 @@ Bytes in, values out, and back; only the fronts and the client touch sockets. Th
 Every public name is re-exported here.
 """
 
-# Relative imports, here and in every module: mypy checks this folder as it is in the checkout,
-# since it cannot follow the editable install to the name `aofnode.protocol` (pyproject.toml).
+# Relative imports, here and in every module: the package never spells its installed name
+# (`aofnode.protocol`, mapped from protocol/ in pyproject.toml), so it reads the same anywhere.
 from .client import decode_batch_reply, decode_reply
 from .commands import COMMANDS, NUM_DBS, CommandSpec, parse_select
 from .errors import (

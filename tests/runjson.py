@@ -22,6 +22,6 @@ def run_json(cmd: list[str], out: Path, cwd: Path, timeout: float, what: str) ->
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
-        raise AssertionError(f"{what} did not finish within {timeout}s")
+        raise AssertionError(f"{what} did not finish within {timeout}s") from None
     assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout}\n{stderr}"
     return stdout, json.loads(out.read_text())

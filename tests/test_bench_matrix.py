@@ -26,9 +26,11 @@ needs_redis_benchmark = pytest.mark.skipif(
 
 
 def _table(stdout: str) -> tuple[list[str], list[list[str]]]:
-    lines = [l for l in stdout.splitlines() if l.startswith("|")]
-    split = lambda l: [c.strip() for c in l.strip().strip("|").split("|")]
-    return split(lines[0]), [split(l) for l in lines[2:]]
+    lines = [line for line in stdout.splitlines() if line.startswith("|")]
+
+    def split(line: str) -> list[str]:
+        return [c.strip() for c in line.strip().strip("|").split("|")]
+    return split(lines[0]), [split(line) for line in lines[2:]]
 
 
 @needs_redis

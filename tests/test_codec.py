@@ -605,7 +605,7 @@ def test_protocol_never_imports_networking(module):
 
 @pytest.mark.parametrize("module", PROTOCOL_MODULES)
 def test_protocol_relative_imports_stay_in_the_package(module):
-    # The modules import each other relatively (for mypy); test_layers.py checks only absolute
+    # The modules import each other relatively (protocol/__init__.py); test_layers.py checks only absolute
     # imports, so a `from ..store import x` would cross the layer unseen.
     source = (pathlib.Path(protocol.__file__).parent / module).read_text()
     for node in ast.walk(ast.parse(source)):

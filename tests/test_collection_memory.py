@@ -65,7 +65,7 @@ def test_allkeys_lru_evicts_collections_and_logs_del():
     ex = Executor()
     ex.eviction_rng = random.Random(1)
     ex.maxmemory, ex.maxmemory_policy = 200_000, "allkeys-lru"
-    for i in range(3000):
+    for _ in range(3000):
         key = b"k%d" % rng.randrange(400)
         kind = rng.randrange(3)
         if kind == 0:

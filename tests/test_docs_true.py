@@ -60,7 +60,7 @@ def test_an_idle_node_logs_no_summary():
     log = structlog.get_logger()
     rep = _reporter(log)
     with structlog.testing.capture_logs() as logs:
-        for i in range(1, 4):
+        for _ in range(1, 4):
             rep.tick(rep._next_summary + 0.001)
         assert [e for e in logs if e["event"] == "log_summary"] == []
         rep.stats["total_commands_processed"] = 7

@@ -208,7 +208,7 @@ def test_a_queue_costs_no_memmove_of_the_whole_list(ex):
 
     run(ex, ("RPUSH", "q", *[b"x" * 8] * 1_000_000))
     started = time.perf_counter()
-    for i in range(5_000):
+    for _ in range(5_000):
         run(ex, ("RPUSH", "q", "y"), ("LPOP", "q"), ("LPUSH", "q", "z"), ("RPOP", "q"))
     per_op = (time.perf_counter() - started) / 20_000
     assert run(ex, ("LLEN", "q")) == 1_000_000

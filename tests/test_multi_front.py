@@ -4,7 +4,6 @@ turn. Real files, a real fsync; the closer is the inline stand-in."""
 from __future__ import annotations
 
 import os
-import time
 
 import msgpack
 import pytest
@@ -59,7 +58,7 @@ class Fronts:
         self.inbox[i].pop(0)
 
     def turn(self) -> None:
-        for i, front in enumerate(self.fronts):
+        for front in self.fronts:
             if front is not None and not front.closed:
                 front.flush()
         self.rt.run_once(timeout=0.01)

@@ -320,7 +320,8 @@ def test_incomplete_commands_are_bounded_all_together(front, monkeypatch):
     for i, c in enumerate(clients):
         c.send(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2000000\r\n" + b"x" * (200_000 + 50_000 * i))
         held += 200_000 + 50_000 * i
-        wait_for(lambda: rt.run_once(timeout=0.01) or actor.input_bytes >= held, timeout=5, what="the bytes taken")
+        wait_for(lambda held=held: rt.run_once(timeout=0.01) or actor.input_bytes >= held, timeout=5,
+                 what="the bytes taken")
     assert actor.stats["input_limit_disconnections"] == 0 and len(actor.conns) == 3  # 750,000 bytes
     c = clients[2]
     c.send(b"x" * 400_000)  # the biggest grows past the bound

@@ -126,8 +126,11 @@ def test_peer_check_rejects_another_user_even_through_a_loosened_directory(node)
     assert result["backend.sock"] in dropped
     assert result["closer.sock"] in dropped
     assert victim.read_bytes() == b"must survive"
-    rejected = wait_for(lambda: node.events("internal_peer_rejected") if len(node.events("internal_peer_rejected")) >= 2 else None,
-                        timeout=10, what="both rejections logged")
+
+    def both_rejected():
+        events = node.events("internal_peer_rejected")
+        return events if len(events) >= 2 else None
+    rejected = wait_for(both_rejected, timeout=10, what="both rejections logged")
     assert {ev["channel"] for ev in rejected} == {"backend", "closer"}
     assert all(ev["peer_uid"] == NOBODY_UID for ev in rejected)
     _write_and_check(node, "after")
@@ -232,7 +235,7 @@ def test_a_crash_loop_stops_the_node(tmp_path):
             pid = wait_for(lambda: (p := n.actor_pids().get("closer")) and pid_alive(p) and p,
                            timeout=15, what="a live closer")
             os.kill(pid, signal.SIGKILL)
-            wait_for(lambda: n.actor_pids().get("closer") != pid or n.proc.poll() is not None,
+            wait_for(lambda pid=pid: n.actor_pids().get("closer") != pid or n.proc.poll() is not None,
                      timeout=15, what="the closer replaced or the node stopped")
         assert n.proc.wait(timeout=20) == exitcodes.CRASH_LOOP
         [event] = n.events("actor_crash_loop")

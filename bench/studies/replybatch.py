@@ -168,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for mode in MODES:
         rs = [r for r in runs if r["mode"] == mode]
-        proc = lambda name: spread.cell(spread.summarize(r["by_process_us"].get(name, 0) for r in rs))
+
+        def proc(name: str, rs: list = rs) -> str:
+            return spread.cell(spread.summarize(r["by_process_us"].get(name, 0) for r in rs))
         rows.append([f"{args.depth} single-request messages" if mode == "messages"
                      else f"one batch message of {args.depth}",
                      spread.cell(spread.summarize(r["throughput"] for r in rs), 0),

@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     servers = [("epoll", [sys.executable, "-m", "aofnode.bench.studies.resp_io", "--serve", "epoll", "--port"])]
     try:
         import uvloop  # noqa: F401
-        servers.append(("uvloop", [sys.executable, "-m", "aofnode.bench.studies.resp_io", "--serve", "uvloop", "--port"]))
+        servers.append(("uvloop", [sys.executable, "-m", "aofnode.bench.studies.resp_io",
+                                   "--serve", "uvloop", "--port"]))
     except ImportError:
         print("uvloop is not installed: no uvloop row")
     if shutil.which("redis-server"):

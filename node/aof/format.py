@@ -1,11 +1,10 @@
 """The AOF file format: framing, the entry rule, scanning, the torn-tail rule and loading.
 
 Design:
-- Owns the bytes on disk, nothing else: a 16-byte header (magic ``AOFNODE\\0``, version u32 BE,
-  reserved u32 BE = 0), then records ``length u32 BE | crc32c u32 BE | payload``. The CRC-32C
-  covers the 4 length bytes followed by the payload, so a flipped length is caught too. A payload
-  is a msgpack array of entries ``[db: int, NAME: str, *args: bytes]`` (docs/aof.md has the byte
-  tables and a worked example). Pure file code: no sockets, no fsync policy (node/aof/writer.py).
+- Owns the bytes on disk, nothing else: a 16-byte header, then records ``length | crc32c |
+  payload`` whose CRC-32C covers the length too, each payload a msgpack array of entries
+  ``[db, NAME, *args]`` (docs/aof.md has the byte tables and a worked example). Pure file code:
+  no sockets, no fsync policy (node/aof/writer.py).
 - One rule, one place. ``check_entries`` is the only definition of a valid entry; ``scan`` applies
   it to every record and decides the verdict (ok / torn_tail / corrupt). ``load`` (node start)
   and ``aofnode check-aof`` (node/aof/check.py) both take their verdict from ``scan``, so they

@@ -41,10 +41,8 @@ docs/aof.md has the same numbered steps and a crash-consistency table):
 Every file is opened, and the rename done, relative to the writer's fd on the data directory,
 never following a link (node/aof/fileops.py).
 
-Test hook: the ``pause`` callable (node/testhooks.py) is called with the step names ``forked``,
-``diff_catching_up`` (4.1, before the first catch-up slice is written: nothing renamed yet),
-``before_rename``, ``after_rename``, ``after_switch`` (parent) and ``child_done`` (child,
-before it exits); the closer has ``closer_before_close``.
+Test hook: the ``pause`` callable (node/testhooks.py) is called at the steps docs/aof.md lists
+under "Test hook" (``forked``, ``diff_catching_up``, ``before_rename`` ...).
 """
 from __future__ import annotations
 
@@ -136,7 +134,8 @@ class Rewriter:
             return "Background append only file rewriting started"
         if self.refusal:
             return Error(ERR, f"Can't execute an AOF background rewriting: {self.refusal}")
-        return Error(ERR, "Can't execute an AOF background rewriting. Please check the server logs for more information.")
+        return Error(ERR, "Can't execute an AOF background rewriting. "
+                          "Please check the server logs for more information.")
 
     def start(self, trigger: str) -> bool:
         """Step 1: fork the child. False (status err, logged) if the fork failed, or (logged,

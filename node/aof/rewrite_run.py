@@ -13,7 +13,8 @@ import os
 import time
 from concurrent.futures import Future
 
-__all__ = ["RewriteRun", "TEMP_PREFIX", "temp_path_for", "fdatasync_and_close", "SLICE_BYTES", "CATCHUP_FSYNC_BYTES", "FINAL_BYTES"]
+__all__ = ["RewriteRun", "TEMP_PREFIX", "temp_path_for", "fdatasync_and_close", "SLICE_BYTES",
+           "CATCHUP_FSYNC_BYTES", "FINAL_BYTES"]
 
 TEMP_PREFIX = "temp-rewriteaof-"
 # One catch-up slice writes at most 1 MiB to the page cache: ~0.5-1 ms here.

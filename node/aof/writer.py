@@ -1,28 +1,20 @@
 """The live append-only file: appends, fsync policies, group commit and write errors.
 
-Design:
+Design (docs/aof.md, "Durability and the fsync policies", is the same from a user's side):
 - ``AofWriter`` owns the fd of the live AOF (mode 0600, see node/aof/fileops.py). The log actor
   calls ``append(data)`` once per cycle with every record of the cycle (group commit: one
   write(2), and under ``always`` one fdatasync, for all the clients of the cycle), and ``tick()``
   about every 100 ms. At open the directory is fsynced, so the file's name is durable before the
   first acknowledgement (a new file, or one a killed predecessor created).
-- Policies (as Redis's ``flushAppendOnlyFile``):
-  * ``always``: ``append`` returns only after fdatasync covered the data; the caller acknowledges
-    after that and never before.
-  * ``everysec``: fdatasync runs on a one-worker executor at most once a second, so the log
-    actor never waits on the disk. While the previous fsync still runs, a write is held back
-    (kept in ``pending``) for up to 2 s, then written anyway and counted in ``delayed_fsyncs``.
-    The result of each background fsync is read back on the log actor's thread
-    (``check_bg_fsync``): nothing is shared with the worker but the future.
-  * ``no``: the kernel decides.
-- Errors: a failed or short write(2) (ENOSPC, EIO, EFBIG) is undone with ftruncate where
-  possible, the bytes stay in ``pending`` and ``status`` turns ``err``. The caller then refuses
-  new writes (MISCONF) until a retry from ``tick()`` succeeds. Under ``always`` the bytes since
-  the last good fdatasync are kept too (``unsynced``), so a failed fdatasync is retried by
-  truncating back to the last durable size and writing them again: after an fsync error the page
-  cache may have dropped the dirty pages, so a plain second fsync would prove nothing.
-- A failed directory fsync (at open, or after the rewrite's rename: ``sync_directory``) also
-  turns ``status`` to ``err``; ``tick()`` retries it and only its success clears the error.
+- Policies, as Redis's ``flushAppendOnlyFile``: ``always``: ``append`` returns only after an
+  fdatasync covered the data. ``everysec``: fdatasync runs at most once a second on a one-worker
+  executor, its result read back on the log actor's thread (``check_bg_fsync``); a write waits
+  for a running one at most 2 s (``delayed_fsyncs``). ``no``: the kernel decides.
+- Errors: a failed write(2) (undone with ftruncate where possible, its bytes kept in
+  ``pending``), fdatasync or directory fsync turns ``status`` to ``err`` (MISCONF for writes)
+  until a retry from ``tick()`` succeeds. Under ``always`` the bytes since the last good
+  fdatasync (``unsynced``) are written again after truncating back: after an fsync error the
+  page cache may have dropped the dirty pages, so a second fsync alone would prove nothing.
 - It never closes an old file on a switch: that is the closer actor's job.
 """
 from __future__ import annotations

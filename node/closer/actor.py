@@ -1,50 +1,17 @@
 """Closer actor: performs blocking close(2) and unlink(2) jobs off the log actor's hot path.
 
-Design (after Redis's bio.c BIO_CLOSE_FILE):
-- Owns nothing but a queue of jobs. It listens on ``<dir>/run/closer.sock`` (SEQPACKET, only
-  sibling actors get in: node/runtime/private_sockets.py); the log actor connects and sends
-  ``CloseJob``/``UnlinkJob``/``Release`` (node/runtime/messages.py). A ``CloseJob`` carries the fd
-  to close in SCM_RIGHTS, so the closer holds the last reference to the file and the kernel
-  frees its blocks here (closing the last reference of a 1 GiB file blocks 230-620 ms on this
-  machine under load).
-- A ``CloseJob`` is held until its ``Release`` arrives: the submitter sends the job, closes its
-  own copy of the fd, then sends the release. Without that step the closer could close its copy
-  first, and the submitter's close(2) would be the last reference after all (seen here: 18 ms
-  freeing a 70 MB file in the log actor). If the submitter's connection drops, its held jobs
-  are released (its copies died with it).
-- Trusts no path. An ``UnlinkJob`` runs only for a rewrite temp file (``temp-rewriteaof-*``)
-  directly inside the data directory, checked after resolving the path; anything else is
-  refused with an error reply. The unlink and the open before it go through an fd on the data
-  directory (opened at start with O_NOFOLLOW), by name, never following a link. A ``CloseJob``'s path is only a label for the log.
-- Every malformed job (bad msgpack, wrong types, a missing fd, extra fds) gets a ``JobDone``
-  with ``ok=False`` and a reason, or a log line if it has no usable id; fds that came with it
-  are closed. Nothing a peer sends can crash the loop.
-- Jobs run one per turn (a stepped one: one step per turn), in the order they were released
-  (FIFO), like a bio job list; after each it replies ``JobDone(id, ok, seconds, error)``: that
-  is how the submitter learns a job is done (``closer_pending_jobs`` in INFO counts the missing
-  replies).
-- Big files are freed in steps. One close(2) of the old 1.1 GiB AOF after a rewrite takes
-  230-620 ms here under load, and its freed blocks go through the ext4 journal the live AOF
-  shares (mounted ``discard``: they are discarded in the commit the log actor's fdatasync
-  waits for). Under ``appendfsync always`` the worst client reply in the second of the switch
-  was 53-158 ms (median 94, 7 of 10 runs >= 75 ms); freed in 64 MiB steps, 15-53 ms in 9 of
-  10 runs (median 36), for a job of 0.6-0.8 s instead of 0.25-0.6 s. Under ``everysec`` the
-  switch second is lost in the rewrite's own noise either way (median 61 vs 60 ms over 17 and
-  11 runs; docs/benchmarks.md). So a file of more than
-  ``free_step_bytes`` with no name left (``st_nlink == 0``) is cut down by ``ftruncate`` one
-  step per turn, ``free_step_pause_s`` apart, each step fdatasync'ed so its free commits (and
-  is discarded) on its own rather than piling up until the log actor's next fdatasync; the
-  last step is the close. A file that still has a name is never truncated: that check keeps
-  the live AOF (closed through here at shutdown) out of reach. The log actor hands over the
-  writer's fd (O_WRONLY|O_APPEND: ftruncate works); a read-only one (``fileops.replace_file``'s
-  held copy) is reopened for writing through ``/proc/self/fd``. A temp file to unlink is
-  opened (O_NOFOLLOW), unlinked, then freed the same way. A failed step only ends the
-  stepping: the close frees the rest.
-- It never touches the keyspace or the live AOF. On SIGTERM it finishes the queued jobs (the
-  steps of a big file then run back to back), then exits 0. Jobs lost with a killed closer only
-  leak an fd (gone with the process) or leave a temp file that start-up cleans.
-
-``CloserClient`` is the submitting side, used by the log actor (node/log/closer_client.py).
+Design (after Redis's bio.c BIO_CLOSE_FILE; docs/design.md, "The closer", gives the reasons and
+the measurements):
+- Owns a queue of jobs from the log actor on ``<dir>/run/closer.sock`` (SEQPACKET, siblings
+  only): ``CloseJob`` (its fd in SCM_RIGHTS), ``UnlinkJob``, ``Release``. A ``CloseJob`` is held
+  until its ``Release``, so the closer's close is the file's last reference.
+- Runs jobs one per turn in release order (FIFO) and answers each with ``JobDone(id, ok,
+  seconds, error)``: that is how the submitter learns a job is done.
+- Frees a big file with no name left in ftruncate+fdatasync steps, ``free_step_pause_s`` apart.
+- Trusts no path: unlinks only a rewrite temp file directly inside the data directory, by name
+  through an fd on it. A malformed job gets ``JobDone(ok=False)``; nothing crashes the loop.
+- Never touches the keyspace or the live AOF (never truncates a file that still has a name).
+  On SIGTERM it finishes the queued jobs, then exits 0.
 """
 from __future__ import annotations
 

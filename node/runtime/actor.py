@@ -7,8 +7,8 @@ Design (in the spirit of Pykka, with a process instead of a thread per actor):
   ``Runtime.run_once`` and checks what it sent: no subprocess, no sleeps.
 - The runtime owns the only ``zmq.Poller`` of the process, built once. Actors ``watch`` a ZeroMQ
   socket or a file descriptor with a callback and ``unwatch`` it when it goes away; asking for
-  POLLOUT is a ``want_write`` call, not a rebuilt poller (the old loops rebuilt theirs every
-  turn: a few microseconds and several allocations per turn on the hot path).
+  POLLOUT is a ``want_write`` call, not a rebuilt poller (rebuilding it every turn costs a few
+  microseconds and several allocations per turn on the hot path).
 - Timers: ``on_tick`` runs every ``tick_interval`` seconds, measured on the monotonic clock,
   between turns. A turn never waits past the next tick, nor at all while the actor says it has
   work (``busy``): that is how the log actor's catch-up slices run back to back.
@@ -135,8 +135,8 @@ class Runtime:
         self.start()
         wait = self._wait_s(timeout)
         try:
-            # Whole milliseconds, rounded up: ZeroMQ truncates a fraction, and a wait under 1 ms
-            # became 0, a spin through the last millisecond before every tick.
+            # Whole milliseconds, rounded up: ZeroMQ truncates a fraction, so a wait under 1 ms
+            # would be 0, a spin through the last millisecond before every tick.
             ready = self.poller.poll(None if wait is None else math.ceil(wait * 1000.0))
         except zmq.ZMQError as exc:  # EINTR from a signal: the flag is handled below
             if exc.errno != zmq.EINTR:

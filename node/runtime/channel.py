@@ -9,13 +9,13 @@ Design:
 - The front listens on ``<dir>/run/backend.sock``, the log actor connects; only siblings get in
   (node/runtime/private_sockets.py). A frame is a 4-byte big-endian length, then one msgpack
   array (node/runtime/messages.py). Not msgpack's streaming ``Unpacker``: its buffer never
-  shrinks, so one 1 GiB message left the front holding 1 GiB for good. Here a message that spans
+  shrinks, so one 1 GiB message would leave the front holding 1 GiB for good. Here a message that spans
   reads is gathered in a bytearray of its exact size and dropped once decoded; a message inside
   one read is decoded in place.
 - ``send`` never blocks: what the kernel does not take waits in an output buffer, flushed when
   the socket is writable (the owner asks for POLLOUT while ``wants_write``).
 - ``receive`` reads into one reused buffer (``recv_into``): a fresh 1 MiB ``recv`` each time
-  cost an mmap, an mremap, a munmap and page faults, 10-20 us per receive (profiled).
+  costs an mmap, an mremap, a munmap and page faults, 10-20 us per receive (profiled).
 - The peer's death is an EOF: ``receive`` sets ``closed``. A malformed message from the peer is
   counted in ``bad_messages`` and dropped.
 """
@@ -47,8 +47,8 @@ class Channel:
         sock.setblocking(False)
         self.sock = sock
         # The number stays known after close: the owner unwatches it from its poller then
-        # (a closed socket's fileno() is -1, which left a stale registration behind: a log
-        # actor later polled a dead fd and crashed on a channel that was gone).
+        # (a closed socket's fileno() is -1, which would leave a stale registration behind: the
+        # actor would later poll a dead fd and crash on a channel that is gone).
         self.fd = sock.fileno()
         self._out = bytearray()
         self._buf = bytearray(_RECV_BYTES)

@@ -1,6 +1,6 @@
 """A heartbeat file: an actor says "my loop still turns", its supervisor reads it.
 
-Design (issue "limits", finding 8: a log actor stopped for 10 s left no trace in any log):
+Design (without it, a log actor stopped for 10 s leaves no trace in any log):
 - ``<dir>/run/heartbeat-<role>``, 0600 in the private run directory, holds one float: the
   CLOCK_MONOTONIC time (system-wide, so comparable between processes) of the actor's last tick.
   The actor writes it from its tick (every 100 ms for the log actor), never per request: one

@@ -6,31 +6,19 @@ is a one-byte kind; ``encode`` and ``decode`` below are the only code that knows
 
 | message | direction | meaning |
 |---|---|---|
-| ``Batch(first_seq, clients, bodies)`` | front -> log | execute these client messages; message ``i`` is number ``first_seq + i`` and comes from client ``clients[i]`` |
-| ``Replies(taken, seqs, replies)`` | log -> front | end of a log turn: it took ``taken`` more batches into its queues, and these are the encoded replies of the messages numbered ``seqs`` |
+| ``Batch(first_seq, clients, bodies)`` | front -> log | execute these client messages |
+| ``Replies(taken, seqs, replies)`` | log -> front | end of a log turn: replies, by number |
 | ``Hello(pid)`` | log -> front | the keyspace is loaded; send batches (first message) |
 | ``Stats(counters)`` | front -> log | front counters for INFO, once a second |
-| ``Forget(client)`` | front -> log | drop that client's queued messages: it was cut off (its replies would be dropped) |
+| ``Forget(client)`` | front -> log | drop that client's queued messages: it was cut off |
 | ``CloseJob(job_id, path)`` | log -> closer | close the fd that travels with it (SCM_RIGHTS) |
 | ``UnlinkJob(job_id, path)`` | log -> closer | unlink a file of ours (a stale or failed temp file) |
 | ``Release(job_id)`` | log -> closer | my copy of that job's fd is closed: yours is the last |
 | ``JobDone(job_id, ok, seconds, error)`` | closer -> log | the job ran (or was refused) |
 
-Order: the log actor keeps each client's messages in order (a FIFO per ``clients[i]`` key, a
-small integer the front gives each client while it has messages in flight); messages of
-different clients may complete in any order, so replies name their message numbers.
-
-Several fronts (the ZeroMQ front, the RESP front) each speak this same vocabulary on their own
-socket, each numbering its clients and messages from 1: the log actor keeps their clients
-apart and answers each on the connection the message came from (node/log/work.py).
-
-A body inside ``Batch`` is msgpack ``[is_batch, items]``. An item is either ``[db, NAME,
-*args]`` (a request to execute) or ``[None, wire_reply]`` (a reply the front already made, kept
-in place so that a pipeline's replies stay in order: a validation error, SELECT, HELLO). A reply
-inside ``Replies`` is the exact bytes to send to the client.
-
-``decode`` raises ``BadMessage`` for anything malformed: a peer's garbage is logged by the
-receiver, never a crash.
+Order, numbering, several fronts and the layout of a ``Batch`` body: docs/design.md,
+"Internal messages". ``decode`` raises ``BadMessage`` for anything malformed: a peer's garbage
+is logged by the receiver, never a crash.
 """
 from __future__ import annotations
 

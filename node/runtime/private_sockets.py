@@ -1,7 +1,7 @@
 """Internal sockets that only this node's own processes can use.
 
-Design (issue "trust", finding 1: an abstract-namespace socket let any local user connect,
-say HELLO and become the log actor):
+Design (the threat: any local user who reaches an internal socket can connect, say HELLO and
+become the log actor, as an abstract-namespace socket would let them):
 - Every internal socket is a file in ``<data dir>/run``, a directory of mode 0700 owned by the
   node's user (checked, and re-chmod'ed, at every start; a symlink there is refused). Another
   user cannot even reach the socket files: connect(2) fails with EACCES at the directory.

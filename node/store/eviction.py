@@ -43,17 +43,24 @@ MAX_EVICTIONS_PER_COMMAND = 1000
 _SHARD_DRAWS = 64
 
 
+def _draw_db(rng: Random, dbs: list[tuple[int, int]], total: int) -> tuple[int, int]:
+    """One ``(db, size)`` of ``dbs``, drawn by its share of the ``total`` keys. A lone db takes
+    no number from ``rng``."""
+    if len(dbs) == 1:
+        return dbs[0]
+    r = rng.randrange(total)
+    for db, size in dbs:
+        if r < size:
+            return db, size
+        r -= size
+    return dbs[-1]
+
+
 def _random_shard(keyspace: Keyspace, rng: Random, dbs: list[tuple[int, int]],
                   total: int) -> tuple[int, int]:
     """A ``(db, shard)`` with at least one key; ``dbs`` lists the non-empty ``(db, size)``
     (``total`` keys in all), and a db is drawn by its share of the keys."""
-    db, size = dbs[0]
-    if len(dbs) > 1:
-        r = rng.randrange(total)
-        for db, size in dbs:
-            if r < size:
-                break
-            r -= size
+    db, size = _draw_db(rng, dbs, total)
     for _ in range(_SHARD_DRAWS):
         i = rng.randrange(SHARDS)
         if keyspace.shard_size(db, i):
@@ -86,7 +93,7 @@ def evict(keyspace: Keyspace, rng: Random, limit: int,
           budget: int = MAX_EVICTIONS_PER_COMMAND) -> list[tuple[int, bytes]]:
     """Delete sampled LRU keys until ``used_memory <= limit``, the keyspace is empty or
     ``budget`` keys are gone; the ``(db, key)`` evicted, in order. Needs access tracking on."""
-    evicted = []
+    evicted: list[tuple[int, bytes]] = []
     while keyspace.used_memory > limit and len(evicted) < budget:
         victim = pick_victim(keyspace, rng)
         if victim is None:

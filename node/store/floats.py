@@ -103,10 +103,10 @@ def parse_long_double(raw: bytes) -> Fraction | float | None:
 
 def add_long_double(a: Fraction | float, b: Fraction | float) -> Fraction | None:
     """``a + b`` in long double; None if it is NaN or infinite (Redis's error)."""
-    if a.__class__ is float or b.__class__ is float:
+    if isinstance(a, float) or isinstance(b, float):
         return None  # an infinity in, an infinity or a NaN out
     result = _round(a + b)
-    return None if result.__class__ is float else result
+    return None if isinstance(result, float) else result
 
 
 def format_human(value: Fraction) -> bytes:

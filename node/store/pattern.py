@@ -1,59 +1,15 @@
 """Redis glob patterns on bytes (KEYS, SCAN MATCH), with a worst case of O(pattern x key).
 
-Design
-------
-The semantics are those of Redis 7 ``stringmatchlen`` (util.c), case-sensitive:
+The semantics are those of Redis 7 ``stringmatchlen`` (util.c), case-sensitive, its quirks kept
+on purpose so that a pattern means what it means in Redis (an unterminated class, signed range
+ends, the empty key, no match past 1000 nested stars): docs/design.md, "Glob patterns".
 
-* ``*`` any run of bytes, ``?`` exactly one byte;
-* ``[abc]`` one of, ``[^abc]`` none of, ``[a-z]`` a range (ends may be given in either order),
-  ``\\x`` inside a class is the literal ``x``;
-* ``\\x`` outside a class is the literal ``x``; a trailing lone backslash is a literal backslash;
-* the quirks are kept on purpose so that a pattern means what it means in Redis: an unterminated
-  class ``[abc`` is the class of the rest of the pattern, ``[`` alone matches nothing, ``[a-]``
-  is the range from ``]`` to ``a`` (Redis reads ``-`` followed by any byte as a range);
-* range ends compare as C ``char``, which is *signed* on the platforms Redis runs on: a byte
-  >= 0x80 is below ``\\x00``, so ``[\\xff-b]`` is -1..98 (``\\x00``..``b`` and ``\\xff``), not
-  98..255;
-* Redis's loop runs only while the key has bytes left, so the empty key matches only the empty
-  pattern (``**`` does not match it). ``*`` alone is the exception: KEYS and SCAN never call
-  the matcher for it and return every key, the empty one included; ``compile_glob(b"*")`` does
-  the same;
-* Redis gives up past 1000 nested ``*`` (CVE-2022-36021): a pattern with more than
-  ``MAX_STAR_NESTING`` star runs before its last token matches no key; kept so that the
-  differential tests agree with redis-server.
-
-How it matches without backtracking: the pattern is cut at its star runs into fixed-width
-segments ``S0 * M1 * ... * Mk * Sn`` (S0 or Sn may be empty). S0 must match at the start, Sn at
-the end, and M1..Mk in order, without overlap, in between. Taking the leftmost occurrence of each
-middle segment is optimal (any match can slide its segments left onto the leftmost ones and
-leave at least as much room for the rest), so one forward pass decides, never undoing a choice.
-
-That pass is one regular expression, so a key costs one C call and no Python step per segment
-(a Python loop over the segments costs ~0.2 us per segment and key: with 1000 star runs, 16-31x
-redis-server's time; bench/glob_bomb.py):
-
-    S0  (?=.*+(?<=Sn))  find(M1) ... find(Mk)  (?=.{|Sn|})        used with ``match``
-
-* ``(?=.*+(?<=Sn))`` checks the tail first: the possessive ``.*+`` jumps to the end in O(1)
-  (sre counts "any byte" without looking at the bytes) and the fixed-width look-behind costs
-  O(|Sn|); ``(?=.{|Sn|})`` at the end keeps the middles off the tail's bytes.
-* ``find(M)`` of one token X is ``[^X]*+X`` (the complement of its byte set, possessive): O(bytes
-  skipped), no choice point at all. Of a longer segment it is the atomic ``(?>.*?M)``: the lazy
-  loop tries M at each place from the left (O(|M|) each) and the atomic group drops every other
-  place once one is found, so a later failure never comes back to try a further one. Leading
-  ``?``s are taken out first (``.{k}``): the leftmost ``??R`` from p is the leftmost R from
-  p + 2, and R alone may be a single token.
-* Nothing else in the expression can give back bytes, so ``match`` fails at the first miss:
-  O(pattern + key x longest middle segment) per key, O(pattern x key) at worst, in C.
-
-``lit``, ``lit*``, ``*lit`` and ``*lit*`` (literals only) need no regex: ``==``, ``startswith``,
-``endswith`` or ``in`` (a regex call costs ~1.2-1.5x those for such shapes).
-A compiled matcher's result is truthy when the key matches (a ``re.Match`` or ``True``), so KEYS
-and SCAN can call it per key or hand it to ``filter``; ``glob_match`` returns a ``bool``.
-
-Compiling is O(pattern), ~4 us per pattern byte (sre's parser is Python; a class becomes a regex
-class item by item, never a 256-byte set); the last 512 patterns are cached because clients
-repeat the same MATCH on every SCAN call.
+The pattern is cut at its star runs into fixed-width segments. Taking each middle segment's
+leftmost occurrence is optimal, so one forward pass decides; that pass is one regular
+expression that never gives back a byte: one C call per key, O(pattern x key) at worst. Literal
+shapes (``lit*``, ``*lit``, ``*lit*``) need no regex. A compiled matcher's result is truthy when
+the key matches; ``glob_match`` returns a ``bool``. Compiling costs ~4 us per pattern byte, and
+the last 512 patterns are cached because clients repeat the same MATCH on every SCAN call.
 """
 
 from __future__ import annotations
@@ -78,8 +34,9 @@ _NEVER = rb"(?!)"
 # A class is ``[items]`` / ``[^items]`` with every byte hex-escaped; no items and negated is
 # ``?`` (any byte), no items and not negated can match nothing (Redis's ``[]``).
 STAR = None
-Token = tuple[int | None, bytes, bool] | None
-_QMARK_TOKEN: Token = (None, b"", True)
+ByteToken = tuple[int | None, bytes, bool]
+Token = ByteToken | None
+_QMARK_TOKEN: ByteToken = (None, b"", True)
 Matcher = Callable[[bytes], object]  # truthy if the key matches
 
 
@@ -158,7 +115,7 @@ def _tokenize(pat: bytes) -> list[Token]:
     return tokens
 
 
-def _byte(token: Token, negate: bool = False) -> bytes:
+def _byte(token: ByteToken, negate: bool = False) -> bytes:
     """A regex for one byte that matches ``token`` (or, with ``negate``, does not)."""
     literal, items, negated = token
     negated ^= negate
@@ -174,10 +131,10 @@ class _Segment:
 
     __slots__ = ("size", "literal", "source", "_tokens")
 
-    def __init__(self, tokens: list[Token]) -> None:
+    def __init__(self, tokens: list[ByteToken]) -> None:
         self.size = len(tokens)
-        self.literal = (bytes(t[0] for t in tokens)
-                        if all(t[0] is not None for t in tokens) else None)
+        literal = [c for c, _, _ in tokens if c is not None]
+        self.literal = bytes(literal) if len(literal) == len(tokens) else None
         self.source = b"".join(_byte(t) for t in tokens)
         self._tokens = tokens
 
@@ -201,9 +158,10 @@ class _Segment:
 
 def _split(tokens: list[Token]) -> list[_Segment]:
     """The segments between star runs: one more than the number of star runs."""
-    segments, current = [], []
+    segments: list[_Segment] = []
+    current: list[ByteToken] = []
     for token in tokens:
-        if token is STAR:
+        if token is None:  # STAR
             segments.append(_Segment(current))
             current = []
         else:
@@ -216,14 +174,15 @@ def _literal_shape(head: _Segment, middles: list[_Segment], tail: _Segment) -> M
     """A predicate for ``lit*``, ``*lit`` and ``*lit*``; None for any other shape. Lambdas:
     ``in`` and ``startswith`` through one are ~1.3-1.5x faster per key than through
     ``operator.methodcaller``, which looks the method up on every call."""
-    if middles and not (head.size or tail.size) and len(middles) == 1 and middles[0].literal:
-        return lambda key, infix=middles[0].literal: infix in key
+    infix, prefix, suffix = middles[0].literal if middles else None, head.literal, tail.literal
+    if infix and not (head.size or tail.size) and len(middles) == 1:
+        return lambda key: infix in key
     if middles or (head.size and tail.size):
         return None
-    if head.literal is not None and not tail.size:
-        return lambda key, prefix=head.literal: key.startswith(prefix)
-    if tail.literal is not None and not head.size:
-        return lambda key, suffix=tail.literal: key.endswith(suffix)
+    if prefix is not None and not tail.size:
+        return lambda key: key.startswith(prefix)
+    if suffix is not None and not head.size:
+        return lambda key: key.endswith(suffix)
     return None
 
 

@@ -90,7 +90,7 @@ def _string(s: bytes) -> bytes:
 
 def dump_value(value: bytes | dict) -> bytes:
     """DUMP's payload for a string or a hash."""
-    if value.__class__ is bytes:
+    if isinstance(value, bytes):
         body = bytes((_TYPE_STRING,)) + _string(value)
     else:
         parts = [bytes((_TYPE_HASH,)), _length(len(value))]

@@ -1,41 +1,15 @@
 """SCAN cursors without server state: a cursor is a place in hash space, as in Redis.
 
-Design
-------
-The keyspace splits each db into ``SHARDS`` dicts by the low ``SHARD_BITS`` bits of
-``hash(key)`` (``keyspace.py``). A scan visits the shards in order; a shard too big for one
-call is cut into ``2**b`` *slices* by the next ``b`` bits of the hash (``b`` <= 4), one slice
-per call. The node keeps nothing per scan: abandoned scans cost nothing, and each call does
-the work of at most one big shard (one pass to sort its keys into slices) and of small shards
-(each under COUNT keys) until it has COUNT keys: O(COUNT + one shard).
-
-Cursor encoding (an unsigned 64-bit integer, ASCII decimal on the wire; docs/commands.md):
+A scan visits the keyspace's ``SHARDS`` shards in order; a shard too big for one call is cut
+into ``2**b`` slices by the next ``b`` bits of the hash, one slice per call. The node keeps
+nothing per scan, and a call costs O(COUNT + one shard).
 
     cursor = shard << 8 | b << 4 | j        shard 0..255, b 0..4, j 0..2**b - 1
 
-``j = 0`` means "the start of this shard": ``b`` is chosen then, from the shard's size and
-COUNT (the smallest ``b`` with ``size >> b <= COUNT``, at most ``MAX_SLICE_BITS``), and carried
-unchanged in every later cursor of the same shard. Cursor 0 starts the scan; a reply with
-cursor 0 ends it. A cursor we never handed out is harmless: a shard past the last ends the scan,
-a slice field out of range restarts its shard.
-
-The guarantee, and why it holds. Claim: a key K present in the db from the call with cursor 0
-to the call that returns cursor 0 is returned at least once.
-  1. K stays in one shard s = hash(K) & SHARD_MASK for the whole scan: the hash of a bytes
-     object is fixed for the life of the process.
-  2. Each call reads the slices from its cursor's (shard, j) up to, excluding, the (shard, j)
-     of the cursor it returns, and cursors increase strictly; so exactly one call reads each
-     slice (s, j). For shard s they are j = 0 .. 2**b - 1 with one ``b`` (chosen at j = 0,
-     carried in the cursor), and K falls in exactly one of them,
-     j(K) = (hash(K) >> SHARD_BITS) & (2**b - 1).
-  3. The call that reads (s, j(K)) lists the keys of shard s *at that moment* with that slice
-     index. K is there (present throughout), so it is listed, then kept unless MATCH or TYPE
-     reject it. No position inside a dict is ever remembered, so inserts, deletes and dict
-     resizes between calls cannot shift K out of view.
-  In fact each such key is returned exactly once, but clients must not rely on it (Redis may
-  return a key twice). A key added or deleted during the scan may or may not be returned.
-  Not promised across a restart of the log actor: the string hash seed changes with the
-  process, so an old cursor names other slices (Redis's dict seed is per process too).
+The guarantee is Redis's: a key present from the call with cursor 0 to the call that returns
+cursor 0 is returned at least once; a key added or deleted meanwhile may or may not be. Not
+promised across a restart of the log actor (the string hash seed is per process). The encoding
+and the proof, step by step: docs/design.md, "SCAN cursors".
 """
 
 from __future__ import annotations

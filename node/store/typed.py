@@ -72,9 +72,10 @@ def parse_limit(rest) -> int | Error:
     while i < len(rest):
         if rest[i].upper() != b"LIMIT" or i + 1 >= len(rest):
             return SYNTAX_ERR
-        limit = parse_ll(rest[i + 1])
-        if limit is None or limit < 0:  # one error for both, as Redis
+        n = parse_ll(rest[i + 1])
+        if n is None or n < 0:  # one error for both, as Redis
             return _LIMIT_NEGATIVE
+        limit = n
         i += 2
     return limit
 

@@ -160,7 +160,7 @@ def span(index, by, bounds, rev=False) -> tuple[int, int]:
         return (0, 0) if ranks is None else (ranks[0], ranks[1] + 1)
     if by == SCORE:
         return score_span(index, *bounds)
-    return lex_span(index, *bounds, rev)
+    return lex_span(index, bounds[0], bounds[1], rev)
 
 
 def _select(index, by, rev, bounds, limit) -> list:

@@ -22,7 +22,8 @@ def _size(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="aofnode", description="aofnode: a key-value node with an append-only file, over ZeroMQ")
+    p = argparse.ArgumentParser(prog="aofnode",
+                                description="aofnode: a key-value node with an append-only file, over ZeroMQ")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("serve", help="run a node in the foreground")
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         from aofnode.aof.check import check_aof_main
         return check_aof_main(args.file, fix=args.fix, yes=args.yes)
     if args.cmd == "logs":
-        from aofnode.tools.logtools import logs_main
+        from aofnode.tools.logs import logs_main
         return logs_main(args)
     return _cli(args)
 

@@ -13,7 +13,7 @@ empty log gives an empty plot.
 from __future__ import annotations
 
 from aofnode.log.report import SUMMARY_INTERVAL_S
-from aofnode.tools.logtools import Summarizer, _iso
+from aofnode.tools.logtools import Summarizer, iso_utc
 
 __all__ = ["plot_timeline", "summary_series", "rewrite_spans"]
 
@@ -42,12 +42,12 @@ def plot_timeline(s: Summarizer, path: str, title: str = "") -> None:
     fig, (ev_ax, sum_ax) = plt.subplots(2, 1, figsize=(11, 6), sharex=True,
                                         gridspec_kw={"height_ratios": [1, 1.4]})
 
-    for y, (kind, label, marker, colour) in enumerate(_ROWS):
+    for y, (kind, _label, marker, colour) in enumerate(_ROWS):
         points = s.markers[kind].items
         if points:
             ev_ax.scatter([t - t0 for t, _ in points], [y] * len(points), marker=marker, color=colour,
                           s=36, zorder=3)
-    ev_ax.set_yticks(range(len(_ROWS)), [f"{label} ({len(s.markers[k].items)})" for k, label, _, _ in _ROWS])
+    ev_ax.set_yticks(range(len(_ROWS)), [f"{name} ({len(s.markers[k].items)})" for k, name, _, _ in _ROWS])
     ev_ax.set_ylim(-0.7, len(_ROWS) - 0.3)
     ev_ax.grid(True, axis="x", alpha=0.3)
 
@@ -66,7 +66,7 @@ def plot_timeline(s: Summarizer, path: str, title: str = "") -> None:
     sum_ax.set_ylabel("fsyncs", color="tab:blue")
     sum_ax.set_ylim(bottom=0)
     sum_ax.grid(True, alpha=0.3)
-    sum_ax.set_xlabel(f"seconds since {_iso(s.first_t) or '(no timestamps)'}")
+    sum_ax.set_xlabel(f"seconds since {iso_utc(s.first_t) or '(no timestamps)'}")
 
     spans: dict[str, list] = {}  # status -> [(x, width)]: one collection per status, not a patch per rewrite
     min_width = max(end, 1.0) * 0.003  # a rewrite of a few ms would be invisible otherwise

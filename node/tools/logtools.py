@@ -1,4 +1,4 @@
-"""``aofnode logs summarize|plot``: read a node's JSON log lines and say what happened.
+"""``aofnode logs summarize``: read a node's JSON log lines and say what happened.
 
 Design:
 - Input is FILE or stdin, read line by line in binary (a log can be many GiB: nothing but the
@@ -20,15 +20,13 @@ Design:
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import sys
 from collections import Counter
 from datetime import datetime, timezone
 from typing import BinaryIO, NamedTuple
 
-__all__ = ["EVENTS", "Summarizer", "summarize", "render_text", "logs_main"]
+__all__ = ["EVENTS", "Summarizer", "summarize", "render_text", "iso_utc"]
 
 MAX_LINE_BYTES = 1 << 20  # our longest real line is ~400 bytes; 1 MiB is junk, not a log line
 MAX_NAMES = 200           # distinct unknown/warning names kept; the rest count as "(other)"
@@ -151,7 +149,8 @@ def _parse_ts(value) -> float | None:
     return stamp.timestamp()
 
 
-def _iso(t: float | None) -> str | None:
+def iso_utc(t: float | None) -> str | None:
+    """``t`` (epoch seconds) as ISO 8601 UTC to the millisecond, ``...Z``; None stays None."""
     if t is None:
         return None
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -286,7 +285,7 @@ class Summarizer:
         if ev.pid in self._open_rewrites:  # a second start without an end: the first is lost
             self._close_rewrite(self._open_rewrites.pop(ev.pid), "incomplete", None)
         fork = ev.f.get("fork_usec")
-        row = {"start": _iso(ev.t), "pid": ev.pid, "trigger": ev.f.get("trigger"),
+        row = {"start": iso_utc(ev.t), "pid": ev.pid, "trigger": ev.f.get("trigger"),
                "fork_ms": round(fork / 1000, 3) if fork is not None else None,
                "child_s": None, "cow_mb": None, "diff_bytes": None, "slices": None,
                "longest_slice_ms": None, "total_s": None, "longest_pause_ms": None,
@@ -338,7 +337,7 @@ class Summarizer:
     def _load_row(self, ev: Event) -> dict:
         row = self._open_loads.get(ev.pid)
         if row is None:
-            row = {"ts": _iso(ev.t), "pid": ev.pid, "status": "loading", "reason": None, "records": None,
+            row = {"ts": iso_utc(ev.t), "pid": ev.pid, "status": "loading", "reason": None, "records": None,
                    "entries": None, "bytes": None, "seconds": None, "truncations": [], "_t": ev.t}
             self.loads.append(row)
             self._open_loads[ev.pid] = row
@@ -434,7 +433,7 @@ class Summarizer:
         totals.update(unknown_event_names=dict(self.unknown.most_common()),
                       malformed_event_names=dict(self.malformed.most_common()),
                       levels=dict(self.levels.most_common()),
-                      first_ts=_iso(self.first_t), last_ts=_iso(self.last_t),
+                      first_ts=iso_utc(self.first_t), last_ts=iso_utc(self.last_t),
                       span_s=_secs(self.first_t, self.last_t))
         # Sums of junk can overflow to inf, which JSON cannot carry.
         fsync = {k: (v if v is None or math.isfinite(v) else None) for k, v in self.fsync.items()}
@@ -537,29 +536,3 @@ def render_text(r: dict) -> str:
             rows.append([key, ", ".join(f"{_cell(n)}:{c}" for n, c in list(t[key].items())[:10])])
     out += _table(["total", "value"], rows)
     return "\n".join(out)
-
-
-# -- the command ----------------------------------------------------------------------------------
-
-def logs_main(args) -> int:
-    """``args``: ``logs_cmd`` (summarize|plot), ``file`` (a path or "-"), ``json``, ``output``."""
-    plot = args.logs_cmd == "plot"
-    try:
-        stream = contextlib.nullcontext(sys.stdin.buffer) if args.file == "-" else open(args.file, "rb")
-        with stream as f:
-            s = summarize(f, timeline=plot)
-    except OSError as exc:
-        print(f"aofnode logs: {args.file}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    if plot:
-        from aofnode.tools.logplot import plot_timeline
-        try:
-            plot_timeline(s, args.output, title=args.file)
-        except OSError as exc:
-            print(f"aofnode logs: {args.output}: {exc.strerror or exc}", file=sys.stderr)
-            return 1
-        print(f"wrote {args.output}")
-        return 0
-    result = s.result()
-    print(json.dumps(result, indent=2) if args.json else render_text(result))
-    return 0

@@ -3,13 +3,8 @@ and the interactive prompt.
 
 Design
 ------
-- ``split_args`` is redis-cli's ``sdssplitargs`` (Redis src/sds.c), the same splitter as the
-  RESP front's inline commands (``aofnode.protocol.resp_request.split_inline``), so a line typed
-  here means the same bytes as in redis-cli: in double quotes ``\\xHH`` is one byte and
-  ``\\n \\r \\t \\b \\a`` are control characters (any other escaped character is itself); in
-  single quotes only ``\\'`` is an escape; outside quotes a backslash is literal. A closing
-  quote must be followed by a blank or the end of the line. An unbalanced quote is
-  ``InvalidArguments`` ("Invalid argument(s)", redis-cli's words), never a guess.
+- ``split_args`` is redis-cli's ``sdssplitargs``, the RESP front's inline splitter, so a line
+  typed here means the same bytes as in redis-cli; an unbalanced quote is an error, never a guess.
 - ``format_reply`` renders a reply as redis-cli does on a terminal (quoted bulk strings,
   ``(integer)``, numbered arrays) or, with ``raw``, as it does into a pipe. ``INFO`` is printed
   as redis-cli prints it, ``# Section`` headers and ``field:value`` lines; the node sends it as
@@ -48,7 +43,12 @@ class UnknownHelpTopic(LookupError):
 # -- reading: sdssplitargs (protocol/resp_request.py, as the RESP front splits inline commands) --
 
 def split_args(line: str | bytes) -> list[bytes]:
-    """Split one line into arguments as redis-cli does; raise ``InvalidArguments``."""
+    """Split one line into arguments as redis-cli does (``sdssplitargs``, Redis src/sds.c, which
+    is also ``aofnode.protocol.resp_request.split_inline``): in double quotes ``\\xHH`` is one
+    byte and ``\\n \\r \\t \\b \\a`` are control characters (any other escaped character is
+    itself); in single quotes only ``\\'`` is an escape; outside quotes a backslash is literal. A
+    closing quote must be followed by a blank or the end of the line. An unbalanced quote raises
+    ``InvalidArguments`` ("Invalid argument(s)", redis-cli's words)."""
     args = split_inline(line.encode("utf-8", "surrogateescape") if isinstance(line, str) else bytes(line))
     if args is None:
         raise InvalidArguments()
