@@ -13,7 +13,8 @@ import os
 import stat
 from dataclasses import dataclass
 
-__all__ = ["Config", "DEBUG_COMMAND_MODES", "DEBUG_COMMAND_ENV", "FSYNC_POLICIES", "AOF_NAME", "LOCK_NAME", "REQUIREPASS_ENV", "USUAL_RESP_BIND",
+__all__ = ["Config", "DEBUG_COMMAND_MODES", "DEBUG_COMMAND_ENV", "FSYNC_POLICIES", "AOF_NAME", "LOCK_NAME",
+           "REQUIREPASS_ENV", "USUAL_RESP_BIND",
            "parse_host_port", "is_loopback_host", "read_password_file", "resp_config_error"]
 
 FSYNC_POLICIES = ("always", "everysec", "no")

@@ -232,7 +232,7 @@ def test_slowlog(actor):
     assert ok(actor.call(("SLOWLOG", "LEN"))) == 0
     ok(actor.call(("CONFIG", "SET", "slowlog-log-slower-than", "0", "slowlog-max-len", "3")))
     actor.call(("SET", "k", "v" * 300))
-    for i in range(4):
+    for _ in range(4):
         actor.call(("GET", "k"))
     entries = ok(actor.call(("SLOWLOG", "GET", "-1")))
     assert len(entries) == 3 and entries[0][3] == [b"get", b"k"]

@@ -166,7 +166,8 @@ def _doctor(mon: LatencyMonitor) -> bytes:
                 b"aofnode instance. You may use \"CONFIG SET latency-monitor-threshold "
                 b"<milliseconds>.\" in order to enable it.\n")
     if not mon.events:
-        return b"Dave, no latency spike was observed during the lifetime of this aofnode instance, not in the slightest bit.\n"
+        return (b"Dave, no latency spike was observed during the lifetime of this aofnode instance, "
+                b"not in the slightest bit.\n")
     lines = [f"{name}: {len(e['samples'])} latency spikes (worst {e['max']} ms)."
              for name, e in mon.events.items()]
     return ("\n".join(lines) + "\n").encode()

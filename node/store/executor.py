@@ -11,8 +11,8 @@ the name and the arity against ``protocol/commands.py``; option syntax is checke
   ``stringops.StringOpCommands``, ``bits.BitCommands``, ``keys.KeyCommands``,
   ``dbops.DbCommands``, ``dump.DumpCommands``, ``hashes.HashCommands``, ``lists.ListCommands``,
   ``sets.SetCommands``, ``zsets.ZSetCommands``, ``zsetranges.ZSetRangeCommands``,
-  ``zsetalgebra.ZSetAlgebraCommands``, ``objects.ObjectCommands``. SELECT, HELLO and BGREWRITEAOF are not here: other actors
-  own them.
+  ``zsetalgebra.ZSetAlgebraCommands``, ``objects.ObjectCommands``. SELECT, HELLO and
+  BGREWRITEAOF are not here: other actors own them.
 * Propagation: every change appends one or more canonical AOF entries ``[db, "NAME", *bytes]``
   to ``propagated``, in the order the changes happened, including the ``DEL`` of a key that
   expired while a command looked it up. The caller drains them with ``take_propagated()`` after

@@ -162,7 +162,8 @@ class ObjectCommands:
         if sub == b"STATS" and len(args) == 1:
             return self._memory_stats()
         if sub == b"DOCTOR" and len(args) == 1:
-            return b"Hi Sam, I can't find any memory issue in your instance. I can only account for what occurs on this base."
+            return (b"Hi Sam, I can't find any memory issue in your instance. "
+                    b"I can only account for what occurs on this base.")
         return sub_error("MEMORY", args[0], (b"HELP", b"USAGE", b"STATS", b"DOCTOR"))
 
     def _memory_usage(self, db, args):
