@@ -13,7 +13,7 @@ Design:
 - Starts the closer, the log actor, the front, then (with ``--resp-bind``) the RESP front, each
   as ``python -m aofnode.roles ROLE``, and watches each through a pidfd on the runtime's poller: a
   death wakes it at once (no polling).
-- A ``--requirepass`` password reaches the resp actor only, in its environment
+- A ``--requirepass`` password reaches the two fronts only, in their environment
   (``REQUIREPASS_ENV``; /proc/PID/environ is owner-only), never in Config (every actor's command
   line, readable by all). Every other actor is started without that variable.
 - Restarts an actor that dies, backing off 0.1 s doubling to 5 s while it keeps dying within
@@ -201,7 +201,7 @@ class Supervisor(Actor):
     def _spawn(self, child: _Child) -> None:
         env = os.environ.copy()
         env.pop(REQUIREPASS_ENV, None)  # not inherited from whoever started us, nor by others
-        if child.role == "resp" and self._requirepass is not None:
+        if child.role in ("front", "resp") and self._requirepass is not None:
             env[REQUIREPASS_ENV] = self._requirepass
         child.proc = subprocess.Popen([*self.command, child.role, self.config.to_json()],
                                       pass_fds=(self.lock_fd,), stdin=subprocess.DEVNULL, env=env)

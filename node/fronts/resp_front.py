@@ -19,7 +19,7 @@ import collections
 import select
 import socket
 
-from aofnode.config import Config, read_resp_password, resp_bind_address
+from aofnode.config import Config, read_requirepass, resp_bind_address
 from aofnode.fronts.core import (BindError, FrontCore, TOTAL_LIMIT_FACTOR, Throttle, pick_cut_off,
                                  refuse_bind, run)
 from aofnode.fronts.resp_route import CommandRouting, Conn, Slot, out_bytes
@@ -311,7 +311,7 @@ def _addr(addr) -> str:
 
 def main(config: Config, log) -> int:
     try:
-        password = read_resp_password(config)
+        password = read_requirepass(config)
     except ValueError as exc:
         return refuse_bind(log, config.resp_bind or "", str(exc))
     return run(RespFront(config, log, password), log, config.resp_bind or "")
