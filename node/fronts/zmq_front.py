@@ -25,7 +25,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from aofnode import exitcodes
 from aofnode.config import Config, read_requirepass
-from aofnode.fronts import curve as auth
+from aofnode.fronts import curve as auth, listen
 from aofnode.fronts.core import BindError, Client, FrontCore, Slot, refuse_bind, run
 from aofnode.fronts.outbox import PEER_SNDHWM, RETRY_INTERVAL_S, Outbox
 from aofnode.fronts.zmq_password import PasswordGate
@@ -78,7 +78,7 @@ class _Slot(Slot):
 class Front(FrontCore):
     resume_divisor = 1  # a ROUTER's pause holds back every peer (see FrontCore)
     def __init__(self, config: Config, log, ctx: zmq.Context | None = None,
-                 password: bytes | None = None) -> None:
+                 password: bytes | None = None, listen_fd: int | None = None) -> None:
         super().__init__(config, log, config.backend_path, "backend", collections.Counter())
         self.ctx = ctx or zmq.Context()
         self.clients: zmq.Socket | None = None
@@ -90,6 +90,7 @@ class Front(FrontCore):
         self.outbox: Outbox | None = None
         self.auth: auth.Auth | None = None  # CURVE, when configured (node/fronts/curve.py)
         self.gate = PasswordGate(password) if password is not None else None
+        self.listen_fd = listen_fd  # the supervisor's listening socket (node/fronts/listen.py)
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -112,6 +113,8 @@ class Front(FrontCore):
             self.auth = auth.setup(self.config, self.ctx, clients, runtime, self.log)  # None: off
         except auth.CurveConfigError as exc:
             raise BindError(str(exc)) from exc
+        if self.listen_fd is not None:  # adopted: libzmq binds nothing, the port stays held
+            clients.setsockopt(zmq.USE_FD, self.listen_fd)
         try:
             clients.bind(self.config.bind)
         except zmq.ZMQError as exc:
@@ -336,4 +339,4 @@ def main(config: Config, log) -> int:
         password = read_requirepass(config)
     except ValueError as exc:
         return refuse_bind(log, config.bind, str(exc))
-    return run(Front(config, log, password=password), log, config.bind)
+    return run(Front(config, log, password=password, listen_fd=listen.inherited_fd()), log, config.bind)
