@@ -194,10 +194,15 @@ class RespFront(CommandRouting, FrontCore):
             data = conn.sock.recv(RECV_BYTES)
         except (BlockingIOError, InterruptedError):
             return
-        except OSError:
-            data = b""
-        if not data:
+        except OSError:  # reset: nothing can reach the client any more
             self._close(conn)
+            return
+        if not data:
+            # EOF: the client may have only half-closed (nc -N, shell pipes) and still read, as
+            # Redis assumes: answer every command read before it, flush, then close.
+            self._closing(conn)
+            if not conn.slots and not conn.out:
+                self._close(conn)
             return
         parser = conn.parser
         held = parser.buffered
