@@ -130,6 +130,8 @@ def test_zmq_front_serves_no_unauthenticated_client(node):
     assert _raw(node.endpoint, _req("HELLO", 2))[0] == 0
     assert _raw(node.endpoint, _req("AUTH", "wrong")) == [
         1, "WRONGPASS", "invalid username-password pair or user is disabled."]
+    big = msgpack.packb([{}, ["SET", "k", b"x" * 5000]])  # not even decoded before AUTH
+    assert _raw(node.endpoint, big) == [1, "NOAUTH", "Authentication required."]
     batch = msgpack.packb([{}, [["HELLO"], ["GET", "k"]]])
     reply = _raw(node.endpoint, batch)
     assert reply[0][0] == 0 and reply[1] == [1, "NOAUTH", "Authentication required."]

@@ -7,7 +7,8 @@ Design (docs/protocol.md, "Password"):
   reports it disconnected: a later connection that reuses the identity starts unauthenticated.
   So what it holds is bounded by the connected clients.
 - Until then every message is answered here: HELLO as usual, errors found while decoding as
-  usual (as Redis, which reports an unknown command before NOAUTH), everything else NOAUTH.
+  usual (as Redis, which reports an unknown command before NOAUTH), everything else NOAUTH; a
+  message over ``AUTH_MAX_BYTES`` gets NOAUTH unread.
   Nothing of an unauthenticated client reaches the log actor.
 - Passwords are compared with ``hmac.compare_digest``; failures are counted, never logged with
   what was sent.
@@ -25,7 +26,9 @@ from aofnode.protocol.errors import Error
 
 __all__ = ["PasswordGate"]
 
-# An AUTH message is small: a bigger body from an authenticated client is forwarded unread.
+# An AUTH message is small: a bigger body from an authenticated client is forwarded unread,
+# and one from a client not authenticated yet gets NOAUTH unread (as Redis's pre-AUTH limits,
+# a stranger cannot make the front decode 64 MiB messages).
 AUTH_MAX_BYTES = 4096
 _NOAUTH = Error(codec.NOAUTH, "Authentication required.")
 _WRONGPASS = Error(codec.WRONGPASS, "invalid username-password pair or user is disabled.")
@@ -82,6 +85,9 @@ class PasswordGate:
             return codec.encode_reply(self._auth(identity, fd, args))
         if authenticated:
             return None
+        if len(body) > AUTH_MAX_BYTES:
+            self.noauth_replies += 1
+            return codec.encode_reply(_NOAUTH)
         return self._before_auth(body)
 
     def _auth(self, identity: bytes, fd: int, args: list[bytes]):
