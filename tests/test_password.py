@@ -230,3 +230,28 @@ def test_cli_with_the_password(node):
     assert "visible" in out.stderr
     out = run("-a", "wrong", "GET", "c")
     assert out.returncode == 1 and "WRONGPASS" in out.stderr
+
+
+def test_the_worked_example_of_protocol_md_is_what_the_gate_does():
+    """docs/protocol.md, "Password": the hex of each line is the bytes sent and answered."""
+    from aofnode.fronts.zmq_password import PasswordGate
+    text = (pathlib.Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
+    block = text.split("Worked example, password `s3cret`:", 1)[1].split("```")[1]
+    lines, current = [], None
+    for line in block.strip().splitlines():
+        left, _, hexpart = line.partition("  ")
+        if left.strip():
+            current = [left.strip(), hexpart.strip()]
+            lines.append(current)
+        else:
+            current[1] += " " + hexpart.strip()
+    exchanges = [bytes.fromhex(h) for _, h in lines]
+    gate = PasswordGate(b"s3cret")
+    get, noauth, auth, ok, get_again, _value = exchanges
+    assert gate.answer(b"id", 7, get) == noauth
+    assert gate.answer(b"id", 7, auth) == ok
+    assert gate.answer(b"id", 7, get_again) is None  # forwarded to the log actor as it came
+    assert gate.answer(b"id", 8, get_again) == noauth  # another connection with that identity
+    gate.answer(b"id", 7, auth)
+    gate.disconnected(7)
+    assert gate.answer(b"id", 7, get_again) == noauth and gate.fd_of == {}
