@@ -14,6 +14,10 @@ Design (the ZeroMQ guide's Lazy Pirate, on a DEALER socket):
   SELECT chose and writes it in each message's header, so a new socket, a restarted front or
   a reconnect can never move a command to another db. A retry resends the same bytes, so it
   runs on the db of the first try.
+- With ``password``, each new socket sends AUTH first (a node with a password answers NOAUTH to
+  anything else). A NOAUTH reply (the front restarted and forgot this connection, which ZeroMQ
+  reconnected invisibly) means the command did not run: the client sends AUTH and the command
+  again, once.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_e
 
 from aofnode.protocol.client import decode_batch_reply, decode_reply
 from aofnode.protocol.commands import COMMANDS
-from aofnode.protocol.errors import ABORTED, LOADING, Error
+from aofnode.protocol.errors import ABORTED, LOADING, NOAUTH, Error
 from aofnode.protocol.wire import encode_batch, encode_request
 
 __all__ = ["Client", "CommandError", "NodeTimeout", "DEFAULT_LOADING_TIMEOUT"]
@@ -95,11 +99,15 @@ class Client:
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout: float = 5.0, retries: int = 3,
                  context: zmq.Context | None = None,
                  loading_timeout: float = DEFAULT_LOADING_TIMEOUT, db: int = 0,
-                 curve: tuple[bytes, bytes, bytes] | None = None) -> None:
+                 curve: tuple[bytes, bytes, bytes] | None = None,
+                 password: bytes | str | None = None) -> None:
         self.endpoint = endpoint
         # CURVE (docs/protocol.md): (server public key, client public key, client secret key),
         # each Z85 (40 characters, as in the certificates of ``aofnode keygen``) or 32 raw bytes.
         self.curve = curve
+        # --requirepass of the node (docs/protocol.md, "Password"); sent on each new socket.
+        self.password = password.encode() if isinstance(password, str) else password
+        self._authenticated = False
         self.timeout = timeout
         self.retries = max(1, retries)
         self.loading_timeout = max(0.0, loading_timeout)
@@ -107,6 +115,8 @@ class Client:
         self._sock: zmq.Socket | None = None
         self._db = db
         self._open()
+        if self.password is not None:
+            self._authenticate()
 
     # -- public -------------------------------------------------------------------------------
 
@@ -156,6 +166,7 @@ class Client:
 
     def _open(self) -> None:
         self.close()
+        self._authenticated = False
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         if self.curve is not None:  # before connect: the handshake uses them
@@ -166,7 +177,21 @@ class Client:
         sock.connect(self.endpoint)
         self._sock = sock
 
+    def _authenticate(self) -> None:
+        """AUTH on this socket; CommandError if the node refuses it (a wrong password)."""
+        reply = self._roundtrip(encode_request("AUTH", self.password), False)
+        if isinstance(reply, Error):
+            raise CommandError(reply.code, reply.message)
+        self._authenticated = True
+
     def _call(self, commands: list, batch: bool):
+        reply = self._call_once(commands, batch)
+        if self.password is not None and _noauth(reply):
+            self._authenticated = False  # the node forgot us: it did not run the command
+            reply = self._call_once(commands, batch)
+        return reply
+
+    def _call_once(self, commands: list, batch: bool):
         db = self._db
         body = encode_batch(commands, db=db) if batch else encode_request(*commands[0], db=db)
         safe = _retry_safe(commands)
@@ -186,6 +211,8 @@ class Client:
             try:
                 if self._sock is None:
                     self._open()
+                if self.password is not None and not self._authenticated:
+                    self._authenticate()
                 reply = self._roundtrip(body, batch)
             except NodeTimeout as exc:
                 self.close()  # never reuse a socket that may still get the late reply
@@ -241,6 +268,13 @@ class Client:
         frames = sock.recv_multipart()
         payload = frames[-1]
         return decode_batch_reply(payload) if batch else decode_reply(payload)
+
+
+def _noauth(reply) -> bool:
+    """NOAUTH for a message or any item of a batch: the node ran none of it (docs/protocol.md)."""
+    if isinstance(reply, list):
+        return any(isinstance(r, Error) and r.code == NOAUTH for r in reply)
+    return isinstance(reply, Error) and reply.code == NOAUTH
 
 
 def _is_select(name) -> bool:

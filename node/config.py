@@ -27,7 +27,7 @@ LOCK_NAME = "aofnode.lock"
 DEFAULT_BIND = "tcp://127.0.0.1:7700"
 # The usual --resp-bind (Redis's port plus one, so that a redis-server on 6379 can run beside).
 USUAL_RESP_BIND = "127.0.0.1:6380"
-# The supervisor hands a --requirepass password to the resp actor in this environment variable:
+# The supervisor hands a --requirepass password to the two fronts in this environment variable:
 # /proc/PID/environ is readable by the owner only, /proc/PID/cmdline (where Config travels) by
 # everyone.
 REQUIREPASS_ENV = "AOFNODE_REQUIREPASS"
@@ -91,7 +91,8 @@ class Config:
     # The RESP front: Redis's protocol on TCP at ``host:port``; None: off. A
     # non-loopback address needs a password (like Redis's protected mode): ``--requirepass``
     # (handed over in REQUIREPASS_ENV, never here) or ``requirepass_file``, a file of ours
-    # (no group/other access) that the resp actor reads again at each start.
+    # (no group/other access) that each front reads again at each start. A password protects
+    # both fronts.
     resp_bind: str | None = None
     requirepass_file: str | None = None
     # DEBUG (Redis's enable-debug-command): "no" (Redis 7's default: DEBUG can block the log
@@ -188,15 +189,13 @@ def read_password_file(path: str) -> str:
 
 
 def resp_config_error(config: Config, requirepass: str | None) -> str | None:
-    """Why ``serve`` must not start with these RESP settings (one line), or None."""
-    if not config.resp_bind:
-        if requirepass or config.requirepass_file:
-            return "--requirepass and --requirepass-file protect the RESP front: they need --resp-bind"
-        return None
-    try:
-        host, _ = parse_host_port(config.resp_bind)
-    except ValueError as exc:
-        return f"--resp-bind: {exc}"
+    """Why ``serve`` must not start with these RESP and password settings (one line), or None."""
+    host = None
+    if config.resp_bind:
+        try:
+            host, _ = parse_host_port(config.resp_bind)
+        except ValueError as exc:
+            return f"--resp-bind: {exc}"
     if requirepass is not None and config.requirepass_file:
         return "--requirepass and --requirepass-file: give one of them"
     if requirepass == "":
@@ -206,7 +205,7 @@ def resp_config_error(config: Config, requirepass: str | None) -> str | None:
             read_password_file(config.requirepass_file)
         except ValueError as exc:
             return f"--requirepass-file: {exc}"
-    elif requirepass is None and not is_loopback_host(host):
+    elif requirepass is None and host is not None and not is_loopback_host(host):
         return (f"refusing to serve RESP on {config.resp_bind} without a password: anyone who reaches "
                 "it could read and write everything; use --requirepass-file (or a loopback address)")
     return None
@@ -225,7 +224,7 @@ def resp_bind_address(config: Config, password: bytes | None) -> tuple[str, int]
     return ("127.0.0.1" if host == "localhost" else host), port
 
 
-def read_resp_password(config: Config) -> bytes | None:
+def read_requirepass(config: Config) -> bytes | None:
     """--requirepass (from the supervisor, in the environment) or --requirepass-file, as the
     bytes given, UTF-8 or not (AUTH compares bytes): each is encoded back the way it was decoded
     (os.environ with the file-system encoding, read_password_file as UTF-8), surrogateescape

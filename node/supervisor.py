@@ -13,7 +13,7 @@ Design:
 - Starts the closer, the log actor, the front, then (with ``--resp-bind``) the RESP front, each
   as ``python -m aofnode.roles ROLE``, and watches each through a pidfd on the runtime's poller: a
   death wakes it at once (no polling).
-- A ``--requirepass`` password reaches the resp actor only, in its environment
+- A ``--requirepass`` password reaches the two fronts only, in their environment
   (``REQUIREPASS_ENV``; /proc/PID/environ is owner-only), never in Config (every actor's command
   line, readable by all). Every other actor is started without that variable.
 - Restarts an actor that dies, backing off 0.1 s doubling to 5 s while it keeps dying within
@@ -38,19 +38,21 @@ import fcntl
 import os
 import resource
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import time
 
 from aofnode import exitcodes
-from aofnode.fronts import curve as auth
+from aofnode.fronts import curve as auth, listen
 from aofnode.runtime import private_sockets
 from aofnode.runtime.heartbeat import heartbeat_path, read_heartbeat
 from aofnode.runtime.actor import Actor, Runtime
 from aofnode.aof.fileops import not_ours, open_dir, open_in_dir, open_private
 from aofnode.aof.rewrite_run import TEMP_PREFIX
-from aofnode.config import AOF_NAME, LOCK_NAME, REQUIREPASS_ENV, Config, resp_config_error
+from aofnode.config import (AOF_NAME, LOCK_NAME, REQUIREPASS_ENV, Config, parse_host_port,
+                            resp_config_error)
 from aofnode.logconfig import configure
 from aofnode.retry import backoff_delay
 
@@ -173,8 +175,10 @@ class Supervisor(Actor):
     ignored_signals = ()
 
     def __init__(self, config: Config, log, lock_fd: int, command: list[str] | None = None,
-                 requirepass: str | None = None) -> None:
+                 requirepass: str | None = None, listeners: dict | None = None) -> None:
         self.config = config
+        # role -> its listening socket, bound by serve() and held for the node's life (listen.py)
+        self.listeners: dict[str, socket.socket] = listeners or {}
         self.log = log
         self.lock_fd = lock_fd
         self.command = command or [sys.executable, "-m", "aofnode.roles"]
@@ -198,13 +202,30 @@ class Supervisor(Actor):
         for child in self.children.values():
             self._spawn(child)
 
+    def _close_listeners(self) -> None:
+        """The fronts are gone: give the endpoints up (and an ipc endpoint's file, as libzmq
+        removes it when it bound it itself)."""
+        for sock in self.listeners.values():
+            if sock.family == socket.AF_UNIX:
+                path = sock.getsockname()
+                if isinstance(path, str) and path:
+                    listen.remove_ipc_file(path)
+            sock.close()
+        self.listeners = {}
+
     def _spawn(self, child: _Child) -> None:
         env = os.environ.copy()
         env.pop(REQUIREPASS_ENV, None)  # not inherited from whoever started us, nor by others
-        if child.role == "resp" and self._requirepass is not None:
+        env.pop(listen.LISTEN_FD_ENV, None)
+        if child.role in ("front", "resp") and self._requirepass is not None:
             env[REQUIREPASS_ENV] = self._requirepass
+        fds = [self.lock_fd]
+        listener = self.listeners.get(child.role)
+        if listener is not None:
+            fds.append(listener.fileno())
+            env[listen.LISTEN_FD_ENV] = str(listener.fileno())
         child.proc = subprocess.Popen([*self.command, child.role, self.config.to_json()],
-                                      pass_fds=(self.lock_fd,), stdin=subprocess.DEVNULL, env=env)
+                                      pass_fds=fds, stdin=subprocess.DEVNULL, env=env)
         child.pidfd = os.pidfd_open(child.proc.pid)
         child.started = time.monotonic()
         child.restart_at = None
@@ -306,6 +327,8 @@ class Supervisor(Actor):
                 self.log.info("actor_exited", role=role, child_pid=proc.pid, returncode=proc.returncode)
                 if proc.returncode != 0 and self.exit_code == exitcodes.OK:
                     self.exit_code = exitcodes.ERROR
+            if step is fronts:
+                self._close_listeners()
         self.log.info("node_stopped", exit_code=self.exit_code)
         return self.exit_code
 
@@ -360,4 +383,22 @@ def serve(config: Config, requirepass: str | None = None) -> int:
         print(f"aofnode: {config.dir} is in use by another aofnode (pid {holder}); refusing to start",
               file=sys.stderr)
         return exitcodes.LOCKED
-    return Runtime(Supervisor(config, log, lock_fd, requirepass=requirepass)).run()
+    listeners = {}
+    try:  # the first bind, once for the node's life (node/fronts/listen.py)
+        what, endpoint = "", config.bind
+        sock = listen.zmq_listener(config.bind)
+        if sock is not None:
+            listeners["front"] = sock
+        if config.resp_bind:
+            what, endpoint = "--resp-bind ", config.resp_bind
+            host, port = parse_host_port(config.resp_bind)
+            listeners["resp"] = listen.tcp_listener("127.0.0.1" if host == "localhost" else host, port,
+                                                    listen.RESP_BACKLOG)
+    except OSError as exc:
+        for sock in listeners.values():
+            sock.close()
+        error = f"cannot bind {what}{endpoint}: {exc.strerror or exc}"
+        log.error("bind_failed", bind=endpoint, error=error)
+        print(f"aofnode: {error}", file=sys.stderr)
+        return exitcodes.BIND
+    return Runtime(Supervisor(config, log, lock_fd, requirepass=requirepass, listeners=listeners)).run()

@@ -26,6 +26,8 @@ __all__ = [
     "NOPROTO",
     "ABORTED",
     "OOM",
+    "NOAUTH",
+    "WRONGPASS",
     "ERROR_CODES",
     "LOADING_MESSAGE",
     "BUSY_REWRITE_MESSAGE",
@@ -46,10 +48,12 @@ MISCONF = "MISCONF"  # the AOF is not writable: writes are refused
 NOPROTO = "NOPROTO"  # HELLO asked for a protocol version this node does not speak
 ABORTED = "ABORTED"  # in flight when the log actor died: may or may not have been applied
 OOM = "OOM"  # used_memory is over --maxmemory: writes that may grow memory are refused
+NOAUTH = "NOAUTH"  # the node has a password and this client has not sent AUTH yet
+WRONGPASS = "WRONGPASS"  # AUTH with a wrong password
 
 ERROR_CODES: frozenset[str] = frozenset(
     (ERR, WRONGTYPE, PROTO, TOOBIG, UNKNOWNCMD, ARITY, ARGTYPE, LOADING, BUSY, MISCONF, NOPROTO,
-     ABORTED, OOM)
+     ABORTED, OOM, NOAUTH, WRONGPASS)
 )
 
 # The messages that go with LOADING and BUSY, written here once because several actors send

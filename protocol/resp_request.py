@@ -34,6 +34,11 @@ MAX_COMMAND_BYTES = MAX_MESSAGE_BYTES - 1024
 # Before AUTH, when a password is set: Redis 7's limits for unauthenticated clients.
 UNAUTH_MAX_MULTIBULK = 10
 UNAUTH_MAX_BULK = 16 * 1024
+# Before AUTH the caps above are checked first, as Redis does, so a client over them hears it
+# is unauthenticated; only a length Redis itself finds invalid (not a number, negative, past
+# INT_MAX elements or its default 512 MiB proto-max-bulk-len) is "invalid" then.
+_REDIS_MAX_MULTIBULK = 2**31 - 1
+_REDIS_MAX_BULK = 512 * 1024 * 1024
 
 _CRLF = b"\r\n"
 
@@ -185,15 +190,16 @@ class RequestParser:
                     return pos
                 digits = buf[pos + 1:nl]
                 count = _strict_int(digits)
+                if (not self.authenticated and count is not None
+                        and UNAUTH_MAX_MULTIBULK < count <= _REDIS_MAX_MULTIBULK):
+                    self._fail("unauthenticated multibulk length")
+                    return pos
                 if count is None or count > self.max_multibulk:
                     self._fail("invalid multibulk length")
                     return pos
                 pos = nl + 2
                 if count <= 0:  # "*0" and "*-1" are nothing, as in Redis
                     continue
-                if not self.authenticated and count > UNAUTH_MAX_MULTIBULK:
-                    self._fail("unauthenticated multibulk length")
-                    return pos
                 # A list grows as its elements come: a declared 1M elements cost nothing yet.
                 argv = self._argv = []
                 self._left = count
@@ -233,7 +239,8 @@ class RequestParser:
                     n = _strict_int(digits)
                     bulk = -1 if n is None else n
                 if bulk < 0 or bulk > max_bulk:
-                    self._fail("unauthenticated bulk length" if 0 <= bulk <= self.max_bulk
+                    self._fail("unauthenticated bulk length"
+                               if not self.authenticated and UNAUTH_MAX_BULK < bulk <= _REDIS_MAX_BULK
                                else "invalid bulk length")
                     break
                 self._declared += bulk + ARG_OVERHEAD

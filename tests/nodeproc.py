@@ -78,6 +78,19 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def _password_of(extra: tuple) -> bytes | None:
+    args = [str(a) for a in extra]
+    for i, arg in enumerate(args[:-1]):
+        if arg == "--requirepass":
+            return os.fsencode(args[i + 1])
+        if arg == "--requirepass-file":
+            try:
+                return Path(args[i + 1]).read_bytes().split(b"\n", 1)[0]
+            except OSError:
+                return None
+    return None
+
+
 class Node:
     def __init__(self, root: Path, appendfsync: str = "always", extra: tuple = (), env: dict | None = None,
                  log_via_pipe: bool = False):
@@ -93,6 +106,8 @@ class Node:
         # for tests that put a file-size limit on an actor, which would also stop a log file.
         self.log_via_pipe = log_via_pipe
         self.stderr_path = self.root / "stderr.txt"
+        self.password = _password_of(self.extra)  # a node with a password serves no one else
+
 
     @property
     def aof_path(self) -> Path:
@@ -120,14 +135,14 @@ class Node:
                 out.write(line)
 
     def client(self, timeout: float = 5.0, retries: int = 3) -> Client:
-        return Client(self.endpoint, timeout=timeout, retries=retries)
+        return Client(self.endpoint, timeout=timeout, retries=retries, password=self.password)
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         def ready():
             if self.proc.poll() is not None:
                 raise AssertionError(f"aofnode exited with {self.proc.returncode}: {self.stderr_path.read_text()}")
             try:
-                with Client(self.endpoint, timeout=0.5, retries=1) as c:
+                with Client(self.endpoint, timeout=0.5, retries=1, password=self.password) as c:
                     return c.execute("PING") == "PONG"
             except (CommandError, NodeTimeout):
                 return False

@@ -62,7 +62,7 @@ def supervised(tmp_path):
 @pytest.fixture
 def supervised_resp(tmp_path, monkeypatch):
     # A password in the supervisor's own environment must not leak to any actor: only
-    # --requirepass (the argument below) reaches the resp actor.
+    # --requirepass (the argument below) reaches the two fronts.
     monkeypatch.setenv("AOFNODE_REQUIREPASS", "inherited")
     yield from _supervise(tmp_path, requirepass="pw", resp_bind="127.0.0.1:6380")
 
@@ -129,11 +129,11 @@ def test_no_resp_actor_without_resp_bind(supervised):
     assert not (tmp / "resp.env").exists()
 
 
-def test_the_password_reaches_the_resp_actor_only_in_its_environment(supervised_resp):
+def test_the_password_reaches_the_fronts_only_in_their_environment(supervised_resp):
     actor, _, tmp = supervised_resp
     _all_ready(tmp, ("front", "resp", "log", "closer"))
     assert {role: (tmp / f"{role}.env").read_text() for role in actor.children} == {
-        "closer": "-", "log": "-", "front": "-", "resp": "pw"}
+        "closer": "-", "log": "-", "front": "pw", "resp": "pw"}
     for child in actor.children.values():  # and never on a command line (world-readable)
         assert b"pw" not in open(f"/proc/{child.proc.pid}/cmdline", "rb").read()
 

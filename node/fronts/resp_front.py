@@ -19,7 +19,8 @@ import collections
 import select
 import socket
 
-from aofnode.config import Config, read_resp_password, resp_bind_address
+from aofnode.config import Config, read_requirepass, resp_bind_address
+from aofnode.fronts import listen
 from aofnode.fronts.core import (BindError, FrontCore, TOTAL_LIMIT_FACTOR, Throttle, pick_cut_off,
                                  refuse_bind, run)
 from aofnode.fronts.resp_route import CommandRouting, Conn, Slot, out_bytes
@@ -44,7 +45,8 @@ _GONE = select.EPOLLHUP | select.EPOLLERR
 
 
 class RespFront(CommandRouting, FrontCore):
-    def __init__(self, config: Config, log, password: bytes | None = None) -> None:
+    def __init__(self, config: Config, log, password: bytes | None = None,
+                 listen_fd: int | None = None) -> None:
         # Counters for INFO (sent prefixed ``resp_``); the documented ones exist from the start.
         stats = collections.Counter(dict.fromkeys((
             "total_connections_received", "rejected_connections", "accept_failures", "commands",
@@ -53,6 +55,7 @@ class RespFront(CommandRouting, FrontCore):
             "internal_errors"), 0))
         super().__init__(config, log, config.resp_backend_path, "resp", stats)
         self.password = password
+        self.listen_fd = listen_fd
         self.listener: socket.socket | None = None
         self.epoll: select.epoll | None = None
         self.conns: dict[int, Conn] = {}  # fd -> connection
@@ -72,15 +75,14 @@ class RespFront(CommandRouting, FrontCore):
             host, port = resp_bind_address(self.config, self.password)
         except ValueError as exc:
             raise BindError(str(exc)) from None
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-            sock.listen(511)  # Redis's tcp-backlog
-        except OSError as exc:
-            sock.close()
-            raise BindError(f"cannot bind --resp-bind {self.config.resp_bind}: {exc.strerror or exc}") from exc
+        if self.listen_fd is not None:  # the supervisor's, held across restarts (listen.py)
+            sock = socket.socket(fileno=self.listen_fd)
+            sock.setblocking(False)
+        else:
+            try:
+                sock = listen.tcp_listener(host, port, listen.RESP_BACKLOG)
+            except OSError as exc:
+                raise BindError(f"cannot bind --resp-bind {self.config.resp_bind}: {exc.strerror or exc}") from exc
         self.listener = sock
         self._set_max_clients()
         self.settings = config_settings(self.config, self.max_clients)
@@ -192,10 +194,15 @@ class RespFront(CommandRouting, FrontCore):
             data = conn.sock.recv(RECV_BYTES)
         except (BlockingIOError, InterruptedError):
             return
-        except OSError:
-            data = b""
-        if not data:
+        except OSError:  # reset: nothing can reach the client any more
             self._close(conn)
+            return
+        if not data:
+            # EOF: the client may have only half-closed (nc -N, shell pipes) and still read, as
+            # Redis assumes: answer every command read before it, flush, then close.
+            self._closing(conn)
+            if not conn.slots and not conn.out:
+                self._close(conn)
             return
         parser = conn.parser
         held = parser.buffered
@@ -311,7 +318,7 @@ def _addr(addr) -> str:
 
 def main(config: Config, log) -> int:
     try:
-        password = read_resp_password(config)
+        password = read_requirepass(config)
     except ValueError as exc:
         return refuse_bind(log, config.resp_bind or "", str(exc))
-    return run(RespFront(config, log, password), log, config.resp_bind or "")
+    return run(RespFront(config, log, password, listen.inherited_fd()), log, config.resp_bind or "")

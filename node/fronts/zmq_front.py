@@ -12,6 +12,8 @@ Design:
 - Push-back: a ROUTER cannot stop reading one peer, so a client past a waiting bound stops the
   reading of all until it is back to half; ``PEER_RCVHWM`` keeps what ZeroMQ reads ahead per
   peer meanwhile to a few messages. Docs: docs/design.md, docs/limits.md.
+- With a password, ``PasswordGate`` (node/fronts/zmq_password.py) answers every message of a
+  connection until it sends AUTH.
 """
 from __future__ import annotations
 
@@ -22,10 +24,11 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from aofnode import exitcodes
-from aofnode.config import Config
-from aofnode.fronts import curve as auth
-from aofnode.fronts.core import BindError, Client, FrontCore, Slot, run
+from aofnode.config import Config, read_requirepass
+from aofnode.fronts import curve as auth, listen
+from aofnode.fronts.core import BindError, Client, FrontCore, Slot, refuse_bind, run
 from aofnode.fronts.outbox import PEER_SNDHWM, RETRY_INTERVAL_S, Outbox
+from aofnode.fronts.zmq_password import PasswordGate
 from aofnode.hello import hello_reply
 from aofnode import protocol as codec
 from aofnode.protocol.errors import Error
@@ -74,7 +77,8 @@ class _Slot(Slot):
 
 class Front(FrontCore):
     resume_divisor = 1  # a ROUTER's pause holds back every peer (see FrontCore)
-    def __init__(self, config: Config, log, ctx: zmq.Context | None = None) -> None:
+    def __init__(self, config: Config, log, ctx: zmq.Context | None = None,
+                 password: bytes | None = None, listen_fd: int | None = None) -> None:
         super().__init__(config, log, config.backend_path, "backend", collections.Counter())
         self.ctx = ctx or zmq.Context()
         self.clients: zmq.Socket | None = None
@@ -85,6 +89,8 @@ class Front(FrontCore):
         self.connected_clients = 0
         self.outbox: Outbox | None = None
         self.auth: auth.Auth | None = None  # CURVE, when configured (node/fronts/curve.py)
+        self.gate = PasswordGate(password) if password is not None else None
+        self.listen_fd = listen_fd  # the supervisor's listening socket (node/fronts/listen.py)
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -107,6 +113,8 @@ class Front(FrontCore):
             self.auth = auth.setup(self.config, self.ctx, clients, runtime, self.log)  # None: off
         except auth.CurveConfigError as exc:
             raise BindError(str(exc)) from exc
+        if self.listen_fd is not None:  # adopted: libzmq binds nothing, the port stays held
+            clients.setsockopt(zmq.USE_FD, self.listen_fd)
         try:
             clients.bind(self.config.bind)
         except zmq.ZMQError as exc:
@@ -114,7 +122,7 @@ class Front(FrontCore):
         runtime.watch(self.monitor, self._read_monitor)
         self.link.start(runtime, self.config.dir)
         self._set_reading(True)
-        self.log.info("actor_started", bind=self.config.bind)
+        self.log.info("actor_started", bind=self.config.bind, password=self.gate is not None)
 
     def on_tick(self, now: float) -> None:
         if self.auth is not None and not self.auth.on_tick(now) and not self.runtime.stop_requested:
@@ -136,6 +144,7 @@ class Front(FrontCore):
                     output_waiting_bytes=o.total_bytes,
                     max_clients=self.max_clients,
                     accept_failures=self.stats["accept_failures"],
+                    **(self.gate.counters() if self.gate is not None else {}),
                     **(self.auth.counters() if self.auth is not None else {"auth_enabled": 0}))
 
     @property
@@ -193,11 +202,17 @@ class Front(FrontCore):
         60 MiB SETs, about 4.5 s on a loaded machine)."""
         recv = self.clients.recv_multipart
         paused = self.paused
+        gate = self.gate
         for _ in range(MAX_DRAIN):
             if not self.reading:
                 return
             try:
-                frames = recv(zmq.NOBLOCK)
+                if gate is None:
+                    frames = recv(zmq.NOBLOCK)
+                else:  # the connection's descriptor tells a reused identity from its first owner
+                    parts = recv(zmq.NOBLOCK, copy=False)
+                    fd = parts[-1].get(zmq.SRCFD)
+                    frames = [part.bytes for part in parts]
             except zmq.Again:
                 return
             self.stats["messages"] += 1
@@ -224,6 +239,12 @@ class Front(FrontCore):
             body = frames[cut]
             slot = _Slot(peer, frames[:cut], len(body))
             peer.slots.append(slot)
+            if gate is not None:
+                reply = gate.answer(identity, fd, body)
+                if reply is not None:
+                    slot.reply = reply
+                    self._send_ready(peer)
+                    continue
             if paused and peer in paused:
                 peer.parked = (slot, body)
                 self._set_reading(False)
@@ -305,6 +326,8 @@ class Front(FrontCore):
                 self.stats["total_connections_received"] += 1
             elif event["event"] == zmq.EVENT_DISCONNECTED:
                 self.connected_clients = max(0, self.connected_clients - 1)
+                if self.gate is not None:
+                    self.gate.disconnected(event["value"])
             elif event["event"] == zmq.EVENT_ACCEPT_FAILED:
                 self._accept_failed(event["value"], self.connected_clients)
             elif self.auth is not None:
@@ -312,4 +335,8 @@ class Front(FrontCore):
 
 
 def main(config: Config, log) -> int:
-    return run(Front(config, log), log, config.bind)
+    try:
+        password = read_requirepass(config)
+    except ValueError as exc:
+        return refuse_bind(log, config.bind, str(exc))
+    return run(Front(config, log, password=password, listen_fd=listen.inherited_fd()), log, config.bind)

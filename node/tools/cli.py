@@ -71,12 +71,12 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"also serve the Redis protocol (RESP) on TCP at HOST:PORT, usually {USUAL_RESP_BIND} "
                         "(default: off; a non-loopback address needs a password)")
     s.add_argument("--requirepass-file", default=None, metavar="PATH",
-                   help="RESP clients must AUTH with the password in PATH (its first line; the file "
-                        "must not be accessible by group or others; read again at each resp actor start)")
+                   help="clients of both fronts must AUTH with the password in PATH (its first line; "
+                        "the file must not be accessible by group or others; read again at each front start)")
     # Not a Config field: Config travels on the actors' command lines, which anyone can read in
-    # /proc/PID/cmdline. The supervisor hands it to the resp actor in its environment instead.
+    # /proc/PID/cmdline. The supervisor hands it to the fronts in their environment instead.
     s.add_argument("--requirepass", default=None, metavar="PASSWORD",
-                   help="RESP clients must AUTH with PASSWORD. Visible to every local user in ps "
+                   help="clients must AUTH with PASSWORD. Visible to every local user in ps "
                         "(this command line): prefer --requirepass-file")
 
     debug_default = os.environ.get(DEBUG_COMMAND_ENV, "no")
@@ -94,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-n", "--db", type=_db_index, default=0, metavar="DB",
                    help="the database to run the commands in, 0 to 15 (default 0), as redis-cli -n")
     c.add_argument("--raw", action="store_true", help="print replies without quotes and types")
+    c.add_argument("--requirepass-file", dest="password_file", default=None, metavar="PATH",
+                   help="AUTH with the password in PATH (its first line), as the node's option")
+    c.add_argument("-a", dest="password", default=None, metavar="PASSWORD",
+                   help="AUTH with PASSWORD. Visible to every local user in ps: prefer "
+                        "--requirepass-file")
     c.add_argument("--curve-server-key", default=None, metavar="FILE",
                    help="CURVE: the node's public certificate; with --curve-key")
     c.add_argument("--curve-key", default=None, metavar="FILE",
@@ -202,13 +207,22 @@ def _run_cli(args) -> int:
     if isinstance(curve, str):
         print(f"aofnode cli: {curve}", file=sys.stderr)
         return 1
+    password = _password(args)
+    if isinstance(password, str):
+        print(f"aofnode cli: {password}", file=sys.stderr)
+        return 1
     timeout = CLI_TIMEOUT_S if args.timeout is None else args.timeout
     failure = _probe(args.connect, PROBE_TIMEOUT_S if args.timeout is None else args.timeout, curve)
     if failure:
         print(f"Could not connect to aofnode at {args.connect}: {failure}", file=sys.stderr)
         return 1
     raw = args.raw or (bool(words) and not sys.stdout.isatty())
-    with Client(args.connect, timeout=timeout, curve=curve, db=args.db) as client:
+    try:
+        client = Client(args.connect, timeout=timeout, curve=curve, db=args.db, password=password)
+    except CommandError as exc:  # AUTH refused
+        print(f"aofnode cli: AUTH failed: {exc}", file=sys.stderr)
+        return 1
+    with client:
         if not words:
             return repl.interactive(client, args.connect)
         try:
@@ -220,6 +234,23 @@ def _run_cli(args) -> int:
             print(f"No reply from aofnode at {args.connect}: {exc}", file=sys.stderr)
             return 1
         return 0
+
+
+def _password(args) -> bytes | str | None:
+    """The password of -a or --requirepass-file as bytes, None without them, or why not."""
+    if args.password is not None and args.password_file:
+        return "-a and --requirepass-file: give one of them"
+    if args.password is not None:
+        print("Warning: a password given with -a is visible to every local user in ps; "
+              "prefer --requirepass-file.", file=sys.stderr)
+        return os.fsencode(args.password)
+    if args.password_file:
+        from aofnode.config import read_password_file
+        try:
+            return read_password_file(args.password_file).encode("utf-8", "surrogateescape")
+        except ValueError as exc:
+            return str(exc)
+    return None
 
 
 def _curve(args) -> tuple[bytes, bytes, bytes] | str | None:
