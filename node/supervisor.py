@@ -8,8 +8,9 @@ Design:
   must not be one (checked on the fd opened with O_NOFOLLOW, not with stat), and a node file
   (lock, AOF, ``run``, a rewrite temp file) that is a link, is not a regular file (``run``: a
   directory) or belongs to another user stops the start with exit 6: in a directory that was
-  left loose, another user may have planted it to make the node write elsewhere. The lock's fd is passed to every actor, so the lock is held until the last process
-  of this node is gone, even after a kill -9 of the supervisor.
+  left loose, another user may have planted it to make the node write elsewhere. The lock's
+  fd is passed to every actor, so the lock is held until the last process of this node is
+  gone, even after a kill -9 of the supervisor.
 - Starts the closer, the log actor, the front, then (with ``--resp-bind``) the RESP front, each
   as ``python -m aofnode.roles ROLE``, and watches each through a pidfd on the runtime's poller: a
   death wakes it at once (no polling).
@@ -291,7 +292,7 @@ class Supervisor(Actor):
             self._watch_log(now)
 
     def _watch_log(self, now: float) -> None:
-        """Finding 8: a log actor whose loop stopped turning is reported once per stall."""
+        """A log actor whose loop stopped turning is reported once per stall, not once a check."""
         child = self.children["log"]
         if child.proc is None or child.restart_at is not None or child.proc.poll() is not None:
             return
@@ -334,7 +335,7 @@ class Supervisor(Actor):
 
 
 def raise_fd_limit(log) -> None:
-    """Finding 9: under the common 1024 soft limit a node silently stopped accepting past ~1,000
+    """Under the common 1024 soft limit a node would silently stop accepting past ~1,000
     clients. The soft limit goes up to the hard one here, before the actors start (they
     inherit it); the front says in INFO how many clients that allows (``max_clients``)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -9,12 +9,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HISTORY = re.compile(r'\b(issue (\d+|"\w+")|finding \d+)', re.IGNORECASE)
 
-# TODO: files other branches are editing; their history comments go after those branches merge.
-# Empty this list then (test_known_files_still_need_it fails once a listed file is clean).
-KNOWN = {
-    "node/supervisor.py",  # "Finding 8: ..." and "Finding 9: ..." in two docstrings
-    "node/fronts/curve.py",  # "(issue 10)" in the module header
-}
 
 
 def _hits() -> dict[str, list[str]]:
@@ -28,13 +22,8 @@ def _hits() -> dict[str, list[str]]:
 
 
 def test_no_history_comments():
-    bad = {path: lines for path, lines in _hits().items() if path not in KNOWN}
+    bad = _hits()
     assert not bad, f"comments that tell history instead of a reason: {bad}"
-
-
-def test_known_files_still_need_it():
-    hits = _hits()
-    assert not [path for path in KNOWN if path not in hits], "clean now: take it off KNOWN"
 
 
 def test_the_pattern():

@@ -1,4 +1,4 @@
-"""CURVE authentication of clients, with an allow-list of public keys (issue 10).
+"""CURVE authentication of clients, with an allow-list of public keys.
 
 Design:
 - Owns the front's ZAP handler (ZeroMQ RFC 27): a REP socket bound to ``inproc://zeromq.zap.01``

@@ -270,7 +270,8 @@ class Session:
                     return _BAD_NAME
                 i += 2
             else:
-                return resp.error_line("ERR", f"Syntax error in HELLO option '{args[i][:64].decode('utf-8', 'replace')}'")
+                shown = args[i][:64].decode("utf-8", "replace")
+                return resp.error_line("ERR", f"Syntax error in HELLO option '{shown}'")
         if not self.authenticated:
             return _HELLO_NOAUTH
         if name is not None:

@@ -234,7 +234,8 @@ class Front(FrontCore):
             if len(frames) - cut != 1:
                 slot = _Slot(peer, frames[:cut], 0)
                 peer.slots.append(slot)
-                self._resolve_local(slot, Error(codec.PROTO, f"expected one body frame after the envelope, got {len(frames) - cut}"))
+                got = len(frames) - cut
+                self._resolve_local(slot, Error(codec.PROTO, f"expected one body frame after the envelope, got {got}"))
                 continue
             body = frames[cut]
             slot = _Slot(peer, frames[:cut], len(body))

@@ -2,9 +2,9 @@
 
 Design:
 - ``Reporter`` builds INFO from the parts of the log actor it is given (its counters, the
-  keyspace, writer, rewriter, closer, pause meter and front links; the fronts' counters: the ZeroMQ front's by name, the RESP front's, already ``resp_``-prefixed, as they
-  come in the ``clients`` section; connected_clients and total_connections_received add up
-  every front) and
+  keyspace, writer, rewriter, closer, pause meter and front links; the fronts' counters: the
+  ZeroMQ front's by name, the RESP front's, already ``resp_``-prefixed, as they come in the
+  ``clients`` section; connected_clients and total_connections_received add up every front) and
   writes one ``log_summary`` line per ``SUMMARY_INTERVAL_S``, only if a counter moved (never a
   line per request: structlog's advice, and the log stays readable under load).
 - ``PauseMeter`` measures the longest log-actor turn while a rewrite runs, and the turn that
