@@ -84,6 +84,27 @@ def test_a_blocked_connections_pipeline_waits_behind_it(resp_node):
     assert out == {"value": [(b"q", b"v"), True]}
 
 
+def test_later_commands_of_a_blocked_connection_hold_no_one_else(resp_node):
+    node, port = resp_node
+    other = _redis(port, timeout=5)
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.settimeout(5)
+    sock.sendall(b"*3\r\n$5\r\nBLPOP\r\n$1\r\nq\r\n$1\r\n0\r\n")
+    wait_for(lambda: other.info("clients")["blocked_clients"] == 1, 10, what="a blocked client")
+    for _ in range(4):  # each its own batch, all queued behind the BLPOP
+        sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+        time.sleep(0.05)
+    for i in range(5):
+        assert other.set(f"k{i}", "v") is True
+    other.rpush("q", "v")
+    expected = b"*2\r\n$1\r\nq\r\n$1\r\nv\r\n" + b"+PONG\r\n" * 4
+    got = b""
+    while len(got) < len(expected):
+        got += sock.recv(4096)
+    assert got == expected
+    sock.close()
+
+
 def test_a_blocked_request_in_flight_gets_aborted_when_the_log_actor_dies(resp_node):
     node, port = resp_node
     other = _redis(port)

@@ -33,6 +33,7 @@ class Front:
         self.h = harness
         self.seq = 1000
         self.got: dict[int, object] = {}
+        self.taken = 0  # batches the log actor said it took
         self.clock = harness.actor.blocking.clock = FakeSeconds()
 
     def send(self, client: int, *requests, db: int = 0) -> int:
@@ -48,6 +49,7 @@ class Front:
             self.h.rt.run_once(timeout=0.01)
             for msg in self.h.front.receive():
                 if type(msg) is m.Replies:
+                    self.taken += msg.taken
                     for seq, reply in zip(msg.seqs, msg.replies):
                         self.got[seq] = msgpack.unpackb(reply, raw=False)
 
@@ -120,6 +122,17 @@ def test_later_messages_of_a_blocked_client_wait_behind_it(front):
     front.call(2, ("RPUSH", "q", "v"))
     assert front.wait(waiting) == [[0, [b"q", b"v"]], [0, "OK"]]
     assert front.wait(later) == [0, b"1"]
+
+
+def test_batches_for_a_blocked_client_alone_are_still_taken(front):
+    # A front sends at most MAX_IN_FLIGHT batches the log actor has not said it took: a batch
+    # that only fed a blocked client's queue must be counted too, or that front stops.
+    waiting = front.send(1, ("BLPOP", "q", "0"))
+    assert front.still_waiting(waiting)
+    taken = front.taken
+    later = [front.send(1, ("PING",)) for _ in range(3)]
+    assert front.still_waiting(waiting, *later)
+    assert front.taken == taken + 3
 
 
 def test_timeouts_answer_nil_and_zero_waits_forever(front):

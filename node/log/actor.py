@@ -163,6 +163,8 @@ class LogActor(Actor):
             blocking.expire()  # answers go out with this turn's cycle
         if self.work or blocking.done:  # a front under back-pressure has its clients parked
             self._cycle()
+        elif blocking.waiting:  # batches only for blocked clients: still say they were taken,
+            self.fronts.reply({})  # or a front would stop sending at MAX_IN_FLIGHT
         rewriter = self.rewriter
         if rewriter.catching_up:
             rewriter.tick()  # one catch-up slice per turn (rewrite step 4.1)
