@@ -51,6 +51,7 @@ MAX_BLOCKED_CLIENTS = 10_000
 # goes into the AOF"). Only lists and sorted sets matter: no one waits for another type.
 _KEY_AT = {"LPUSH": 2, "RPUSH": 2, "LMOVE": 3, "ZADD": 2, "ZUNIONSTORE": 2, "ZINTERSTORE": 2,
            "ZDIFFSTORE": 2, "ZRANGESTORE": 2, "RENAME": 3}
+_CREATES = frozenset(_KEY_AT) | {"COPY", "MOVE", "SWAPDB"}  # every other entry: no key made
 
 
 def ready_keys(entry: list, watched: dict) -> list[tuple[int, bytes]]:
@@ -163,9 +164,11 @@ class Blocking:
         executor = self.executor
 
         def run_one_watching(pending: Pending, item, writes: list):
-            mark = len(executor.propagated)
+            # The same list until the cycle takes it (LogActor._cycle, after every request ran).
+            entries = executor.propagated
+            mark = len(entries)
             result = run_one(pending, item, writes)
-            if len(executor.propagated) > mark and self.by_key:
+            if len(entries) > mark and self.by_key:
                 self._signal(mark)
                 if self.ready:
                     self._serve(writes)
@@ -177,10 +180,12 @@ class Blocking:
         entries, watched = self.executor.propagated, self.by_key
         ready, seen = self.ready, self._ready_set
         for i in range(mark, len(entries)):
-            for key in ready_keys(entries[i], watched):
-                if key not in seen:
-                    seen.add(key)
-                    ready.append(key)
+            entry = entries[i]
+            if entry[1] in _CREATES:
+                for key in ready_keys(entry, watched):
+                    if key not in seen:
+                        seen.add(key)
+                        ready.append(key)
 
     def _serve(self, writes: list) -> None:
         """Serve the ready keys in order; a served BLMOVE's push may make another ready."""
