@@ -274,3 +274,17 @@ def test_a_bare_executor_never_blocks():
     assert ex.execute(0, "BZMPOP", [b"0", b"1", b"z", b"MIN"]) is None
     ex.execute(0, "RPUSH", [b"q", b"v"])
     assert ex.execute(0, "BRPOPLPUSH", [b"q", b"d", b"0"]) == b"v"
+
+
+def test_many_waiters_on_one_key_are_served_in_order(front):
+    n = 2000
+    body = protocol.encode_request("BLPOP", "q", "0")
+    front.h.front.send(m.Batch(5000, list(range(1, n + 1)), [body] * n))
+    wait_for(lambda: front.pump(1) or len(front.h.actor.blocking.by_client) == n, 10,
+             what="every client blocked")
+    items = [b"job%d" % i for i in range(n)]
+    assert front.call(n + 1, ("RPUSH", "q", *items)) == [0, n]
+    wait_for(lambda: front.pump(1) or all(5000 + i in front.got for i in range(n)), 10,
+             what="every waiter served")
+    assert [front.got[5000 + i] for i in range(n)] == [[0, [b"q", item]] for item in items]
+    assert front.h.actor.blocking.by_key == {} and front.h.actor.work.messages == 0

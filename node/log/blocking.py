@@ -193,21 +193,22 @@ class Blocking:
         while ready:
             db_key = ready.popleft()
             self._ready_set.discard(db_key)
-            waiters = self.by_key.get(db_key)
-            if not waiters:
-                continue
             db, key = db_key
-            for waiter in list(waiters):  # first blocked, first served
-                if not waiter.active:
-                    continue
+            skipped = 0  # waiters for the other kind, left waiting at the head
+            while True:  # first blocked, first served; O(served), not O(waiters), per key
+                waiters = self.by_key.get(db_key)
+                if waiters is None or skipped >= len(waiters):
+                    break
+                waiter = next(itertools.islice(waiters, skipped, None))
                 mark = len(executor.propagated)
                 reply = executor.serve_blocked(db, waiter.spec, key)
                 if reply is EMPTY:
                     break
                 if reply is OTHER_KIND:
+                    skipped += 1
                     continue
                 self.served += 1
-                self._answer(waiter, reply, writes)
+                self._answer(waiter, reply, writes)  # takes it out of ``waiters``
                 if len(executor.propagated) > mark:
                     self._signal(mark)
 
