@@ -240,7 +240,8 @@ def _resp_consumer(port, ledger: Ledger, stop: threading.Event) -> None:
             ledger.note("consumed", got[1])
 
 
-def test_a_job_queue_from_both_fronts_survives_kill9_of_the_log_actor(make_node):
+@pytest.mark.parametrize("role", ["log", "resp", "front"])
+def test_a_job_queue_from_both_fronts_survives_kill9(make_node, role):
     node, port = _start(make_node, appendfsync="always")
     ledger, stop = Ledger(), threading.Event()
     producers = [threading.Thread(target=_zmq_producer, args=(node.endpoint, ledger, stop), daemon=True),
@@ -250,9 +251,9 @@ def test_a_job_queue_from_both_fronts_survives_kill9_of_the_log_actor(make_node)
     for t in producers + consumers:
         t.start()
     wait_for(lambda: len(ledger.consumed) >= 60, 30, what="60 jobs consumed")
-    victim = node.actor_pids()["log"]
+    victim = node.actor_pids()[role]
     os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: node.actor_pids().get("log") not in (None, victim), 20, what="log restarted")
+    wait_for(lambda: node.actor_pids().get(role) not in (None, victim), 20, what=f"{role} restarted")
     for t in producers:
         t.join(40)
         assert not t.is_alive()
@@ -281,4 +282,4 @@ def _check(node, ledger: Ledger) -> None:
     # An acknowledged job may be gone only with a pop that was ambiguous (ABORTED in flight: its
     # effect may be durable, its reply lost), as BRPOP in Redis; never otherwise.
     assert len(missing) <= ledger.ambiguous_pops, (missing, ledger.ambiguous_pops)
-    assert len(ledger.pushed) >= 2 * JOBS_PER_PRODUCER - 10
+    assert len(ledger.pushed) >= 2 * JOBS_PER_PRODUCER - 50
