@@ -288,3 +288,17 @@ def test_many_waiters_on_one_key_are_served_in_order(front):
              what="every waiter served")
     assert [front.got[5000 + i] for i in range(n)] == [[0, [b"q", item]] for item in items]
     assert front.h.actor.blocking.by_key == {} and front.h.actor.work.messages == 0
+
+
+def test_a_served_pop_is_not_acknowledged_when_its_append_fails(front):
+    writer = front.h.actor.writer
+    waiting = front.send(1, ("BLPOP", "q", "0"))
+    assert front.still_waiting(waiting)
+    good_fd = writer.fd
+    writer.fd = os.open("/dev/full", os.O_WRONLY)  # the cycle's append fails with ENOSPC
+    try:
+        assert front.call(2, ("RPUSH", "q", "v"))[:2] == [1, "MISCONF"]
+        assert front.wait(waiting)[:2] == [1, "MISCONF"]  # its pop was in the same append
+    finally:
+        os.close(writer.fd)
+        writer.fd = good_fd
