@@ -80,7 +80,7 @@ def test_a_blocked_client_is_served_by_another_clients_push(front):
     assert front.call(2, ("RPUSH", "q", "a", "b")) == [0, 2]
     assert front.wait(waiting) == [0, [b"q", b"a"]]
     assert front.call(2, ("LRANGE", "q", "0", "-1")) == [0, [b"b"]]
-    assert front.h.actor.blocking.info()["blocked_clients"] == 0
+    assert front.h.actor.blocking.info()["clients"]["blocked_clients"] == 0
 
 
 def test_waiters_are_served_first_blocked_first_served(front):
@@ -151,6 +151,8 @@ def test_timeouts_answer_nil_and_zero_waits_forever(front):
     assert front.h.actor.max_wait is None
     front.call(4, ("RPUSH", "q", "v"))
     assert front.wait(forever) == [0, [b"q", b"v"]]
+    stats = front.h.actor.blocking.info()["stats"]
+    assert stats == {"blocking_pops_served": 1, "blocking_pops_timed_out": 2}
 
 
 def test_a_forgotten_client_is_never_served(front):
@@ -159,7 +161,7 @@ def test_a_forgotten_client_is_never_served(front):
     assert front.still_waiting(gone, stays)
     front.h.front.send(m.Forget(1))
     front.pump()
-    assert front.h.actor.blocking.info()["blocked_clients"] == 1
+    assert front.h.actor.blocking.info()["clients"]["blocked_clients"] == 1
     assert front.call(3, ("RPUSH", "q", "v")) == [0, 1]
     assert front.wait(stays) == [0, [b"q", b"v"]]
     assert gone not in front.got
@@ -182,10 +184,12 @@ def test_the_number_of_blocked_clients_is_bounded(front):
     waiting = [front.send(c, ("BLPOP", f"q{c}", "0")) for c in (1, 2)]
     assert front.still_waiting(*waiting)
     refused = front.call(3, ("BLPOP", "q", "0"))
-    assert refused[:2] == [1, "ERR"] and "too many blocked clients" in refused[2]
+    assert refused[:2] == [1, "ERR"]
+    assert "too many blocked clients (blocked_clients_limit 2)" in refused[2]
     assert front.call(3, ("RPUSH", "q", "v"), ("BLPOP", "q", "0")) == [[0, 1], [0, [b"q", b"v"]]]
     info = front.call(3, ("INFO", "clients"))[1]["clients"]
     assert info["blocked_clients"] == 2 and info["blocked_clients_limit"] == 2
+    assert front.call(3, ("INFO", "stats"))[1]["stats"]["blocking_pops_served"] == 0
     front.call(3, ("RPUSH", "q1", "v"))
     assert front.wait(waiting[0]) == [0, [b"q1", b"v"]]
     assert front.still_waiting(front.send(3, ("BLPOP", "q", "0")))  # below the limit again

@@ -328,7 +328,8 @@ class LogActor(Actor):
 
     def _info(self) -> dict[str, dict]:
         sections = self.reporter.info()
-        sections["clients"].update(self.blocking.info())
+        for name, fields in self.blocking.info().items():
+            sections.setdefault(name, {}).update(fields)
         return sections
 
     def _misconf(self) -> codec.Error:

@@ -99,9 +99,6 @@ class Blocking:
         self._ready_set: set[tuple[int, bytes]] = set()
         self.done: list[tuple[int, Pending]] = []  # (owner, message) answered, not yet replied
         self.served = self.timed_out = 0
-        self.limit_error = Error(ERR, (
-            f"too many blocked clients (blocked_clients_limit {limit}): this blocking pop "
-            "found nothing to pop and was not allowed to wait; retry later"))
         work.on_drop_blocked = self.forget
         executor.block_mode = True
 
@@ -109,9 +106,13 @@ class Blocking:
     def waiting(self) -> bool:
         return bool(self.by_client)
 
-    def info(self) -> dict:
-        return {"blocked_clients": len(self.by_client), "blocked_clients_limit": self.limit,
-                "total_blocking_keys": len(self.by_key)}
+    def info(self) -> dict[str, dict]:
+        """INFO fields, by section."""
+        return {"clients": {"blocked_clients": len(self.by_client),
+                            "blocked_clients_limit": self.limit,
+                            "total_blocking_keys": len(self.by_key)},
+                "stats": {"blocking_pops_served": self.served,
+                          "blocking_pops_timed_out": self.timed_out}}
 
     # -- blocking and forgetting ----------------------------------------------------------------
 
@@ -136,7 +137,9 @@ class Blocking:
                 heapq.heapify(self.deadlines)
         self.work.block(client)
         if len(self.by_client) >= self.limit:
-            self.executor.block_mode = self.limit_error
+            self.executor.block_mode = Error(ERR, (
+                f"too many blocked clients (blocked_clients_limit {self.limit}): this blocking "
+                "pop found nothing to pop and was not allowed to wait; retry later"))
         return ran
 
     def forget(self, client: int) -> None:
@@ -146,6 +149,7 @@ class Blocking:
             self._unregister(waiter)
 
     def _unregister(self, waiter: Waiter) -> None:
+        """Off every key it waits on; blocking is allowed again below the limit."""
         waiter.active = False
         by_key = self.by_key
         for key in waiter.spec.keys:
