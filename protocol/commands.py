@@ -164,6 +164,17 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("LMOVE", 5, _GROW, "LMOVE source destination LEFT|RIGHT LEFT|RIGHT: the element"),
     ("RPOPLPUSH", 3, _GROW, "RPOPLPUSH source destination: the element"),
     ("LMPOP", -4, _WRITE, "LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT n]: [key, elements]"),
+    # blocking pops (node/store/blocking.py, node/log/blocking.py): timeout in seconds, 0 forever
+    ("BLPOP", -3, _WRITE, "BLPOP key [key ...] timeout: [key, element], or nil on timeout"),
+    ("BRPOP", -3, _WRITE, "BRPOP key [key ...] timeout: [key, element], or nil on timeout"),
+    ("BLMOVE", 6, _GROW, "BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout: the element"),
+    ("BRPOPLPUSH", 4, _GROW, "BRPOPLPUSH source destination timeout: the element, or nil"),
+    ("BLMPOP", -5, _WRITE,
+     "BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT n]: [key, elements], or nil"),
+    ("BZPOPMIN", -3, _WRITE, "BZPOPMIN key [key ...] timeout: [key, member, score], or nil"),
+    ("BZPOPMAX", -3, _WRITE, "BZPOPMAX key [key ...] timeout: [key, member, score], or nil"),
+    ("BZMPOP", -5, _WRITE,
+     "BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT n]: [key, [[m, s] ...]], or nil"),
     # sets (node/store/sets.py)
     ("SADD", -3, _GROW, "SADD key member [member ...]: number added"),
     ("SREM", -3, _WRITE, "SREM key member [member ...]: number removed"),

@@ -45,7 +45,16 @@ def list_command(rng):
         ("LPOS", k, v, "MAXLEN", str(rng.randrange(-1, 4))), ("LMOVE", k, k2, side, side2),
         ("RPOPLPUSH", k, k2), ("LMPOP", str(rng.randrange(0, 3)), k, k2, side,
                                 "COUNT", str(rng.randrange(0, 3))),
+        # blocking pops: served at once, or a 1 ms timeout (never 0: that waits forever)
+        ("BLPOP", k, k2, _timeout(rng)), ("BRPOP", k, _timeout(rng)),
+        ("BLMOVE", k, k2, side, side2, _timeout(rng)), ("BRPOPLPUSH", k, k2, _timeout(rng)),
+        ("BLMPOP", _timeout(rng), str(rng.randrange(0, 3)), k, k2, side, "COUNT",
+         str(rng.randrange(0, 3))),
     ] + [_common(rng)])
+
+
+def _timeout(rng):
+    return rng.choice(["0.001", "0.001", "-1", "x", "0.0001"])
 
 
 def set_command(rng):
@@ -88,7 +97,8 @@ def zset_command(rng):
         ("ZINTER", "2", k, k2, "WITHSCORES"), ("ZINTERSTORE", k3, "2", k, k2),
         ("ZDIFF", "2", k, k2, "WITHSCORES"), ("ZDIFFSTORE", k3, "2", k, k2),
         ("ZINTERCARD", "2", k, k2), ("ZUNION", "0", k), ("SADD", k, m),
-        ("ZRANDMEMBER", k, "0"),
+        ("ZRANDMEMBER", k, "0"), ("BZPOPMIN", k, k2, _timeout(rng)), ("BZPOPMAX", k, _timeout(rng)),
+        ("BZMPOP", _timeout(rng), "2", k, k2, rng.choice(["MIN", "MAX", "MID"]), "COUNT", "2"),
     ] + [_common(rng)])
 
 

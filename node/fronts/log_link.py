@@ -159,10 +159,11 @@ class LogLink:
         if self.ch is not None:
             self._send(m.Stats(counters()))
 
-    def send_forget(self, key: int) -> None:
-        """That client was cut off: the log actor drops its queued messages."""
+    def send_forget(self, key: int, closing: bool = False) -> None:
+        """That client was cut off: the log actor drops its queued messages. ``closing``: it
+        only sent EOF, so its messages still run, but none of them may wait in a blocking pop."""
         if self.ch is not None:
-            self._send(m.Forget(key))
+            self._send(m.Forget(key, closing))
 
     def drop_unsent(self, belongs: Callable[[Any], bool]) -> int:
         """Forget the queued messages whose token ``belongs`` (a client gone); how many."""

@@ -203,6 +203,10 @@ class RespFront(CommandRouting, FrontCore):
             self._closing(conn)
             if not conn.slots and not conn.out:
                 self._close(conn)
+            elif conn.waiting > 0:
+                # Redis frees a client at EOF, unblocking it: a blocking pop must not hold this
+                # connection open, nor be served later for a client that is gone.
+                self.link.send_forget(conn.key, closing=True)
             return
         parser = conn.parser
         held = parser.buffered
@@ -278,10 +282,7 @@ class RespFront(CommandRouting, FrontCore):
                              held_bytes=len(conn.out), limit=self.config.client_output_limit,
                              dropped_replies=len(conn.slots), cut_off_s=0.0,
                              also_cut_since_last_line=skipped)
-        forget = conn.waiting > 0
         self._close(conn)
-        if forget:
-            self.link.send_forget(conn.key)
 
     def _cut_input(self) -> None:
         """All connections' incomplete commands together passed TOTAL_INPUT_LIMIT: close the one
@@ -292,9 +293,12 @@ class RespFront(CommandRouting, FrontCore):
         self._close(conn)
 
     def _close(self, conn: Conn) -> None:
-        """Close now: replies still owed to it are dropped when they come."""
+        """Close now: replies still owed to it are dropped when they come, and the log actor
+        forgets its queued work and any blocking pop it waits in (whose element would be lost
+        with the dropped reply), as Redis unblocks a closed client."""
         if conn.closed:
             return
+        forget = conn.waiting > 0
         conn.closed = True
         self.input_bytes -= conn.parser.buffered
         self.total_out -= len(conn.out)
@@ -309,6 +313,8 @@ class RespFront(CommandRouting, FrontCore):
             pass
         conn.sock.close()
         self._drop_work(conn)  # its messages not sent yet need not go
+        if forget:
+            self.link.send_forget(conn.key)
 
 
 def _addr(addr) -> str:

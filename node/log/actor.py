@@ -13,6 +13,9 @@ Design:
     4. forks the rewrite a BGREWRITEAOF asked for (the child's image is then exactly the AOF);
     5. makes each reply with its front's encoder (node/log/replies.py) and sends it.
   No write is acknowledged before the fsync that covers it (under ``always``).
+- Blocking pops wait in node/log/blocking.py: a blocked client leaves the turns (its later
+  messages wait behind it), is served by the write that makes its key ready, within that
+  write's cycle (same append, same fsync, then the reply), or answered nil at its timeout.
 - Every 100 ms tick: expiry, the writer's retries and everysec fsync, the closer, the rewrite.
 - Never blocks on close(2)/unlink(2) (the closer actor does). A corrupt AOF (exit 3) or one that
   cannot be created or written (6) is fatal at start (node/exitcodes.py). docs/aof.md has
@@ -33,12 +36,14 @@ from aofnode.log.report import PauseMeter, Reporter
 from aofnode.runtime.actor import Actor, Runtime
 from aofnode.hello import hello_reply
 from aofnode.log.introspect import Introspection
+from aofnode.log.blocking import Blocking
 from aofnode.log.links import FrontLinks
 from aofnode.log.work import CLIENT_BITS, Pending, WorkQueue
 from aofnode.aof import format as aof_format
 from aofnode.aof.rewrite import TEMP_PREFIX, Rewriter
 from aofnode.aof.writer import AofWriter
 from aofnode.config import Config
+from aofnode.store.blocking import WouldBlock
 from aofnode.store.executor import Executor
 from aofnode.testhooks import make_pause
 from aofnode import protocol as codec
@@ -98,12 +103,14 @@ class LogActor(Actor):
         self._refusal: codec.Error | None = None  # this cycle's answer to writes (MISCONF)
         self._rewrite_waiting: list = []  # a BGREWRITEAOF's result slot, as _fill takes it
         self.work = WorkQueue()
+        self.blocking = Blocking(self.executor, self.work)
+        self._run_one_watching = self.blocking.watch(self._run_one)
         self.fronts = FrontLinks(config.front_paths, self.work, self.stats, config.channel_output_limit, log)
         self.reporter = Reporter(config, log, self.stats, keyspace=self.executor.keyspace,
                                  writer=self.writer, rewriter=self.rewriter, closer=self.closer,
                                  meter=self.meter, fronts=self.fronts, started=started)
         self.intro = Introspection(self)  # CONFIG, SLOWLOG, LATENCY, DEBUG, INFO's Redis fields
-        self.executor.info_provider = self.intro.info
+        self.executor.info_provider = self._info
         self.runtime: Runtime | None = None
         self.heartbeat: Heartbeat | None = None
 
@@ -143,13 +150,23 @@ class LogActor(Actor):
         catches up on its diff, that is one slice per turn (on_turn)."""
         return bool(self.work) or self.rewriter.catching_up
 
+    @property
+    def max_wait(self) -> float | None:
+        """Until the earliest blocking-pop timeout: millisecond resolution, not the tick's."""
+        return self.blocking.max_wait()
+
     def on_turn_start(self) -> None:
         if self.rewriter.in_progress or self.meter.active:
             self.meter.begin(self.rewriter.total_forks)
 
     def on_turn(self) -> None:
-        if self.work:  # a front under back-pressure has its clients parked: no more replies
+        blocking = self.blocking
+        if blocking.deadlines:
+            blocking.expire()  # answers go out with this turn's cycle
+        if self.work or blocking.done:  # a front under back-pressure has its clients parked
             self._cycle()
+        elif blocking.waiting:  # batches only for blocked clients: still say they were taken,
+            self.fronts.reply({})  # or a front would stop sending at MAX_IN_FLIGHT
         rewriter = self.rewriter
         if rewriter.catching_up:
             rewriter.tick()  # one catch-up slice per turn (rewrite step 4.1)
@@ -193,6 +210,8 @@ class LogActor(Actor):
         writes: list = []  # where this cycle's write results are: (results, index) pairs, flat
         self._refusal = self._writes_refused()
         finished = self._run_cycle(writes)
+        if self.blocking.done:
+            self.blocking.take_done(finished)  # served or timed out: replied with this cycle
         entries = self.executor.take_propagated()  # step 1 done
         if entries or self.writer.pending:
             if not self._append(aof_format.encode_entries(entries)):  # steps 2 and 3
@@ -221,6 +240,8 @@ class LogActor(Actor):
         budget = self.config.cycle_max_commands
         deadline = time.perf_counter() + self.config.cycle_max_ms / 1000.0
         reply_bytes = input_bytes = 0.0
+        # While anyone waits in a blocking pop, each request may serve them (node/log/blocking.py).
+        run_one = self._run_one_watching if self.blocking.waiting else self._run_one
         while work and budget > 0:
             client, fifo = work.head()
             owner = client >> CLIENT_BITS  # work.owner_of, inline: once per turn
@@ -228,27 +249,35 @@ class LogActor(Actor):
             if done is None:
                 done = finished[owner] = []
             quantum = min(QUANTUM, budget)
-            while fifo and quantum > 0 and reply_bytes < MAX_CYCLE_REPLY_BYTES and input_bytes < MAX_CYCLE_INPUT_BYTES:
-                pending = fifo[0]
-                used = self._run(pending, quantum, writes)
-                quantum -= used
-                budget -= used
-                input_bytes += used * pending.bytes_per_item
-                if not pending.done:
-                    break
-                fifo.popleft()
-                done.append(pending)
-                count += 1
-                reply_bytes += pending.reply_bytes
-            work.finish_turn(client)
+            try:
+                while (fifo and quantum > 0 and reply_bytes < MAX_CYCLE_REPLY_BYTES
+                       and input_bytes < MAX_CYCLE_INPUT_BYTES):
+                    pending = fifo[0]
+                    used = self._run(pending, quantum, writes, run_one)
+                    quantum -= used
+                    budget -= used
+                    input_bytes += used * pending.bytes_per_item
+                    if not pending.done:
+                        break
+                    fifo.popleft()
+                    done.append(pending)
+                    count += 1
+                    reply_bytes += pending.reply_bytes
+            except WouldBlock as blocked:  # its turn ends; its later messages wait behind it
+                budget -= self.blocking.block(client, fifo[0], blocked.spec)
+                run_one = self._run_one_watching
+            else:
+                work.finish_turn(client)
             if (reply_bytes >= MAX_CYCLE_REPLY_BYTES or input_bytes >= MAX_CYCLE_INPUT_BYTES
                     or time.perf_counter() >= deadline):
                 break
         work.messages -= count
         return finished
 
-    def _run(self, pending: Pending, limit: int, writes: list) -> int:
-        """Execute up to ``limit`` requests of one message; return how many ran."""
+    def _run(self, pending: Pending, limit: int, writes: list, run_one) -> int:
+        """Execute up to ``limit`` requests of one message with ``run_one`` (``_run_one``, or its
+        watching form); return how many ran. A blocking pop with nothing to pop raises
+        ``WouldBlock`` out of it."""
         if pending.count < 0 and not pending.open():
             self.stats["rejected_messages"] += 1
             self.intro.error(pending.failed)
@@ -258,7 +287,7 @@ class LogActor(Actor):
         batch = pending.take(max(1, limit))
         stop = start + len(batch)
         for item in batch:
-            results.append(self._run_one(pending, item, writes))
+            results.append(run_one(pending, item, writes))
         pending.pos = stop
         if pending.reply_bytes > self.config.client_output_limit and stop < pending.count:
             pending.failed = self.intro.error(codec.Error(codec.TOOBIG, (
@@ -299,6 +328,12 @@ class LogActor(Actor):
             writes.append(pending.results)
             writes.append(len(pending.results))
         return reply
+
+    def _info(self) -> dict[str, dict]:
+        sections = self.intro.info()
+        for name, fields in self.blocking.info().items():
+            sections.setdefault(name, {}).update(fields)
+        return sections
 
     def _misconf(self) -> codec.Error:
         return codec.Error(codec.MISCONF, (

@@ -191,6 +191,10 @@ class FrontLinks:
             elif kind is m.Stats:
                 link.counters = msg.counters
             elif kind is m.Forget:
-                self.stats["forgotten_messages"] += self.work.forget((msg.client & CLIENT_MASK) | link.base)
+                key = (msg.client & CLIENT_MASK) | link.base
+                if msg.closing:
+                    self.work.close(key)
+                else:
+                    self.stats["forgotten_messages"] += self.work.forget(key)
         if ch.closed:
             self._lose(link)

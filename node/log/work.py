@@ -19,10 +19,17 @@ Design (one message of 10,000 SETs of 6 KiB once held every other client for 0.8
   numbers. An owner's keys can be parked (its front is not reading replies: back-pressure),
   which takes them out of the turns without touching the hot path, and dropped as a whole (its
   front is gone).
+- A client whose head message waits in a blocking pop (node/log/blocking.py) is ``blocked``:
+  out of the turns, its FIFO kept, so its later messages queue behind it (as a Redis
+  connection's later commands do) while every other client goes on. Dropping it (cut off, or
+  its front gone) tells ``on_drop_blocked``, so nobody is served a pop whose reply would go
+  nowhere.
 """
 from __future__ import annotations
 
 import collections
+
+from typing import Callable
 
 from aofnode.runtime import messages as m
 from aofnode import protocol as codec
@@ -94,6 +101,12 @@ class WorkQueue:
         self.turns: collections.deque[int] = collections.deque()  # clients with work, in turn
         self.parked: dict[int, list[int]] = {}  # owner base -> its keys with work, out of turn
         self.messages = 0  # queued, parked ones included
+        self.blocked: set[int] = set()  # clients out of turn until a key is ready (blocking.py)
+        self.on_drop_blocked: Callable[[int], None] | None = None  # the blocking registry's
+        # Clients that sent EOF with work queued: it runs, but they never wait in a blocking pop.
+        # Pruned of clients with no work left when it grows, not on the hot path.
+        self.closing: set[int] = set()
+        self.on_close_blocked: Callable[[int], None] | None = None
 
     def __bool__(self) -> bool:
         """True if some work can run now (parked work cannot)."""
@@ -133,10 +146,44 @@ class WorkQueue:
         fifo = self.fifos.pop(key, None)
         if fifo is None:
             return 0
-        parked = self.parked.get(key & ~CLIENT_MASK)
-        (parked if parked is not None else self.turns).remove(key)  # O(clients): only on a cut-off
+        if key in self.blocked:
+            self._drop_blocked(key)
+        else:
+            parked = self.parked.get(key & ~CLIENT_MASK)
+            (parked if parked is not None else self.turns).remove(key)  # O(clients): on a cut-off
         self.messages -= len(fifo)
         return len(fifo)
+
+    def close(self, key: int) -> None:
+        """The client sent EOF: its queued messages still run, but none may wait for a key (one
+        waiting now is answered as at its timeout), so it never holds its connection open."""
+        if key not in self.fifos:
+            return
+        if len(self.closing) >= 1024:
+            self.closing = {k for k in self.closing if k in self.fifos}
+        self.closing.add(key)
+        if key in self.blocked and self.on_close_blocked is not None:
+            self.on_close_blocked(key)
+
+    def block(self, key: int) -> None:
+        """The head client's turn ends with its head message waiting for a key."""
+        self.turns.popleft()
+        self.blocked.add(key)
+
+    def unblock(self, key: int) -> None:
+        """Its head message was answered (and popped if it is done): back in turn if it has
+        more, parked with its front if that one is parked."""
+        self.blocked.discard(key)
+        if not self.fifos[key]:
+            del self.fifos[key]
+            return
+        parked = self.parked.get(key & ~CLIENT_MASK)
+        (parked if parked is not None else self.turns).append(key)
+
+    def _drop_blocked(self, key: int) -> None:
+        self.blocked.discard(key)
+        if self.on_drop_blocked is not None:
+            self.on_drop_blocked(key)
 
     def park(self, base: int) -> None:
         """Take owner ``base``'s clients out of turn until ``unpark`` (O(clients with work))."""
@@ -159,6 +206,8 @@ class WorkQueue:
         dropped = 0
         for key in mine:
             dropped += len(self.fifos.pop(key))
+            if key in self.blocked:
+                self._drop_blocked(key)
         self.turns = collections.deque(key for key in self.turns if key & ~CLIENT_MASK != base)
         self.messages -= dropped
         return dropped

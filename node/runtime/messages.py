@@ -10,7 +10,7 @@ is a one-byte kind; ``encode`` and ``decode`` below are the only code that knows
 | ``Replies(taken, seqs, replies)`` | log -> front | end of a log turn: replies, by number |
 | ``Hello(pid)`` | log -> front | the keyspace is loaded; send batches (first message) |
 | ``Stats(counters)`` | front -> log | front counters for INFO, once a second |
-| ``Forget(client)`` | front -> log | drop that client's queued messages: it was cut off |
+| ``Forget(client, closing)`` | front -> log | drop that client's queued messages: it was cut off; with ``closing``, keep them but never let it block (it sent EOF) |
 | ``CloseJob(job_id, path)`` | log -> closer | close the fd that travels with it (SCM_RIGHTS) |
 | ``UnlinkJob(job_id, path)`` | log -> closer | unlink a file of ours (a stale or failed temp file) |
 | ``Release(job_id)`` | log -> closer | my copy of that job's fd is closed: yours is the last |
@@ -55,6 +55,9 @@ class Stats:
 @dataclass(frozen=True, slots=True)
 class Forget:
     client: int
+    # The client only stopped sending (EOF, maybe a half-close): its queued work still runs and
+    # is answered, but it never waits in a blocking pop (answered as at a timeout).
+    closing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +108,7 @@ def encode(msg: Message) -> list:
     if kind is Stats:
         return [_STATS, msg.counters]
     if kind is Forget:
-        return [_FORGET, msg.client]
+        return [_FORGET, msg.client, 1] if msg.closing else [_FORGET, msg.client]
     if kind is CloseJob:
         return [_CLOSE, msg.job_id, msg.path]
     if kind is UnlinkJob:
@@ -158,6 +161,8 @@ def decode(obj) -> Message:
         return Stats(obj[1])
     if kind == _FORGET and n == 2:
         return Forget(_int(obj[1]))
+    if kind == _FORGET and n == 3:
+        return Forget(_int(obj[1]), bool(obj[2]))
     if kind == _CLOSE and n == 3:
         return CloseJob(_int(obj[1]), _str(obj[2]))
     if kind == _UNLINK and n == 3:

@@ -11,8 +11,9 @@ the name and the arity against ``protocol/commands.py``; option syntax is checke
   ``stringops.StringOpCommands``, ``bits.BitCommands``, ``keys.KeyCommands``,
   ``dbops.DbCommands``, ``dump.DumpCommands``, ``hashes.HashCommands``, ``lists.ListCommands``,
   ``sets.SetCommands``, ``zsets.ZSetCommands``, ``zsetranges.ZSetRangeCommands``,
-  ``zsetalgebra.ZSetAlgebraCommands``, ``objects.ObjectCommands``. SELECT, HELLO and
-  BGREWRITEAOF are not here: other actors own them.
+  ``zsetalgebra.ZSetAlgebraCommands``, ``objects.ObjectCommands``, ``blocking.BlockingCommands``
+  (whose ``block_mode`` the log actor sets: a bare executor, a replay included, never blocks).
+  SELECT, HELLO and BGREWRITEAOF are not here: other actors own them.
 * Propagation: every change appends one or more canonical AOF entries ``[db, "NAME", *bytes]``
   to ``propagated``, in the order the changes happened, including the ``DEL`` of a key that
   expired while a command looked it up. The caller drains them with ``take_propagated()`` after
@@ -41,6 +42,7 @@ from aofnode.protocol.errors import OOM, UNKNOWNCMD, Error
 from aofnode.protocol.commands import COMMANDS
 
 from aofnode.store.bits import BitCommands
+from aofnode.store.blocking import BlockingCommands
 from aofnode.store.dbops import DbCommands
 from aofnode.store.dump import DumpCommands
 from aofnode.store.eviction import ALLKEYS_LRU, NOEVICTION, POLICIES, evict
@@ -69,7 +71,7 @@ OOM_ERR = Error(OOM, "command not allowed when used memory > 'maxmemory'")
 
 _MIXINS = (StringCommands, StringOpCommands, BitCommands, KeyCommands, DbCommands,
            DumpCommands, HashCommands, ListCommands, SetCommands, ZSetCommands, ZSetRangeCommands,
-           ZSetAlgebraCommands, ObjectCommands)
+           ZSetAlgebraCommands, ObjectCommands, BlockingCommands)
 
 
 class Executor(*_MIXINS):
