@@ -10,7 +10,7 @@ is a one-byte kind; ``encode`` and ``decode`` below are the only code that knows
 | ``Replies(taken, seqs, replies)`` | log -> front | end of a log turn: replies, by number |
 | ``Hello(pid)`` | log -> front | the keyspace is loaded; send batches (first message) |
 | ``Stats(counters)`` | front -> log | front counters for INFO, once a second |
-| ``Forget(client, closing)`` | front -> log | drop a cut-off client's queued messages; ``closing``: it sent EOF, never let it block |
+| ``Forget(client, closing)`` | front -> log | drop a cut-off client's work; ``closing``: EOF, no blocking |
 | ``CloseJob(job_id, path)`` | log -> closer | close the fd that travels with it (SCM_RIGHTS) |
 | ``UnlinkJob(job_id, path)`` | log -> closer | unlink a file of ours (a stale or failed temp file) |
 | ``Release(job_id)`` | log -> closer | my copy of that job's fd is closed: yours is the last |
