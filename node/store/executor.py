@@ -11,7 +11,7 @@ the name and the arity against ``protocol/commands.py``; option syntax is checke
   ``stringops.StringOpCommands``, ``bits.BitCommands``, ``keys.KeyCommands``,
   ``dbops.DbCommands``, ``dump.DumpCommands``, ``hashes.HashCommands``, ``lists.ListCommands``,
   ``sets.SetCommands``, ``zsets.ZSetCommands``, ``zsetranges.ZSetRangeCommands``,
-  ``zsetalgebra.ZSetAlgebraCommands``. SELECT, HELLO and BGREWRITEAOF are not here: other actors
+  ``zsetalgebra.ZSetAlgebraCommands``, ``scripting.ScriptCommands``. SELECT, HELLO and BGREWRITEAOF are not here: other actors
   own them.
 * Propagation: every change appends one or more canonical AOF entries ``[db, "NAME", *bytes]``
   to ``propagated``, in the order the changes happened, including the ``DEL`` of a key that
@@ -47,6 +47,7 @@ from aofnode.store.eviction import ALLKEYS_LRU, NOEVICTION, POLICIES, evict
 from aofnode.store.hashes import HashCommands
 from aofnode.store.keys import KeyCommands
 from aofnode.store.lists import ListCommands
+from aofnode.store.scripting import ScriptCommands
 from aofnode.store.sets import SetCommands
 from aofnode.store.zsetalgebra import ZSetAlgebraCommands
 from aofnode.store.zsetranges import ZSetRangeCommands
@@ -66,7 +67,7 @@ OOM_ERR = Error(OOM, "command not allowed when used memory > 'maxmemory'")
 
 _MIXINS = (StringCommands, StringOpCommands, BitCommands, KeyCommands, DbCommands,
            DumpCommands, HashCommands, ListCommands, SetCommands, ZSetCommands, ZSetRangeCommands,
-           ZSetAlgebraCommands)
+           ZSetAlgebraCommands, ScriptCommands)
 
 
 class Executor(*_MIXINS):

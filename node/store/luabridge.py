@@ -1,0 +1,247 @@
+"""One Lua 5.1 state for scripts: the sandbox, the time limit, and Redis's reply conversions.
+
+Design
+------
+* Lua is ``lupa.lua51`` (the Lua 5.1 Redis embeds, in lupa's wheels: no compiler). The state
+  is made with ``encoding=None`` (Lua strings are bytes both ways, as Redis's are binary),
+  without lupa's ``python`` global, and with an attribute filter that refuses every Python
+  attribute, so a script cannot climb from a callback to Python's internals.
+  ``max_memory`` bounds what scripts may allocate (a Lua "not enough memory" error past it).
+* luaboot.py builds the sandbox; lualibs.py gives cjson, cmsgpack, bit and struct.
+* ``run`` calls a compiled script. Its instruction hook (every ``HOOK_EVERY`` instructions)
+  calls ``_check``: past ``time_limit_ms`` (0: none) the script is aborted with an error, and
+  ``should_abort(elapsed_ms)``, when set, is asked too: it is where the log actor can later
+  answer other clients BUSY and take SCRIPT KILL while a script runs (docs/resp.md).
+* Conversions are Redis 7.0's (``to_lua`` for a command's reply, ``from_lua`` for what the
+  script returns): RESP2 by default, RESP3 after ``redis.setresp(3)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from typing import Any, Callable
+
+import lupa.lua51 as lua
+import structlog
+
+from aofnode.protocol.errors import ERR, Error
+from aofnode.store.luaboot import BOOT, HOOK_EVERY
+from aofnode.store.lualibs import make_libs
+
+__all__ = ["LuaEngine", "ScriptRun", "to_lua", "from_lua", "error_text", "split_error"]
+
+_MIN_I64 = -(1 << 63)
+_MAX_DEPTH = 1000  # nesting past this is refused, as Redis refuses past Lua's C stack
+_INTERNAL_CODES = frozenset(("UNKNOWNCMD", "ARITY", "ARGTYPE", "PROTO", "TOOBIG"))
+_LOG_LEVELS = ("debug", "info", "info", "warning")  # LOG_DEBUG, VERBOSE, NOTICE, WARNING
+_CONSTS = {b"LOG_DEBUG": 0, b"LOG_VERBOSE": 1, b"LOG_NOTICE": 2, b"LOG_WARNING": 3,
+           b"REPL_NONE": 0, b"REPL_AOF": 1, b"REPL_SLAVE": 2, b"REPL_REPLICA": 2,
+           b"REPL_ALL": 3, b"REDIS_VERSION": b"7.0.15", b"REDIS_VERSION_NUM": 0x07000F}
+
+
+def _deny_attributes(obj, name, is_setting):
+    raise AttributeError("Python attributes are not reachable from scripts")
+
+
+def error_text(err: Error) -> bytes:
+    """An error reply as the one string Lua sees (``{err = "CODE message"}``)."""
+    code = ERR if err.code in _INTERNAL_CODES else err.code
+    return (f"{code} {err.message}" if err.message else code).encode("utf-8", "replace")
+
+
+def split_error(text: bytes) -> Error:
+    """A script's error string as an ``Error``: the first word is the code, as Redis prints it."""
+    s = text.decode("utf-8", "replace").replace("\r", " ").replace("\n", " ")
+    code, _, message = s.partition(" ")
+    return Error(code or ERR, message)
+
+
+class ScriptRun:
+    """What one running script needs: its db, RESP version, read-only flag and start time."""
+
+    __slots__ = ("db", "resp", "read_only", "wrote", "started")
+
+    def __init__(self, db: int, read_only: bool) -> None:
+        self.db = db
+        self.resp = 2
+        self.read_only = read_only
+        self.wrote = False
+        self.started = time.monotonic()
+
+
+def to_lua(runtime, value: Any, resp: int, depth: int = 0) -> Any:
+    """A command's reply value as the Lua value redis.call returns (Redis 7.0's rules)."""
+    t = type(value)
+    if t is bytes or t is int:
+        return value
+    if t is str:
+        return runtime.table_from({b"ok": value.encode("utf-8", "replace")})
+    if value is None:
+        return None if resp == 3 else False
+    if t is Error:
+        return runtime.table_from({b"err": error_text(value)})
+    if t is bool:
+        return value if resp == 3 else int(value)
+    if t is float:
+        return (runtime.table_from({b"double": value}) if resp == 3
+                else repr(value).encode())
+    if t is list or t is tuple:
+        return runtime.table_from([to_lua(runtime, v, resp, depth + 1) for v in value])
+    if t is dict:
+        items = [(k.encode() if type(k) is str else k, to_lua(runtime, v, resp, depth + 1))
+                 for k, v in value.items()]
+        if resp == 3:
+            return runtime.table_from({b"map": runtime.table_from(dict(items))})
+        return runtime.table_from([x for pair in items for x in pair])
+    return None
+
+
+def from_lua(value: Any, resp: int, depth: int = 0) -> Any:
+    """A script's Lua result as a reply value (Redis 7.0's rules)."""
+    t = type(value)
+    if t is bytes:
+        return value
+    if t is int:
+        return value if _MIN_I64 <= value < -_MIN_I64 else _MIN_I64
+    if t is float:
+        if not math.isfinite(value) or not _MIN_I64 <= value < -_MIN_I64:
+            return _MIN_I64  # what Redis's C cast gives on x86-64
+        return int(value)
+    if t is bool:
+        if resp == 3:
+            return value
+        return 1 if value else None
+    if lua.lua_type(value) != "table":
+        return None
+    if depth > _MAX_DEPTH:
+        return Error(ERR, "reached lua stack limit")
+    return _table_reply(value, resp, depth)
+
+
+def _table_reply(table, resp: int, depth: int) -> Any:
+    err = table[b"err"]
+    if type(err) is bytes:
+        return split_error(err)
+    ok = table[b"ok"]
+    if type(ok) is bytes:
+        return ok.decode("utf-8", "replace")
+    if resp == 3:
+        double = table[b"double"]
+        if type(double) in (int, float):
+            return float(double)
+        mapping = table[b"map"]
+        if lua.lua_type(mapping) == "table":
+            return {from_lua(k, resp, depth + 1): from_lua(v, resp, depth + 1)
+                    for k, v in mapping.items()}
+    out = []
+    i = 1
+    while True:
+        item = table[i]
+        if item is None:
+            return out
+        out.append(from_lua(item, resp, depth + 1))
+        i += 1
+
+
+class LuaEngine:
+    """A Lua state with the sandbox loaded; ``dispatch(run, name, args)`` runs redis.call."""
+
+    def __init__(self, dispatch: Callable[[ScriptRun, bytes, list], Any], *,
+                 max_memory: int = 0, time_limit_ms: int = 0) -> None:
+        self.dispatch = dispatch
+        self.time_limit_ms = time_limit_ms
+        # The log actor's future hook for SCRIPT KILL / BUSY: called from the instruction hook
+        # with the elapsed milliseconds; True aborts the script.
+        self.should_abort: Callable[[float], bool] | None = None
+        self.current: ScriptRun | None = None
+        self._abort_message = ""
+        self._rand_state = 0
+        self.runtime = lua.LuaRuntime(encoding=None, unpack_returned_tuples=True,
+                                      register_eval=False, register_builtins=False,
+                                      attribute_filter=_deny_attributes,
+                                      max_memory=max_memory or None)
+        self._srand(0)
+        py = {"hook_every": HOOK_EVERY, "check": self._check,
+              "abort_message": lambda: self._abort_message.encode(),
+              "call": self._call, "sha1hex": _sha1hex, "log": _log, "setresp": self._setresp,
+              "rand": self._rand, "srand": self._srand,
+              "redis_consts": self.runtime.table_from(_CONSTS)}
+        py.update(make_libs(self.runtime))
+        # encoding=None: Lua sees str keys as userdata, so the names go as bytes.
+        table = self.runtime.table_from({k.encode(): v for k, v in py.items()})
+        self._compile, self._run = self.runtime.execute(BOOT, table)
+
+    def compile(self, body: bytes):
+        """The compiled function, or an Error with Redis's compile-error text."""
+        try:
+            fn, problem = self._compile(body)
+        except lua.LuaError as exc:  # e.g. out of memory while compiling
+            return Error(ERR, f"Error compiling script (new function): {exc}")
+        if fn is None:
+            text = problem.decode("utf-8", "replace")
+            return Error(ERR, f"Error compiling script (new function): {text}")
+        return fn
+
+    def run(self, fn, sha: str, keys: list, argv: list, run: ScriptRun) -> Any:
+        """Call a compiled script; its reply value, or an Error naming the script and line."""
+        self.current, self._abort_message = run, ""
+        try:
+            ok, result = self._run(fn, self.runtime.table_from(keys),
+                                   self.runtime.table_from(argv))
+        except lua.LuaError as exc:  # the state itself failed (e.g. out of memory)
+            return Error(ERR, f"Error running script: {exc}")
+        finally:
+            self.current = None
+        if ok:
+            return from_lua(result, run.resp)
+        err = split_error(result[b"err"])
+        line = result[b"line"]
+        if line is None:
+            return err
+        return Error(err.code, f"{err.message} script: {sha}, on @user_script:{line}.")
+
+    def _check(self) -> bool:
+        run = self.current
+        if run is None:
+            return False
+        elapsed = (time.monotonic() - run.started) * 1000.0
+        if self.time_limit_ms and elapsed > self.time_limit_ms:
+            self._abort_message = (
+                f"ERR Script aborted: it ran longer than lua-time-limit-ms "
+                f"({self.time_limit_ms} ms); the writes it made before stay applied")
+            return True
+        if self.should_abort is not None and self.should_abort(elapsed):
+            self._abort_message = "ERR Script killed by user with SCRIPT KILL..."
+            return True
+        return False
+
+    def _call(self, raise_errors: bool, name=None, *args) -> tuple[bool, Any]:
+        run = self.current
+        reply = self.dispatch(run, name, list(args))
+        if type(reply) is Error:
+            return False, to_lua(self.runtime, reply, 2)
+        return True, to_lua(self.runtime, reply, run.resp)
+
+    def _setresp(self, version: int) -> None:
+        self.current.resp = int(version)
+
+    # rand48, as Redis's redisLrand48, so scripts get Redis's deterministic math.random.
+    def _srand(self, seed) -> None:
+        self._rand_state = ((int(seed) & 0xFFFFFFFF) << 16 | 0x330E) & 0xFFFFFFFFFFFF
+
+    def _rand(self) -> float:
+        self._rand_state = (0x5DEECE66D * self._rand_state + 0xB) & 0xFFFFFFFFFFFF
+        value = self._rand_state >> 17
+        return (value % 0x7FFFFFFF) / 0x7FFFFFFF
+
+
+def _sha1hex(data: bytes) -> bytes:
+    return hashlib.sha1(data).hexdigest().encode()
+
+
+def _log(level: int, message: bytes) -> None:
+    logger = structlog.get_logger("aofnode.script")
+    getattr(logger, _LOG_LEVELS[int(level)])("script_log", message=message.decode(
+        "utf-8", "replace"))
