@@ -211,3 +211,14 @@ def _contents(ex, db, key):
             "set": ("SMEMBERS",), "none": ("EXISTS",)}[kind]
     value = ex.execute(db, read[0], [key, *read[1:]])
     return kind, sorted(value) if kind in ("set", "hash") else value
+
+
+def test_nested_errors_and_deep_tables_never_raise(ex):
+    reply = ev(ex, "return {1, redis.pcall('incr', KEYS[1])}", ["s"])
+    ev(ex, "return redis.call('set', 's', 'x')")
+    reply = ev(ex, "return {1, redis.pcall('incr', 's')}")
+    assert reply == [1, b"ERR value is not an integer or out of range"]
+    reply = ev(ex, "local t = {} local c = t for i = 1, 5000 do c[1] = {} c = c[1] end return t")
+    assert reply == Error("ERR", "reached lua stack limit")
+    assert ev(ex, "local t = {} t[1] = t return t") == Error("ERR", "reached lua stack limit")
+    assert ev(ex, "redis.setresp(3) return {map={[{}]=1}}") is not None

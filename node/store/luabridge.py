@@ -33,12 +33,18 @@ from aofnode.store.lualibs import make_libs
 __all__ = ["LuaEngine", "ScriptRun", "to_lua", "from_lua", "error_text", "split_error"]
 
 _MIN_I64 = -(1 << 63)
-_MAX_DEPTH = 1000  # nesting past this is refused, as Redis refuses past Lua's C stack
+# Nesting past this is refused (Redis refuses past Lua's C stack): two Python frames a level
+# must stay well under Python's recursion limit of 1000.
+_MAX_DEPTH = 300
 _INTERNAL_CODES = frozenset(("UNKNOWNCMD", "ARITY", "ARGTYPE", "PROTO", "TOOBIG"))
 _LOG_LEVELS = ("debug", "info", "info", "warning")  # LOG_DEBUG, VERBOSE, NOTICE, WARNING
 _CONSTS = {b"LOG_DEBUG": 0, b"LOG_VERBOSE": 1, b"LOG_NOTICE": 2, b"LOG_WARNING": 3,
            b"REPL_NONE": 0, b"REPL_AOF": 1, b"REPL_SLAVE": 2, b"REPL_REPLICA": 2,
            b"REPL_ALL": 3, b"REDIS_VERSION": b"7.0.15", b"REDIS_VERSION_NUM": 0x07000F}
+
+
+class _TooDeep(Exception):
+    """A reply nested deeper than _MAX_DEPTH: the whole reply becomes an error."""
 
 
 def _deny_attributes(obj, name, is_setting):
@@ -116,14 +122,16 @@ def from_lua(value: Any, resp: int, depth: int = 0) -> Any:
     if lua.lua_type(value) != "table":
         return None
     if depth > _MAX_DEPTH:
-        return Error(ERR, "reached lua stack limit")
+        raise _TooDeep()
     return _table_reply(value, resp, depth)
 
 
 def _table_reply(table, resp: int, depth: int) -> Any:
     err = table[b"err"]
     if type(err) is bytes:
-        return split_error(err)
+        # Inside an array an error stays its text: the log actor's reply formats carry an
+        # error only as a whole reply (docs/resp.md lists this gap).
+        return split_error(err) if depth == 0 else err
     ok = table[b"ok"]
     if type(ok) is bytes:
         return ok.decode("utf-8", "replace")
@@ -133,8 +141,12 @@ def _table_reply(table, resp: int, depth: int) -> Any:
             return float(double)
         mapping = table[b"map"]
         if lua.lua_type(mapping) == "table":
-            return {from_lua(k, resp, depth + 1): from_lua(v, resp, depth + 1)
-                    for k, v in mapping.items()}
+            out = {}
+            for k, v in mapping.items():
+                key = from_lua(k, resp, depth + 1)
+                out[key if type(key) in (bytes, int, str) else repr(key).encode()] = \
+                    from_lua(v, resp, depth + 1)
+            return out
     out = []
     i = 1
     while True:
@@ -195,7 +207,12 @@ class LuaEngine:
         finally:
             self.current = None
         if ok:
-            return from_lua(result, run.resp)
+            try:
+                return from_lua(result, run.resp)
+            except (_TooDeep, RecursionError):
+                return Error(ERR, "reached lua stack limit")
+            except (lua.LuaError, TypeError, ValueError) as exc:
+                return Error(ERR, f"Error converting the script's reply: {exc}")
         err = split_error(result[b"err"])
         line = result[b"line"]
         if line is None:
