@@ -222,3 +222,12 @@ def test_nested_errors_and_deep_tables_never_raise(ex):
     assert reply == Error("ERR", "reached lua stack limit")
     assert ev(ex, "local t = {} t[1] = t return t") == Error("ERR", "reached lua stack limit")
     assert ev(ex, "redis.setresp(3) return {map={[{}]=1}}") is not None
+
+
+def test_the_lua_heap_limit_is_an_error_never_a_crash(ex):
+    ex.script_max_memory = 16 * 1024 * 1024
+    ex.execute(0, "SCRIPT", [b"FLUSH"])
+    for _ in range(2):
+        reply = ev(ex, "local t = {} for i = 1, 1e8 do t[i] = string.rep('x', 100) .. i end")
+        assert reply == Error("ERR", "Error running script: not enough memory")
+        assert ev(ex, "return #ARGV[1]", argv=[b"x" * (20 << 20)]) == 20 << 20

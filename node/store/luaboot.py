@@ -203,13 +203,19 @@ local function compile(body)
   return f, false
 end
 
-local function run(f, keys, argv)
+-- The hook stays set: between scripts py.check answers at once (no script is running).
+dbg.sethook(hook, "", HOOK_EVERY)
+
+local function run(f, nkeys, ...)
   ABORT.msg = nil
+  local all, keys, argv = {...}, {}, {}
+  for i = 1, nkeys do keys[i] = all[i] end
+  for i = nkeys + 1, select("#", ...) do argv[i - nkeys] = all[i] end
   rawset(env, "KEYS", keys)
   rawset(env, "ARGV", argv)
-  dbg.sethook(hook, "", HOOK_EVERY)
+  py.arm()
   local ok, result = real_xpcall(f, handler)
-  dbg.sethook()
+  py.disarm()
   rawset(env, "KEYS", nil)
   rawset(env, "ARGV", nil)
   if not ok and ABORT.msg then result = {err = ABORT.msg} end

@@ -170,14 +170,19 @@ class LuaEngine:
         self.current: ScriptRun | None = None
         self._abort_message = ""
         self._rand_state = 0
+        # The heap limit is armed only while a script runs (``_arm``): lupa pushes arguments
+        # and reads results outside a protected call, where a failed allocation is a Lua panic
+        # that aborts the process.
+        self.max_memory = max_memory
         self.runtime = lua.LuaRuntime(encoding=None, unpack_returned_tuples=True,
                                       register_eval=False, register_builtins=False,
-                                      attribute_filter=_deny_attributes,
-                                      max_memory=max_memory or None)
+                                      attribute_filter=_deny_attributes, max_memory=max_memory)
+        self.runtime.set_max_memory(0)
+        self._collect = self.runtime.eval("function() collectgarbage('collect') end")
         self._srand(0)
         py = {"hook_every": HOOK_EVERY, "check": self._check,
               "abort_message": lambda: self._abort_message.encode(),
-              "call": self._call, "sha1hex": _sha1hex, "log": _log, "setresp": self._setresp,
+              "arm": self._arm, "disarm": self._disarm, "call": self._call, "sha1hex": _sha1hex, "log": _log, "setresp": self._setresp,
               "rand": self._rand, "srand": self._srand,
               "redis_consts": self.runtime.table_from(_CONSTS)}
         py.update(make_libs(self.runtime))
@@ -200,12 +205,14 @@ class LuaEngine:
         """Call a compiled script; its reply value, or an Error naming the script and line."""
         self.current, self._abort_message = run, ""
         try:
-            ok, result = self._run(fn, self.runtime.table_from(keys),
-                                   self.runtime.table_from(argv))
+            ok, result = self._run(fn, len(keys), *keys, *argv)
         except lua.LuaError as exc:  # the state itself failed (e.g. out of memory)
             return Error(ERR, f"Error running script: {exc}")
         finally:
             self.current = None
+            self._disarm()
+            if self.max_memory and self.runtime.get_memory_used() > self.max_memory // 2:
+                self._collect()
         if ok:
             try:
                 return from_lua(result, run.resp)
@@ -213,11 +220,21 @@ class LuaEngine:
                 return Error(ERR, "reached lua stack limit")
             except (lua.LuaError, TypeError, ValueError) as exc:
                 return Error(ERR, f"Error converting the script's reply: {exc}")
+        if lua.lua_type(result) != "table":
+            # Out of memory (Lua skips the handler then) or an error inside the handler.
+            text = result if type(result) is bytes else str(result).encode()
+            return Error(ERR, "Error running script: " + text.decode("utf-8", "replace"))
         err = split_error(result[b"err"])
         line = result[b"line"]
         if line is None:
             return err
         return Error(err.code, f"{err.message} script: {sha}, on @user_script:{line}.")
+
+    def _arm(self) -> None:
+        self.runtime.set_max_memory(self.max_memory)
+
+    def _disarm(self) -> None:
+        self.runtime.set_max_memory(0)
 
     def _check(self) -> bool:
         run = self.current
