@@ -231,3 +231,11 @@ def test_the_lua_heap_limit_is_an_error_never_a_crash(ex):
         reply = ev(ex, "local t = {} for i = 1, 1e8 do t[i] = string.rep('x', 100) .. i end")
         assert reply == Error("ERR", "Error running script: not enough memory")
         assert ev(ex, "return #ARGV[1]", argv=[b"x" * (20 << 20)]) == 20 << 20
+
+
+def test_one_call_is_bounded_like_one_client_message(ex):
+    from aofnode.protocol.wire import MAX_MESSAGE_BYTES
+    reply = ev(ex, "local s = string.rep('x', ARGV[1] / 2 + 1) "
+                   "return redis.pcall('MSET', 'a', s, 'b', s)", argv=[MAX_MESSAGE_BYTES])
+    assert type(reply) is Error and "message size limit" in reply.message
+    assert ex.take_propagated() == []

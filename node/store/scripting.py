@@ -30,6 +30,7 @@ from typing import Any
 
 from aofnode.protocol.commands import COMMANDS, parse_select
 from aofnode.protocol.errors import ERR, Error
+from aofnode.protocol.wire import MAX_MESSAGE_BYTES
 from aofnode.store.luabridge import LuaEngine, ScriptRun
 
 __all__ = ["ScriptCommands", "SCRIPT_CACHE_MAX_SCRIPTS", "SCRIPT_CACHE_MAX_BYTES",
@@ -53,6 +54,8 @@ _NO_ARGS_ERR = Error(ERR, "Please specify at least one argument for this redis l
 _ARG_TYPE_ERR = Error(ERR, "Lua redis lib command arguments must be strings or integers")
 _READ_ONLY_ERR = Error(ERR, "Write commands are not allowed from read-only scripts.")
 _OOM_ERR = Error("OOM", "command not allowed when used memory > 'maxmemory'.")
+_TOO_BIG_ERR = Error(ERR, f"redis.call arguments over {MAX_MESSAGE_BYTES} bytes (the message "
+                          "size limit of a client's command)")
 _NOSCRIPT_REPLY = Error("NOSCRIPT", "No matching script. Please use EVAL.")
 _FLAGS = {"no-writes", "allow-oom", "allow-stale", "no-cluster", "allow-cross-slot-keys"}
 
@@ -189,6 +192,10 @@ class ScriptCommands:
         args = [_arg_bytes(a) for a in raw_args]
         if type(name_arg) is not bytes or None in args:
             return _ARG_TYPE_ERR if type(name_arg) is bytes else _UNKNOWN_ERR
+        if sum(map(len, args)) > MAX_MESSAGE_BYTES:
+            # A client's command is bounded by the message size, so one AOF entry always fits
+            # in one record (node/aof/format.py); a script's must be too.
+            return _TOO_BIG_ERR
         name = name_arg.decode("latin-1").upper()
         spec = COMMANDS.get(name)
         if name in _NOSCRIPT:
