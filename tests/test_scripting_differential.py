@@ -113,3 +113,34 @@ def test_scripts_reply_as_redis_server_does(redis_server):
     assert mismatches == [], "\n".join(map(repr, mismatches))
     assert len(compared) == len(SCRIPTS) >= 40
     assert sum(isinstance(r, RespError) for r in compared) >= 15  # errors are compared too
+
+
+COMMANDS = [
+    ("SCRIPT", "LOAD", "return 1"), ("SCRIPT", "EXISTS", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db",
+                                     "abc"),
+    ("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),
+    ("EVALSHA", "E0E1F9FABFC9D4800C877A703B823AC0578FF8DB", "0"),
+    ("EVALSHA_RO", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),
+    ("EVALSHA", "0000000000000000000000000000000000000000", "0"), ("EVALSHA", "abc", "0"),
+    ("EVAL_RO", "return redis.call('set', KEYS[1], 'b')", "1", "a"),
+    ("EVAL_RO", "return redis.call('get', KEYS[1])", "1", "a"),
+    ("EVAL", "#!lua flags=no-writes\nreturn redis.call('set', 'a', 'b')", "0"),
+    ("EVAL", "#!lua flags=bogus\nreturn 1", "0"), ("EVAL", "#!python\nreturn 1", "0"),
+    ("EVAL", "return 1", "-1"), ("EVAL", "return 1", "2", "a"), ("EVAL", "return 1", "x"),
+    ("SCRIPT", "FLUSH", "foo"), ("SCRIPT", "FLUSH", "ASYNC"), ("SCRIPT", "foo"),
+    ("SCRIPT", "LOAD"), ("SCRIPT", "KILL"), ("SCRIPT", "LOAD", "return 'a' .."),
+    ("SCRIPT", "EXISTS", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"),
+]
+
+
+def test_script_commands_reply_as_redis_server_does(redis_server):
+    ex = Executor()
+    with RespClient("127.0.0.1", redis_server.port, timeout=10) as client:
+        client.execute("SCRIPT", "FLUSH")
+        mismatches = []
+        for command in COMMANDS:
+            theirs = client.execute(*command)
+            ours = _ours(ex.execute(0, command[0], [a.encode() for a in command[1:]]))
+            if _normalise(ours) != _normalise(theirs):
+                mismatches.append((command, ours, theirs))
+    assert mismatches == [], "\n".join(map(repr, mismatches))

@@ -76,9 +76,9 @@ def _shebang(body: bytes) -> tuple[bytes, bool] | Error:
     if not body.startswith(b"#!"):
         return body, False
     line, nl, rest = body.partition(b"\n")
-    words = line[2:].decode("utf-8", "replace").split()
-    if not words or words[0] != "lua":
-        return Error(ERR, f"Unexpected engine in script shebang: {words[0] if words else ''}")
+    words = line.decode("utf-8", "replace").split()
+    if words[0] != "#!lua":
+        return Error(ERR, f"Unexpected engine in script shebang: {words[0]}")
     flags: set[str] = set()
     for word in words[1:]:
         if not word.startswith("flags="):
