@@ -133,6 +133,24 @@ COMMANDS = [
 ]
 
 
+def test_math_random_is_redis_sequence(tmp_path):
+    # A fresh server: Redis 7.0 never seeds rand48, so its sequence starts from the default
+    # state, runs on across scripts and SCRIPT FLUSH, and math.randomseed restarts it.
+    server = RedisServer(tmp_path / "fresh")
+    ex = Executor()
+    body = "return {math.random(), math.random(1000000), math.random(-5, 5)}"
+    try:
+        with RespClient("127.0.0.1", server.port, timeout=10) as client:
+            for command in [("EVAL", body, "0"), ("SCRIPT", "FLUSH"), ("EVAL", body, "0"),
+                            ("EVAL", "math.randomseed(7) return math.random(100)", "0"),
+                            ("EVAL", body, "0")]:
+                theirs = client.execute(*command)
+                assert _ours(ex.execute(0, command[0], [a.encode() for a in command[1:]])) \
+                    == theirs, command
+    finally:
+        server.stop()
+
+
 def test_script_commands_reply_as_redis_server_does(redis_server):
     ex = Executor()
     with RespClient("127.0.0.1", redis_server.port, timeout=10) as client:

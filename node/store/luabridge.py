@@ -30,7 +30,7 @@ from aofnode.protocol.errors import ERR, Error
 from aofnode.store.luaboot import BOOT, HOOK_EVERY
 from aofnode.store.lualibs import make_libs
 
-__all__ = ["LuaEngine", "ScriptRun", "to_lua", "from_lua", "error_text", "split_error"]
+__all__ = ["LuaEngine", "Rand48", "ScriptRun", "to_lua", "from_lua", "error_text", "split_error"]
 
 _MIN_I64 = -(1 << 63)
 # Nesting past this is refused (Redis refuses past Lua's C stack): two Python frames a level
@@ -161,7 +161,8 @@ class LuaEngine:
     """A Lua state with the sandbox loaded; ``dispatch(run, name, args)`` runs redis.call."""
 
     def __init__(self, dispatch: Callable[[ScriptRun, bytes, list], Any], *,
-                 max_memory: int = 0, time_limit_ms: int = 0) -> None:
+                 max_memory: int = 0, time_limit_ms: int = 0,
+                 rand: Rand48 | None = None) -> None:
         self.dispatch = dispatch
         self.time_limit_ms = time_limit_ms
         # The log actor's future hook for SCRIPT KILL / BUSY: called from the instruction hook
@@ -169,7 +170,6 @@ class LuaEngine:
         self.should_abort: Callable[[float], bool] | None = None
         self.current: ScriptRun | None = None
         self._abort_message = ""
-        self._rand_state = 0
         # The heap limit is armed only while a script runs (``_arm``): lupa pushes arguments
         # and reads results outside a protected call, where a failed allocation is a Lua panic
         # that aborts the process.
@@ -179,11 +179,11 @@ class LuaEngine:
                                       attribute_filter=_deny_attributes, max_memory=max_memory)
         self.runtime.set_max_memory(0)
         self._collect = self.runtime.eval("function() collectgarbage('collect') end")
-        self._srand(0)
+        rand = rand if rand is not None else Rand48()
         py = {"hook_every": HOOK_EVERY, "check": self._check,
               "abort_message": lambda: self._abort_message.encode(),
               "arm": self._arm, "disarm": self._disarm, "call": self._call, "sha1hex": _sha1hex, "log": _log, "setresp": self._setresp,
-              "rand": self._rand, "srand": self._srand,
+              "rand": rand.random, "srand": rand.seed,
               "redis_consts": self.runtime.table_from(_CONSTS)}
         py.update(make_libs(self.runtime))
         # encoding=None: Lua sees str keys as userdata, so the names go as bytes.
@@ -261,14 +261,24 @@ class LuaEngine:
     def _setresp(self, version: int) -> None:
         self.current.resp = int(version)
 
-    # rand48, as Redis's redisLrand48, so scripts get Redis's deterministic math.random.
-    def _srand(self, seed) -> None:
-        self._rand_state = ((int(seed) & 0xFFFFFFFF) << 16 | 0x330E) & 0xFFFFFFFFFFFF
 
-    def _rand(self) -> float:
-        self._rand_state = (0x5DEECE66D * self._rand_state + 0xB) & 0xFFFFFFFFFFFF
-        value = self._rand_state >> 17
-        return (value % 0x7FFFFFFF) / 0x7FFFFFFF
+
+class Rand48:
+    """Redis's redisLrand48 behind math.random: never seeded by Redis 7.0 (so the sequence
+    starts from rand48's default state and runs on across scripts and SCRIPT FLUSH), reseeded
+    only by a script's math.randomseed."""
+
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state = 0x1234ABCD330E
+
+    def seed(self, seed) -> None:
+        self.state = ((int(seed) & 0xFFFFFFFF) << 16 | 0x330E) & 0xFFFFFFFFFFFF
+
+    def random(self) -> float:
+        self.state = (0x5DEECE66D * self.state + 0xB) & 0xFFFFFFFFFFFF
+        return ((self.state >> 17) % 0x7FFFFFFF) / 0x7FFFFFFF
 
 
 def _sha1hex(data: bytes) -> bytes:

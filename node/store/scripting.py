@@ -31,7 +31,7 @@ from typing import Any
 from aofnode.protocol.commands import COMMANDS, parse_select
 from aofnode.protocol.errors import ERR, Error
 from aofnode.protocol.wire import MAX_MESSAGE_BYTES
-from aofnode.store.luabridge import LuaEngine, ScriptRun
+from aofnode.store.luabridge import LuaEngine, Rand48, ScriptRun
 
 __all__ = ["ScriptCommands", "SCRIPT_CACHE_MAX_SCRIPTS", "SCRIPT_CACHE_MAX_BYTES",
            "SCRIPT_TIME_LIMIT_MS", "SCRIPT_MAX_MEMORY"]
@@ -102,13 +102,17 @@ class ScriptCommands:
     _lua: LuaEngine | None = None
     _scripts: OrderedDict | None = None  # sha -> (body, compiled function, read-only flag)
     _script_bytes = 0
+    _script_rand: Rand48 | None = None
     scripts_evicted = 0
 
     # --- the cache ---------------------------------------------------------------------------
     def _engine(self) -> LuaEngine:
         if self._lua is None:
+            if self._script_rand is None:
+                self._script_rand = Rand48()  # outlives the Lua state, as Redis's does
             self._lua = LuaEngine(self._script_call, max_memory=self.script_max_memory,
-                                  time_limit_ms=self.script_time_limit_ms)
+                                  time_limit_ms=self.script_time_limit_ms,
+                                  rand=self._script_rand)
             self._scripts = OrderedDict()
             self._script_bytes = 0
         return self._lua
