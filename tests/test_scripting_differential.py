@@ -1,7 +1,7 @@
 """Lua scripts against redis-server itself: each script runs through the Executor and on a
 redis-server 7.0 (RESP2); the replies must be the same RESP bytes, errors included. Redis's
-" script: <sha>, on @user_script:N." suffix is compared where aofnode has it and ignored where
-it does not (docs/resp.md: a tail call ``return redis.call(...)`` hides the line here).
+" script: <sha>, on @user_script:N." suffix is compared too, but for a tail call of the
+sandbox's ``rawset`` (docs/resp.md).
 Skipped without redis-server."""
 from __future__ import annotations
 
@@ -80,9 +80,13 @@ def _ours(value):
     return value
 
 
-def _normalise(value):
+# Tail calls of the sandbox's own Lua functions hide the line (docs/resp.md).
+NO_LINE = {"return rawset(_G, 'x', 1)"}
+
+
+def _normalise(value, body=""):
     if isinstance(value, RespError):
-        return ("error", SUFFIX.sub("", value.message))
+        return ("error", SUFFIX.sub("", value.message) if body in NO_LINE else value.message)
     if isinstance(value, list):
         return [_normalise(v) for v in value]
     return value
@@ -108,7 +112,7 @@ def test_scripts_reply_as_redis_server_does(redis_server):
             theirs = client.execute("EVAL", *args)
             ours = _ours(ex.execute(0, "EVAL", [a.encode() for a in args]))
             compared.append(theirs)
-            if _normalise(ours) != _normalise(theirs):
+            if _normalise(ours, body) != _normalise(theirs, body):
                 mismatches.append((body, ours, theirs))
     assert mismatches == [], "\n".join(map(repr, mismatches))
     assert len(compared) == len(SCRIPTS) >= 40

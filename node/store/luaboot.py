@@ -64,7 +64,15 @@ for _, name in ipairs({"assert", "error", "ipairs", "next", "pairs", "rawequal",
                        "getmetatable", "setmetatable", "collectgarbage", "_VERSION"}) do
   base[name] = _G[name]
 end
-base.pcall = function(...) return rethrow_abort(real_pcall(...)) end
+local function as_table(ok, ...)
+  if not ok then
+    local e = ...
+    if type(e) == "userdata" then e = {err = py.error_text(e)} end
+    return rethrow_abort(false, e)
+  end
+  return rethrow_abort(ok, ...)
+end
+base.pcall = function(...) return as_table(real_pcall(...)) end
 base.xpcall = function(...) return rethrow_abort(real_xpcall(...)) end
 local function no_bytecode(chunk, name)
   if type(chunk) == "string" and chunk:byte(1) == 27 then
@@ -111,15 +119,12 @@ m.randomseed = function(s) py.srand(s) end
 
 local redis = {}
 for k, v in pairs(py.redis_consts) do redis[k] = v end
-redis.call = function(...)
-  local ok, r = py.call(true, ...)
-  if not ok then error(r, 0) end
-  return r
-end
-redis.pcall = function(...)
-  local _, r = py.call(false, ...)
-  return r
-end
+-- Python callables, which Lua calls as C functions: in ``return redis.call(...)`` the script's
+-- frame stays on the stack (a Lua function would be a tail call and take the frame, and with
+-- it the line Redis names in the error). redis.call raises a Python exception, which reaches
+-- Lua as userdata: ``handler`` and ``pcall`` turn it into the {err=...} table Redis raises.
+redis.call = py.call
+redis.pcall = py.pcall
 redis.error_reply = function(e)
   if type(e) ~= "string" then error("wrong number or type of arguments", 2) end
   return {err = e}
@@ -184,7 +189,9 @@ local function handler(err)
     if i.source == "@user_script" then info = i break end
     level = level + 1
   end
-  if type(err) ~= "table" or type(rawget(err, "err")) ~= "string" then
+  if type(err) == "userdata" then
+    err = {err = py.error_text(err)}
+  elseif type(err) ~= "table" or type(rawget(err, "err")) ~= "string" then
     err = {err = "ERR " .. tostring(err)}
   end
   local out = {err = err.err}

@@ -43,6 +43,19 @@ _CONSTS = {b"LOG_DEBUG": 0, b"LOG_VERBOSE": 1, b"LOG_NOTICE": 2, b"LOG_WARNING":
            b"REPL_ALL": 3, b"REDIS_VERSION": b"7.0.15", b"REDIS_VERSION_NUM": 0x07000F}
 
 
+class ScriptCallError(Exception):
+    """redis.call's error, raised through Lua; its one argument is Redis's error text."""
+
+
+def _exception_text(exc: BaseException) -> bytes:
+    """The error text of an exception that crossed Lua: redis.call's own, or (a bug in a
+    command, a library callback) ERR and the exception."""
+    if type(exc) is ScriptCallError:
+        return exc.args[0]
+    return f"ERR Error in a script callback: {type(exc).__name__}: {exc}".encode(
+        "utf-8", "replace")
+
+
 class _TooDeep(Exception):
     """A reply nested deeper than _MAX_DEPTH: the whole reply becomes an error."""
 
@@ -182,7 +195,8 @@ class LuaEngine:
         rand = rand if rand is not None else Rand48()
         py = {"hook_every": HOOK_EVERY, "check": self._check,
               "abort_message": lambda: self._abort_message.encode(),
-              "arm": self._arm, "disarm": self._disarm, "call": self._call, "sha1hex": _sha1hex, "log": _log, "setresp": self._setresp,
+              "arm": self._arm, "disarm": self._disarm, "call": self._call,
+              "pcall": self._pcall, "error_text": _exception_text, "sha1hex": _sha1hex, "log": _log, "setresp": self._setresp,
               "rand": rand.random, "srand": rand.seed,
               "redis_consts": self.runtime.table_from(_CONSTS)}
         py.update(make_libs(self.runtime))
@@ -251,12 +265,19 @@ class LuaEngine:
             return True
         return False
 
-    def _call(self, raise_errors: bool, name=None, *args) -> tuple[bool, Any]:
+    def _call(self, name=None, *args) -> Any:
+        """redis.call: the reply as Lua, or raise the error (the sandbox makes it a table)."""
         run = self.current
         reply = self.dispatch(run, name, list(args))
         if type(reply) is Error:
-            return False, to_lua(self.runtime, reply, 2)
-        return True, to_lua(self.runtime, reply, run.resp)
+            raise ScriptCallError(error_text(reply))
+        return to_lua(self.runtime, reply, run.resp)
+
+    def _pcall(self, name=None, *args) -> Any:
+        """redis.pcall: the reply as Lua, an error as a table {err = "CODE message"}."""
+        run = self.current
+        reply = self.dispatch(run, name, list(args))
+        return to_lua(self.runtime, reply, 2 if type(reply) is Error else run.resp)
 
     def _setresp(self, version: int) -> None:
         self.current.resp = int(version)
