@@ -239,3 +239,22 @@ def test_one_call_is_bounded_like_one_client_message(ex):
                    "return redis.pcall('MSET', 'a', s, 'b', s)", argv=[MAX_MESSAGE_BYTES])
     assert type(reply) is Error and "message size limit" in reply.message
     assert ex.take_propagated() == []
+
+
+@pytest.mark.parametrize("script", [
+    "getmetatable('').__index = nil",
+    "getmetatable('').__index.rep = nil",
+    "return redis.call.__class__",
+    "return cjson.encode.__globals__",
+    "return assert(loadstring(string.dump(function() return 1 end)))()",
+])
+def test_sandbox_escapes_are_errors(ex, script):
+    assert type(ev(ex, script)) is Error
+    assert ev(ex, "return ('ab'):rep(2)") == b"abab"  # and nothing changed for the next one
+
+
+def test_a_runaway_coroutine_is_aborted_too(ex):
+    ex.script_time_limit_ms = 200
+    ex.execute(0, "SCRIPT", [b"FLUSH"])
+    reply = ev(ex, "local co = coroutine.wrap(function() while true do end end) co()")
+    assert type(reply) is Error and "lua-time-limit-ms" in reply.message

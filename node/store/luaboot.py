@@ -161,6 +161,14 @@ local libs = {string = string, math = m, table = table, coroutine = co,
 for name, lib in pairs(libs) do base[name] = readonly(lib) end
 local strmeta = dbg.getmetatable("")
 strmeta.__index = base.string
+-- The VM reads the string metatable raw, so it stays a plain table; scripts get a read-only
+-- view of it, as Redis 7.0.15 gives.
+local strmeta_view = readonly(strmeta)
+base.getmetatable = function(o)
+  local m = getmetatable(o)
+  if m == strmeta then return strmeta_view end
+  return m
+end
 
 local env = {}
 base._G = env
