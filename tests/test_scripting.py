@@ -258,3 +258,37 @@ def test_a_runaway_coroutine_is_aborted_too(ex):
     ex.execute(0, "SCRIPT", [b"FLUSH"])
     reply = ev(ex, "local co = coroutine.wrap(function() while true do end end) co()")
     assert type(reply) is Error and "lua-time-limit-ms" in reply.message
+
+
+class _Log:
+    def info(self, *a, **k): pass
+    warning = info
+
+
+def test_a_torn_tail_applies_a_script_cycle_all_or_none(tmp_path):
+    """Transfers between accounts by script, one log cycle each (one record): an AOF cut at
+    every byte of the last record loads either the whole transfer or none of it."""
+    ex = Executor(clock_ms=FakeClock(T0))
+    transfer = ("local n = tonumber(ARGV[1]) "
+                "redis.call('DECRBY', KEYS[1], n) redis.call('INCRBY', KEYS[2], n) "
+                "redis.call('RPUSH', 'journal', KEYS[1] .. '>' .. KEYS[2]) return 1")
+    records = [aof_format.encode_header()]
+    for i in range(10):
+        ex.execute(0, "SET", [b"acct%d" % i, b"100"])
+    records.append(aof_format.encode_entries(ex.take_propagated()))
+    for i in range(6):
+        assert ev(ex, transfer, ["acct%d" % i, "acct%d" % (i + 3)], [7 * i + 1]) == 1
+        records.append(aof_format.encode_entries(ex.take_propagated()))  # one cycle each
+    whole = b"".join(records)
+    last_start = len(whole) - len(records[-1])
+    for cut in range(last_start, len(whole) + 1):
+        path = tmp_path / f"cut{cut}.aof"
+        path.write_bytes(whole[:cut])
+        fresh = Executor(clock_ms=FakeClock(T0))
+        fresh.loading = True
+        aof_format.load(path, lambda entries: [fresh.execute(e[0], e[1], e[2:])
+                                               for e in entries], _Log())
+        total = sum(int(fresh.execute(0, "GET", [b"acct%d" % i])) for i in range(10))
+        assert total == 1000
+        journal = fresh.execute(0, "LLEN", [b"journal"])
+        assert journal == (6 if cut == len(whole) else 5)
