@@ -67,6 +67,20 @@ SCRIPTS = [
     ("return type(debug)", [], []), ("return type(coroutine)", [], []),
     ("return redis.REDIS_VERSION ~= nil", [], []),
     ("redis.setresp(3) return redis.call('hgetall', KEYS[1])", ["h"], []),
+    ("redis.setresp(3) return redis.call('hgetall', KEYS[1]).map.f", ["h"], []),
+    ("redis.setresp(3) return redis.call('get', KEYS[1])", ["missing"], []),
+    ("redis.setresp(3) return redis.call('get', KEYS[1]) == nil", ["missing"], []),
+    ("return type(redis.call('info', 'keyspace'))", [], []),
+    ("return redis.call('incrbyfloat', KEYS[1], '1.5')", ["fl"], []),
+    ("return redis.call('zadd', KEYS[1], 1.5, 'm')", ["z"], []),
+    ("return redis.call('zscore', KEYS[1], 'm')", ["z"], []),
+    ("return redis.call('zrange', KEYS[1], 0, -1, 'withscores')", ["z"], []),
+    ("return redis.call('time')[1] ~= nil", [], []),
+    ("return redis.call('exists', KEYS[1], KEYS[2])", ["str", "n"], []),
+    ("return redis.call('type', KEYS[1])", ["l"], []),
+    ("local t = {} for i = 1, 3 do t[i] = redis.call('rpush', KEYS[1], i) end return t",
+     ["l2"], []),
+    ("return redis.call('del', unpack(KEYS))", ["l2", "nothing"], []),
 ]
 SUFFIX = re.compile(r" script: [0-9a-f]{40}, on @user_script:\d+\.$")
 
@@ -77,6 +91,8 @@ def _ours(value):
         return RespError(value.code, text)
     if type(value) is list:
         return [_ours(v) for v in value]
+    if type(value) is dict:  # a map: a flat array in RESP2 (protocol/resp_reply.py)
+        return [_ours(x) for pair in value.items() for x in pair]
     return value
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from aofnode.protocol.commands import COMMANDS, parse_select
 from aofnode.protocol.errors import ERR, Error
+from aofnode.protocol.resp_reply import info_text
 from aofnode.protocol.wire import MAX_MESSAGE_BYTES
 from aofnode.store.luabridge import LuaEngine, Rand48, ScriptRun
 
@@ -222,9 +223,16 @@ class ScriptCommands:
                 return _OOM_ERR
             run.wrote = True
         try:
-            return self._handlers[name](run.db, args)
+            reply = self._handlers[name](run.db, args)
         except IndexError:
             return _ARITY_ERR
+        # The shapes the RESP front gives these two (protocol/resp_reply.py), as scripts see
+        # Redis's: INFO is a text, HGETALL a map in RESP3.
+        if name == "INFO" and type(reply) is dict:
+            return info_text(reply)
+        if name == "HGETALL" and run.resp == 3 and type(reply) is list:
+            return dict(zip(reply[::2], reply[1::2]))
+        return reply
 
     # --- SCRIPT -------------------------------------------------------------------------------
     def _cmd_script(self, db, args):
