@@ -239,6 +239,14 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("HINCRBYFLOAT", 4, _GROW, "HINCRBYFLOAT key field increment: the new value (bulk)"),
     ("HRANDFIELD", -2, _READ, "HRANDFIELD key [count [WITHVALUES]]: random fields"),
     ("HSCAN", -3, _READ, "HSCAN key cursor [MATCH pattern] [COUNT n]"),
+    # scripting (node/store/scripting.py): EVAL may write, so it is a write (MISCONF-refused
+    # while the AOF is not writable); the _RO forms refuse writes inside the script, and their
+    # reply may change on a retry (math.random advances). SCRIPT LOAD/FLUSH are idempotent.
+    ("EVAL", -3, _WRITE, "EVAL script numkeys [key ...] [arg ...]: the script's reply"),
+    ("EVALSHA", -3, _WRITE, "EVALSHA sha1 numkeys [key ...] [arg ...]: a cached script's reply"),
+    ("EVAL_RO", -3, _RANDOM, "EVAL_RO script numkeys [key ...] [arg ...]: read-only EVAL"),
+    ("EVALSHA_RO", -3, _RANDOM, "EVALSHA_RO sha1 numkeys [key ...] [arg ...]: read-only"),
+    ("SCRIPT", -2, _READ, "SCRIPT LOAD|EXISTS|FLUSH|KILL|HELP ...: the script cache"),
 )
 
 COMMANDS: dict[str, CommandSpec] = {

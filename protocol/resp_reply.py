@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import ABORTED, BUSY, ERR, LOADING, MISCONF, NOPROTO, OOM, WRONGTYPE
+from .errors import ERR
 
 __all__ = ["error_line", "encode_value", "encode_command_reply", "info_text", "SHAPED", "reply_shape"]
 
 _CRLF = b"\r\n"
 
-# aofnode error codes Redis clients know by the same name; the rest become ERR (see error_line).
-_KEPT_CODES = frozenset((ERR, WRONGTYPE, LOADING, BUSY, MISCONF, OOM, NOPROTO, ABORTED,
-                         "NOAUTH", "WRONGPASS", "NOPERM", "BUSYKEY", "NOSCRIPT", "EXECABORT",
-                         "NOTBUSY", "UNBLOCKED"))
+# aofnode's own error codes that Redis lacks: they become ERR (see error_line). Every other
+# code is kept, so a Lua script's own codes ({err = "MYERR ..."}) reach the client as in Redis.
+_ERR_CODES = frozenset(("UNKNOWNCMD", "ARITY", "ARGTYPE", "PROTO", "TOOBIG"))
 
 
 def error_line(code: str, message: str) -> bytes:
@@ -27,7 +26,7 @@ def error_line(code: str, message: str) -> bytes:
     PROTO, TOOBIG) become ERR, whose messages already read as Redis's ("wrong number of
     arguments for 'get' command"). ABORTED is kept: it says what no Redis code says (the command
     may or may not have run). Line breaks in the message become spaces (Redis does the same)."""
-    if code not in _KEPT_CODES:
+    if code in _ERR_CODES:
         code = ERR
     text = f"{code} {message}" if message else code
     if "\r" in text or "\n" in text:

@@ -546,6 +546,11 @@ WRITES |= {
     "BITFIELD", "UNLINK", "RENAMENX", "COPY", "MOVE", "SWAPDB", "HMSET", "HSETNX", "HINCRBYFLOAT",
     "RESTORE",
 }
+# Lua scripting (node/store/scripting.py): EVAL may write; a read-only script's reply may
+# change on a retry (math.random advances), so the _RO forms are not retry-safe either.
+REDIS7_ARITY |= {"EVAL": -3, "EVALSHA": -3, "EVAL_RO": -3, "EVALSHA_RO": -3, "SCRIPT": -2}
+WRITES |= {"EVAL", "EVALSHA"}
+RANDOM_READS |= {"EVAL_RO", "EVALSHA_RO"}
 
 
 def test_command_table_is_exactly_the_specified_set():

@@ -12,8 +12,9 @@ the name and the arity against ``protocol/commands.py``; option syntax is checke
   ``dbops.DbCommands``, ``dump.DumpCommands``, ``hashes.HashCommands``, ``lists.ListCommands``,
   ``sets.SetCommands``, ``zsets.ZSetCommands``, ``zsetranges.ZSetRangeCommands``,
   ``zsetalgebra.ZSetAlgebraCommands``, ``objects.ObjectCommands``, ``blocking.BlockingCommands``
-  (whose ``block_mode`` the log actor sets: a bare executor, a replay included, never blocks).
-  SELECT, HELLO and BGREWRITEAOF are not here: other actors own them.
+  (whose ``block_mode`` the log actor sets: a bare executor, a replay included, never blocks),
+  ``scripting.ScriptCommands``. SELECT, HELLO and BGREWRITEAOF are not here: other actors own
+  them.
 * Propagation: every change appends one or more canonical AOF entries ``[db, "NAME", *bytes]``
   to ``propagated``, in the order the changes happened, including the ``DEL`` of a key that
   expired while a command looked it up. The caller drains them with ``take_propagated()`` after
@@ -50,6 +51,7 @@ from aofnode.store.hashes import HashCommands
 from aofnode.store.keys import KeyCommands
 from aofnode.store.lists import ListCommands
 from aofnode.store.objects import ObjectCommands
+from aofnode.store.scripting import ScriptCommands
 from aofnode.store.sets import SetCommands
 from aofnode.store.zsetalgebra import ZSetAlgebraCommands
 from aofnode.store.zsetranges import ZSetRangeCommands
@@ -71,7 +73,7 @@ OOM_ERR = Error(OOM, "command not allowed when used memory > 'maxmemory'")
 
 _MIXINS = (StringCommands, StringOpCommands, BitCommands, KeyCommands, DbCommands,
            DumpCommands, HashCommands, ListCommands, SetCommands, ZSetCommands, ZSetRangeCommands,
-           ZSetAlgebraCommands, ObjectCommands, BlockingCommands)
+           ZSetAlgebraCommands, ObjectCommands, BlockingCommands, ScriptCommands)
 
 
 class Executor(*_MIXINS):
