@@ -70,6 +70,9 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("DBSIZE", 1, _READ, "DBSIZE: number of keys in the current database"),
     ("BGREWRITEAOF", 1, _ADMIN, "BGREWRITEAOF: start an AOF rewrite in the background"),
     ("TIME", 1, _READ, "TIME: unix time as [seconds, microseconds]"),
+    # transactions: the block itself is a message with "multi": true (docs/protocol.md)
+    ("WATCH", -2, _READ, "WATCH key [key ...]: abort this client's next transaction if a key changes"),
+    ("UNWATCH", 1, _READ, "UNWATCH: forget this client's watched keys"),
     # strings
     ("SET", -3, _GROW, "SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]"),
     ("GET", 2, _READ, "GET key: the value, or nil"),

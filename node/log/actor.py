@@ -33,7 +33,9 @@ from aofnode.log.report import PauseMeter, Reporter
 from aofnode.runtime.actor import Actor, Runtime
 from aofnode.hello import hello_reply
 from aofnode.log.links import FrontLinks
-from aofnode.log.work import CLIENT_BITS, Pending, WorkQueue
+from aofnode.log.work import CLIENT_BITS, CLIENT_MASK, Pending, WorkQueue
+from aofnode.log import transactions
+from aofnode.store.watch import WatchTable
 from aofnode.aof import format as aof_format
 from aofnode.aof.rewrite import TEMP_PREFIX, Rewriter
 from aofnode.aof.writer import AofWriter
@@ -98,10 +100,16 @@ class LogActor(Actor):
         self._rewrite_waiting: list = []  # a BGREWRITEAOF's result slot, as _fill takes it
         self.work = WorkQueue()
         self.fronts = FrontLinks(config.front_paths, self.work, self.stats, config.channel_output_limit, log)
+        self._client = 0  # the client key of the running turn (WATCH state is per client)
+        self.watches = WatchTable(self.executor, config.max_watched_keys_per_client,
+                                  config.max_watched_keys)
+        self.fronts.forget_client = self.watches.forget
+        self.fronts.forget_owner = lambda base: self.watches.drop_owner(base, CLIENT_MASK)
         self.reporter = Reporter(config, log, self.stats, keyspace=self.executor.keyspace,
                                  writer=self.writer, rewriter=self.rewriter, closer=self.closer,
                                  meter=self.meter, fronts=self.fronts, started=started)
         self.executor.info_provider = self.reporter.info
+        transactions.install(self)
         self.runtime: Runtime | None = None
         self.heartbeat: Heartbeat | None = None
 
@@ -158,7 +166,7 @@ class LogActor(Actor):
     def on_tick(self, now: float) -> None:
         self.heartbeat.beat(now)  # the supervisor's watchdog reads it (node/runtime/heartbeat.py)
         self.executor.active_expire_cycle(EXPIRE_BUDGET_MS)
-        entries = self.executor.take_propagated()
+        entries = self.watches.take_propagated()
         if entries:
             self._append(aof_format.encode_entries(entries))
         self.fronts.reconnect()
@@ -191,7 +199,7 @@ class LogActor(Actor):
         writes: list = []  # where this cycle's write results are: (results, index) pairs, flat
         self._refusal = self._writes_refused()
         finished = self._run_cycle(writes)
-        entries = self.executor.take_propagated()  # step 1 done
+        entries = self.watches.take_propagated()  # step 1 done
         if entries or self.writer.pending:
             if not self._append(aof_format.encode_entries(entries)):  # steps 2 and 3
                 self._refuse_writes(writes)  # step 3, failed
@@ -221,6 +229,7 @@ class LogActor(Actor):
         reply_bytes = input_bytes = 0.0
         while work and budget > 0:
             client, fifo = work.head()
+            self._client = client
             owner = client >> CLIENT_BITS  # work.owner_of, inline: once per turn
             done = finished.get(owner)
             if done is None:
@@ -250,6 +259,8 @@ class LogActor(Actor):
         if pending.count < 0 and not pending.open():
             self.stats["rejected_messages"] += 1
             return 1
+        if pending.atomic:
+            return transactions.run_atomic(self, pending, writes)
         results = pending.results
         start = pending.pos
         batch = pending.take(max(1, limit))
