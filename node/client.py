@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable, Sequence
 
+import msgpack
 import zmq
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
@@ -106,6 +107,7 @@ class Client:
         self._ctx = context or zmq.Context.instance()
         self._sock: zmq.Socket | None = None
         self._db = db
+        self._watched = False  # WATCH sent since the last transaction
         self._open()
 
     # -- public -------------------------------------------------------------------------------
@@ -135,6 +137,32 @@ class Client:
                     self._db = int(cmd[1])
                 out.append(reply)
         return out
+
+    def watch(self, *keys: Any) -> None:
+        """WATCH: the next ``transaction`` aborts (returns None) if one of ``keys`` changes
+        first. The node keeps the watch under this socket's identity while it is not idle for
+        more than ~5 s (docs/protocol.md); past that the transaction aborts too: retry."""
+        self.execute("WATCH", *keys)
+        self._watched = True
+
+    def unwatch(self) -> None:
+        self.execute("UNWATCH")
+        self._watched = False
+
+    def transaction(self, commands: Sequence[Sequence]) -> list | None:
+        """MULTI/EXEC in one message: every command runs, in one go, or none. Returns the
+        replies (errors in place as ``CommandError``), or None if a watched key changed. An
+        invalid command refuses the whole block (``CommandError`` EXECABORT)."""
+        encode_batch(commands, db=self._db)  # the same checks (TypeError, ValueError)
+        watched, self._watched = self._watched, False
+        header = {"db": self._db, "multi": True, "watched": watched}
+        body = msgpack.packb([header, [list(cmd) for cmd in commands]], use_bin_type=True)
+        replies = self._call(list(commands), batch="multi", body=body)
+        if replies is None:
+            return None
+        if isinstance(replies, Error):
+            raise CommandError(replies.code, replies.message)
+        return [CommandError(r.code, r.message) if isinstance(r, Error) else r for r in replies]
 
     @property
     def db(self) -> int:
@@ -166,9 +194,10 @@ class Client:
         sock.connect(self.endpoint)
         self._sock = sock
 
-    def _call(self, commands: list, batch: bool):
+    def _call(self, commands: list, batch: bool | str, body: bytes | None = None):
         db = self._db
-        body = encode_batch(commands, db=db) if batch else encode_request(*commands[0], db=db)
+        if body is None:
+            body = encode_batch(commands, db=db) if batch else encode_request(*commands[0], db=db)
         safe = _retry_safe(commands)
         failures = 0  # timeouts and ABORTED replies, against self.retries
         loading_since: float | None = None  # monotonic time of the first LOADING reply
@@ -240,6 +269,8 @@ class Client:
             raise NodeTimeout(f"no reply from {self.endpoint} within {self.timeout}s")
         frames = sock.recv_multipart()
         payload = frames[-1]
+        if batch == "multi" and msgpack.unpackb(payload, raw=False, strict_map_key=False) == [0, None]:
+            return None  # a watched key changed: nothing ran
         return decode_batch_reply(payload) if batch else decode_reply(payload)
 
 

@@ -44,8 +44,6 @@ CASES = [  # (password, argv, reply)
     (None, [b"CONFIG", b"GET", b"requirepass"], b"*0\r\n"),  # never revealed
     (None, [b"CONFIG", b"SET", b"save", b""], b"-ERR CONFIG SET is not supported by aofnode: settings are "
                                                b"options of aofnode serve\r\n"),
-    (None, [b"MULTI"], b"-ERR MULTI/EXEC/WATCH are not supported by aofnode: send the commands without a "
-                       b"transaction (redis-py: pipeline(transaction=False))\r\n"),
     (None, [b"RESET"], b"+RESET\r\n"),
     (None, [b"QUIT"], b"+OK\r\n"),
 ]
