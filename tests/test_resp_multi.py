@@ -167,3 +167,26 @@ def test_error_cases_beside_redis_server(resp_node, redis_server):
         redis.Redis(port=redis_server).flushall()
         redis.Redis(port=port).flushall()
         assert run_raw(port, commands) == run_raw(redis_server, commands), name
+
+
+def test_zeromq_transaction_and_watch_across_fronts(resp_node):
+    from aofnode.client import Client, CommandError
+
+    node, port = resp_node
+    r = redis.Redis(port=port, socket_timeout=5)
+    with Client(node.endpoint, timeout=5) as c:
+        assert c.transaction([("SET", "z", "1"), ("INCR", "z"), ("HGET", "z", "f")])[:2] == ["OK", 2]
+        c.watch("z")
+        assert c.transaction([("INCR", "z")]) == [3]  # the watch held
+        c.watch("z")
+        r.set("z", "100")  # another front changes it
+        assert c.transaction([("INCR", "z")]) is None
+        assert r.get("z") == b"100"
+        with pytest.raises(CommandError) as err:
+            c.transaction([("SET", "z", "1"), ("NOPE",)])
+        assert err.value.code == "EXECABORT"
+        # a watch the node no longer holds (the front's key for this peer went) aborts
+        c.watch("z")
+        r.execute_command("CLIENT", "ID")
+        info = r.info("clients")
+        assert info["watching_clients"] == 1
