@@ -221,3 +221,23 @@ def test_nobody_watching_costs_one_test(h):
         w._seen = 0
         w.sync()
     assert (time.perf_counter() - t0) / 10000 < 5e-6
+
+
+def test_a_split_cycle_never_cuts_a_transaction(monkeypatch):
+    monkeypatch.setattr(aof_format, "MAX_RECORD_BYTES", 400)
+    entries = [[0, "SET", b"k%d" % i, b"x" * 80] for i in range(12)]
+    units = [(2, 6), (7, 10)]
+    data = aof_format.encode_entries(entries, units)
+    records, pos, start = [], 0, 0
+    while pos < len(data):
+        n = int.from_bytes(data[pos:pos + 4], "big")
+        records.append(len(aof_format.decode_payload(data[pos + 8:pos + 8 + n])))
+        pos += 8 + n
+    bounds, at = set(), 0
+    for n in records:
+        at += n
+        bounds.add(at)
+    assert sum(records) == 12 and len(records) > 2
+    assert not bounds & {3, 4, 5, 8, 9}, records
+    with pytest.raises(ValueError):
+        aof_format.encode_entries(entries, [(0, 8)])

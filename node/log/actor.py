@@ -101,6 +101,7 @@ class LogActor(Actor):
         self.work = WorkQueue()
         self.fronts = FrontLinks(config.front_paths, self.work, self.stats, config.channel_output_limit, log)
         self._client = 0  # the client key of the running turn (WATCH state is per client)
+        self.tx_units: list[tuple[int, int]] = []  # this cycle's transactions' entries: one record each
         self.watches = WatchTable(self.executor, config.max_watched_keys_per_client,
                                   config.max_watched_keys)
         self.fronts.forget_client = self.watches.forget
@@ -200,8 +201,9 @@ class LogActor(Actor):
         self._refusal = self._writes_refused()
         finished = self._run_cycle(writes)
         entries = self.watches.take_propagated()  # step 1 done
+        units, self.tx_units = self.tx_units, []
         if entries or self.writer.pending:
-            if not self._append(aof_format.encode_entries(entries)):  # steps 2 and 3
+            if not self._append(aof_format.encode_entries(entries, units)):  # steps 2 and 3
                 self._refuse_writes(writes)  # step 3, failed
         if self._rewrite_waiting:
             self._start_rewrite()  # step 4

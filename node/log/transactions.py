@@ -57,8 +57,12 @@ def run_atomic(actor, pending: Pending, writes: list) -> int:
         return 1
     results = pending.results
     run_one = actor._run_one
+    propagated = actor.executor.propagated
+    start = len(propagated)
     for item in pending.items:
         results.append(run_one(pending, item, writes))
+    if len(propagated) - start > 1:  # never split over two AOF records (node/aof/format.py)
+        actor.tx_units.append((start, len(propagated)))
     limit = actor.config.client_output_limit
     if pending.reply_bytes > limit:
         # It ran (a transaction is never cut), but its replies are not built.
