@@ -241,3 +241,26 @@ def test_a_split_cycle_never_cuts_a_transaction(monkeypatch):
     assert not bounds & {3, 4, 5, 8, 9}, records
     with pytest.raises(ValueError):
         aof_format.encode_entries(entries, [(0, 8)])
+
+
+def test_a_crash_at_any_byte_leaves_all_of_a_transaction_or_none(h, tmp_path):
+    send(h, 3, ("MSET", "a", "100", "b", "100"))
+    for _ in range(3):
+        exec_(h, 1, ("DECRBY", "a", "7"), ("INCRBY", "b", "7"), ("SET", "note", "x" * 50))
+    data = open(h.config.aof_path, "rb").read()
+    cut_path = tmp_path / "cut.aof"
+    for size in range(aof_format.HEADER_SIZE, len(data) + 1):
+        cut_path.write_bytes(data[:size])
+        entries = []
+        result = aof_format.scan(str(cut_path), entries.extend)
+        assert result.status in ("ok", "torn_tail")
+        a = b = 0
+        for entry in entries:
+            if entry[1] == "MSET":
+                a = b = 100
+            elif entry[1] == "DECRBY":
+                a -= 7
+            elif entry[1] == "INCRBY":
+                b += 7
+        assert a + b in (0, 200), (size, entries)
+        assert sum(e[1] == "DECRBY" for e in entries) == sum(e[1] == "INCRBY" for e in entries)

@@ -14,7 +14,8 @@ Design:
   UNWATCH and RESET end it; a closed connection that watched sends a Forget.
 - Inside MULTI, SELECT is queued and runs in the block (the log actor's SELECT), and the
   connection's db follows it. The other connection commands (CLIENT, CONFIG, HELLO...) are
-  refused inside MULTI here (an aofnode limit, docs/resp.md).
+  queued too and run here at EXEC, their replies put in their places in EXEC's array; they
+  touch only this connection, so no other client can see them run outside the block.
 """
 from __future__ import annotations
 
@@ -38,9 +39,10 @@ _ARG_OVERHEAD = resp.ARG_OVERHEAD
 class TxQueue:
     """The commands queued since MULTI, and whether one was refused."""
 
-    __slots__ = ("commands", "names", "size", "failed", "db")
+    __slots__ = ("commands", "names", "size", "failed", "db", "local")
 
     def __init__(self, db: int) -> None:
+        self.local: dict[int, list[bytes]] = {}  # position -> a connection command (CLIENT...)
         self.commands: list[list[bytes]] = []
         self.names: list[str] = []
         self.size = 0
@@ -52,7 +54,7 @@ class ExecSlot(Slot):
     """EXEC's reply: ``fixed`` bytes whatever the log actor says (a DISCARD's UNWATCH), the
     one reply of a WATCH or UNWATCH (``single``), or the block's replies as one array."""
 
-    __slots__ = ("fixed", "single")
+    __slots__ = ("fixed", "single", "local")
 
     def from_log(self, reply: bytes) -> bytes:
         if self.fixed is not None:
@@ -69,15 +71,12 @@ class ExecSlot(Slot):
             return _wire_to_resp(wires, None, self.resp3)
         if type(wires) is not list or len(wires) != len(self.names):
             return resp.error_line("ERR", "malformed reply from the log actor")
-        names = self.names
-        keep = self.count_kept
-        parts = [b"*%d\r\n" % keep]
-        parts += [_wire_to_resp(w, n, self.resp3) for w, n in zip(wires[:keep], names)]
-        return b"".join(parts)
-
-    @property
-    def count_kept(self) -> int:
-        return 0 if self.names == ["PING!"] else len(self.names)
+        resp3, local = self.resp3, self.local
+        replies = [] if self.names == ["PING!"] else [
+            _wire_to_resp(w, n, resp3) for w, n in zip(wires, self.names)]
+        for i in sorted(local):  # the connection commands, in their places
+            replies.insert(i, local[i])
+        return b"*%d\r\n" % len(replies) + b"".join(replies)
 
 
 class TransactionRouting:
@@ -121,8 +120,7 @@ class TransactionRouting:
             self.stats["rejected_commands"] += 1
             return self._queue_error(conn, tx, error)
         if name in LOCAL and name not in ("SELECT", "UNWATCH"):
-            return self._queue_error(conn, tx, resp.error_line(
-                "ERR", f"{name} inside MULTI is not supported by aofnode"))
+            tx.local[len(tx.commands)] = argv  # run here at EXEC, its reply in its place
         if name == "SELECT":
             db = codec.parse_select(argv[1]) if len(argv) == 2 else None
             if type(db) is not int:
@@ -169,14 +167,18 @@ class TransactionRouting:
         if tx.failed:
             return self._end_watch(conn, _EXECABORT)
         watched, session.watching = session.watching, False
-        if not tx.commands:
-            if not watched:
-                return self._local(conn, b"*0\r\n")
+        local = {i: self._answer_here(conn, tx.names[i], argv, None, None)
+                 for i, argv in tx.local.items()}
+        commands = [c for i, c in enumerate(tx.commands) if i not in local]
+        names = [n for i, n in enumerate(tx.names) if i not in local]
+        if not commands and not watched:
+            return self._local(conn, b"*%d\r\n" % len(local) + b"".join(local.values()))
+        if not commands:
             commands, names = [[b"PING"]], ["PING!"]  # a block must hold a request
-        else:
-            commands, names = tx.commands, tx.names
         db, session.db = session.db, tx.db
-        self._send_block(conn, commands, names, fixed=None, atomic=True, watched=watched, db=db)
+        slot = self._send_block(conn, commands, names, fixed=None, atomic=True, watched=watched, db=db)
+        if slot is not None:
+            slot.local = local
 
     def _end_watch(self, conn, reply: bytes) -> None:
         """Answer ``reply``, after an UNWATCH in the log actor if this connection watches."""
@@ -199,7 +201,7 @@ class TransactionRouting:
         if not self.link.ready:
             return self._local(conn, resp.error_line(codec.LOADING, codec.LOADING_MESSAGE))
         slot = ExecSlot(conn, None, 1, 0, names, session.resp3)
-        slot.fixed, slot.single = fixed, not atomic
+        slot.fixed, slot.single, slot.local = fixed, not atomic, {}
         conn.slots.append(slot)
         header = {"db": session.db if db is None else db}
         if atomic:
@@ -209,6 +211,7 @@ class TransactionRouting:
         slot.size = len(body)
         self.stats["commands"] += len(commands)
         self._forward_body(conn, slot, body)
+        return slot
 
 
 def _arity(name: str) -> bytes:
