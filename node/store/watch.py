@@ -35,6 +35,7 @@ _PAIRS = frozenset({"MSET", "MSETNX"})
 _FIRST_TWO = frozenset({"RENAME", "RENAMENX", "LMOVE", "BLMOVE", "RPOPLPUSH", "BRPOPLPUSH", "SMOVE"})
 _SECOND = frozenset({"BITOP"})
 _WHOLE_DB = frozenset({"FLUSHDB", "FLUSHALL", "SWAPDB"})
+_SPECIAL = _ALL_ARGS | _PAIRS | _FIRST_TWO | _SECOND | _WHOLE_DB | {"MOVE", "COPY"}
 
 
 def written_keys(entry: list) -> list[tuple[int, bytes]]:
@@ -100,6 +101,12 @@ class WatchTable:
 
     def _note(self, entry: list) -> None:
         name = entry[1]
+        if name not in _SPECIAL:  # most entries: the first argument is the one key changed
+            if len(entry) > 2:
+                watchers = self.by_key.get((entry[0], entry[2]))
+                if watchers:
+                    self._dirty(watchers)
+            return
         if name in _WHOLE_DB:
             self._note_db(entry)
             return
@@ -107,8 +114,11 @@ class WatchTable:
         for pair in written_keys(entry):
             watchers = by_key.get(pair)
             if watchers:
-                for client in watchers:
-                    self.clients[client].dirty = True
+                self._dirty(watchers)
+
+    def _dirty(self, watchers: set[int]) -> None:
+        for client in watchers:
+            self.clients[client].dirty = True
 
     def _note_db(self, entry: list) -> None:
         name = entry[1]
