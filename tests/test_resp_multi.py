@@ -193,3 +193,20 @@ def test_zeromq_transaction_and_watch_across_fronts(resp_node):
         r.execute_command("CLIENT", "ID")
         info = r.info("clients")
         assert info["watching_clients"] == 1
+
+
+def test_reset_ends_a_watch_in_the_log_actor(resp_node):
+    _, port = resp_node
+    got = run_raw(port, [["WATCH", "rk"], ["RESET"], ["SET", "rk", "1"], ["MULTI"], ["PING"], ["EXEC"]])
+    assert got == ["OK", "RESET", "OK", "OK", "QUEUED", ["PONG"]]
+    assert int(redis.Redis(port=port).info("clients")["watched_keys"]) == 0
+
+
+def test_a_closed_connection_forgets_its_watch(resp_node):
+    _, port = resp_node
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(encode_command(b"WATCH", b"a", b"b"))
+        assert sock.recv(100) == b"+OK\r\n"
+        r = redis.Redis(port=port, socket_timeout=5)
+        assert int(r.info("clients")["watched_keys"]) == 2
+    wait_for(lambda: int(r.info("clients")["watched_keys"]) == 0, 10, what="the watch forgotten")

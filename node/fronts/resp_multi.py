@@ -156,9 +156,10 @@ class TransactionRouting:
             if len(argv) != 1:
                 return self._local(conn, _arity("unwatch"))
             return self._end_watch(conn, _OK)
-        if name == "RESET":
-            session.watching = True  # (it is: that is why RESET came here)
-            return self._end_watch(conn, self._answer_here(conn, name, argv, None, error))
+        if name == "RESET":  # while watching: that is why it came here
+            reply = self._answer_here(conn, name, argv, None, error)
+            session.watching = True  # RESET cleared it here; the log actor's goes too
+            return self._end_watch(conn, reply)
         return self._local(conn, error or b"-ERR internal: not a transaction command\r\n")
 
     def _exec(self, conn, tx: TxQueue) -> None:

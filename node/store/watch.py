@@ -76,16 +76,20 @@ class WatchTable:
         self.clients: dict[int, _ClientWatch] = {}  # oldest first: eviction order
         self.by_key: dict[tuple[int, bytes], set[int]] = {}
         self.total = 0
-        self._seen = 0  # entries of executor.propagated already read
+        self._list: list = executor.propagated  # the list ``_seen`` counts in
+        self._seen = 0  # entries of it already read
         self.stats = {"watch_evicted_clients": 0, "exec_aborted_watch": 0, "exec_ok": 0}
 
     # -- what changed -----------------------------------------------------------------------------
 
     def sync(self) -> None:
-        """Dirty the watchers of every key changed since the last call."""
+        """Dirty the watchers of every key changed since the last call. Whoever takes the
+        executor's entries must take them through ``take_propagated`` (a new list is read from
+        its start, but entries taken behind this table's back are never seen)."""
         entries = self.executor.propagated
+        if entries is not self._list:
+            self._list, self._seen = entries, 0
         if self._seen >= len(entries):
-            self._seen = len(entries)  # a new list after take_propagated is shorter
             return
         if self.by_key:
             for entry in entries[self._seen:]:
@@ -96,8 +100,9 @@ class WatchTable:
         """The executor's ``take_propagated``, with every entry read first."""
         if self.by_key:
             self.sync()
-        self._seen = 0
-        return self.executor.take_propagated()
+        taken = self.executor.take_propagated()
+        self._list, self._seen = self.executor.propagated, 0
+        return taken
 
     def _note(self, entry: list) -> None:
         name = entry[1]
