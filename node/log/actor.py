@@ -6,7 +6,8 @@ Design:
   link (node/log/links.py). Each cycle takes a fair share of the queued messages
   (node/log/work.py, group commit across fronts and clients), then:
     1. runs their requests in order; results stay values, no reply is made yet. While the AOF
-       is not writable, writes are refused (MISCONF) without running; reads are served;
+       is not writable, writes are refused (MISCONF) without running; reads are served. A
+       transaction (an atomic message) runs whole in one turn (node/log/transactions.py);
     2. appends the cycle's writes to the AOF with one write(2);
     3. applies the fsync policy (under ``always``: one fdatasync for every client of the cycle);
        if 2 or 3 failed, the writes of the cycle are refused: their results become MISCONF;
