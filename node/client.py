@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable, Sequence
 
+import msgpack
 import zmq
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
@@ -114,6 +115,7 @@ class Client:
         self._ctx = context or zmq.Context.instance()
         self._sock: zmq.Socket | None = None
         self._db = db
+        self._watched = False  # WATCH sent since the last transaction
         self._open()
         if self.password is not None:
             self._authenticate()
@@ -145,6 +147,32 @@ class Client:
                     self._db = int(cmd[1])
                 out.append(reply)
         return out
+
+    def watch(self, *keys: Any) -> None:
+        """WATCH: the next ``transaction`` aborts (returns None) if one of ``keys`` changes
+        first. The node keeps the watch under this socket's identity while it is not idle for
+        more than ~5 s (docs/protocol.md); past that the transaction aborts too: retry."""
+        self.execute("WATCH", *keys)
+        self._watched = True
+
+    def unwatch(self) -> None:
+        self.execute("UNWATCH")
+        self._watched = False
+
+    def transaction(self, commands: Sequence[Sequence]) -> list | None:
+        """MULTI/EXEC in one message: every command runs, in one go, or none. Returns the
+        replies (errors in place as ``CommandError``), or None if a watched key changed. An
+        invalid command refuses the whole block (``CommandError`` EXECABORT)."""
+        encode_batch(commands, db=self._db)  # the same checks (TypeError, ValueError)
+        watched, self._watched = self._watched, False
+        header = {"db": self._db, "multi": True, "watched": watched}
+        body = msgpack.packb([header, [list(cmd) for cmd in commands]], use_bin_type=True)
+        replies = self._call(list(commands), batch="multi", body=body)
+        if replies is None:
+            return None
+        if isinstance(replies, Error):
+            raise CommandError(replies.code, replies.message)
+        return [CommandError(r.code, r.message) if isinstance(r, Error) else r for r in replies]
 
     @property
     def db(self) -> int:
@@ -184,16 +212,17 @@ class Client:
             raise CommandError(reply.code, reply.message)
         self._authenticated = True
 
-    def _call(self, commands: list, batch: bool):
-        reply = self._call_once(commands, batch)
+    def _call(self, commands: list, batch: bool | str, body: bytes | None = None):
+        reply = self._call_once(commands, batch, body)
         if self.password is not None and _noauth(reply):
             self._authenticated = False  # the node forgot us: it did not run the command
-            reply = self._call_once(commands, batch)
+            reply = self._call_once(commands, batch, body)
         return reply
 
-    def _call_once(self, commands: list, batch: bool):
+    def _call_once(self, commands: list, batch: bool | str, body: bytes | None = None):
         db = self._db
-        body = encode_batch(commands, db=db) if batch else encode_request(*commands[0], db=db)
+        if body is None:
+            body = encode_batch(commands, db=db) if batch else encode_request(*commands[0], db=db)
         safe = _retry_safe(commands)
         failures = 0  # timeouts and ABORTED replies, against self.retries
         loading_since: float | None = None  # monotonic time of the first LOADING reply
@@ -267,6 +296,8 @@ class Client:
             raise NodeTimeout(f"no reply from {self.endpoint} within {self.timeout}s")
         frames = sock.recv_multipart()
         payload = frames[-1]
+        if batch == "multi" and msgpack.unpackb(payload, raw=False, strict_map_key=False) == [0, None]:
+            return None  # a watched key changed: nothing ran
         return decode_batch_reply(payload) if batch else decode_reply(payload)
 
 

@@ -63,6 +63,11 @@ class Config:
     # no new batches and the front takes no new replies until the other side drains.
     client_output_limit: int = 64 * 1024 * 1024
     channel_output_limit: int = 16 * 1024 * 1024
+    # WATCH state in the log actor (node/store/watch.py, docs/limits.md): keys one client may
+    # watch, and keys watched in all (past it the oldest clients' watches are dropped, and
+    # their transactions abort).
+    max_watched_keys_per_client: int = 10_000
+    max_watched_keys: int = 100_000
     # Fair cycles: one log-actor cycle runs at most this many requests or this many
     # milliseconds, then fsyncs and replies; the rest of the queued work (even the rest of one
     # big message) continues in the next cycle, other clients' requests in between. 4096

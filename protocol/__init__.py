@@ -24,6 +24,7 @@ from .errors import (
     BUSY_REWRITE_MESSAGE,
     ERR,
     ERROR_CODES,
+    EXECABORT,
     LOADING,
     LOADING_MESSAGE,
     MISCONF,
@@ -51,6 +52,7 @@ from .resp_request import (
     split_inline,
 )
 from .server import (
+    AtomicMessage,
     Message,
     Request,
     decode_message,
@@ -111,6 +113,8 @@ __all__ = [
     "encode_request",
     # ZeroMQ wire, server side
     "Message",
+    "AtomicMessage",
+    "EXECABORT",
     "Request",
     "decode_message",
     "encode_batch_reply",

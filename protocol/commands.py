@@ -78,6 +78,9 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("SLOWLOG", -2, _ADMIN, "SLOWLOG GET [count]|LEN|RESET|HELP"),
     ("LATENCY", -2, _ADMIN, "LATENCY LATEST|HISTORY event|RESET [event ...]|HELP"),
     ("DEBUG", -2, _ADMIN, "DEBUG SLEEP|SET-ACTIVE-EXPIRE|RELOAD|DIGEST|DIGEST-VALUE|OBJECT|HELP"),
+    # transactions: the block itself is a message with "multi": true (docs/protocol.md)
+    ("WATCH", -2, _READ, "WATCH key [key ...]: abort this client's next transaction if a key changes"),
+    ("UNWATCH", 1, _READ, "UNWATCH: forget this client's watched keys"),
     # strings
     ("SET", -3, _GROW, "SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]"),
     ("GET", 2, _READ, "GET key: the value, or nil"),

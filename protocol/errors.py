@@ -28,6 +28,7 @@ __all__ = [
     "OOM",
     "NOAUTH",
     "WRONGPASS",
+    "EXECABORT",
     "ERROR_CODES",
     "LOADING_MESSAGE",
     "BUSY_REWRITE_MESSAGE",
@@ -47,13 +48,14 @@ BUSY = "BUSY"  # an AOF rewrite is already running
 MISCONF = "MISCONF"  # the AOF is not writable: writes are refused
 NOPROTO = "NOPROTO"  # HELLO asked for a protocol version this node does not speak
 ABORTED = "ABORTED"  # in flight when the log actor died: may or may not have been applied
+EXECABORT = "EXECABORT"  # a transaction refused as a whole: one of its requests was invalid
 OOM = "OOM"  # used_memory is over --maxmemory: writes that may grow memory are refused
 NOAUTH = "NOAUTH"  # the node has a password and this client has not sent AUTH yet
 WRONGPASS = "WRONGPASS"  # AUTH with a wrong password
 
 ERROR_CODES: frozenset[str] = frozenset(
     (ERR, WRONGTYPE, PROTO, TOOBIG, UNKNOWNCMD, ARITY, ARGTYPE, LOADING, BUSY, MISCONF, NOPROTO,
-     ABORTED, OOM, NOAUTH, WRONGPASS)
+     ABORTED, OOM, NOAUTH, WRONGPASS, EXECABORT)
 )
 
 # The messages that go with LOADING and BUSY, written here once because several actors send

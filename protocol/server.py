@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import msgpack
 
 from .commands import COMMANDS, NUM_DBS
-from .errors import ARGTYPE, ARITY, ERR, NOPROTO, PROTO, TOOBIG, UNKNOWNCMD, Error
+from .errors import ARGTYPE, ARITY, ERR, EXECABORT, NOPROTO, PROTO, TOOBIG, UNKNOWNCMD, Error
 from .wire import (
     MAX_ARGS,
     MAX_BATCH_LENGTH,
@@ -37,6 +37,7 @@ from .wire import (
 __all__ = [
     "Request",
     "Message",
+    "AtomicMessage",
     "decode_message",
     "wire_reply",
     "encode_reply",
@@ -114,6 +115,17 @@ class Message:
     is_batch: bool
     items: tuple[Request | Error, ...]
     db: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AtomicMessage(Message):
+    """A transaction (header ``"multi": true``): a batch the log actor runs in one go, or not at
+    all if the client's watched keys changed. ``watched``: the client WATCHed keys for it, so a
+    watch state the node no longer holds (evicted, forgotten) aborts it instead of running
+    unguarded. Its items are all valid requests: the decoder refuses the whole message
+    (EXECABORT) otherwise, as Redis discards a transaction with a queueing error."""
+
+    watched: bool = False
 
 
 # --- Decoding requests -----------------------------------------------------------------------
@@ -195,6 +207,8 @@ def decode_message(body: bytes) -> Message | Error:
     db = _header_db(header) if header else 0
     if type(db) is Error:
         return db
+    if header and (len(header) > 1 or "db" not in header) and ("multi" in header or "watched" in header):
+        return _decode_atomic(header, obj, db)
     if type(obj) is not list:
         return Error(PROTO, f"a request must be an array, got {_wire_type(obj)}")
     if not obj:
@@ -218,20 +232,51 @@ _NOT_PROTOCOL_2 = Error(NOPROTO, "this node speaks protocol 2: a message is an a
                                  "docs/protocol.md); protocol 1 messages are not accepted")
 # The header's fields. A field it does not know is refused, not ignored: a misspelt "DB" must not
 # run a write in db 0 (the very bug protocol 2 exists to remove).
-HEADER_FIELDS = frozenset({"db"})
+HEADER_FIELDS = frozenset({"db", "multi", "watched"})
+# Inside a transaction these are refused (EXECABORT): WATCH must come before it (Redis: "WATCH
+# inside MULTI is not allowed"), and the header, not a command, marks the block.
+_NOT_IN_MULTI = frozenset({"WATCH"})
 
 
 def _header_db(header: dict[Any, Any]) -> int | Error:
     unknown = [k for k in header if k not in HEADER_FIELDS]
     if unknown:
         shown = ", ".join(repr(k) for k in unknown[:3])
-        return Error(PROTO, f"unknown header field(s) {shown}; known: db")
+        return Error(PROTO, f"unknown header field(s) {shown}; known: db, multi, watched")
     db = header.get("db", 0)
     if type(db) is not int:
         return Error(PROTO, f"header field db must be an integer, got {_wire_type(db)}")
     if not 0 <= db < NUM_DBS:
         return Error(ERR, "DB index is out of range")
     return db
+
+
+def _decode_atomic(header: dict[Any, Any], obj: Any, db: int) -> AtomicMessage | Error:
+    """A transaction: ``obj`` one request or a batch (bounded as any batch). Any invalid
+    request refuses the whole block with EXECABORT, naming the first error."""
+    multi, watched = header.get("multi", False), header.get("watched", False)
+    if type(multi) is not bool or type(watched) is not bool:
+        return Error(PROTO, "header fields multi and watched must be booleans")
+    if not multi:
+        return Error(PROTO, "header field watched is only valid with multi: true")
+    if type(obj) is not list or not obj:
+        return Error(PROTO, "a transaction is a request or a batch of requests")
+    if type(obj[0]) is not list:
+        obj = [obj]
+    if len(obj) > MAX_BATCH_LENGTH:
+        return Error(TOOBIG, f"transaction of {len(obj)} requests exceeds the limit of "
+                             f"{MAX_BATCH_LENGTH}")
+    items = []
+    for i, item in enumerate(obj, 1):
+        req = (_decode_request(item, True) if type(item) is list
+               else Error(PROTO, f"a batch must be an array of requests, got {_wire_type(item)} in it"))
+        if type(req) is not Error and req.name in _NOT_IN_MULTI:
+            req = Error(ERR, f"{req.name} inside MULTI is not allowed")
+        if type(req) is Error:
+            return Error(EXECABORT, "Transaction discarded because of previous errors: "
+                                    f"request {i}: {req.code} {req.message}"[:300])
+        items.append(req)
+    return AtomicMessage(True, tuple(items), db, watched)
 
 
 class _TooManyObjects(Exception):

@@ -268,3 +268,15 @@ def test_db_option_picks_the_database(make_node):
     assert "[3]>" in session.stdout and '"three"' in session.stdout
     refused = _cli("--connect", node.endpoint, "-n", "16", "PING")
     assert refused.returncode == 2 and "0 to 15" in refused.stderr
+
+
+def test_interactive_transaction(make_node):
+    node = make_node().start()
+    session = "MULTI\nSET t 1\nINCR t\nEXEC\nWATCH t\nMULTI\nINCR t\nDISCARD\nEXEC\nquit\n"
+    done = _cli("--connect", node.endpoint, stdin=session)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.count("QUEUED") == 3 and "1) OK" in out and "2) (integer) 2" in out
+    assert "ERR EXEC without MULTI" in out
+    with node.client() as c:
+        assert c.execute("GET", "t") == b"2"

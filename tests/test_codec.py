@@ -529,7 +529,8 @@ REDIS7_ARITY.update(COLLECTION_ARITY)
 WRITES |= COLLECTION_WRITES
 # The parity issue's commands (strings, bits, hashes, keys).
 REDIS7_ARITY |= {
-    "TIME": 1, "INCRBYFLOAT": 3, "GETEX": -2, "SETEX": 4, "PSETEX": 4, "GETSET": 3, "MSETNX": -3,
+    "TIME": 1, "WATCH": -2, "UNWATCH": 1, "INCRBYFLOAT": 3, "GETEX": -2, "SETEX": 4, "PSETEX": 4,
+    "GETSET": 3, "MSETNX": -3,
     "SETRANGE": 4, "GETRANGE": 4, "SUBSTR": 4, "LCS": -3, "SETBIT": 4, "GETBIT": 3,
     "BITCOUNT": -2, "BITPOS": -3, "BITOP": -4, "BITFIELD": -2, "BITFIELD_RO": -2, "UNLINK": -2,
     "TOUCH": -2, "EXPIRETIME": 2, "PEXPIRETIME": 2, "RENAMENX": 3, "COPY": -3, "MOVE": 3,

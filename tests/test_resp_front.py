@@ -87,8 +87,7 @@ def test_a_redis_py_session(resp_node, protocol):
         r.execute_command("NOPE", "x")
     with pytest.raises(redis.ResponseError, match="wrong number of arguments for 'get' command"):
         r.execute_command("GET")
-    with pytest.raises(redis.ResponseError, match="MULTI"):
-        r.pipeline(transaction=True).set("x", "1").execute()
+    assert r.pipeline(transaction=True).set("x", "1").get("x").execute() == [True, b"1"]  # MULTI/EXEC
     # connection commands and INFO
     assert r.client_id() > 0
     assert r.client_setname("me") is True and r.client_getname() in ("me", b"me")

@@ -40,8 +40,6 @@ CASES = [  # (password, argv, reply)
     (None, [b"CLIENT", b"SETINFO", b"lib-name", b"redis-py"], b"+OK\r\n"),
     (None, [b"CLIENT", b"NOPE"], b"-ERR unknown subcommand 'NOPE'. Try CLIENT HELP.\r\n"),
     (None, [b"CLIENT"], b"-ERR wrong number of arguments for 'client' command\r\n"),
-    (None, [b"MULTI"], b"-ERR MULTI/EXEC/WATCH are not supported by aofnode: send the commands without a "
-                       b"transaction (redis-py: pipeline(transaction=False))\r\n"),
     (None, [b"RESET"], b"+RESET\r\n"),
     (None, [b"QUIT"], b"+OK\r\n"),
 ]

@@ -123,12 +123,13 @@ def encode_record(payload: bytes) -> bytes:
     return b"".join((length, _U32.pack(_crc_extend(_crc_value(length), payload)), payload))
 
 
-def encode_entries(entries: list) -> bytes:
+def encode_entries(entries: list, units: list[tuple[int, int]] = ()) -> bytes:
     """The records holding ``entries`` (``[db, NAME, *args]``), in order, as one bytes object.
 
     Usually one record. A cycle over ``MAX_RECORD_BYTES`` becomes several records, each holding
     whole entries, so the writer still appends the cycle with one write(2) and one group commit.
-    No entries, no records: ``b""``.
+    ``units``: ranges ``[start, end)`` of entries that must stay in one record (a transaction's:
+    a record is what replay and the torn-tail rule take or drop whole). No entries: ``b""``.
     """
     if not entries:
         return b""
@@ -136,24 +137,37 @@ def encode_entries(entries: list) -> bytes:
     if len(payload) <= MAX_RECORD_BYTES:
         return encode_record(payload)
     del payload
-    return _encode_split(entries)
+    return _encode_split(entries, units)
 
 
-def _encode_split(entries: list) -> bytes:
-    """Several records of whole entries; the CRC is extended piece by piece, so the only copies
-    are the packed entries and the result."""
+def _encode_split(entries: list, units: list[tuple[int, int]] = ()) -> bytes:
+    """Several records of whole entries, never cutting inside a unit; the CRC is extended piece
+    by piece, so the only copies are the packed entries and the result."""
     packer = msgpack.Packer(use_bin_type=True)
     room = MAX_RECORD_BYTES - 5  # 5: the largest array header
+    inside = set()  # indexes a record may not start at
+    for start, end in units:
+        inside.update(range(start + 1, end))
     groups: list[list[bytes]] = [[]]
     used = 0
-    for entry in entries:
+    cut = 0  # the group's last index a new record may start at, relative to the group
+    for i, entry in enumerate(entries):
         packed = packer.pack(entry)
         if len(packed) > room:
             # Impossible for entries the node writes (see MAX_RECORD_BYTES): a bug, not input.
             raise ValueError(f"one entry of {len(packed)} bytes exceeds the record limit")
+        if i not in inside:
+            cut = len(groups[-1])
         if used + len(packed) > room:
-            groups.append([])
-            used = 0
+            if cut == 0:
+                raise ValueError("a transaction's entries exceed the record limit")
+            moved = groups[-1][cut:]
+            del groups[-1][cut:]
+            groups.append(moved)
+            used = sum(map(len, moved))
+            cut = 0
+            if used + len(packed) > room:
+                raise ValueError("a transaction's entries exceed the record limit")
         groups[-1].append(packed)
         used += len(packed)
     pieces: list[bytes] = []

@@ -24,6 +24,7 @@ from aofnode.fronts import listen
 from aofnode.fronts.core import (BindError, FrontCore, TOTAL_LIMIT_FACTOR, Throttle, pick_cut_off,
                                  refuse_bind, run)
 from aofnode.fronts.resp_route import CommandRouting, Conn, Slot, out_bytes
+from aofnode.fronts.resp_multi import TransactionRouting
 from aofnode.fronts.resp_session import Session, config_settings
 from aofnode import protocol as codec
 from aofnode import protocol as resp
@@ -44,7 +45,7 @@ _EPOLLIN, _EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 _GONE = select.EPOLLHUP | select.EPOLLERR
 
 
-class RespFront(CommandRouting, FrontCore):
+class RespFront(TransactionRouting, CommandRouting, FrontCore):
     def __init__(self, config: Config, log, password: bytes | None = None,
                  listen_fd: int | None = None) -> None:
         # Counters for INFO (sent prefixed ``resp_``); the documented ones exist from the start.
@@ -313,7 +314,7 @@ class RespFront(CommandRouting, FrontCore):
             pass
         conn.sock.close()
         self._drop_work(conn)  # its messages not sent yet need not go
-        if forget:
+        if forget or conn.session.watching:  # its WATCH state in the log actor goes with it
             self.link.send_forget(conn.key)
 
 

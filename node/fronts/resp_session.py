@@ -42,8 +42,7 @@ _HELLO_NOAUTH = (b"-NOAUTH HELLO must be called with the client already authenti
                  b"client and select the RESP protocol version at the same time\r\n")
 _OK = b"+OK\r\n"
 _SYNTAX = b"-ERR syntax error\r\n"
-_NO_TRANSACTIONS = (b"-ERR MULTI/EXEC/WATCH are not supported by aofnode: send the commands "
-                    b"without a transaction (redis-py: pipeline(transaction=False))\r\n")
+_NO_TRANSACTIONS = b"-ERR transaction commands are answered by the RESP front's router\r\n"
 
 # (arity, flags, first key, last key, key step, group) of the commands aofnode runs, for COMMAND.
 # Arity and flags come from protocol/commands.py; key positions and groups are Redis 7's.
@@ -167,7 +166,8 @@ class Session:
     """One connection's state and its connection commands."""
 
     __slots__ = ("id", "db", "resp3", "authenticated", "name", "lib_name", "lib_ver", "addr",
-                 "laddr", "fd", "created", "close_after", "password", "settings", "auth_failures")
+                 "laddr", "fd", "created", "close_after", "password", "settings", "auth_failures",
+                 "multi", "watching")
 
     def __init__(self, conn_id: int, password: bytes | None, settings: dict[str, str],
                  addr: str = "", laddr: str = "", fd: int = -1) -> None:
@@ -178,6 +178,7 @@ class Session:
         self.created = time.monotonic()
         self.auth_failures = 0
         self._reset()
+        self.watching = False
 
     def _reset(self) -> None:
         self.db = 0
@@ -186,6 +187,10 @@ class Session:
         self.name: bytes | None = None
         self.lib_name = self.lib_ver = b""
         self.close_after = False
+        # Transactions (node/fronts/resp_multi.py): the MULTI queue, and whether this
+        # connection has keys watched in the log actor (RESET ends both there).
+        self.multi = None
+        self.watching = False
 
     def value(self, v) -> bytes:
         return resp.encode_value(v, self.resp3)
@@ -227,7 +232,7 @@ class Session:
                 return _arity(name)
             self._reset()
             return b"+RESET\r\n"
-        return _NO_TRANSACTIONS  # MULTI, EXEC, DISCARD, WATCH, UNWATCH
+        return _NO_TRANSACTIONS  # MULTI...UNWATCH take node/fronts/resp_multi.py's path
 
     # -- AUTH and HELLO ----------------------------------------------------------------------------
 

@@ -50,6 +50,10 @@ HARD_MAX_FRAME = 4 * codec.MAX_MESSAGE_BYTES
 PEER_RCVHWM = 2
 
 _LOADING = Error(codec.LOADING, codec.LOADING_MESSAGE)
+# An idle peer keeps its place (its client key) for this many ticks (seconds) before it is
+# forgotten: the log actor keeps a WATCH under that key, so a transaction sent within ~5 s of
+# its WATCH finds it (later, it aborts: docs/protocol.md).
+IDLE_GENERATIONS = 5
 
 
 class _Peer(Client):
@@ -84,6 +88,7 @@ class Front(FrontCore):
         self.clients: zmq.Socket | None = None
         self.monitor: zmq.Socket | None = None
         self.peers: dict[bytes, _Peer] = {}  # identity -> its place (idle ones go at the tick)
+        self.idle_peers: list[dict[bytes, _Peer]] = []  # ... to these, newest first, then away
         self.next_client_key = 1
         self.reading = False
         self.connected_clients = 0
@@ -130,7 +135,11 @@ class Front(FrontCore):
         super().on_tick(now)
         # Forget idle clients once a second, not after each reply: one that waits for each reply
         # would get a new place (and key) per message, ~0.5 us of the front's ~3 us.
-        self.peers = {i: p for i, p in self.peers.items() if p.slots or p.waiting}
+        busy, idle = {}, {}
+        for i, p in self.peers.items():
+            (busy if p.slots or p.waiting else idle)[i] = p
+        self.peers = busy
+        self.idle_peers = [idle, *self.idle_peers[:IDLE_GENERATIONS - 1]]
 
     def counters(self) -> dict:
         o = self.outbox
@@ -229,8 +238,9 @@ class Front(FrontCore):
                     break
             peer = self.peers.get(identity)
             if peer is None:
-                peer = self.peers[identity] = _Peer(self.next_client_key, identity)
-                self.next_client_key += 1
+                peer = self.peers[identity] = self._idle_peer(identity) or _Peer(self.next_client_key, identity)
+                if peer.key == self.next_client_key:
+                    self.next_client_key += 1
             if len(frames) - cut != 1:
                 slot = _Slot(peer, frames[:cut], 0)
                 peer.slots.append(slot)
@@ -289,10 +299,17 @@ class Front(FrontCore):
         slot.reply = msgpack.packb(wires if decoded.is_batch else wires[0])
         self._send_ready(slot.client)
 
+    def _idle_peer(self, identity: bytes) -> _Peer | None:
+        for generation in self.idle_peers:
+            peer = generation.pop(identity, None)
+            if peer is not None:
+                return peer
+        return None
+
     def _forget(self, identity: bytes) -> None:
         """The outbox cut this client off: drop what it has waiting here and in the log actor
         (its replies would only be dropped), so it costs nothing more."""
-        peer = self.peers.pop(identity, None)
+        peer = self.peers.pop(identity, None) or self._idle_peer(identity)
         if peer is None:
             return
         peer.closed = True

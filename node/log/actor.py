@@ -6,7 +6,8 @@ Design:
   link (node/log/links.py). Each cycle takes a fair share of the queued messages
   (node/log/work.py, group commit across fronts and clients), then:
     1. runs their requests in order; results stay values, no reply is made yet. While the AOF
-       is not writable, writes are refused (MISCONF) without running; reads are served;
+       is not writable, writes are refused (MISCONF) without running; reads are served. A
+       transaction (an atomic message) runs whole in one turn (node/log/transactions.py);
     2. appends the cycle's writes to the AOF with one write(2);
     3. applies the fsync policy (under ``always``: one fdatasync for every client of the cycle);
        if 2 or 3 failed, the writes of the cycle are refused: their results become MISCONF;
@@ -38,7 +39,9 @@ from aofnode.hello import hello_reply
 from aofnode.log.introspect import Introspection
 from aofnode.log.blocking import Blocking
 from aofnode.log.links import FrontLinks
-from aofnode.log.work import CLIENT_BITS, Pending, WorkQueue
+from aofnode.log.work import CLIENT_BITS, CLIENT_MASK, Pending, WorkQueue
+from aofnode.log import transactions
+from aofnode.store.watch import WatchTable
 from aofnode.aof import format as aof_format
 from aofnode.aof.rewrite import TEMP_PREFIX, Rewriter
 from aofnode.aof.writer import AofWriter
@@ -106,11 +109,18 @@ class LogActor(Actor):
         self.blocking = Blocking(self.executor, self.work)
         self._run_one_watching = self.blocking.watch(self._run_one)
         self.fronts = FrontLinks(config.front_paths, self.work, self.stats, config.channel_output_limit, log)
+        self._client = 0  # the client key of the running turn (WATCH state is per client)
+        self.tx_units: list[tuple[int, int]] = []  # this cycle's transactions' entries: one record each
+        self.watches = WatchTable(self.executor, config.max_watched_keys_per_client,
+                                  config.max_watched_keys)
+        self.fronts.forget_client = self.watches.forget
+        self.fronts.forget_owner = lambda base: self.watches.drop_owner(base, CLIENT_MASK)
         self.reporter = Reporter(config, log, self.stats, keyspace=self.executor.keyspace,
                                  writer=self.writer, rewriter=self.rewriter, closer=self.closer,
                                  meter=self.meter, fronts=self.fronts, started=started)
         self.intro = Introspection(self)  # CONFIG, SLOWLOG, LATENCY, DEBUG, INFO's Redis fields
         self.executor.info_provider = self._info
+        transactions.install(self)
         self.runtime: Runtime | None = None
         self.heartbeat: Heartbeat | None = None
 
@@ -177,7 +187,7 @@ class LogActor(Actor):
     def on_tick(self, now: float) -> None:
         self.heartbeat.beat(now)  # the supervisor's watchdog reads it (node/runtime/heartbeat.py)
         self.executor.active_expire_cycle(EXPIRE_BUDGET_MS)
-        entries = self.executor.take_propagated()
+        entries = self.watches.take_propagated()
         if entries:
             self._append(aof_format.encode_entries(entries))
         self.fronts.reconnect()
@@ -212,9 +222,10 @@ class LogActor(Actor):
         finished = self._run_cycle(writes)
         if self.blocking.done:
             self.blocking.take_done(finished)  # served or timed out: replied with this cycle
-        entries = self.executor.take_propagated()  # step 1 done
+        entries = self.watches.take_propagated()  # step 1 done
+        units, self.tx_units = self.tx_units, []
         if entries or self.writer.pending:
-            if not self._append(aof_format.encode_entries(entries)):  # steps 2 and 3
+            if not self._append(aof_format.encode_entries(entries, units)):  # steps 2 and 3
                 self._refuse_writes(writes)  # step 3, failed
         if self._rewrite_waiting:
             self._start_rewrite()  # step 4
@@ -244,6 +255,7 @@ class LogActor(Actor):
         run_one = self._run_one_watching if self.blocking.waiting else self._run_one
         while work and budget > 0:
             client, fifo = work.head()
+            self._client = client
             owner = client >> CLIENT_BITS  # work.owner_of, inline: once per turn
             done = finished.get(owner)
             if done is None:
@@ -282,6 +294,8 @@ class LogActor(Actor):
             self.stats["rejected_messages"] += 1
             self.intro.error(pending.failed)
             return 1
+        if pending.atomic:
+            return transactions.run_atomic(self, pending, writes, run_one)
         results = pending.results
         start = pending.pos
         batch = pending.take(max(1, limit))

@@ -16,6 +16,8 @@ Design:
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import os
 
 from aofnode.log.replies import Protocol2Replies
@@ -68,6 +70,9 @@ class FrontLinks:
         self.log = log
         self.backpressure_pauses = 0
         self.runtime: Runtime | None = None
+        # What else the log actor keeps per client (WATCH state): forgotten with the client.
+        self.forget_client: Callable[[int], None] = lambda key: None
+        self.forget_owner: Callable[[int], None] = lambda base: None
 
     def start(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -139,6 +144,7 @@ class FrontLinks:
         ch.close()
         self.conns.pop(link.conn, None)
         dropped = self.work.drop_owner(link.base)
+        self.forget_owner(link.base)
         self.stats["dropped_messages_front_gone"] += dropped
         link.counters = {}
         link.reading, link.taken = True, 0
@@ -196,5 +202,6 @@ class FrontLinks:
                     self.work.close(key)
                 else:
                     self.stats["forgotten_messages"] += self.work.forget(key)
+                    self.forget_client(key)
         if ch.closed:
             self._lose(link)

@@ -56,7 +56,7 @@ class Pending:
     """One client message in the log actor: where its execution stands."""
 
     __slots__ = ("seq", "body", "is_batch", "items", "count", "db", "pos", "results",
-                 "reply_bytes", "failed", "bytes_per_item")
+                 "reply_bytes", "failed", "bytes_per_item", "atomic", "watched")
 
     def __init__(self, seq: int, body: bytes) -> None:
         self.seq = seq
@@ -72,6 +72,8 @@ class Pending:
         self.reply_bytes = 0  # bulk bytes of its results so far (bounded: node/log/actor.py)
         self.failed: codec.Error | None = None  # the whole message's error (refused, or cut short)
         self.bytes_per_item = 0.0  # the body's size over its requests: the cycle's input budget
+        self.atomic = False  # a transaction: run in one go (node/log/transactions.py)
+        self.watched = False  # ... sent after WATCH: abort it if the watch state is gone
 
     @property
     def done(self) -> bool:
@@ -88,6 +90,8 @@ class Pending:
         self.is_batch, self.items, self.db = decoded.is_batch, decoded.items, decoded.db
         self.count = len(self.items)
         self.bytes_per_item = len(body) / max(1, self.count)
+        if type(decoded) is not codec.Message:
+            self.atomic, self.watched = True, decoded.watched
         return True
 
     def take(self, n: int) -> tuple:

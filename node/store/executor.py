@@ -168,6 +168,10 @@ class Executor(*_MIXINS):
             # Defensive only: the caller checks arity against the command table first.
             return arity_error(name)
 
+    def add_handler(self, name: str, handler: Callable[[int, Any], Any]) -> None:
+        """A command the owner runs with its own state (the log actor's WATCH and UNWATCH)."""
+        self._handlers[name] = handler
+
     def take_propagated(self) -> list[list]:
         """The entries propagated since the last call, oldest first; empties the queue."""
         out = self.propagated

@@ -183,6 +183,40 @@ def _flags(spec) -> str:
 
 # -- the prompt ---------------------------------------------------------------------------------
 
+def transaction_step(client, queue: list | None, words: list[bytes], name: str):
+    """MULTI/EXEC/DISCARD/WATCH/UNWATCH at the prompt, as redis-cli shows them: the commands
+    between MULTI and EXEC are queued here and sent as one transaction (``Client.transaction``).
+    Returns (the new queue, the text to print), or None for a command to run as usual."""
+    if queue is None and name not in ("multi", "watch", "unwatch", "exec", "discard"):
+        return None
+    if name == "multi":
+        return (queue, "(error) ERR MULTI calls can not be nested") if queue is not None else ([], "OK")
+    if name == "watch":
+        if queue is not None:
+            return queue, "(error) ERR WATCH inside MULTI is not allowed"
+        client.watch(*words[1:])
+        return None, "OK"
+    if name == "unwatch" and queue is None:
+        client.unwatch()
+        return None, "OK"
+    if name in ("exec", "discard") and queue is None:
+        return None, f"(error) ERR {name.upper()} without MULTI"
+    if name == "discard":
+        client._watched = False
+        client.execute("UNWATCH")
+        return None, "OK"
+    if name == "exec":
+        if not queue:
+            return None, "(empty array)"
+        replies = client.transaction(queue)
+        if replies is None:
+            return None, "(nil)"
+        return None, "\n".join(f"{i}) " + format_command_reply(cmd, reply)
+                               for i, (cmd, reply) in enumerate(zip(queue, replies), 1))
+    queue.append(words)
+    return queue, "QUEUED"
+
+
 def interactive(client, endpoint: str) -> int:
     """Read lines until EOF, ``quit`` or ``exit``; run each on ``client`` and print the reply."""
     try:
@@ -196,9 +230,12 @@ def interactive(client, endpoint: str) -> int:
         readline = None
     host = endpoint.split("://", 1)[-1]
     db = client.db  # cli -n
+    queue: list | None = None  # the commands since MULTI
     try:
         while True:
             prompt = f"{host}[{db}]> " if db else f"{host}> "
+            if queue is not None:
+                prompt = prompt[:-2] + "(TX)> "
             try:
                 line = input(prompt)
             except EOFError:
@@ -221,6 +258,11 @@ def interactive(client, endpoint: str) -> int:
                     print(exc)
                 continue
             try:
+                step = transaction_step(client, queue, words, name)
+                if step is not None:
+                    queue, text = step
+                    print(text)
+                    continue
                 reply = client.execute(*words)
                 if name == "select":
                     db = int(words[1])

@@ -1,0 +1,79 @@
+"""Transactions in the log actor: WATCH/UNWATCH per client, and atomic messages run in one go.
+
+Design:
+- A transaction reaches the log actor as one message marked atomic (protocol 2 header
+  ``"multi": true``, decoded as ``AtomicMessage``; docs/protocol.md). ``run_atomic`` runs all its
+  requests in the turn that opens it: the quantum and the cycle's budgets never cut it (they
+  are checked between messages, and an atomic message is bounded by the message limits:
+  MAX_BATCH_LENGTH requests, MAX_MESSAGE_BYTES). Its writes are propagated in the same cycle, so
+  they land in that cycle's one AOF record (node/aof/format.py): replay applies all or none.
+- Errors inside run in place (the reply is the list of the requests' replies, as EXEC's).
+- WATCH state lives in ``WatchTable`` (node/store/watch.py), keyed by the client key the work
+  queue gives the message (``LogActor._client``, set for each turn). EXEC checks it and ends it;
+  an aborted transaction's reply is one nil value (``[0, nil]``, EXEC's null array) and nothing
+  of it runs.
+- Blocking commands inside a transaction would not block: the block runs in one turn and
+  nothing here waits (a blocking pop must check ``pending.atomic`` to answer at once).
+"""
+from __future__ import annotations
+
+from aofnode import protocol as codec
+from aofnode.log.work import Pending
+
+__all__ = ["install", "run_atomic"]
+
+
+def install(actor) -> None:
+    """WATCH and UNWATCH as executor commands that know the client of the running turn."""
+    watches = actor.watches
+
+    def watch(db: int, args):
+        result = watches.watch(actor._client, db, args)
+        return result if type(result) is str else codec.Error(*result)
+
+    def unwatch(db: int, args):
+        watches.forget(actor._client)
+        return "OK"
+
+    actor.executor.add_handler("WATCH", watch)
+    actor.executor.add_handler("UNWATCH", unwatch)
+    base_info = actor.executor.info_provider
+
+    def info():
+        sections = base_info()
+        sections.setdefault("clients", {}).update(watches.info())
+        return sections
+
+    actor.executor.info_provider = info
+
+
+def run_atomic(actor, pending: Pending, writes: list, run_one) -> int:
+    """Run the whole transaction now, or abort it (its watch broke); return how many ran.
+    ``run_one`` is the cycle's (it serves blocking pops a push of the block made ready); a
+    blocking pop inside the block never waits, as in Redis: it answers as at its timeout."""
+    count = pending.count
+    pending.pos = count
+    if not actor.watches.exec_allowed(actor._client, pending.watched):
+        pending.is_batch = False
+        pending.results = [None]
+        return 1
+    results = pending.results
+    executor = actor.executor
+    propagated = executor.propagated
+    start = len(propagated)
+    mode, executor.block_mode = executor.block_mode, None
+    try:
+        for item in pending.items:
+            results.append(run_one(pending, item, writes))
+    finally:
+        executor.block_mode = mode
+    if len(propagated) - start > 1:  # never split over two AOF records (node/aof/format.py)
+        actor.tx_units.append((start, len(propagated)))
+    limit = actor.config.client_output_limit
+    if pending.reply_bytes > limit:
+        # It ran (a transaction is never cut), but its replies are not built.
+        pending.results = []
+        pending.failed = codec.Error(codec.TOOBIG, (
+            f"the transaction ran, but its replies passed client-output-limit ({limit} bytes); "
+            "they are not sent"))
+    return max(1, count)
