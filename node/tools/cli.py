@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="cut off a client whose unsent replies pass SIZE (default 64mb)")
     s.add_argument("--channel-output-limit", type=_size, default=16 << 20, metavar="SIZE",
                    help="back-pressure between the log actor and a front past SIZE unsent (default 16mb)")
+    s.add_argument("--max-watched-keys-per-client", type=int, default=10_000, metavar="N",
+                   help="keys one client may WATCH; past it WATCH is refused (default 10000)")
+    s.add_argument("--max-watched-keys", type=int, default=100_000, metavar="N",
+                   help="keys WATCHed over all clients; past it the oldest clients' watches are "
+                        "dropped and their transactions abort (default 100000)")
     s.add_argument("--cycle-max-commands", type=int, default=4096, metavar="N",
                    help="requests one log-actor cycle runs before it fsyncs and replies (default 4096)")
     s.add_argument("--cycle-max-ms", type=float, default=5.0, metavar="MS",
