@@ -215,3 +215,34 @@ def test_node_pause(make_node):
         assert r.client_unpause()
         assert done.wait(5)
         worker.join(5)
+
+
+def test_info_clients_has_the_zmq_fronts_waiting_pause_and_password_counters():
+    """node/log/report.py: INFO clients picks the ZeroMQ front's counters by name; the RESP
+    front's errorstat_ counters go to errorstats only (node/log/redis_info.py)."""
+    from types import SimpleNamespace
+
+    from aofnode.log.report import Reporter
+
+    config = SimpleNamespace(client_output_limit=1, channel_output_limit=2)
+    zmq = {"connected_clients": 2, "waiting_bytes": 123, "clients_paused": 1,
+           "auth_enabled_password": 1, "auth_failures": 4, "noauth_replies": 5, "authenticated_clients": 2}
+    fronts = SimpleNamespace(counters=lambda: [zmq, {"resp_connected_clients": 3, "errorstat_ERR": 9}],
+                             pending_bytes=lambda: 0, backpressure_pauses=0)
+    rep = Reporter(config, None, {}, keyspace=None, writer=None, rewriter=None, closer=None, meter=None,
+                   fronts=fronts, started=0.0)
+    clients = rep._clients(*_split(fronts.counters()))
+    assert clients["connected_clients"] == 5 and clients["resp_connected_clients"] == 3
+    assert {k: clients[k] for k in ("waiting_bytes", "clients_paused", "auth_enabled_password",
+                                    "auth_failures", "noauth_replies", "authenticated_clients")} == {
+        "waiting_bytes": 123, "clients_paused": 1, "auth_enabled_password": 1, "auth_failures": 4,
+        "noauth_replies": 5, "authenticated_clients": 2}
+    assert "errorstat_ERR" not in clients
+
+
+def _split(counters: list[dict]) -> tuple[dict, dict]:
+    front, *others = counters
+    extra: dict = {}
+    for c in others:
+        extra.update(c)
+    return front, extra
