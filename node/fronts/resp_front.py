@@ -71,8 +71,8 @@ class RespFront(ClientCommands, CommandRouting, FrontCore):
         # Error replies made here, by prefix (INFO errorstats; node/log/redis_info.py reads
         # them as ``errorstat_<PREFIX>``): they only grow, the log actor subtracts RESETSTAT's.
         self.errorstats: collections.Counter = collections.Counter()
-        # A connection came or went this turn: counters go before its requests (on_turn), so
-        # INFO from a new connection counts it.
+        # A connection came or went, or an error was answered here, this turn: the counters go
+        # before the requests read (on_turn), so an INFO among them counts it.
         self.stats_due = False
         self.held: dict[Conn, list[list[bytes]]] = {}  # commands waiting for CLIENT PAUSE's end
 
@@ -245,7 +245,7 @@ class RespFront(ClientCommands, CommandRouting, FrontCore):
             self._take(conn, commands)
         if parser.error is not None and not conn.closing:
             self.stats["protocol_errors"] += 1
-            self.errorstats["ERR"] += 1
+            self.count_error(b"-ERR\r\n")
             conn.slots.append(Slot(conn, resp.error_line("ERR", parser.error)))
             self._closing(conn)
         self._send_ready(conn)
