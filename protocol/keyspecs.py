@@ -9,12 +9,13 @@ Design:
   arity. A separate table, not fields of ``CommandSpec``, so that rows added to the command
   table in parallel need no edit here until this table is checked.
 - ``first, last, step`` follow Redis: ``last`` negative counts from the end; ``(0, 0, 0)``
-  with ``movablekeys`` means the keys are found by ``NUMKEYS`` (their count is an argument).
+  with ``movablekeys`` means a key count among the arguments says where the keys are. Where
+  the keys are and what the command does to them, for GETKEYS, is protocol/keyflags.py's.
 - Never executes anything.
 """
 from __future__ import annotations
 
-__all__ = ["SPECS", "NUMKEYS", "command_keys", "subcommands"]
+__all__ = ["SPECS", "subcommands"]
 
 # name: (arity, flags, first key, last key, key step, ACL categories without "@")
 SPECS: dict[str, tuple[int, str, int, int, int, str]] = {
@@ -52,6 +53,7 @@ SPECS: dict[str, tuple[int, str, int, int, int, str]] = {
     "command|count": (2, "loading stale", 0, 0, 0, "slow connection"),
     "command|docs": (-2, "loading stale", 0, 0, 0, "slow connection"),
     "command|getkeys": (-4, "loading stale", 0, 0, 0, "slow connection"),
+    "command|getkeysandflags": (-4, "loading stale", 0, 0, 0, "slow connection"),
     "command|help": (2, "loading stale", 0, 0, 0, "slow connection"),
     "command|info": (-2, "loading stale", 0, 0, 0, "slow connection"),
     "command|list": (-2, "loading stale", 0, 0, 0, "slow connection"),
@@ -241,40 +243,7 @@ SPECS: dict[str, tuple[int, str, int, int, int, str]] = {
     "zunionstore": (-4, "write denyoom movablekeys", 1, 1, 1, "write sortedset slow"),
 }
 
-# Commands whose keys are counted by an argument: name -> (index of numkeys, index of the
-# first counted key, keys before numkeys). Indexes count the command name as 0.
-NUMKEYS: dict[str, tuple[int, int, tuple[int, ...]]] = {
-    "eval": (2, 3, ()), "evalsha": (2, 3, ()), "eval_ro": (2, 3, ()), "evalsha_ro": (2, 3, ()),
-    "lmpop": (1, 2, ()), "zmpop": (1, 2, ()), "blmpop": (2, 3, ()), "bzmpop": (2, 3, ()),
-    "sintercard": (1, 2, ()), "zintercard": (1, 2, ()), "zunion": (1, 2, ()),
-    "zinter": (1, 2, ()), "zdiff": (1, 2, ()),
-    "zunionstore": (2, 3, (1,)), "zinterstore": (2, 3, (1,)), "zdiffstore": (2, 3, (1,)),
-}
-
-
 def subcommands(name: str) -> list[str]:
     """The full names of ``name``'s subcommands (``config`` -> ``config|get``...)."""
     prefix = name + "|"
     return [n for n in SPECS if n.startswith(prefix)]
-
-
-def command_keys(name: str, argv: list[bytes]) -> list[bytes] | None:
-    """The keys of ``argv`` (the command name first) for the command whose full name is
-    ``name``, or None when its arguments do not say (a bad key count)."""
-    rule = NUMKEYS.get(name)
-    if rule is not None:
-        at, first, lead = rule
-        try:
-            count = int(argv[at])
-        except (IndexError, ValueError):
-            return None
-        if count < 0 or first + count > len(argv):
-            return None
-        return [argv[i] for i in lead] + argv[first:first + count]
-    _, _, first, last, step, _ = SPECS[name]
-    if first == 0:
-        return []
-    end = last if last >= 0 else len(argv) + last
-    if end >= len(argv):
-        return None
-    return argv[first:end + 1:step]

@@ -13,7 +13,8 @@ from aofnode.config import Config
 from aofnode.fronts.resp_command import command_reply
 from aofnode.fronts.resp_session import LOCAL, Session, config_settings
 from aofnode.protocol.commands import COMMANDS
-from aofnode.protocol.keyspecs import NUMKEYS, SPECS
+from aofnode.protocol.keyflags import KEY_SPECS
+from aofnode.protocol.keyspecs import SPECS
 from tests.nodeproc import RedisServer
 
 SETTINGS = config_settings(Config(resp_bind="127.0.0.1:6380"), 1000)
@@ -36,9 +37,12 @@ def test_every_command_has_a_row_with_its_arity():
         assert name.lower() in SPECS, name
 
 
-def test_movable_commands_have_a_numkeys_rule_and_only_they():
+def test_movable_commands_are_those_with_a_key_count_and_keyed_ones_have_specs():
     movable = {n for n, row in SPECS.items() if "movablekeys" in row[1].split()}
-    assert movable == set(NUMKEYS)
+    assert movable == {n for n, specs in KEY_SPECS.items() if any(s[1] == "keynum" for s in specs)}
+    assert set(KEY_SPECS) <= set(SPECS)
+    for name, row in SPECS.items():
+        assert (row[2] != 0) <= (name in KEY_SPECS), name
 
 
 @pytest.mark.parametrize("argv,keys", [
@@ -67,6 +71,20 @@ def test_getkeys(argv, keys):
 def test_getkeys_errors(argv, error):
     reply = _ask(b"GETKEYS", *argv)
     assert reply.message == "ERR " + error.decode()
+
+
+@pytest.mark.parametrize("argv,found", [
+    ([b"set", b"k1", b"v1"], [[b"k1", ["OW", "update"]]]),
+    ([b"set", b"k1", b"v1", b"get"], [[b"k1", ["RW", "access", "update"]]]),
+    ([b"bitfield", b"k", b"GET", b"u8", b"0"], [[b"k", ["RO", "access"]]]),
+    ([b"bitfield", b"k", b"SET", b"u8", b"0", b"1"], [[b"k", ["RW", "access", "update"]]]),
+    ([b"mset", b"k1", b"v1", b"k2", b"v2"], [[b"k1", ["OW", "update"]], [b"k2", ["OW", "update"]]]),
+    ([b"LMOVE", b"k1", b"k2", b"left", b"right"], [[b"k1", ["RW", "access", "delete"]],
+                                                   [b"k2", ["RW", "insert"]]]),
+    ([b"zunionstore", b"d", b"1", b"a"], [[b"d", ["OW", "update"]], [b"a", ["RO", "access"]]]),
+])
+def test_getkeysandflags(argv, found):
+    assert _ask(b"GETKEYSANDFLAGS", *argv) == found
 
 
 def test_list_with_subcommands_and_filters():
@@ -126,6 +144,20 @@ def test_command_info_matches_redis_server(tmp_path):
     for name, mine, ref in zip(names, ours, theirs):
         assert ref is not None, f"redis-server has no {name}"
         assert _fields(mine) == _fields(ref), name
+        assert KEY_SPECS.get(name, ()) == tuple(_key_spec(s) for s in ref[8]), name
+
+
+def _key_spec(spec: list) -> tuple:
+    """A key spec of redis-server's COMMAND INFO, as protocol/keyflags.py writes one."""
+    fields = dict(zip(spec[::2], spec[1::2]))
+    begin = dict(zip(fields[b"begin_search"][::2], fields[b"begin_search"][1::2]))
+    find = dict(zip(fields[b"find_keys"][::2], fields[b"find_keys"][1::2]))
+    at = dict(zip(begin[b"spec"][::2], begin[b"spec"][1::2]))[b"index"]
+    how = dict(zip(find[b"spec"][::2], find[b"spec"][1::2]))
+    flags = " ".join(str(f) for f in fields[b"flags"])
+    if find[b"type"] == b"range":
+        return (at, "range", how[b"lastkey"], how[b"keystep"], flags)
+    return (at, "keynum", how[b"keynumidx"], how[b"firstkey"], flags)
 
 
 def _fields(entry: list) -> list:

@@ -1,9 +1,10 @@
-"""COMMAND on the RESP front: COUNT, LIST [FILTERBY], INFO, DOCS, GETKEYS and HELP.
+"""COMMAND on the RESP front: COUNT, LIST [FILTERBY], INFO, DOCS, GETKEYS[ANDFLAGS], HELP.
 
 Design:
 - Every answer comes from one table, protocol/keyspecs.py (Redis 7.0's arity, flags, key
   positions and ACL categories, subcommands included), with protocol/commands.py's summaries
-  for DOCS. A command of protocol/commands.py without a row yet is still listed, from its
+  for DOCS; GETKEYS and GETKEYSANDFLAGS read the key specs of protocol/keyflags.py. A
+  command of protocol/commands.py without a row yet is still listed, from its
   ``CommandSpec`` (no key positions): tests/test_command_info.py says which row is missing.
 - Entries have Redis 7's ten fields: name, arity, flags, first key, last key, step, ACL
   categories, tips, key specs (left empty: redis-py and redis-cli read first/last/step) and
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 from aofnode import protocol as resp
 from aofnode.protocol.commands import COMMANDS
-from aofnode.protocol.keyspecs import SPECS, command_keys, subcommands
+from aofnode.protocol.keyflags import KEY_SPECS, keys_and_flags
+from aofnode.protocol.keyspecs import SPECS, subcommands
 from aofnode.store.pattern import compile_glob
 
 __all__ = ["command_reply", "LOCAL_SUMMARIES"]
@@ -23,7 +25,7 @@ __all__ = ["command_reply", "LOCAL_SUMMARIES"]
 LOCAL_SUMMARIES = {
     "AUTH": "AUTH [username] password: authenticate this connection",
     "CLIENT": "CLIENT ID|GETNAME|SETNAME|SETINFO|INFO|LIST|KILL|REPLY|PAUSE|UNPAUSE|NO-EVICT|HELP",
-    "COMMAND": "COMMAND [COUNT|LIST [FILTERBY ...]|INFO name ...|DOCS [name ...]|GETKEYS cmd ...]",
+    "COMMAND": "COMMAND [COUNT|LIST [FILTERBY ...]|INFO name ...|DOCS [name ...]|GETKEYS[ANDFLAGS] cmd ...]",
     "QUIT": "QUIT: close the connection",
     "RESET": "RESET: back to a fresh connection's state",
     "MULTI": "MULTI: start a transaction", "EXEC": "EXEC: run the transaction",
@@ -42,6 +44,7 @@ _HELP = [
     "INFO [<command-name> ...]", "    Return details about the given commands.",
     "DOCS [<command-name> ...]", "    Return documentation details about the given commands.",
     "GETKEYS <full-command>", "    Return the keys from a full Redis command.",
+    "GETKEYSANDFLAGS <full-command>", "    Return the keys and the access flags from a full Redis command.",
     "HELP", "    Print this help.",
 ]
 
@@ -111,8 +114,9 @@ def _list(session, args: list[bytes]) -> bytes:
     return session.value([n.encode() for n in names])
 
 
-def _getkeys(session, argv: list[bytes]) -> bytes:
-    """COMMAND GETKEYS command [arg ...]: the keys, by the table's positions."""
+def _getkeys(session, argv: list[bytes], with_flags: bool) -> bytes:
+    """COMMAND GETKEYS|GETKEYSANDFLAGS command [arg ...]: the keys (with their flags), found
+    by the command's key specs as Redis finds them."""
     name = argv[0].decode("utf-8", "replace").lower()
     if len(argv) > 1 and subcommands(name):
         sub = f"{name}|{argv[1].decode('utf-8', 'replace').lower()}"
@@ -120,15 +124,19 @@ def _getkeys(session, argv: list[bytes]) -> bytes:
     row = _row(name)
     if row is None:
         return b"-ERR Invalid command specified\r\n"
-    arity, flags, first = row[0], row[1].split(), row[2]
-    if first == 0 and "movablekeys" not in flags:
+    arity, flags = row[0], row[1].split()
+    if name not in KEY_SPECS:
         return b"-ERR The command has no key arguments\r\n"
     if (arity > 0 and arity != len(argv)) or len(argv) < -arity:
         return b"-ERR Invalid number of arguments specified for command\r\n"
-    keys = command_keys(name, argv)
-    if keys is None or (not keys and "no_mandatory_keys" not in flags):
+    found = keys_and_flags(name, argv)
+    if not found:
+        if "no_mandatory_keys" in flags:
+            return session.value([])
         return b"-ERR Invalid arguments specified for command\r\n"
-    return session.value(keys)
+    if with_flags:  # flags are status replies, as Redis sends them
+        return session.value([[key, key_flags] for key, key_flags in found])
+    return session.value([key for key, _ in found])
 
 
 def command_reply(session, args: list[bytes]) -> bytes:
@@ -148,8 +156,8 @@ def command_reply(session, args: list[bytes]) -> bytes:
         return session.value({name: _docs(name) for name in names
                               if "|" not in name and _row(name) is not None
                               and (name.upper() in COMMANDS or name.upper() in LOCAL_SUMMARIES)})
-    if sub == b"GETKEYS" and n >= 2:
-        return _getkeys(session, args[1:])
+    if sub in (b"GETKEYS", b"GETKEYSANDFLAGS") and n >= 2:
+        return _getkeys(session, args[1:], sub == b"GETKEYSANDFLAGS")
     if sub == b"HELP" and n == 1:
         return session.value([line.encode() for line in _HELP])
     shown = args[0][:128].decode("utf-8", "replace")
