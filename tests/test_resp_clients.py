@@ -78,6 +78,7 @@ CASES = [  # (argv after CLIENT, reply)
     ([b"REPLY", b"x"], b"-ERR syntax error\r\n"),
     ([b"PAUSE", b"x"], b"-ERR timeout is not an integer or out of range\r\n"),
     ([b"PAUSE", b"-1"], b"-ERR timeout is negative\r\n"),
+    ([b"PAUSE", b"--5"], b"-ERR timeout is not an integer or out of range\r\n"),
     ([b"PAUSE", b"10", b"x"], b"-ERR CLIENT PAUSE mode must be WRITE or ALL\r\n"),
     ([b"NO-EVICT", b"x"], b"-ERR syntax error\r\n"),
     ([b"NO-EVICT", b"on"], b"+OK\r\n"),
@@ -135,7 +136,7 @@ def test_no_argv_makes_client_raise():
     rng = random.Random(7)
     words = [b"", b"0", b"1", b"-1", b"ID", b"TYPE", b"ADDR", b"LADDR", b"SKIPME", b"yes", b"no",
              b"normal", b"pubsub", b"LIST", b"KILL", b"INFO", b"REPLY", b"on", b"off", b"skip",
-             b"PAUSE", b"WRITE", b"ALL", b"\xff", b"99999999999999999999999", b"127.0.0.1:5001"]
+             b"PAUSE", b"WRITE", b"ALL", b"\xff", b"--5", b"\xd9\xa3", b"99999999999999999999999", b"127.0.0.1:5001"]
     for _ in range(5000):
         front = _Front(3)
         argv = [rng.choice(words) for _ in range(rng.randrange(6))]

@@ -21,6 +21,7 @@ Design:
 """
 from __future__ import annotations
 
+import re
 import time
 
 from aofnode import protocol as codec
@@ -34,6 +35,7 @@ __all__ = ["ClientCommands", "REPLY_ON", "REPLY_OFF", "REPLY_SKIP"]
 
 REPLY_ON, REPLY_OFF, REPLY_SKIP = 0, 1, 2
 _OK = b"+OK\r\n"
+_INTEGER = re.compile(r"-?[0-9]+")
 _SYNTAX = b"-ERR syntax error\r\n"
 # Redis's CLIENT subcommands aofnode refuses (no client-side caching, no unblocking from another
 # connection): a reason, rather than "unknown subcommand".
@@ -296,7 +298,7 @@ class ClientCommands:
 
     def _client_pause(self, args: list[bytes]) -> bytes:
         text = args[0].decode("ascii", "replace")
-        if not text.lstrip("-").isdigit() or len(text) > 19:
+        if not _INTEGER.fullmatch(text) or len(text) > 19:
             return b"-ERR timeout is not an integer or out of range\r\n"
         ms = int(text)
         if ms < 0:
