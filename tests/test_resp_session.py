@@ -34,12 +34,6 @@ CASES = [  # (password, argv, reply)
     (b"pw", [b"HELLO", b"3"], b"-NOAUTH HELLO must be called with the client already authenticated, otherwise "
                                b"the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the "
                                b"client and select the RESP protocol version at the same time\r\n"),
-    (None, [b"CLIENT", b"GETNAME"], b"$-1\r\n"),
-    (None, [b"CLIENT", b"SETNAME", b"a b"], b"-ERR Client names cannot contain spaces, newlines or special "
-                                            b"characters.\r\n"),
-    (None, [b"CLIENT", b"SETINFO", b"lib-name", b"redis-py"], b"+OK\r\n"),
-    (None, [b"CLIENT", b"NOPE"], b"-ERR unknown subcommand 'NOPE'. Try CLIENT HELP.\r\n"),
-    (None, [b"CLIENT"], b"-ERR wrong number of arguments for 'client' command\r\n"),
     (None, [b"RESET"], b"+RESET\r\n"),
     (None, [b"QUIT"], b"+OK\r\n"),
 ]
@@ -79,7 +73,7 @@ def test_command_table_for_clients():
     p = ReplyParser()
     p.feed(_run(s, b"COMMAND", b"INFO", b"get", b"mset", b"nope"))
     [[get, mset, nope]] = p.replies()
-    assert get == [b"get", 2, ["readonly"], 1, 1, 1, [], [], [], []]
+    assert get == [b"get", 2, ["readonly", "fast"], 1, 1, 1, ["@read", "@string", "@fast"], [], [], []]
     assert mset[:6] == [b"mset", -3, ["write", "denyoom"], 1, -1, 2]
     assert nope is None
     p.feed(_run(s, b"COMMAND", b"COUNT") + _run(s, b"COMMAND"))

@@ -18,11 +18,13 @@ from __future__ import annotations
 import collections
 import select
 import socket
+import time
 
 from aofnode.config import Config, read_requirepass, resp_bind_address
 from aofnode.fronts import listen
 from aofnode.fronts.core import (BindError, FrontCore, TOTAL_LIMIT_FACTOR, Throttle, pick_cut_off,
                                  refuse_bind, run)
+from aofnode.fronts.resp_clients import ClientCommands
 from aofnode.fronts.resp_route import CommandRouting, Conn, Slot, out_bytes
 from aofnode.fronts.resp_multi import TransactionRouting
 from aofnode.fronts.resp_session import Session, config_settings
@@ -45,7 +47,7 @@ _EPOLLIN, _EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 _GONE = select.EPOLLHUP | select.EPOLLERR
 
 
-class RespFront(TransactionRouting, CommandRouting, FrontCore):
+class RespFront(ClientCommands, TransactionRouting, CommandRouting, FrontCore):
     def __init__(self, config: Config, log, password: bytes | None = None,
                  listen_fd: int | None = None) -> None:
         # Counters for INFO (sent prefixed ``resp_``); the documented ones exist from the start.
@@ -67,6 +69,13 @@ class RespFront(TransactionRouting, CommandRouting, FrontCore):
         self.accepting = True
         self.settings: dict[str, str] = {}
         self._cut_log = Throttle()
+        # Error replies made here, by prefix (INFO errorstats; node/log/redis_info.py reads
+        # them as ``errorstat_<PREFIX>``): they only grow, the log actor subtracts RESETSTAT's.
+        self.errorstats: collections.Counter = collections.Counter()
+        # A connection came or went, or an error was answered here, this turn: the counters go
+        # before the requests read (on_turn), so an INFO among them counts it.
+        self.stats_due = False
+        self.held: dict[Conn, list[list[bytes]]] = {}  # commands waiting for CLIENT PAUSE's end
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -101,9 +110,15 @@ class RespFront(TransactionRouting, CommandRouting, FrontCore):
                 "resp_clients_paused": len(self.paused),
                 "resp_rejected_internal_peers": self.link.rejected,
                 "resp_requirepass": int(self.password is not None),  # never the password itself
-                **{"resp_" + k: v for k, v in self.stats.items()}}
+                **{"resp_" + k: v for k, v in self.stats.items()},
+                **{"errorstat_" + k: v for k, v in self.errorstats.items()}}
 
     def on_turn(self) -> None:
+        if self.stats_due:
+            self.stats_due = False
+            self.link.send_stats(self.counters)
+        if self.pause_until and time.monotonic() >= self.pause_until:
+            self._unpause()
         self.link.flush()
         if self.dirty:
             dirty, self.dirty = self.dirty, set()
@@ -113,6 +128,8 @@ class RespFront(TransactionRouting, CommandRouting, FrontCore):
         self._resume_paused()
 
     def _stop_reading(self) -> None:
+        if self.pause_until:
+            self._unpause()  # what waits for the pause runs before the stop
         if self.listener is not None and self.accepting:
             self.epoll.unregister(self.listener.fileno())
             self.accepting = False
@@ -189,6 +206,7 @@ class RespFront(TransactionRouting, CommandRouting, FrontCore):
             conn = Conn(sock, session, resp.RequestParser(authenticated=session.authenticated))
             self.conns[conn.fd] = conn
             self.epoll.register(conn.fd, _EPOLLIN)
+            self.stats_due = True
 
     def _read(self, conn: Conn) -> None:
         try:
@@ -219,9 +237,16 @@ class RespFront(TransactionRouting, CommandRouting, FrontCore):
                 if conn.closed:
                     return
         if commands:
+            session = conn.session
+            session.last = time.monotonic()
+            last = commands[-1]
+            session.cmd = (last[0][:64], last[1][:64] if len(last) > 1 else b"")
+            if self.pause_until or self.held:
+                commands = self._hold_paused(conn, commands)
             self._take(conn, commands)
         if parser.error is not None and not conn.closing:
             self.stats["protocol_errors"] += 1
+            self.count_error(b"-ERR\r\n")
             conn.slots.append(Slot(conn, resp.error_line("ERR", parser.error)))
             self._closing(conn)
         self._send_ready(conn)
@@ -307,7 +332,9 @@ class RespFront(TransactionRouting, CommandRouting, FrontCore):
         conn.slots.clear()
         self.paused.discard(conn)
         self.dirty.discard(conn)
+        self.held.pop(conn, None)
         self.conns.pop(conn.fd, None)
+        self.stats_due = True
         try:
             self.epoll.unregister(conn.fd)
         except (OSError, ValueError):

@@ -20,7 +20,7 @@ from aofnode import protocol as resp
 from aofnode.protocol.commands import COMMANDS
 from aofnode.fronts.resp_gateway import encode_message_reply
 
-__all__ = ["CommandRouting", "Conn", "Slot", "MESSAGE_BYTES", "out_bytes"]
+__all__ = ["CommandRouting", "Conn", "Slot", "SilencedSlot", "MESSAGE_BYTES", "out_bytes"]
 
 # Messages to the log actor: a connection's run of forwarded commands is cut into messages of at
 # most MAX_BATCH_LENGTH commands and MESSAGE_BYTES, counting each argument's msgpack size at most
@@ -43,6 +43,7 @@ class Slot(core.Slot):
     """``names`` only when a command of the message has a shaped reply."""
 
     __slots__ = ("names", "resp3")
+    silenced = False
 
     def __init__(self, conn, reply: bytes | None, count: int = 1, size: int = 0,
                  names: list[str] | None = None, resp3: bool = False) -> None:
@@ -52,6 +53,13 @@ class Slot(core.Slot):
         self.size = size
         self.names = names
         self.resp3 = resp3
+
+
+class SilencedSlot(Slot):
+    """A command sent under CLIENT REPLY OFF|SKIP: its reply is dropped when it comes."""
+
+    __slots__ = ()
+    silenced = True
 
 
 class Conn(core.Client):
@@ -76,6 +84,17 @@ def out_bytes(conn: Conn) -> int:
 
 
 
+_NO_FAST_PATH: dict = {}
+
+
+def _fast_table(session) -> dict:
+    """The hot path's table, or an empty one while the connection is not plain: before AUTH,
+    inside MULTI, or with CLIENT REPLY OFF|SKIP (each takes the slow path's checks)."""
+    if session.authenticated and session.multi is None and not session.reply_mode:
+        return _FORWARD
+    return _NO_FAST_PATH
+
+
 class CommandRouting:
     """``_take``, and what it calls, for ``RespFront``."""
 
@@ -86,7 +105,7 @@ class CommandRouting:
         names: list[str] = []
         shaped = False
         size = 0
-        fast = _FORWARD if session.authenticated and session.multi is None else {}
+        fast = _fast_table(session)
         for argv in commands:
             entry = fast.get(argv[0])
             if entry is not None:  # the hot path: a known data command, right arity, authenticated
@@ -118,7 +137,17 @@ class CommandRouting:
                 if session.close_after:
                     self._closing(conn)
                     break
-                fast = _FORWARD if session.authenticated and session.multi is None else {}
+                fast = _fast_table(session)
+                continue
+            if session.reply_mode:  # CLIENT REPLY OFF|SKIP (node/fronts/resp_clients.py): rare
+                if group:
+                    self._forward(conn, group, names if shaped else None, size)
+                    group, names, shaped, size = [], [], False, 0
+                self._take_silenced(conn, name, argv, gate, error)
+                if session.close_after:
+                    self._closing(conn)
+                    break
+                fast = _fast_table(session)
                 continue
             if gate is None and error is None and name not in LOCAL:
                 # The hot path's grouping again: one shared exit for both paths cost the hot
@@ -142,7 +171,7 @@ class CommandRouting:
             if session.close_after:
                 self._closing(conn)
                 break
-            fast = _FORWARD if session.authenticated and session.multi is None else {}
+            fast = _fast_table(session)
         if group:
             self._forward(conn, group, names if shaped else None, size)
 
@@ -152,26 +181,41 @@ class CommandRouting:
         command run by the session."""
         if gate is not None:
             self.stats["noauth_replies"] += 1
+            self.count_error(gate)
             return gate
         if error is not None:
             self.stats["rejected_commands"] += 1
+            self.count_error(error)
             return error
         session = conn.session
         failures = session.auth_failures
         try:
-            reply = session.run(name, argv)
+            if name == "CLIENT":  # it needs every connection: the front answers it
+                reply = self._client_command(conn, argv)
+            else:
+                reply = session.run(name, argv)
         except Exception:  # a bug in a connection command must not end every connection
             self.stats["internal_errors"] += 1
             reply = b"-ERR internal error in " + name.encode() + b" (counted in resp_internal_errors)\r\n"
         if session.auth_failures != failures:
             self.stats["auth_failures"] += 1
         conn.parser.authenticated = session.authenticated
+        if reply[:1] == b"-":
+            self.count_error(reply)
         return reply
+
+    def count_error(self, reply: bytes, count: int = 1) -> None:
+        """An error reply made here, for INFO errorstats (by its prefix, as Redis counts)."""
+        end = reply.find(b" ")
+        prefix = reply[1:end if end > 0 else len(reply) - 2].decode("utf-8", "replace")
+        self.errorstats[prefix] += count
+        self.stats_due = True  # an INFO right after it counts it (Redis's tests ask at once)
 
     def _forward(self, conn, group: list[list[bytes]], names: list[str] | None, size: int) -> None:
         session = conn.session
         if not self.link.ready:
             conn.slots.append(Slot(conn, _LOADING * len(group)))
+            self.count_error(_LOADING, len(group))
             return
         slot = Slot(conn, None, len(group), size, names, session.resp3)
         conn.slots.append(slot)
@@ -179,9 +223,13 @@ class CommandRouting:
         self._forward_body(conn, slot, codec.encode_batch(group, db=session.db))
 
     def _reply_from_log(self, slot: Slot, reply: bytes) -> bytes:
+        if slot.silenced:
+            return b""
         if slot.__class__ is not Slot:  # a transaction's (node/fronts/resp_multi.py)
             return slot.from_log(reply)
         return encode_message_reply(reply, slot.count, slot.names, slot.resp3)
 
     def _error_reply(self, slot: Slot, code: str, message: str) -> bytes:
+        if slot.silenced:
+            return b""
         return resp.error_line(code, message) * slot.count

@@ -4,11 +4,12 @@ Design:
 - A session holds what Redis keeps per connection and aofnode's log actor never sees: the
   protocol (RESP2, or RESP3 after ``HELLO 3``), the selected db (SELECT is per connection, as
   TCP makes it natural; every message to the log actor carries it), AUTH, the client name and
-  library. The front (node/fronts/resp_front.py) calls ``Session.run`` for the commands in
-  ``LOCAL`` in their place in the pipeline, and forwards every other command.
+  library, the CLIENT REPLY mode. The front (node/fronts/resp_front.py) calls ``Session.run``
+  for the commands in ``LOCAL`` in their place in the pipeline (CLIENT, which needs every
+  connection, is node/fronts/resp_clients.py's; COMMAND is node/fronts/resp_command.py's), and
+  forwards every other command.
 - Answers are RESP bytes, shaped as Redis 7 shapes them (checked against redis-server 7.0):
-  HELLO's map, COMMAND's 10-element entries (a flat array in RESP2),
-  CLIENT INFO's text. ``check_forwarded`` gives Redis's own error for an unknown command or a
+  HELLO's map. ``check_forwarded`` gives Redis's own error for an unknown command or a
   wrong arity, so those never travel to the log actor.
 - AUTH: with a password set, every command but AUTH, HELLO, QUIT and RESET gets NOAUTH until
   AUTH succeeds; passwords are compared with ``hmac.compare_digest`` (no timing oracle), and
@@ -24,8 +25,10 @@ from aofnode.version import VERSION
 from aofnode import protocol as codec
 from aofnode import protocol as resp
 from aofnode.protocol.commands import COMMANDS
+from aofnode.fronts.resp_command import command_reply
 
-__all__ = ["Session", "LOCAL", "NO_AUTH_NEEDED", "check_forwarded", "config_settings"]
+__all__ = ["Session", "LOCAL", "NO_AUTH_NEEDED", "BAD_NAME", "check_forwarded", "config_settings",
+           "valid_name"]
 
 # Commands the front answers itself, in order with the forwarded ones.
 LOCAL = frozenset({"HELLO", "AUTH", "CLIENT", "SELECT", "COMMAND", "QUIT", "RESET",
@@ -43,27 +46,6 @@ _HELLO_NOAUTH = (b"-NOAUTH HELLO must be called with the client already authenti
 _OK = b"+OK\r\n"
 _SYNTAX = b"-ERR syntax error\r\n"
 _NO_TRANSACTIONS = b"-ERR transaction commands are answered by the RESP front's router\r\n"
-
-# (arity, flags, first key, last key, key step, group) of the commands aofnode runs, for COMMAND.
-# Arity and flags come from protocol/commands.py; key positions and groups are Redis 7's.
-_KEYS = {  # name -> (first, last, step); absent: no keys
-    "MSET": (1, -1, 2), "MGET": (1, -1, 1), "DEL": (1, -1, 1), "EXISTS": (1, -1, 1),
-    "RENAME": (1, 2, 1),
-}
-_NO_KEYS = frozenset({"PING", "ECHO", "HELLO", "SELECT", "INFO", "DBSIZE", "BGREWRITEAOF", "KEYS",
-                      "SCAN", "FLUSHDB", "FLUSHALL"})
-_GROUPS = {"PING": "connection", "ECHO": "connection", "HELLO": "connection", "SELECT": "connection",
-           "INFO": "server", "DBSIZE": "server", "BGREWRITEAOF": "server", "FLUSHDB": "server",
-           "FLUSHALL": "server"}
-# The connection commands answered here, with Redis 7's arity and a usage line.
-_LOCAL_SPECS = {
-    "AUTH": (-2, "AUTH [username] password: authenticate this connection"),
-    "CLIENT": (-2, "CLIENT ID|GETNAME|SETNAME name|SETINFO attr value|INFO: this connection"),
-    "COMMAND": (-1, "COMMAND [COUNT|LIST|INFO name ...|DOCS [name ...]]: the command table"),
-    "QUIT": (-1, "QUIT: close the connection"),
-    "RESET": (1, "RESET: back to a fresh connection's state"),
-}
-
 
 def config_settings(config, max_clients: int) -> dict[str, str]:
     """CONFIG GET's view of the node, as Redis names the settings (requirepass is not there:
@@ -119,55 +101,12 @@ def check_forwarded(argv: list[bytes]) -> tuple[str, bytes | None]:
     return spec.name, None
 
 
-def _command_entry(name: str) -> list:
-    """One COMMAND INFO entry: name, arity, flags, first/last key, step, ACL categories, tips,
-    key specs, subcommands (Redis 7's 10 fields; key specs left empty)."""
-    if name in _LOCAL_SPECS:
-        arity, flags, keys = _LOCAL_SPECS[name][0], ["noscript", "loading", "stale", "fast"], (0, 0, 0)
-        if name in ("AUTH", "QUIT", "RESET"):
-            flags.append("no_auth")
-    else:
-        spec = COMMANDS[name]
-        arity = spec.arity
-        flags = ["write"] if spec.write else ["readonly"]
-        if spec.denyoom:
-            flags.append("denyoom")
-        if name in ("HELLO",):
-            flags.append("no_auth")
-        keys = (0, 0, 0) if name in _NO_KEYS else _KEYS.get(name, (1, 1, 1))
-    return [name.lower().encode(), arity, flags, *keys, [], [], [], []]  # flags are status replies
-
-
-def _all_names() -> list[str]:
-    return [*COMMANDS, *_LOCAL_SPECS]
-
-
-def _summary(name: str) -> str:
-    return _LOCAL_SPECS[name][1] if name in _LOCAL_SPECS else COMMANDS[name].summary
-
-
-def _command_docs(name: str) -> dict:
-    """COMMAND DOCS for one command: the summary, and its usage as a single argument whose name
-    is the whole usage line (redis-cli shows argument names as its hints)."""
-    summary = _summary(name)
-    usage, _, text = summary.partition(": ")
-    tail = usage[len(name):].strip() if usage.upper().startswith(name) else ""
-    group = _GROUPS.get(name, "connection" if name in _LOCAL_SPECS else
-                        "hash" if name.startswith("H") else
-                        "string" if name in ("SET", "GET", "GETDEL", "SETNX", "MSET", "MGET", "APPEND",
-                                             "STRLEN", "INCR", "DECR", "INCRBY", "DECRBY") else "generic")
-    doc: dict = {"summary": (text or summary).encode(), "since": b"1.0.0", "group": group.encode()}
-    if tail:
-        doc["arguments"] = [{"name": tail.encode(), "type": b"string"}]
-    return doc
-
-
 class Session:
     """One connection's state and its connection commands."""
 
     __slots__ = ("id", "db", "resp3", "authenticated", "name", "lib_name", "lib_ver", "addr",
                  "laddr", "fd", "created", "close_after", "password", "settings", "auth_failures",
-                 "multi", "watching")
+                 "multi", "watching", "last", "cmd", "reply_mode", "no_evict")
 
     def __init__(self, conn_id: int, password: bytes | None, settings: dict[str, str],
                  addr: str = "", laddr: str = "", fd: int = -1) -> None:
@@ -175,7 +114,8 @@ class Session:
         self.password = password
         self.settings = settings
         self.addr, self.laddr, self.fd = addr, laddr, fd
-        self.created = time.monotonic()
+        self.created = self.last = time.monotonic()  # last: its latest read (CLIENT LIST idle)
+        self.cmd = (b"", b"")  # its latest read's last command, name and subcommand (CLIENT LIST)
         self.auth_failures = 0
         self._reset()
         self.watching = False
@@ -191,6 +131,8 @@ class Session:
         # connection has keys watched in the log actor (RESET ends both there).
         self.multi = None
         self.watching = False
+        self.reply_mode = 0  # CLIENT REPLY: node/fronts/resp_clients.py's REPLY_ON/OFF/SKIP
+        self.no_evict = False
 
     def value(self, v) -> bytes:
         return resp.encode_value(v, self.resp3)
@@ -220,10 +162,8 @@ class Session:
             if len(args) > 2:
                 return _SYNTAX
             return self._auth(args[0] if len(args) == 2 else b"default", args[-1])
-        if name == "CLIENT":
-            return self._client(args)
         if name == "COMMAND":
-            return self._command(args)
+            return command_reply(self, args)
         if name == "QUIT":
             self.close_after = True
             return _OK
@@ -232,6 +172,8 @@ class Session:
                 return _arity(name)
             self._reset()
             return b"+RESET\r\n"
+        if name == "CLIENT":  # the front answers it (node/fronts/resp_clients.py)
+            return b"-ERR CLIENT is answered by the RESP front\r\n"
         return _NO_TRANSACTIONS  # MULTI...UNWATCH take node/fronts/resp_multi.py's path
 
     # -- AUTH and HELLO ----------------------------------------------------------------------------
@@ -271,8 +213,8 @@ class Session:
                 i += 3
             elif opt == b"SETNAME" and i + 1 < len(args):
                 name = args[i + 1]
-                if not _valid_name(name):
-                    return _BAD_NAME
+                if not valid_name(name):
+                    return BAD_NAME
                 i += 2
             else:
                 shown = args[i][:64].decode("utf-8", "replace")
@@ -285,76 +227,10 @@ class Session:
         return self.value({"server": b"aofnode", "version": VERSION.encode(), "proto": proto,
                            "id": self.id, "mode": b"standalone", "role": b"master", "modules": []})
 
-    # -- CLIENT ------------------------------------------------------------------------------------
 
-    def _client(self, args: list[bytes]) -> bytes:
-        if not args:
-            return _arity("client")
-        sub = args[0].upper()
-        n = len(args)
-        if sub == b"ID" and n == 1:
-            return b":%d\r\n" % self.id
-        if sub == b"GETNAME" and n == 1:
-            return self.value(self.name)
-        if sub == b"SETNAME" and n == 2:
-            if not _valid_name(args[1]):
-                return _BAD_NAME
-            self.name = args[1] or None
-            return _OK
-        if sub == b"SETINFO" and n == 3:
-            attr = args[1].upper()
-            if not _valid_name(args[2]):
-                return b"-ERR lib-name and lib-ver cannot contain spaces, newlines or special characters.\r\n"
-            if attr == b"LIB-NAME":
-                self.lib_name = args[2]
-            elif attr == b"LIB-VER":
-                self.lib_ver = args[2]
-            else:
-                return resp.error_line("ERR", f"Unrecognized option '{args[1][:64].decode('utf-8', 'replace')}'")
-            return _OK
-        if sub == b"INFO" and n == 1:
-            text = self.info_line().encode() + b"\n"
-            if self.resp3:
-                return b"=%d\r\ntxt:%s\r\n" % (len(text) + 4, text)
-            return b"$%d\r\n%s\r\n" % (len(text), text)
-        if sub in (b"ID", b"GETNAME", b"SETNAME", b"SETINFO", b"INFO"):
-            return resp.error_line("ERR", f"wrong number of arguments for 'client|{sub.lower().decode()}' command")
-        shown = args[0][:128].decode("utf-8", "replace")
-        return resp.error_line("ERR", f"unknown subcommand '{shown}'. Try CLIENT HELP.")
-
-    def info_line(self) -> str:
-        name = (self.name or b"").decode("utf-8", "replace")
-        return (f"id={self.id} addr={self.addr} laddr={self.laddr} fd={self.fd} name={name} "
-                f"age={int(time.monotonic() - self.created)} db={self.db} resp={3 if self.resp3 else 2} "
-                f"lib-name={self.lib_name.decode('utf-8', 'replace')} "
-                f"lib-ver={self.lib_ver.decode('utf-8', 'replace')}")
-
-    # -- COMMAND ------------------------------------------------------------------------------------
-
-    def _command(self, args: list[bytes]) -> bytes:
-        if not args:
-            return self.value([_command_entry(n) for n in _all_names()])
-        sub = args[0].upper()
-        if sub == b"COUNT" and len(args) == 1:
-            return b":%d\r\n" % len(_all_names())
-        if sub == b"LIST" and len(args) == 1:
-            return self.value([n.lower().encode() for n in _all_names()])
-        if sub == b"INFO":
-            names = [a.decode("utf-8", "replace").upper() for a in args[1:]] or _all_names()
-            return self.value([_command_entry(n) if n in COMMANDS or n in _LOCAL_SPECS else None
-                               for n in names])
-        if sub == b"DOCS":
-            names = [a.decode("utf-8", "replace").upper() for a in args[1:]] or _all_names()
-            return self.value({n.lower(): _command_docs(n) for n in names
-                               if n in COMMANDS or n in _LOCAL_SPECS})
-        shown = args[0][:128].decode("utf-8", "replace")
-        return resp.error_line("ERR", f"unknown subcommand or wrong number of arguments for '{shown}'. "
-                                      "Try COMMAND HELP.")
+BAD_NAME = b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n"
 
 
-_BAD_NAME = b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n"
-
-
-def _valid_name(name: bytes) -> bool:
+def valid_name(name: bytes) -> bool:
     """Redis's rule for client names: printable ASCII, no space."""
     return all(0x21 <= c <= 0x7E for c in name)

@@ -90,6 +90,8 @@ class Reporter:
         clients = {
             "connected_clients": front.get("connected_clients", 0) + extra.get("resp_connected_clients", 0),
             "waiting_messages": front.get("waiting", 0),
+            "waiting_bytes": front.get("waiting_bytes", 0),
+            "clients_paused": front.get("clients_paused", 0),
             "maxclients": front.get("max_clients", 0),
             "client_accept_failures": front.get("accept_failures", 0),
             "client_output_limit": config.client_output_limit,
@@ -101,9 +103,13 @@ class Reporter:
             "channel_backpressure_pauses": fronts.backpressure_pauses,
             **{k: front.get(k, 0) for k in ("auth_enabled", "auth_allowed_keys", "auth_refused",
                                              "auth_handshake_failures")},  # node/fronts/curve.py
+            # the password gate (node/fronts/zmq_password.py), with --requirepass-file
+            **{k: front.get(k, 0) for k in ("auth_enabled_password", "auth_failures",
+                                             "noauth_replies", "authenticated_clients")},
         }
         for key, value in extra.items():  # never over a field of the node's own
-            clients.setdefault(key, value)
+            if not key.startswith("errorstat_"):  # INFO errorstats has them (redis_info.py)
+                clients.setdefault(key, value)
         return clients
 
     def info(self) -> dict[str, dict]:
