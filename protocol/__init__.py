@@ -39,6 +39,8 @@ from .errors import (
     Error,
     ProtocolError,
 )
+from .keyflags import KEY_SPECS, keys_and_flags
+from .keyspecs import SPECS, subcommands
 from .resp_reply import SHAPED, encode_command_reply, encode_value, error_line, info_text, reply_shape
 from .resp_request import (
     ARG_OVERHEAD,
@@ -140,4 +142,9 @@ __all__ = [
     "SHAPED",
     "error_line",
     "info_text",
+    # Redis 7.0's COMMAND INFO rows and key specs (keyspecs.py, keyflags.py)
+    "SPECS",
+    "subcommands",
+    "KEY_SPECS",
+    "keys_and_flags",
 ]

@@ -3,7 +3,7 @@ GETKEYS and GETKEYSANDFLAGS (node/fronts/resp_command.py).
 
 Design:
 - One row per command of protocol/keyspecs.py that has keys, taken from redis-server 7.0.15's
-  COMMAND INFO key specs (tests/test_command_info.py checks them against a live one). Every
+  COMMAND INFO key specs (tests/integration/test_command_info.py checks them against a live one). Every
   spec of these commands begins at an argument index and finds its keys by a range or by a
   key count, so a spec is ``(begin, "range", lastkey, step, flags)`` (``lastkey`` relative to
   ``begin``, negative from the end) or ``(begin, "keynum", keynumidx, firstkey, flags)``

@@ -4,7 +4,7 @@ arity, flags, key positions and ACL categories, keyed by Redis's full name (``co
 Design:
 - One row per command of protocol/commands.py, per connection command the RESP front answers
   (node/fronts/resp_session.py), and per subcommand aofnode implements. The rows were taken
-  from redis-server 7.0.15's COMMAND INFO; tests/test_command_info.py checks them against a
+  from redis-server 7.0.15's COMMAND INFO; tests/integration/test_command_info.py checks them against a
   live redis-server and checks that every command in protocol/commands.py has a row with its
   arity. A separate table, not fields of ``CommandSpec``, so that rows added to the command
   table in parallel need no edit here until this table is checked.

@@ -138,7 +138,7 @@ def encode_command_reply(name: str, value: Any, resp3: bool) -> bytes:
     from aofnode's value: INFO is a bulk text (a verbatim ``txt`` string in RESP3), HGETALL a map
     in RESP3, scores are doubles and WITHSCORES pairs in RESP3, set replies are sets in RESP3,
     and an empty pop of several elements is a null array (``*-1``) in RESP2. Checked byte for
-    byte against redis-server 7.0 (tests/test_resp_shapes.py)."""
+    byte against redis-server 7.0 (tests/integration/test_resp_differential.py)."""
     if name == "INFO" and type(value) is dict:
         text = info_text(value)
         if resp3:

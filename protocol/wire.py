@@ -56,7 +56,7 @@ MAX_ARGS = 1_048_576
 #   batch (10,000 MSETs of 100 pairs, a big pipeline, is 2.02M objects). Past it the decoder
 #   stops at the end of the array that crossed it, so at most ~3.1M objects are built for one
 #   message: at worst ~180 MiB (2-character strings) and ~0.25 s (exts), against ~65 MiB and
-#   ~0.06-0.09 s for a valid MSET of MAX_ARGS keys (tests/test_decode_bomb.py).
+#   ~0.06-0.09 s for a valid MSET of MAX_ARGS keys (tests/unit/test_decode_bomb.py).
 # * MAX_MESSAGE_CONTAINERS (arrays and maps): a valid message needs at most 1 + MAX_BATCH_LENGTH;
 #   the rest is room for arrays sent as arguments (in-place ARGTYPE errors). Containers are the
 #   costly objects (GC-tracked, 64 bytes per wire byte), and refusing a frame of empty arrays at

@@ -1,6 +1,6 @@
 """The append-only file: format, live writer, background rewrite, shared file operations.
 
-Imports nothing from ``aofnode.roles`` or ``aofnode.tools`` (tests/test_layers.py). The actors use:
+Imports nothing from ``aofnode.roles`` or ``aofnode.tools`` (tests/unit/test_layers.py). The actors use:
 ``AofWriter`` (node/aof/writer.py), ``Rewriter`` and ``TEMP_PREFIX`` (node/aof/rewrite.py),
 ``die_with_parent`` (node/aof/fileops.py); ``format`` and ``check`` are the file format and
 check-aof. ``rewrite_child`` runs only in the forked child.

@@ -5,7 +5,7 @@ Design:
   positions and ACL categories, subcommands included), with protocol/commands.py's summaries
   for DOCS; GETKEYS and GETKEYSANDFLAGS read the key specs of protocol/keyflags.py. A
   command of protocol/commands.py without a row yet is still listed, from its
-  ``CommandSpec`` (no key positions): tests/test_command_info.py says which row is missing.
+  ``CommandSpec`` (no key positions): tests/integration/test_command_info.py says which row is missing.
 - Entries have Redis 7's ten fields: name, arity, flags, first key, last key, step, ACL
   categories, tips, key specs (left empty: redis-py and redis-cli read first/last/step) and
   subcommands (entries of their own).

@@ -26,7 +26,7 @@ from aofnode.protocol.wire import REPLY_VALUE as _OK
 
 __all__ = ["Protocol2Replies"]
 
-# tests/test_log_replies.py checks every form against the server side's encode_reply and
+# tests/unit/test_log_replies.py checks every form against the server side's encode_reply and
 # encode_batch_reply.
 
 

@@ -23,7 +23,7 @@ the name and the arity against ``protocol/commands.py``; option syntax is checke
   write that changed nothing logs nothing. docs/commands.md lists the form of every command.
 * Replay: set ``loading = True`` and ``execute(entry[0], entry[1], entry[2:])`` every entry.
   While loading nothing expires and nothing is propagated, so replaying a node's entries into an
-  empty keyspace rebuilds that node's keyspace exactly, TTLs included (tests/test_commands.py
+  empty keyspace rebuilds that node's keyspace exactly, TTLs included (tests/unit/test_commands.py
   checks it on random workloads).
 * maxmemory (bytes, 0 = off) and ``maxmemory_policy`` (``noeviction`` or ``allkeys-lru``), as
   Redis's ``processCommand``: before each command, while ``keyspace.used_memory > maxmemory``,

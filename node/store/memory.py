@@ -13,7 +13,7 @@ Not counted: allocator rounding and fragmentation (pymalloc rounds to 16 bytes, 
 never returned half-used), the expiry heap's stale entries, reply and AOF buffers. Checked
 against RSS: 100k SETs in a fresh process grew RSS by 1.04-1.11x the growth of ``used_memory``
 for values of 10-100 bytes (16-byte values the worst), 1.03x for 1 KB values, the same with the
-allkeys-lru access clock (tests/test_maxmemory_store.py keeps it within 0.8-1.5x); in a running
+allkeys-lru access clock (tests/unit/test_maxmemory_store.py keeps it within 0.8-1.5x); in a running
 node, buffers included, 1.10-1.19x (docs/commands.md). A rewrite child's copy-on-write comes on
 top: size ``maxmemory`` with that.
 """

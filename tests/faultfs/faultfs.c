@@ -1,6 +1,6 @@
 /*
  * faultfs: an LD_PRELOAD shim that makes chosen fsync/fdatasync/rename calls fail, for the
- * fault-injection tests (tests/test_fault_injection.py, helper in tests/faultinject.py).
+ * fault-injection tests (tests/integration/test_fault_injection.py, helper in tests/faultinject.py).
  *
  * Design
  * ------
