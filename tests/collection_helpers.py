@@ -37,9 +37,11 @@ def normal(value):
         assert all(v is None for v in value[0].values())
         return ("set", sorted(value[0]))
     if isinstance(value, tuple):
-        scores, index = value
+        scores, chunks = value
+        index = [item for chunk in chunks for item in chunk]
+        assert all(chunks) and all(a[-1] < b[0] for a, b in zip(chunks, chunks[1:]))
         assert sorted((s, m) for m, s in scores.items()) == index, "index out of step"
-        return ("zset", list(index))
+        return ("zset", index)
     return ("hash", sorted(value.items()))
 
 

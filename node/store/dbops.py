@@ -9,6 +9,7 @@ they need no rewriting into other commands. RENAMENX logs ``RENAME``.
 
 from __future__ import annotations
 
+import marshal
 import time
 
 from aofnode.protocol.errors import ERR, Error
@@ -40,9 +41,10 @@ def _parse_int(raw: bytes, err: Error | None = None) -> int | Error:
 
 
 def _copy_value(value):
-    # A hash is mutated in place by later commands: the copy must not share it. Bytes are
-    # immutable and can be shared.
-    return dict(value) if value.__class__ is dict else value
+    # A hash, list, set or sorted set is changed in place by later commands: the copy must not
+    # share any of its containers (a sorted set holds a dict and lists of chunks). Bytes are
+    # immutable and can be shared. marshal copies built-in containers in C, in one pass.
+    return value if value.__class__ is bytes else marshal.loads(marshal.dumps(value))
 
 
 class DbCommands:

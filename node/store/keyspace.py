@@ -9,7 +9,8 @@ the executor can log a ``DEL`` and count ``expired_keys``.
 
 * A value is ``bytes`` (a string), ``dict[bytes, bytes]`` (a hash), ``[head, tail]`` (a list,
   see listcore.py), ``(dict[bytes, None],)`` (a set) or ``(dict[bytes, float],
-  list[tuple[float, bytes]])`` (a sorted set: scores and the sorted index, see zsetcore.py):
+  list[list[tuple[float, bytes]]])`` (a sorted set: scores and the sorted index in chunks, see
+  zsetcore.py and zsetindex.py):
   built-in containers only, which marshal copies without writing to them (typed.py says why a
   set is not a Python set). An expire is an absolute
   unix time in ms. Invariant: every key of ``expires`` is a key of ``data``.

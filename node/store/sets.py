@@ -11,16 +11,16 @@ SPOP logs ``SREM`` of the members it popped (``DEL`` when it popped them all), s
 random choice is never made again at replay; SMOVE and the STORE forms log themselves (their
 result depends only on the state they replay on), a STORE with an empty result ``DEL``. The
 random picks of SPOP and SRANDMEMBER come from ``self.random`` (a ``random.Random``; tests
-may seed it).
+may seed it), through ``randpool.py``: O(1) per pick once a big set has a pool, which every
+in-place change of a set's members here keeps in step (SADD, SPOP) or drops (SREM, SMOVE).
 """
 
 from __future__ import annotations
 
-from itertools import islice
-
 from aofnode.protocol.errors import ERR, Error
 
 from aofnode.store.memory import MEMBER_OVERHEAD
+from aofnode.store.randpool import RandomPools
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, WRONGTYPE_ERR, parse_ll
 from aofnode.store.typed import SET, CollectionBase, parse_count, parse_limit, scan_collection
 
@@ -39,13 +39,6 @@ def _members_size(members) -> int:
     return sum(map(len, members)) + MEMBER_OVERHEAD * len(members)
 
 
-def _random_members(rng, s: dict, k: int) -> list:
-    """``k`` distinct members (k < len(s)) drawn uniformly."""
-    if k == 1:
-        return [next(islice(iter(s), rng.randrange(len(s)), None))]
-    return rng.sample(list(s), k)
-
-
 class SetCommands(CollectionBase):
     COMMANDS = {
         "SADD": "_cmd_sadd", "SREM": "_cmd_srem", "SCARD": "_cmd_scard",
@@ -56,6 +49,9 @@ class SetCommands(CollectionBase):
         "SUNIONSTORE": "_cmd_sunionstore", "SDIFFSTORE": "_cmd_sdiffstore",
         "SINTERCARD": "_cmd_sintercard", "SSCAN": "_cmd_sscan",
     }
+    # Shared by every executor of the process, as ``random`` is: a pool belongs to one dict
+    # object, whoever holds it.
+    pools = RandomPools()
 
     def _cmd_sadd(self, db, args):
         key = args[0]
@@ -70,6 +66,7 @@ class SetCommands(CollectionBase):
             s = value[0]
             added = [m for m in dict.fromkeys(args[1:]) if m not in s]
             s.update(dict.fromkeys(added))
+            self.pools.added(s, added)
             self.keyspace.account(db, _members_size(added))
         if added:
             self._log(db, "SADD", key, *added)
@@ -96,9 +93,12 @@ class SetCommands(CollectionBase):
         value, err = self._write_as(db, key, SET)
         return (None, err) if value is None else (value[0], None)
 
-    def _set_remove(self, db, key, s, members):
-        for member in members:
-            del s[member]
+    def _set_remove(self, db, key, s, members, deleted=False):
+        """Account for (and first delete, unless ``deleted``) ``members`` of ``s``."""
+        if not deleted:
+            self.pools.drop(s)
+            for member in members:
+                del s[member]
         self.keyspace.account(db, -_members_size(members))
         if not s:
             self.keyspace.delete(db, key)
@@ -139,13 +139,12 @@ class SetCommands(CollectionBase):
             return err or ([] if count is not None else None)
         rng = self.random
         if count is None:
-            return _random_members(rng, s, 1)[0]
+            return self.pools.sample(rng, s, 1)[0]
         if count < 0:
-            pool = list(s)
-            return [pool[rng.randrange(len(pool))] for _ in range(-count)]
+            return self.pools.repeats(rng, s, -count)
         if count >= len(s):
             return list(s)
-        return _random_members(rng, s, count)
+        return self.pools.sample(rng, s, count)
 
     def _cmd_spop(self, db, args):
         if len(args) > 2:
@@ -166,8 +165,8 @@ class SetCommands(CollectionBase):
             self.keyspace.delete(db, key)
             self._log(db, "DEL", key)
             return popped
-        popped = _random_members(self.random, s, count or 1)
-        self._set_remove(db, key, s, popped)
+        popped = self.pools.pop(self.random, s, count or 1)
+        self._set_remove(db, key, s, popped, deleted=True)
         self._log(db, "SREM", key, *popped)
         return popped if count is not None else popped[0]
 
@@ -188,6 +187,7 @@ class SetCommands(CollectionBase):
             self.keyspace.set(db, dst, ({member: None},))
         elif member not in target:
             target[member] = None
+            self.pools.added(target, [member])
             self.keyspace.account(db, _members_size((member,)))
         self._log(db, "SMOVE", src, dst, member)
         return 1

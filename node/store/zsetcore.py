@@ -2,14 +2,13 @@
 
 Design
 ------
-A sorted set is the tuple ``(scores, index)``: ``scores`` a dict member -> float, ``index`` a
-list of ``(score, member)`` tuples kept sorted, which is Redis's order (score, then the member's
-bytes). Both are built-in containers, so marshal copies the value for the rewrite child like any
-other (the child writes the dict only: ZADD order does not matter). A tuple is the one value
-class no other type uses, so the type test stays one ``__class__`` check. Rank, count and range
-queries are bisections of the index; an insert or a delete is a bisection plus a memmove of the
-index, O(n) but in C (a skip list or sortedcontainers' SortedList would be O(log n) per change
-but neither is a container marshal can copy).
+A sorted set is the tuple ``(scores, index)``: ``scores`` a dict member -> float, ``index`` its
+``(score, member)`` tuples in Redis's order (score, then the member's bytes) as a list of
+sorted chunks (``zsetindex.py``: an insert or delete moves at most one chunk of 2048 pointers,
+where one flat list moved half the set). Both are built-in containers, so marshal copies the
+value for the rewrite child like any other (the child writes the dict only: ZADD order does
+not matter). A tuple is the one value class no other type uses, so the type test stays one
+``__class__`` check. Rank, count and range queries are bisections of the index.
 
 Scores are C doubles: parsed as Redis's ``strtod`` does (``inf``, hex floats, no spaces, no
 overflow, never NaN), replied with ``%.17g`` as Redis 7.0 does (``1``, ``1.5``,
@@ -20,10 +19,13 @@ from __future__ import annotations
 
 import math
 import re
-from bisect import bisect_left, bisect_right, insort
 from operator import itemgetter
 
 from aofnode.protocol.errors import ERR, Error
+
+from aofnode.store.zsetindex import (
+    zi_build, zi_delete, zi_first, zi_flat, zi_insert, zi_last, zi_pos,
+)
 
 __all__ = [
     "NOT_FLOAT_ERR", "RANGE_NOT_FLOAT_ERR", "LEX_RANGE_ERR", "format_score", "parse_score",
@@ -105,7 +107,7 @@ def z_new() -> tuple[dict, list]:
 
 def z_from_scores(scores: dict) -> tuple[dict, list]:
     """A sorted set value made from a member -> score dict (taken over, not copied)."""
-    return scores, sorted([(s, m) for m, s in scores.items()])
+    return scores, zi_build(sorted([(s, m) for m, s in scores.items()]))
 
 
 Z_SAME, Z_CHANGED, Z_ADDED = 0, 1, 2
@@ -118,9 +120,9 @@ def z_set(z: tuple, member: bytes, score: float) -> int:
     if old is not None:
         if old == score:
             return Z_SAME
-        del index[bisect_left(index, (old, member))]
+        zi_delete(index, (old, member))
     scores[member] = score
-    insort(index, (score, member))
+    zi_insert(index, (score, member))
     return Z_ADDED if old is None else Z_CHANGED
 
 
@@ -129,21 +131,22 @@ def z_remove(z: tuple, member: bytes) -> bool:
     old = scores.pop(member, None)
     if old is None:
         return False
-    del index[bisect_left(index, (old, member))]
+    zi_delete(index, (old, member))
     return True
 
 
 def z_rank(z: tuple, member: bytes) -> int | None:
     score = z[0].get(member)
-    return None if score is None else bisect_left(z[1], (score, member))
+    return None if score is None else zi_pos(z[1], (score, member), len(z[0]))
 
 
-def score_span(index: list, low: tuple[float, bool], high: tuple[float, bool]) -> tuple[int, int]:
+def score_span(z: tuple, low: tuple[float, bool], high: tuple[float, bool]) -> tuple[int, int]:
     """[start, end) of the index positions whose score is within the bounds."""
+    index, n = z[1], len(z[0])
     value, exclusive = low
-    start = (bisect_right if exclusive else bisect_left)(index, value, key=_SCORE)
+    start = zi_pos(index, value, n, exclusive, _SCORE)
     value, exclusive = high
-    end = (bisect_left if exclusive else bisect_right)(index, value, key=_SCORE)
+    end = zi_pos(index, value, n, not exclusive, _SCORE)
     return start, max(start, end)
 
 
@@ -172,7 +175,7 @@ def _lex_empty(low, high) -> bool:
     return low[0] > high[0] or (low[0] == high[0] and (low[1] or high[1]))
 
 
-def lex_span(index: list, low, high, rev: bool = False) -> tuple[int, int]:
+def lex_span(z: tuple, low, high, rev: bool = False) -> tuple[int, int]:
     """[start, end) of the index positions whose member is within lex bounds.
 
     BYLEX assumes every score is equal; then the members are in order and this bisects. When
@@ -180,17 +183,22 @@ def lex_span(index: list, low, high, rev: bool = False) -> tuple[int, int]:
     the head (or the tail for ``rev``) to the first member inside the bound it meets first,
     then takes members while they are inside the other bound.
     """
-    n = len(index)
-    if not n or _lex_empty(low, high):
+    index, n = z[1], len(z[0])
+    if not index or _lex_empty(low, high):
         return 0, 0
-    if index[0][0] == index[-1][0]:  # sorted by score: the first and last equal, all equal
-        start = 0 if low == b"-" else \
-            (bisect_right if low[1] else bisect_left)(index, low[0], key=_MEMBER)
-        end = n if high == b"+" else \
-            (bisect_left if high[1] else bisect_right)(index, high[0], key=_MEMBER)
+    first, last = zi_first(index), zi_last(index)
+    if first[0] == last[0]:  # sorted by score: the first and last equal, all equal
+        start = 0 if low == b"-" else zi_pos(index, low[0], n, low[1], _MEMBER)
+        end = n if high == b"+" else zi_pos(index, high[0], n, not high[1], _MEMBER)
         return start, max(start, end)
-    if not _gte_min(index[-1][1], low) or not _lte_max(index[0][1], high):
+    if not _gte_min(last[1], low) or not _lte_max(first[1], high):
         return 0, 0  # Redis tests the tail against min and the head against max first
+    return _lex_walk(zi_flat(index), low, high, rev)
+
+
+def _lex_walk(index: list, low, high, rev: bool) -> tuple[int, int]:
+    """``lex_span`` over mixed scores, on the flat items: Redis's listpack walk, O(n)."""
+    n = len(index)
     if not rev:
         start = next((i for i in range(n) if _gte_min(index[i][1], low)), n)
         end = start

@@ -14,6 +14,7 @@ from aofnode.protocol.errors import ERR, Error
 
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, parse_ll
 from aofnode.store.typed import ZSET, CollectionBase
+from aofnode.store.zsetindex import zi_slice
 from aofnode.store.zsetcore import (
     LEX_RANGE_ERR, RANGE_NOT_FLOAT_ERR, format_score, lex_span, parse_lex_bound,
     parse_score_bound, score_span, z_from_scores,
@@ -103,7 +104,7 @@ class ZSetRangeCommands(CollectionBase):
         z, err = self._read_as(db, args[0], ZSET)
         if z is None:
             return err or []
-        items = _select(z[1], by, rev, bounds, limit)
+        items = _select(z, by, rev, bounds, limit)
         if store:
             return items
         return pairs_flat(items) if withscores else [m for _, m in items]
@@ -153,26 +154,28 @@ def parse_range(by, low_raw, high_raw):
     return LEX_RANGE_ERR if low is None or high is None else (low, high)
 
 
-def span(index, by, bounds, rev=False) -> tuple[int, int]:
-    """[start, end) of the index positions in the range (rank bounds from the low end)."""
+def span(z, by, bounds, rev=False) -> tuple[int, int]:
+    """[start, end) of the positions of sorted set ``z``'s index in the range (rank bounds from
+    the low end)."""
     if by == RANK:
-        ranks = _rank_bounds(bounds[0], bounds[1], len(index))
+        ranks = _rank_bounds(bounds[0], bounds[1], len(z[0]))
         return (0, 0) if ranks is None else (ranks[0], ranks[1] + 1)
     if by == SCORE:
-        return score_span(index, *bounds)
-    return lex_span(index, bounds[0], bounds[1], rev)
+        return score_span(z, *bounds)
+    return lex_span(z, bounds[0], bounds[1], rev)
 
 
-def _select(index, by, rev, bounds, limit) -> list:
-    """The (score, member) items of a range, in reply order, LIMIT applied."""
-    n = len(index)
+def _select(z, by, rev, bounds, limit) -> list:
+    """The (score, member) items of a range of sorted set ``z``, in reply order, LIMIT
+    applied."""
+    index, n = z[1], len(z[0])
     if by == RANK and rev:
         ranks = _rank_bounds(bounds[0], bounds[1], n)
         if ranks is None:
             return []
-        return index[n - 1 - ranks[1]:n - ranks[0]][::-1]
-    start, end = span(index, by, bounds, rev)
-    items = index[start:end]
+        return zi_slice(index, n - 1 - ranks[1], n - ranks[0], n)[::-1]
+    start, end = span(z, by, bounds, rev)
+    items = zi_slice(index, start, end, n)
     if rev:
         items.reverse()
     if limit is not None:

@@ -19,6 +19,7 @@ from aofnode.protocol.errors import ERR, Error
 from aofnode.store.memory import ZMEMBER_OVERHEAD
 from aofnode.store.strings import SYNTAX_ERR, parse_ll
 from aofnode.store.typed import COUNT_POSITIVE_ERR, ZSET, CollectionBase, parse_count
+from aofnode.store.zsetindex import zi_head, zi_slice, zi_tail
 from aofnode.store.zsetcore import (
     LEX_RANGE_ERR, NOT_FLOAT_ERR, Z_CHANGED, Z_SAME, RANGE_NOT_FLOAT_ERR, format_score, lex_span,
     parse_lex_bound, parse_score, parse_score_bound, score_span, z_new, z_rank, z_remove, z_set,
@@ -157,7 +158,7 @@ class ZSetCommands(CollectionBase):
         z, err = self._read_as(db, args[0], ZSET)
         if z is None:
             return err or 0
-        start, end = score_span(z[1], low, high)
+        start, end = score_span(z, low, high)
         return end - start
 
     def _cmd_zlexcount(self, db, args):
@@ -167,7 +168,7 @@ class ZSetCommands(CollectionBase):
         z, err = self._read_as(db, args[0], ZSET)
         if z is None:
             return err or 0
-        start, end = lex_span(z[1], low, high)
+        start, end = lex_span(z, low, high)
         return end - start
 
     def _cmd_zrank(self, db, args):
@@ -179,7 +180,7 @@ class ZSetCommands(CollectionBase):
         if z is None:
             return err
         rank = z_rank(z, args[1])
-        return None if rank is None else len(z[1]) - 1 - rank
+        return None if rank is None else len(z[0]) - 1 - rank
 
     # --- removal -----------------------------------------------------------------------------
     def _zremove(self, db, key, z, members):
@@ -218,10 +219,10 @@ class ZSetCommands(CollectionBase):
         z, err = self._write_as(db, key, ZSET)
         if z is None:
             return err or 0
-        start, end = span(z[1], by, bounds)
+        start, end = span(z, by, bounds)
         if end <= start:
             return 0
-        doomed = [member for _, member in z[1][start:end]]
+        doomed = [member for _, member in zi_slice(z[1], start, end, len(z[0]))]
         self._zremove(db, key, z, doomed)
         self._log(db, name, *args)
         return len(doomed)
@@ -250,8 +251,7 @@ class ZSetCommands(CollectionBase):
 
     def _zpop(self, db, key, z, count, lowest):
         """Pop up to ``count`` (>= 1) lowest or highest; logs; [(score, member)] in pop order."""
-        index = z[1]
-        popped = index[:count] if lowest else index[:-count - 1:-1]
+        popped = zi_head(z[1], count) if lowest else zi_tail(z[1], count)
         self._zremove(db, key, z, [m for _, m in popped])
         self._log(db, "ZPOPMIN" if lowest else "ZPOPMAX", key, b"%d" % len(popped))
         return popped

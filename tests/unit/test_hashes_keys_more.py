@@ -127,6 +127,19 @@ def test_copy_and_move_carry_the_ttl_and_copies_are_independent(ex: Executor) ->
     assert ex.keyspace.used_memory == ex.keyspace.recount_memory()
 
 
+@pytest.mark.parametrize("make, change, check, original", [
+    (("RPUSH", "c", "1"), ("RPUSH", "c2", "2"), ("LLEN", "c"), 1),
+    (("SADD", "c", "1"), ("SADD", "c2", "2"), ("SCARD", "c"), 1),
+    (("ZADD", "c", "1", "m"), ("ZADD", "c2", "2", "n"), ("ZCARD", "c"), 1),
+    (("ZADD", "c", "1", "m"), ("ZADD", "c2", "2", "m"), ("ZRANGE", "c", "0", "-1", "WITHSCORES"),
+     [b"m", b"1"]),
+])
+def test_a_copied_collection_is_independent(ex: Executor, make, change, check, original) -> None:
+    run(ex, make, ("COPY", "c", "c2"), change)
+    assert run(ex, check) == original
+    assert ex.keyspace.used_memory == ex.keyspace.recount_memory()
+
+
 def test_move_refuses_when_the_target_db_has_the_key(ex: Executor) -> None:
     run(ex, S, ("SET", "s", "other"))
     run(ex, ("SET", "s", "there"), db=1)
