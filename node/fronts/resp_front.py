@@ -23,6 +23,7 @@ from aofnode.config import Config, read_requirepass, resp_bind_address
 from aofnode.fronts import listen
 from aofnode.fronts.core import (BindError, FrontCore, TOTAL_LIMIT_FACTOR, Throttle, pick_cut_off,
                                  refuse_bind, run)
+from aofnode.fronts.resp_pubsub import PubSubFront
 from aofnode.fronts.resp_route import CommandRouting, Conn, Slot, out_bytes
 from aofnode.fronts.resp_session import Session, config_settings
 from aofnode import protocol as codec
@@ -44,7 +45,7 @@ _EPOLLIN, _EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 _GONE = select.EPOLLHUP | select.EPOLLERR
 
 
-class RespFront(CommandRouting, FrontCore):
+class RespFront(CommandRouting, PubSubFront, FrontCore):
     def __init__(self, config: Config, log, password: bytes | None = None,
                  listen_fd: int | None = None) -> None:
         # Counters for INFO (sent prefixed ``resp_``); the documented ones exist from the start.
@@ -66,6 +67,8 @@ class RespFront(CommandRouting, FrontCore):
         self.accepting = True
         self.settings: dict[str, str] = {}
         self._cut_log = Throttle()
+        self._pubsub_init()
+        self.link.on_deliver = self._on_deliver
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -315,6 +318,7 @@ class RespFront(CommandRouting, FrontCore):
         self._drop_work(conn)  # its messages not sent yet need not go
         if forget:
             self.link.send_forget(conn.key)
+        self._pubsub_closed(conn)
 
 
 def _addr(addr) -> str:

@@ -19,6 +19,7 @@ from aofnode import protocol as codec
 from aofnode import protocol as resp
 from aofnode.protocol.commands import COMMANDS
 from aofnode.fronts.resp_gateway import encode_message_reply
+from aofnode.fronts.resp_pubsub import PUBSUB_NAMES, subscriber_gate
 
 __all__ = ["CommandRouting", "Conn", "Slot", "MESSAGE_BYTES", "out_bytes"]
 
@@ -32,8 +33,10 @@ _LOADING = resp.error_line(codec.LOADING, codec.LOADING_MESSAGE)
 _SHAPED = resp.SHAPED  # replies whose Redis shape differs from aofnode's value
 _ARG_OVERHEAD = resp.ARG_OVERHEAD
 # Command name as sent (upper or lower case) -> (NAME, arity), for the commands forwarded as
-# they are; anything else takes check_forwarded's path (mixed case, errors, connection commands).
-_FORWARD = {spelling: (name, spec.arity) for name, spec in COMMANDS.items() if name not in LOCAL
+# they are; anything else takes check_forwarded's path (mixed case, errors, connection commands,
+# pub/sub, whose subscriber state the front keeps).
+_FORWARD = {spelling: (name, spec.arity) for name, spec in COMMANDS.items()
+            if name not in LOCAL and name not in PUBSUB_NAMES
             for spelling in (name.encode(), name.lower().encode())}
 
 
@@ -55,7 +58,7 @@ class Slot(core.Slot):
 class Conn(core.Client):
     """A connection: its socket, parser and session, output buffer and read state."""
 
-    __slots__ = ("sock", "fd", "session", "parser", "out", "mask", "reading", "closing")
+    __slots__ = ("sock", "fd", "session", "parser", "out", "mask", "reading", "closing", "pubsub")
 
     def __init__(self, sock: socket.socket, session: Session, parser: resp.RequestParser) -> None:
         super().__init__(session.id)  # the client key in Batch
@@ -67,6 +70,7 @@ class Conn(core.Client):
         self.mask = select.EPOLLIN
         self.reading = True  # not paused by a bound
         self.closing = False  # QUIT or a protocol error: close once the replies are out
+        self.pubsub = None  # its subscriptions (node/fronts/resp_pubsub.py), once it subscribed
 
 
 def out_bytes(conn: Conn) -> int:
@@ -84,7 +88,7 @@ class CommandRouting:
         names: list[str] = []
         shaped = False
         size = 0
-        fast = _FORWARD if session.authenticated else {}
+        fast = _FORWARD if session.authenticated and conn.pubsub is None else {}
         for argv in commands:
             entry = fast.get(argv[0])
             if entry is not None:  # the hot path: a known data command, right arity, authenticated
@@ -108,7 +112,11 @@ class CommandRouting:
             if error is not None and name in LOCAL:
                 error = None
             gate = session.gate(name)
+            if gate is None and error is None and conn.pubsub is not None:
+                gate = subscriber_gate(conn.pubsub, session.resp3, name, argv)
             if gate is None and error is None and name not in LOCAL:
+                if name in PUBSUB_NAMES:
+                    self._pubsub_forwarded(conn, name)
                 # The hot path's grouping again: one shared exit for both paths cost the hot
                 # path 5-10 ns per command (3-4% of this loop, measured), so it stays written twice.
                 cost = sum(map(len, argv)) + _ARG_OVERHEAD * len(argv)
@@ -130,7 +138,7 @@ class CommandRouting:
             if session.close_after:
                 self._closing(conn)
                 break
-            fast = _FORWARD if session.authenticated else {}
+            fast = _FORWARD if session.authenticated and conn.pubsub is None else {}
         if group:
             self._forward(conn, group, names if shaped else None, size)
 
@@ -167,6 +175,8 @@ class CommandRouting:
         self._forward_body(conn, slot, codec.encode_batch(group, db=session.db))
 
     def _reply_from_log(self, slot: Slot, reply: bytes) -> bytes:
+        if slot.names is not None and slot.client.pubsub is not None:
+            self._pubsub_replied(slot.client, slot.names, reply)
         return encode_message_reply(reply, slot.count, slot.names, slot.resp3)
 
     def _error_reply(self, slot: Slot, code: str, message: str) -> bytes:

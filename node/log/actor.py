@@ -38,6 +38,7 @@ from aofnode.hello import hello_reply
 from aofnode.log.introspect import Introspection
 from aofnode.log.blocking import Blocking
 from aofnode.log.links import FrontLinks
+from aofnode.log.pubsub import PubSub
 from aofnode.log.work import CLIENT_BITS, Pending, WorkQueue
 from aofnode.aof import format as aof_format
 from aofnode.aof.rewrite import TEMP_PREFIX, Rewriter
@@ -110,6 +111,9 @@ class LogActor(Actor):
                                  writer=self.writer, rewriter=self.rewriter, closer=self.closer,
                                  meter=self.meter, fronts=self.fronts, started=started)
         self.intro = Introspection(self)  # CONFIG, SLOWLOG, LATENCY, DEBUG, INFO's Redis fields
+        self.pubsub = PubSub()  # run through intro's own commands, so counted as any command
+        self.intro._own.update(self.pubsub.handlers())
+        self.fronts.attach_pubsub(self.pubsub)
         self.executor.info_provider = self._info
         self.runtime: Runtime | None = None
         self.heartbeat: Heartbeat | None = None
@@ -218,6 +222,8 @@ class LogActor(Actor):
                 self._refuse_writes(writes)  # step 3, failed
         if self._rewrite_waiting:
             self._start_rewrite()  # step 4
+        if self.pubsub.out:
+            self.fronts.deliver(self.pubsub.take())  # before the replies: PUBLISH's reply follows
         self.fronts.reply(finished)  # step 5: each reply to where its message came from
         self.stats["total_cycles"] += 1
         if self.meter.active:
@@ -245,6 +251,7 @@ class LogActor(Actor):
         while work and budget > 0:
             client, fifo = work.head()
             owner = client >> CLIENT_BITS  # work.owner_of, inline: once per turn
+            self.pubsub.client = client
             done = finished.get(owner)
             if done is None:
                 done = finished[owner] = []
@@ -333,6 +340,7 @@ class LogActor(Actor):
         sections = self.intro.info()
         for name, fields in self.blocking.info().items():
             sections.setdefault(name, {}).update(fields)
+        sections.setdefault("stats", {}).update(self.pubsub.info())
         return sections
 
     def _misconf(self) -> codec.Error:
