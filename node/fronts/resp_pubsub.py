@@ -74,6 +74,10 @@ class PubSubFront:
     def _pubsub_init(self) -> None:
         self.subscribers: dict[int, object] = {}  # client key -> Conn, while subscribed
         self.stats["pubsub_limit_disconnections"] = 0
+        # The limits themselves, for INFO (resp_pubsub_hard_limit...): Redis shows its class's
+        # in CONFIG GET client-output-buffer-limit.
+        self.stats.update(pubsub_hard_limit=PUBSUB_HARD_LIMIT, pubsub_soft_limit=PUBSUB_SOFT_LIMIT,
+                          pubsub_soft_seconds=PUBSUB_SOFT_SECONDS)
         self.stats["pubsub_messages_delivered"] = 0
 
     def _pubsub_forwarded(self, conn, name: str) -> None:
