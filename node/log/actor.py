@@ -38,6 +38,7 @@ from aofnode.hello import hello_reply
 from aofnode.log.introspect import Introspection
 from aofnode.log.blocking import Blocking
 from aofnode.log.links import FrontLinks
+from aofnode.log.notify import Notifier
 from aofnode.log.pubsub import PubSub
 from aofnode.log.work import CLIENT_BITS, Pending, WorkQueue
 from aofnode.aof import format as aof_format
@@ -114,6 +115,8 @@ class LogActor(Actor):
         self.pubsub = PubSub()  # run through intro's own commands, so counted as any command
         self.intro._own.update(self.pubsub.handlers())
         self.fronts.attach_pubsub(self.pubsub)
+        self.notifier = Notifier(self.executor, self.pubsub.publish)  # notify-keyspace-events
+        self.notifier.on_change = self._notifying
         self.executor.info_provider = self._info
         self.runtime: Runtime | None = None
         self.heartbeat: Heartbeat | None = None
@@ -181,6 +184,8 @@ class LogActor(Actor):
     def on_tick(self, now: float) -> None:
         self.heartbeat.beat(now)  # the supervisor's watchdog reads it (node/runtime/heartbeat.py)
         self.executor.active_expire_cycle(EXPIRE_BUDGET_MS)
+        if self.pubsub.out:  # "expired" notifications
+            self.fronts.deliver(self.pubsub.take())
         entries = self.executor.take_propagated()
         if entries:
             self._append(aof_format.encode_entries(entries))
@@ -334,6 +339,21 @@ class LogActor(Actor):
         if is_write:
             writes.append(pending.results)
             writes.append(len(pending.results))
+        return reply
+
+    def _notifying(self, active: bool) -> None:
+        """Keyspace notifications on or off: while off, commands run exactly as without them."""
+        if active:
+            self.intro.execute = self._execute_notifying  # type: ignore[method-assign]
+        else:
+            self.intro.__dict__.pop("execute", None)
+
+    def _execute_notifying(self, db: int, name: str, args):
+        ex = self.executor
+        before, evicted = len(ex.propagated), ex.evicted_keys
+        reply = Introspection.execute(self.intro, db, name, args)
+        if len(ex.propagated) != before:
+            self.notifier.after(db, name, args, ex.propagated[before:], ex.evicted_keys - evicted)
         return reply
 
     def _info(self) -> dict[str, dict]:
