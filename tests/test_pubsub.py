@@ -4,16 +4,20 @@ cut off while the publisher keeps its latency)."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 
 import pytest
 import redis
+import zmq
+
+from aofnode import exitcodes
 
 from aofnode.log.pubsub import MAX_PER_CLIENT, PubSub
 from aofnode.log.work import owner_base
 from aofnode.protocol.errors import Error
 from aofnode.runtime import messages as m
-from tests.nodeproc import wait_for
+from tests.nodeproc import AOFNODE, free_port, wait_for
 from tests.test_resp_front import _start
 
 KEY_A, KEY_B = owner_base(1) | 5, owner_base(3) | 7  # two clients on two front connections
@@ -167,3 +171,49 @@ def test_slow_subscriber_is_cut_off_and_never_slows_the_publisher(make_node):
     finally:
         slow.close()
         pub.close()
+
+
+@pytest.mark.timeout(60)
+def test_zeromq_sub_socket_on_pub_bind(make_node):
+    pub_endpoint = f"tcp://127.0.0.1:{free_port()}"
+    node, port = _start(make_node, "--pub-bind", pub_endpoint, appendfsync="everysec")
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.RCVTIMEO, 200)
+    sub.setsockopt(zmq.SUBSCRIBE, b"news")  # a prefix: news and newsroom, not sport
+    sub.connect(pub_endpoint)
+    r = redis.Redis(port=port, socket_timeout=5)
+    try:
+        def joined():  # a SUB's subscription reaches the PUB asynchronously: probe until it has
+            r.publish("news.probe", "")
+            try:
+                return sub.recv_multipart()
+            except zmq.Again:
+                return None
+        wait_for(joined, timeout=10)
+        assert r.publish("sport", "no") == 0  # a PUB socket's subscribers are not counted
+        r.publish("newsroom", "yes")
+        with node.client() as client:
+            client.execute("PUBLISH", "news", b"\x00bin")
+        got = []
+        deadline = time.monotonic() + 5
+        while len(got) < 2 and time.monotonic() < deadline:
+            try:
+                frames = sub.recv_multipart()
+            except zmq.Again:
+                continue
+            if frames[0] != b"news.probe":
+                got.append(frames)
+        assert got == [[b"newsroom", b"yes"], [b"news", b"\x00bin"]]
+    finally:
+        r.close()
+        sub.close()
+        ctx.term()
+
+
+def test_serve_refuses_a_reachable_pub_bind_without_curve(tmp_path):
+    proc = subprocess.run([AOFNODE, "serve", "--dir", str(tmp_path / "data"), "--pub-bind", "tcp://0.0.0.0:7799",
+                           "--log-file", str(tmp_path / "log")], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == exitcodes.BIND
+    assert proc.stderr.startswith("aofnode: refusing to bind --pub-bind tcp://0.0.0.0:7799 without CURVE")

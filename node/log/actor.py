@@ -115,6 +115,8 @@ class LogActor(Actor):
         self.pubsub = PubSub()  # run through intro's own commands, so counted as any command
         self.intro._own.update(self.pubsub.handlers())
         self.fronts.attach_pubsub(self.pubsub)
+        if config.pub_bind:
+            self.pubsub.mirror = lambda: self.fronts.conn_of("front")
         self.notifier = Notifier(self.executor, self.pubsub.publish)  # notify-keyspace-events
         self.notifier.on_change = self._notifying
         self.executor.info_provider = self._info

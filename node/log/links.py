@@ -80,13 +80,20 @@ class FrontLinks:
         link = self.conns.get(key >> CLIENT_BITS)
         return link.role if link is not None else ""
 
+    def conn_of(self, role: str) -> int | None:
+        """The current connection number of the front of ``role``, None if it is not up."""
+        for link in self.links:
+            if link.role == role and link.up:
+                return link.conn
+        return None
+
     def deliver(self, notices: list) -> None:
         """Send PUBLISH's deliveries; a front past ``output_limit`` unsent bytes loses them
         (counted): the log actor never waits for a slow front."""
         for conn, notice in notices:
             link = self.conns.get(conn)
             if link is None or not link.up or link.ch.pending_bytes > self.output_limit:
-                self.stats["pubsub_dropped_deliveries"] += len(notice.clients)
+                self.stats["pubsub_dropped_deliveries"] += len(notice.clients) or 1
                 continue
             self._send(link, notice)
 

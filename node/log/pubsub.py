@@ -44,6 +44,9 @@ class PubSub:
         self.client = 0  # the key of the client whose request runs (set by the log actor)
         self.subscribable: Callable[[int], bool] = lambda key: True
         self.out: list[tuple[int, m.Deliver]] = []  # (front connection, notice) to send
+        # With --pub-bind: the ZeroMQ front's connection now (None: not connected), which gets
+        # every message for its PUB socket (node/fronts/zmq_pub.py), not counted as a receiver.
+        self.mirror: Callable[[], int | None] | None = None
         self.published = 0
 
     def handlers(self) -> dict:
@@ -119,6 +122,10 @@ class PubSub:
                 receivers += len(keys)
                 self._queue(keys, channel, message, pattern)
         self.published += 1
+        if self.mirror is not None:
+            conn = self.mirror()
+            if conn is not None:
+                self.out.append((conn, m.Deliver([], channel, message, None)))
         return receivers
 
     def _queue(self, keys: set[int], channel: bytes, message: bytes, pattern: bytes | None) -> None:
