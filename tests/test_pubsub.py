@@ -3,6 +3,8 @@
 cut off while the publisher keeps its latency)."""
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -12,6 +14,7 @@ import redis
 import zmq
 
 from aofnode import exitcodes
+from aofnode.client import CommandError
 
 from aofnode.log.pubsub import MAX_PER_CLIENT, PubSub
 from aofnode.log.work import owner_base
@@ -217,3 +220,36 @@ def test_serve_refuses_a_reachable_pub_bind_without_curve(tmp_path):
                            "--log-file", str(tmp_path / "log")], capture_output=True, text=True, timeout=30)
     assert proc.returncode == exitcodes.BIND
     assert proc.stderr.startswith("aofnode: refusing to bind --pub-bind tcp://0.0.0.0:7799 without CURVE")
+
+
+@pytest.mark.timeout(60)
+def test_zeromq_clients_publish_but_do_not_subscribe(make_node):
+    node = make_node().start()
+    with node.client() as client:
+        with pytest.raises(CommandError, match="need a RESP connection"):
+            client.execute("SUBSCRIBE", "news")
+        assert client.execute("PUBLISH", "news", "x") == 0
+        assert client.execute("PUBSUB", "NUMPAT") == 0
+
+
+@pytest.mark.timeout(90)
+def test_subscribers_are_closed_when_the_log_actor_dies(make_node):
+    node, port = _start(make_node, appendfsync="everysec")
+    sub = socket.create_connection(("127.0.0.1", port), timeout=20)
+    sub.sendall(b"SUBSCRIBE news\r\n")
+    assert sub.recv(100).startswith(b"*3\r\n$9\r\nsubscribe")
+    os.kill(node.actor_pids()["log"], signal.SIGKILL)
+    try:
+        assert sub.recv(100) == b""  # closed: the registry died with the log actor
+    finally:
+        sub.close()
+    r = redis.Redis(port=port, socket_timeout=5)
+    wait_for(lambda: _publish_ok(r), timeout=30)
+    r.close()
+
+
+def _publish_ok(r) -> bool:
+    try:
+        return r.publish("news", "x") == 0
+    except (redis.ConnectionError, redis.BusyLoadingError, redis.ResponseError):
+        return False

@@ -69,6 +69,7 @@ class RespFront(CommandRouting, PubSubFront, FrontCore):
         self._cut_log = Throttle()
         self._pubsub_init()
         self.link.on_deliver = self._on_deliver
+        self.link.on_lost = self._pubsub_log_lost
 
     # -- hooks ----------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ Design:
   ``PUBSUB_SOFT_SECONDS``, the subscriber is cut off (``resp_pubsub_limit_disconnections``).
   Nobody else waits for it: the publisher's reply never depends on a subscriber reading.
 - A connection that ever subscribed says ``Forget`` when it closes, so the log actor drops it.
+  When the log actor dies its registry dies with it: every subscriber is closed then.
 """
 from __future__ import annotations
 
@@ -146,6 +147,13 @@ class PubSubFront:
         if held > PUBSUB_HARD_LIMIT or (state is not None and now - state.soft_since >= PUBSUB_SOFT_SECONDS):
             self.stats["pubsub_limit_disconnections"] += 1
             self.log.warning("pubsub_output_limit_reached", client=conn.key, held_bytes=held)
+            self._close(conn)
+
+    def _pubsub_log_lost(self, reason: str, in_flight: list, unsent: list) -> None:
+        """The log actor died with the registry: close every subscriber (redis-py and most
+        clients reconnect and subscribe again) rather than leave it listening to nothing."""
+        self._on_log_lost(reason, in_flight, unsent)
+        for conn in list(self.subscribers.values()):
             self._close(conn)
 
     def _pubsub_closed(self, conn) -> None:

@@ -113,7 +113,7 @@ class CommandRouting:
                 error = None
             gate = session.gate(name)
             if gate is None and error is None and conn.pubsub is not None:
-                gate = subscriber_gate(conn.pubsub, session.resp3, name, argv)
+                error = subscriber_gate(conn.pubsub, session.resp3, name, argv)
             if gate is None and error is None and name not in LOCAL:
                 if name in PUBSUB_NAMES:
                     self._pubsub_forwarded(conn, name)
