@@ -29,6 +29,8 @@ STEPS = [
     (S, ("UNSUBSCRIBE",), 1), (S, ("UNSUBSCRIBE",), 1), (S, ("PUNSUBSCRIBE",), 1),
     (S, ("PING",), 1), (S, ("GET", "k"), 1), (P, ("PUBLISH", "news", "late"), 1),
     (S, ("SUBSCRIBE",), 1), (P, ("PUBLISH",), 1),
+    (S, ("SUBSCRIBE", "a"), 1), (S, ("PSUBSCRIBE", "b*"), 1), (S, ("RESET",), 1), (S, ("GET", "k"), 1),
+    (P, ("PUBLISH", "a", "x"), 1), (P, ("PUBSUB", "NUMPAT"), 1), (S, ("RESET",), 1),
 ]
 
 

@@ -149,6 +149,15 @@ class PubSubFront:
             self.log.warning("pubsub_output_limit_reached", client=conn.key, held_bytes=held)
             self._close(conn)
 
+    def _pubsub_reset(self, conn) -> None:
+        """RESET in subscriber mode: the session's reset here, and one message of UNSUBSCRIBE and
+        PUNSUBSCRIBE whose reply becomes RESET's (node/fronts/resp_route.py). Messages still on
+        their way to it are dropped: the client asked to hear no more."""
+        self._answer_here(conn, "RESET", [b"RESET"], None, None)
+        conn.pubsub = None
+        self.subscribers.pop(conn.key, None)
+        self._forward(conn, [[b"UNSUBSCRIBE"], [b"PUNSUBSCRIBE"]], ["RESET", "RESET"], 0)
+
     def _pubsub_log_lost(self, reason: str, in_flight: list, unsent: list) -> None:
         """The log actor died with the registry: close every subscriber (redis-py and most
         clients reconnect and subscribe again) rather than leave it listening to nothing."""

@@ -133,6 +133,10 @@ class CommandRouting:
             if group:
                 self._forward(conn, group, names if shaped else None, size)
                 group, names, shaped, size = [], [], False, 0
+            if name == "RESET" and conn.pubsub is not None and gate is None and error is None:
+                self._pubsub_reset(conn)  # unsubscribes in the log actor, in the reply order
+                fast = _FORWARD if session.authenticated else {}
+                continue
             reply = self._answer_here(conn, name, argv, gate, error)
             conn.slots.append(Slot(conn, reply))
             if session.close_after:
@@ -175,8 +179,11 @@ class CommandRouting:
         self._forward_body(conn, slot, codec.encode_batch(group, db=session.db))
 
     def _reply_from_log(self, slot: Slot, reply: bytes) -> bytes:
-        if slot.names is not None and slot.client.pubsub is not None:
-            self._pubsub_replied(slot.client, slot.names, reply)
+        if slot.names is not None:
+            if slot.names[0] == "RESET":
+                return b"+RESET\r\n"  # the unsubscribes of a RESET in subscriber mode
+            if slot.client.pubsub is not None:
+                self._pubsub_replied(slot.client, slot.names, reply)
         return encode_message_reply(reply, slot.count, slot.names, slot.resp3)
 
     def _error_reply(self, slot: Slot, code: str, message: str) -> bytes:
