@@ -108,8 +108,9 @@ class PubSubFront:
             value = wire[1] if type(wire) is list and len(wire) == 2 and wire[0] == 0 else None
             if type(value) is list and value and type(value[-1]) is list and len(value[-1]) == 3:
                 state.count = value[-1][2]
-        if not state.active:
+        if not state.active:  # nothing left in the registry: the hot path again
             self.subscribers.pop(conn.key, None)
+            conn.pubsub = None
 
     def _on_deliver(self, msg) -> None:
         if msg.pattern is None:
