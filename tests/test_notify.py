@@ -95,3 +95,24 @@ def test_off_by_default_and_config_set_errors(make_node):
         r.config_set("notify-keyspace-events", "KQ")
     p.close()
     r.close()
+
+
+@pytest.mark.timeout(60)
+def test_evicted_when_config_set_lowers_maxmemory(make_node):
+    """Redis evicts at once when CONFIG SET lowers maxmemory; so does aofnode, and says so."""
+    _node, port = _start(make_node, appendfsync="everysec")
+    r = redis.Redis(port=port, socket_timeout=5)
+    p = redis.Redis(port=port, socket_timeout=5).pubsub(ignore_subscribe_messages=True)
+    try:
+        r.config_set("notify-keyspace-events", "Ee")
+        r.config_set("maxmemory-policy", "allkeys-lru")
+        p.psubscribe("*")
+        wait_for(lambda: r.pubsub_numpat() == 1)
+        r.set("foo", "bar")
+        r.config_set("maxmemory", 1)
+        msg = wait_for(lambda: p.get_message(timeout=0.2), timeout=10)
+        assert (msg["channel"], msg["data"]) == (b"__keyevent@0__:evicted", b"foo")
+    finally:
+        r.config_set("maxmemory", 0)
+        p.close()
+        r.close()

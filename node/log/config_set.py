@@ -112,6 +112,7 @@ def _replace_config(intro, **fields) -> None:
 
 def _set_maxmemory(intro, n: int) -> None:
     intro.owner.executor.maxmemory = n
+    intro.owner.executor.evict_now()
     _replace_config(intro, maxmemory=n)
 
 
