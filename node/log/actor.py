@@ -353,9 +353,10 @@ class LogActor(Actor):
     def _execute_notifying(self, db: int, name: str, args):
         ex = self.executor
         before, evicted = len(ex.propagated), ex.evicted_keys
+        absent = self.notifier.absent(db, name, args)
         reply = Introspection.execute(self.intro, db, name, args)
         if len(ex.propagated) != before:
-            self.notifier.after(db, name, args, ex.propagated[before:], ex.evicted_keys - evicted)
+            self.notifier.after(db, name, args, ex.propagated[before:], ex.evicted_keys - evicted, absent)
         return reply
 
     def _info(self) -> dict[str, dict]:

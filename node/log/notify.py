@@ -13,12 +13,15 @@ Design:
   family, and SET/GETEX with a TTL), ``persist``, ``del`` (DEL, UNLINK, GETDEL, emptied
   collections), ``rename_from``/``rename_to``, ``incrby``, ``incrbyfloat``, ``append``,
   ``setrange``, ``lpush``/``rpush``/``lpop``/``rpop``, ``sadd``/``srem``, ``zadd``/``zincr``/
-  ``zrem``, ``hset``/``hdel``/``hincrby``/``hincrbyfloat``, ``expired``, ``evicted``.
+  ``zrem``, ``hset``/``hdel``/``hincrby``/``hincrbyfloat``, ``expired``, ``evicted``, and ``new``
+  (flag ``n``) for a key a write created (its first key; each key of MSET).
   Other commands notify nothing yet (docs/resp.md lists them).
 - Published as Redis does: ``__keyspace@<db>__:<key>`` with the event as the message and
   ``__keyevent@<db>__:<event>`` with the key as the message, in that order.
 """
 from __future__ import annotations
+
+from aofnode.protocol.commands import COMMANDS
 
 __all__ = ["Notifier", "parse_flags", "flags_text", "Invalid"]
 
@@ -39,13 +42,14 @@ def parse_flags(raw: bytes) -> frozenset[str]:
         elif ch in _CLASSES or ch in "KEmn":
             out.add(ch)
         else:
-            raise Invalid("Invalid event class character. Use 'Ag$lshzxeKEtmd'.")
+            raise Invalid("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")
     return frozenset(out)
 
 
 def flags_text(flags: frozenset[str]) -> str:
-    text = "A" if _ALL <= flags else "".join(c for c in _CLASSES if c in flags)
-    return text + "".join(c for c in "KEmn" if c in flags)
+    """Redis 7.0's spelling: ``n`` is not in ``A`` but is shown only without it (notify.c)."""
+    text = "A" if _ALL <= flags else "".join(c for c in _CLASSES + "n" if c in flags)
+    return text + "".join(c for c in "KEm" if c in flags)
 
 
 # command -> (class, event) of the command's own change; the key is its first argument.
@@ -62,6 +66,8 @@ _TYPED = {
 }
 _SETS = frozenset(("SET", "SETNX", "SETEX", "PSETEX", "MSET", "MSETNX", "GETSET"))
 _EMPTIES = frozenset(("LPOP", "RPOP", "SREM", "ZREM", "HDEL"))
+_RENAMES = frozenset(("RENAME", "RENAMENX"))
+_WRITES = frozenset(name for name, spec in COMMANDS.items() if spec.write)
 
 
 class Notifier:
@@ -71,11 +77,12 @@ class Notifier:
         self.flags: frozenset[str] = frozenset()
         self.active = False
         self._expire_hook = executor.keyspace.on_expire
+        self._new: set[bytes] = set()  # keys this command created, not yet announced
         self.on_change = lambda active: None  # the log actor's: puts its hook in or takes it out
 
     def configure(self, flags: frozenset[str]) -> None:
         self.flags = flags
-        self.active = bool(flags & {"K", "E"}) and bool(flags & _ALL)
+        self.active = bool(flags & {"K", "E"}) and bool(flags & (_ALL | {"n"}))
         ks = self.executor.keyspace
         ks.on_expire = self._on_expired if self.active else self._expire_hook
         self.on_change(self.active)
@@ -85,6 +92,9 @@ class Notifier:
         self.notify("x", "expired", db, key)
 
     def notify(self, cls: str, event: str, db: int, key: bytes) -> None:
+        if self._new and key in self._new:  # Redis says "new" as the key is added: just before
+            self._new.discard(key)
+            self.notify("n", "new", db, key)
         flags = self.flags
         if cls not in flags:
             return
@@ -93,14 +103,30 @@ class Notifier:
         if "E" in flags:
             self.publish(b"__keyevent@%d__:%s" % (db, event.encode()), key)
 
-    def after(self, db: int, name: str, args: list, entries: list, evicted: int) -> None:
+    def absent(self, db: int, name: str, args: list) -> list[bytes]:
+        """With ``n`` on, the keys a write may create that do not exist yet (for ``new``)."""
+        if "n" not in self.flags or name not in _WRITES or not args:
+            return []
+        keys = args[0::2] if name in ("MSET", "MSETNX") else args[1:2] if name in _RENAMES else args[:1]
+        peek = self.executor.keyspace.peek
+        return [key for key in keys if type(key) is bytes and peek(db, key) is None]
+
+    def after(self, db: int, name: str, args: list, entries: list, evicted: int,
+              absent: list[bytes] | tuple = ()) -> None:
         """Notify for one command that propagated ``entries`` (``evicted`` of them, first, are
-        evictions made before it ran)."""
+        evictions made before it ran; ``absent``: keys missing before it, from ``absent``)."""
         for entry in entries[:evicted]:
             self.notify("e", "evicted", entry[0], entry[2])
+        peek = self.executor.keyspace.peek
+        self._new = {key for key in absent if peek(db, key) is not None}
         own = [e for e in entries[evicted:] if not (e[1] == "DEL" and name not in ("DEL", "UNLINK", "GETDEL"))]
-        if not own:
-            return
+        if own:
+            self._events(db, name, args, own)
+        for key in self._new:  # created, but no event of its own named it
+            self.notify("n", "new", db, key)
+        self._new = set()
+
+    def _events(self, db: int, name: str, args: list, own: list) -> None:
         typed = _TYPED.get(name)
         if typed is not None:
             key = args[0]
@@ -128,5 +154,8 @@ class Notifier:
         elif kind == "PERSIST":
             self.notify("g", "persist", db, entry[2])
         elif kind == "RENAME":
+            if entry[3] in self._new:  # Redis adds the new name before it notifies the old
+                self._new.discard(entry[3])
+                self.notify("n", "new", db, entry[3])
             self.notify("g", "rename_from", db, entry[2])
             self.notify("g", "rename_to", db, entry[3])
