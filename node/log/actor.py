@@ -117,8 +117,7 @@ class LogActor(Actor):
         self.fronts.attach_pubsub(self.pubsub)
         if config.pub_bind:
             self.pubsub.mirror = lambda: self.fronts.conn_of("front")
-        self.notifier = Notifier(self.executor, self.pubsub.publish)  # notify-keyspace-events
-        self.notifier.on_change = self._notifying
+        self.notifier = Notifier(self.executor, self.pubsub.publish, self.intro)  # notify-keyspace-events
         self.executor.info_provider = self._info
         self.runtime: Runtime | None = None
         self.heartbeat: Heartbeat | None = None
@@ -341,22 +340,6 @@ class LogActor(Actor):
         if is_write:
             writes.append(pending.results)
             writes.append(len(pending.results))
-        return reply
-
-    def _notifying(self, active: bool) -> None:
-        """Keyspace notifications on or off: while off, commands run exactly as without them."""
-        if active:
-            self.intro.execute = self._execute_notifying  # type: ignore[method-assign]
-        else:
-            self.intro.__dict__.pop("execute", None)
-
-    def _execute_notifying(self, db: int, name: str, args):
-        ex = self.executor
-        before, evicted = len(ex.propagated), ex.evicted_keys
-        absent = self.notifier.absent(db, name, args)
-        reply = Introspection.execute(self.intro, db, name, args)
-        if len(ex.propagated) != before:
-            self.notifier.after(db, name, args, ex.propagated[before:], ex.evicted_keys - evicted, absent)
         return reply
 
     def _info(self) -> dict[str, dict]:

@@ -1,8 +1,8 @@
 """Keyspace and keyevent notifications (``notify-keyspace-events``), published through pub/sub.
 
 Design:
-- Off by default (""), and then free: the log actor calls ``Notifier.after`` only while
-  ``active`` (K or E with some class), and the expiry hook is installed only then.
+- Off by default (""), and then free: ``Notifier._execute`` wraps the log actor's execute, and
+  the expiry hook is installed, only while ``active`` (K or E with some class).
 - The executor already says what changed: the AOF entries a command propagated (node/store/
   executor.py). ``after`` reads a command's new entries and names Redis 7.0's events for them:
   the command decides the event (INCR's is ``incrby``, as in Redis), the entries decide the keys
@@ -71,21 +71,36 @@ _WRITES = frozenset(name for name, spec in COMMANDS.items() if spec.write)
 
 
 class Notifier:
-    def __init__(self, executor, publish) -> None:
+    def __init__(self, executor, publish, intro) -> None:
         self.executor = executor
+        self.intro = intro  # node/log/introspect.py: its execute is the log actor's for a command
+        self._plain = intro.execute  # the method itself, before any hook over it
         self.publish = publish  # PubSub.publish
         self.flags: frozenset[str] = frozenset()
         self.active = False
         self._expire_hook = executor.keyspace.on_expire
         self._new: set[bytes] = set()  # keys this command created, not yet announced
-        self.on_change = lambda active: None  # the log actor's: puts its hook in or takes it out
 
     def configure(self, flags: frozenset[str]) -> None:
         self.flags = flags
         self.active = bool(flags & {"K", "E"}) and bool(flags & (_ALL | {"n"}))
         ks = self.executor.keyspace
         ks.on_expire = self._on_expired if self.active else self._expire_hook
-        self.on_change(self.active)
+        # The hook: an instance attribute over Introspection.execute while on, none while off,
+        # so that commands run exactly as without notifications then.
+        if self.active:
+            self.intro.execute = self._execute
+        else:
+            self.intro.__dict__.pop("execute", None)
+
+    def _execute(self, db: int, name: str, args):
+        ex = self.executor
+        before, evicted = len(ex.propagated), ex.evicted_keys
+        absent = self.absent(db, name, args)
+        reply = self._plain(db, name, args)
+        if len(ex.propagated) != before:
+            self.after(db, name, args, ex.propagated[before:], ex.evicted_keys - evicted, absent)
+        return reply
 
     def _on_expired(self, db: int, key: bytes) -> None:
         self._expire_hook(db, key)
