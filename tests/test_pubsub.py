@@ -9,18 +9,22 @@ import socket
 import subprocess
 import time
 
+import shutil
+
 import pytest
 import redis
 import zmq
 
 from aofnode import exitcodes
-from aofnode.client import CommandError
+from aofnode.client import Client, CommandError
 
 from aofnode.log.pubsub import MAX_PER_CLIENT, PubSub
 from aofnode.log.work import owner_base
 from aofnode.protocol.errors import Error
 from aofnode.runtime import messages as m
+from aofnode.tools.keygen import load_client_curve, write_key_pair
 from tests.nodeproc import AOFNODE, free_port, wait_for
+from tests.test_curve import _answers
 from tests.test_resp_front import _start
 
 KEY_A, KEY_B = owner_base(1) | 5, owner_base(3) | 7  # two clients on two front connections
@@ -55,7 +59,7 @@ def test_registry_table(step):
     for client, name, args, _reply in REGISTRY[:step + 1]:
         got = _as(ps, client, name, *args)
     assert got == REGISTRY[step][3]
-    assert all(keys for keys in ps.channels.values()) and all(keys for keys in ps.patterns.values())
+    assert all(ps.channels.values()) and all(ps.patterns.values())
 
 
 def test_publish_delivers_per_front_connection():
@@ -253,3 +257,53 @@ def _publish_ok(r) -> bool:
         return r.publish("news", "x") == 0
     except (redis.ConnectionError, redis.BusyLoadingError, redis.ResponseError):
         return False
+
+
+@pytest.fixture
+def curve_keys(tmp_path):
+    allow = tmp_path / "allow"
+    allow.mkdir()
+    server_public, server_secret = write_key_pair(str(tmp_path / "server"), "server")
+    alice_public, alice_secret = write_key_pair(str(tmp_path / "clients"), "alice")
+    shutil.copy(alice_public, allow)
+    return {"allow": allow, "server_secret": server_secret,
+            "alice": load_client_curve(server_public, alice_secret)}
+
+
+@pytest.mark.timeout(90)
+def test_pub_socket_takes_curve_as_the_router_does(make_node, curve_keys):
+    """With CURVE the PUB socket is a CURVE server with the ROUTER's key and allowed clients:
+    an allowed SUB gets the messages, a plain one nothing."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    node = make_node(extra=("--curve-secret-key", curve_keys["server_secret"],
+                            "--curve-allow", str(curve_keys["allow"]), "--pub-bind", endpoint))
+    node.start(wait=False)
+    wait_for(lambda: _answers(node, curve_keys["alice"]), 30, what="allowed client served")
+    server_public, public, secret = curve_keys["alice"]
+    ctx = zmq.Context()
+    subs = {}
+    for name in ("alice", "plain"):
+        sub = subs[name] = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.RCVTIMEO, 200)
+        if name == "alice":
+            sub.setsockopt(zmq.CURVE_SERVERKEY, server_public)
+            sub.setsockopt(zmq.CURVE_PUBLICKEY, public)
+            sub.setsockopt(zmq.CURVE_SECRETKEY, secret)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(endpoint)
+    try:
+        with Client(node.endpoint, timeout=5, curve=curve_keys["alice"]) as client:
+            def received():
+                client.execute("PUBLISH", "c", "m")
+                try:
+                    return subs["alice"].recv_multipart()
+                except zmq.Again:
+                    return None
+            assert wait_for(received, timeout=20) == [b"c", b"m"]
+        with pytest.raises(zmq.Again):
+            subs["plain"].recv_multipart()
+    finally:
+        for sub in subs.values():
+            sub.close()
+        ctx.term()
