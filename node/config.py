@@ -100,6 +100,8 @@ class Config:
     # both fronts.
     resp_bind: str | None = None
     requirepass_file: str | None = None
+    # The ZeroMQ front's PUB socket for PUBLISH (node/fronts/zmq_pub.py); None: off.
+    pub_bind: str | None = None
     # DEBUG (Redis's enable-debug-command): "no" (Redis 7's default: DEBUG can block the log
     # actor and rewrite the keyspace), "yes", or "local" (only when every endpoint the node
     # listens on is loopback or ipc, so every client is local: the log actor cannot tell one

@@ -47,6 +47,7 @@ import time
 
 from aofnode import exitcodes
 from aofnode.fronts import curve as auth, listen
+from aofnode.fronts.zmq_pub import pub_config_error
 from aofnode.runtime import private_sockets
 from aofnode.runtime.heartbeat import heartbeat_path, read_heartbeat
 from aofnode.runtime.actor import Actor, Runtime
@@ -356,7 +357,7 @@ def serve(config: Config, requirepass: str | None = None) -> int:
         log.error("bind_refused", bind=config.bind, error=refusal)
         print(f"aofnode: {refusal}", file=sys.stderr)
         return exitcodes.BIND
-    refusal = resp_config_error(config, requirepass)  # never logs or prints the password
+    refusal = resp_config_error(config, requirepass) or pub_config_error(config)  # never the password
     if refusal:
         log.error("bind_refused", bind=config.resp_bind or "", error=refusal)
         print(f"aofnode: {refusal}", file=sys.stderr)

@@ -70,6 +70,13 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("DBSIZE", 1, _READ, "DBSIZE: number of keys in the current database"),
     ("BGREWRITEAOF", 1, _ADMIN, "BGREWRITEAOF: start an AOF rewrite in the background"),
     ("TIME", 1, _READ, "TIME: unix time as [seconds, microseconds]"),
+    # pub/sub (node/log/pubsub.py): never in the AOF; PUBLISH's reply counts every front's receivers
+    ("SUBSCRIBE", -2, _READ, "SUBSCRIBE channel [channel ...]: listen to channels (RESP)"),
+    ("UNSUBSCRIBE", -1, _READ, "UNSUBSCRIBE [channel ...]: stop listening to channels"),
+    ("PSUBSCRIBE", -2, _READ, "PSUBSCRIBE pattern [pattern ...]: listen to matching channels"),
+    ("PUNSUBSCRIBE", -1, _READ, "PUNSUBSCRIBE [pattern ...]: stop listening to patterns"),
+    ("PUBLISH", 3, _ADMIN, "PUBLISH channel message: the number of clients that received it"),
+    ("PUBSUB", -2, _READ, "PUBSUB CHANNELS [pattern]|NUMSUB [channel ...]|NUMPAT"),
     # introspection (node/log/introspect.py, node/store/objects.py); a subcommand's own arity
     # is checked where it runs, as Redis 7 checks ``config|get``'s
     ("CONFIG", -2, _ADMIN, "CONFIG GET pattern ...|SET name value ...|RESETSTAT|HELP"),

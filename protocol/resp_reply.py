@@ -105,8 +105,10 @@ _SETS = frozenset(("SMEMBERS", "SINTER", "SUNION", "SDIFF"))
 _NULL_ARRAY = frozenset(("LMPOP", "BLPOP", "BRPOP", "BLMPOP", "BLMOVE", "BRPOPLPUSH", "EXEC"))
 _MPOP = frozenset(("ZMPOP", "BZMPOP"))
 _BZPOP = frozenset(("BZPOPMIN", "BZPOPMAX"))
+# One reply per channel or pattern, each a push in RESP3 (node/log/pubsub.py makes the triples).
+_SUBSCRIPTIONS = frozenset(("SUBSCRIBE", "UNSUBSCRIBE", "PSUBSCRIBE", "PUNSUBSCRIBE"))
 SHAPED = frozenset(("INFO", "HGETALL", "ZMSCORE", "ZPOPMIN", "ZPOPMAX", "HRANDFIELD", "SPOP",
-                    "LPOP", "RPOP")) | _DOUBLE | _WITHSCORES | _SETS | _NULL_ARRAY | _MPOP | _BZPOP
+                    "LPOP", "RPOP")) | _SUBSCRIPTIONS | _DOUBLE | _WITHSCORES | _SETS | _NULL_ARRAY | _MPOP | _BZPOP
 
 
 def reply_shape(name: str, argv: list[bytes]) -> str:
@@ -139,6 +141,9 @@ def encode_command_reply(name: str, value: Any, resp3: bool) -> bytes:
     in RESP3, scores are doubles and WITHSCORES pairs in RESP3, set replies are sets in RESP3,
     and an empty pop of several elements is a null array (``*-1``) in RESP2. Checked byte for
     byte against redis-server 7.0 (tests/integration/test_resp_differential.py)."""
+    if name in _SUBSCRIPTIONS and type(value) is list:
+        head = b">3\r\n" if resp3 else b"*3\r\n"
+        return b"".join(head + b"".join(encode_value(v, resp3) for v in triple) for triple in value)
     if name == "INFO" and type(value) is dict:
         text = info_text(value)
         if resp3:

@@ -70,6 +70,7 @@ class LogLink:
         self.stats = stats
         self.on_replies = on_replies
         self.on_lost = on_lost
+        self.on_deliver: Callable[[m.Deliver], None] | None = None  # the RESP front's, for pub/sub
         self.runtime: Runtime | None = None
         self.listener: private_sockets.SiblingListener | None = None
         self.ch: channel.Channel | None = None  # the log actor, once it said Hello
@@ -242,6 +243,8 @@ class LogLink:
     def _on_messages(self, msgs: list) -> None:
         for msg in msgs:
             if type(msg) is not m.Replies:
+                if type(msg) is m.Deliver and self.on_deliver is not None:
+                    self.on_deliver(msg)  # a PUBLISH for this front's subscribers
                 continue
             self.untaken = max(0, self.untaken - msg.taken)
             pop = self.in_flight.pop

@@ -25,6 +25,7 @@ from aofnode.fronts import listen
 from aofnode.fronts.core import (BindError, FrontCore, TOTAL_LIMIT_FACTOR, Throttle, pick_cut_off,
                                  refuse_bind, run)
 from aofnode.fronts.resp_clients import ClientCommands
+from aofnode.fronts.resp_pubsub import PubSubFront
 from aofnode.fronts.resp_route import CommandRouting, Conn, Slot, out_bytes
 from aofnode.fronts.resp_multi import TransactionRouting
 from aofnode.fronts.resp_session import Session, config_settings
@@ -47,7 +48,7 @@ _EPOLLIN, _EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 _GONE = select.EPOLLHUP | select.EPOLLERR
 
 
-class RespFront(ClientCommands, TransactionRouting, CommandRouting, FrontCore):
+class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront, FrontCore):
     def __init__(self, config: Config, log, password: bytes | None = None,
                  listen_fd: int | None = None) -> None:
         # Counters for INFO (sent prefixed ``resp_``); the documented ones exist from the start.
@@ -76,6 +77,9 @@ class RespFront(ClientCommands, TransactionRouting, CommandRouting, FrontCore):
         # before the requests read (on_turn), so an INFO among them counts it.
         self.stats_due = False
         self.held: dict[Conn, list[list[bytes]]] = {}  # commands waiting for CLIENT PAUSE's end
+        self._pubsub_init()
+        self.link.on_deliver = self._on_deliver
+        self.link.on_lost = self._pubsub_log_lost
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -343,6 +347,7 @@ class RespFront(ClientCommands, TransactionRouting, CommandRouting, FrontCore):
         self._drop_work(conn)  # its messages not sent yet need not go
         if forget or conn.session.watching:  # its WATCH state in the log actor goes with it
             self.link.send_forget(conn.key)
+        self._pubsub_closed(conn)
 
 
 def _addr(addr) -> str:

@@ -19,6 +19,7 @@ from aofnode import protocol as codec
 from aofnode import protocol as resp
 from aofnode.protocol.commands import COMMANDS
 from aofnode.fronts.resp_gateway import encode_message_reply
+from aofnode.fronts.resp_pubsub import PUBSUB_NAMES, subscriber_gate
 
 __all__ = ["CommandRouting", "Conn", "Slot", "SilencedSlot", "MESSAGE_BYTES", "out_bytes"]
 
@@ -32,10 +33,12 @@ _LOADING = resp.error_line(codec.LOADING, codec.LOADING_MESSAGE)
 _SHAPED = resp.SHAPED  # replies whose Redis shape differs from aofnode's value
 _ARG_OVERHEAD = resp.ARG_OVERHEAD
 # Command name as sent (upper or lower case) -> (NAME, arity), for the commands forwarded as
-# they are; anything else takes check_forwarded's path (mixed case, errors, connection commands).
-# Transaction commands, and every command while in MULTI, take node/fronts/resp_multi.py's path.
+# they are; anything else takes check_forwarded's path (mixed case, errors, connection commands,
+# pub/sub, whose subscriber state the front keeps). Transaction commands, and every command while
+# in MULTI, take node/fronts/resp_multi.py's path.
 _TX = frozenset({"MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"})
-_FORWARD = {spelling: (name, spec.arity) for name, spec in COMMANDS.items() if name not in LOCAL
+_FORWARD = {spelling: (name, spec.arity) for name, spec in COMMANDS.items()
+            if name not in LOCAL and name not in PUBSUB_NAMES
             for spelling in (name.encode(), name.lower().encode())}
 
 
@@ -65,7 +68,7 @@ class SilencedSlot(Slot):
 class Conn(core.Client):
     """A connection: its socket, parser and session, output buffer and read state."""
 
-    __slots__ = ("sock", "fd", "session", "parser", "out", "mask", "reading", "closing")
+    __slots__ = ("sock", "fd", "session", "parser", "out", "mask", "reading", "closing", "pubsub")
 
     def __init__(self, sock: socket.socket, session: Session, parser: resp.RequestParser) -> None:
         super().__init__(session.id)  # the client key in Batch
@@ -77,6 +80,7 @@ class Conn(core.Client):
         self.mask = select.EPOLLIN
         self.reading = True  # not paused by a bound
         self.closing = False  # QUIT or a protocol error: close once the replies are out
+        self.pubsub = None  # its subscriptions (node/fronts/resp_pubsub.py), once it subscribed
 
 
 def out_bytes(conn: Conn) -> int:
@@ -87,10 +91,12 @@ def out_bytes(conn: Conn) -> int:
 _NO_FAST_PATH: dict = {}
 
 
-def _fast_table(session) -> dict:
+def _fast_table(conn) -> dict:
     """The hot path's table, or an empty one while the connection is not plain: before AUTH,
-    inside MULTI, or with CLIENT REPLY OFF|SKIP (each takes the slow path's checks)."""
-    if session.authenticated and session.multi is None and not session.reply_mode:
+    inside MULTI, with CLIENT REPLY OFF|SKIP, or in subscriber mode (each takes the slow path's
+    checks)."""
+    session = conn.session
+    if session.authenticated and session.multi is None and not session.reply_mode and conn.pubsub is None:
         return _FORWARD
     return _NO_FAST_PATH
 
@@ -105,7 +111,7 @@ class CommandRouting:
         names: list[str] = []
         shaped = False
         size = 0
-        fast = _fast_table(session)
+        fast = _fast_table(conn)
         for argv in commands:
             entry = fast.get(argv[0])
             if entry is not None:  # the hot path: a known data command, right arity, authenticated
@@ -129,7 +135,10 @@ class CommandRouting:
             if error is not None and name in LOCAL:
                 error = None
             gate = session.gate(name)
-            if session.multi is not None or name in _TX or (name == "RESET" and session.watching):
+            if gate is None and error is None and conn.pubsub is not None:
+                error = subscriber_gate(conn.pubsub, session.resp3, name, argv)
+            if conn.pubsub is None and (session.multi is not None or name in _TX
+                                        or (name == "RESET" and session.watching)):
                 if group:
                     self._forward(conn, group, names if shaped else None, size)
                     group, names, shaped, size = [], [], False, 0
@@ -137,7 +146,7 @@ class CommandRouting:
                 if session.close_after:
                     self._closing(conn)
                     break
-                fast = _fast_table(session)
+                fast = _fast_table(conn)
                 continue
             if session.reply_mode:  # CLIENT REPLY OFF|SKIP (node/fronts/resp_clients.py): rare
                 if group:
@@ -147,9 +156,11 @@ class CommandRouting:
                 if session.close_after:
                     self._closing(conn)
                     break
-                fast = _fast_table(session)
+                fast = _fast_table(conn)
                 continue
             if gate is None and error is None and name not in LOCAL:
+                if name in PUBSUB_NAMES:
+                    self._pubsub_forwarded(conn, name)
                 # The hot path's grouping again: one shared exit for both paths cost the hot
                 # path 5-10 ns per command (3-4% of this loop, measured), so it stays written twice.
                 cost = sum(map(len, argv)) + _ARG_OVERHEAD * len(argv)
@@ -166,12 +177,16 @@ class CommandRouting:
             if group:
                 self._forward(conn, group, names if shaped else None, size)
                 group, names, shaped, size = [], [], False, 0
+            if name == "RESET" and conn.pubsub is not None and gate is None and error is None:
+                self._pubsub_reset(conn)  # unsubscribes in the log actor, in the reply order
+                fast = _FORWARD if session.authenticated else {}
+                continue
             reply = self._answer_here(conn, name, argv, gate, error)
             conn.slots.append(Slot(conn, reply))
             if session.close_after:
                 self._closing(conn)
                 break
-            fast = _fast_table(session)
+            fast = _fast_table(conn)
         if group:
             self._forward(conn, group, names if shaped else None, size)
 
@@ -227,6 +242,11 @@ class CommandRouting:
             return b""
         if slot.__class__ is not Slot:  # a transaction's (node/fronts/resp_multi.py)
             return slot.from_log(reply)
+        if slot.names is not None:
+            if slot.names[0] == "RESET":
+                return b"+RESET\r\n"  # the unsubscribes of a RESET in subscriber mode
+            if slot.client.pubsub is not None:
+                self._pubsub_replied(slot.client, slot.names, reply)
         return encode_message_reply(reply, slot.count, slot.names, slot.resp3)
 
     def _error_reply(self, slot: Slot, code: str, message: str) -> bytes:

@@ -26,6 +26,7 @@ from zmq.utils.monitor import recv_monitor_message
 from aofnode import exitcodes
 from aofnode.config import Config, read_requirepass
 from aofnode.fronts import curve as auth, listen
+from aofnode.fronts.zmq_pub import PubSocket
 from aofnode.fronts.core import BindError, Client, FrontCore, Slot, refuse_bind, run
 from aofnode.fronts.outbox import PEER_SNDHWM, RETRY_INTERVAL_S, Outbox
 from aofnode.fronts.zmq_password import PasswordGate
@@ -94,6 +95,7 @@ class Front(FrontCore):
         self.connected_clients = 0
         self.outbox: Outbox | None = None
         self.auth: auth.Auth | None = None  # CURVE, when configured (node/fronts/curve.py)
+        self.pub: PubSocket | None = None  # --pub-bind
         self.gate = PasswordGate(password) if password is not None else None
         self.listen_fd = listen_fd  # the supervisor's listening socket (node/fronts/listen.py)
 
@@ -125,6 +127,12 @@ class Front(FrontCore):
         except zmq.ZMQError as exc:
             raise BindError(f"cannot bind {self.config.bind}: {exc}") from exc
         runtime.watch(self.monitor, self._read_monitor)
+        if self.config.pub_bind:  # PUBLISH for native SUB sockets (node/fronts/zmq_pub.py)
+            try:
+                self.pub = PubSocket(self.ctx, self.config, self.log)
+            except zmq.ZMQError as exc:
+                raise BindError(f"cannot bind --pub-bind {self.config.pub_bind}: {exc}") from exc
+            self.link.on_deliver = self.pub.send
         self.link.start(runtime, self.config.dir)
         self._set_reading(True)
         self.log.info("actor_started", bind=self.config.bind, password=self.gate is not None)
@@ -174,6 +182,8 @@ class Front(FrontCore):
         self._set_reading(False)
 
     def _close_transport(self) -> int:
+        if self.pub is not None:
+            self.pub.close()
         if self.clients is not None:
             self.clients.close(linger=1000)
             self.monitor.close(linger=0)

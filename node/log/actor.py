@@ -39,6 +39,8 @@ from aofnode.hello import hello_reply
 from aofnode.log.introspect import Introspection
 from aofnode.log.blocking import Blocking
 from aofnode.log.links import FrontLinks
+from aofnode.log.notify import Notifier
+from aofnode.log.pubsub import PubSub
 from aofnode.log.work import CLIENT_BITS, CLIENT_MASK, Pending, WorkQueue
 from aofnode.log import transactions
 from aofnode.store.watch import WatchTable
@@ -119,6 +121,12 @@ class LogActor(Actor):
                                  writer=self.writer, rewriter=self.rewriter, closer=self.closer,
                                  meter=self.meter, fronts=self.fronts, started=started)
         self.intro = Introspection(self)  # CONFIG, SLOWLOG, LATENCY, DEBUG, INFO's Redis fields
+        self.pubsub = PubSub()  # run through intro's own commands, so counted as any command
+        self.intro._own.update(self.pubsub.handlers())
+        self.fronts.attach_pubsub(self.pubsub)
+        if config.pub_bind:
+            self.pubsub.mirror = lambda: self.fronts.conn_of("front")
+        self.notifier = Notifier(self.executor, self.pubsub.publish, self.intro)  # notify-keyspace-events
         self.executor.info_provider = self._info
         transactions.install(self)
         self.runtime: Runtime | None = None
@@ -187,6 +195,8 @@ class LogActor(Actor):
     def on_tick(self, now: float) -> None:
         self.heartbeat.beat(now)  # the supervisor's watchdog reads it (node/runtime/heartbeat.py)
         self.executor.active_expire_cycle(EXPIRE_BUDGET_MS)
+        if self.pubsub.out:  # "expired" notifications
+            self.fronts.deliver(self.pubsub.take())
         entries = self.watches.take_propagated()
         if entries:
             self._append(aof_format.encode_entries(entries))
@@ -229,6 +239,8 @@ class LogActor(Actor):
                 self._refuse_writes(writes)  # step 3, failed
         if self._rewrite_waiting:
             self._start_rewrite()  # step 4
+        if self.pubsub.out:
+            self.fronts.deliver(self.pubsub.take())  # before the replies: PUBLISH's reply follows
         self.fronts.reply(finished)  # step 5: each reply to where its message came from
         self.stats["total_cycles"] += 1
         if self.meter.active:
@@ -257,6 +269,7 @@ class LogActor(Actor):
             client, fifo = work.head()
             self._client = client
             owner = client >> CLIENT_BITS  # work.owner_of, inline: once per turn
+            self.pubsub.client = client
             done = finished.get(owner)
             if done is None:
                 done = finished[owner] = []
@@ -347,6 +360,7 @@ class LogActor(Actor):
         sections = self.intro.info()
         for name, fields in self.blocking.info().items():
             sections.setdefault(name, {}).update(fields)
+        sections.setdefault("stats", {}).update(self.pubsub.info())
         return sections
 
     def _misconf(self) -> codec.Error:

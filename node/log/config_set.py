@@ -24,6 +24,7 @@ import re
 from typing import Callable
 
 from aofnode.config import FSYNC_POLICIES
+from aofnode.log import notify
 from aofnode.protocol import MAX_BULK_BYTES, NUM_DBS
 from aofnode.protocol.errors import ERR, Error
 from aofnode.store import objects
@@ -111,6 +112,7 @@ def _replace_config(intro, **fields) -> None:
 
 def _set_maxmemory(intro, n: int) -> None:
     intro.owner.executor.maxmemory = n
+    intro.owner.executor.evict_now()
     _replace_config(intro, maxmemory=n)
 
 
@@ -146,6 +148,13 @@ def _attr_setter(obj: str, attr: str):
     return apply
 
 
+def _notify_flags(raw: bytes) -> frozenset[str]:
+    try:
+        return notify.parse_flags(raw)
+    except notify.Invalid as exc:
+        raise Invalid(str(exc)) from None
+
+
 def _resp_host_port(config) -> tuple[str, str]:
     host, _, port = (config.resp_bind or "").rpartition(":")
     return host.strip("[]"), port
@@ -175,6 +184,8 @@ PARAMS: dict[str, tuple] = {
                                 _attr_setter("slowlog", "slower_than_us")),
     "slowlog-max-len": (lambda i: i.slowlog.max_len, _ranged(0, LLONG_MAX),
                         _attr_setter("slowlog", "max_len")),
+    "notify-keyspace-events": (lambda i: notify.flags_text(i.owner.notifier.flags), _notify_flags,
+                               lambda i, flags: i.owner.notifier.configure(flags)),
     "latency-monitor-threshold": (lambda i: i.latency.threshold_ms, _ranged(0, LLONG_MAX),
                                   _attr_setter("latency", "threshold_ms")),
     # read-only here: set by ``aofnode serve`` options, or owned by a front

@@ -21,7 +21,7 @@ from typing import Callable
 import os
 
 from aofnode.log.replies import Protocol2Replies
-from aofnode.log.work import CLIENT_MASK, Pending, WorkQueue, owner_base
+from aofnode.log.work import CLIENT_BITS, CLIENT_MASK, Pending, WorkQueue, owner_base
 from aofnode.runtime import channel
 from aofnode.runtime import messages as m
 from aofnode.runtime.actor import Runtime
@@ -73,6 +73,34 @@ class FrontLinks:
         # What else the log actor keeps per client (WATCH state): forgotten with the client.
         self.forget_client: Callable[[int], None] = lambda key: None
         self.forget_owner: Callable[[int], None] = lambda base: None
+        self.pubsub = None  # node/log/pubsub.py: told of clients and fronts gone
+        self.dropped_deliveries = 0
+
+    def attach_pubsub(self, pubsub) -> None:
+        self.pubsub = pubsub
+        pubsub.subscribable = lambda key: self._role(key) == "resp"
+        self.stats["pubsub_dropped_deliveries"] = 0
+
+    def _role(self, key: int) -> str:
+        link = self.conns.get(key >> CLIENT_BITS)
+        return link.role if link is not None else ""
+
+    def conn_of(self, role: str) -> int | None:
+        """The current connection number of the front of ``role``, None if it is not up."""
+        for link in self.links:
+            if link.role == role and link.up:
+                return link.conn
+        return None
+
+    def deliver(self, notices: list) -> None:
+        """Send PUBLISH's deliveries; a front past ``output_limit`` unsent bytes loses them
+        (counted): the log actor never waits for a slow front."""
+        for conn, notice in notices:
+            link = self.conns.get(conn)
+            if link is None or not link.up or link.ch.pending_bytes > self.output_limit:
+                self.stats["pubsub_dropped_deliveries"] += len(notice.clients) or 1
+                continue
+            self._send(link, notice)
 
     def start(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -145,6 +173,8 @@ class FrontLinks:
         self.conns.pop(link.conn, None)
         dropped = self.work.drop_owner(link.base)
         self.forget_owner(link.base)
+        if self.pubsub is not None:
+            self.pubsub.forget_owner(link.base)
         self.stats["dropped_messages_front_gone"] += dropped
         link.counters = {}
         link.reading, link.taken = True, 0
@@ -203,5 +233,7 @@ class FrontLinks:
                 else:
                     self.stats["forgotten_messages"] += self.work.forget(key)
                     self.forget_client(key)
+                    if self.pubsub is not None:
+                        self.pubsub.forget(key)
         if ch.closed:
             self._lose(link)

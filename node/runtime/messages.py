@@ -11,6 +11,7 @@ is a one-byte kind; ``encode`` and ``decode`` below are the only code that knows
 | ``Hello(pid)`` | log -> front | the keyspace is loaded; send batches (first message) |
 | ``Stats(counters)`` | front -> log | front counters for INFO, once a second |
 | ``Forget(client, closing)`` | front -> log | drop a cut-off client's work; ``closing``: EOF, no blocking |
+| ``Deliver(clients, channel, message, pattern)`` | log -> front | a PUBLISH for these subscribers |
 | ``CloseJob(job_id, path)`` | log -> closer | close the fd that travels with it (SCM_RIGHTS) |
 | ``UnlinkJob(job_id, path)`` | log -> closer | unlink a file of ours (a stale or failed temp file) |
 | ``Release(job_id)`` | log -> closer | my copy of that job's fd is closed: yours is the last |
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Batch", "Replies", "Hello", "Stats", "Forget", "CloseJob", "UnlinkJob", "Release", "JobDone",
+__all__ = ["Batch", "Replies", "Hello", "Stats", "Forget", "Deliver", "CloseJob", "UnlinkJob", "Release", "JobDone",
            "Message", "BadMessage", "encode", "decode"]
 
 
@@ -61,6 +62,14 @@ class Forget:
 
 
 @dataclass(frozen=True, slots=True)
+class Deliver:
+    clients: list[int]  # the front's client numbers
+    channel: bytes
+    message: bytes
+    pattern: bytes | None = None  # the matching pattern of a PSUBSCRIBE, None for SUBSCRIBE
+
+
+@dataclass(frozen=True, slots=True)
 class CloseJob:
     job_id: int
     path: str
@@ -85,7 +94,7 @@ class JobDone:
     error: str = ""
 
 
-Message = Batch | Replies | Hello | Stats | Forget | CloseJob | UnlinkJob | Release | JobDone
+Message = Batch | Replies | Hello | Stats | Forget | Deliver | CloseJob | UnlinkJob | Release | JobDone
 
 
 class BadMessage(ValueError):
@@ -94,6 +103,7 @@ class BadMessage(ValueError):
 
 _BATCH, _REPLIES, _HELLO, _STATS, _FORGET = b"B", b"R", b"H", b"S", b"F"
 _CLOSE, _UNLINK, _RELEASE, _DONE = b"C", b"U", b"L", b"D"
+_DELIVER = b"P"
 
 
 def encode(msg: Message) -> list:
@@ -109,6 +119,8 @@ def encode(msg: Message) -> list:
         return [_STATS, msg.counters]
     if kind is Forget:
         return [_FORGET, msg.client, 1] if msg.closing else [_FORGET, msg.client]
+    if kind is Deliver:
+        return [_DELIVER, msg.clients, msg.channel, msg.message, msg.pattern]
     if kind is CloseJob:
         return [_CLOSE, msg.job_id, msg.path]
     if kind is UnlinkJob:
@@ -163,6 +175,9 @@ def decode(obj) -> Message:
         return Forget(_int(obj[1]))
     if kind == _FORGET and n == 3:
         return Forget(_int(obj[1]), bool(obj[2]))
+    if kind == _DELIVER and n == 5 and type(obj[1]) is list and type(obj[2]) is bytes \
+            and type(obj[3]) is bytes and (obj[4] is None or type(obj[4]) is bytes):
+        return Deliver(_ints(obj[1], len(obj[1])), obj[2], obj[3], obj[4])
     if kind == _CLOSE and n == 3:
         return CloseJob(_int(obj[1]), _str(obj[2]))
     if kind == _UNLINK and n == 3:

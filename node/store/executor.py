@@ -187,6 +187,12 @@ class Executor(*_MIXINS):
             return 0
         return self.keyspace.active_expire(budget_ms)
 
+    def evict_now(self) -> None:
+        """Evict down to maxmemory at once under allkeys-lru, as Redis does when CONFIG SET
+        lowers maxmemory (else nothing would go before the next command)."""
+        if self._maxmemory and self.keyspace.used_memory > self._maxmemory:
+            self._make_room("")
+
     def _make_room(self, name: str) -> Error | None:
         """Evict under allkeys-lru; OOM_ERR if still over the limit and ``name`` is denyoom."""
         if self._maxmemory_policy == ALLKEYS_LRU:

@@ -211,8 +211,8 @@ class ScriptCommands:
         spec = COMMANDS.get(name)
         if name in _NOSCRIPT:
             return _NOSCRIPT_ERR
-        if spec is None:
-            return _UNKNOWN_ERR
+        if spec is None or name not in self._handlers and name != "SELECT":  # PUBLISH, CONFIG...
+            return _UNKNOWN_ERR  # the log actor's own commands: not the executor's to run
         if not spec.accepts(len(args) + 1):
             return _ARITY_ERR
         if name == "SELECT":

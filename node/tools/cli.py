@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--resp-bind", default=None, metavar="HOST:PORT",
                    help=f"also serve the Redis protocol (RESP) on TCP at HOST:PORT, usually {USUAL_RESP_BIND} "
                         "(default: off; a non-loopback address needs a password)")
+    s.add_argument("--pub-bind", default=None, metavar="ENDPOINT",
+                   help="also publish every PUBLISH on a ZeroMQ PUB socket at ENDPOINT as [channel, message] "
+                        "(default: off; loopback or ipc unless CURVE or --insecure-bind)")
     s.add_argument("--requirepass-file", default=None, metavar="PATH",
                    help="clients of both fronts must AUTH with the password in PATH (its first line; "
                         "the file must not be accessible by group or others; read again at each front start)")
