@@ -322,3 +322,16 @@ def test_a_dead_fronts_queued_work_is_not_replied_to_its_successor(harness):
     assert stale == [], "replies or taken counts of the dead front reached its successor"
     assert harness.actor.stats["dropped_messages_front_gone"] == 1
     assert int(harness.call(("GET", "n"))[1]) < 10_000  # and the rest of it never ran
+
+
+def test_a_command_that_raises_answers_err_and_the_actor_goes_on(harness):
+    """A bug in one command (here a handler made to raise) must not end the log actor: the
+    request gets ERR, the rest of the message and later messages run, and it is counted."""
+    def broken(db, args):
+        raise AttributeError("a bug")
+    harness.actor.executor._handlers["GET"] = broken
+    reply = harness.call(("SET", "k", "v"), ("GET", "k"), ("STRLEN", "k"))
+    assert reply[0] == [0, "OK"] and reply[2] == [0, 1]
+    assert reply[1][:2] == [1, "ERR"] and "internal error in 'get'" in reply[1][2]
+    assert harness.call(("EXISTS", "k")) == [0, 1]
+    assert harness.actor.stats["command_internal_errors"] == 1
