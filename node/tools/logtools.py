@@ -110,6 +110,9 @@ EVENTS: dict[str, dict[str, str]] = {
                          "final_write_ms": "num?", "final_fsync_ms": "num?", "rename_ms": "num?"},
     "rewrite_inline_close": {"ms": "num"},  # --aof-close-inline (benchmarks) instead of the closer
     "rewrite_old_file_held": {"reason": "str", "held": "int"},
+    "command_internal_error": {"command": "str", "error": "str"},
+    "pubsub_output_limit_reached": {"client": "int", "held_bytes": "int"},
+    "pub_socket_bound": {"bind": "str"},
     "rewrite_failed": {"reason": "str", "consecutive_failures": "int", "auto_retry_in_s": "num",
                        "errno": "int?", "child_exit": "int?"},
     "rewrite_pause_summary": {"longest_pause_ms": "num", "longest_pause_cpu_ms": "num",
