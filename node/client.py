@@ -22,7 +22,7 @@ Design (the ZeroMQ guide's Lazy Pirate, on a DEALER socket):
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import msgpack
 import zmq
@@ -86,6 +86,59 @@ def _retry_safe(commands: Iterable[Sequence]) -> bool:
         if spec is None or not spec.retry_safe:
             return False
     return True
+
+
+class _RetryPolicy:
+    """One call's retries (the module docstring's rules 1 and 2): ``attempt`` raises
+    ``_Retryable`` (counted in ``failures``, against ``retries``) or ``_StillLoading`` (from
+    ``still_loading``, against ``loading_timeout`` from the first LOADING reply)."""
+
+    def __init__(self, retries: int, loading_timeout: float) -> None:
+        self.retries = retries
+        self.loading_timeout = loading_timeout
+        self.failures = 0  # timeouts and ABORTED replies, against retries
+        self.loading_since: float | None = None  # monotonic time of the first LOADING reply
+        self.loading_replies = 0
+
+    def still_loading(self, message: str) -> _StillLoading:
+        if self.loading_since is None:
+            self.loading_since = time.monotonic()
+        self.loading_replies += 1
+        return _StillLoading(message)
+
+    def stop(self, state: RetryCallState) -> bool:
+        if isinstance(state.outcome.exception(), _StillLoading):
+            return time.monotonic() - self.loading_since >= self.loading_timeout
+        return self.failures >= self.retries
+
+    def wait(self, state: RetryCallState) -> float:
+        if isinstance(state.outcome.exception(), _StillLoading):
+            # The last try lands on the deadline rather than a jittered wait past it.
+            left = self.loading_since + self.loading_timeout - time.monotonic()
+            return max(0.0, min(_LOADING_WAIT(state), left))
+        return _FAILURE_WAIT(state)
+
+    def run(self, attempt: Callable[[], Any]) -> Any:
+        """``attempt()``'s reply, retried while the rules allow; when they give up, LOADING and
+        ABORTED come back as an ``Error`` reply and a timeout is raised as ``NodeTimeout``."""
+        retrying = Retrying(
+            stop=self.stop,
+            wait=self.wait,
+            retry=retry_if_exception(lambda e: isinstance(e, (_Retryable, _StillLoading))),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _StillLoading as exc:
+            waited = time.monotonic() - self.loading_since
+            return Error(LOADING,
+                         f"{exc.message} (still loading after {waited:.1f}s and "
+                         f"{self.loading_replies} tries; loading_timeout={self.loading_timeout}s)")
+        except _Retryable as exc:
+            cause = exc.cause
+            if isinstance(cause, CommandError):
+                return Error(cause.code, cause.message)
+            raise cause from None
 
 
 class Client:
@@ -224,19 +277,9 @@ class Client:
         if body is None:
             body = encode_batch(commands, db=db) if batch else encode_request(*commands[0], db=db)
         safe = _retry_safe(commands)
-        failures = 0  # timeouts and ABORTED replies, against self.retries
-        loading_since: float | None = None  # monotonic time of the first LOADING reply
-        loading_replies = 0
-
-        def still_loading(message: str) -> _StillLoading:
-            nonlocal loading_since, loading_replies
-            if loading_since is None:
-                loading_since = time.monotonic()
-            loading_replies += 1
-            return _StillLoading(message)
+        policy = _RetryPolicy(self.retries, self.loading_timeout)
 
         def attempt():
-            nonlocal failures
             try:
                 if self._sock is None:
                     self._open()
@@ -245,49 +288,20 @@ class Client:
                 reply = self._roundtrip(body, batch)
             except NodeTimeout as exc:
                 self.close()  # never reuse a socket that may still get the late reply
-                failures += 1
+                policy.failures += 1
                 if safe:
                     raise _Retryable(exc) from exc
                 raise
             # LOADING and ABORTED answer a whole message (protocol.md), never one item of a batch.
             if isinstance(reply, Error):
                 if reply.code == LOADING:
-                    raise still_loading(reply.message)
+                    raise policy.still_loading(reply.message)
                 if reply.code == ABORTED and safe:
-                    failures += 1
+                    policy.failures += 1
                     raise _Retryable(CommandError(reply.code, reply.message))
             return reply
 
-        def stop(state: RetryCallState) -> bool:
-            if isinstance(state.outcome.exception(), _StillLoading):
-                return time.monotonic() - loading_since >= self.loading_timeout
-            return failures >= self.retries
-
-        def wait(state: RetryCallState) -> float:
-            if isinstance(state.outcome.exception(), _StillLoading):
-                # The last try lands on the deadline rather than a jittered wait past it.
-                left = loading_since + self.loading_timeout - time.monotonic()
-                return max(0.0, min(_LOADING_WAIT(state), left))
-            return _FAILURE_WAIT(state)
-
-        retrying = Retrying(
-            stop=stop,
-            wait=wait,
-            retry=retry_if_exception(lambda e: isinstance(e, (_Retryable, _StillLoading))),
-            reraise=True,
-        )
-        try:
-            return retrying(attempt)
-        except _StillLoading as exc:
-            waited = time.monotonic() - loading_since
-            return Error(LOADING,
-                         f"{exc.message} (still loading after {waited:.1f}s and "
-                         f"{loading_replies} tries; loading_timeout={self.loading_timeout}s)")
-        except _Retryable as exc:
-            cause = exc.cause
-            if isinstance(cause, CommandError):
-                return Error(cause.code, cause.message)
-            raise cause from None
+        return policy.run(attempt)
 
     def _roundtrip(self, body: bytes, batch: bool):
         sock = self._sock

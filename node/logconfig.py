@@ -4,7 +4,7 @@ Design:
 - One JSON object per line (or a console rendering for people at a terminal).
 - Context is bound once per process: ``actor`` (front, log, closer, supervisor, cli) and ``pid``.
 - Event names are snake_case and say what changed (``aof_loaded``, ``actor_died``); the whole
-  list is ``EVENTS`` in node/tools/logtools.py and docs/logs.md.
+  list is ``EVENTS`` in node/tools/logevents.py and docs/logs.md.
   Hot paths log one line per batch summary or state change, never one per request.
 - Every process calls :func:`configure` again after it starts (structlog's configuration is
   per process, and a forked rewrite child never logs at all: see node/aof/rewrite_child.py).

@@ -1,14 +1,14 @@
-"""The AOF file format: framing, the entry rule, scanning, the torn-tail rule and loading.
+"""The AOF file format: framing, scanning, the torn-tail rule and loading.
 
 Design:
 - Owns the bytes on disk, nothing else: a 16-byte header, then records ``length | crc32c |
   payload`` whose CRC-32C covers the length too, each payload a msgpack array of entries
   ``[db, NAME, *args]`` (docs/aof.md has the byte tables and a worked example). Pure file code:
   no sockets, no fsync policy (node/aof/writer.py).
-- One rule, one place. ``check_entries`` is the only definition of a valid entry; ``scan`` applies
-  it to every record and decides the verdict (ok / torn_tail / corrupt). ``load`` (node start)
-  and ``aofnode check-aof`` (node/aof/check.py) both take their verdict from ``scan``, so they
-  cannot disagree.
+- One rule, one place. ``check_entries`` (node/aof/entries.py) is the only definition of a valid
+  entry; ``scan`` applies it to every record and decides the verdict (ok / torn_tail / corrupt).
+  ``load`` (node start) and ``aofnode check-aof`` (node/aof/check.py) both take their verdict
+  from ``scan``, so they cannot disagree.
 - The torn-tail rule. A crash can only damage the end of what was being appended: the last
   record. The first bad record, at offset N, is a torn tail (``load`` cuts it and starts) only if
   1. it is not a record whose CRC matches (a valid CRC with invalid entries is always corrupt),
@@ -26,7 +26,6 @@ Design:
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import struct
 import time
@@ -37,13 +36,12 @@ import google_crc32c
 import msgpack
 
 from aofnode.aof import fileops
-from aofnode.store.keyspace import NUM_DBS
-from aofnode.protocol.commands import COMMANDS
+from aofnode.aof.entries import ENTRY_HEADS, FIRST_ENTRY, RECORD_HEADS, decode_payload
 
 __all__ = [
     "MAGIC", "VERSION", "HEADER_SIZE", "RECORD_HEADER_SIZE", "MAX_RECORD_BYTES",
     "CorruptAOF", "ScanResult", "encode_header", "encode_record", "encode_entries",
-    "check_entries", "decode_payload", "scan", "load", "truncate_durably",
+    "scan", "load", "truncate_durably",
 ]
 
 MAGIC = b"AOFNODE\x00"
@@ -65,21 +63,6 @@ _U32 = struct.Struct(">I")
 _RECORD_HEADER = struct.Struct(">II")
 _crc_value = google_crc32c.value
 _crc_extend = google_crc32c.extend
-_WRITE_SPECS = {name: spec for name, spec in COMMANDS.items() if spec.write}
-# msgpack array headers by size, as msgpack-python writes them: fixarray, array 16, array 32.
-# A record holds at least one entry; an entry has at least db and NAME.
-_ARRAY_16, _ARRAY_32 = frozenset((0xDC,)), frozenset((0xDD,))
-_RECORD_HEADS = ((1, frozenset(range(0x91, 0xA0))), (3, _ARRAY_16), (5, _ARRAY_32))
-_ENTRY_HEADS = ((1, frozenset(range(0x92, 0xA0))), (3, _ARRAY_16), (5, _ARRAY_32))
-# The bytes that follow those headers in every record the node writes: db as a positive fixint
-# (0..NUM_DBS-1), then NAME as a fixstr. Searching for them is a C-speed pass (~250 MB/s on
-# random bytes here), so a torn tail is searched in about a second at worst.
-assert NUM_DBS <= 0x80 and all(len(name) < 32 for name in _WRITE_SPECS)
-_FIRST_ENTRY = re.compile(
-    b"[" + re.escape(b"\x00") + b"-" + re.escape(bytes((NUM_DBS - 1,))) + b"](?:"
-    + b"|".join(re.escape(bytes((0xA0 + len(n),)) + n.encode()) for n in sorted(_WRITE_SPECS))
-    + b")"
-)
 
 OnEntries = Callable[[list], Any]
 Progress = Callable[[int, int, float], Any]
@@ -181,53 +164,6 @@ def _encode_split(entries: list, units: list[tuple[int, int]] = ()) -> bytes:
     return b"".join(pieces)
 
 
-# -- the entry rule -------------------------------------------------------------------------------
-
-def check_entries(entries: list) -> str | None:
-    """Why ``entries`` (a decoded payload) is not a valid list of AOF entries, or None.
-
-    The one rule for load and check-aof. Every entry is ``[db, NAME, *args]`` with
-    ``0 <= db < NUM_DBS``, NAME a write command of protocol/commands.py whose arity accepts the
-    args, and every arg bytes. One loop for the whole payload: ~0.2 us per SET entry here, about
-    half of what executing it costs at load (``set(map(type, ...))`` cost twice as much).
-    """
-    if type(entries) is not list:
-        return f"payload is a {type(entries).__name__}, expected an array of entries"
-    specs = _WRITE_SPECS
-    for i, entry in enumerate(entries):
-        if type(entry) is not list or len(entry) < 2:
-            return f"entry {i}: not an array [db, NAME, *args]: {entry!r:.80}"
-        db, name = entry[0], entry[1]
-        if type(db) is not int or not 0 <= db < NUM_DBS:
-            return f"entry {i}: db {db!r:.40} is not an integer in 0..{NUM_DBS - 1}"
-        spec = specs.get(name) if type(name) is str else None
-        if spec is None:
-            kind = "a read-only command" if name in COMMANDS else "not a known command"
-            return f"entry {i}: {name!r:.40} is {kind}, never written to an AOF"
-        if not spec.accepts(len(entry) - 1):
-            return f"entry {i}: wrong number of arguments for {name}: {len(entry) - 2}"
-        for arg in entry[2:]:
-            if type(arg) is not bytes:
-                return f"entry {i}: an argument of {name} is a {type(arg).__name__}, not bytes"
-    return None
-
-
-def decode_payload(payload: bytes) -> list:
-    """Unpack one payload and check its entries; raise ValueError naming the first bad one."""
-    n = len(payload)
-    try:
-        entries = msgpack.unpackb(
-            payload, raw=False, use_list=True, max_bin_len=n, max_str_len=n, max_array_len=n,
-            max_map_len=0, max_ext_len=0,
-        )
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise ValueError(f"payload is not valid msgpack: {exc}") from None
-    problem = check_entries(entries)
-    if problem is not None:
-        raise ValueError(problem)
-    return entries
-
-
 # -- scanning -------------------------------------------------------------------------------------
 
 def _check_header(f, file_size: int) -> tuple[str, str] | None:
@@ -285,10 +221,10 @@ def _find_later_record(tail: bytes) -> int | None:
     zero bytes costs one regex pass and (almost) no CRC work.
     """
     end = len(tail)
-    for match in _FIRST_ENTRY.finditer(tail):
+    for match in FIRST_ENTRY.finditer(tail):
         p = match.start()  # the db byte of a candidate first entry
-        for e, entry_heads in _ENTRY_HEADS:
-            for o, record_heads in _RECORD_HEADS:
+        for e, entry_heads in ENTRY_HEADS:
+            for o, record_heads in RECORD_HEADS:
                 r = p - e - o - RECORD_HEADER_SIZE  # where that record would start
                 if r <= 0 or tail[p - e] not in entry_heads or tail[r + 8] not in record_heads:
                     continue

@@ -63,6 +63,54 @@ def arity_error(name: str) -> Error:
     return Error(ARITY, f"wrong number of arguments for '{name.lower()}' command")
 
 
+def _parse_set_options(args: list) -> tuple[bool, bool, bool, bool, tuple[bytes, bytes] | None] | Error:
+    """SET's options after key and value: ``(nx, xx, get, keep_ttl, expire)``, ``expire`` being
+    ``(EX|PX|EXAT|PXAT, its argument)`` or None; SYNTAX_ERR for what Redis refuses (NX with XX,
+    KEEPTTL with an expire, two kinds of expire, an expire without its argument, an unknown
+    option)."""
+    nx = xx = get = keep_ttl = False
+    expire: tuple[bytes, bytes] | None = None
+    i, n = 2, len(args)
+    while i < n:
+        opt = args[i].upper()
+        if opt == b"NX" and not xx:
+            nx = True
+        elif opt == b"XX" and not nx:
+            xx = True
+        elif opt == b"GET":
+            get = True
+        elif opt == b"KEEPTTL" and expire is None:
+            keep_ttl = True
+        elif (opt in _SET_EXPIRES and not keep_ttl and (expire is None or expire[0] == opt)
+              and i + 1 < n):
+            expire = (opt, args[i + 1])  # as Redis: "EX 1 EX 2" takes the last
+            i += 1
+        else:
+            return SYNTAX_ERR
+        i += 1
+    return nx, xx, get, keep_ttl, expire
+
+
+def _set_expire_ms(expire: tuple[bytes, bytes] | None, now: int, name: str) -> int | None | Error:
+    """The absolute expire time in ms that SET's ``expire`` option asks for, None without one,
+    or the error Redis gives (``name`` is the command: SETEX and PSETEX come through SET)."""
+    if expire is None:
+        return None
+    kind, arg = expire
+    expire_ms = parse_ll(arg)
+    if expire_ms is None:
+        return NOT_INT_ERR
+    scale, relative = _SET_EXPIRES[kind]
+    if expire_ms <= 0 or expire_ms > LLONG_MAX // scale:
+        return expire_time_error(name)
+    expire_ms *= scale
+    if relative:
+        expire_ms += now
+        if expire_ms > LLONG_MAX:
+            return expire_time_error(name)
+    return expire_ms
+
+
 class StringCommands:
     """SET GET GETDEL SETNX MSET MGET APPEND STRLEN INCR DECR INCRBY DECRBY."""
 
@@ -92,41 +140,14 @@ class StringCommands:
 
     def _set_with_options(self, db, args, name="set"):
         """SET with options; SETEX and PSETEX come here too, with their ``name`` for errors."""
-        nx = xx = get = keep_ttl = False
-        expire_kind = expire_arg = None
-        i, n = 2, len(args)
-        while i < n:
-            opt = args[i].upper()
-            if opt == b"NX" and not xx:
-                nx = True
-            elif opt == b"XX" and not nx:
-                xx = True
-            elif opt == b"GET":
-                get = True
-            elif opt == b"KEEPTTL" and expire_kind is None:
-                keep_ttl = True
-            elif (opt in _SET_EXPIRES and not keep_ttl and expire_kind in (None, opt)
-                  and i + 1 < n):
-                expire_kind, expire_arg = opt, args[i + 1]  # as Redis: "EX 1 EX 2" takes the last
-                i += 1
-            else:
-                return SYNTAX_ERR
-            i += 1
-
+        options = _parse_set_options(args)
+        if options.__class__ is Error:
+            return options
+        nx, xx, get, keep_ttl, expire = options
         now = self.clock_ms()
-        expire_ms = None
-        if expire_kind is not None:
-            expire_ms = parse_ll(expire_arg)
-            if expire_ms is None:
-                return NOT_INT_ERR
-            scale, relative = _SET_EXPIRES[expire_kind]
-            if expire_ms <= 0 or expire_ms > LLONG_MAX // scale:
-                return expire_time_error(name)
-            expire_ms *= scale
-            if relative:
-                expire_ms += now
-                if expire_ms > LLONG_MAX:
-                    return expire_time_error(name)
+        expire_ms = _set_expire_ms(expire, now, name)
+        if expire_ms.__class__ is Error:
+            return expire_ms
 
         key, value = args[0], args[1]
         ks = self.keyspace

@@ -13,7 +13,8 @@ empty log gives an empty plot.
 from __future__ import annotations
 
 from aofnode.log.report import SUMMARY_INTERVAL_S
-from aofnode.tools.logtools import Summarizer, iso_utc
+from aofnode.tools.logevents import iso_utc
+from aofnode.tools.logtools import Summarizer
 
 __all__ = ["plot_timeline", "summary_series", "rewrite_spans"]
 

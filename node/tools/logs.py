@@ -1,6 +1,7 @@
-"""``aofnode logs summarize|plot``: the command line over node/tools/logtools.py (reading and
-summarizing a log) and node/tools/logplot.py (drawing it). It sits above both so that neither
-imports the other's caller: logplot reads what logtools summarized, and nothing imports back.
+"""``aofnode logs summarize|plot``: the command line over node/tools/logtools.py (summarizing
+a log), node/tools/logreport.py (printing the summary) and node/tools/logplot.py (drawing it). It
+sits above them so that none imports its caller: logreport and logplot read what logtools
+summarized, and nothing imports back.
 """
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import json
 import sys
 
 from aofnode.tools.logplot import plot_timeline
-from aofnode.tools.logtools import render_text, summarize
+from aofnode.tools.logreport import render_text
+from aofnode.tools.logtools import summarize
 
 __all__ = ["logs_main"]
 

@@ -1,14 +1,10 @@
-"""``aofnode logs summarize``: read a node's JSON log lines and say what happened.
+"""``aofnode logs summarize``: the ``Summarizer``, which reads a node's log and says what happened.
 
 Design:
-- Input is FILE or stdin, read line by line in binary (a log can be many GiB: nothing but the
-  summary is kept). A line longer than ``MAX_LINE_BYTES`` is skipped as non-JSON.
+- Lines come from ``read_lines`` (node/tools/logevents.py); only the summary is kept.
 - Nothing in a line can make it raise: a line that is not JSON, JSON that is not an object, an
   object without an ``event`` string, an event we do not know, a known event with a missing or
-  wrongly typed field: each is counted in ``totals`` and the line (or field) is skipped.
-- ``EVENTS`` is the vocabulary: every event the node writes, with its fields and their types
-  (docs/logs.md is the same list, with prose). A field of the wrong type counts the event as
-  malformed and reads as missing.
+  wrongly typed field (``EVENTS``): each is counted in ``totals`` and the line (or field) is skipped.
 - Rewrites are matched per log actor pid: ``rewrite_started`` opens a row, ``rewrite_child_done``
   and ``rewrite_diff_flushed`` fill it, ``rewrite_switched`` (ok) or ``rewrite_failed`` (err)
   close it. An ``actor_died``/``actor_exited`` of that log actor, or the end of the input,
@@ -23,151 +19,20 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from datetime import datetime, timezone
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO
 
-__all__ = ["EVENTS", "Summarizer", "summarize", "render_text", "iso_utc"]
+from aofnode.tools.logevents import COMMON, EVENTS, SUMMED, Event, field_ok, iso_utc, parse_ts, read_lines
 
-MAX_LINE_BYTES = 1 << 20  # our longest real line is ~400 bytes; 1 MiB is junk, not a log line
+__all__ = ["Summarizer", "summarize"]
+
 MAX_NAMES = 200           # distinct unknown/warning names kept; the rest count as "(other)"
 MAX_POINTS = 20_000       # markers per kind kept for the plot (more are invisible at 100 dpi)
 MIB = 1 << 20             # "MB" of copy-on-write, as Redis prints it
-
-# Field types: int, num (int or float), str, bool; a trailing "?" means the field may be
-# missing or null. Fields beyond these are allowed (e.g. ``rewrite_failed`` carries errno).
-COMMON = {"ts": "str", "level": "str", "actor": "str", "pid": "int"}
-EVENTS: dict[str, dict[str, str]] = {
-    # supervisor
-    "node_starting": {"dir": "str", "bind": "str", "appendfsync": "str"},
-    "data_dir_locked": {"dir": "str", "holder_pid": "str"},
-    "data_dir_tightened": {"dir": "str", "old_mode": "str", "new_mode": "str"},
-    "data_dir_unusable": {"dir": "str", "errno": "int?", "error": "str"},
-    "actor_spawned": {"role": "str", "child_pid": "int"},
-    "actor_died": {"role": "str", "child_pid": "int", "returncode": "int"},
-    "actor_restart_scheduled": {"role": "str", "in_s": "num"},
-    "rewrite_refused_memory": {"trigger": "str", "reason": "str", "refusals": "int"},
-    "fd_limit": {"soft_before": "int", "soft": "int"},
-    "actor_hung": {"role": "str", "child_pid": "int", "stalled_s": "num", "process_state": "str",
-                   "killing": "bool"},
-    "actor_crash_loop": {"role": "str", "deaths": "int", "window_s": "num"},
-    "node_stopping": {"reason": "str", "exit_code": "int"},
-    "shutdown_requested": {"signal": "str"},
-    "actor_stop_timeout": {"role": "str", "child_pid": "int"},
-    "actor_exited": {"role": "str", "child_pid": "int", "returncode": "int"},
-    "node_stopped": {"exit_code": "int"},
-    "bind_refused": {"bind": "str", "error": "str"},
-    "insecure_bind": {"bind": "str"},
-    "sighup_forwarded": {"role": "str", "child_pid": "int"},
-    "sighup_ignored": {"reason": "str"},
-    # every actor
-    "actor_started": {},
-    "actor_stopped": {},
-    # front
-    "log_actor_ready": {"log_pid": "int"},
-    "bind_failed": {"bind": "str", "error": "str"},
-    "client_accept_failed": {"errno": "int", "error": "str", "connected_clients": "int",
-                             "max_clients": "int", "accept_failures": "int"},
-    "client_output_limit_reached": {"identity": "str", "held_bytes": "int", "limit": "int",
-                                    "dropped_replies": "int", "cut_off_s": "num",
-                                    "also_cut_since_last_line": "int"},
-    "internal_peer_rejected": {"channel": "str", "peer_pid": "int", "peer_uid": "int", "rejected": "int"},
-    "log_actor_lost": {"reason": "str", "aborted_messages": "int"},
-    "front_stopping": {"in_flight": "int", "waiting": "int"},
-    # front: CURVE (node/fronts/curve.py)
-    "auth_started": {"server_key": "str", "allow_dir": "str", "allowed_keys": "int"},
-    "auth_keys_reloaded": {"allow_dir": "str", "allowed_keys": "int", "added": "int", "removed": "int"},
-    "auth_reload_failed": {"allow_dir": "str", "error": "str", "kept_keys": "int"},
-    "auth_bad_certificates": {"allow_dir": "str", "files": "str"},
-    "auth_refused": {"address": "str", "mechanism": "str", "key": "str", "refused": "int",
-                     "refused_total": "int"},
-    "auth_handshake_failed": {"reason": "str", "failures": "int", "failures_total": "int"},
-    "auth_handler_lost": {"bind": "str", "unbound": "bool"},
-    # log: start-up and AOF loading
-    "stale_temp_file_removed": {"path": "str"},
-    "aof_load_progress": {"records": "int", "bytes": "int", "seconds": "num"},
-    "aof_truncated": {"offset": "int", "bytes_cut": "int", "reason": "str?"},
-    "aof_loaded": {"records": "int", "entries": "int", "bytes": "int", "seconds": "num"},
-    "aof_corrupt": {"path": "str", "offset": "int", "reason": "str", "hint": "str"},
-    "aof_unusable": {"path": "str", "errno": "int?", "error": "str"},
-    # log: the fronts (the ZeroMQ front, and the RESP front with --resp-bind)
-    "front_connected": {"front": "str", "conn": "int"},
-    "front_lost": {"front": "str", "conn": "int", "dropped_messages": "int"},
-    # log: the live AOF
-    "aof_fsync_slow": {"seconds": "num", "slow_fsyncs": "int"},
-    "aof_fsync_delayed": {"waited_s": "num", "delayed_fsyncs": "int"},
-    "aof_write_error": {"op": "str", "errno": "int?", "error": "str", "path": "str", "size": "int"},
-    "aof_write_recovered": {"path": "str", "size": "int"},
-    "log_summary": {"interval_s": "num", "aof_size": "int", "aof_write_status": "str", "keys": "int",
-                    "commands": "num", "cycles": "num", "fsyncs": "num", "fsync_seconds": "num?",
-                    "slow_fsyncs": "num", "delayed_fsyncs": "num"},
-    "actor_stopping": {"aof_size": "int", "fsync_ok": "bool"},
-    # log: background rewrite (docs/aof.md, steps 1-5)
-    "rewrite_started": {"trigger": "str", "fork_usec": "int", "child_pid": "int", "aof_size": "int"},
-    "rewrite_child_done": {"keys": "int", "bytes": "int", "seconds": "num", "cow_bytes": "int",
-                           "diff_bytes": "int"},
-    "rewrite_diff_flushed": {"bytes": "int", "slices": "int", "longest_slice_ms": "num"},
-    "rewrite_switched": {"old_size": "int", "new_size": "int", "seconds": "num", "switch_ms": "num",
-                         "final_write_ms": "num?", "final_fsync_ms": "num?", "rename_ms": "num?"},
-    "rewrite_inline_close": {"ms": "num"},  # --aof-close-inline (benchmarks) instead of the closer
-    "rewrite_old_file_held": {"reason": "str", "held": "int"},
-    "command_internal_error": {"command": "str", "error": "str"},
-    "pubsub_output_limit_reached": {"client": "int", "held_bytes": "int"},
-    "pub_socket_bound": {"bind": "str"},
-    "rewrite_failed": {"reason": "str", "consecutive_failures": "int", "auto_retry_in_s": "num",
-                       "errno": "int?", "child_exit": "int?"},
-    "rewrite_pause_summary": {"longest_pause_ms": "num", "longest_pause_cpu_ms": "num",
-                              "longest_pause_turn": "str", "status": "str"},
-    # closer
-    "closer_job_done": {"kind": "str?", "path": "str?", "seconds": "num", "steps": "int?", "bytes": "int?",
-                        "longest_step_ms": "num?", "step_errno": "int?"},
-    "closer_job_failed": {"kind": "str?", "path": "str?", "errno": "int?"},
-    "closer_bad_job": {"reason": "str", "job_id": "int?"},
-    "closer_job_refused": {"job_id": "int", "error": "str"},
-    "closer_unreachable": {"errno": "int?"},
-}
-_SUMMED = ("fsyncs", "fsync_seconds", "slow_fsyncs", "delayed_fsyncs", "commands", "cycles")
 _PROBLEM_LEVELS = ("warning", "error", "critical")
-
-
-def _type_ok(value, kind: str) -> bool:
-    if kind == "str":
-        return type(value) is str
-    if kind == "bool":
-        return type(value) is bool
-    if type(value) is int:
-        return True
-    # A float is a num; for an int field only a whole one (1.0) passes. NaN/inf never do.
-    return type(value) is float and math.isfinite(value) and (kind == "num" or value.is_integer())
-
-
-def _parse_ts(value) -> float | None:
-    if type(value) is not str or len(value) > 64:
-        return None
-    try:
-        stamp = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=timezone.utc)
-    return stamp.timestamp()
-
-
-def iso_utc(t: float | None) -> str | None:
-    """``t`` (epoch seconds) as ISO 8601 UTC to the millisecond, ``...Z``; None stays None."""
-    if t is None:
-        return None
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _secs(start: float | None, end: float | None) -> float | None:
     return round(end - start, 3) if start is not None and end is not None else None
-
-
-class Event(NamedTuple):
-    name: str
-    t: float | None       # epoch seconds, None if ts is missing or unreadable
-    pid: int | None
-    f: dict               # the event's known fields; missing or wrongly typed ones are absent
 
 
 class _Points:
@@ -198,7 +63,7 @@ class Summarizer:
         self._open_rewrites: dict[int | None, dict] = {}
         self._open_loads: dict[int | None, dict] = {}
         self._last_closed: dict[int | None, dict] = {}  # per pid, for rewrite_pause_summary
-        self.fsync = {k: 0 for k in _SUMMED} | {"log_summaries": 0, "slow_fsync_warnings": 0,
+        self.fsync = {k: 0 for k in SUMMED} | {"log_summaries": 0, "slow_fsync_warnings": 0,
                                                 "delayed_fsync_warnings": 0, "slowest_fsync_s": None}
         self.died, self.returncodes, self.scheduled = Counter(), Counter(), Counter()
         self.spawned = Counter()  # (supervisor pid, role) -> spawns
@@ -246,7 +111,7 @@ class Summarizer:
             counter[other] += 1
 
     def _event(self, name: str, obj: dict) -> None:
-        t = _parse_ts(obj.get("ts"))
+        t = parse_ts(obj.get("ts"))
         if t is not None:
             self.first_t = t if self.first_t is None else min(self.first_t, t)
             self.last_t = t if self.last_t is None else max(self.last_t, t)
@@ -262,11 +127,11 @@ class Summarizer:
             self.counts["unknown_events"] += 1
             self._bump(self.unknown, name)
             return
-        bad = t is None or any(not _type_ok(obj.get(k), kind) for k, kind in COMMON.items() if k != "ts")
+        bad = t is None or any(not field_ok(obj.get(k), kind) for k, kind in COMMON.items() if k != "ts")
         fields = {}
         for key, kind in spec.items():
             value = obj.get(key)
-            if _type_ok(value, kind.rstrip("?")):
+            if field_ok(value, kind.rstrip("?")):
                 fields[key] = value
             elif not (kind.endswith("?") and value is None):
                 bad = True
@@ -369,7 +234,7 @@ class Summarizer:
 
     def _on_log_summary(self, ev: Event) -> None:
         self.fsync["log_summaries"] += 1
-        for key in _SUMMED:
+        for key in SUMMED:
             self.fsync[key] += ev.f.get(key, 0)
         if self.timeline and ev.t is not None and len(self.summaries) < MAX_POINTS * 8:
             self.summaries.append((ev.t, ev.f.get("fsyncs"), ev.f.get("commands")))
@@ -455,87 +320,9 @@ class Summarizer:
         }
 
 
-def read_lines(stream: BinaryIO):
-    """Yield raw lines; an over-long line is drained and yielded as None."""
-    while True:
-        line = stream.readline(MAX_LINE_BYTES)
-        if not line:
-            return
-        if len(line) >= MAX_LINE_BYTES and not line.endswith(b"\n"):
-            while (more := stream.readline(MAX_LINE_BYTES)) and not more.endswith(b"\n"):
-                pass
-            yield None
-            continue
-        yield line
-
-
 def summarize(stream: BinaryIO, timeline: bool = False) -> Summarizer:
     s = Summarizer(timeline=timeline)
     for line in read_lines(stream):
         s.feed(line)
     s.finish()
     return s
-
-
-# -- text output ----------------------------------------------------------------------------------
-
-def _cell(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}" if math.isfinite(value) else str(value)
-    text = str(value)
-    text = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return text if len(text) <= 60 else text[:59] + "~"
-
-
-def _table(headers: list[str], rows: list[list], indent: str = "  ") -> list[str]:
-    """Aligned columns: numbers to the right, text to the left."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    numeric = [all(isinstance(r[i], (int, float)) or r[i] is None for r in rows) for i in range(len(headers))]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    out = []
-    for row in [headers] + cells:
-        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(row, widths, numeric)]
-        out.append((indent + "  ".join(parts)).rstrip())
-    return out
-
-
-def render_text(r: dict) -> str:
-    out = [f"Rewrites ({len(r['rewrites'])})"]
-    if r["rewrites"]:
-        cols = ["start", "pid", "trigger", "fork_ms", "child_s", "cow_mb", "diff_bytes", "slices",
-                "longest_slice_ms", "total_s", "longest_pause_ms"]
-        rows = [[w[k] for k in cols] + [w["status"] + (f" ({w['reason']})" if w["reason"] else "")]
-                for w in r["rewrites"]]
-        out += _table(cols + ["status"], rows)
-    f = r["fsync"]
-    out += ["", f"Fsync (from {f['log_summaries']} log_summary events and the warnings)"]
-    out += _table(["counter", "value"], [[k, f[k]] for k in (*_SUMMED, "slow_fsync_warnings",
-                                                            "delayed_fsync_warnings", "slowest_fsync_s")])
-    out += ["", f"AOF loads ({len(r['aof_loads'])})"]
-    if r["aof_loads"]:
-        rows = []
-        for ld in r["aof_loads"]:
-            cut = sum(t["bytes_cut"] or 0 for t in ld["truncations"])
-            status = ld["status"] + (f" ({ld['reason']})" if ld["reason"] else "")
-            rows.append([ld["ts"], ld["pid"], ld["records"], ld["entries"], ld["bytes"], ld["seconds"],
-                         len(ld["truncations"]), cut, status])
-        out += _table(["ts", "pid", "records", "entries", "bytes", "seconds", "truncations", "bytes_cut",
-                       "status"], rows)
-    out += ["", "Warnings and errors"]
-    rows = [[w["level"], w["event"], w["count"]] for w in r["warnings_errors"]]
-    out += _table(["level", "event", "count"], rows) if rows else ["  (none)"]
-    a = r["actors"]
-    out += ["", f"Actors (node starts: {a['node_starts']})"]
-    rows = [[x["role"], x["died"], " ".join(f"{rc}:{n}" for rc, n in x["returncodes"].items()) or None,
-             x["restarts"], x["restarts_scheduled"]] for x in a["roles"]]
-    out += _table(["role", "died", "returncodes", "restarts", "scheduled"], rows) if rows else ["  (none)"]
-    t = r["totals"]
-    out += ["", "Totals"]
-    rows = [[k, v] for k, v in t.items() if not isinstance(v, dict)]
-    for key in ("unknown_event_names", "malformed_event_names"):
-        if t[key]:
-            rows.append([key, ", ".join(f"{_cell(n)}:{c}" for n, c in list(t[key].items())[:10])])
-    out += _table(["total", "value"], rows)
-    return "\n".join(out)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from aofnode.tools.logtools import EVENTS, Summarizer, read_lines, render_text, summarize
+from aofnode.tools.logevents import EVENTS, read_lines
+from aofnode.tools.logreport import render_text
+from aofnode.tools.logtools import Summarizer, summarize
 from tests.nodeproc import AOFNODE, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -238,7 +240,7 @@ def test_any_line_soup_yields_a_summary():
 
 
 def test_overlong_line_is_skipped_not_held(monkeypatch):
-    monkeypatch.setattr("aofnode.tools.logtools.MAX_LINE_BYTES", 64)
+    monkeypatch.setattr("aofnode.tools.logevents.MAX_LINE_BYTES", 64)
     data = b'{"event": "node_stopped"}\n' + b"x" * 1000 + b"\n" + b'{"event": "node_stopped"}'
     assert [line is None for line in read_lines(io.BytesIO(data))] == [False, True, False]
     t = summarize(io.BytesIO(data)).result()["totals"]
@@ -252,7 +254,7 @@ def test_every_event_the_node_writes_is_known_and_documented():
     for path in (ROOT / "node").rglob("*.py"):
         written |= set(re.findall(r'log\.(?:info|warning|error)\(\s*"([a-z_]+)"', path.read_text()))
     assert written, "the grep found no log calls"
-    assert written - set(EVENTS) == set(), "add them to node/tools/logtools.py EVENTS"
+    assert written - set(EVENTS) == set(), "add them to node/tools/logevents.py EVENTS"
     doc = (ROOT / "docs" / "logs.md").read_text()
     assert {name for name in EVENTS if f"`{name}`" not in doc} == set(), "add them to docs/logs.md"
 

@@ -234,7 +234,7 @@ def test_cli_with_the_password(node):
 def test_the_worked_example_of_protocol_md_is_what_the_gate_does():
     """docs/protocol.md, "Password": the hex of each line is the bytes sent and answered."""
     from aofnode.fronts.zmq_password import PasswordGate
-    text = (pathlib.Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
+    text = (pathlib.Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
     block = text.split("Worked example, password `s3cret`:", 1)[1].split("```")[1]
     lines, current = [], None
     for line in block.strip().splitlines():

@@ -1,4 +1,4 @@
-"""Tests for node/aof/format.py: framing, splitting, the entry rule, the torn-tail rule, load.
+"""Tests for node/aof/format.py and entries.py: framing, splitting, the entry rule, torn tails, load.
 
 check-aof and the agreement of its verdict with load's are in tests/integration/test_check_aof.py."""
 from __future__ import annotations
@@ -11,6 +11,7 @@ import msgpack
 import pytest
 
 from aofnode.aof import format as af
+from aofnode.aof.entries import check_entries
 from aofnode.aof.format import CorruptAOF, ScanResult, load, scan
 
 H = af.HEADER_SIZE
@@ -410,12 +411,12 @@ def test_empty_entries_array_is_valid(tmp_path):
     ],
 )
 def test_check_entries_is_the_one_rule(entry, words):
-    problem = af.check_entries([[0, "DEL", b"ok"], entry])
+    problem = check_entries([[0, "DEL", b"ok"], entry])
     if words is None:
         assert problem is None
     else:
         assert problem.startswith("entry 1: ") and words in problem, problem
-    assert af.check_entries({"not": "a list"}).startswith("payload is a dict")
+    assert check_entries({"not": "a list"}).startswith("payload is a dict")
 
 
 # -- records over the size limit ------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 from tests.fakeclock import FakeClock
 
 from aofnode.aof import format as aof_format
+from aofnode.aof.entries import decode_payload
 from aofnode.protocol.errors import Error
 from aofnode.store.executor import Executor
 
@@ -194,7 +195,7 @@ def test_aof_replay_of_script_effects_rebuilds_the_keyspace(ex):
         assert ev(ex, script, keys, ["a", "b"]) == 1
     entries = ex.take_propagated()
     record = aof_format.encode_entries(entries)  # one cycle: one CRC-checked record
-    payload = aof_format.decode_payload(record[8:])
+    payload = decode_payload(record[8:])
     fresh = Executor(clock_ms=FakeClock(T0))
     fresh.loading = True
     for entry in payload:

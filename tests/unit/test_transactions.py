@@ -11,6 +11,7 @@ import pytest
 from aofnode import protocol
 from aofnode.runtime import messages as m
 from aofnode.aof import format as aof_format
+from aofnode.aof.entries import decode_payload
 from tests.unit.test_log_actor import Harness
 
 
@@ -231,7 +232,7 @@ def test_a_split_cycle_never_cuts_a_transaction(monkeypatch):
     records, pos = [], 0
     while pos < len(data):
         n = int.from_bytes(data[pos:pos + 4], "big")
-        records.append(len(aof_format.decode_payload(data[pos + 8:pos + 8 + n])))
+        records.append(len(decode_payload(data[pos + 8:pos + 8 + n])))
         pos += 8 + n
     bounds, at = set(), 0
     for n in records:
