@@ -3,6 +3,7 @@ loads, what aofnode writes loads back the same, and malformed payloads are refus
 from __future__ import annotations
 
 import math
+import random
 import struct
 
 import pytest
@@ -138,3 +139,17 @@ def test_truncations_of_every_redis_payload_are_refused() -> None:
             except ValueError:
                 continue
             pytest.fail(f"{h[:20]} cut at {cut} loaded")
+
+
+def test_mutated_payloads_load_or_are_refused_never_crash() -> None:
+    rng = random.Random(7)
+    bodies = [bytes.fromhex(h)[:-10] for _, h, _ in REDIS_PAYLOADS]
+    bodies += [p[:-10] for _, p, _ in BUILT_PAYLOADS]
+    for _ in range(20000):
+        body = bytearray(rng.choice(bodies))
+        for _ in range(rng.randint(1, 3)):
+            body[rng.randrange(len(body))] = rng.randrange(256)
+        try:
+            load_value(_payload(bytes(body)))
+        except ValueError:
+            pass
