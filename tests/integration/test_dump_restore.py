@@ -180,7 +180,7 @@ VALUES = {
     "long-fields": {b"s06": b"x" * 31, b"s14": b"x" * 8191, b"s32": b"x" * 65535, b"imm": b"12"},
     "big-hash": {b"f%d" % i: b"v%d" % i for i in range(300)},
     "small-list": [b"a", b"1", b"-5000", b"x" * 70],
-    "big-list": [b"e%d" % i for i in range(1000)] + [b"y" * 70000],  # a plain quicklist node too
+    "big-list": [b"e%d" % i for i in range(1000)] + [b"y" * 70000],  # a node of one long string
     "int-set": {b"1", b"-3", b"70000", b"9223372036854775807"},
     "small-set": {b"a", b"b", b"1"},
     "big-set": {b"m%d" % i for i in range(300)},
