@@ -3,9 +3,10 @@ redis-server and aofnode both ways.
 
 Same mixin contract as ``strings.py``. RESTORE is never logged as itself: the AOF gets what it
 made, ``SET k v [PXAT ms]`` for a string, ``[DEL k] HSET k f v ... [PEXPIREAT k ms]`` for a hash
-(the DEL when REPLACE replaced a key), or ``DEL k`` when REPLACE met a TTL already passed. So
-the AOF stays readable by every tool that reads it, and replay needs no RDB decoder. IDLETIME
-and FREQ are checked as Redis does and otherwise ignored: the access clock exists only under
+(the DEL when REPLACE replaced a key), ``RPUSH`` / ``SADD`` / ``ZADD`` for a list, set or sorted
+set likewise (a big collection in entries of ~1 MiB each), or ``DEL k`` when REPLACE met a TTL
+already passed. So the AOF stays readable by every tool that reads it, and replay needs no RDB
+decoder. IDLETIME and FREQ are checked as Redis does and otherwise ignored: the access clock exists only under
 allkeys-lru, and there is no LFU.
 """
 
@@ -13,8 +14,11 @@ from __future__ import annotations
 
 from aofnode.protocol.errors import ERR, Error
 
+from aofnode.store import listcore
 from aofnode.store.rdb import dump_value, load_value, verify_payload
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, parse_ll
+from aofnode.store.typed import LIST, SET, type_name
+from aofnode.store.zsetcore import format_score
 
 _BUSYKEY = Error("BUSYKEY", "Target key name already exists.")
 _BAD_TTL = Error(ERR, "Invalid TTL value, must be >= 0")
@@ -22,6 +26,9 @@ _BAD_IDLE = Error(ERR, "Invalid IDLETIME value, must be >= 0")
 _BAD_FREQ = Error(ERR, "Invalid FREQ value, must be >= 0 and <= 255")
 _BAD_PAYLOAD = Error(ERR, "DUMP payload version or checksum are wrong")
 _BAD_FORMAT = Error(ERR, "Bad data format")
+# A restored collection is logged as entries of about this many bytes of elements, as the
+# rewrite child writes them (CHILD_ENTRY_BYTES): far below the AOF's 256 MiB record limit.
+AOF_ENTRY_BYTES = 1 << 20
 
 
 def _restore_options(args):
@@ -108,9 +115,33 @@ class DumpCommands:
             return
         if existed:
             self.propagated.append([db, "DEL", key])
-        entry = [db, "HSET", key]
-        for item in value.items():
-            entry.extend(item)
-        self.propagated.append(entry)
+        name, flat = _write_form(value)
+        for part in _chunks(flat, 2 if name in ("HSET", "ZADD") else 1):
+            self.propagated.append([db, name, key, *part])
         if ttl:
             self.propagated.append([db, "PEXPIREAT", key, b"%d" % ttl])
+
+
+def _write_form(value):
+    """The command, and its flat arguments, that rebuild a collection value."""
+    kind = type_name(value)
+    if kind == "hash":
+        return "HSET", [x for pair in value.items() for x in pair]
+    if kind == LIST:
+        return "RPUSH", listcore.items(value)
+    if kind == SET:
+        return "SADD", list(value[0])
+    return "ZADD", [x for m, s in value[0].items() for x in (format_score(s), m)]
+
+
+def _chunks(flat, step):
+    """``flat`` in parts of about AOF_ENTRY_BYTES of arguments (whole groups of ``step``), so a
+    restored collection of any size fits the AOF's record limit, as the rewrite writes it."""
+    start = size = 0
+    for i in range(0, len(flat), step):
+        size += sum(map(len, flat[i:i + step])) + 8 * step
+        if size >= AOF_ENTRY_BYTES:
+            yield flat[start:i + step]
+            start, size = i + step, 0
+    if start < len(flat):
+        yield flat[start:]

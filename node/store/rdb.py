@@ -1,259 +1,190 @@
 """Redis's serialisation of one value (DUMP/RESTORE payloads), RDB version 10 (Redis 7.0).
 
 A payload is ``<type byte> <value> <RDB version, 2 bytes LE> <CRC-64, 8 bytes LE>``; the CRC
-(Jones polynomial, reflected, as Redis's crc64.c) covers everything before it. aofnode has two
-value types:
+(Jones polynomial, reflected, as Redis's crc64.c) covers everything before it. The building
+blocks (lengths, strings, LZF, listpacks, ziplists) are in ``rdbcodec.py``.
 
-* a string is type 0, one RDB string;
-* a hash is written as type 4 (a length, then field and value strings) and read from type 4,
-  16 (a listpack, what Redis 7 writes for small hashes) or 13 (a ziplist, Redis 6's small
-  hashes). Redis 7 loads type 4 whatever the hash's size, so both directions work.
-
-An RDB string is read in every form Redis writes (a length prefix, an 8/16/32-bit integer,
-LZF-compressed) and written as Redis does for strings up to 20 bytes (integers of at most 11
-characters as integers, the rest with a length prefix); longer strings are written plainly,
-which Redis reads, where Redis would try LZF. Any other type or a malformed payload raises
-``ValueError`` (RESTORE's "Bad data format").
-
-Cost: the CRC is a Python loop, ~0.1 us per byte (about 10 MB/s): DUMP and RESTORE of big
-values block the log actor for that long.
+Written: a string as type 0 (one RDB string), a hash as type 4, a list as type 1 (a length,
+then its elements), a set as type 2 (the same for members), a sorted set as type 5 (member,
+then its score as a little-endian binary double). Redis 7.0 loads each of these whatever the
+value's size (it converts to its own encodings as it loads). Read: those, and what Redis 6 and
+7.0 write: hashes as listpack (16) or ziplist (13); lists as quicklist of listpacks (18) or of
+ziplists (14), or a bare ziplist (10); sets as intset (11); sorted sets as listpack (17),
+ziplist (12) or text scores (3). Any other type or a malformed payload raises ``ValueError``
+(RESTORE's "Bad data format"), as do an empty collection, a duplicate set member, hash field
+or sorted-set member, and a NaN score: a hostile payload gets an error, never a value Redis
+could not hold. Every element takes at least one byte of the payload, so decoding is bounded
+by the payload's size.
 """
 
 from __future__ import annotations
 
-__all__ = ["RDB_VERSION", "crc64", "dump_value", "load_value", "verify_payload"]
+import math
+import struct
 
-RDB_VERSION = 10
-_TYPE_STRING, _TYPE_HASH, _TYPE_HASH_ZIPLIST, _TYPE_HASH_LISTPACK = 0, 4, 13, 16
-_ENC_INT8, _ENC_INT16, _ENC_INT32, _ENC_LZF = 0, 1, 2, 3
-_POLY = 0x95AC9329AC4BC9B5  # 0xad93d23594c935a9 bit-reversed: the reflected form
+from aofnode.store import listcore
+from aofnode.store.rdbcodec import (
+    RDB_VERSION, Reader, crc64, encode_length, encode_string, listpack_items, lzf_decompress,
+    verify_payload, ziplist_items,
+)
+from aofnode.store.typed import SET, type_name
+from aofnode.store.zsetcore import z_from_scores
 
+__all__ = ["RDB_VERSION", "crc64", "dump_value", "load_value", "verify_payload", "lzf_decompress"]
 
-def _crc_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ _POLY if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
-
-
-_TABLE = _crc_table()
-
-
-def crc64(data: bytes, crc: int = 0) -> int:
-    """Redis's crc64 (``crc64(0, "123456789", 9) == 0xe9c6d914c4b8d9ca``)."""
-    table = _TABLE
-    for byte in data:
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc
+_STRING, _LIST, _SET, _ZSET, _HASH, _ZSET_2 = 0, 1, 2, 3, 4, 5
+_LIST_ZIPLIST, _SET_INTSET, _ZSET_ZIPLIST, _HASH_ZIPLIST = 10, 11, 12, 13
+_LIST_QUICKLIST, _HASH_LISTPACK, _ZSET_LISTPACK, _LIST_QUICKLIST_2 = 14, 16, 17, 18
+_NODE_PLAIN, _NODE_PACKED = 1, 2  # a quicklist 2 node: one big element, or a listpack
+_DOUBLE = struct.Struct("<d")
 
 
-def verify_payload(payload: bytes) -> bool:
-    """Redis's verifyDumpPayload: a footer, a version it can read, a matching CRC."""
-    if len(payload) < 10:
-        return False
-    version = payload[-10] | payload[-9] << 8
-    if version > RDB_VERSION:
-        return False
-    return crc64(payload[:-8]).to_bytes(8, "little") == payload[-8:]
-
-
-# --- writing ---------------------------------------------------------------------------------
-def _length(n: int) -> bytes:
-    if n < 1 << 6:
-        return bytes((n,))
-    if n < 1 << 14:
-        return bytes((0x40 | n >> 8, n & 0xFF))
-    if n < 1 << 32:
-        return b"\x80" + n.to_bytes(4, "big")
-    return b"\x81" + n.to_bytes(8, "big")
-
-
-def _string(s: bytes) -> bytes:
-    if len(s) <= 11 and s[:1] not in (b"", b"+") and s != b"-0":
-        try:
-            n = int(s)
-        except ValueError:
-            n = None
-        # Only the canonical spelling round-trips (Redis's string2ll then ll2string check).
-        if n is not None and b"%d" % n == s:
-            if -(1 << 7) <= n < 1 << 7:
-                return b"\xc0" + n.to_bytes(1, "little", signed=True)
-            if -(1 << 15) <= n < 1 << 15:
-                return b"\xc1" + n.to_bytes(2, "little", signed=True)
-            if -(1 << 31) <= n < 1 << 31:
-                return b"\xc2" + n.to_bytes(4, "little", signed=True)
-    return _length(len(s)) + s
-
-
-def dump_value(value: bytes | dict) -> bytes:
-    """DUMP's payload for a string or a hash."""
-    if isinstance(value, bytes):
-        body = bytes((_TYPE_STRING,)) + _string(value)
-    else:
-        parts = [bytes((_TYPE_HASH,)), _length(len(value))]
+def dump_value(value) -> bytes:
+    """DUMP's payload for a value of any type."""
+    if value.__class__ is bytes:
+        parts = [bytes((_STRING,)), encode_string(value)]
+    elif value.__class__ is dict:
+        parts = [bytes((_HASH,)), encode_length(len(value))]
         for field, v in value.items():
-            parts.append(_string(field))
-            parts.append(_string(v))
-        body = b"".join(parts)
-    body += RDB_VERSION.to_bytes(2, "little")
+            parts += (encode_string(field), encode_string(v))
+    elif value.__class__ is list:
+        elements = listcore.items(value)
+        parts = [bytes((_LIST,)), encode_length(len(elements))]
+        parts += map(encode_string, elements)
+    elif type_name(value) == SET:
+        parts = [bytes((_SET,)), encode_length(len(value[0]))]
+        parts += map(encode_string, value[0])
+    else:
+        parts = [bytes((_ZSET_2,)), encode_length(len(value[0]))]
+        for member, score in value[0].items():
+            parts += (encode_string(member), _DOUBLE.pack(score))
+    body = b"".join(parts) + RDB_VERSION.to_bytes(2, "little")
     return body + crc64(body).to_bytes(8, "little")
 
 
-# --- reading ---------------------------------------------------------------------------------
-class _Reader:
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise ValueError("truncated")
-        out = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return out
-
-    def byte(self) -> int:
-        return self.take(1)[0]
-
-    def length(self) -> tuple[int, bool]:
-        """(length or encoding number, True if it is an encoding) as rdbLoadLenByRef."""
-        first = self.byte()
-        kind = first >> 6
-        if kind == 0:
-            return first & 0x3F, False
-        if kind == 1:
-            return (first & 0x3F) << 8 | self.byte(), False
-        if kind == 3:
-            return first & 0x3F, True
-        if first == 0x80:
-            return int.from_bytes(self.take(4), "big"), False
-        if first == 0x81:
-            return int.from_bytes(self.take(8), "big"), False
-        raise ValueError("bad length")
-
-    def plain_length(self) -> int:
-        n, encoded = self.length()
-        if encoded:
-            raise ValueError("encoded length")
-        return n
-
-    def string(self) -> bytes:
-        n, encoded = self.length()
-        if not encoded:
-            return self.take(n)
-        if n in (_ENC_INT8, _ENC_INT16, _ENC_INT32):
-            return b"%d" % int.from_bytes(self.take(1 << n), "little", signed=True)
-        if n == _ENC_LZF:
-            compressed, size = self.plain_length(), self.plain_length()
-            return lzf_decompress(self.take(compressed), size)
-        raise ValueError("unknown string encoding")
+def load_value(payload: bytes):
+    """The value of a payload whose footer ``verify_payload`` accepted; ValueError if it is
+    malformed or of a type aofnode does not hold."""
+    try:
+        return _load(Reader(payload[:-10]))
+    except (IndexError, struct.error):  # a listpack, ziplist or double cut short
+        raise ValueError("truncated entry") from None
 
 
-def lzf_decompress(data: bytes, size: int) -> bytes:
-    """LZF (liblzf's format, as Redis writes it); ValueError unless it gives ``size`` bytes."""
-    out = bytearray()
-    i, n = 0, len(data)
-    while i < n:
-        ctrl = data[i]
-        i += 1
-        if ctrl < 32:
-            run = data[i:i + ctrl + 1]
-            if len(run) != ctrl + 1:
-                raise ValueError("lzf literal past the end")
-            out += run
-            i += ctrl + 1
-            continue
-        length = ctrl >> 5
-        if length == 7:
-            if i >= n:
-                raise ValueError("lzf length past the end")
-            length += data[i]
-            i += 1
-        if i >= n:
-            raise ValueError("lzf offset past the end")
-        ref = len(out) - ((ctrl & 0x1F) << 8) - data[i] - 1
-        i += 1
-        if ref < 0:
-            raise ValueError("lzf back reference before the start")
-        for _ in range(length + 2):  # byte by byte: the source may overlap what it writes
-            out.append(out[ref])
-            ref += 1
-    if len(out) != size:
-        raise ValueError("lzf size mismatch")
-    return bytes(out)
+def _strings(reader: Reader, count: int) -> list[bytes]:
+    # One element at a time: a forged count meets the end of the payload, not a huge list.
+    out = []
+    for _ in range(count):
+        out.append(reader.string())
+    return out
 
 
-def _listpack_items(blob: bytes) -> list[bytes]:
-    if len(blob) < 7 or int.from_bytes(blob[:4], "little") != len(blob) or blob[-1] != 0xFF:
-        raise ValueError("bad listpack header")
-    items, i, end = [], 6, len(blob) - 1
-    while i < end:
-        b = blob[i]
-        if b < 0x80:
-            item, size = b"%d" % b, 1
-        elif b < 0xC0:
-            size = 1 + (b & 0x3F)
-            item = blob[i + 1:i + size]
-        elif b < 0xE0:
-            raw = (b & 0x1F) << 8 | blob[i + 1]
-            item, size = b"%d" % (raw - (1 << 13) if raw >= 1 << 12 else raw), 2
-        elif b < 0xF0:
-            n = (b & 0x0F) << 8 | blob[i + 1]
-            item, size = blob[i + 2:i + 2 + n], 2 + n
-        elif b == 0xF0:
-            n = int.from_bytes(blob[i + 1:i + 5], "little")
-            item, size = blob[i + 5:i + 5 + n], 5 + n
-        elif 0xF1 <= b <= 0xF4:
-            width = {0xF1: 2, 0xF2: 3, 0xF3: 4, 0xF4: 8}[b]
-            item = b"%d" % int.from_bytes(blob[i + 1:i + 1 + width], "little", signed=True)
-            size = 1 + width
+def _load(reader: Reader):
+    kind = reader.byte()
+    if kind == _STRING:
+        return reader.string()
+    if kind in (_HASH, _HASH_LISTPACK, _HASH_ZIPLIST):
+        if kind == _HASH:
+            items = _strings(reader, 2 * reader.plain_length())
         else:
-            raise ValueError("bad listpack entry")
-        back = 1 if size < 128 else 2 if size < 16384 else 3 if size < 1 << 21 else (
-            4 if size < 1 << 28 else 5)
-        i += size + back
-        if i > end:
-            raise ValueError("listpack entry past the end")
-        items.append(item)
-    return items
+            items = _blob_items(kind == _HASH_LISTPACK, reader.string())
+        return _pairs_to_hash(items)
+    if kind in (_LIST, _LIST_ZIPLIST, _LIST_QUICKLIST, _LIST_QUICKLIST_2):
+        return _nonempty(listcore.new_list(_list_items(kind, reader)))
+    if kind == _SET:
+        return _to_set(_strings(reader, reader.plain_length()))
+    if kind == _SET_INTSET:
+        return _to_set(_intset_items(reader.string()))
+    if kind in (_ZSET, _ZSET_2):
+        return _to_zset(_zset_pairs(kind == _ZSET_2, reader))
+    if kind in (_ZSET_LISTPACK, _ZSET_ZIPLIST):
+        items = _blob_items(kind == _ZSET_LISTPACK, reader.string())
+        if len(items) % 2:
+            raise ValueError("a sorted set needs member/score pairs")
+        return _to_zset([(m, _text_score(s)) for m, s in zip(items[::2], items[1::2])])
+    raise ValueError(f"RDB type {kind} is not one aofnode loads")
 
 
-def _ziplist_items(blob: bytes) -> list[bytes]:
-    if len(blob) < 11 or int.from_bytes(blob[:4], "little") != len(blob) or blob[-1] != 0xFF:
-        raise ValueError("bad ziplist header")
-    items, i, end = [], 10, len(blob) - 1
-    while i < end:
-        i += 5 if blob[i] == 0xFE else 1  # the previous entry's length
-        b = blob[i]
-        top = b >> 6
-        if top == 0:
-            n, i = b & 0x3F, i + 1
-        elif top == 1:
-            n, i = (b & 0x3F) << 8 | blob[i + 1], i + 2
-        elif top == 2:
-            n, i = int.from_bytes(blob[i + 1:i + 5], "big"), i + 5
+def _blob_items(listpack: bool, blob: bytes) -> list[bytes]:
+    return listpack_items(blob) if listpack else ziplist_items(blob)
+
+
+def _list_items(kind: int, reader: Reader) -> list[bytes]:
+    if kind == _LIST:
+        return _strings(reader, reader.plain_length())
+    if kind == _LIST_ZIPLIST:
+        return ziplist_items(reader.string())
+    out: list[bytes] = []
+    for _ in range(reader.plain_length()):
+        if kind == _LIST_QUICKLIST:
+            node = ziplist_items(reader.string())
         else:
-            widths = {0xC0: 2, 0xD0: 4, 0xE0: 8, 0xF0: 3, 0xFE: 1}
-            if b in widths:
-                w = widths[b]
-                items.append(b"%d" % int.from_bytes(blob[i + 1:i + 1 + w], "little", signed=True))
-                i += 1 + w
-            elif 0xF1 <= b <= 0xFD:
-                items.append(b"%d" % ((b & 0x0F) - 1))
-                i += 1
+            container = reader.plain_length()
+            if container == _NODE_PLAIN:
+                node = [reader.string()]
+            elif container == _NODE_PACKED:
+                node = listpack_items(reader.string())
             else:
-                raise ValueError("bad ziplist entry")
-            continue
-        items.append(blob[i:i + n])
-        i += n
-    if i != end:
-        raise ValueError("ziplist entry past the end")
-    return items
+                raise ValueError("bad quicklist node container")
+        if not node:
+            raise ValueError("empty quicklist node")
+        out += node
+    return out
+
+
+def _intset_items(blob: bytes) -> list[bytes]:
+    if len(blob) < 8:
+        raise ValueError("bad intset header")
+    width, count = int.from_bytes(blob[:4], "little"), int.from_bytes(blob[4:8], "little")
+    if width not in (2, 4, 8) or len(blob) != 8 + width * count:
+        raise ValueError("bad intset size")
+    ints = [int.from_bytes(blob[i:i + width], "little", signed=True)
+            for i in range(8, len(blob), width)]
+    if any(a >= b for a, b in zip(ints, ints[1:])):
+        raise ValueError("intset not sorted")
+    return [b"%d" % n for n in ints]
+
+
+def _zset_pairs(binary: bool, reader: Reader) -> list[tuple[bytes, float]]:
+    pairs = []
+    for _ in range(reader.plain_length()):
+        member = reader.string()
+        if binary:
+            score = _DOUBLE.unpack(reader.take(8))[0]
+        else:  # Redis's rdbLoadDoubleValue: a length byte, or 253/254/255 for nan/+inf/-inf
+            n = reader.byte()
+            score = {253: math.nan, 254: math.inf, 255: -math.inf}.get(n)
+            if score is None:
+                score = _text_score(reader.take(n))
+        pairs.append((member, score))
+    return pairs
+
+
+def _text_score(raw: bytes) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError("bad score") from None
+
+
+def _nonempty(value):
+    if not value[0] and not value[1]:
+        raise ValueError("empty list")
+    return value
+
+
+def _to_set(members: list[bytes]) -> tuple[dict]:
+    value = dict.fromkeys(members)
+    if not value or len(value) != len(members):
+        raise ValueError("empty set or duplicate member")
+    return (value,)
+
+
+def _to_zset(pairs: list[tuple[bytes, float]]):
+    scores = {m: s + 0.0 for m, s in pairs}  # + 0.0: a -0 score is stored as 0
+    if not scores or len(scores) != len(pairs) or any(s != s for s in scores.values()):
+        raise ValueError("empty sorted set, duplicate member or NaN score")
+    return z_from_scores(scores)
 
 
 def _pairs_to_hash(items: list[bytes]) -> dict:
@@ -263,30 +194,3 @@ def _pairs_to_hash(items: list[bytes]) -> dict:
     if len(h) != len(items) // 2:
         raise ValueError("duplicate hash field")
     return h
-
-
-def load_value(payload: bytes) -> bytes | dict:
-    """The value of a payload whose footer ``verify_payload`` accepted; ValueError if it is not
-    a string or a hash aofnode can hold, or is malformed."""
-    try:
-        return _load(_Reader(payload[:-10]))
-    except IndexError:  # a listpack or ziplist entry cut short
-        raise ValueError("truncated entry") from None
-
-
-def _load(reader: _Reader) -> bytes | dict:
-    kind = reader.byte()
-    if kind == _TYPE_STRING:
-        return reader.string()
-    if kind == _TYPE_HASH:
-        count = reader.plain_length()
-        items = []
-        for _ in range(2 * count):
-            items.append(reader.string())
-        return _pairs_to_hash(items)
-    if kind == _TYPE_HASH_LISTPACK:
-        return _pairs_to_hash(_listpack_items(reader.string()))
-    if kind == _TYPE_HASH_ZIPLIST:
-        return _pairs_to_hash(_ziplist_items(reader.string()))
-    raise ValueError(f"RDB type {kind} is not a string or a hash")
-

@@ -102,7 +102,7 @@ def test_restore_errors(ex: Executor) -> None:
     assert run(ex, ("RESTORE", "n", "0", good, "FREQ", "1", "IDLETIME", "1")) == SYNTAX
     assert run(ex, ("RESTORE", "n", "0", good, "FREQ", "256")) == Error(
         "ERR", "Invalid FREQ value, must be >= 0 and <= 255")
-    list_type = b"\x0e\x00" + (10).to_bytes(2, "little")  # an RDB quicklist: not ours
+    list_type = b"\x0e\x00" + (10).to_bytes(2, "little")  # a quicklist of no nodes: empty
     list_type += crc64(list_type).to_bytes(8, "little")
     assert run(ex, ("RESTORE", "n", "0", list_type)) == Error("ERR", "Bad data format")
     assert run(ex, ("EXISTS", "n")) == 0
@@ -121,12 +121,46 @@ def test_restore_logs_what_it_made(ex: Executor) -> None:
     assert run(ex, ("EXISTS", "s")) == 0
 
 
+def test_dump_of_every_type(ex: Executor) -> None:
+    run(ex, ("RPUSH", "l", "a", "b"), ("LPUSH", "l", "z"), ("SADD", "s", "m", "7"),
+        ("ZADD", "z", "1.5", "a", "-inf", "b"), ("HSET", "h", "f", "v"), ("SET", "t", "x"))
+    for key in ("l", "s", "z", "h", "t"):
+        payload = run(ex, ("DUMP", key))
+        assert run(ex, ("RESTORE", key + "2", "0", payload)) == "OK"
+        assert run(ex, ("DUMP", key + "2")) == payload
+    assert run(ex, ("LRANGE", "l2", "0", "-1")) == [b"z", b"a", b"b"]
+    assert sorted(run(ex, ("SMEMBERS", "s2"))) == [b"7", b"m"]
+    assert run(ex, ("ZRANGE", "z2", "0", "-1", "WITHSCORES")) == [b"b", b"-inf", b"a", b"1.5"]
+
+
+def test_restore_of_collections_logs_write_commands(ex: Executor) -> None:
+    run(ex, ("SET", "l", "old"))
+    ex.take_propagated()
+    assert run(ex, ("RESTORE", "l", "0", dump_value([[], [b"a", b"b"]]), "REPLACE")) == "OK"
+    assert run(ex, ("RESTORE", "s", "0", dump_value(({b"m": None},)))) == "OK"
+    assert run(ex, ("RESTORE", "z", "5000", dump_value(({b"a": 0.5}, [[(0.5, b"a")]])))) == "OK"
+    assert ex.take_propagated() == [
+        [0, "DEL", b"l"], [0, "RPUSH", b"l", b"a", b"b"], [0, "SADD", b"s", b"m"],
+        [0, "ZADD", b"z", b"0.5", b"a"], [0, "PEXPIREAT", b"z", b"%d" % (T0 + 5000)]]
+
+
+def test_restore_of_a_big_collection_logs_entries_of_about_a_mebibyte(ex: Executor) -> None:
+    members = {b"%08d" % i + b"x" * 1000: None for i in range(3000)}  # ~3 MB of members
+    assert run(ex, ("RESTORE", "s", "0", dump_value((members,)))) == "OK"
+    entries = ex.take_propagated()
+    assert [e[1] for e in entries] == ["SADD"] * len(entries) and 3 <= len(entries) <= 4
+    assert sum(len(e) - 3 for e in entries) == len(members)
+
+
 def test_restore_replays_to_the_same_keyspace(clock: FakeClock) -> None:
     live = Executor(clock_ms=clock)
     run(live, ("SET", "s", "old"), ("HSET", "h", "a", "1"))
     run(live, ("RESTORE", "s", "0", dump_value({b"x": b"y"}), "REPLACE"),
         ("RESTORE", "h", "1000", dump_value(b"now a string"), "REPLACE"),
-        ("RESTORE", "n", "0", dump_value(b"123")), ("COPY", "n", "n2", "DB", "2"))
+        ("RESTORE", "n", "0", dump_value(b"123")), ("COPY", "n", "n2", "DB", "2"),
+        ("RESTORE", "l", "0", dump_value([[b"b", b"a"], [b"c"]])),
+        ("RESTORE", "st", "0", dump_value(({b"1": None, b"x": None},))),
+        ("RESTORE", "z", "9000", dump_value(({b"a": 2.0, b"b": -0.5}, [[(-0.5, b"b"), (2.0, b"a")]]))))
     assert dump(replay(live.take_propagated(), clock)) == dump(live)
 
 
@@ -145,7 +179,39 @@ VALUES = {
     "small-hash": {b"a": b"1", b"b": b"2", b"neg": b"-100000000", b"u64": b"9223372036854775808"},
     "long-fields": {b"s06": b"x" * 31, b"s14": b"x" * 8191, b"s32": b"x" * 65535, b"imm": b"12"},
     "big-hash": {b"f%d" % i: b"v%d" % i for i in range(300)},
+    "small-list": [b"a", b"1", b"-5000", b"x" * 70],
+    "big-list": [b"e%d" % i for i in range(1000)] + [b"y" * 70000],  # a node of one long string
+    "int-set": {b"1", b"-3", b"70000", b"9223372036854775807"},
+    "small-set": {b"a", b"b", b"1"},
+    "big-set": {b"m%d" % i for i in range(300)},
+    "small-zset": {b"a": 1.5, b"b": -3.0, b"c": float("inf"), b"d": 0.1},
+    "big-zset": {b"m%d" % i: i / 3 for i in range(300)},
 }
+
+
+def _write(c: redis.Redis, key: str, value) -> None:
+    if isinstance(value, bytes):
+        c.set(key, value)
+    elif isinstance(value, list):
+        c.rpush(key, *value)
+    elif isinstance(value, set):
+        c.sadd(key, *value)
+    elif isinstance(next(iter(value.values())), float):
+        c.zadd(key, value)
+    else:
+        c.hset(key, mapping=value)
+
+
+def _read(c: redis.Redis, key: str, value):
+    if isinstance(value, bytes):
+        return c.get(key)
+    if isinstance(value, list):
+        return c.lrange(key, 0, -1)
+    if isinstance(value, set):
+        return c.smembers(key)
+    if isinstance(next(iter(value.values())), float):
+        return dict(c.zrange(key, 0, -1, withscores=True))
+    return c.hgetall(key)
 
 
 def test_values_move_between_redis_server_and_aofnode(make_node, redis_port) -> None:
@@ -153,18 +219,19 @@ def test_values_move_between_redis_server_and_aofnode(make_node, redis_port) -> 
     with redis.Redis(port=redis_port) as r, redis.Redis(port=port, socket_timeout=10) as a:
         r.flushall()
         for key, value in VALUES.items():
-            r.set(key, value) if isinstance(value, bytes) else r.hset(key, mapping=value)
+            _write(r, key, value)
             r.pexpire(key, 600_000)
         for key, value in VALUES.items():
             assert a.restore(key, 600_000, r.dump(key))
             assert r.restore(key + ":back", 0, a.dump(key))
-            read = (lambda c, k: c.get(k)) if isinstance(value, bytes) else (
-                lambda c, k: c.hgetall(k))
-            assert read(a, key) == value == read(r, key + ":back"), key
+            assert _read(a, key, value) == value == _read(r, key + ":back", value), key
             assert 590_000 < a.pttl(key) <= 600_000
         before = {key: a.dump(key) for key in VALUES}
     assert node.stop() == 0
     node.start()
     _wait_resp(port)
-    with redis.Redis(port=port, socket_timeout=10) as a:
+    with redis.Redis(port=redis_port) as r, redis.Redis(port=port, socket_timeout=10) as a:
         assert {key: a.dump(key) for key in VALUES} == before  # the AOF rebuilt every value
+        for key, value in VALUES.items():
+            assert r.restore(key + ":again", 0, a.dump(key))
+            assert _read(r, key + ":again", value) == value, key

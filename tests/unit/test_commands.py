@@ -729,6 +729,18 @@ def random_command(rng: random.Random, clock: FakeClock):
     ])
 
 
+def _comparable(v):
+    """A value in a form that compares by content: a list's two parts joined, a set's or a
+    sorted set's dict sorted (its order is not part of the value)."""
+    if isinstance(v, bytes):
+        return v
+    if isinstance(v, list):
+        return ("list", v[0][::-1] + v[1])
+    if isinstance(v, tuple):
+        return ("set" if len(v) == 1 else "zset", sorted(v[0].items()))
+    return ("hash", sorted(v.items()))
+
+
 def dump(ex: Executor) -> list:
     was = ex.loading
     ex.loading = True  # keys() and lookup() then also see keys whose TTL passed: compare all
@@ -739,7 +751,7 @@ def dump(ex: Executor) -> list:
             items = []
             for k in ks.keys(db):
                 v = ks.lookup(db, k)
-                items.append((k, v if isinstance(v, bytes) else sorted(v.items()), ks.get_expire(db, k)))
+                items.append((k, _comparable(v), ks.get_expire(db, k)))
             out.append(sorted(items))
         return out
     finally:
