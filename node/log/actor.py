@@ -309,7 +309,7 @@ class LogActor(Actor):
             self.intro.error(pending.failed)
             return 1
         if pending.atomic:
-            return transactions.run_atomic(self, pending, writes, run_one)
+            return transactions.run_atomic(self, pending, writes)
         results = pending.results
         start = pending.pos
         batch = pending.take(max(1, limit))

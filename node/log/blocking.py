@@ -189,6 +189,14 @@ class Blocking:
             return result
         return run_one_watching
 
+    def serve_after(self, mark: int, writes: list) -> None:
+        """Serve the waiters on keys that the entries since ``mark`` (one transaction's, run as
+        a whole) left ready."""
+        if self.by_key and len(self.executor.propagated) > mark:
+            self._signal(mark)
+            if self.ready:
+                self._serve(writes)
+
     def _signal(self, mark: int) -> None:
         """Note the watched keys the entries propagated since ``mark`` may have made ready."""
         entries, watched = self.executor.propagated, self.by_key

@@ -47,10 +47,11 @@ def install(actor) -> None:
     actor.executor.info_provider = info
 
 
-def run_atomic(actor, pending: Pending, writes: list, run_one) -> int:
+def run_atomic(actor, pending: Pending, writes: list) -> int:
     """Run the whole transaction now, or abort it (its watch broke); return how many ran.
-    ``run_one`` is the cycle's (it serves blocking pops a push of the block made ready); a
-    blocking pop inside the block never waits, as in Redis: it answers as at its timeout."""
+    A blocking pop inside the block never waits, as in Redis: it answers as at its timeout.
+    Clients blocked on keys the block pushed to are served after the whole block, as Redis
+    serves them after EXEC, and only from keys still ready then (LPUSH then DEL wakes nobody)."""
     count = pending.count
     pending.pos = count
     if not actor.watches.exec_allowed(actor._client, pending.watched):
@@ -61,6 +62,7 @@ def run_atomic(actor, pending: Pending, writes: list, run_one) -> int:
     executor = actor.executor
     propagated = executor.propagated
     start = len(propagated)
+    run_one = actor._run_one
     mode, executor.block_mode = executor.block_mode, None
     try:
         for item in pending.items:
@@ -69,6 +71,7 @@ def run_atomic(actor, pending: Pending, writes: list, run_one) -> int:
         executor.block_mode = mode
     if len(propagated) - start > 1:  # never split over two AOF records (node/aof/format.py)
         actor.tx_units.append((start, len(propagated)))
+    actor.blocking.serve_after(start, writes)
     limit = actor.config.client_output_limit
     if pending.reply_bytes > limit:
         # It ran (a transaction is never cut), but its replies are not built.

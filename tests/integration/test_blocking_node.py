@@ -151,6 +151,28 @@ def test_a_half_closed_client_is_not_kept_waiting_by_a_blocking_pop(resp_node):
     assert other.llen("q") == 1 and other.info("clients")["blocked_clients"] == 0
 
 
+def test_a_transaction_serves_waiters_after_it_and_only_from_keys_still_ready(resp_node):
+    """As Redis: LPUSH then DEL inside one MULTI wakes nobody, and a block of pushes serves the
+    waiter from the list as the whole block left it."""
+    _node, port = resp_node
+    waiter = socket.create_connection(("127.0.0.1", port), timeout=5)
+    waiter.sendall(b"*3\r\n$5\r\nBLPOP\r\n$1\r\nq\r\n$1\r\n0\r\n")
+    other = _redis(port)
+    wait_for(lambda: other.info("clients")["blocked_clients"] == 1, 10, what="a blocked client")
+    with other.pipeline(transaction=True) as p:
+        p.lpush("q", "a").delete("q").execute()
+    with other.pipeline(transaction=True) as p:
+        p.lpush("q", "a").lpush("q", "b").lpush("q", "c").execute()
+    got = b""
+    while not got.endswith(b"c\r\n"):
+        data = waiter.recv(4096)
+        assert data, got
+        got += data
+    waiter.close()
+    assert got == b"*2\r\n$1\r\nq\r\n$1\r\nc\r\n"
+    assert other.lrange("q", 0, -1) == [b"b", b"a"]
+
+
 # -- the job queue --------------------------------------------------------------------------------
 
 JOBS_PER_PRODUCER = 150
