@@ -19,8 +19,7 @@ from aofnode.protocol.errors import ERR, Error
 
 import random
 
-from aofnode.store.pattern import compile_glob
-from aofnode.store.scan import parse_cursor
+from aofnode.store.scan import parse_cursor, parse_scan_options
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, WRONGTYPE_ERR, parse_ll
 
 __all__ = [
@@ -147,23 +146,10 @@ def scan_collection(ex, db, args, kind, expand):
     cursor = parse_cursor(args[1])
     if cursor is None:
         return _INVALID_CURSOR
-    count, match = 10, None
-    i, n = 2, len(args)
-    while i < n:
-        opt = args[i].upper()
-        if i + 1 >= n:
-            return SYNTAX_ERR
-        if opt == b"COUNT":
-            count = parse_ll(args[i + 1])
-            if count is None:
-                return NOT_INT_ERR
-            if count < 1:
-                return SYNTAX_ERR
-        elif opt == b"MATCH":
-            match = None if args[i + 1] == b"*" else compile_glob(args[i + 1])
-        else:
-            return SYNTAX_ERR
-        i += 2
+    options = parse_scan_options(args, 2)
+    if isinstance(options, Error):
+        return options
+    count, match, _ = options
     value, err = ex._read_as(db, args[0], kind)
     if value is None:
         return err or [b"0", []]
