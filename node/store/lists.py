@@ -19,7 +19,7 @@ from aofnode.protocol.errors import ERR, Error
 from aofnode.store import listcore
 from aofnode.store.memory import ITEM_OVERHEAD
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, arity_error, parse_ll
-from aofnode.store.typed import COUNT_POSITIVE_ERR, LIST, CollectionBase, parse_count
+from aofnode.store.typed import LIST, CollectionBase, parse_count
 
 __all__ = ["ListCommands"]
 
@@ -126,23 +126,10 @@ class ListCommands(CollectionBase):
         return self._list_pop(db, key, lst, count, left)
 
     def _cmd_lmpop(self, db, args):
-        numkeys, err = self._numkeys(args, 0)
-        if err is not None:
-            return err
-        if numkeys > len(args) - 2:
-            return SYNTAX_ERR
-        keys = args[1:1 + numkeys]
-        rest = args[1 + numkeys:]
-        left = _SIDES.get(rest[0].upper())
-        if left is None:
-            return SYNTAX_ERR
-        count = 1
-        if len(rest) == 3 and rest[1].upper() == b"COUNT":
-            count = parse_ll(rest[2])
-            if count is None or count <= 0:
-                return COUNT_POSITIVE_ERR
-        elif len(rest) != 1:
-            return SYNTAX_ERR
+        parsed = self._mpop_args(args, _SIDES)
+        if parsed.__class__ is Error:
+            return parsed
+        keys, left, count = parsed
         for key in keys:
             lst, err = self._write_as(db, key, LIST)
             if err is not None:

@@ -116,6 +116,28 @@ class CollectionBase:
             return 0, NUMKEYS_ERR
         return n, None
 
+    def _mpop_args(self, args, ends):
+        """LMPOP / ZMPOP ``numkeys key [key ...] <end> [COUNT count]``: ``(keys, end, count)``
+        with ``end`` the flag ``ends`` gives the end word (LEFT/RIGHT, MIN/MAX), or the error
+        to reply. One parser so both commands refuse the same arguments the same way."""
+        numkeys, err = self._numkeys(args, 0)
+        if err is not None:
+            return err
+        if numkeys > len(args) - 2:
+            return SYNTAX_ERR
+        keys, rest = args[1:1 + numkeys], args[1 + numkeys:]
+        end = ends.get(rest[0].upper())
+        if end is None:
+            return SYNTAX_ERR
+        count = 1
+        if len(rest) == 3 and rest[1].upper() == b"COUNT":
+            count = parse_ll(rest[2])
+            if count is None or count <= 0:
+                return COUNT_POSITIVE_ERR
+        elif len(rest) != 1:
+            return SYNTAX_ERR
+        return keys, end, count
+
 
 def scan_members(members, cursor: int, count: int) -> tuple[int, list]:
     """SSCAN/ZSCAN without server state, as ``scan.py`` does for keys: a cursor names a slice
