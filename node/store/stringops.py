@@ -85,14 +85,10 @@ class StringOpCommands:
             return parsed
         kind, raw, persist = parsed
         key = args[0]
-        ks = self.keyspace
-        value = ks.lookup(db, key)
+        value, err = self._read_string(db, key)
         if value is None:
-            self.keyspace_misses += 1
-            return None
-        self.keyspace_hits += 1
-        if value.__class__ is not bytes:
-            return WRONGTYPE_ERR
+            return err
+        ks = self.keyspace
         if kind is not None:
             now = self.clock_ms()
             scale, relative = _GETEX_EXPIRES[kind]
@@ -167,13 +163,9 @@ class StringOpCommands:
         start, end = parse_ll(args[1]), parse_ll(args[2])
         if start is None or end is None:
             return NOT_INT_ERR
-        value = self.keyspace.lookup(db, args[0])
+        value, err = self._read_string(db, args[0])
         if value is None:
-            self.keyspace_misses += 1
-            return b""
-        self.keyspace_hits += 1
-        if value.__class__ is not bytes:
-            return WRONGTYPE_ERR
+            return b"" if err is None else err
         size = len(value)
         if start < 0 and end < 0 and start > end:
             return b""

@@ -121,6 +121,15 @@ class StringCommands:
         "INCRBY": "_cmd_incrby", "DECRBY": "_cmd_decrby",
     }
 
+    def _read_string(self, db, key):
+        """(value or None, error or None) for a read: counts hits and misses."""
+        value = self.keyspace.lookup(db, key)
+        if value is None:
+            self.keyspace_misses += 1
+            return None, None
+        self.keyspace_hits += 1
+        return (value, None) if value.__class__ is bytes else (None, WRONGTYPE_ERR)
+
     def _cmd_get(self, db, args):
         value = self.keyspace.lookup(db, args[0])
         if value is None:
@@ -181,15 +190,10 @@ class StringCommands:
 
     def _cmd_getdel(self, db, args):
         key = args[0]
-        ks = self.keyspace
-        value = ks.lookup(db, key)
+        value, err = self._read_string(db, key)
         if value is None:
-            self.keyspace_misses += 1
-            return None
-        self.keyspace_hits += 1
-        if value.__class__ is not bytes:
-            return WRONGTYPE_ERR
-        ks.delete(db, key)
+            return err
+        self.keyspace.delete(db, key)
         if not self._loading:
             self.propagated.append([db, "DEL", key])
         return value
