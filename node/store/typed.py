@@ -24,8 +24,8 @@ from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, WRONGTYPE_ERR, parse_
 
 __all__ = [
     "LIST", "SET", "ZSET", "TYPE_NAMES", "SCAN_TYPES", "CollectionBase", "NOT_POSITIVE_ERR",
-    "NUMKEYS_ERR", "COUNT_POSITIVE_ERR", "parse_count", "parse_limit", "scan_collection",
-    "scan_members", "type_name",
+    "NUMKEYS_ERR", "COUNT_POSITIVE_ERR", "index_range", "parse_count", "parse_limit",
+    "scan_collection", "scan_members", "type_name",
 ]
 
 LIST, SET, ZSET = "list", "set", "zset"
@@ -53,6 +53,21 @@ def type_name(value) -> str:
     if value.__class__ is tuple:
         return ZSET if len(value) == 2 else SET
     return _CLASS_NAMES[value.__class__]
+
+
+def index_range(start: int, end: int, n: int) -> tuple[int, int] | None:
+    """Redis's index rule for LRANGE, LTRIM and the ZRANGE family by rank (negative counts
+    from the tail, then clamped): the inclusive (start, end) of ``n`` items, or None for an
+    empty range."""
+    if start < 0:
+        start += n
+    if end < 0:
+        end += n
+    if start < 0:
+        start = 0
+    if start > end or start >= n:
+        return None
+    return start, min(end, n - 1)
 
 
 def parse_count(raw: bytes) -> int | Error:
