@@ -131,6 +131,21 @@ class CollectionBase:
             return 0, NUMKEYS_ERR
         return n, None
 
+    def _store_at(self, db, name, args, value, size):
+        """How the *STORE commands end: ``value`` (``size`` elements) stored at the destination
+        ``args[0]`` and the command logged as given; an empty result deletes the destination
+        instead (logged as DEL), as Redis does. Replies ``size``."""
+        dst = args[0]
+        ks = self.keyspace
+        if not size:
+            if ks.lookup_write(db, dst) is not None:
+                ks.delete(db, dst)
+                self._log(db, "DEL", dst)
+            return 0
+        ks.set(db, dst, value)
+        self._log(db, name, *args)
+        return size
+
     def _mpop_args(self, args, ends):
         """LMPOP / ZMPOP ``numkeys key [key ...] <end> [COUNT count]``: ``(keys, end, count)``
         with ``end`` the flag ``ends`` gives the end word (LEFT/RIGHT, MIN/MAX), or the error

@@ -67,16 +67,8 @@ class ZSetRangeCommands(CollectionBase):
         result = self._zrange(db, args[1:], None, None, True)
         if result.__class__ is Error:
             return result
-        dst = args[0]
-        ks = self.keyspace
-        if not result:
-            if ks.lookup_write(db, dst) is not None:
-                ks.delete(db, dst)
-                self._log(db, "DEL", dst)
-            return 0
-        ks.set(db, dst, z_from_scores({m: s for s, m in result}))
-        self._log(db, "ZRANGESTORE", *args)
-        return len(result)
+        value = z_from_scores({m: s for s, m in result})
+        return self._store_at(db, "ZRANGESTORE", args, value, len(result))
 
     def _zrange(self, db, args, by, rev, store):
         """The range commands: reply list, or for ZRANGESTORE (``store``) the (score, member)
