@@ -78,15 +78,6 @@ class BitCommands:
         "BITFIELD_RO": "_cmd_bitfield_ro",
     }
 
-    def _read_string(self, db, key):
-        """(value or None, error or None) for a read: counts hits and misses."""
-        value = self.keyspace.lookup(db, key)
-        if value is None:
-            self.keyspace_misses += 1
-            return None, None
-        self.keyspace_hits += 1
-        return (value, None) if value.__class__ is bytes else (None, WRONGTYPE_ERR)
-
     def _cmd_setbit(self, db, args):
         key = args[0]
         offset = bit_offset(args[1])

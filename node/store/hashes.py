@@ -13,8 +13,7 @@ from __future__ import annotations
 from aofnode.protocol.errors import ERR, Error
 
 from aofnode.store.floats import INF, add_long_double, format_human, parse_long_double
-from aofnode.store.pattern import compile_glob
-from aofnode.store.scan import parse_cursor, scan_fields
+from aofnode.store.scan import parse_cursor, parse_scan_options, scan_fields
 from aofnode.store.strings import (
     NOT_INT_ERR, add_checked, OVERFLOW_ERR, SYNTAX_ERR, WRONGTYPE_ERR, arity_error, parse_ll,
 )
@@ -268,23 +267,10 @@ class HashCommands:
         h, err = self._read_hash(db, args[0])
         if h is None:
             return [b"0", []] if err is None else err
-        count, match = 10, None
-        i, n = 2, len(args)
-        while i < n:
-            opt = args[i].upper()
-            if i + 1 >= n:
-                return SYNTAX_ERR
-            if opt == b"COUNT":
-                count = parse_ll(args[i + 1])
-                if count is None:
-                    return NOT_INT_ERR
-                if count < 1:
-                    return SYNTAX_ERR
-            elif opt == b"MATCH":
-                match = None if args[i + 1] == b"*" else compile_glob(args[i + 1])
-            else:
-                return SYNTAX_ERR
-            i += 2
+        options = parse_scan_options(args, 2)
+        if isinstance(options, Error):
+            return options
+        count, match, _ = options
         cursor, fields = scan_fields(h, cursor, count)
         out = []
         for field in fields:

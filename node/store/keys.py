@@ -13,10 +13,8 @@ from aofnode.store.strings import (
     LLONG_MAX, MAX_SECONDS, MIN_SECONDS, NOT_INT_ERR, SYNTAX_ERR, parse_ll,
 )
 from aofnode.store.pattern import compile_glob
-from aofnode.store.scan import parse_cursor, scan_keys
+from aofnode.store.scan import parse_cursor, parse_scan_options, scan_keys
 from aofnode.store.typed import SCAN_TYPES, type_name
-
-_DEFAULT_COUNT = 10  # SCAN's COUNT when not given, as Redis
 
 _NO_SUCH_KEY = Error(ERR, "no such key")
 _INVALID_CURSOR = Error(ERR, "invalid cursor")
@@ -193,25 +191,11 @@ class KeyCommands:
         cursor = parse_cursor(args[0])
         if cursor is None:
             return _INVALID_CURSOR
-        count, match, want_type = _DEFAULT_COUNT, None, None
-        i, n = 1, len(args)
-        while i < n:
-            opt = args[i].upper()
-            if i + 1 >= n:
-                return SYNTAX_ERR
-            if opt == b"COUNT":
-                count = parse_ll(args[i + 1])
-                if count is None:
-                    return NOT_INT_ERR
-                if count < 1:
-                    return SYNTAX_ERR
-            elif opt == b"MATCH":
-                match = None if args[i + 1] == b"*" else compile_glob(args[i + 1])
-            elif opt == b"TYPE":
-                want_type = _SCAN_TYPES.get(args[i + 1].lower(), _NoType)
-            else:
-                return SYNTAX_ERR
-            i += 2
+        options = parse_scan_options(args, 1, with_type=True)
+        if isinstance(options, Error):
+            return options
+        count, match, type_arg = options
+        want_type = None if type_arg is None else _SCAN_TYPES.get(type_arg.lower(), _NoType)
 
         cursor, keys = scan_keys(self.keyspace, db, cursor, count)
         found = []

@@ -19,7 +19,7 @@ from aofnode.protocol.errors import ERR, Error
 from aofnode.store import listcore
 from aofnode.store.memory import ITEM_OVERHEAD
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, arity_error, parse_ll
-from aofnode.store.typed import COUNT_POSITIVE_ERR, LIST, CollectionBase, parse_count
+from aofnode.store.typed import LIST, CollectionBase, index_range, parse_count
 
 __all__ = ["ListCommands"]
 
@@ -34,20 +34,6 @@ _SIDES = {b"LEFT": True, b"RIGHT": False}
 
 def _items_size(items) -> int:
     return sum(map(len, items)) + ITEM_OVERHEAD * len(items)
-
-
-def _range(start: int, end: int, n: int) -> tuple[int, int] | None:
-    """Redis's index rule (negative from the tail, clamped): the inclusive (start, end) of
-    a list of ``n`` items, or None for an empty range."""
-    if start < 0:
-        start += n
-    if end < 0:
-        end += n
-    if start < 0:
-        start = 0
-    if start > end or start >= n:
-        return None
-    return start, min(end, n - 1)
 
 
 class ListCommands(CollectionBase):
@@ -126,23 +112,10 @@ class ListCommands(CollectionBase):
         return self._list_pop(db, key, lst, count, left)
 
     def _cmd_lmpop(self, db, args):
-        numkeys, err = self._numkeys(args, 0)
-        if err is not None:
-            return err
-        if numkeys > len(args) - 2:
-            return SYNTAX_ERR
-        keys = args[1:1 + numkeys]
-        rest = args[1 + numkeys:]
-        left = _SIDES.get(rest[0].upper())
-        if left is None:
-            return SYNTAX_ERR
-        count = 1
-        if len(rest) == 3 and rest[1].upper() == b"COUNT":
-            count = parse_ll(rest[2])
-            if count is None or count <= 0:
-                return COUNT_POSITIVE_ERR
-        elif len(rest) != 1:
-            return SYNTAX_ERR
+        parsed = self._mpop_args(args, _SIDES)
+        if parsed.__class__ is Error:
+            return parsed
+        keys, left, count = parsed
         for key in keys:
             lst, err = self._write_as(db, key, LIST)
             if err is not None:
@@ -212,7 +185,7 @@ class ListCommands(CollectionBase):
         lst, err = self._read_as(db, args[0], LIST)
         if lst is None:
             return [] if err is None else err
-        bounds = _range(start, end, listcore.length(lst))
+        bounds = index_range(start, end, listcore.length(lst))
         return [] if bounds is None else listcore.range_of(lst, *bounds)
 
     def _cmd_lpos(self, db, args):
@@ -257,7 +230,7 @@ class ListCommands(CollectionBase):
         lst, err = self._write_as(db, key, LIST)
         if lst is None:
             return err or "OK"
-        bounds = _range(start, end, listcore.length(lst))
+        bounds = index_range(start, end, listcore.length(lst))
         ks = self.keyspace
         if bounds is None:
             ks.delete(db, key)

@@ -14,9 +14,13 @@ and the proof, step by step: docs/design.md, "SCAN cursors".
 
 from __future__ import annotations
 
-from aofnode.store.keyspace import SHARDS, Keyspace
+from aofnode.protocol.errors import Error
 
-__all__ = ["MAX_SLICE_BITS", "parse_cursor", "scan_fields", "scan_keys"]
+from aofnode.store.keyspace import SHARDS, Keyspace
+from aofnode.store.pattern import Matcher, compile_glob
+from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, parse_ll
+
+__all__ = ["MAX_SLICE_BITS", "parse_cursor", "parse_scan_options", "scan_fields", "scan_keys"]
 
 # At most 16 slices per shard: a full scan filters each shard 16 times at most, so it costs at
 # most ~16 passes over the keys (~50 ns per key per pass here) instead of one, and a reply is
@@ -49,6 +53,41 @@ def parse_cursor(raw: bytes) -> int | None:
     if value > _ULONG_MAX:
         return None  # ERANGE
     return (-value) & _ULONG_MAX if text[:1] == b"-" else value
+
+
+def parse_scan_options(
+    args: list[bytes], start: int, with_type: bool = False,
+) -> tuple[int, Matcher | None, bytes | None] | Error:
+    """``[MATCH pattern] [COUNT count]`` (and ``[TYPE type]`` if ``with_type``) from
+    ``args[start:]``, read as Redis's ``scanGenericCommand`` reads them, shared by SCAN, HSCAN,
+    SSCAN and ZSCAN so they refuse the same arguments with the same errors.
+
+    Returns ``(count, match, type)``: ``match`` is None for no pattern or ``*`` (every name
+    matches), ``type`` the raw TYPE argument or None; or the error to reply.
+    """
+    count = 10  # COUNT when not given, as Redis
+    match: Matcher | None = None
+    want_type: bytes | None = None
+    i, n = start, len(args)
+    while i < n:
+        opt = args[i].upper()
+        if i + 1 >= n:
+            return SYNTAX_ERR
+        if opt == b"COUNT":
+            parsed = parse_ll(args[i + 1])
+            if parsed is None:
+                return NOT_INT_ERR
+            if parsed < 1:
+                return SYNTAX_ERR
+            count = parsed
+        elif opt == b"MATCH":
+            match = None if args[i + 1] == b"*" else compile_glob(args[i + 1])
+        elif with_type and opt == b"TYPE":
+            want_type = args[i + 1]
+        else:
+            return SYNTAX_ERR
+        i += 2
+    return count, match, want_type
 
 
 def _slice_bits(size: int, count: int) -> int:

@@ -246,16 +246,7 @@ class SetCommands(CollectionBase):
         result = self._algebra(db, args[1:], op)
         if result.__class__ is Error:
             return result
-        dst = args[0]
-        ks = self.keyspace
-        if not result:
-            if ks.lookup_write(db, dst) is not None:
-                ks.delete(db, dst)
-                self._log(db, "DEL", dst)
-            return 0
-        ks.set(db, dst, (dict.fromkeys(result),))
-        self._log(db, name, *args)
-        return len(result)
+        return self._store_at(db, name, args, (dict.fromkeys(result),), len(result))
 
     def _cmd_sintercard(self, db, args):
         numkeys, err = self._numkeys(args, 0)

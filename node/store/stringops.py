@@ -16,8 +16,8 @@ from aofnode.protocol.errors import ERR, Error
 from aofnode.store.floats import add_long_double, format_human, parse_long_double
 from aofnode.store.lcs import lcs_reply
 from aofnode.store.strings import (
-    LLONG_MAX, NOT_INT_ERR, SYNTAX_ERR, WRONGTYPE_ERR, arity_error, expire_time_error,
-    parse_ll,
+    EXPIRE_OPTIONS, NOT_INT_ERR, SYNTAX_ERR, WRONGTYPE_ERR, arity_error,
+    expire_at_ms, parse_ll,
 )
 
 # Redis's proto-max-bulk-len default: the largest string SETRANGE (and SETBIT) may make.
@@ -27,26 +27,6 @@ _OFFSET_RANGE_ERR = Error(ERR, "offset is out of range")
 _TOO_BIG_ERR = Error(ERR, "string exceeds maximum allowed size (proto-max-bulk-len)")
 _NOT_FLOAT_ERR = Error(ERR, "value is not a valid float")
 _NAN_ERR = Error(ERR, "increment would produce NaN or Infinity")
-# GETEX options: name -> (ms per unit, relative to now)
-_GETEX_EXPIRES = {b"EX": (1000, True), b"PX": (1, True), b"EXAT": (1000, False),
-                  b"PXAT": (1, False)}
-
-
-def expire_at_ms(raw: bytes, scale: int, relative: bool, now: int, name: str) -> int | Error:
-    """An EX/PX/EXAT/PXAT argument as an absolute unix ms time, checked as Redis does."""
-    when = parse_ll(raw)
-    if when is None:
-        return NOT_INT_ERR
-    if when <= 0 or when > LLONG_MAX // scale:
-        return expire_time_error(name)
-    when *= scale
-    if relative:
-        when += now
-        if when > LLONG_MAX:
-            return expire_time_error(name)
-    return when
-
-
 class StringOpCommands:
     COMMANDS = {
         "GETEX": "_cmd_getex", "SETEX": "_cmd_setex", "PSETEX": "_cmd_psetex",
@@ -71,7 +51,7 @@ class StringOpCommands:
             opt = args[i].upper()
             if opt == b"PERSIST" and kind is None:
                 persist = True
-            elif opt in _GETEX_EXPIRES and not persist and kind in (None, opt) and i + 1 < n:
+            elif opt in EXPIRE_OPTIONS and not persist and kind in (None, opt) and i + 1 < n:
                 kind, raw = opt, args[i + 1]
                 i += 1
             else:
@@ -85,17 +65,13 @@ class StringOpCommands:
             return parsed
         kind, raw, persist = parsed
         key = args[0]
-        ks = self.keyspace
-        value = ks.lookup(db, key)
+        value, err = self._read_string(db, key)
         if value is None:
-            self.keyspace_misses += 1
-            return None
-        self.keyspace_hits += 1
-        if value.__class__ is not bytes:
-            return WRONGTYPE_ERR
+            return err
+        ks = self.keyspace
         if kind is not None:
             now = self.clock_ms()
-            scale, relative = _GETEX_EXPIRES[kind]
+            scale, relative = EXPIRE_OPTIONS[kind]
             when = expire_at_ms(raw, scale, relative, now, "getex")
             if when.__class__ is Error:
                 return when
@@ -167,13 +143,9 @@ class StringOpCommands:
         start, end = parse_ll(args[1]), parse_ll(args[2])
         if start is None or end is None:
             return NOT_INT_ERR
-        value = self.keyspace.lookup(db, args[0])
+        value, err = self._read_string(db, args[0])
         if value is None:
-            self.keyspace_misses += 1
-            return b""
-        self.keyspace_hits += 1
-        if value.__class__ is not bytes:
-            return WRONGTYPE_ERR
+            return b"" if err is None else err
         size = len(value)
         if start < 0 and end < 0 and start > end:
             return b""

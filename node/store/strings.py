@@ -25,8 +25,8 @@ OVERFLOW_ERR = Error(ERR, "increment or decrement would overflow")
 SYNTAX_ERR = Error(ERR, "syntax error")
 _DECR_OVERFLOW_ERR = Error(ERR, "decrement would overflow")
 
-# SET's expire options: (name, multiplier to ms, relative to now)
-_SET_EXPIRES = {b"EX": (1000, True), b"PX": (1, True), b"EXAT": (1000, False), b"PXAT": (1, False)}
+# SET's and GETEX's expire options: name -> (multiplier to ms, relative to now)
+EXPIRE_OPTIONS = {b"EX": (1000, True), b"PX": (1, True), b"EXAT": (1000, False), b"PXAT": (1, False)}
 
 
 def add_checked(current: int, delta: int) -> bytes | Error:
@@ -81,7 +81,7 @@ def _parse_set_options(args: list) -> tuple[bool, bool, bool, bool, tuple[bytes,
             get = True
         elif opt == b"KEEPTTL" and expire is None:
             keep_ttl = True
-        elif (opt in _SET_EXPIRES and not keep_ttl and (expire is None or expire[0] == opt)
+        elif (opt in EXPIRE_OPTIONS and not keep_ttl and (expire is None or expire[0] == opt)
               and i + 1 < n):
             expire = (opt, args[i + 1])  # as Redis: "EX 1 EX 2" takes the last
             i += 1
@@ -91,24 +91,29 @@ def _parse_set_options(args: list) -> tuple[bool, bool, bool, bool, tuple[bytes,
     return nx, xx, get, keep_ttl, expire
 
 
+def expire_at_ms(raw: bytes, scale: int, relative: bool, now: int, name: str) -> int | Error:
+    """An EX/PX/EXAT/PXAT argument as an absolute unix ms time, checked as Redis does."""
+    when = parse_ll(raw)
+    if when is None:
+        return NOT_INT_ERR
+    if when <= 0 or when > LLONG_MAX // scale:
+        return expire_time_error(name)
+    when *= scale
+    if relative:
+        when += now
+        if when > LLONG_MAX:
+            return expire_time_error(name)
+    return when
+
+
 def _set_expire_ms(expire: tuple[bytes, bytes] | None, now: int, name: str) -> int | None | Error:
     """The absolute expire time in ms that SET's ``expire`` option asks for, None without one,
     or the error Redis gives (``name`` is the command: SETEX and PSETEX come through SET)."""
     if expire is None:
         return None
     kind, arg = expire
-    expire_ms = parse_ll(arg)
-    if expire_ms is None:
-        return NOT_INT_ERR
-    scale, relative = _SET_EXPIRES[kind]
-    if expire_ms <= 0 or expire_ms > LLONG_MAX // scale:
-        return expire_time_error(name)
-    expire_ms *= scale
-    if relative:
-        expire_ms += now
-        if expire_ms > LLONG_MAX:
-            return expire_time_error(name)
-    return expire_ms
+    scale, relative = EXPIRE_OPTIONS[kind]
+    return expire_at_ms(arg, scale, relative, now, name)
 
 
 class StringCommands:
@@ -120,6 +125,15 @@ class StringCommands:
         "STRLEN": "_cmd_strlen", "INCR": "_cmd_incr", "DECR": "_cmd_decr",
         "INCRBY": "_cmd_incrby", "DECRBY": "_cmd_decrby",
     }
+
+    def _read_string(self, db, key):
+        """(value or None, error or None) for a read: counts hits and misses."""
+        value = self.keyspace.lookup(db, key)
+        if value is None:
+            self.keyspace_misses += 1
+            return None, None
+        self.keyspace_hits += 1
+        return (value, None) if value.__class__ is bytes else (None, WRONGTYPE_ERR)
 
     def _cmd_get(self, db, args):
         value = self.keyspace.lookup(db, args[0])
@@ -181,15 +195,10 @@ class StringCommands:
 
     def _cmd_getdel(self, db, args):
         key = args[0]
-        ks = self.keyspace
-        value = ks.lookup(db, key)
+        value, err = self._read_string(db, key)
         if value is None:
-            self.keyspace_misses += 1
-            return None
-        self.keyspace_hits += 1
-        if value.__class__ is not bytes:
-            return WRONGTYPE_ERR
-        ks.delete(db, key)
+            return err
+        self.keyspace.delete(db, key)
         if not self._loading:
             self.propagated.append([db, "DEL", key])
         return value

@@ -19,14 +19,13 @@ from aofnode.protocol.errors import ERR, Error
 
 import random
 
-from aofnode.store.pattern import compile_glob
-from aofnode.store.scan import parse_cursor
+from aofnode.store.scan import parse_cursor, parse_scan_options
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, WRONGTYPE_ERR, parse_ll
 
 __all__ = [
     "LIST", "SET", "ZSET", "TYPE_NAMES", "SCAN_TYPES", "CollectionBase", "NOT_POSITIVE_ERR",
-    "NUMKEYS_ERR", "COUNT_POSITIVE_ERR", "parse_count", "parse_limit", "scan_collection",
-    "scan_members", "type_name",
+    "NUMKEYS_ERR", "COUNT_POSITIVE_ERR", "index_range", "parse_count", "parse_limit",
+    "scan_collection", "scan_members", "type_name",
 ]
 
 LIST, SET, ZSET = "list", "set", "zset"
@@ -54,6 +53,21 @@ def type_name(value) -> str:
     if value.__class__ is tuple:
         return ZSET if len(value) == 2 else SET
     return _CLASS_NAMES[value.__class__]
+
+
+def index_range(start: int, end: int, n: int) -> tuple[int, int] | None:
+    """Redis's index rule for LRANGE, LTRIM and the ZRANGE family by rank (negative counts
+    from the tail, then clamped): the inclusive (start, end) of ``n`` items, or None for an
+    empty range."""
+    if start < 0:
+        start += n
+    if end < 0:
+        end += n
+    if start < 0:
+        start = 0
+    if start > end or start >= n:
+        return None
+    return start, min(end, n - 1)
 
 
 def parse_count(raw: bytes) -> int | Error:
@@ -117,6 +131,43 @@ class CollectionBase:
             return 0, NUMKEYS_ERR
         return n, None
 
+    def _store_at(self, db, name, args, value, size):
+        """How the *STORE commands end: ``value`` (``size`` elements) stored at the destination
+        ``args[0]`` and the command logged as given; an empty result deletes the destination
+        instead (logged as DEL), as Redis does. Replies ``size``."""
+        dst = args[0]
+        ks = self.keyspace
+        if not size:
+            if ks.lookup_write(db, dst) is not None:
+                ks.delete(db, dst)
+                self._log(db, "DEL", dst)
+            return 0
+        ks.set(db, dst, value)
+        self._log(db, name, *args)
+        return size
+
+    def _mpop_args(self, args, ends):
+        """LMPOP / ZMPOP ``numkeys key [key ...] <end> [COUNT count]``: ``(keys, end, count)``
+        with ``end`` the flag ``ends`` gives the end word (LEFT/RIGHT, MIN/MAX), or the error
+        to reply. One parser so both commands refuse the same arguments the same way."""
+        numkeys, err = self._numkeys(args, 0)
+        if err is not None:
+            return err
+        if numkeys > len(args) - 2:
+            return SYNTAX_ERR
+        keys, rest = args[1:1 + numkeys], args[1 + numkeys:]
+        end = ends.get(rest[0].upper())
+        if end is None:
+            return SYNTAX_ERR
+        count = 1
+        if len(rest) == 3 and rest[1].upper() == b"COUNT":
+            count = parse_ll(rest[2])
+            if count is None or count <= 0:
+                return COUNT_POSITIVE_ERR
+        elif len(rest) != 1:
+            return SYNTAX_ERR
+        return keys, end, count
+
 
 def scan_members(members, cursor: int, count: int) -> tuple[int, list]:
     """SSCAN/ZSCAN without server state, as ``scan.py`` does for keys: a cursor names a slice
@@ -147,23 +198,10 @@ def scan_collection(ex, db, args, kind, expand):
     cursor = parse_cursor(args[1])
     if cursor is None:
         return _INVALID_CURSOR
-    count, match = 10, None
-    i, n = 2, len(args)
-    while i < n:
-        opt = args[i].upper()
-        if i + 1 >= n:
-            return SYNTAX_ERR
-        if opt == b"COUNT":
-            count = parse_ll(args[i + 1])
-            if count is None:
-                return NOT_INT_ERR
-            if count < 1:
-                return SYNTAX_ERR
-        elif opt == b"MATCH":
-            match = None if args[i + 1] == b"*" else compile_glob(args[i + 1])
-        else:
-            return SYNTAX_ERR
-        i += 2
+    options = parse_scan_options(args, 2)
+    if isinstance(options, Error):
+        return options
+    count, match, _ = options
     value, err = ex._read_as(db, args[0], kind)
     if value is None:
         return err or [b"0", []]

@@ -83,16 +83,7 @@ class ZSetAlgebraCommands(CollectionBase):
         if result.__class__ is Error:
             return result
         scores = result[0]
-        dst = args[0]
-        ks = self.keyspace
-        if not scores:
-            if ks.lookup_write(db, dst) is not None:
-                ks.delete(db, dst)
-                self._log(db, "DEL", dst)
-            return 0
-        ks.set(db, dst, z_from_scores(scores))
-        self._log(db, name, *args)
-        return len(scores)
+        return self._store_at(db, name, args, z_from_scores(scores), len(scores))
 
     def _zinputs(self, db, keys, store):
         """member -> score of each input (None if missing), or WRONGTYPE."""

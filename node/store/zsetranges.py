@@ -13,7 +13,7 @@ from __future__ import annotations
 from aofnode.protocol.errors import ERR, Error
 
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, parse_ll
-from aofnode.store.typed import ZSET, CollectionBase
+from aofnode.store.typed import ZSET, CollectionBase, index_range
 from aofnode.store.zsetindex import zi_slice
 from aofnode.store.zsetcore import (
     LEX_RANGE_ERR, RANGE_NOT_FLOAT_ERR, format_score, lex_span, parse_lex_bound,
@@ -35,18 +35,6 @@ def pairs_flat(items) -> list:
         out.append(member)
         out.append(format_score(score))
     return out
-
-
-def _rank_bounds(start: int, end: int, n: int):
-    if start < 0:
-        start += n
-    if end < 0:
-        end += n
-    if start < 0:
-        start = 0
-    if start > end or start >= n:
-        return None
-    return start, min(end, n - 1)
 
 
 class ZSetRangeCommands(CollectionBase):
@@ -79,16 +67,8 @@ class ZSetRangeCommands(CollectionBase):
         result = self._zrange(db, args[1:], None, None, True)
         if result.__class__ is Error:
             return result
-        dst = args[0]
-        ks = self.keyspace
-        if not result:
-            if ks.lookup_write(db, dst) is not None:
-                ks.delete(db, dst)
-                self._log(db, "DEL", dst)
-            return 0
-        ks.set(db, dst, z_from_scores({m: s for s, m in result}))
-        self._log(db, "ZRANGESTORE", *args)
-        return len(result)
+        value = z_from_scores({m: s for s, m in result})
+        return self._store_at(db, "ZRANGESTORE", args, value, len(result))
 
     def _zrange(self, db, args, by, rev, store):
         """The range commands: reply list, or for ZRANGESTORE (``store``) the (score, member)
@@ -158,7 +138,7 @@ def span(z, by, bounds, rev=False) -> tuple[int, int]:
     """[start, end) of the positions of sorted set ``z``'s index in the range (rank bounds from
     the low end)."""
     if by == RANK:
-        ranks = _rank_bounds(bounds[0], bounds[1], len(z[0]))
+        ranks = index_range(bounds[0], bounds[1], len(z[0]))
         return (0, 0) if ranks is None else (ranks[0], ranks[1] + 1)
     if by == SCORE:
         return score_span(z, *bounds)
@@ -170,7 +150,7 @@ def _select(z, by, rev, bounds, limit) -> list:
     applied."""
     index, n = z[1], len(z[0])
     if by == RANK and rev:
-        ranks = _rank_bounds(bounds[0], bounds[1], n)
+        ranks = index_range(bounds[0], bounds[1], n)
         if ranks is None:
             return []
         return zi_slice(index, n - 1 - ranks[1], n - ranks[0], n)[::-1]

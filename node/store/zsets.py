@@ -17,8 +17,8 @@ from __future__ import annotations
 from aofnode.protocol.errors import ERR, Error
 
 from aofnode.store.memory import ZMEMBER_OVERHEAD
-from aofnode.store.strings import SYNTAX_ERR, parse_ll
-from aofnode.store.typed import COUNT_POSITIVE_ERR, ZSET, CollectionBase, parse_count
+from aofnode.store.strings import SYNTAX_ERR
+from aofnode.store.typed import ZSET, CollectionBase, parse_count
 from aofnode.store.zsetindex import zi_head, zi_slice, zi_tail
 from aofnode.store.zsetcore import (
     LEX_RANGE_ERR, NOT_FLOAT_ERR, Z_CHANGED, Z_SAME, RANGE_NOT_FLOAT_ERR, format_score, lex_span,
@@ -257,22 +257,10 @@ class ZSetCommands(CollectionBase):
         return popped
 
     def _cmd_zmpop(self, db, args):
-        numkeys, err = self._numkeys(args, 0)
-        if err is not None:
-            return err
-        if numkeys > len(args) - 2:
-            return SYNTAX_ERR
-        keys, rest = args[1:1 + numkeys], args[1 + numkeys:]
-        lowest = _ENDS.get(rest[0].upper())
-        if lowest is None:
-            return SYNTAX_ERR
-        count = 1
-        if len(rest) == 3 and rest[1].upper() == b"COUNT":
-            count = parse_ll(rest[2])
-            if count is None or count <= 0:
-                return COUNT_POSITIVE_ERR
-        elif len(rest) != 1:
-            return SYNTAX_ERR
+        parsed = self._mpop_args(args, _ENDS)
+        if parsed.__class__ is Error:
+            return parsed
+        keys, lowest, count = parsed
         for key in keys:
             z, err = self._write_as(db, key, ZSET)
             if err is not None:
