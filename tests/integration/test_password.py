@@ -172,7 +172,26 @@ def test_an_identity_reused_after_its_connection_closed_is_not_authenticated(nod
     wait_for(impostor_refused, 10, what="a reused identity refused")
 
 
+def _resp_serving(port: int) -> bool:
+    """The RESP front answers an authenticated PING (its link to the log actor is up)."""
+    pw = PASSWORD.encode()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            s.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\nPING\r\n" % (len(pw), pw))
+            data = b""
+            while data.count(b"\r\n") < 2:
+                chunk = s.recv(100)
+                if not chunk:
+                    return False
+                data += chunk
+            return data == b"+OK\r\n+PONG\r\n"
+    except OSError:
+        return False
+
+
 def test_resp_front_serves_no_unauthenticated_client(node):
+    # The RESP front starts after the log actor; until its link is up it answers LOADING.
+    wait_for(lambda: _resp_serving(node.resp_port), 20, what="the RESP front serving")
     with socket.create_connection(("127.0.0.1", node.resp_port), timeout=5) as s:
         s.sendall(b"GET k\r\n")
         assert s.recv(100).startswith(b"-NOAUTH")
