@@ -137,22 +137,20 @@ class CommandRouting:
             gate = session.gate(name)
             if gate is None and error is None and conn.pubsub is not None:
                 error = subscriber_gate(conn.pubsub, session.resp3, name, argv)
+            # Two rare states take a command off this path: a transaction (MULTI...EXEC,
+            # node/fronts/resp_multi.py) and CLIENT REPLY OFF|SKIP (node/fronts/resp_clients.py).
             if conn.pubsub is None and (session.multi is not None or name in _TX
                                         or (name == "RESET" and session.watching)):
+                divert = self._transaction
+            elif session.reply_mode:
+                divert = self._take_silenced
+            else:
+                divert = None
+            if divert is not None:
                 if group:
                     self._forward(conn, group, names if shaped else None, size)
                     group, names, shaped, size = [], [], False, 0
-                self._transaction(conn, name, argv, gate, error)
-                if session.close_after:
-                    self._closing(conn)
-                    break
-                fast = _fast_table(conn)
-                continue
-            if session.reply_mode:  # CLIENT REPLY OFF|SKIP (node/fronts/resp_clients.py): rare
-                if group:
-                    self._forward(conn, group, names if shaped else None, size)
-                    group, names, shaped, size = [], [], False, 0
-                self._take_silenced(conn, name, argv, gate, error)
+                divert(conn, name, argv, gate, error)
                 if session.close_after:
                     self._closing(conn)
                     break
