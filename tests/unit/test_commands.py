@@ -758,22 +758,30 @@ def dump(ex: Executor) -> list:
         ex.loading = was
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_replaying_the_propagated_entries_rebuilds_the_keyspace(seed: int) -> None:
+def replay_check(seed: int, make_command, prefixes: bool) -> tuple[list[list], Executor]:
+    """Run 1,500 random commands (``make_command(rng, clock)``) in 3 dbs with time passing and
+    active expiry, then replay what they propagated into a fresh keyspace: the same keyspace,
+    and with ``prefixes`` also after random prefixes (a crash can happen anywhere)."""
     rng = random.Random(seed)
     clock = FakeClock()
     live = Executor(clock_ms=clock)
     log: list[list] = []
     for _ in range(1500):
         clock.now += rng.choice([0, 0, 1, 5, 50])
-        name, *args = random_command(rng, clock)
+        name, *args = make_command(rng, clock)
         live.execute(rng.randrange(3), name, args)
         if rng.random() < 0.05:
             live.active_expire_cycle(1.0)
         log.extend(live.take_propagated())
-        if rng.random() < 0.02:  # replay a prefix too: a crash can happen anywhere
+        if prefixes and rng.random() < 0.02:
             assert dump(replay(log, clock)) == dump(live)
     assert dump(replay(log, clock)) == dump(live)
+    return log, live
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_replaying_the_propagated_entries_rebuilds_the_keyspace(seed: int) -> None:
+    log, _live = replay_check(seed, random_command, prefixes=True)
     assert all(isinstance(entry[0], int) and isinstance(entry[1], str) and
                all(isinstance(a, bytes) for a in entry[2:]) for entry in log)
 

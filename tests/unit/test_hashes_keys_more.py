@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.fakeclock import FakeClock
-from tests.unit.test_commands import NOT_INT, SYNTAX, T0, WRONGTYPE, dump, replay, run
+from tests.unit.test_commands import NOT_INT, SYNTAX, T0, WRONGTYPE, replay_check, run
 
 from aofnode.protocol.errors import Error
 from aofnode.store.executor import Executor
@@ -286,16 +286,5 @@ def random_new_command(rng: random.Random, clock: FakeClock):
 
 @pytest.mark.parametrize("seed", range(8))
 def test_replaying_new_commands_rebuilds_the_keyspace(seed: int) -> None:
-    rng = random.Random(seed)
-    clock = FakeClock()
-    live = Executor(clock_ms=clock)
-    log: list[list] = []
-    for _ in range(1500):
-        clock.now += rng.choice([0, 0, 1, 5, 50])
-        name, *args = random_new_command(rng, clock)
-        live.execute(rng.randrange(3), name, args)
-        if rng.random() < 0.05:
-            live.active_expire_cycle(1.0)
-        log.extend(live.take_propagated())
-    assert dump(replay(log, clock)) == dump(live)
+    _log, live = replay_check(seed, random_new_command, prefixes=False)
     assert live.keyspace.used_memory == live.keyspace.recount_memory()
