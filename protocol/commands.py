@@ -70,6 +70,7 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("DBSIZE", 1, _READ, "DBSIZE: number of keys in the current database"),
     ("BGREWRITEAOF", 1, _ADMIN, "BGREWRITEAOF: start an AOF rewrite in the background"),
     ("TIME", 1, _READ, "TIME: unix time as [seconds, microseconds]"),
+    ("SHUTDOWN", -1, _ADMIN, "SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE]: fsync the AOF, stop the node"),
     # pub/sub (node/log/pubsub.py): never in the AOF; PUBLISH's reply counts every front's receivers
     ("SUBSCRIBE", -2, _READ, "SUBSCRIBE channel [channel ...]: listen to channels (RESP)"),
     ("UNSUBSCRIBE", -1, _READ, "UNSUBSCRIBE [channel ...]: stop listening to channels"),

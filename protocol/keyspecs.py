@@ -175,6 +175,7 @@ SPECS: dict[str, tuple[int, str, int, int, int, str]] = {
     "sadd": (-3, "write denyoom fast", 1, 1, 1, "write set fast"),
     "scan": (-2, "readonly", 0, 0, 0, "keyspace read slow"),
     "scard": (2, "readonly fast", 1, 1, 1, "read set fast"),
+    "shutdown": (-1, "admin noscript loading stale no_multi allow_busy", 0, 0, 0, "admin slow dangerous"),
     "script": (-2, "", 0, 0, 0, "slow"),
     "script|exists": (-3, "noscript", 0, 0, 0, "slow scripting"),
     "script|flush": (-2, "noscript", 0, 0, 0, "slow scripting"),

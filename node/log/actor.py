@@ -42,7 +42,7 @@ from aofnode.log.links import FrontLinks
 from aofnode.log.notify import Notifier
 from aofnode.log.pubsub import PubSub
 from aofnode.log.work import CLIENT_BITS, CLIENT_MASK, Pending, WorkQueue
-from aofnode.log import transactions
+from aofnode.log import busy, transactions
 from aofnode.store.watch import WatchTable
 from aofnode.aof import format as aof_format
 from aofnode.aof.rewrite import TEMP_PREFIX, Rewriter
@@ -129,7 +129,9 @@ class LogActor(Actor):
             self.pubsub.mirror = lambda: self.fronts.conn_of("front")
         self.notifier = Notifier(self.executor, self.pubsub.publish, self.intro)  # notify-keyspace-events
         self.executor.info_provider = self._info
+        self.tx_running = False  # inside run_atomic
         transactions.install(self)
+        self.script_busy = busy.install(self)  # BUSY, SCRIPT KILL and SHUTDOWN (node/log/busy.py)
         self.runtime: Runtime | None = None
         self.heartbeat: Heartbeat | None = None
 
@@ -244,6 +246,8 @@ class LogActor(Actor):
             self.fronts.deliver(self.pubsub.take())  # before the replies: PUBLISH's reply follows
         self.fronts.reply(finished)  # step 5: each reply to where its message came from
         self.stats["total_cycles"] += 1
+        if self.script_busy.run is not None:
+            self.script_busy.after_cycle()  # a script went busy in this cycle
         if self.meter.active:
             self.meter.note(f"cycle of {sum(map(len, finished.values()))} messages")
 

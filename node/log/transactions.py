@@ -64,11 +64,13 @@ def run_atomic(actor, pending: Pending, writes: list) -> int:
     start = len(propagated)
     run_one = actor._run_one
     mode, executor.block_mode = executor.block_mode, None
+    actor.tx_running = True  # SHUTDOWN refuses to run inside (node/log/busy.py)
     try:
         for item in pending.items:
             results.append(run_one(pending, item, writes))
     finally:
         executor.block_mode = mode
+        actor.tx_running = False
     if len(propagated) - start > 1:  # never split over two AOF records (node/aof/format.py)
         actor.tx_units.append((start, len(propagated)))
     actor.blocking.serve_after(start, writes)

@@ -205,7 +205,7 @@ local function handler(err)
     err = {err = "ERR " .. tostring(err)}
   end
   local out = {err = err.err}
-  if info and not ABORT.msg then
+  if info then
     out.source = info.source
     out.line = info.currentline
   end
@@ -235,7 +235,10 @@ local function run(f, nkeys, ...)
   py.disarm()
   rawset(env, "KEYS", nil)
   rawset(env, "ARGV", nil)
-  if not ok and ABORT.msg then result = {err = ABORT.msg} end
+  -- the abort's own error, wherever a pcall inside the script made it surface
+  if not ok and ABORT.msg and (type(result) ~= "table" or result.err ~= ABORT.msg) then
+    result = {err = ABORT.msg}
+  end
   return ok, result
 end
 

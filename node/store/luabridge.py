@@ -9,9 +9,10 @@ Design
   ``max_memory`` bounds what scripts may allocate (a Lua "not enough memory" error past it).
 * luaboot.py builds the sandbox; lualibs.py gives cjson, cmsgpack, bit and struct.
 * ``run`` calls a compiled script. Its instruction hook (every ``HOOK_EVERY`` instructions)
-  calls ``_check``: past ``time_limit_ms`` (0: none) the script is aborted with an error, and
-  ``should_abort(elapsed_ms)``, when set, is asked too: it is where the log actor can later
-  answer other clients BUSY and take SCRIPT KILL while a script runs (docs/resp.md).
+  calls ``_check``, which asks ``should_abort(run, elapsed_ms)`` when it is set: that is where
+  the log actor answers other clients BUSY and takes SCRIPT KILL while a script runs
+  (node/log/busy.py). True aborts the script with Redis's SCRIPT KILL error, which ``pcall``
+  cannot catch. Nothing else ends a script: Redis sets no time limit either.
 * Conversions are Redis 7.0's (``to_lua`` for a command's reply, ``from_lua`` for what the
   script returns): RESP2 by default, RESP3 after ``redis.setresp(3)``.
 """
@@ -30,12 +31,14 @@ from aofnode.protocol.errors import ERR, Error
 from aofnode.store.luaboot import BOOT, HOOK_EVERY
 from aofnode.store.lualibs import make_libs
 
-__all__ = ["LuaEngine", "Rand48", "ScriptRun", "to_lua", "from_lua", "error_text", "split_error"]
+__all__ = ["LuaEngine", "Rand48", "ScriptRun", "KILLED_MESSAGE", "to_lua", "from_lua", "error_text", "split_error"]
 
 _MIN_I64 = -(1 << 63)
 # Nesting past this is refused (Redis refuses past Lua's C stack): two Python frames a level
 # must stay well under Python's recursion limit of 1000.
 _MAX_DEPTH = 300
+# Redis's error for a script that SCRIPT KILL ended (script_lua.c luaMaskCountHook).
+KILLED_MESSAGE = "ERR Script killed by user with SCRIPT KILL..."
 _INTERNAL_CODES = frozenset(("UNKNOWNCMD", "ARITY", "ARGTYPE", "PROTO", "TOOBIG"))
 _LOG_LEVELS = ("debug", "info", "info", "warning")  # LOG_DEBUG, VERBOSE, NOTICE, WARNING
 _CONSTS = {b"LOG_DEBUG": 0, b"LOG_VERBOSE": 1, b"LOG_NOTICE": 2, b"LOG_WARNING": 3,
@@ -174,13 +177,11 @@ class LuaEngine:
     """A Lua state with the sandbox loaded; ``dispatch(run, name, args)`` runs redis.call."""
 
     def __init__(self, dispatch: Callable[[ScriptRun, bytes, list], Any], *,
-                 max_memory: int = 0, time_limit_ms: int = 0,
-                 rand: Rand48 | None = None) -> None:
+                 max_memory: int = 0, rand: Rand48 | None = None) -> None:
         self.dispatch = dispatch
-        self.time_limit_ms = time_limit_ms
-        # The log actor's future hook for SCRIPT KILL / BUSY: called from the instruction hook
-        # with the elapsed milliseconds; True aborts the script.
-        self.should_abort: Callable[[float], bool] | None = None
+        # The log actor's BUSY / SCRIPT KILL guard: called from the instruction hook with the
+        # running script and its elapsed milliseconds; True aborts the script.
+        self.should_abort: Callable[[ScriptRun, float], bool] | None = None
         self.current: ScriptRun | None = None
         self._abort_message = ""
         # The heap limit is armed only while a script runs (``_arm``): lupa pushes arguments
@@ -252,17 +253,11 @@ class LuaEngine:
         self.runtime.set_max_memory(0)
 
     def _check(self) -> bool:
-        run = self.current
-        if run is None:
+        run, guard = self.current, self.should_abort
+        if run is None or guard is None:
             return False
-        elapsed = (time.monotonic() - run.started) * 1000.0
-        if self.time_limit_ms and elapsed > self.time_limit_ms:
-            self._abort_message = (
-                f"ERR Script aborted: it ran longer than lua-time-limit-ms "
-                f"({self.time_limit_ms} ms); the writes it made before stay applied")
-            return True
-        if self.should_abort is not None and self.should_abort(elapsed):
-            self._abort_message = "ERR Script killed by user with SCRIPT KILL..."
+        if guard(run, (time.monotonic() - run.started) * 1000.0):
+            self._abort_message = KILLED_MESSAGE
             return True
         return False
 

@@ -16,10 +16,12 @@ Design
   ``SCRIPT_CACHE_MAX_BYTES`` (the least recently used script is dropped first; a client that
   gets NOSCRIPT sends EVAL again, as redis-py's ``Script`` does). SCRIPT FLUSH empties the
   cache and starts a fresh Lua state, which frees everything scripts allocated.
-* Limits (docs/limits.md): ``script_time_limit_ms`` aborts a script that runs longer (Redis
-  never aborts one; here nothing else can end it until the log actor wires SCRIPT KILL, and the
-  supervisor's watchdog would otherwise see a hung actor), ``script_max_memory`` bounds the Lua
-  heap. Both are attributes, read when the Lua state is made.
+* A script's time has no limit here, as in Redis: ``script_guard(run, elapsed_ms)``, when the
+  log actor sets it, is asked from the Lua hook; it answers other clients BUSY past
+  busy-reply-threshold and says when SCRIPT KILL ends the script (node/log/busy.py). Without
+  it (a bare executor) SCRIPT KILL can only answer NOTBUSY.
+* Limits (docs/limits.md): ``script_max_memory`` bounds the Lua heap, read when the Lua state
+  is made.
 """
 
 from __future__ import annotations
@@ -35,11 +37,10 @@ from aofnode.protocol.wire import MAX_MESSAGE_BYTES
 from aofnode.store.luabridge import LuaEngine, Rand48, ScriptRun
 
 __all__ = ["ScriptCommands", "SCRIPT_CACHE_MAX_SCRIPTS", "SCRIPT_CACHE_MAX_BYTES",
-           "SCRIPT_TIME_LIMIT_MS", "SCRIPT_MAX_MEMORY"]
+           "SCRIPT_MAX_MEMORY"]
 
 SCRIPT_CACHE_MAX_SCRIPTS = 10_000
 SCRIPT_CACHE_MAX_BYTES = 64 * 1024 * 1024  # of script bodies
-SCRIPT_TIME_LIMIT_MS = 5_000  # Redis's busy-reply-threshold; 0: no limit
 SCRIPT_MAX_MEMORY = 256 * 1024 * 1024  # the Lua heap; 0: no limit
 
 # Commands Redis 7.0 refuses from scripts (its noscript flag) that aofnode has.
@@ -96,7 +97,7 @@ class ScriptCommands:
 
     COMMANDS = {"EVAL": "_cmd_eval", "EVALSHA": "_cmd_evalsha", "EVAL_RO": "_cmd_eval_ro",
                 "EVALSHA_RO": "_cmd_evalsha_ro", "SCRIPT": "_cmd_script"}
-    script_time_limit_ms = SCRIPT_TIME_LIMIT_MS
+    script_guard: Callable[[ScriptRun, float], bool] | None = None
     script_max_memory = SCRIPT_MAX_MEMORY
     script_cache_max_scripts = SCRIPT_CACHE_MAX_SCRIPTS
     script_cache_max_bytes = SCRIPT_CACHE_MAX_BYTES
@@ -117,8 +118,8 @@ class ScriptCommands:
             if self._script_rand is None:
                 self._script_rand = Rand48()  # outlives the Lua state, as Redis's does
             self._lua = LuaEngine(self._script_call, max_memory=self.script_max_memory,
-                                  time_limit_ms=self.script_time_limit_ms,
                                   rand=self._script_rand)
+            self._lua.should_abort = self.script_guard
             self._scripts = OrderedDict()
             self._script_bytes = 0
         return self._lua
@@ -257,7 +258,8 @@ class ScriptCommands:
             self._scripts, self._script_bytes = None, 0
             return "OK"
         if sub == "KILL" and not rest:
-            # Between commands no script runs: the log actor runs one at a time, to the end.
+            # A command runs only when no script does: a busy script's SCRIPT KILL is taken
+            # from the Lua hook (node/log/busy.py).
             return Error("NOTBUSY", "No scripts in execution right now.")
         if sub in ("LOAD", "EXISTS", "FLUSH", "KILL"):
             return Error(ERR, f"wrong number of arguments for 'script|{sub.lower()}' command")
