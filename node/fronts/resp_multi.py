@@ -12,6 +12,10 @@ Design:
 - WATCH and UNWATCH go to the log actor at once, as ordinary messages: the watch needs the
   keyspace as it is then, and lives there under this connection's client key. EXEC, DISCARD,
   UNWATCH and RESET end it; a closed connection that watched sends a Forget.
+- Past maxmemory (the log actor says so, ``Stats({"oom": 1})`` before its replies) a command
+  queued here gets OOM and EXEC then EXECABORT, as Redis checks at queue time (queueing itself
+  takes memory); the log actor checks the block at EXEC for denyoom commands
+  (node/log/transactions.py).
 - Inside MULTI, SELECT is queued and runs in the block (the log actor's SELECT), and the
   connection's db follows it. The other connection commands (CLIENT, CONFIG, HELLO...) are
   queued too and run here at EXEC, their replies put in their places in EXEC's array; they
@@ -34,6 +38,7 @@ _OK = b"+OK\r\n"
 _QUEUED = b"+QUEUED\r\n"
 _EXECABORT = b"-EXECABORT Transaction discarded because of previous errors.\r\n"
 _ARG_OVERHEAD = resp.ARG_OVERHEAD
+_OOM = b"-OOM command not allowed when used memory > 'maxmemory'.\r\n"  # Redis's shared.oomerr
 
 
 class TxQueue:
@@ -82,6 +87,11 @@ class ExecSlot(Slot):
 class TransactionRouting:
     """``_transaction`` for ``RespFront`` (a mixin, as ``CommandRouting``)."""
 
+    log_oom = False  # the log actor is past maxmemory with no room (its ``Stats``)
+
+    def _on_log_state(self, state: dict) -> None:
+        self.log_oom = bool(state.get("oom"))
+
     def _transaction(self, conn, name: str, argv: list[bytes], gate: bytes | None,
                      error: bytes | None) -> None:
         """One command while in MULTI, or a transaction command: its slot, in order."""
@@ -127,6 +137,8 @@ class TransactionRouting:
                 return self._queue_error(conn, tx, resp.error_line("ERR", "DB index is out of range")
                                          if db is not None else _arity("select"))
             tx.db = db
+        if self.log_oom:  # Redis refuses any command queued past maxmemory (processCommand)
+            return self._queue_error(conn, tx, _OOM)
         cost = sum(map(len, argv)) + _ARG_OVERHEAD * len(argv)
         if tx.size + cost > MESSAGE_BYTES or len(tx.commands) >= codec.MAX_BATCH_LENGTH:
             return self._queue_error(conn, tx, resp.error_line(

@@ -130,6 +130,7 @@ class LogActor(Actor):
         self.notifier = Notifier(self.executor, self.pubsub.publish, self.intro)  # notify-keyspace-events
         self.executor.info_provider = self._info
         self.tx_running = False  # inside run_atomic
+        self.oom_told: dict[int, int] = {}  # front connection -> the OOM state it was told
         transactions.install(self)
         self.script_busy = busy.install(self)  # BUSY, SCRIPT KILL and SHUTDOWN (node/log/busy.py)
         self.runtime: Runtime | None = None
@@ -244,6 +245,7 @@ class LogActor(Actor):
             self._start_rewrite()  # step 4
         if self.pubsub.out:
             self.fronts.deliver(self.pubsub.take())  # before the replies: PUBLISH's reply follows
+        transactions.tell_oom_state(self)  # before the replies too: MULTI's queueing reads it
         self.fronts.reply(finished)  # step 5: each reply to where its message came from
         self.stats["total_cycles"] += 1
         if self.script_busy.run is not None:

@@ -45,6 +45,7 @@ import time
 from aofnode import exitcodes
 from aofnode import protocol as codec
 from aofnode.aof import format as aof_format
+from aofnode.log import transactions
 from aofnode.log.work import CLIENT_BITS, CLIENT_MASK, Pending
 from aofnode.runtime import messages as m
 
@@ -173,9 +174,10 @@ class BusyScript:
             actor.stats["rejected_messages"] += 1
             actor.intro.error(pending.failed)
             return
-        if pending.atomic:  # EXEC is not an allow-busy command in Redis
+        if pending.atomic:  # EXEC is not an allow-busy command in Redis: the block is dropped
             self.stats["busy_script_replies"] += 1
-            pending.failed = actor.intro.error(_BUSY)
+            actor.watches.forget(key)
+            pending.failed = actor.intro.error(transactions.exec_abort(_BUSY))
             return
         results = pending.results
         for item in pending.items[pending.pos:]:
