@@ -258,6 +258,11 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("EVAL_RO", -3, _RANDOM, "EVAL_RO script numkeys [key ...] [arg ...]: read-only EVAL"),
     ("EVALSHA_RO", -3, _RANDOM, "EVALSHA_RO sha1 numkeys [key ...] [arg ...]: read-only"),
     ("SCRIPT", -2, _READ, "SCRIPT LOAD|EXISTS|FLUSH|KILL|HELP ...: the script cache"),
+    # functions (node/store/functions.py): libraries are data, so FUNCTION LOAD/DELETE/FLUSH
+    # are written to the AOF; FUNCTION is a write as a whole (MISCONF-refused, LIST included).
+    ("FUNCTION", -2, _WRITE, "FUNCTION LOAD|DELETE|FLUSH|LIST|STATS|KILL ...: Lua libraries"),
+    ("FCALL", -3, _WRITE, "FCALL function numkeys [key ...] [arg ...]: a function's reply"),
+    ("FCALL_RO", -3, _RANDOM, "FCALL_RO function numkeys [key ...] [arg ...]: read-only"),
 )
 
 COMMANDS: dict[str, CommandSpec] = {

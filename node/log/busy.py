@@ -20,8 +20,8 @@ Design (Redis 7.0's script.c ``scriptInterrupt``, in the log actor):
     3. those replies leave at once, with the count of batches taken (a front sends no more
        than two untaken batches), and the heartbeat beats: the log actor is not hung.
   Both fronts answer nothing of this themselves: the BUSY replies come from here as any reply.
-- ``SCRIPT KILL``: if the script has written, ``-UNKILLABLE``; else OK, and the next hook
-  aborts the script, whose caller gets ``-ERR Script killed by user with SCRIPT KILL...``.
+- ``SCRIPT KILL`` (or ``FUNCTION KILL``): if the script has written, ``-UNKILLABLE``; else
+  OK, and the next hook aborts the script, whose caller gets ``-ERR Script killed by user with SCRIPT KILL...``.
   Nothing it did is undone (it did not write). Without a busy script: ``-NOTBUSY``
   (node/store/scripting.py).
 - ``SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE]``: without a busy script (``shutdown``), the writes of
@@ -189,7 +189,7 @@ class BusyScript:
         if type(item) is codec.Error:
             return actor.intro.error(item)
         name, args = item
-        if name == "SCRIPT" and len(args) == 1 and args[0].upper() == b"KILL":
+        if name in ("SCRIPT", "FUNCTION") and len(args) == 1 and args[0].upper() == b"KILL":
             return self._kill()
         if name == "SHUTDOWN":
             parsed = parse_shutdown(args)

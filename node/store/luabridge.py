@@ -204,7 +204,9 @@ class LuaEngine:
         py.update(make_libs(self.runtime))
         # encoding=None: Lua sees str keys as userdata, so the names go as bytes.
         table = self.runtime.table_from({k.encode(): v for k, v in py.items()})
-        self._compile, self._run = self.runtime.execute(BOOT, table)
+        self._compile, self._run, self._load_library, self._fcall = \
+            self.runtime.execute(BOOT, table)
+        self.load_deadline = 0.0  # while FUNCTION LOAD runs a library's body
 
     def compile(self, body: bytes):
         """The compiled function, or an Error with Redis's compile-error text."""
@@ -217,11 +219,35 @@ class LuaEngine:
             return Error(ERR, f"Error compiling script (new function): {text}")
         return fn
 
-    def run(self, fn, sha: str, keys: list, argv: list, run: ScriptRun) -> Any:
-        """Call a compiled script; its reply value, or an Error naming the script and line."""
+    def load_library(self, body: bytes, timeout_ms: int):
+        """FUNCTION LOAD's run of a library body: [(name, callback, [flags])], or an Error. A
+        body that runs past ``timeout_ms`` is stopped (Redis's load timeout is 500 ms)."""
+        self._abort_message = ""
+        self.load_deadline = time.monotonic() + timeout_ms / 1000.0
+        try:
+            fns, problem = self._load_library(body)
+        except lua.LuaError as exc:
+            return Error(ERR, f"Error registering functions: {exc}")
+        finally:
+            self.load_deadline = 0.0
+            self._disarm()
+        if fns is None:
+            text = problem.decode("utf-8", "replace") if type(problem) is bytes else str(problem)
+            return Error(ERR, f"Error registering functions: {text}")
+        out = []
+        for i in range(1, len(fns) + 1):
+            name, callback, flags = fns[i][1], fns[i][2], fns[i][3]
+            out.append((name, callback, [flags[j] for j in range(1, len(flags) + 1)]))
+        return out
+
+    def run(self, fn, sha: str, keys: list, argv: list, run: ScriptRun,
+            function: bool = False) -> Any:
+        """Call a compiled script (or a registered function, with KEYS and ARGV as arguments);
+        its reply value, or an Error naming the script (or function) and line."""
         self.current, self._abort_message = run, ""
         try:
-            ok, result = self._run(fn, len(keys), *keys, *argv)
+            call = self._fcall if function else self._run
+            ok, result = call(fn, len(keys), *keys, *argv)
         except lua.LuaError as exc:  # the state itself failed (e.g. out of memory)
             return Error(ERR, f"Error running script: {exc}")
         finally:
@@ -244,7 +270,8 @@ class LuaEngine:
         line = result[b"line"]
         if line is None:
             return err
-        return Error(err.code, f"{err.message} script: {sha}, on @user_script:{line}.")
+        source = (result[b"source"] or b"@user_script").decode("utf-8", "replace")
+        return Error(err.code, f"{err.message} script: {sha}, on {source}:{line}.")
 
     def _arm(self) -> None:
         self.runtime.set_max_memory(self.max_memory)
@@ -254,6 +281,9 @@ class LuaEngine:
 
     def _check(self) -> bool:
         run, guard = self.current, self.should_abort
+        if self.load_deadline and time.monotonic() > self.load_deadline:
+            self._abort_message = "FUNCTION LOAD timeout"
+            return True
         if run is None or guard is None:
             return False
         if guard(run, (time.monotonic() - run.started) * 1000.0):

@@ -36,7 +36,7 @@ from aofnode.protocol.resp_reply import info_text
 from aofnode.protocol.wire import MAX_MESSAGE_BYTES
 from aofnode.store.luabridge import LuaEngine, Rand48, ScriptRun
 
-__all__ = ["ScriptCommands", "SCRIPT_CACHE_MAX_SCRIPTS", "SCRIPT_CACHE_MAX_BYTES",
+__all__ = ["ScriptCommands", "parse_numkeys", "SCRIPT_CACHE_MAX_SCRIPTS", "SCRIPT_CACHE_MAX_BYTES",
            "SCRIPT_MAX_MEMORY"]
 
 SCRIPT_CACHE_MAX_SCRIPTS = 10_000
@@ -90,6 +90,22 @@ def _shebang(body: bytes) -> tuple[bytes, bool] | Error:
                 return Error(ERR, f"Unexpected flag in script shebang: {flag}")
             flags.add(flag)
     return nl + rest, "no-writes" in flags
+
+
+def parse_numkeys(args: list) -> int | Error:
+    """EVAL's and FCALL's key count (``args[1]``), with Redis's errors."""
+    text = args[1].decode("ascii", "replace")
+    try:
+        numkeys = int(text) if text.strip() == text else None
+    except ValueError:
+        numkeys = None
+    if numkeys is None or not -(1 << 63) <= numkeys < (1 << 63):
+        return Error(ERR, "value is not an integer or out of range")
+    if numkeys < 0:
+        return Error(ERR, "Number of keys can't be negative")
+    if numkeys > len(args) - 2:
+        return Error(ERR, "Number of keys can't be greater than number of args")
+    return numkeys
 
 
 class ScriptCommands:
@@ -169,17 +185,9 @@ class ScriptCommands:
         return self._eval(db, args, by_sha=True, read_only=True)
 
     def _eval(self, db: int, args: list, by_sha: bool, read_only: bool):
-        text = args[1].decode("ascii", "replace")
-        try:
-            numkeys = int(text) if text.strip() == text else None
-        except ValueError:
-            numkeys = None
-        if numkeys is None or not -(1 << 63) <= numkeys < (1 << 63):
-            return Error(ERR, "value is not an integer or out of range")
-        if numkeys < 0:
-            return Error(ERR, "Number of keys can't be negative")
-        if numkeys > len(args) - 2:
-            return Error(ERR, "Number of keys can't be greater than number of args")
+        numkeys = parse_numkeys(args)
+        if type(numkeys) is Error:
+            return numkeys
         if by_sha:
             self._engine()
             sha = args[0].decode("ascii", "replace").lower()

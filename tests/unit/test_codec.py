@@ -558,6 +558,10 @@ REDIS7_ARITY |= {"SUBSCRIBE": -2, "UNSUBSCRIBE": -1, "PSUBSCRIBE": -2, "PUNSUBSC
 ADMIN |= {"PUBLISH"}
 # SHUTDOWN stops the node (node/log/busy.py): a retry would find no node.
 REDIS7_ARITY |= {"SHUTDOWN": -1}
+# Functions (node/store/functions.py): libraries are data, FUNCTION LOAD is written to the AOF.
+REDIS7_ARITY |= {"FUNCTION": -2, "FCALL": -3, "FCALL_RO": -3}
+WRITES |= {"FUNCTION", "FCALL"}
+RANDOM_READS |= {"FCALL_RO"}
 ADMIN |= {"SHUTDOWN"}
 
 
