@@ -15,7 +15,7 @@ Design:
 - Past maxmemory (the log actor says so, ``Stats({"oom": 1})`` before its replies) a command
   queued here gets OOM and EXEC then EXECABORT, as Redis checks at queue time (queueing itself
   takes memory); the log actor checks the block at EXEC for denyoom commands
-  (node/log/transactions.py).
+  (node/log/transactions.py). So while the log actor says a script is busy (``"busy"``): BUSY.
 - Inside MULTI, SELECT is queued and runs in the block (the log actor's SELECT), and the
   connection's db follows it. The other connection commands (CLIENT, CONFIG, HELLO...) are
   queued too and run here at EXEC, their replies put in their places in EXEC's array; they
@@ -38,6 +38,7 @@ _OK = b"+OK\r\n"
 _QUEUED = b"+QUEUED\r\n"
 _EXECABORT = b"-EXECABORT Transaction discarded because of previous errors.\r\n"
 _ARG_OVERHEAD = resp.ARG_OVERHEAD
+_BUSY = resp.error_line(codec.BUSY, codec.BUSY_SCRIPT_MESSAGE)
 _OOM = b"-OOM command not allowed when used memory > 'maxmemory'.\r\n"  # Redis's shared.oomerr
 
 
@@ -88,9 +89,13 @@ class TransactionRouting:
     """``_transaction`` for ``RespFront`` (a mixin, as ``CommandRouting``)."""
 
     log_oom = False  # the log actor is past maxmemory with no room (its ``Stats``)
+    log_busy = False  # ... runs a script past busy-reply-threshold (node/log/busy.py)
 
     def _on_log_state(self, state: dict) -> None:
-        self.log_oom = bool(state.get("oom"))
+        if "oom" in state:
+            self.log_oom = bool(state["oom"])
+        if "busy" in state:
+            self.log_busy = bool(state["busy"])
 
     def _transaction(self, conn, name: str, argv: list[bytes], gate: bytes | None,
                      error: bytes | None) -> None:
@@ -139,6 +144,8 @@ class TransactionRouting:
             tx.db = db
         if self.log_oom:  # Redis refuses any command queued past maxmemory (processCommand)
             return self._queue_error(conn, tx, _OOM)
+        if self.log_busy:  # ... and while a script is busy
+            return self._queue_error(conn, tx, _BUSY)
         cost = sum(map(len, argv)) + _ARG_OVERHEAD * len(argv)
         if tx.size + cost > MESSAGE_BYTES or len(tx.commands) >= codec.MAX_BATCH_LENGTH:
             return self._queue_error(conn, tx, resp.error_line(

@@ -130,6 +130,7 @@ class LogActor(Actor):
         self.notifier = Notifier(self.executor, self.pubsub.publish, self.intro)  # notify-keyspace-events
         self.executor.info_provider = self._info
         self.tx_running = False  # inside run_atomic
+        self.min_replicas_to_write = 0  # CONFIG SET min-replicas-to-write (_writes_refused)
         self.oom_told: dict[int, int] = {}  # front connection -> the OOM state it was told
         transactions.install(self)
         self.script_busy = busy.install(self)  # BUSY, SCRIPT KILL and SHUTDOWN (node/log/busy.py)
@@ -255,8 +256,12 @@ class LogActor(Actor):
 
     def _writes_refused(self) -> codec.Error | None:
         """The answer to every write of this cycle if the AOF is not writable, else None. The
-        writer's status changes only in steps 2-3 and the tick, never while step 1 runs."""
-        return None if self.writer.status == "ok" else self._misconf()
+        writer's status changes only in steps 2-3 and the tick, never while step 1 runs. With
+        CONFIG SET min-replicas-to-write N > 0 every write is refused as Redis refuses it
+        without N good replicas: aofnode has none."""
+        if self.writer.status != "ok":
+            return self._misconf()
+        return transactions.NOREPLICAS if self.min_replicas_to_write else None
 
     def _refuse_writes(self, writes: list) -> None:
         """The cycle's writes ran but are not durable, so none is acknowledged: their results

@@ -20,6 +20,8 @@ Design (Redis 7.0's script.c ``scriptInterrupt``, in the log actor):
     3. those replies leave at once, with the count of batches taken (a front sends no more
        than two untaken batches), and the heartbeat beats: the log actor is not hung.
   Both fronts answer nothing of this themselves: the BUSY replies come from here as any reply.
+  Only the RESP front's MULTI queue, which never reaches the log actor before EXEC, is told
+  (``Stats({"busy": 1})`` at the start, 0 at the end) and answers BUSY itself meanwhile.
 - ``SCRIPT KILL`` (or ``FUNCTION KILL``): if the script has written, ``-UNKILLABLE``; else
   OK, and the next hook aborts the script, whose caller gets ``-ERR Script killed by user with SCRIPT KILL...``.
   Nothing it did is undone (it did not write). Without a busy script: ``-NOTBUSY``
@@ -113,13 +115,22 @@ class BusyScript:
             self._end()
         self.run, self.killed = run, False
         self.stats["busy_scripts"] += 1
+        self._tell(1)
         self.actor.log.warning("script_busy", elapsed_ms=int(elapsed_ms), wrote=run.wrote,
                                threshold_ms=self.actor.config.busy_reply_threshold_ms)
 
     def _end(self) -> None:
         run, self.run = self.run, None
+        self._tell(0)
         self.actor.log.info("script_busy_ended", elapsed_ms=int((time.monotonic() - run.started) * 1000),
                             killed=self.killed)
+
+    def _tell(self, busy: int) -> None:
+        """The RESP front queues MULTI's commands itself: while it knows a script is busy it
+        answers them BUSY, as Redis does, and EXEC then EXECABORT (node/fronts/resp_multi.py)."""
+        for link in self.actor.fronts.links:
+            if link.up:
+                link.ch.send(m.Stats({"busy": busy}))
 
     def _poll(self, now: float) -> None:
         fronts = self.actor.fronts

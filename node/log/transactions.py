@@ -13,7 +13,8 @@ Design:
   an aborted transaction's reply is one nil value (``[0, nil]``, EXEC's null array) and nothing
   of it runs.
 - Past maxmemory a block holding a denyoom command is refused whole (EXECABORT quoting OOM),
-  as Redis checks EXEC; the RESP front, which queues the block, also answers OOM at queue time
+  as Redis checks EXEC, and so is a block holding a write while writes are refused (MISCONF,
+  NOREPLICAS); the RESP front, which queues the block, also answers OOM at queue time
   while the log actor says it is out of memory (``tell_oom_state``).
 - Blocking commands inside a transaction would not block: the block runs in one turn and
   nothing here waits (a blocking pop must check ``pending.atomic`` to answer at once).
@@ -60,6 +61,8 @@ def exec_abort(reason: codec.Error) -> codec.Error:
                                         f"{reason.message}")
 
 
+NOREPLICAS = codec.Error("NOREPLICAS", "Not enough good replicas to write.")
+_WRITES = frozenset(name for name, spec in COMMANDS.items() if spec.write)
 # Redis's text (shared.oomerr), which EXECABORT quotes and the RESP front answers at queue time.
 OOM = codec.Error(codec.OOM, "command not allowed when used memory > 'maxmemory'.")
 
@@ -74,6 +77,18 @@ def _oom_refused(actor, pending: Pending) -> bool:
         if type(item) is not codec.Error and item[0] in _DENYOOM:
             return executor._make_room(item[0]) is not None
     return False
+
+
+def _writes_refused(actor, pending: Pending) -> codec.Error | None:
+    """MISCONF or NOREPLICAS for a block holding a write, refused whole at EXEC (Redis checks
+    EXEC with the queued commands' flags)."""
+    refusal = actor._refusal
+    if refusal is None:
+        return None
+    for item in pending.items:
+        if type(item) is not codec.Error and item[0] in _WRITES:
+            return refusal
+    return None
 
 
 def tell_oom_state(actor) -> None:
@@ -98,9 +113,10 @@ def run_atomic(actor, pending: Pending, writes: list) -> int:
     serves them after EXEC, and only from keys still ready then (LPUSH then DEL wakes nobody)."""
     count = pending.count
     pending.pos = count
-    if _oom_refused(actor, pending):
+    refused = OOM if _oom_refused(actor, pending) else _writes_refused(actor, pending)
+    if refused is not None:
         actor.watches.forget(actor._client)
-        pending.failed = actor.intro.error(exec_abort(OOM))
+        pending.failed = actor.intro.error(exec_abort(refused))
         return 1
     if not actor.watches.exec_allowed(actor._client, pending.watched):
         pending.is_batch = False

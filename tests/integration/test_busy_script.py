@@ -69,8 +69,13 @@ def test_script_kill_ends_a_busy_read_only_script(busy_node):
         with pytest.raises(CommandError) as exc:
             zc.execute("SET", "k", "during")
         assert exc.value.code == "BUSY"
+    tx = redis.Redis(port=port, protocol=2, socket_timeout=10)
+    assert tx.execute_command("MULTI") == b"OK"
+    assert _busy(lambda: tx.execute_command("INCR", "n"))  # queued in the RESP front: BUSY too
     assert r.execute_command("SCRIPT", "KILL") == b"OK"
     thread.join(10)
+    with pytest.raises(redis.ResponseError, match="previous errors"):
+        tx.execute_command("EXEC")  # as Redis: a command refused while queueing aborts EXEC
     assert not thread.is_alive()
     err = out.get("error")
     assert isinstance(err, redis.ResponseError), out
