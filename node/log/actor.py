@@ -50,6 +50,7 @@ from aofnode.aof.writer import AofWriter
 from aofnode.config import Config
 from aofnode.store.blocking import WouldBlock
 from aofnode.store.executor import Executor
+from aofnode.store.memory import EMPTY_KEYSPACE_BYTES
 from aofnode.testhooks import make_pause
 from aofnode import protocol as codec
 from aofnode.protocol.commands import COMMANDS
@@ -96,6 +97,7 @@ class LogActor(Actor):
         # later walks every key); the replay itself never refuses nor evicts (loading).
         self.executor.maxmemory = config.maxmemory
         self.executor.maxmemory_policy = config.maxmemory_policy
+        self.executor.memory_baseline = EMPTY_KEYSPACE_BYTES  # counted as Redis's startup memory
         self._load()
         self.writer = AofWriter(config.aof_path, config.appendfsync, log)
         self.rewriter = Rewriter(self.executor.keyspace, self.writer, self.closer, config.aof_path,

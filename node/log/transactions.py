@@ -98,7 +98,8 @@ def tell_oom_state(actor) -> None:
     reply never overtakes it. Under allkeys-lru, over the limit at the end of a cycle means
     eviction could not make room."""
     executor = actor.executor
-    oom = int(bool(executor.maxmemory) and executor.keyspace.used_memory > executor.maxmemory)
+    oom = int(bool(executor.maxmemory) and
+              executor.keyspace.used_memory + executor.memory_baseline > executor.maxmemory)
     told = actor.oom_told
     for link in actor.fronts.links:
         if link.up and told.get(link.conn) != oom:
