@@ -39,6 +39,8 @@ _QUEUED = b"+QUEUED\r\n"
 _EXECABORT = b"-EXECABORT Transaction discarded because of previous errors.\r\n"
 _ARG_OVERHEAD = resp.ARG_OVERHEAD
 _BUSY = resp.error_line(codec.BUSY, codec.BUSY_SCRIPT_MESSAGE)
+_EXECABORT_BUSY = resp.error_line(codec.EXECABORT, "Transaction discarded because of: BUSY "
+                                                   + codec.BUSY_SCRIPT_MESSAGE)
 _OOM = b"-OOM command not allowed when used memory > 'maxmemory'.\r\n"  # Redis's shared.oomerr
 
 
@@ -184,6 +186,8 @@ class TransactionRouting:
     def _exec(self, conn, tx: TxQueue) -> None:
         session = conn.session
         session.multi = None
+        if self.log_busy:  # EXEC is refused before its queue is looked at (Redis's processCommand)
+            return self._end_watch(conn, _EXECABORT_BUSY)
         if tx.failed:
             return self._end_watch(conn, _EXECABORT)
         watched, session.watching = session.watching, False

@@ -104,6 +104,7 @@ def _memory(intro, own: dict) -> dict:
         "used_memory_dataset_perc": "100.00%",
         "total_system_memory": system, "total_system_memory_human": _human(system),
         **dict.fromkeys(_NO_MEMORY, 0),
+        **executor.script_info(), **executor.function_info(),
         "maxmemory": intro.owner.executor.maxmemory,
         "maxmemory_human": _human(intro.owner.executor.maxmemory),
         "maxmemory_policy": intro.owner.executor.maxmemory_policy,

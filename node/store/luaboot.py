@@ -166,10 +166,19 @@ strmeta.__index = base.string
 -- The VM reads the string metatable raw, so it stays a plain table; scripts get a read-only
 -- view of it, as Redis 7.0.15 gives.
 local strmeta_view = readonly(strmeta)
+-- Read-only tables (the globals, the libraries) hide their metatable (``__metatable =
+-- false``): scripts see a read-only empty one, and setmetatable on them is refused with
+-- Redis's words.
+local hidden_meta = readonly({})
 base.getmetatable = function(o)
   local m = getmetatable(o)
   if m == strmeta then return strmeta_view end
+  if m == false then return hidden_meta end
   return m
+end
+base.setmetatable = function(t, m)
+  if getmetatable(t) == false then error("Attempt to modify a readonly table", 2) end
+  return setmetatable(t, m)
 end
 
 -- FUNCTION LOAD runs a library's body with ``redis`` as the library API (register_function,

@@ -120,8 +120,14 @@ def to_lua(runtime, value: Any, resp: int, depth: int = 0) -> Any:
     return None
 
 
-def from_lua(value: Any, resp: int, depth: int = 0) -> Any:
-    """A script's Lua result as a reply value (Redis 7.0's rules)."""
+def _index(table, key):
+    return table[key]
+
+
+def from_lua(value: Any, resp: int, depth: int = 0, get: Callable = _index) -> Any:
+    """A script's Lua result as a reply value (Redis 7.0's rules). ``get`` reads a table's
+    field: the engine gives Lua's ``rawget``, as Redis reads the reply with lua_rawget (a
+    metatable's __index must not run, nor raise, while the reply is converted)."""
     t = type(value)
     if t is bytes:
         return value
@@ -139,37 +145,37 @@ def from_lua(value: Any, resp: int, depth: int = 0) -> Any:
         return None
     if depth > _MAX_DEPTH:
         raise _TooDeep()
-    return _table_reply(value, resp, depth)
+    return _table_reply(value, resp, depth, get)
 
 
-def _table_reply(table, resp: int, depth: int) -> Any:
-    err = table[b"err"]
+def _table_reply(table, resp: int, depth: int, get: Callable) -> Any:
+    err = get(table, b"err")
     if type(err) is bytes:
         # Inside an array an error stays its text: the log actor's reply formats carry an
         # error only as a whole reply (docs/resp.md lists this gap).
         return split_error(err) if depth == 0 else err
-    ok = table[b"ok"]
+    ok = get(table, b"ok")
     if type(ok) is bytes:
         return ok.decode("utf-8", "replace")
     if resp == 3:
-        double = table[b"double"]
+        double = get(table, b"double")
         if type(double) in (int, float):
             return float(double)
-        mapping = table[b"map"]
+        mapping = get(table, b"map")
         if lua.lua_type(mapping) == "table":
             as_map: dict[Any, Any] = {}
             for k, v in mapping.items():
-                key = from_lua(k, resp, depth + 1)
+                key = from_lua(k, resp, depth + 1, get)
                 as_map[key if type(key) in (bytes, int, str) else repr(key).encode()] = \
-                    from_lua(v, resp, depth + 1)
+                    from_lua(v, resp, depth + 1, get)
             return as_map
     out: list[Any] = []
     i = 1
     while True:
-        item = table[i]
+        item = get(table, i)
         if item is None:
             return out
-        out.append(from_lua(item, resp, depth + 1))
+        out.append(from_lua(item, resp, depth + 1, get))
         i += 1
 
 
@@ -193,6 +199,7 @@ class LuaEngine:
                                       attribute_filter=_deny_attributes, max_memory=max_memory)
         self.runtime.set_max_memory(0)
         self._collect = self.runtime.eval("function() collectgarbage('collect') end")
+        self._rawget = self.runtime.eval("rawget")
         rand = rand if rand is not None else Rand48()
         py = {"hook_every": HOOK_EVERY, "check": self._check,
               "abort_message": lambda: self._abort_message.encode(),
@@ -257,7 +264,7 @@ class LuaEngine:
                 self._collect()
         if ok:
             try:
-                return from_lua(result, run.resp)
+                return from_lua(result, run.resp, 0, self._rawget)
             except (_TooDeep, RecursionError):
                 return Error(ERR, "reached lua stack limit")
             except (lua.LuaError, TypeError, ValueError) as exc:

@@ -313,3 +313,20 @@ def test_a_torn_tail_applies_a_script_cycle_all_or_none(tmp_path):
         assert total == 1000
         journal = fresh.execute(0, "LLEN", [b"journal"])
         assert journal == (6 if cut == len(whole) else 5)
+
+
+@pytest.mark.parametrize("script", [
+    "return _G",
+    "local a = {}; setmetatable(a, {__index = function() foo() end}) return a",
+    "local a = {}; setmetatable(a, {__index = function() redis.call('set', 'x', '1') end}) return a",
+])
+def test_a_reply_is_read_raw_as_redis_does(ex, script):
+    """Redis reads a script's reply with lua_rawget: no __index runs (nor raises, nor writes)."""
+    assert ev(ex, script) == []
+    assert ex.execute(0, "GET", [b"x"]) is None
+
+
+@pytest.mark.parametrize("script", ["setmetatable(_G, {})",
+                                    "local g = getmetatable(_G)\ng.__index = {}"])
+def test_globals_metatable_tricks_are_refused(ex, script):
+    assert "Attempt to modify a readonly table" in ev(ex, script).message
