@@ -30,6 +30,7 @@ from aofnode import protocol as resp
 from aofnode.fronts.resp_gateway import _wire_to_resp, encode_message_reply
 from aofnode.fronts.resp_route import MESSAGE_BYTES, Slot
 from aofnode.fronts.resp_session import LOCAL
+from aofnode.protocol.keyspecs import SPECS
 
 __all__ = ["TX_COMMANDS", "TxQueue", "ExecSlot", "TransactionRouting"]
 
@@ -39,6 +40,9 @@ _QUEUED = b"+QUEUED\r\n"
 _EXECABORT = b"-EXECABORT Transaction discarded because of previous errors.\r\n"
 _ARG_OVERHEAD = resp.ARG_OVERHEAD
 _BUSY = resp.error_line(codec.BUSY, codec.BUSY_SCRIPT_MESSAGE)
+# Redis's no-multi commands (SHUTDOWN...; WATCH and MULTI have their own errors above)
+_NO_MULTI = frozenset(name.upper() for name, row in SPECS.items()
+                      if "|" not in name and "no_multi" in row[1].split())
 _EXECABORT_BUSY = resp.error_line(codec.EXECABORT, "Transaction discarded because of: BUSY "
                                                    + codec.BUSY_SCRIPT_MESSAGE)
 _OOM = b"-OOM command not allowed when used memory > 'maxmemory'.\r\n"  # Redis's shared.oomerr
@@ -144,6 +148,8 @@ class TransactionRouting:
                 return self._queue_error(conn, tx, resp.error_line("ERR", "DB index is out of range")
                                          if db is not None else _arity("select"))
             tx.db = db
+        if name in _NO_MULTI:
+            return self._queue_error(conn, tx, b"-ERR Command not allowed inside a transaction\r\n")
         if self.log_oom:  # Redis refuses any command queued past maxmemory (processCommand)
             return self._queue_error(conn, tx, _OOM)
         if self.log_busy:  # ... and while a script is busy

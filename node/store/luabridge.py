@@ -83,7 +83,7 @@ def split_error(text: bytes) -> Error:
 class ScriptRun:
     """What one running script needs: its db, RESP version, read-only flag and start time."""
 
-    __slots__ = ("db", "resp", "read_only", "wrote", "started")
+    __slots__ = ("db", "resp", "read_only", "wrote", "started", "allow_oom")
 
     def __init__(self, db: int, read_only: bool) -> None:
         self.db = db
@@ -91,6 +91,7 @@ class ScriptRun:
         self.read_only = read_only
         self.wrote = False
         self.started = time.monotonic()
+        self.allow_oom = False  # a ``#!lua flags=allow-oom`` script: its writes skip OOM
 
 
 def to_lua(runtime, value: Any, resp: int, depth: int = 0) -> Any:

@@ -73,10 +73,11 @@ def _arg_bytes(arg: Any) -> bytes | None:
     return None
 
 
-def _shebang(body: bytes) -> tuple[bytes, bool] | Error:
-    """(the body Lua compiles, read-only?) from a ``#!lua flags=...`` first line."""
+def _shebang(body: bytes) -> tuple[bytes, frozenset | None] | Error:
+    """(the body Lua compiles, its flags) from a ``#!lua flags=...`` first line; flags None
+    without one (Redis's compatibility mode)."""
     if not body.startswith(b"#!"):
-        return body, False
+        return body, None
     line, nl, rest = body.partition(b"\n")
     words = line.decode("utf-8", "replace").split()
     if words[0] != "#!lua":
@@ -89,7 +90,7 @@ def _shebang(body: bytes) -> tuple[bytes, bool] | Error:
             if flag not in _FLAGS:
                 return Error(ERR, f"Unexpected flag in script shebang: {flag}")
             flags.add(flag)
-    return nl + rest, "no-writes" in flags
+    return nl + rest, frozenset(flags)
 
 
 def parse_numkeys(args: list) -> int | Error:
@@ -200,8 +201,16 @@ class ScriptCommands:
             if type(loaded) is Error:
                 return loaded
             sha, entry = loaded
-        _, fn, no_writes = entry
-        run = ScriptRun(db, read_only or no_writes)
+        _, fn, flags = entry
+        run = ScriptRun(db, read_only or (flags is not None and "no-writes" in flags))
+        if flags is not None and self.maxmemory:
+            # A script with a shebang declares whether it may write: one that may, without
+            # allow-oom, is refused before it runs while memory is full (Redis 7.0's
+            # scriptPrepareForRun); with allow-oom its writes skip the OOM check.
+            if "allow-oom" in flags:
+                run.allow_oom = True
+            elif not run.read_only and self._make_room("SET") is not None:
+                return _OOM_ERR
         return self._engine().run(fn, sha, args[2:2 + numkeys], args[2 + numkeys:], run)
 
     # --- redis.call ---------------------------------------------------------------------------
@@ -233,7 +242,7 @@ class ScriptCommands:
         if spec.write:
             if run.read_only:
                 return _READ_ONLY_ERR
-            if spec.denyoom and not run.wrote and self.maxmemory and \
+            if spec.denyoom and not run.wrote and not run.allow_oom and self.maxmemory and \
                     self._make_room(name) is not None:
                 return _OOM_ERR
             run.wrote = True

@@ -330,3 +330,15 @@ def test_a_reply_is_read_raw_as_redis_does(ex, script):
                                     "local g = getmetatable(_G)\ng.__index = {}"])
 def test_globals_metatable_tricks_are_refused(ex, script):
     assert "Attempt to modify a readonly table" in ev(ex, script).message
+
+
+def test_shebang_scripts_and_oom(ex):
+    """Redis 7.0: a script with a shebang that may write is refused before it runs while memory
+    is full; allow-oom lets its writes through; no-writes scripts run."""
+    ex.execute(0, "SET", [b"x", b"123"])
+    ex.maxmemory = 1
+    oom = Error("OOM", "command not allowed when used memory > 'maxmemory'.")
+    assert ev(ex, "#!lua flags=\nreturn 1") == oom
+    assert ev(ex, "#!lua flags=allow-oom\nredis.call('set', 'x', 1) return 1") == 1
+    assert ev(ex, "#!lua flags=no-writes\nreturn redis.call('get', 'x')") == b"1"
+    assert _strip(ev(ex, "redis.call('set', 'x', 2) return 1")) == oom  # without a shebang
