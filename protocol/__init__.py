@@ -22,6 +22,7 @@ from .errors import (
     ARITY,
     BUSY,
     BUSY_REWRITE_MESSAGE,
+    BUSY_SCRIPT_MESSAGE,
     ERR,
     ERROR_CODES,
     EXECABORT,
@@ -102,6 +103,7 @@ __all__ = [
     "WRONGTYPE",
     "LOADING_MESSAGE",
     "BUSY_REWRITE_MESSAGE",
+    "BUSY_SCRIPT_MESSAGE",
     # ZeroMQ wire: version, limits, reply tags, encoding a message (any sender)
     "PROTOCOL_VERSION",
     "MAX_ARGS",

@@ -79,6 +79,7 @@ class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront,
         self.held: dict[Conn, list[list[bytes]]] = {}  # commands waiting for CLIENT PAUSE's end
         self._pubsub_init()
         self.link.on_deliver = self._on_deliver
+        self.link.on_state = self._on_log_state  # node/fronts/resp_multi.py
         self.link.on_lost = self._pubsub_log_lost
 
     # -- hooks ----------------------------------------------------------------------------------

@@ -142,7 +142,7 @@ class CommandRouting:
             if conn.pubsub is None and (session.multi is not None or name in _TX
                                         or (name == "RESET" and session.watching)):
                 divert = self._transaction
-            elif session.reply_mode:
+            elif session.reply_mode and self._silenced(session, name, gate, error):
                 divert = self._take_silenced
             else:
                 divert = None

@@ -556,6 +556,13 @@ RANDOM_READS |= {"EVAL_RO", "EVALSHA_RO"}
 REDIS7_ARITY |= {"SUBSCRIBE": -2, "UNSUBSCRIBE": -1, "PSUBSCRIBE": -2, "PUNSUBSCRIBE": -1,
                  "PUBLISH": 3, "PUBSUB": -2}
 ADMIN |= {"PUBLISH"}
+# SHUTDOWN stops the node (node/log/busy.py): a retry would find no node.
+REDIS7_ARITY |= {"SHUTDOWN": -1}
+# Functions (node/store/functions.py): libraries are data, FUNCTION LOAD is written to the AOF.
+REDIS7_ARITY |= {"FUNCTION": -2, "FCALL": -3, "FCALL_RO": -3}
+WRITES |= {"FUNCTION", "FCALL"}
+RANDOM_READS |= {"FCALL_RO"}
+ADMIN |= {"SHUTDOWN"}
 
 
 def test_command_table_is_exactly_the_specified_set():
