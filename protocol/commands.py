@@ -249,6 +249,11 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("HINCRBYFLOAT", 4, _GROW, "HINCRBYFLOAT key field increment: the new value (bulk)"),
     ("HRANDFIELD", -2, _READ, "HRANDFIELD key [count [WITHVALUES]]: random fields"),
     ("HSCAN", -3, _READ, "HSCAN key cursor [MATCH pattern] [COUNT n]"),
+    # geo indexes: sorted sets whose scores are geohashes (node/store/geo.py)
+    ("GEOADD", -5, _GROW, "GEOADD key [NX|XX] [CH] longitude latitude member [...]: number added"),
+    ("GEOPOS", -2, _READ, "GEOPOS key [member ...]: [longitude, latitude] or nil each"),
+    ("GEODIST", -4, _READ, "GEODIST key member1 member2 [M|KM|FT|MI]: the distance, or nil"),
+    ("GEOHASH", -2, _READ, "GEOHASH key [member ...]: an 11-character geohash or nil each"),
     # scripting (node/store/scripting.py): EVAL may write, so it is a write (MISCONF-refused
     # while the AOF is not writable); the _RO forms refuse writes inside the script, and their
     # reply may change on a retry (math.random advances). SCRIPT LOAD/FLUSH are idempotent.

@@ -556,6 +556,9 @@ RANDOM_READS |= {"EVAL_RO", "EVALSHA_RO"}
 REDIS7_ARITY |= {"SUBSCRIBE": -2, "UNSUBSCRIBE": -1, "PSUBSCRIBE": -2, "PUNSUBSCRIBE": -1,
                  "PUBLISH": 3, "PUBSUB": -2}
 ADMIN |= {"PUBLISH"}
+# Geo indexes (node/store/geo.py): GEOADD is ZADD with computed scores.
+REDIS7_ARITY |= {"GEOADD": -5, "GEOPOS": -2, "GEODIST": -4, "GEOHASH": -2}
+WRITES |= {"GEOADD"}
 
 
 def test_command_table_is_exactly_the_specified_set():
