@@ -25,6 +25,7 @@ from typing import Callable
 
 from aofnode.config import FSYNC_POLICIES
 from aofnode.log import notify
+from aofnode.log.latencystats import parse_percentiles, percentile_text
 from aofnode.protocol import MAX_BULK_BYTES, NUM_DBS
 from aofnode.protocol.errors import ERR, Error
 from aofnode.store import objects
@@ -155,6 +156,20 @@ def _notify_flags(raw: bytes) -> frozenset[str]:
         raise Invalid(str(exc)) from None
 
 
+def _yes_no(raw: bytes) -> bool:
+    text = raw.lower()
+    if text not in (b"yes", b"no"):
+        raise Invalid("argument must be 'yes' or 'no'")
+    return text == b"yes"
+
+
+def _percentiles(raw: bytes) -> tuple[float, ...]:
+    try:
+        return parse_percentiles(raw)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+
+
 def _resp_host_port(config) -> tuple[str, str]:
     host, _, port = (config.resp_bind or "").rpartition(":")
     return host.strip("[]"), port
@@ -188,6 +203,11 @@ PARAMS: dict[str, tuple] = {
                                lambda i, flags: i.owner.notifier.configure(flags)),
     "latency-monitor-threshold": (lambda i: i.latency.threshold_ms, _ranged(0, LLONG_MAX),
                                   _attr_setter("latency", "threshold_ms")),
+    "latency-tracking": (lambda i: "yes" if i.latencystats.enabled else "no", _yes_no,
+                         lambda i, on: setattr(i.latencystats, "enabled", on)),
+    "latency-tracking-info-percentiles": (
+        lambda i: " ".join(map(percentile_text, i.latencystats.percentiles)), _percentiles,
+        lambda i, ps: setattr(i.latencystats, "percentiles", ps)),
     # read-only here: set by ``aofnode serve`` options, or owned by a front
     "appendonly": (lambda i: "yes", None, None),
     "appendfilename": (lambda i: "appendonly.aof", None, None),

@@ -29,6 +29,7 @@ import time
 
 from aofnode.aof import format as aof_format
 from aofnode.log.config_set import config_command
+from aofnode.log.latencystats import LatencyStats
 from aofnode.log.redis_info import add_redis_fields, front_errorstats
 from aofnode.log.slowlog import LatencyMonitor, SlowLog, latency_command, slowlog_command
 from aofnode.protocol.errors import ERR, OOM, Error
@@ -126,6 +127,7 @@ class Introspection:
         self.owner = owner  # the LogActor: its config, executor, writer, rewriter, reporter
         self.slowlog = SlowLog()
         self.latency = LatencyMonitor()
+        self.latencystats = LatencyStats()
         self.cmdstats: dict[str, list[int]] = {}  # name -> [calls, usec, rejected, failed]
         self.errorstats: dict[str, int] = {}
         self.front_error_base: dict[str, int] = {}  # the fronts' error counts at RESETSTAT
@@ -136,6 +138,9 @@ class Introspection:
         self._execute = executor.execute
         self._slow_from = 0
         self.thresholds_changed()
+        blocking = getattr(owner, "blocking", None)
+        if blocking is not None:
+            blocking.on_answer = self.unblocked
         self._own = {"CONFIG": self._config, "SLOWLOG": self._slowlog,
                      "LATENCY": self._latency, "DEBUG": self._debug}
 
@@ -145,9 +150,12 @@ class Introspection:
         own = self._own.get(name)
         start = _clock()
         reply = own(db, args) if own is not None else self._execute(db, name, args)
-        usec = (_clock() - start) // 1000
+        elapsed = _clock() - start
+        usec = elapsed // 1000
         # Keyed by the upper-case name (lower-cased for INFO); "CONFIG|GET" for a subcommand.
         key = _stat_name(name, args) if name in _SUBCOMMANDS else name
+        if self.latencystats.enabled:
+            self.latencystats.record(key, elapsed)
         stats = self.cmdstats.get(key)
         if stats is None:
             stats = self.cmdstats[key] = [0, 0, 0, 0]
@@ -163,6 +171,16 @@ class Introspection:
         if usec >= self._slow_from:
             self._slow(name, args, usec)
         return reply
+
+    def unblocked(self, name: str, ns: int) -> None:
+        """A blocked command answered (served or timed out): one call, as Redis counts it then."""
+        stats = self.cmdstats.get(name)
+        if stats is None:
+            stats = self.cmdstats[name] = [0, 0, 0, 0]
+        stats[0] += 1
+        stats[1] += ns // 1000
+        if self.latencystats.enabled:
+            self.latencystats.record(name, ns)
 
     def _slow(self, name: str, args, usec: int) -> None:
         if usec >= self.slowlog.slower_than_us >= 0:
@@ -209,6 +227,7 @@ class Introspection:
         owner.writer.delayed_fsyncs = 0
         self.cmdstats.clear()
         self.errorstats.clear()
+        self.latencystats.reset()
         self.front_error_base = front_errorstats(self, since_reset=False)
         self.used_memory_peak = ex.keyspace.used_memory
         owner.reporter.instantaneous_ops = 0.0

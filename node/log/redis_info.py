@@ -221,6 +221,7 @@ def add_redis_fields(intro, sections: dict[str, dict]) -> dict[str, dict]:
         "errorstats": _errorstats(intro),
         "cluster": {"cluster_enabled": 0},
         "commandstats": _commandstats(intro),
+        "latencystats": intro.latencystats.section(),
         **{k: v for k, v in sections.items() if k not in (
             "server", "clients", "memory", "persistence", "stats")},
     }
