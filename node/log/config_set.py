@@ -94,6 +94,19 @@ def _choice(choices: tuple[str, ...]) -> Callable[[bytes], str]:
     return parse
 
 
+def _memory_or_percent(raw: bytes) -> int | str:
+    """maxmemory-clients's value: a memory size, or a percentage of maxmemory (``10%``)."""
+    if raw.endswith(b"%"):
+        try:
+            percent = int(raw[:-1])
+        except ValueError:
+            raise Invalid("argument must be a memory or percent value") from None
+        if not 0 <= percent <= 100:
+            raise Invalid("percentage argument must be less or equal to 100")
+        return 0 if percent == 0 else raw.decode()
+    return _memory_ranged(raw)
+
+
 def _positive_float(raw: bytes) -> float:
     try:
         value = float(raw)
@@ -229,7 +242,7 @@ PARAMS: dict[str, tuple] = {
     "maxmemory-samples": (lambda i: EVICTION_SAMPLES, None, None),
     # Redis settings for what aofnode has not, with the value true of aofnode: no client
     # memory eviction, no replication, no daemon mode.
-    "maxmemory-clients": (lambda i: 0, None, None),
+    "maxmemory-clients": (lambda i: 0, _memory_or_percent, None),
     "replicaof": (lambda i: "", None, None),
     "slaveof": (lambda i: "", None, None),
     "daemonize": (lambda i: "no", None, None),
@@ -272,14 +285,15 @@ def config_set(intro, args) -> object:
             return _failed(name, "duplicate parameter")
         seen.add(name)
         read, parse, apply = param
-        if parse is None:
-            if raw_value == _text(read(intro)):
-                continue  # to the value it has: nothing to change
-            return _failed(name, "can't set immutable config")
         try:
-            parsed.append((name, apply, parse(raw_value)))
+            value = parse(raw_value) if parse is not None else raw_value
         except Invalid as exc:
             return _failed(name, str(exc))
+        if apply is None:  # read-only, but its value is checked first, as Redis checks it
+            if raw_value == _text(read(intro)) or (parse is not None and value == read(intro)):
+                continue  # to the value it has: nothing to change
+            return _failed(name, "can't set immutable config")
+        parsed.append((name, apply, value))
     for name, apply, value in parsed:
         try:
             apply(intro, value)

@@ -30,7 +30,7 @@ import time
 from aofnode.aof import format as aof_format
 from aofnode.log.config_set import config_command
 from aofnode.log.latencystats import LatencyStats
-from aofnode.log.redis_info import add_redis_fields, front_errorstats
+from aofnode.log.redis_info import add_redis_fields, front_counts, front_errorstats
 from aofnode.log.slowlog import LatencyMonitor, SlowLog, latency_command, slowlog_command
 from aofnode.protocol.errors import ERR, OOM, Error
 from aofnode.protocol.resp_reply import error_line
@@ -131,6 +131,7 @@ class Introspection:
         self.cmdstats: dict[str, list[int]] = {}  # name -> [calls, usec, rejected, failed]
         self.errorstats: dict[str, int] = {}
         self.front_error_base: dict[str, int] = {}  # the fronts' error counts at RESETSTAT
+        self.front_cmd_base: dict[str, int] = {}  # and their command counts
         self.used_memory_peak = 0
         self.started = time.time()
         self.run_id = os.urandom(20).hex()
@@ -229,6 +230,7 @@ class Introspection:
         self.errorstats.clear()
         self.latencystats.reset()
         self.front_error_base = front_errorstats(self, since_reset=False)
+        self.front_cmd_base = front_counts(self, "cmdstat_", None)
         self.used_memory_peak = ex.keyspace.used_memory
         owner.reporter.instantaneous_ops = 0.0
         owner.reporter._ops_window = (time.monotonic(), 0)
