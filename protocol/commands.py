@@ -249,6 +249,9 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("HINCRBYFLOAT", 4, _GROW, "HINCRBYFLOAT key field increment: the new value (bulk)"),
     ("HRANDFIELD", -2, _READ, "HRANDFIELD key [count [WITHVALUES]]: random fields"),
     ("HSCAN", -3, _READ, "HSCAN key cursor [MATCH pattern] [COUNT n]"),
+    # SORT (node/store/sort.py): STORE is logged as the list it made
+    ("SORT", -2, _GROW, "SORT key [BY p] [LIMIT o c] [GET p ...] [ASC|DESC] [ALPHA] [STORE dst]"),
+    ("SORT_RO", -2, _READ, "SORT_RO key [BY p] [LIMIT o c] [GET p ...] [ASC|DESC] [ALPHA]"),
     # geo indexes: sorted sets whose scores are geohashes (node/store/geo.py)
     ("GEOADD", -5, _GROW, "GEOADD key [NX|XX] [CH] longitude latitude member [...]: number added"),
     ("GEOPOS", -2, _READ, "GEOPOS key [member ...]: [longitude, latitude] or nil each"),

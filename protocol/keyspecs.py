@@ -205,6 +205,8 @@ SPECS: dict[str, tuple[int, str, int, int, int, str]] = {
     "smembers": (2, "readonly", 1, 1, 1, "read set slow"),
     "smismember": (-3, "readonly fast", 1, 1, 1, "read set fast"),
     "smove": (4, "write fast", 1, 2, 1, "write set fast"),
+    "sort": (-2, "write denyoom movablekeys", 1, 1, 1, "write set sortedset list slow dangerous"),
+    "sort_ro": (-2, "readonly movablekeys", 1, 1, 1, "read set sortedset list slow dangerous"),
     "spop": (-2, "write fast", 1, 1, 1, "write set fast"),
     "srandmember": (-2, "readonly", 1, 1, 1, "read set slow"),
     "srem": (-3, "write fast", 1, 1, 1, "write set fast"),

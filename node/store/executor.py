@@ -11,9 +11,9 @@ the name and the arity against ``protocol/commands.py``; option syntax is checke
   ``stringops.StringOpCommands``, ``bits.BitCommands``, ``keys.KeyCommands``,
   ``dbops.DbCommands``, ``dump.DumpCommands``, ``hashes.HashCommands``, ``lists.ListCommands``,
   ``sets.SetCommands``, ``zsets.ZSetCommands``, ``zsetranges.ZSetRangeCommands``,
-  ``zsetalgebra.ZSetAlgebraCommands``, ``geo.GeoCommands``, ``objects.ObjectCommands``,
-  ``blocking.BlockingCommands`` (whose ``block_mode`` the log actor sets: a bare executor, a
-  replay included, never blocks), ``scripting.ScriptCommands``. SELECT, HELLO and
+  ``zsetalgebra.ZSetAlgebraCommands``, ``geo.GeoCommands``, ``sort.SortCommands``,
+  ``objects.ObjectCommands``, ``blocking.BlockingCommands`` (whose ``block_mode`` the log actor
+  sets: a bare executor, a replay included, never blocks), ``scripting.ScriptCommands``. SELECT, HELLO and
   BGREWRITEAOF are not here: other actors own them.
 * Propagation: every change appends one or more canonical AOF entries ``[db, "NAME", *bytes]``
   to ``propagated``, in the order the changes happened, including the ``DEL`` of a key that
@@ -47,6 +47,7 @@ from aofnode.store.blocking import BlockingCommands
 from aofnode.store.dbops import DbCommands
 from aofnode.store.dump import DumpCommands
 from aofnode.store.geo import GeoCommands
+from aofnode.store.sort import SortCommands
 from aofnode.store.eviction import ALLKEYS_LRU, NOEVICTION, POLICIES, evict
 from aofnode.store.hashes import HashCommands
 from aofnode.store.keys import KeyCommands
@@ -74,7 +75,8 @@ OOM_ERR = Error(OOM, "command not allowed when used memory > 'maxmemory'")
 
 _MIXINS = (StringCommands, StringOpCommands, BitCommands, KeyCommands, DbCommands,
            DumpCommands, HashCommands, ListCommands, SetCommands, ZSetCommands, ZSetRangeCommands,
-           ZSetAlgebraCommands, GeoCommands, ObjectCommands, BlockingCommands, ScriptCommands)
+           ZSetAlgebraCommands, GeoCommands, SortCommands, ObjectCommands, BlockingCommands,
+           ScriptCommands)
 
 
 class Executor(*_MIXINS):
