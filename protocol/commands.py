@@ -85,6 +85,9 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("SLOWLOG", -2, _ADMIN, "SLOWLOG GET [count]|LEN|RESET|HELP"),
     ("LATENCY", -2, _ADMIN, "LATENCY LATEST|HISTORY event|RESET [event ...]|HELP"),
     ("DEBUG", -2, _ADMIN, "DEBUG SLEEP|SET-ACTIVE-EXPIRE|RELOAD|DIGEST|DIGEST-VALUE|OBJECT|HELP"),
+    # a write so that it is refused (MISCONF) while the AOF is not writable, and its OK turned
+    # into MISCONF when its cycle's append fails: its OK says the AOF is durable
+    ("SAVE", 1, _WRITE, "SAVE: OK once everything written so far is fdatasync'ed in the AOF"),
     # transactions: the block itself is a message with "multi": true (docs/protocol.md)
     ("WATCH", -2, _READ, "WATCH key [key ...]: abort this client's next transaction if a key changes"),
     ("UNWATCH", 1, _READ, "UNWATCH: forget this client's watched keys"),

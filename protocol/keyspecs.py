@@ -177,6 +177,7 @@ SPECS: dict[str, tuple[int, str, int, int, int, str]] = {
     "rpush": (-3, "write denyoom fast", 1, 1, 1, "write list fast"),
     "rpushx": (-3, "write denyoom fast", 1, 1, 1, "write list fast"),
     "sadd": (-3, "write denyoom fast", 1, 1, 1, "write set fast"),
+    "save": (1, "admin noscript no_async_loading no_multi", 0, 0, 0, "admin slow dangerous"),
     "scan": (-2, "readonly", 0, 0, 0, "keyspace read slow"),
     "scard": (2, "readonly fast", 1, 1, 1, "read set fast"),
     "script": (-2, "", 0, 0, 0, "slow"),

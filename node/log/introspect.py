@@ -41,7 +41,7 @@ from aofnode.store.rdb import dump_value
 
 __all__ = ["Introspection", "OWN"]
 
-OWN = frozenset(("CONFIG", "SLOWLOG", "LATENCY", "DEBUG"))
+OWN = frozenset(("CONFIG", "SLOWLOG", "LATENCY", "DEBUG", "SAVE"))
 _clock = time.perf_counter_ns
 _NEVER = 1 << 62
 # Commands whose subcommand names their commandstats entry, as Redis 7's ``config|get``; only
@@ -134,6 +134,7 @@ class Introspection:
         self.front_cmd_base: dict[str, int] = {}  # and their command counts
         self.used_memory_peak = 0
         self.started = time.time()
+        self.last_save = int(self.started)  # SAVE's (INFO rdb_last_save_time, LASTSAVE)
         self.run_id = os.urandom(20).hex()
         executor = owner.executor
         self._execute = executor.execute
@@ -143,7 +144,7 @@ class Introspection:
         if blocking is not None:
             blocking.on_answer = self.unblocked
         self._own = {"CONFIG": self._config, "SLOWLOG": self._slowlog,
-                     "LATENCY": self._latency, "DEBUG": self._debug}
+                     "LATENCY": self._latency, "DEBUG": self._debug, "SAVE": self._save}
 
     # -- the hot path ---------------------------------------------------------------------------
 
@@ -239,6 +240,18 @@ class Introspection:
 
     def _config(self, db, args):
         return config_command(self, args)
+
+    def _save(self, db, args):
+        """SAVE: aofnode's dataset on disk is the AOF, so SAVE makes it durable: what earlier
+        cycles wrote is fdatasync'ed now, and this cycle's entries when they are appended,
+        before this reply goes out (SAVE is a write, so a failed append answers MISCONF). It
+        blocks the log actor for the fdatasyncs, as Redis's SAVE blocks its server."""
+        writer = self.owner.writer
+        if not writer.fsync_now():
+            return self.owner._misconf()
+        writer.sync_next_append = True
+        self.last_save = int(time.time())
+        return "OK"
 
     def _slowlog(self, db, args):
         return slowlog_command(self.slowlog, args)

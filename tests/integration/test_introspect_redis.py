@@ -203,3 +203,33 @@ def test_commandstats_and_errorstats_count_as_redis_counts(make_node, redis_clie
             "cmdstat_blpop", "cmdstat_geoadd"} <= set(have[0])
     assert have[0]["cmdstat_set"] == {"calls": "2", "rejected_calls": "2", "failed_calls": "0"}
     assert have == want
+
+
+def test_save_fsyncs_the_aof_before_its_reply(make_node):
+    # aofnode's dataset on disk is the AOF: SAVE answers once it is fdatasync'ed, even under
+    # appendfsync no, with the write pipelined before it in the same cycle.
+    _node, port = _start(make_node, appendfsync="no")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        parser = ReplyParser()
+        before = _info_fields_flat(_reply_bulk(sock, parser, ("INFO", "persistence")))
+        sock.sendall(encode_command("SET", "k", "v") + encode_command("SAVE"))
+        replies: list = []
+        while len(replies) < 2:
+            data = sock.recv(65536)
+            assert data
+            parser.feed(data)
+            replies += parser.replies()
+        assert [r.decode() if isinstance(r, bytes) else str(r) for r in replies] == ["OK", "OK"]
+        after = _info_fields_flat(_reply_bulk(sock, parser, ("INFO", "persistence")))
+    assert int(after["aof_fsyncs"]) >= int(before["aof_fsyncs"]) + 2
+    assert int(after["rdb_last_save_time"]) >= int(before["rdb_last_save_time"])
+
+
+def _reply_bulk(sock, parser, command) -> bytes:
+    sock.sendall(encode_command(*command))
+    return _read_bulk(sock, parser)
+
+
+def _info_fields_flat(text: bytes) -> dict:
+    return dict(line.split(":", 1) for line in text.decode().splitlines()
+                if line and not line.startswith("#"))
