@@ -18,6 +18,7 @@ from aofnode.fronts.resp_session import LOCAL, Session, check_forwarded
 from aofnode import protocol as codec
 from aofnode import protocol as resp
 from aofnode.protocol.commands import COMMANDS
+from aofnode.protocol.keyspecs import SPECS
 from aofnode.fronts.resp_gateway import encode_message_reply
 from aofnode.fronts.resp_pubsub import PUBSUB_NAMES, subscriber_gate
 
@@ -40,6 +41,10 @@ _TX = frozenset({"MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"})
 _FORWARD = {spelling: (name, spec.arity) for name, spec in COMMANDS.items()
             if name not in LOCAL and name not in PUBSUB_NAMES
             for spelling in (name.encode(), name.lower().encode())}
+
+
+# Commands whose subcommand names their commandstats entry (``client|id``).
+_WITH_SUBCOMMANDS = frozenset(name.partition("|")[0] for name in SPECS if "|" in name)
 
 
 class Slot(core.Slot):
@@ -195,10 +200,12 @@ class CommandRouting:
         if gate is not None:
             self.stats["noauth_replies"] += 1
             self.count_error(gate)
+            self.count_command(name, argv, rejected=True)
             return gate
         if error is not None:
             self.stats["rejected_commands"] += 1
             self.count_error(error)
+            self.count_command(name, argv, rejected=True)
             return error
         session = conn.session
         failures = session.auth_failures
@@ -215,7 +222,29 @@ class CommandRouting:
         conn.parser.authenticated = session.authenticated
         if reply[:1] == b"-":
             self.count_error(reply)
+        self.count_command(name, argv, failed=reply[:1] == b"-")
         return reply
+
+    def count_command(self, name: str, argv: list[bytes], rejected: bool = False,
+                      failed: bool = False) -> None:
+        """A command answered here, for INFO commandstats: refused before it ran (``rejected``),
+        or run, and ``failed`` if its reply is an error. Only the names Redis has (its
+        ``client|id`` for a subcommand), so that no client can grow the table."""
+        key = name.lower()
+        if len(argv) > 1 and key in _WITH_SUBCOMMANDS:
+            # An unknown subcommand counts nowhere, as in Redis (it finds no command to count).
+            key = f"{key}|{argv[1][:32].decode('utf-8', 'replace').lower()}"
+        if key not in SPECS:
+            return
+        counts = self.cmdstats.get(key)
+        if counts is None:
+            counts = self.cmdstats[key] = [0, 0, 0]  # calls, rejected, failed
+        if rejected:
+            counts[1] += 1
+        else:
+            counts[0] += 1
+            counts[2] += failed
+        self.stats_due = True
 
     def count_error(self, reply: bytes, count: int = 1) -> None:
         """An error reply made here, for INFO errorstats (by its prefix, as Redis counts)."""

@@ -563,6 +563,11 @@ REDIS7_ARITY |= {"FUNCTION": -2, "FCALL": -3, "FCALL_RO": -3}
 WRITES |= {"FUNCTION", "FCALL"}
 RANDOM_READS |= {"FCALL_RO"}
 ADMIN |= {"SHUTDOWN"}
+# Geo indexes (node/store/geo.py): GEOADD is ZADD with computed scores.
+REDIS7_ARITY |= {"GEOADD": -5, "GEOPOS": -2, "GEODIST": -4, "GEOHASH": -2}
+WRITES |= {"GEOADD"}
+REDIS7_ARITY |= {"SORT": -2, "SORT_RO": -2, "SAVE": 1}
+WRITES |= {"SORT", "SAVE"}
 
 
 def test_command_table_is_exactly_the_specified_set():
