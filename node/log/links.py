@@ -20,7 +20,7 @@ from typing import Callable
 
 import os
 
-from aofnode.log.replies import Protocol2Replies
+from aofnode.log.replies import Protocol2Replies, RespReplies
 from aofnode.log.work import CLIENT_BITS, CLIENT_MASK, Pending, WorkQueue, owner_base
 from aofnode.runtime import channel
 from aofnode.runtime import messages as m
@@ -28,11 +28,10 @@ from aofnode.runtime.actor import Runtime
 
 __all__ = ["FrontLink", "FrontLinks", "ROLES"]
 
-# Config.front_paths order, and each front's reply encoder. Both take protocol 2 today (the
-# RESP front makes RESP of it itself, protocol/resp.py); a front given another wire gets its
-# own encoder here, and nothing else in the log actor changes.
+# Config.front_paths order, and each front's reply encoder: protocol 2 for the ZeroMQ front,
+# RESP made here for the RESP front's messages that ask for it (node/log/replies.py).
 ROLES = ("front", "resp")
-_ENCODERS = {"front": Protocol2Replies, "resp": Protocol2Replies}
+_ENCODERS = {"front": Protocol2Replies, "resp": RespReplies}
 
 
 class FrontLink:

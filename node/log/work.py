@@ -56,7 +56,7 @@ class Pending:
     """One client message in the log actor: where its execution stands."""
 
     __slots__ = ("seq", "body", "is_batch", "items", "count", "db", "pos", "results",
-                 "reply_bytes", "failed", "bytes_per_item", "atomic", "watched")
+                 "reply_bytes", "failed", "bytes_per_item", "atomic", "watched", "resp")
 
     def __init__(self, seq: int, body: bytes) -> None:
         self.seq = seq
@@ -74,6 +74,7 @@ class Pending:
         self.bytes_per_item = 0.0  # the body's size over its requests: the cycle's input budget
         self.atomic = False  # a transaction: run in one go (node/log/transactions.py)
         self.watched = False  # ... sent after WATCH: abort it if the watch state is gone
+        self.resp = 0  # 2 or 3: its replies are wanted as RESP bytes (node/log/replies.py)
 
     @property
     def done(self) -> bool:
@@ -88,6 +89,7 @@ class Pending:
             self.failed, self.count = decoded, 0
             return False
         self.is_batch, self.items, self.db = decoded.is_batch, decoded.items, decoded.db
+        self.resp = decoded.resp
         self.count = len(self.items)
         self.bytes_per_item = len(body) / max(1, self.count)
         if type(decoded) is not codec.Message:
