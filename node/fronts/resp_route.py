@@ -6,6 +6,9 @@ Design:
   ``MESSAGE_BYTES``); connection commands (node/fronts/resp_session.py) and errors found here
   (unknown command, arity, NOAUTH) are answered in place. Each message or answer is a slot in
   the connection's reply order (node/fronts/core.py).
+- Each forwarded command goes with its name as the command table's key (``"SET"``): its name
+  and arity are checked here, so the log actor only looks the name up
+  (protocol/server.py, ``decode_message``'s ``checked``), never checks them again.
 - The header also names the connection's protocol (``"resp": 2`` or ``3``): the log actor then
   makes the replies as RESP (node/log/replies.py), once, and they go to the socket as they come.
   Only a subscriber's messages (the front reads its subscription count from the replies) and a
@@ -138,6 +141,7 @@ class CommandRouting:
                     if group and (size + cost > MESSAGE_BYTES or len(group) >= codec.MAX_BATCH_LENGTH):
                         self._forward(conn, group, names if shaped else None, size)
                         group, names, shaped, size = [], [], False, 0
+                    argv[0] = name  # checked here: the log actor only looks the name up
                     group.append(argv)
                     if name in _SHAPED:
                         shaped = True
@@ -181,6 +185,7 @@ class CommandRouting:
                 if group and (size + cost > MESSAGE_BYTES or len(group) >= codec.MAX_BATCH_LENGTH):
                     self._forward(conn, group, names if shaped else None, size)
                     group, names, shaped, size = [], [], False, 0
+                argv[0] = name
                 group.append(argv)
                 if name in _SHAPED:
                     shaped = True
