@@ -86,10 +86,12 @@ class RequestParser:
         self.authenticated = authenticated
         self.max_bulk = max_bulk
         self.max_multibulk = max_multibulk
-        # hiredis (None: if installed) for whole multibulks, else the split fast path.
+        # hiredis (None: if installed) for whole multibulks, else the split fast path. Limits
+        # tighter than what one read of _HIREDIS_READ bytes can pass take the split path.
         use = _Reader is not None if hiredis is None else hiredis
         if use and _Reader is None:
             raise ValueError("hiredis is not installed")
+        use = use and max_bulk >= _HIREDIS_READ and max_multibulk >= _HIREDIS_READ // 6
         self._reader = _Reader() if use else None
         self._fast = self._parse_hiredis if use else self._parse_split
 
@@ -148,11 +150,14 @@ class RequestParser:
         read goes to the general parser, whose errors are Redis's. An incomplete tail is the
         general parser's too (the reader is replaced, so it holds nothing across reads); a read
         past ``_HIREDIS_READ`` takes the split path, so the limits hold for every command taken
-        here (one read cannot declare past them). hiredis allocates an array's list when it
+        here (one read cannot declare past them; a parser with tighter limits never comes
+        here). A read of fewer than ``_HIREDIS_COMMANDS`` commands takes the split path, which
+        costs less for a few. hiredis allocates an array's list when it
         reads its header (a declared 4G elements: MemoryError), so a read where any ``*`` is
         followed by 7 digits (at most ~1M, Redis's limit is MAX_MULTIBULK) is not given to it:
         one C search per read (~1 us for a read of 16 pipelined SETs here, loaded)."""
-        if len(buf) > _HIREDIS_READ or self.max_bulk < _HIREDIS_READ or _BIG_COUNT(buf):
+        if (len(buf) > _HIREDIS_READ or buf.count(b"\r\n*") < _HIREDIS_COMMANDS - 1
+                or _BIG_COUNT(buf)):
             return self._parse_split(buf, out)
         reader: Any = self._reader
         reader.feed(buf)
@@ -165,8 +170,7 @@ class RequestParser:
         except Exception:  # hiredis.ProtocolError, or pack_command's TypeError (nil, array...)
             self._reader = _Reader()
             return 0, False
-        if (not buf.startswith(canonical) or not min(map(len, got))
-                or max(map(len, got)) > self.max_multibulk):  # "*0", or past the count limit
+        if not buf.startswith(canonical) or [] in got:  # "*0" is nothing (the general parser's)
             self._reader = _Reader()
             return 0, False
         pos = len(canonical)
@@ -335,6 +339,10 @@ class RequestParser:
 # Longest read the hiredis path takes (the RESP front reads 64 KiB, plus a short tail kept from
 # the read before): far below MAX_COMMAND_BYTES, so no command in it can pass a limit.
 _HIREDIS_READ = 1024 * 1024
+# The hiredis path costs more per read than the split (~1.5 us more here, loaded), and less per
+# command: it pays from about 8 commands in a read (bench/studies/resp_path.py measured 1, 2,
+# 4 and 8 pipelined SETs and GETs), counted as the "CRLF *" in it (a guess: either path is exact).
+_HIREDIS_COMMANDS = 8
 _BIG_COUNT = re.compile(rb"\*[0-9]{7}").search
 # A bytes object's memory beyond its data (CPython: 33 bytes, and the list's 8-byte slot).
 _OBJECT_BYTES = 41

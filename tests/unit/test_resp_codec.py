@@ -100,6 +100,16 @@ def test_requests(name, data, commands, error):
         assert _feed_split(data, cut) == (commands, error), f"split at {cut}"
 
 
+@pytest.mark.parametrize("name,data,commands,error", REQUESTS, ids=[r[0] for r in REQUESTS])
+def test_requests_behind_a_pipeline(name, data, commands, error):
+    """The same cases behind eight commands in the same read: a read of several commands is
+    where the hiredis path runs, and it must give up on each case exactly as the parser does."""
+    pipeline = b"*1\r\n$4\r\nPING\r\n" * 8
+    p = RequestParser()
+    assert p.feed(pipeline + data) == [[b"PING"]] * 8 + commands
+    assert p.error == error
+
+
 def test_one_byte_at_a_time():
     data = b"".join(REQUESTS[i][1] for i in range(13))
     p = RequestParser()
