@@ -196,7 +196,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="every run's document and the summaries")
     p.add_argument("--before", default=None, metavar="TREE",
                    help="also an older source tree (e.g. a git worktree): its node driven by its "
-                        "own generator, in the same rounds (bench/oldtree.py)")
+                        "own generator, in the same rounds (bench/oldtree.py); with "
+                        "--with-redis-benchmark its RESP front too (before-resp)")
     p.add_argument("--with-redis-benchmark", action="store_true",
                    help="also redis-benchmark against redis-server and aofnode's RESP front")
     p.add_argument("--cb-pipelines", default="16,1", help="redis-benchmark -P values")

@@ -11,7 +11,8 @@ Design
 2. For each repeat, for each pipeline depth, start a fresh server of each kind in turn (the
    order flipped on every other repeat): redis-server as every benchmark starts it
    (bench/servers.py), aofnode with ``--resp-bind 127.0.0.1:PORT`` once its RESP port answers
-   PING. The same ``appendfsync`` for both.
+   PING, and with ``--before TREE`` that tree's aofnode too (its modules first on
+   ``PYTHONPATH``, bench/oldtree.py; the same generator). The same ``appendfsync`` for all.
 3. Run the tests with bench/cbench.py (one redis-benchmark per test, server CPU from /proc of
    the server's process group around each), stop the server.
 4. Summarize per pipeline, test and server: medians with the spread over the repeats, the
@@ -19,12 +20,15 @@ Design
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
-from typing import TextIO
+from typing import Iterator, TextIO
 
-from aofnode.bench import cbench, spread
+from aofnode.bench import cbench, oldtree, spread
 from aofnode.bench.servers import free_port, start_aofnode, start_redis
 
 __all__ = ["run", "COLUMNS", "resp_front_available", "requests_for"]
@@ -33,6 +37,7 @@ COLUMNS = ["pipeline", "test", "server", "req/s", "p50 ms", "p99 ms", "p99.9 ms"
            "server CPU µs/req", "CPU by process µs/req", "generator CPU µs/req",
            "aofnode/redis req/s", "other load, cores"]
 AOFNODE = "aofnode-resp"
+BEFORE = "before-resp"  # --before TREE: that tree's RESP front
 # The RESP front starts right after the log actor (well under a second here once the ZeroMQ
 # front answers PING); 10 s means it is not coming.
 RESP_READY_TIMEOUT_S = 10.0
@@ -58,13 +63,32 @@ def requests_for(test: str, pipeline: int, override: int | None) -> int:
     return max(1, n // 5) if test == "mset" else n
 
 
-def _start(target: str, appendfsync: str):
+@contextlib.contextmanager
+def _python_path(tree: str | None) -> Iterator[None]:
+    """While a server starts: ``tree``'s modules first on PYTHONPATH (None: this tree's)."""
+    if tree is None:
+        yield
+        return
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = oldtree._python_path(Path(tree).resolve(),
+                                                    Path(tempfile.mkdtemp(prefix="aofnode-before-")))
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+def _start(target: str, appendfsync: str, before: str | None = None):
     """Step 2: a started server and the RESP port to drive."""
     if target == REDIS:
         server = start_redis(appendfsync)
         return server, server.spec.port
     port = free_port()
-    server = start_aofnode(appendfsync, extra=("--resp-bind", f"127.0.0.1:{port}"))
+    with _python_path(before if target == BEFORE else None):
+        server = start_aofnode(appendfsync, extra=("--resp-bind", f"127.0.0.1:{port}"))
     try:
         cbench.wait_resp_ready(port, timeout=RESP_READY_TIMEOUT_S)
     except BaseException:
@@ -85,18 +109,20 @@ def run(args, out: TextIO) -> dict:
     pipelines = [int(p) for p in args.cb_pipelines.split(",")]
     tests = args.cb_tests.split(",")
     runs = []
+    before = getattr(args, "before", None)
+    targets = (AOFNODE, BEFORE, REDIS) if before else (AOFNODE, REDIS)
     for rep in range(args.repeats):
-        order = (AOFNODE, REDIS) if rep % 2 == 0 else (REDIS, AOFNODE)
+        order = targets if rep % 2 == 0 else targets[::-1]
         for pipeline in pipelines:
             for target in order:
                 if target in skipped:
                     continue
                 try:
-                    server, port = _start(target, args.cb_appendfsync)
+                    server, port = _start(target, args.cb_appendfsync, before)
                 except RuntimeError as exc:
-                    if target != AOFNODE:
+                    if target == REDIS:
                         raise
-                    skipped[AOFNODE] = f"its RESP front did not answer: {exc}"
+                    skipped[target] = f"its RESP front did not answer: {exc}"
                     continue
                 with server:  # step 3
                     for test in tests:
@@ -126,9 +152,10 @@ def _rows(runs: list[dict], pipelines: list[int]) -> list[list[str]]:
         for test in tests:
             mine = [r for r in runs if r["pipeline"] == pipeline and r["test"] == test]
             thr = {(r["target"], r["repeat"]): r["result"]["rps"] for r in mine}
-            ratio = spread.summarize(thr[(AOFNODE, rep)] / thr[(REDIS, rep)]
-                                     for (t, rep) in thr if t == AOFNODE and (REDIS, rep) in thr)
-            for target in (AOFNODE, REDIS):
+            ratios = {node: spread.summarize(thr[(node, rep)] / thr[(REDIS, rep)]
+                                             for (t, rep) in thr if t == node and (REDIS, rep) in thr)
+                      for node in (AOFNODE, BEFORE)}
+            for target in (AOFNODE, BEFORE, REDIS):
                 res = [r["result"] for r in mine if r["target"] == target]
                 if not res:
                     continue
@@ -142,7 +169,7 @@ def _rows(runs: list[dict], pipelines: list[int]) -> list[list[str]]:
                     spread.cell(spread.summarize(x.get("server_cpu_us_per_request") for x in res)),
                     _by_process(res),
                     spread.cell(spread.summarize(x["generator_cpu_us_per_request"] for x in res)),
-                    spread.cell(ratio, 2) if target == AOFNODE else "",
+                    spread.cell(ratios[target], 2) if target != REDIS else "",
                     spread.cell(spread.summarize(x.get("other_cpu_cores") for x in res), 2)])
     return rows
 
