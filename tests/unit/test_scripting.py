@@ -342,3 +342,15 @@ def test_shebang_scripts_and_oom(ex):
     assert ev(ex, "#!lua flags=allow-oom\nredis.call('set', 'x', 1) return 1") == 1
     assert ev(ex, "#!lua flags=no-writes\nreturn redis.call('get', 'x')") == b"1"
     assert _strip(ev(ex, "redis.call('set', 'x', 2) return 1")) == oom  # without a shebang
+
+
+def test_a_refused_write_stops_a_script_at_its_first_write(ex):
+    """While writes are refused (MISCONF, NOREPLICAS), a script still reads; its first write
+    gets the refusal, and a shebang script that may write is refused before it runs."""
+    ex.execute(0, "SET", [b"x", b"some value"])
+    ex.write_refusal = no = Error("NOREPLICAS", "Not enough good replicas to write.")
+    assert ev(ex, "#!lua flags=no-writes\nreturn redis.call('get','x')", ["x"]) == b"some value"
+    assert ev(ex, "return redis.call('get','x')", ["x"]) == b"some value"
+    assert ev(ex, "#!lua\nreturn redis.call('get','x')", ["x"]) == no
+    assert _strip(ev(ex, "return redis.call('set','x', 1)", ["x"])) == no
+    assert ex.execute(0, "GET", [b"x"]) == b"some value"
