@@ -48,7 +48,10 @@ _NOSCRIPT = frozenset(("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "SCRIPT", "HE
                        "BGREWRITEAOF", "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH",
                        "BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN",
                        "BZPOPMAX", "BZMPOP", "SUBSCRIBE", "PSUBSCRIBE", "FUNCTION", "FCALL",
-                       "FCALL_RO"))
+                       "FCALL_RO", "SHUTDOWN",
+                       # Redis's noscript commands aofnode has not: refused as Redis refuses them
+                       "CLUSTER", "SAVE", "BGSAVE", "SYNC", "PSYNC", "REPLICAOF", "SLAVEOF",
+                       "MONITOR", "CLIENT", "ACL"))
 _NOSCRIPT_ERR = Error(ERR, "This Redis command is not allowed from script")
 _UNKNOWN_ERR = Error(ERR, "Unknown Redis command called from script")
 _ARITY_ERR = Error(ERR, "Wrong number of args calling Redis command from script")
