@@ -44,6 +44,7 @@ from .keyflags import KEY_SPECS, keys_and_flags
 from .keyspecs import SPECS, subcommands
 from .resp_reply import SHAPED, encode_command_reply, encode_value, error_line, info_text, reply_shape
 from .resp_request import (
+    PARSER,
     ARG_OVERHEAD,
     MAX_BULK_BYTES,
     MAX_COMMAND_BYTES,
@@ -134,6 +135,7 @@ __all__ = [
     "MAX_BULK_BYTES",
     "MAX_MULTIBULK",
     "MAX_COMMAND_BYTES",
+    "PARSER",
     "ARG_OVERHEAD",
     "UNAUTH_MAX_MULTIBULK",
     "UNAUTH_MAX_BULK",

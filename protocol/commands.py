@@ -86,6 +86,9 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("SLOWLOG", -2, _ADMIN, "SLOWLOG GET [count]|LEN|RESET|HELP"),
     ("LATENCY", -2, _ADMIN, "LATENCY LATEST|HISTORY event|RESET [event ...]|HELP"),
     ("DEBUG", -2, _ADMIN, "DEBUG SLEEP|SET-ACTIVE-EXPIRE|RELOAD|DIGEST|DIGEST-VALUE|OBJECT|HELP"),
+    # a write so that it is refused (MISCONF) while the AOF is not writable, and its OK turned
+    # into MISCONF when its cycle's append fails: its OK says the AOF is durable
+    ("SAVE", 1, _WRITE, "SAVE: OK once everything written so far is fdatasync'ed in the AOF"),
     # transactions: the block itself is a message with "multi": true (docs/protocol.md)
     ("WATCH", -2, _READ, "WATCH key [key ...]: abort this client's next transaction if a key changes"),
     ("UNWATCH", 1, _READ, "UNWATCH: forget this client's watched keys"),
@@ -250,6 +253,14 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("HINCRBYFLOAT", 4, _GROW, "HINCRBYFLOAT key field increment: the new value (bulk)"),
     ("HRANDFIELD", -2, _READ, "HRANDFIELD key [count [WITHVALUES]]: random fields"),
     ("HSCAN", -3, _READ, "HSCAN key cursor [MATCH pattern] [COUNT n]"),
+    # SORT (node/store/sort.py): STORE is logged as the list it made
+    ("SORT", -2, _GROW, "SORT key [BY p] [LIMIT o c] [GET p ...] [ASC|DESC] [ALPHA] [STORE dst]"),
+    ("SORT_RO", -2, _READ, "SORT_RO key [BY p] [LIMIT o c] [GET p ...] [ASC|DESC] [ALPHA]"),
+    # geo indexes: sorted sets whose scores are geohashes (node/store/geo.py)
+    ("GEOADD", -5, _GROW, "GEOADD key [NX|XX] [CH] longitude latitude member [...]: number added"),
+    ("GEOPOS", -2, _READ, "GEOPOS key [member ...]: [longitude, latitude] or nil each"),
+    ("GEODIST", -4, _READ, "GEODIST key member1 member2 [M|KM|FT|MI]: the distance, or nil"),
+    ("GEOHASH", -2, _READ, "GEOHASH key [member ...]: an 11-character geohash or nil each"),
     # scripting (node/store/scripting.py): EVAL may write, so it is a write (MISCONF-refused
     # while the AOF is not writable); the _RO forms refuse writes inside the script, and their
     # reply may change on a retry (math.random advances). SCRIPT LOAD/FLUSH are idempotent.

@@ -48,6 +48,10 @@ KEY_SPECS: dict[str, tuple[Spec, ...]] = {
     "expire": ((1, "range", 0, 1, "RW update"),),
     "expireat": ((1, "range", 0, 1, "RW update"),),
     "expiretime": ((1, "range", 0, 1, "RO access"),),
+    "geoadd": ((1, "range", 0, 1, "RW update"),),
+    "geodist": ((1, "range", 0, 1, "RO access"),),
+    "geohash": ((1, "range", 0, 1, "RO access"),),
+    "geopos": ((1, "range", 0, 1, "RO access"),),
     "get": ((1, "range", 0, 1, "RO access"),),
     "getbit": ((1, "range", 0, 1, "RO access"),),
     "getdel": ((1, "range", 0, 1, "RW access delete"),),
@@ -125,6 +129,8 @@ KEY_SPECS: dict[str, tuple[Spec, ...]] = {
     "smembers": ((1, "range", 0, 1, "RO access"),),
     "smismember": ((1, "range", 0, 1, "RO access"),),
     "smove": ((1, "range", 0, 1, "RW access delete"), (2, "range", 0, 1, "RW insert"),),
+    "sort": ((1, "range", 0, 1, "RO access"),),
+    "sort_ro": ((1, "range", 0, 1, "RO access"),),
     "spop": ((1, "range", 0, 1, "RW access delete"),),
     "srandmember": ((1, "range", 0, 1, "RO access"),),
     "srem": ((1, "range", 0, 1, "RW delete"),),
@@ -213,6 +219,22 @@ def _bitfield_flags(argv: list[bytes]) -> str:
 
 # Commands whose key flags depend on their arguments (Redis's "variable_flags").
 _VARIABLE = {"set": _set_flags, "bitfield": _bitfield_flags}
+_SORT_SKIP = {b"LIMIT": 2, b"GET": 1, b"BY": 1}
+
+
+def sort_store_key(argv: list[bytes]) -> bytes | None:
+    """SORT's STORE key (the last one given): its key spec is "unknown", since STORE may come
+    anywhere; the options are skipped with their arguments, as Redis's sortGetKeys does."""
+    found, i = None, 2
+    while i < len(argv):
+        word = argv[i].upper()
+        if word == b"STORE" and i + 1 < len(argv):
+            found = argv[i + 1]
+            i += 1
+        else:
+            i += _SORT_SKIP.get(word, 0)
+        i += 1
+    return found
 
 
 def keys_and_flags(name: str, argv: list[bytes]) -> list[tuple[bytes, list[str]]] | None:
@@ -227,4 +249,8 @@ def keys_and_flags(name: str, argv: list[bytes]) -> list[tuple[bytes, list[str]]
         variable = _VARIABLE.get(name)
         flags = (variable(argv) if variable is not None else spec[4]).split()
         out.extend((key, flags) for key in keys)
+    if name == "sort":
+        store = sort_store_key(argv)
+        if store is not None:
+            out.append((store, ["OW", "update"]))
     return out

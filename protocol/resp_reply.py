@@ -107,7 +107,7 @@ _MPOP = frozenset(("ZMPOP", "BZMPOP"))
 _BZPOP = frozenset(("BZPOPMIN", "BZPOPMAX"))
 # One reply per channel or pattern, each a push in RESP3 (node/log/pubsub.py makes the triples).
 _SUBSCRIPTIONS = frozenset(("SUBSCRIBE", "UNSUBSCRIBE", "PSUBSCRIBE", "PUNSUBSCRIBE"))
-SHAPED = frozenset(("INFO", "HGETALL", "ZMSCORE", "ZPOPMIN", "ZPOPMAX", "HRANDFIELD", "SPOP",
+SHAPED = frozenset(("INFO", "HGETALL", "ZMSCORE", "ZPOPMIN", "ZPOPMAX", "HRANDFIELD", "SPOP", "GEOPOS",
                     "LPOP", "RPOP")) | _SUBSCRIPTIONS | _DOUBLE | _WITHSCORES | _SETS | _NULL_ARRAY | _MPOP | _BZPOP
 
 
@@ -149,6 +149,13 @@ def encode_command_reply(name: str, value: Any, resp3: bool) -> bytes:
         if resp3:
             return b"=%d\r\ntxt:%s\r\n" % (len(text) + 4, text)
         return b"$%d\r\n%s\r\n" % (len(text), text)
+    if name == "GEOPOS" and type(value) is list:
+        # Each position is a pair of doubles (bulk strings in RESP2), a missing one a null array.
+        null = encode_value(None, True) if resp3 else b"*-1\r\n"
+        return b"*%d\r\n" % len(value) + b"".join(
+            [null if p is None else b"*2\r\n" + (_double(p[0]) + _double(p[1]) if resp3 else
+                                                 encode_value(p[0], False) + encode_value(p[1], False))
+             for p in value])
     if value is None:
         if not resp3 and (name in _NULL_ARRAY or name in _MPOP or name in _BZPOP
                           or name in ("LPOP COUNT", "RPOP COUNT")):

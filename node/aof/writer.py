@@ -121,6 +121,9 @@ class AofWriter:
         self.fsync_seconds = 0.0
         self.slow_fsyncs = 0
         self._postponed_since = 0.0
+        # SAVE: the next append is fdatasync'ed before it returns, whatever the policy (the
+        # entries of SAVE's own cycle, which are appended after it ran, before its reply).
+        self.sync_next_append = False
         self._last_fsync = time.monotonic()
         self._bg = _FsyncWorker() if policy == "everysec" else None
         # The file may be new, or created by a predecessor killed before it fsynced the
@@ -138,6 +141,9 @@ class AofWriter:
         if data:
             self.pending.append(data)
             self.pending_bytes += len(data)
+        if self.sync_next_append:  # SAVE ran in the cycle this data comes from
+            self.sync_next_append = False
+            return self.fsync_now()
         return self._flush()
 
     def tick(self) -> None:

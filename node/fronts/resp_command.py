@@ -134,8 +134,11 @@ def _getkeys(session, argv: list[bytes], with_flags: bool) -> bytes:
         if "no_mandatory_keys" in flags:
             return session.value([])
         return b"-ERR Invalid arguments specified for command\r\n"
-    if with_flags:  # flags are status replies, as Redis sends them
-        return session.value([[key, key_flags] for key, key_flags in found])
+    if with_flags:  # flags are status replies in a set (RESP3) or array, as Redis sends them
+        kind = b"~" if session.resp3 else b"*"
+        return b"*%d\r\n" % len(found) + b"".join(
+            b"*2\r\n" + session.value(key) + kind + b"%d\r\n" % len(key_flags)
+            + b"".join(b"+%s\r\n" % f.encode() for f in key_flags) for key, key_flags in found)
     return session.value([key for key, _ in found])
 
 

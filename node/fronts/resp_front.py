@@ -48,6 +48,9 @@ _EPOLLIN, _EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 _GONE = select.EPOLLHUP | select.EPOLLERR
 
 
+_CMDSTAT_FIELDS = ("calls", "rejected", "failed")
+
+
 class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront, FrontCore):
     def __init__(self, config: Config, log, password: bytes | None = None,
                  listen_fd: int | None = None) -> None:
@@ -73,6 +76,9 @@ class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront,
         # Error replies made here, by prefix (INFO errorstats; node/log/redis_info.py reads
         # them as ``errorstat_<PREFIX>``): they only grow, the log actor subtracts RESETSTAT's.
         self.errorstats: collections.Counter = collections.Counter()
+        # Commands answered here (name -> [calls, rejected, failed]), for INFO commandstats
+        # (``cmdstat_<name>_<field>``), growing like the errorstats; bounded by Redis's names.
+        self.cmdstats: dict[str, list[int]] = {}
         # A connection came or went, or an error was answered here, this turn: the counters go
         # before the requests read (on_turn), so an INFO among them counts it.
         self.stats_due = False
@@ -105,7 +111,10 @@ class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront,
         self.epoll.register(sock.fileno(), _EPOLLIN)
         runtime.watch(self.epoll.fileno(), self._on_epoll)
         self.link.start(runtime, self.config.dir)
-        self.log.info("actor_started", bind=self.config.resp_bind, auth=self.password is not None)
+        # The request parser's fast path: hiredis's C reader, or (not installed) pure Python.
+        parser = resp.PARSER if resp.PARSER == "hiredis" else "python (hiredis not installed)"
+        self.log.info("actor_started", bind=self.config.resp_bind, auth=self.password is not None,
+                      parser=parser)
 
     def counters(self) -> dict:
         return {"resp_connected_clients": len(self.conns), "resp_waiting": self.waiting,
@@ -116,7 +125,9 @@ class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront,
                 "resp_rejected_internal_peers": self.link.rejected,
                 "resp_requirepass": int(self.password is not None),  # never the password itself
                 **{"resp_" + k: v for k, v in self.stats.items()},
-                **{"errorstat_" + k: v for k, v in self.errorstats.items()}}
+                **{"errorstat_" + k: v for k, v in self.errorstats.items()},
+                **{f"cmdstat_{k}_{field}": n for k, counts in self.cmdstats.items()
+                   for field, n in zip(_CMDSTAT_FIELDS, counts)}}
 
     def on_turn(self) -> None:
         if self.stats_due:

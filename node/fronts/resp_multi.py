@@ -114,7 +114,7 @@ class TransactionRouting:
             if tx is not None:
                 tx.failed = True
             self.stats["noauth_replies"] += 1
-            return self._local(conn, gate)
+            return self._counted(conn, name, argv, gate, rejected=True)
         if tx is None:
             return self._outside(conn, name, argv, error)
         if name in ("QUIT", "RESET"):  # never queued (Redis 7.0)
@@ -126,19 +126,24 @@ class TransactionRouting:
             if len(argv) == 1:
                 return self._exec(conn, tx)
             session.multi = None  # Redis: a wrong EXEC discards the transaction
-            return self._end_watch(conn, b"-EXECABORT Transaction discarded because of: wrong number "
-                                         b"of arguments for 'exec' command\r\n")
+            reply = (b"-EXECABORT Transaction discarded because of: wrong number "
+                     b"of arguments for 'exec' command\r\n")
+            self._count(name, argv, reply, rejected=True)
+            return self._end_watch(conn, reply)
         if name == "DISCARD":
             if len(argv) != 1:
+                self.count_command(name, argv, rejected=True)
                 return self._queue_error(conn, tx, _arity("discard"))
             session.multi = None
+            self.count_command(name, argv)
             return self._end_watch(conn, _OK)
         if name == "MULTI":
-            return self._local(conn, b"-ERR MULTI calls can not be nested\r\n")
+            return self._counted(conn, name, argv, b"-ERR MULTI calls can not be nested\r\n")
         if name == "WATCH":
-            return self._local(conn, b"-ERR WATCH inside MULTI is not allowed\r\n")
+            return self._counted(conn, name, argv, b"-ERR WATCH inside MULTI is not allowed\r\n")
         if error is not None:
             self.stats["rejected_commands"] += 1
+            self.count_command(name, argv, rejected=True)
             return self._queue_error(conn, tx, error)
         if name in LOCAL and name not in ("SELECT", "UNWATCH"):
             tx.local[len(tx.commands)] = argv  # run here at EXEC, its reply in its place
@@ -168,20 +173,22 @@ class TransactionRouting:
         session = conn.session
         if name == "MULTI":
             if len(argv) != 1:
-                return self._local(conn, _arity("multi"))
+                return self._counted(conn, name, argv, _arity("multi"), rejected=True)
             session.multi = TxQueue(session.db)
-            return self._local(conn, _OK)
+            return self._counted(conn, name, argv, _OK)
         if name in ("EXEC", "DISCARD"):
-            return self._local(conn, _arity(name) if len(argv) != 1 else
-                               resp.error_line("ERR", f"{name} without MULTI"))
+            if len(argv) != 1:
+                return self._counted(conn, name, argv, _arity(name.lower()), rejected=True)
+            return self._counted(conn, name, argv, resp.error_line("ERR", f"{name} without MULTI"))
         if name == "WATCH":
             if len(argv) < 2:
-                return self._local(conn, _arity("watch"))
+                return self._counted(conn, name, argv, _arity("watch"), rejected=True)
             session.watching = True
             return self._send_block(conn, [argv], ["WATCH"], fixed=None, atomic=False)
         if name == "UNWATCH":
             if len(argv) != 1:
-                return self._local(conn, _arity("unwatch"))
+                return self._counted(conn, name, argv, _arity("unwatch"), rejected=True)
+            self.count_command(name, argv)
             return self._end_watch(conn, _OK)
         if name == "RESET":  # while watching: that is why it came here
             reply = self._answer_here(conn, name, argv, None, error)
@@ -195,7 +202,9 @@ class TransactionRouting:
         if self.log_busy:  # EXEC is refused before its queue is looked at (Redis's processCommand)
             return self._end_watch(conn, _EXECABORT_BUSY)
         if tx.failed:
+            self._count("EXEC", [b"EXEC"], _EXECABORT)
             return self._end_watch(conn, _EXECABORT)
+        self.count_command("EXEC", [b"EXEC"])
         watched, session.watching = session.watching, False
         local = {i: self._answer_here(conn, tx.names[i], argv, None, None)
                  for i, argv in tx.local.items()}
@@ -220,7 +229,19 @@ class TransactionRouting:
 
     def _queue_error(self, conn, tx: TxQueue, error: bytes) -> None:
         tx.failed = True
+        self.count_error(error)
         self._local(conn, error)
+
+    def _count(self, name: str, argv: list[bytes], reply: bytes, rejected: bool = False) -> None:
+        """Count a reply made here in INFO errorstats and commandstats, as Redis counts it."""
+        if reply[:1] == b"-":
+            self.count_error(reply)
+        self.count_command(name, argv, rejected=rejected, failed=reply[:1] == b"-")
+
+    def _counted(self, conn, name: str, argv: list[bytes], reply: bytes,
+                 rejected: bool = False) -> None:
+        self._count(name, argv, reply, rejected)
+        self._local(conn, reply)
 
     def _local(self, conn, reply: bytes) -> None:
         conn.slots.append(Slot(conn, reply))

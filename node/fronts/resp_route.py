@@ -2,10 +2,18 @@
 
 Design:
 - A read's commands are taken in order: consecutive forwarded commands become one protocol-2
-  message (``codec.encode_batch`` with the connection's db, at most ``MAX_BATCH_LENGTH``
-  commands and about ``MESSAGE_BYTES``); connection commands (node/fronts/resp_session.py) and
-  errors found here (unknown command, arity, NOAUTH) are answered in place. Each message or
-  answer is a slot in the connection's reply order (node/fronts/core.py).
+  message (the connection's db in its header, at most ``MAX_BATCH_LENGTH`` commands and about
+  ``MESSAGE_BYTES``); connection commands (node/fronts/resp_session.py) and errors found here
+  (unknown command, arity, NOAUTH) are answered in place. Each message or answer is a slot in
+  the connection's reply order (node/fronts/core.py).
+- Each forwarded command goes with its name as the command table's key (``"SET"``): its name
+  and arity are checked here, so the log actor only looks the name up
+  (protocol/server.py, ``decode_message``'s ``checked``), never checks them again.
+- The header also names the connection's protocol (``"resp": 2`` or ``3``): the log actor then
+  makes the replies as RESP (node/log/replies.py), once, and they go to the socket as they come.
+  Only a subscriber's messages (the front reads its subscription count from the replies) and a
+  RESET's in subscriber mode ask for protocol 2 and are made into RESP here
+  (node/fronts/resp_gateway.py), as are transactions (node/fronts/resp_multi.py).
 - A mixin of ``RespFront`` (node/fronts/resp_front.py): ``_take`` is its per-read hot path.
 """
 from __future__ import annotations
@@ -13,11 +21,14 @@ from __future__ import annotations
 import select
 import socket
 
+import msgpack
+
 from aofnode.fronts import core
 from aofnode.fronts.resp_session import LOCAL, Session, check_forwarded
 from aofnode import protocol as codec
 from aofnode import protocol as resp
 from aofnode.protocol.commands import COMMANDS
+from aofnode.protocol.keyspecs import SPECS
 from aofnode.fronts.resp_gateway import encode_message_reply
 from aofnode.fronts.resp_pubsub import PUBSUB_NAMES, subscriber_gate
 
@@ -42,20 +53,32 @@ _FORWARD = {spelling: (name, spec.arity) for name, spec in COMMANDS.items()
             for spelling in (name.encode(), name.lower().encode())}
 
 
-class Slot(core.Slot):
-    """``names`` only when a command of the message has a shaped reply."""
+# Commands whose subcommand names their commandstats entry (``client|id``).
+_WITH_SUBCOMMANDS = frozenset(name.partition("|")[0] for name in SPECS if "|" in name)
 
-    __slots__ = ("names", "resp3")
+# A forwarded message's header: its db, and the protocol its replies are wanted in (the log
+# actor then makes them as RESP, node/log/replies.py), or none (protocol 2: made into RESP here).
+_HEADERS = {(db, resp): {**({"db": db} if db else {}), **({"resp": resp} if resp else {})}
+            for db in range(codec.NUM_DBS) for resp in (0, 2, 3)}
+_packb = msgpack.Packer(use_bin_type=True).pack
+
+
+class Slot(core.Slot):
+    """``names`` only when a command of the message has a shaped reply; ``raw``: the log actor
+    was asked for its replies as RESP."""
+
+    __slots__ = ("names", "resp3", "raw")
     silenced = False
 
     def __init__(self, conn, reply: bytes | None, count: int = 1, size: int = 0,
-                 names: list[str] | None = None, resp3: bool = False) -> None:
+                 names: list[str] | None = None, resp3: bool = False, raw: bool = False) -> None:
         self.client = conn
         self.reply = reply
         self.count = count
         self.size = size
         self.names = names
         self.resp3 = resp3
+        self.raw = raw
 
 
 class SilencedSlot(Slot):
@@ -122,6 +145,7 @@ class CommandRouting:
                     if group and (size + cost > MESSAGE_BYTES or len(group) >= codec.MAX_BATCH_LENGTH):
                         self._forward(conn, group, names if shaped else None, size)
                         group, names, shaped, size = [], [], False, 0
+                    argv[0] = name  # checked here: the log actor only looks the name up
                     group.append(argv)
                     if name in _SHAPED:
                         shaped = True
@@ -165,6 +189,7 @@ class CommandRouting:
                 if group and (size + cost > MESSAGE_BYTES or len(group) >= codec.MAX_BATCH_LENGTH):
                     self._forward(conn, group, names if shaped else None, size)
                     group, names, shaped, size = [], [], False, 0
+                argv[0] = name
                 group.append(argv)
                 if name in _SHAPED:
                     shaped = True
@@ -195,10 +220,12 @@ class CommandRouting:
         if gate is not None:
             self.stats["noauth_replies"] += 1
             self.count_error(gate)
+            self.count_command(name, argv, rejected=True)
             return gate
         if error is not None:
             self.stats["rejected_commands"] += 1
             self.count_error(error)
+            self.count_command(name, argv, rejected=True)
             return error
         session = conn.session
         failures = session.auth_failures
@@ -215,7 +242,29 @@ class CommandRouting:
         conn.parser.authenticated = session.authenticated
         if reply[:1] == b"-":
             self.count_error(reply)
+        self.count_command(name, argv, failed=reply[:1] == b"-")
         return reply
+
+    def count_command(self, name: str, argv: list[bytes], rejected: bool = False,
+                      failed: bool = False) -> None:
+        """A command answered here, for INFO commandstats: refused before it ran (``rejected``),
+        or run, and ``failed`` if its reply is an error. Only the names Redis has (its
+        ``client|id`` for a subcommand), so that no client can grow the table."""
+        key = name.lower()
+        if len(argv) > 1 and key in _WITH_SUBCOMMANDS:
+            # An unknown subcommand counts nowhere, as in Redis (it finds no command to count).
+            key = f"{key}|{argv[1][:32].decode('utf-8', 'replace').lower()}"
+        if key not in SPECS:
+            return
+        counts = self.cmdstats.get(key)
+        if counts is None:
+            counts = self.cmdstats[key] = [0, 0, 0]  # calls, rejected, failed
+        if rejected:
+            counts[1] += 1
+        else:
+            counts[0] += 1
+            counts[2] += failed
+        self.stats_due = True
 
     def count_error(self, reply: bytes, count: int = 1) -> None:
         """An error reply made here, for INFO errorstats (by its prefix, as Redis counts)."""
@@ -230,12 +279,21 @@ class CommandRouting:
             conn.slots.append(Slot(conn, _LOADING * len(group)))
             self.count_error(_LOADING, len(group))
             return
-        slot = Slot(conn, None, len(group), size, names, session.resp3)
+        # The replies are made as RESP in the log actor, but while the front must read them:
+        # a subscriber's (its subscription count) and a RESET's in subscriber mode.
+        raw = conn.pubsub is None and (names is None or names[0] != "RESET")
+        resp3 = session.resp3
+        slot = Slot(conn, None, len(group), size, names, resp3, raw)
         conn.slots.append(slot)
         self.stats["commands"] += len(group)
-        self._forward_body(conn, slot, codec.encode_batch(group, db=session.db))
+        # The parser's arguments are bytes, the names known commands: packed as they are,
+        # without encode_batch's checks per argument.
+        header = _HEADERS[session.db, (3 if resp3 else 2) if raw else 0]
+        self._forward_body(conn, slot, _packb([header, group]))
 
     def _reply_from_log(self, slot: Slot, reply: bytes) -> bytes:
+        if slot.raw and reply[:1] < b"\x80":  # RESP, made in the log actor (else protocol 2)
+            return reply
         if slot.silenced:
             return b""
         if slot.__class__ is not Slot:  # a transaction's (node/fronts/resp_multi.py)

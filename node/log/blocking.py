@@ -99,6 +99,9 @@ class Blocking:
         self._ready_set: set[tuple[int, bytes]] = set()
         self.done: list[tuple[int, Pending]] = []  # (owner, message) answered, not yet replied
         self.served = self.timed_out = 0
+        # Told (command name, ns spent serving) of each answer, served or timed out: a blocked
+        # command counts in commandstats and latencystats when it ends, as Redis counts it.
+        self.on_answer: Callable[[str, int], None] | None = None
         work.on_drop_blocked = self.forget
         work.on_close_blocked = self.release
         executor.block_mode = True
@@ -150,7 +153,7 @@ class Blocking:
         waiter = self.by_client.get(client)
         if waiter is not None:
             self.timed_out += 1
-            self._answer(waiter, None, None)
+            self._answer(waiter, None, None, 0)
 
     def forget(self, client: int) -> None:
         """The client is gone (WorkQueue dropped it): never serve it."""
@@ -223,14 +226,16 @@ class Blocking:
                     break
                 waiter = next(itertools.islice(waiters, skipped, None))
                 mark = len(executor.propagated)
+                start = time.perf_counter_ns()
                 reply = executor.serve_blocked(db, waiter.spec, key)
+                spent = time.perf_counter_ns() - start
                 if reply is EMPTY:
                     break
                 if reply is OTHER_KIND:
                     skipped += 1
                     continue
                 self.served += 1
-                self._answer(waiter, reply, writes)  # takes it out of ``waiters``
+                self._answer(waiter, reply, writes, spent)  # takes it out of ``waiters``
                 if len(executor.propagated) > mark:
                     self._signal(mark)
 
@@ -241,7 +246,7 @@ class Blocking:
             waiter = heapq.heappop(heap)[2]
             if waiter.active:
                 self.timed_out += 1
-                self._answer(waiter, None, None)
+                self._answer(waiter, None, None, 0)
 
     def max_wait(self) -> float | None:
         """Seconds until the earliest deadline (None: no deadline)."""
@@ -249,9 +254,11 @@ class Blocking:
             return None
         return max(0.0, self.deadlines[0][0] - self.clock())
 
-    def _answer(self, waiter: Waiter, reply, writes: list | None) -> None:
+    def _answer(self, waiter: Waiter, reply, writes: list | None, spent_ns: int) -> None:
         """Give the waiting request its result; the client goes back in turn, its message to
         this cycle's replies if that was its last request."""
+        if self.on_answer is not None:
+            self.on_answer(waiter.spec.name, spent_ns)
         client, pending = waiter.client, waiter.pending
         del self.by_client[client]
         self._unregister(waiter)

@@ -25,6 +25,7 @@ from typing import Callable
 
 from aofnode.config import FSYNC_POLICIES
 from aofnode.log import notify
+from aofnode.log.latencystats import parse_percentiles, percentile_text
 from aofnode.protocol import MAX_BULK_BYTES, NUM_DBS
 from aofnode.protocol.errors import ERR, Error
 from aofnode.store import objects
@@ -93,6 +94,19 @@ def _choice(choices: tuple[str, ...]) -> Callable[[bytes], str]:
     return parse
 
 
+def _memory_or_percent(raw: bytes) -> int | str:
+    """maxmemory-clients's value: a memory size, or a percentage of maxmemory (``10%``)."""
+    if raw.endswith(b"%"):
+        try:
+            percent = int(raw[:-1])
+        except ValueError:
+            raise Invalid("argument must be a memory or percent value") from None
+        if not 0 <= percent <= 100:
+            raise Invalid("percentage argument must be less or equal to 100")
+        return 0 if percent == 0 else raw.decode()
+    return _memory_ranged(raw)
+
+
 def _positive_float(raw: bytes) -> float:
     try:
         value = float(raw)
@@ -155,6 +169,20 @@ def _notify_flags(raw: bytes) -> frozenset[str]:
         raise Invalid(str(exc)) from None
 
 
+def _yes_no(raw: bytes) -> bool:
+    text = raw.lower()
+    if text not in (b"yes", b"no"):
+        raise Invalid("argument must be 'yes' or 'no'")
+    return text == b"yes"
+
+
+def _percentiles(raw: bytes) -> tuple[float, ...]:
+    try:
+        return parse_percentiles(raw)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+
+
 def _resp_host_port(config) -> tuple[str, str]:
     host, _, port = (config.resp_bind or "").rpartition(":")
     return host.strip("[]"), port
@@ -197,6 +225,11 @@ PARAMS: dict[str, tuple] = {
                        _config_setter("busy_reply_threshold_ms")),
     "latency-monitor-threshold": (lambda i: i.latency.threshold_ms, _ranged(0, LLONG_MAX),
                                   _attr_setter("latency", "threshold_ms")),
+    "latency-tracking": (lambda i: "yes" if i.latencystats.enabled else "no", _yes_no,
+                         lambda i, on: setattr(i.latencystats, "enabled", on)),
+    "latency-tracking-info-percentiles": (
+        lambda i: " ".join(map(percentile_text, i.latencystats.percentiles)), _percentiles,
+        lambda i, ps: setattr(i.latencystats, "percentiles", ps)),
     # read-only here: set by ``aofnode serve`` options, or owned by a front
     "appendonly": (lambda i: "yes", None, None),
     "appendfilename": (lambda i: "appendonly.aof", None, None),
@@ -218,7 +251,7 @@ PARAMS: dict[str, tuple] = {
     "maxmemory-samples": (lambda i: EVICTION_SAMPLES, None, None),
     # Redis settings for what aofnode has not, with the value true of aofnode: no client
     # memory eviction, no replication, no daemon mode.
-    "maxmemory-clients": (lambda i: 0, None, None),
+    "maxmemory-clients": (lambda i: 0, _memory_or_percent, None),
     "replicaof": (lambda i: "", None, None),
     "slaveof": (lambda i: "", None, None),
     "daemonize": (lambda i: "no", None, None),
@@ -261,14 +294,15 @@ def config_set(intro, args) -> object:
             return _failed(name, "duplicate parameter")
         seen.add(name)
         read, parse, apply = param
-        if parse is None:
-            if raw_value == _text(read(intro)):
-                continue  # to the value it has: nothing to change
-            return _failed(name, "can't set immutable config")
         try:
-            parsed.append((name, apply, parse(raw_value)))
+            value = parse(raw_value) if parse is not None else raw_value
         except Invalid as exc:
             return _failed(name, str(exc))
+        if apply is None:  # read-only, but its value is checked first, as Redis checks it
+            if raw_value == _text(read(intro)) or (parse is not None and value == read(intro)):
+                continue  # to the value it has: nothing to change
+            return _failed(name, "can't set immutable config")
+        parsed.append((name, apply, value))
     for name, apply, value in parsed:
         try:
             apply(intro, value)

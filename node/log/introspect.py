@@ -29,7 +29,8 @@ import time
 
 from aofnode.aof import format as aof_format
 from aofnode.log.config_set import config_command
-from aofnode.log.redis_info import add_redis_fields, front_errorstats
+from aofnode.log.latencystats import LatencyStats
+from aofnode.log.redis_info import add_redis_fields, front_counts, front_errorstats
 from aofnode.log.slowlog import LatencyMonitor, SlowLog, latency_command, slowlog_command
 from aofnode.protocol.errors import ERR, OOM, Error
 from aofnode.protocol.resp_reply import error_line
@@ -40,7 +41,7 @@ from aofnode.store.rdb import dump_value
 
 __all__ = ["Introspection", "OWN"]
 
-OWN = frozenset(("CONFIG", "SLOWLOG", "LATENCY", "DEBUG"))
+OWN = frozenset(("CONFIG", "SLOWLOG", "LATENCY", "DEBUG", "SAVE"))
 _clock = time.perf_counter_ns
 _NEVER = 1 << 62
 # Commands whose subcommand names their commandstats entry, as Redis 7's ``config|get``; only
@@ -126,18 +127,24 @@ class Introspection:
         self.owner = owner  # the LogActor: its config, executor, writer, rewriter, reporter
         self.slowlog = SlowLog()
         self.latency = LatencyMonitor()
+        self.latencystats = LatencyStats()
         self.cmdstats: dict[str, list[int]] = {}  # name -> [calls, usec, rejected, failed]
         self.errorstats: dict[str, int] = {}
         self.front_error_base: dict[str, int] = {}  # the fronts' error counts at RESETSTAT
+        self.front_cmd_base: dict[str, int] = {}  # and their command counts
         self.used_memory_peak = 0
         self.started = time.time()
+        self.last_save = int(self.started)  # SAVE's (INFO rdb_last_save_time, LASTSAVE)
         self.run_id = os.urandom(20).hex()
         executor = owner.executor
         self._execute = executor.execute
         self._slow_from = 0
         self.thresholds_changed()
+        blocking = getattr(owner, "blocking", None)
+        if blocking is not None:
+            blocking.on_answer = self.unblocked
         self._own = {"CONFIG": self._config, "SLOWLOG": self._slowlog,
-                     "LATENCY": self._latency, "DEBUG": self._debug}
+                     "LATENCY": self._latency, "DEBUG": self._debug, "SAVE": self._save}
 
     # -- the hot path ---------------------------------------------------------------------------
 
@@ -145,9 +152,12 @@ class Introspection:
         own = self._own.get(name)
         start = _clock()
         reply = own(db, args) if own is not None else self._execute(db, name, args)
-        usec = (_clock() - start) // 1000
+        elapsed = _clock() - start
+        usec = elapsed // 1000
         # Keyed by the upper-case name (lower-cased for INFO); "CONFIG|GET" for a subcommand.
         key = _stat_name(name, args) if name in _SUBCOMMANDS else name
+        if self.latencystats.enabled:
+            self.latencystats.record(key, elapsed)
         stats = self.cmdstats.get(key)
         if stats is None:
             stats = self.cmdstats[key] = [0, 0, 0, 0]
@@ -163,6 +173,16 @@ class Introspection:
         if usec >= self._slow_from:
             self._slow(name, args, usec)
         return reply
+
+    def unblocked(self, name: str, ns: int) -> None:
+        """A blocked command answered (served or timed out): one call, as Redis counts it then."""
+        stats = self.cmdstats.get(name)
+        if stats is None:
+            stats = self.cmdstats[name] = [0, 0, 0, 0]
+        stats[0] += 1
+        stats[1] += ns // 1000
+        if self.latencystats.enabled:
+            self.latencystats.record(name, ns)
 
     def _slow(self, name: str, args, usec: int) -> None:
         if usec >= self.slowlog.slower_than_us >= 0:
@@ -209,7 +229,9 @@ class Introspection:
         owner.writer.delayed_fsyncs = 0
         self.cmdstats.clear()
         self.errorstats.clear()
+        self.latencystats.reset()
         self.front_error_base = front_errorstats(self, since_reset=False)
+        self.front_cmd_base = front_counts(self, "cmdstat_", None)
         self.used_memory_peak = ex.keyspace.used_memory
         owner.reporter.instantaneous_ops = 0.0
         owner.reporter._ops_window = (time.monotonic(), 0)
@@ -218,6 +240,18 @@ class Introspection:
 
     def _config(self, db, args):
         return config_command(self, args)
+
+    def _save(self, db, args):
+        """SAVE: aofnode's dataset on disk is the AOF, so SAVE makes it durable: what earlier
+        cycles wrote is fdatasync'ed now, and this cycle's entries when they are appended,
+        before this reply goes out (SAVE is a write, so a failed append answers MISCONF). It
+        blocks the log actor for the fdatasyncs, as Redis's SAVE blocks its server."""
+        writer = self.owner.writer
+        if not writer.fsync_now():
+            return self.owner._misconf()
+        writer.sync_next_append = True
+        self.last_save = int(time.time())
+        return "OK"
 
     def _slowlog(self, db, args):
         return slowlog_command(self.slowlog, args)

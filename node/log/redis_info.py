@@ -24,7 +24,7 @@ import time
 
 from aofnode.config import parse_host_port
 
-__all__ = ["add_redis_fields", "front_errorstats", "REDIS_VERSION"]
+__all__ = ["add_redis_fields", "front_counts", "front_errorstats", "REDIS_VERSION"]
 
 REDIS_VERSION = "7.0.15"
 _UNAME = platform.uname()
@@ -128,7 +128,7 @@ def _persistence(intro, own: dict) -> dict:
         "current_cow_size_age": 0, "current_fork_perc": "0.00",
         "current_save_keys_processed": 0, "current_save_keys_total": 0,
         "rdb_changes_since_last_save": 0, "rdb_bgsave_in_progress": 0,
-        "rdb_last_save_time": int(intro.started), "rdb_last_bgsave_status": "ok",
+        "rdb_last_save_time": intro.last_save, "rdb_last_bgsave_status": "ok",
         "rdb_last_bgsave_time_sec": -1, "rdb_current_bgsave_time_sec": -1, "rdb_saves": 0,
         "rdb_last_cow_size": 0, "rdb_last_load_keys_expired": 0,
         "rdb_last_load_keys_loaded": 0, "aof_enabled": 1,
@@ -168,13 +168,19 @@ def _stats(intro, own: dict) -> dict:
 def front_errorstats(intro, since_reset: bool = True) -> dict[str, int]:
     """The errors the fronts answered themselves (their ``errorstat_<PREFIX>`` counters, which
     only grow), since the last CONFIG RESETSTAT (``intro.front_error_base``) unless told."""
+    return front_counts(intro, "errorstat_", intro.front_error_base if since_reset else None)
+
+
+def front_counts(intro, prefix: str, base: dict[str, int] | None) -> dict[str, int]:
+    """The fronts' counters named ``<prefix><name>`` summed by name, less ``base`` (their
+    values at the last CONFIG RESETSTAT) when given; zeros left out."""
     out: dict[str, int] = {}
+    cut = len(prefix)
     for counters in intro.owner.fronts.counters():
         for key, value in counters.items():
-            if key.startswith("errorstat_") and type(value) is int:
-                out[key[10:]] = out.get(key[10:], 0) + value
-    if since_reset:
-        base = intro.front_error_base
+            if key.startswith(prefix) and type(value) is int:
+                out[key[cut:]] = out.get(key[cut:], 0) + value
+    if base is not None:
         # A restarted front counts from 0 again: below the base, count from there.
         out = {k: v - base.get(k, 0) if v >= base.get(k, 0) else v for k, v in out.items()}
     return {k: v for k, v in out.items() if v}
@@ -205,9 +211,19 @@ def _replication(intro) -> dict:
             "repl_backlog_histlen": 0}
 
 
+_FRONT_FIELDS = {"calls": 0, "rejected": 2, "failed": 3}
+
+
 def _commandstats(intro) -> dict:
+    """The log actor's counts, and the fronts' for the commands they answer themselves
+    (``cmdstat_<name>_calls|rejected|failed``: AUTH, CLIENT, MULTI, an arity refusal...)."""
+    stats = {name.lower(): list(counts) for name, counts in intro.cmdstats.items()}
+    for key, n in front_counts(intro, "cmdstat_", intro.front_cmd_base).items():
+        name, _, field = key.rpartition("_")
+        counts = stats.setdefault(name, [0, 0, 0, 0])
+        counts[_FRONT_FIELDS[field]] += n
     out = {}
-    for name, (calls, usec, rejected, failed) in sorted(intro.cmdstats.items()):
+    for name, (calls, usec, rejected, failed) in sorted(stats.items()):
         out[f"cmdstat_{name.lower()}"] = {"calls": calls, "usec": usec,
                                   "usec_per_call": f"{usec / calls if calls else 0:.2f}",
                                   "rejected_calls": rejected, "failed_calls": failed}
@@ -228,6 +244,7 @@ def add_redis_fields(intro, sections: dict[str, dict]) -> dict[str, dict]:
         "errorstats": _errorstats(intro),
         "cluster": {"cluster_enabled": 0},
         "commandstats": _commandstats(intro),
+        "latencystats": intro.latencystats.section(),
         **{k: v for k, v in sections.items() if k not in (
             "server", "clients", "memory", "persistence", "stats")},
     }

@@ -108,7 +108,8 @@ class Reporter:
                                              "noauth_replies", "authenticated_clients")},
         }
         for key, value in extra.items():  # never over a field of the node's own
-            if not key.startswith("errorstat_"):  # INFO errorstats has them (redis_info.py)
+            # INFO errorstats and commandstats have these (redis_info.py)
+            if not key.startswith(("errorstat_", "cmdstat_")):
                 clients.setdefault(key, value)
         return clients
 

@@ -11,9 +11,10 @@ the name and the arity against ``protocol/commands.py``; option syntax is checke
   ``stringops.StringOpCommands``, ``bits.BitCommands``, ``keys.KeyCommands``,
   ``dbops.DbCommands``, ``dump.DumpCommands``, ``hashes.HashCommands``, ``lists.ListCommands``,
   ``sets.SetCommands``, ``zsets.ZSetCommands``, ``zsetranges.ZSetRangeCommands``,
-  ``zsetalgebra.ZSetAlgebraCommands``, ``objects.ObjectCommands``, ``blocking.BlockingCommands``
-  (whose ``block_mode`` the log actor sets: a bare executor, a replay included, never blocks),
-  ``scripting.ScriptCommands``, ``functions.FunctionCommands``. SELECT, HELLO and
+  ``zsetalgebra.ZSetAlgebraCommands``, ``geo.GeoCommands``, ``sort.SortCommands``,
+  ``objects.ObjectCommands``, ``blocking.BlockingCommands`` (whose ``block_mode`` the log actor
+  sets: a bare executor, a replay included, never blocks), ``scripting.ScriptCommands``,
+  ``functions.FunctionCommands``. SELECT, HELLO and
   BGREWRITEAOF are not here: other actors own them.
 * Propagation: every change appends one or more canonical AOF entries ``[db, "NAME", *bytes]``
   to ``propagated``, in the order the changes happened, including the ``DEL`` of a key that
@@ -47,6 +48,8 @@ from aofnode.store.blocking import BlockingCommands
 from aofnode.store.dbops import DbCommands
 from aofnode.store.dump import DumpCommands
 from aofnode.store.functions import FunctionCommands
+from aofnode.store.geo import GeoCommands
+from aofnode.store.sort import SortCommands
 from aofnode.store.eviction import ALLKEYS_LRU, NOEVICTION, POLICIES, evict
 from aofnode.store.hashes import HashCommands
 from aofnode.store.keys import KeyCommands
@@ -74,8 +77,8 @@ OOM_ERR = Error(OOM, "command not allowed when used memory > 'maxmemory'")
 
 _MIXINS = (StringCommands, StringOpCommands, BitCommands, KeyCommands, DbCommands,
            DumpCommands, HashCommands, ListCommands, SetCommands, ZSetCommands, ZSetRangeCommands,
-           ZSetAlgebraCommands, ObjectCommands, BlockingCommands, ScriptCommands,
-           FunctionCommands)
+           ZSetAlgebraCommands, GeoCommands, SortCommands, ObjectCommands, BlockingCommands,
+           ScriptCommands, FunctionCommands)
 
 
 class Executor(*_MIXINS):

@@ -6,11 +6,14 @@ answers CONFIG itself until it forwards it to the log actor (docs/limits.md)."""
 from __future__ import annotations
 
 import shutil
+import socket
 
 import pytest
 import redis
 
+from aofnode.bench.resp import ReplyParser, encode_command
 from tests.nodeproc import RedisServer
+from tests.integration.test_resp_differential import _reply
 from tests.integration.test_resp_front import _start
 
 needs_redis = pytest.mark.skipif(shutil.which("redis-server") is None,
@@ -144,3 +147,89 @@ def test_redis_py_config_set_reaches_the_log_actor(node):
     assert r.config_get("appendonly") == {"appendonly": "yes"}
     assert r.config_get("requirepass") == {}  # never revealed, whatever the pattern
     assert "requirepass" not in r.config_get("*")
+
+
+# Commands answered by the RESP front itself (AUTH, CLIENT, MULTI/EXEC, refusals) and by the log
+# actor, counted alike in commandstats and errorstats (usec aside).
+STATS_SCRIPT = [
+    ("AUTH", "k"), ("SET", "k"), ("SET", "a", "b"), ("MULTI",), ("SET", "x"), ("EXEC",),
+    ("MULTI",), ("SET", "a", "b"), ("AUTH", "a"), ("EXEC",), ("EXEC",), ("DISCARD",),
+    ("CLIENT", "ID"), ("CLIENT", "NOSUCH"), ("MULTI", "x"), ("GET", "a"), ("INCR", "a"),
+    ("LPUSH", "l", "a"), ("BLPOP", "l", "0"), ("GEOADD", "g", "0", "0", "m"),
+    ("GEOADD", "a", "0", "0", "m"), ("NOSUCHCOMMAND",),
+]
+
+
+def _stats_after_script(port: int) -> tuple[dict, dict]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        parser = ReplyParser()
+        for command in [("CONFIG", "RESETSTAT"), *STATS_SCRIPT]:
+            _reply(sock, parser, command)
+        sock.sendall(encode_command("INFO", "commandstats"))
+        commands = _info_fields(_read_bulk(sock, parser))
+        sock.sendall(encode_command("INFO", "errorstats"))
+        errors = _info_fields(_read_bulk(sock, parser))
+    counted = {name: {k: v for k, v in fields.items()
+                      if k in ("calls", "rejected_calls", "failed_calls")}
+               for name, fields in commands.items() if name != "cmdstat_config|resetstat"}
+    return counted, errors
+
+
+def _read_bulk(sock, parser) -> bytes:
+    while True:
+        replies = parser.replies()
+        if replies:
+            return replies[0]
+        data = sock.recv(65536)
+        assert data
+        parser.feed(data)
+
+
+def _info_fields(text: bytes) -> dict:
+    out = {}
+    for line in text.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition(":")
+            out[name] = dict(kv.split("=") for kv in value.split(","))
+    return out
+
+
+@needs_redis
+def test_commandstats_and_errorstats_count_as_redis_counts(make_node, redis_client):
+    _node, port = _start(make_node, appendfsync="everysec")
+    have = _stats_after_script(port)
+    want = _stats_after_script(redis_client.connection_pool.connection_kwargs["port"])
+    assert {"cmdstat_auth", "cmdstat_exec", "cmdstat_multi", "cmdstat_set", "cmdstat_client|id",
+            "cmdstat_blpop", "cmdstat_geoadd"} <= set(have[0])
+    assert have[0]["cmdstat_set"] == {"calls": "2", "rejected_calls": "2", "failed_calls": "0"}
+    assert have == want
+
+
+def test_save_fsyncs_the_aof_before_its_reply(make_node):
+    # aofnode's dataset on disk is the AOF: SAVE answers once it is fdatasync'ed, even under
+    # appendfsync no, with the write pipelined before it in the same cycle.
+    _node, port = _start(make_node, appendfsync="no")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        parser = ReplyParser()
+        before = _info_fields_flat(_reply_bulk(sock, parser, ("INFO", "persistence")))
+        sock.sendall(encode_command("SET", "k", "v") + encode_command("SAVE"))
+        replies: list = []
+        while len(replies) < 2:
+            data = sock.recv(65536)
+            assert data
+            parser.feed(data)
+            replies += parser.replies()
+        assert [r.decode() if isinstance(r, bytes) else str(r) for r in replies] == ["OK", "OK"]
+        after = _info_fields_flat(_reply_bulk(sock, parser, ("INFO", "persistence")))
+    assert int(after["aof_fsyncs"]) >= int(before["aof_fsyncs"]) + 2
+    assert int(after["rdb_last_save_time"]) >= int(before["rdb_last_save_time"])
+
+
+def _reply_bulk(sock, parser, command) -> bytes:
+    sock.sendall(encode_command(*command))
+    return _read_bulk(sock, parser)
+
+
+def _info_fields_flat(text: bytes) -> dict:
+    return dict(line.split(":", 1) for line in text.decode().splitlines()
+                if line and not line.startswith("#"))

@@ -173,6 +173,16 @@ CONFIG_ERRORS = [
     (("CONFIG", "GET"), "wrong number of arguments for 'config|get' command"),
     (("CONFIG", "NOPE"), "unknown subcommand 'NOPE'. Try CONFIG HELP."),
     (("CONFIG", "REWRITE"), "The server is running without a config file"),
+    # read-only, but a wrong value gets Redis's reason first
+    (("CONFIG", "SET", "maxmemory-clients", "200%"), "CONFIG SET failed (possibly related to "
+     "argument 'maxmemory-clients') - percentage argument must be less or equal to 100"),
+    (("CONFIG", "SET", "maxmemory-clients", "10%"), "CONFIG SET failed (possibly related to "
+     "argument 'maxmemory-clients') - can't set immutable config"),
+    (("CONFIG", "SET", "latency-tracking", "maybe"), "CONFIG SET failed (possibly related to "
+     "argument 'latency-tracking') - argument must be 'yes' or 'no'"),
+    (("CONFIG", "SET", "latency-tracking-info-percentiles", "10.0 50.0 101.0"),
+     "CONFIG SET failed (possibly related to argument 'latency-tracking-info-percentiles') - "
+     "latency-tracking-info-percentiles parameter should be between 0.0 and 100.0"),
 ]
 
 
@@ -184,6 +194,7 @@ def test_config_errors_and_all_or_nothing(actor):
     pairs = [x for k, v in everything.items() for x in (k, v)]
     assert ok(actor.call(("CONFIG", "SET", *pairs))) == "OK"
     assert ok(actor.call(("CONFIG", "GET", "*"))) == everything
+    assert ok(actor.call(("CONFIG", "SET", "maxmemory-clients", "0%"))) == "OK"
     # The second value is invalid: the first is not applied either.
     err(actor.call(("CONFIG", "SET", "maxmemory", "5", "slowlog-max-len", "x")))
     assert actor.actor.executor.maxmemory == 0

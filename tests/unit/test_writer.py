@@ -230,3 +230,14 @@ def test_switch_to_moves_appends_to_the_new_file_and_hands_back_the_old_fd(tmp_p
     os.close(old)
     os.close(w.close_fd_later())
     assert keys_in(new) == [b"k9", b"k2"]
+
+
+@pytest.mark.parametrize("policy", ["no", "everysec"])
+def test_sync_next_append_makes_that_append_durable_before_it_returns(tmp_path, policy):
+    # SAVE sets it: its cycle's entries are fdatasync'ed before its reply, whatever the policy.
+    w = make(tmp_path, policy)
+    assert w.append(b"x" * 100) and w.durable_size < w.size
+    w.sync_next_append = True
+    assert w.append(b"y" * 100)
+    assert w.durable_size == w.size and not w.sync_next_append
+    assert w.append(b"z" * 100) and w.durable_size < w.size  # once only
