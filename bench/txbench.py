@@ -9,6 +9,7 @@ Design
   without pipelining beyond the request itself (a transaction is sent as one write, MULTI, 10
   SETs and EXEC, as redis-py's ``pipeline()`` sends it; its 12 replies end it). Random keys
   among ``--keys``.
+* A plain SET per request is measured too, as the reference each figure is read against.
 * Reported per target and workload: requests per second (a transaction counts once) and the
   server's CPU microseconds per request, per process (bench/procstat.py), which the machine's
   other load disturbs much less than the rate; and the machine's busy share during the run.
@@ -34,6 +35,8 @@ STALL_S = 3.0  # no reply at all for this long: the run is reported as failed, n
 
 def _request(workload: str, sha: str, keys: int, rng: random.Random) -> tuple[bytes, int]:
     """The bytes of one request and how many replies end it."""
+    if workload == "set":  # the reference: one plain SET
+        return encode_command("SET", f"key:{rng.randrange(keys)}", "v" * 16), 1
     if workload == "multi10":
         sets = b"".join(encode_command("SET", f"key:{rng.randrange(keys)}", "v" * 16)
                         for _ in range(10))
@@ -131,7 +134,7 @@ def measure(target: str, args) -> list[dict]:
         _wait_resp(port)
         sha = RespClient("127.0.0.1", port).execute("SCRIPT", "LOAD", SCRIPT)
         sha = sha.decode() if isinstance(sha, bytes) else sha
-        for workload in ("multi10", "evalsha"):
+        for workload in ("set", "multi10", "evalsha"):
             drive(port, workload, sha, args.clients, min(1.0, args.seconds), args.keys)  # warm
             cpu0, busy0 = group_cpu(server.proc.pid), machine_cpu()
             started = time.monotonic()

@@ -58,6 +58,9 @@ from aofnode.protocol.commands import COMMANDS
 __all__ = ["LogActor", "main"]
 
 _WRITES = frozenset(name for name, spec in COMMANDS.items() if spec.write)
+# Scripts may only read: the executor refuses their first write instead, or a shebang script
+# that may write before it runs (``Executor.write_refusal``, node/store/scripting.py).
+_SCRIPTS = frozenset(("EVAL", "EVALSHA", "FCALL"))
 # Budget of the active expiry cycle per 100 ms tick: Redis's default is 25% of a 100 ms cron.
 # We take 5 ms so the cycle can never add more than that to any client's latency.
 EXPIRE_BUDGET_MS = 5.0
@@ -235,7 +238,7 @@ class LogActor(Actor):
         turn, a quantum each, until ``cycle_max_commands``, ``cycle_max_ms`` or
         ``MAX_CYCLE_REPLY_BYTES`` is reached (node/log/work.py)."""
         writes: list = []  # where this cycle's write results are: (results, index) pairs, flat
-        self._refusal = self._writes_refused()
+        self._refusal = self.executor.write_refusal = self._writes_refused()
         finished = self._run_cycle(writes)
         if self.blocking.done:
             self.blocking.take_done(finished)  # served or timed out: replied with this cycle
@@ -354,7 +357,7 @@ class LogActor(Actor):
             return hello_reply(args)
         self.stats["total_commands_processed"] += 1
         is_write = name in _WRITES
-        if is_write and self._refusal is not None:
+        if is_write and self._refusal is not None and name not in _SCRIPTS:
             self.stats["misconf_refusals"] += 1
             self.intro.rejected(name)
             return self.intro.error(self._refusal)

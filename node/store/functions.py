@@ -78,6 +78,7 @@ class FunctionCommands:
     # The Executor's and ScriptCommands'.
     keyspace: Any
     propagated: list
+    write_refusal: Error | None
     loading: bool
     _engine: Any
 
@@ -220,6 +221,8 @@ class FunctionCommands:
         if read_only and not no_writes:
             return _RO_WRITE
         run = ScriptRun(db, read_only or no_writes)
+        if not run.read_only and self.write_refusal is not None:  # as a shebang script
+            return self.write_refusal
         assert self._functions_of is not None  # made by _function_table
         return self._functions_of.run(fn, name, args[2:2 + numkeys], args[2 + numkeys:], run,
                                       function=True)

@@ -29,12 +29,16 @@ import msgpack
 __all__ = ["make_libs", "lua_to_py", "py_to_lua"]
 
 _MAX_DEPTH = 1000  # cjson's own default nesting limit
+_MSGPACK_NESTING = 16  # Redis's cmsgpack (LUACMSGPACK_MAX_NESTING): deeper tables pack as nil
 
 
-def lua_to_py(value: Any, depth: int = 0) -> Any:
-    """A Lua value as plain Python: tables become lists (keys 1..n) or dicts."""
+def lua_to_py(value: Any, depth: int = 0, cap: int = 0) -> Any:
+    """A Lua value as plain Python: tables become lists (keys 1..n) or dicts. With ``cap``, a
+    table nested ``cap`` deep becomes None (cmsgpack's rule), else past _MAX_DEPTH an error."""
     if lua.lua_type(value) != "table":
         return value
+    if cap and depth >= cap:
+        return None
     if depth > _MAX_DEPTH:
         raise ValueError("Cannot serialise, excessive nesting")
     items = list(value.items())
@@ -43,9 +47,9 @@ def lua_to_py(value: Any, depth: int = 0) -> Any:
             {int(k) for k, _ in items} == set(range(1, n + 1)):
         out = [None] * n
         for k, v in items:
-            out[int(k) - 1] = lua_to_py(v, depth + 1)
+            out[int(k) - 1] = lua_to_py(v, depth + 1, cap)
         return out
-    return {k: lua_to_py(v, depth + 1) for k, v in items}
+    return {k: lua_to_py(v, depth + 1, cap) for k, v in items}
 
 
 def py_to_lua(runtime, value: Any, null: Any = None) -> Any:
@@ -68,31 +72,50 @@ def _number(x: float) -> float | int:
 
 # -- cjson ------------------------------------------------------------------------------------
 
-def _json_ready(value: Any, null: Any) -> Any:
+def _json_ready(value: Any, null: Any, invalid_numbers: bool = False) -> Any:
     if value is null:
         return None
     if type(value) is bytes:
         return value.decode("utf-8", "surrogateescape")
     if type(value) is float:
-        if not math.isfinite(value):
+        if not math.isfinite(value) and not invalid_numbers:
             raise ValueError("Cannot serialise number: must not be NaN or Inf")
-        return _number(value)
+        return _number(value) if math.isfinite(value) else value
     if type(value) is list:
-        return [_json_ready(v, null) for v in value]
+        return [_json_ready(v, null, invalid_numbers) for v in value]
     if type(value) is dict:
+        for k in value:
+            if type(k) not in (bytes, int, float):
+                raise ValueError(f"Cannot serialise {type(k).__name__}: table key must be a "
+                                 "number or string")
         return {(k.decode("utf-8", "surrogateescape") if type(k) is bytes else
-                 str(_number(k)) if type(k) is float else str(k)): _json_ready(v, null)
-                for k, v in value.items()}
+                 str(_number(k)) if type(k) is float else str(k)):
+                _json_ready(v, null, invalid_numbers) for k, v in value.items()}
     if value is None or type(value) in (bool, int):
         return value
     raise ValueError(f"Cannot serialise {lua.lua_type(value) or type(value).__name__}: "
                      "type not supported")
 
 
+def _nesting(value: Any) -> int:
+    if type(value) is list:
+        return 1 + max(map(_nesting, value), default=0)
+    if type(value) is dict:
+        return 1 + max(map(_nesting, value.values()), default=0)
+    return 0
+
+
 def _cjson(runtime, null) -> dict:
+    # cjson's settings (per Lua state, as in Redis): nesting depths and NaN/Inf encoding.
+    cfg = {"encode_max_depth": _MAX_DEPTH, "decode_max_depth": _MAX_DEPTH, "invalid": False}
+
     def encode(value=None):
         try:
-            data = json.dumps(_json_ready(lua_to_py(value), null), separators=(",", ":"),
+            plain = lua_to_py(value)
+            if _nesting(plain) > cfg["encode_max_depth"]:
+                raise ValueError(f"Cannot serialise, excessive nesting "
+                                 f"({cfg['encode_max_depth']})")
+            data = json.dumps(_json_ready(plain, null, cfg["invalid"]), separators=(",", ":"),
                               ensure_ascii=False)
         except (ValueError, RecursionError) as exc:
             return None, str(exc).encode()
@@ -103,10 +126,23 @@ def _cjson(runtime, null) -> dict:
             return None, b"bad argument #1 to 'decode' (string expected)"
         try:
             value = json.loads(text.decode("utf-8", "surrogateescape"))
+            if _nesting(value) > cfg["decode_max_depth"]:
+                raise ValueError(f"excessive nesting ({cfg['decode_max_depth']})")
         except (ValueError, RecursionError) as exc:
             return None, f"Expected value but found invalid token: {exc}".encode()
         return py_to_lua(runtime, value, null), None
-    return {"encode": encode, "decode": decode}
+
+    def setting(name: str, low: int = 1):
+        def set_(value=None):
+            if value is not None:
+                cfg[name] = value if type(value) is bool else max(low, int(value))
+            return cfg[name]
+        return set_
+    return {"encode": encode, "decode": decode,
+            "encode_max_depth": setting("encode_max_depth"),
+            "decode_max_depth": setting("decode_max_depth"),
+            "encode_invalid_numbers": setting("invalid"),
+            "encode_keep_buffer": lambda value=None: True}  # no buffer kept here: a no-op
 
 
 # -- cmsgpack ---------------------------------------------------------------------------------
@@ -127,8 +163,8 @@ def _cmsgpack(runtime) -> dict:
     def pack(*values):
         if not values:
             return None, b"MessagePack pack needs input."
-        return b"".join(msgpack.packb(_msgpack_ready(lua_to_py(v)), use_bin_type=False)
-                        for v in values), None
+        return b"".join(msgpack.packb(_msgpack_ready(lua_to_py(v, cap=_MSGPACK_NESTING)),
+                                      use_bin_type=False) for v in values), None
 
     def unpack(data=None):
         if type(data) is not bytes:
@@ -140,7 +176,26 @@ def _cmsgpack(runtime) -> dict:
         except (ValueError, msgpack.UnpackException) as exc:
             return None, f"Bad data format in input: {exc}".encode(), 0
         return runtime.table_from([py_to_lua(runtime, v) for v in values]), None, len(values)
-    return {"pack": pack, "unpack": unpack}
+
+    def unpack_limit(data=None, limit=0, offset=0):
+        """(offset of the rest or -1, the first ``limit`` objects from ``offset``; 0: all)."""
+        if type(data) is not bytes or type(limit) not in (int, float) or \
+                type(offset) not in (int, float) or not 0 <= offset <= len(data):
+            return None, b"MessagePack unpack_limit needs a string, a limit and an offset", 0
+        unpacker = msgpack.Unpacker(raw=True, strict_map_key=False)
+        unpacker.feed(data[int(offset):])
+        values: list = []
+        try:
+            for value in unpacker:
+                values.append(py_to_lua(runtime, value))
+                if limit and len(values) >= limit:
+                    break
+        except (ValueError, msgpack.UnpackException) as exc:
+            return None, f"Bad data format in input: {exc}".encode(), 0
+        end = int(offset) + unpacker.tell()
+        out = [-1 if end >= len(data) else end, *values]
+        return runtime.table_from(out), None, len(out)
+    return {"pack": pack, "unpack": unpack, "unpack_limit": unpack_limit}
 
 
 # -- bit --------------------------------------------------------------------------------------
@@ -275,9 +330,16 @@ end
 local cjson = {null = null,
   encode = function(v) return check(cjson_py.encode(v)) end,
   decode = function(s) return check(cjson_py.decode(s)) end}
+for _, name in ipairs({"encode_max_depth", "decode_max_depth", "encode_invalid_numbers",
+                       "encode_keep_buffer"}) do
+  local f = cjson_py[name]
+  cjson[name] = function(v) return f(v) end
+end
 local cmsgpack = {
   pack = function(...) return check(cmsgpack_py.pack(...)) end,
-  unpack = function(s) return check_multi(cmsgpack_py.unpack(s)) end}
+  unpack = function(s) return check_multi(cmsgpack_py.unpack(s)) end,
+  unpack_limit = function(s, l, o) return check_multi(cmsgpack_py.unpack_limit(s, l or 0, o or 0)) end,
+  unpack_one = function(s, o) return check_multi(cmsgpack_py.unpack_limit(s, 1, o or 0)) end}
 local struct = {
   pack = function(...) return check(struct_py.pack(...)) end,
   unpack = function(...) return check_multi(struct_py.unpack(...)) end,

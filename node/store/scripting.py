@@ -48,7 +48,10 @@ _NOSCRIPT = frozenset(("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "SCRIPT", "HE
                        "BGREWRITEAOF", "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH",
                        "BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN",
                        "BZPOPMAX", "BZMPOP", "SUBSCRIBE", "PSUBSCRIBE", "FUNCTION", "FCALL",
-                       "FCALL_RO"))
+                       "FCALL_RO", "SHUTDOWN",
+                       # Redis's noscript commands aofnode has not: refused as Redis refuses them
+                       "CLUSTER", "SAVE", "BGSAVE", "SYNC", "PSYNC", "REPLICAOF", "SLAVEOF",
+                       "MONITOR", "CLIENT", "ACL"))
 _NOSCRIPT_ERR = Error(ERR, "This Redis command is not allowed from script")
 _UNKNOWN_ERR = Error(ERR, "Unknown Redis command called from script")
 _ARITY_ERR = Error(ERR, "Wrong number of args calling Redis command from script")
@@ -115,6 +118,9 @@ class ScriptCommands:
     COMMANDS = {"EVAL": "_cmd_eval", "EVALSHA": "_cmd_evalsha", "EVAL_RO": "_cmd_eval_ro",
                 "EVALSHA_RO": "_cmd_evalsha_ro", "SCRIPT": "_cmd_script"}
     script_guard: Callable[[ScriptRun, float], bool] | None = None
+    # Set by the log actor for each cycle: MISCONF or NOREPLICAS while writes are refused. A
+    # script gets it at its first write, or before it runs if its shebang allows writes.
+    write_refusal: Error | None = None
     script_max_memory = SCRIPT_MAX_MEMORY
     script_cache_max_scripts = SCRIPT_CACHE_MAX_SCRIPTS
     script_cache_max_bytes = SCRIPT_CACHE_MAX_BYTES
@@ -203,6 +209,8 @@ class ScriptCommands:
             sha, entry = loaded
         _, fn, flags = entry
         run = ScriptRun(db, read_only or (flags is not None and "no-writes" in flags))
+        if flags is not None and not run.read_only and self.write_refusal is not None:
+            return self.write_refusal
         if flags is not None and self.maxmemory:
             # A script with a shebang declares whether it may write: one that may, without
             # allow-oom, is refused before it runs while memory is full (Redis 7.0's
@@ -242,6 +250,8 @@ class ScriptCommands:
         if spec.write:
             if run.read_only:
                 return _READ_ONLY_ERR
+            if self.write_refusal is not None:
+                return self.write_refusal
             if spec.denyoom and not run.wrote and not run.allow_oom and self.maxmemory and \
                     self._make_room(name) is not None:
                 return _OOM_ERR

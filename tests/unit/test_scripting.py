@@ -342,3 +342,42 @@ def test_shebang_scripts_and_oom(ex):
     assert ev(ex, "#!lua flags=allow-oom\nredis.call('set', 'x', 1) return 1") == 1
     assert ev(ex, "#!lua flags=no-writes\nreturn redis.call('get', 'x')") == b"1"
     assert _strip(ev(ex, "redis.call('set', 'x', 2) return 1")) == oom  # without a shebang
+
+
+def test_a_refused_write_stops_a_script_at_its_first_write(ex):
+    """While writes are refused (MISCONF, NOREPLICAS), a script still reads; its first write
+    gets the refusal, and a shebang script that may write is refused before it runs."""
+    ex.execute(0, "SET", [b"x", b"some value"])
+    ex.write_refusal = no = Error("NOREPLICAS", "Not enough good replicas to write.")
+    assert ev(ex, "#!lua flags=no-writes\nreturn redis.call('get','x')", ["x"]) == b"some value"
+    assert ev(ex, "return redis.call('get','x')", ["x"]) == b"some value"
+    assert ev(ex, "#!lua\nreturn redis.call('get','x')", ["x"]) == no
+    assert _strip(ev(ex, "return redis.call('set','x', 1)", ["x"])) == no
+    assert ex.execute(0, "GET", [b"x"]) == b"some value"
+
+
+def test_cmsgpack_nesting_and_unpack_limit(ex):
+    """Redis's cmsgpack: a table nested 16 deep packs as nil (a self-reference packs 16 levels);
+    unpack_one/unpack_limit return the offset of the rest (-1 at the end), then the objects."""
+    script = ("local a = {y = 5} a.x = a local e = cmsgpack.pack(a) local re = cmsgpack.unpack(e) "
+              "local m = cmsgpack.pack('a', 'bb') local o1, x1 = cmsgpack.unpack_one(m, 0) "
+              "local o2, x2 = cmsgpack.unpack_limit(m, 1, o1) "
+              "return {re.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.y, "
+              "re.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x == nil, o1, x1, o2, x2}")
+    assert ev(ex, script) == [5, 1, 2, b"a", -1, b"bb"]
+
+
+def test_redis_noscript_commands_aofnode_lacks_are_refused_as_redis_does(ex):
+    assert _strip(ev(ex, "return redis.call('cluster', 'reset', 'hard')")) == Error(
+        "ERR", "This Redis command is not allowed from script")
+
+
+def test_cjson_settings(ex):
+    """cjson's depth limits, NaN switch, and refused table keys (Redis's JSON smoke test)."""
+    assert _strip(ev(ex, "return cjson.encode({[false] = 1})")).code == "ERR"
+    assert ev(ex, "cjson.encode_max_depth(1) local ok = pcall(cjson.encode, {a = {1}}) "
+                  "cjson.encode_max_depth(1000) return ok") is None
+    assert ev(ex, "cjson.decode_max_depth(1) local ok = pcall(cjson.decode, '[[1]]') "
+                  "cjson.decode_max_depth(1000) return ok") is None
+    assert ev(ex, "cjson.encode_invalid_numbers(true) local ok = pcall(cjson.encode, {0/0}) "
+                  "cjson.encode_invalid_numbers(false) return ok") == 1
