@@ -136,6 +136,8 @@ class Runtime:
             self._register(_fd(source), _epoll_mask(mask), key)
 
     def unwatch(self, source) -> None:
+        """Stop watching ``source``; before closing it: epoll forgets a descriptor only when
+        its last copy closes, and a forked rewrite child holds copies of the log actor's."""
         key = _key(source)
         if self._handlers.pop(key, None) is None:
             return
