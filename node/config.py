@@ -80,6 +80,11 @@ class Config:
     # process gets near it.
     watchdog_timeout_s: float = 10.0
     watchdog_kill: bool = False
+    # Redis's busy-reply-threshold (alias lua-time-limit): a script running longer makes every
+    # other client get BUSY until it ends, SCRIPT KILL ends it or SHUTDOWN NOSAVE stops the node
+    # (node/log/busy.py). 0: never busy (nor killable), as in Redis. Nothing ends a script by
+    # itself: Redis does not either.
+    busy_reply_threshold_ms: int = 5000
     # maxmemory: bytes of keyspace (``used_memory``) past which writes that may grow
     # memory get OOM (``noeviction``) or keys are evicted (``allkeys-lru``); 0: no limit. ``serve``
     # fills in its default, a share of the machine's memory (node/sysmem.py says why).

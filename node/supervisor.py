@@ -28,6 +28,7 @@ Design:
     been up longer than the window is restarted as always (kill -9 of a healthy actor).
 - SIGHUP never stops the node: with ``--curve-allow`` it is passed to the front (which rereads
   the allow-list), without it it is logged (``sighup_ignored``) and ignored.
+- A log actor that exits with ``SHUTDOWN`` ran the SHUTDOWN command: the node stops as below.
 - On SIGTERM/SIGINT: stop both fronts together (each finishes the batches it has in flight),
   then the log actor (it fsyncs), then the closer (it finishes its jobs); exit 0.
 """
@@ -242,6 +243,10 @@ class Supervisor(Actor):
         if self.runtime.stop_requested:
             return
         now = time.monotonic()
+        if code == exitcodes.SHUTDOWN:  # the SHUTDOWN command: stop the node as on SIGTERM
+            self.log.info("shutdown_command", role=child.role)
+            self.runtime.request_stop()
+            return
         self.log.warning("actor_died", role=child.role, child_pid=child.proc.pid, returncode=code)
         if code in exitcodes.FATAL:
             self._stop_node(code, f"{child.role} actor exited with fatal code {code}")
@@ -327,7 +332,7 @@ class Supervisor(Actor):
                     proc.kill()
                     proc.wait()
                 self.log.info("actor_exited", role=role, child_pid=proc.pid, returncode=proc.returncode)
-                if proc.returncode != 0 and self.exit_code == exitcodes.OK:
+                if proc.returncode not in (0, exitcodes.SHUTDOWN) and self.exit_code == exitcodes.OK:
                     self.exit_code = exitcodes.ERROR
             if step is fronts:
                 self._close_listeners()

@@ -22,6 +22,7 @@ from .errors import (
     ARITY,
     BUSY,
     BUSY_REWRITE_MESSAGE,
+    BUSY_SCRIPT_MESSAGE,
     ERR,
     ERROR_CODES,
     EXECABORT,
@@ -43,6 +44,7 @@ from .keyflags import KEY_SPECS, keys_and_flags
 from .keyspecs import SPECS, subcommands
 from .resp_reply import SHAPED, encode_command_reply, encode_value, error_line, info_text, reply_shape
 from .resp_request import (
+    PARSER,
     ARG_OVERHEAD,
     MAX_BULK_BYTES,
     MAX_COMMAND_BYTES,
@@ -102,6 +104,7 @@ __all__ = [
     "WRONGTYPE",
     "LOADING_MESSAGE",
     "BUSY_REWRITE_MESSAGE",
+    "BUSY_SCRIPT_MESSAGE",
     # ZeroMQ wire: version, limits, reply tags, encoding a message (any sender)
     "PROTOCOL_VERSION",
     "MAX_ARGS",
@@ -132,6 +135,7 @@ __all__ = [
     "MAX_BULK_BYTES",
     "MAX_MULTIBULK",
     "MAX_COMMAND_BYTES",
+    "PARSER",
     "ARG_OVERHEAD",
     "UNAUTH_MAX_MULTIBULK",
     "UNAUTH_MAX_BULK",

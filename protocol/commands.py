@@ -70,6 +70,7 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("DBSIZE", 1, _READ, "DBSIZE: number of keys in the current database"),
     ("BGREWRITEAOF", 1, _ADMIN, "BGREWRITEAOF: start an AOF rewrite in the background"),
     ("TIME", 1, _READ, "TIME: unix time as [seconds, microseconds]"),
+    ("SHUTDOWN", -1, _ADMIN, "SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE]: fsync the AOF, stop the node"),
     # pub/sub (node/log/pubsub.py): never in the AOF; PUBLISH's reply counts every front's receivers
     ("SUBSCRIBE", -2, _READ, "SUBSCRIBE channel [channel ...]: listen to channels (RESP)"),
     ("UNSUBSCRIBE", -1, _READ, "UNSUBSCRIBE [channel ...]: stop listening to channels"),
@@ -268,6 +269,11 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("EVAL_RO", -3, _RANDOM, "EVAL_RO script numkeys [key ...] [arg ...]: read-only EVAL"),
     ("EVALSHA_RO", -3, _RANDOM, "EVALSHA_RO sha1 numkeys [key ...] [arg ...]: read-only"),
     ("SCRIPT", -2, _READ, "SCRIPT LOAD|EXISTS|FLUSH|KILL|HELP ...: the script cache"),
+    # functions (node/store/functions.py): libraries are data, so FUNCTION LOAD/DELETE/FLUSH
+    # are written to the AOF; FUNCTION is a write as a whole (MISCONF-refused, LIST included).
+    ("FUNCTION", -2, _WRITE, "FUNCTION LOAD|DELETE|FLUSH|LIST|STATS|KILL ...: Lua libraries"),
+    ("FCALL", -3, _WRITE, "FCALL function numkeys [key ...] [arg ...]: a function's reply"),
+    ("FCALL_RO", -3, _RANDOM, "FCALL_RO function numkeys [key ...] [arg ...]: read-only"),
 )
 
 COMMANDS: dict[str, CommandSpec] = {

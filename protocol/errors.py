@@ -32,6 +32,7 @@ __all__ = [
     "ERROR_CODES",
     "LOADING_MESSAGE",
     "BUSY_REWRITE_MESSAGE",
+    "BUSY_SCRIPT_MESSAGE",
     "Error",
     "ProtocolError",
 ]
@@ -63,6 +64,9 @@ ERROR_CODES: frozenset[str] = frozenset(
 # tools that know Redis recognise them; "aofnode" stands where Redis says "Redis".
 LOADING_MESSAGE = "aofnode is loading the dataset in memory"
 BUSY_REWRITE_MESSAGE = "Background append only file rewriting already in progress"
+# Redis's exact words here: the reply tells a client what it may send meanwhile.
+BUSY_SCRIPT_MESSAGE = ("Redis is busy running a script. You can only call SCRIPT KILL or "
+                       "SHUTDOWN NOSAVE.")
 
 
 # Final: every reader tells an error from a value with ``type(x) is Error`` (faster than

@@ -42,6 +42,8 @@ KEY_SPECS: dict[str, tuple[Spec, ...]] = {
     "eval_ro": ((2, "keynum", 0, 1, "RO access"),),
     "evalsha": ((2, "keynum", 0, 1, "RW access update"),),
     "evalsha_ro": ((2, "keynum", 0, 1, "RO access"),),
+    "fcall": ((2, "keynum", 0, 1, "RW access update"),),
+    "fcall_ro": ((2, "keynum", 0, 1, "RO access"),),
     "exists": ((1, "range", -1, 1, "RO"),),
     "expire": ((1, "range", 0, 1, "RW update"),),
     "expireat": ((1, "range", 0, 1, "RW update"),),

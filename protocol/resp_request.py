@@ -10,14 +10,32 @@
   commands complete before it are still returned, and the parser takes nothing more; the caller
   replies ``-ERR <error>`` and closes the connection, as Redis does. Stricter than Redis in one
   place: the two bytes after a bulk must be CRLF (Redis skips them unread).
-* Pure Python with a split fast path for whole multibulks of short bulks; docs/resp.md has the
-  figures, and why hiredis's C reader is not used (it buffers whatever a header declares).
+* Whole multibulks go through a fast path: hiredis's C reader where it is installed
+  (``PARSER``), else a split of the read at every CRLF. Both only ever take commands that are
+  complete in one read and proven canonical (each one's bytes are exactly the RESP a client
+  library makes of its arguments), so they agree with the general parser byte for byte;
+  anything else (an incomplete tail, an inline command, an error) is the general parser's, which
+  checks every declared length before it buffers anything. So hiredis never holds a byte past
+  the read it was given: what it would buffer for a header is never given to it.
+  docs/resp.md has the figures.
 """
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from .wire import MAX_ARGS, MAX_MESSAGE_BYTES
 
-__all__ = ["MAX_INLINE_BYTES", "MAX_BULK_BYTES", "MAX_MULTIBULK", "MAX_COMMAND_BYTES", "ARG_OVERHEAD",
+_Reader: Any
+_pack_command: Any
+try:  # the C reader (pyproject.toml's dependency); pure Python where it is missing
+    from hiredis import Reader as _Reader, pack_command as _pack_command
+except ImportError:  # pragma: no cover - depends on the environment
+    _Reader = _pack_command = None
+
+PARSER = "hiredis" if _Reader is not None else "python"
+
+__all__ = ["PARSER", "MAX_INLINE_BYTES", "MAX_BULK_BYTES", "MAX_MULTIBULK", "MAX_COMMAND_BYTES", "ARG_OVERHEAD",
            "UNAUTH_MAX_MULTIBULK", "UNAUTH_MAX_BULK", "RequestParser", "split_inline"]
 
 # Longest inline command or length header: Redis's PROTO_INLINE_MAX_SIZE.
@@ -52,10 +70,10 @@ class RequestParser:
     """
 
     __slots__ = ("_buf", "_argv", "_left", "_bulk", "_scanned", "_declared", "_parsed", "error",
-                 "authenticated", "max_bulk", "max_multibulk")
+                 "authenticated", "max_bulk", "max_multibulk", "_reader", "_fast")
 
     def __init__(self, *, authenticated: bool = True, max_bulk: int = MAX_BULK_BYTES,
-                 max_multibulk: int = MAX_MULTIBULK) -> None:
+                 max_multibulk: int = MAX_MULTIBULK, hiredis: bool | None = None) -> None:
         # Unparsed bytes: bytes, or a bytearray while a long part gathers.
         self._buf: bytes | bytearray = b""
         self._argv: list[bytes] | None = None  # the multibulk being read
@@ -68,6 +86,14 @@ class RequestParser:
         self.authenticated = authenticated
         self.max_bulk = max_bulk
         self.max_multibulk = max_multibulk
+        # hiredis (None: if installed) for whole multibulks, else the split fast path. Limits
+        # tighter than what one read of _HIREDIS_READ bytes can pass take the split path.
+        use = _Reader is not None if hiredis is None else hiredis
+        if use and _Reader is None:
+            raise ValueError("hiredis is not installed")
+        use = use and max_bulk >= _HIREDIS_READ and max_multibulk >= _HIREDIS_READ // 6
+        self._reader = _Reader() if use else None
+        self._fast = self._parse_hiredis if use else self._parse_split
 
     @property
     def buffered(self) -> int:
@@ -91,12 +117,13 @@ class RequestParser:
         out: list[list[bytes]] = []
         pos = 0
         if self._argv is None and self.authenticated and type(buf) is bytes and buf[:1] == b"*":
-            pos, incomplete = self._parse_split(buf, out)
+            pos, incomplete = self._fast(buf, out)
             if incomplete and len(buf) - pos <= _SHORT_TAIL:
                 tail = buf[pos:]
                 # Only if what has come of it is valid so far (a header may already be wrong):
                 # the general parser on a throwaway state says, at the cost of one short tail.
-                probe = RequestParser(max_bulk=self.max_bulk, max_multibulk=self.max_multibulk)
+                probe = RequestParser(max_bulk=self.max_bulk, max_multibulk=self.max_multibulk,
+                                      hiredis=False)
                 probe._parse(tail, [])  # an incomplete command: it cannot complete one
                 if probe.error is None:
                     self._buf = tail  # the next read completes it, on the fast path again
@@ -113,6 +140,44 @@ class RequestParser:
         else:
             self._buf = buf[pos:]
         return out
+
+    def _parse_hiredis(self, buf: bytes, out: list[list[bytes]]) -> tuple[int, bool]:
+        """The fast path with hiredis's reader (``_parse_split``'s contract). It takes the
+        complete replies of this read, then keeps them only if the read starts with exactly
+        their canonical RESP (``pack_command``, in C): hiredis also reads simple strings,
+        integers, nested arrays and what follows a bulk unchecked, which a request must not
+        hold, and those never re-encode to the bytes they came from. Any doubt, and the whole
+        read goes to the general parser, whose errors are Redis's. An incomplete tail is the
+        general parser's too (the reader is replaced, so it holds nothing across reads); a read
+        past ``_HIREDIS_READ`` takes the split path, so the limits hold for every command taken
+        here (one read cannot declare past them; a parser with tighter limits never comes
+        here). A read of fewer than ``_HIREDIS_COMMANDS`` commands takes the split path, which
+        costs less for a few. hiredis allocates an array's list when it
+        reads its header (a declared 4G elements: MemoryError), so a read where any ``*`` is
+        followed by 7 digits (at most ~1M, Redis's limit is MAX_MULTIBULK) is not given to it:
+        one C search per read (~1 us for a read of 16 pipelined SETs here, loaded)."""
+        if (len(buf) > _HIREDIS_READ or buf.count(b"\r\n*") < _HIREDIS_COMMANDS - 1
+                or _BIG_COUNT(buf)):
+            return self._parse_split(buf, out)
+        reader: Any = self._reader
+        reader.feed(buf)
+        try:
+            got = list(iter(reader.gets, False))
+            if not got:
+                self._reader = _Reader()
+                return 0, True
+            canonical = b"".join(map(_pack_command, map(tuple, got)))
+        except Exception:  # hiredis.ProtocolError, or pack_command's TypeError (nil, array...)
+            self._reader = _Reader()
+            return 0, False
+        if not buf.startswith(canonical) or [] in got:  # "*0" is nothing (the general parser's)
+            self._reader = _Reader()
+            return 0, False
+        pos = len(canonical)
+        if pos < len(buf):
+            self._reader = _Reader()  # it holds the tail: the general parser takes it
+        out.extend(got)
+        return pos, pos < len(buf)
 
     def _parse_split(self, buf: bytes, out: list[list[bytes]]) -> tuple[int, bool]:
         """The fast path for whole multibulks of short bulks: split the read at every CRLF once
@@ -271,6 +336,14 @@ class RequestParser:
         return pos
 
 
+# Longest read the hiredis path takes (the RESP front reads 64 KiB, plus a short tail kept from
+# the read before): far below MAX_COMMAND_BYTES, so no command in it can pass a limit.
+_HIREDIS_READ = 1024 * 1024
+# The hiredis path costs more per read than the split (~1.5 us more here, loaded), and less per
+# command: it pays from about 8 commands in a read (bench/studies/resp_path.py measured 1, 2,
+# 4 and 8 pipelined SETs and GETs), counted as the "CRLF *" in it (a guess: either path is exact).
+_HIREDIS_COMMANDS = 8
+_BIG_COUNT = re.compile(rb"\*[0-9]{7}").search
 # A bytes object's memory beyond its data (CPython: 33 bytes, and the list's 8-byte slot).
 _OBJECT_BYTES = 41
 # The fast path's tables: the canonical header of every short bulk, and of small multibulks.

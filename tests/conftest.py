@@ -1,3 +1,6 @@
+import fcntl
+import os
+
 import pytest
 
 from tests.fakeclock import FakeClock
@@ -29,3 +32,24 @@ def node(make_node):
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture(autouse=True)
+def _solo(request, tmp_path_factory):
+    """``@pytest.mark.solo``: under pytest-xdist, the test runs while no other test of the run
+    does, for a test whose bound (a latency, a rate) holds only on a machine it has to itself.
+    A readers-writer lock over the workers of one run, two flock(2)ed files in the directory
+    they share (pytest's base temp of the run): every test holds ``solo.lock`` shared, a solo
+    test holds it exclusive. ``solo.gate`` keeps a waiting solo test from starving: it holds the
+    gate exclusive until it has the lock, and the others pass the gate before they take the lock.
+    Set up before the test's other fixtures (autouse), released after their teardown."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # one process: every test runs alone already
+        yield
+        return
+    run_dir = tmp_path_factory.getbasetemp().parent  # .../pytest-N, above each popen-gwK
+    solo = request.node.get_closest_marker("solo") is not None
+    with open(run_dir / "solo.gate", "a") as gate, open(run_dir / "solo.lock", "a") as lock:
+        fcntl.flock(gate, fcntl.LOCK_EX if solo else fcntl.LOCK_SH)
+        fcntl.flock(lock, fcntl.LOCK_EX if solo else fcntl.LOCK_SH)
+        fcntl.flock(gate, fcntl.LOCK_UN)
+        yield  # closing the file releases the lock

@@ -5,6 +5,7 @@ import json
 import shutil
 import socket
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -17,11 +18,61 @@ from aofnode.client import Client, CommandError, NodeTimeout
 AOFNODE = str(Path(sys.executable).parent / "aofnode")
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
+# Ports for the servers tests start. Not the kernel's pick (bind to port 0): that comes from the
+# ephemeral range, where it can go, between our bind test and the server's own bind, to another
+# pytest-xdist worker's server (the kernel hands each worker the same free ports) or to any
+# outgoing connection's source port. Instead each worker (tests run in parallel, README) takes
+# ports from its own block below the ephemeral range, so two workers of one run never pick the
+# same port and no connection borrows one. A port is handed out only if a bind to it succeeds
+# now (another program, or another run's worker, may hold it), and the cursor starts at a random
+# place in the block so two runs at once (two checkouts) rarely walk the same ports together.
+PORTS_LOW = 10000
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _worker_block() -> range:
+    """This process's ports: one equal share of [PORTS_LOW, ephemeral low) per xdist worker."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw3", or unset when not under xdist
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    count = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1), index + 1)
+    high = max(_ephemeral_low(), PORTS_LOW + count * 64)
+    size = (high - PORTS_LOW) // count
+    return range(PORTS_LOW + index * size, PORTS_LOW + (index + 1) * size)
+
+
+_block: range | None = None
+_cursor = 0
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now and that no other test worker will pick (see
+    the comment above). Consecutive calls return different ports, until the block wraps."""
+    global _block, _cursor
+    if _block is None:
+        _block = _worker_block()
+        _cursor = random.SystemRandom().randrange(len(_block))  # not the seeded global generator
+    for _ in range(len(_block)):
+        port = _block[_cursor]
+        _cursor = (_cursor + 1) % len(_block)
+        if _bindable(port):
+            return port
+    raise RuntimeError(f"no free port in {_block}")
 
 
 class RedisServer:

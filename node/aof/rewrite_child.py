@@ -110,6 +110,8 @@ def _child_write(keyspace: Keyspace, path: str, now_ms: int, dir_fd: int | None 
     header = aof_format.encode_header()
     write_all(fd, header)
     written = len(header)
+    if keyspace.functions:  # function libraries are data (node/store/functions.py)
+        emit([[0, "FUNCTION", b"LOAD", b"REPLACE", body] for body in keyspace.functions.values()])
     for db in range(NUM_DBS):
         if not keyspace.dbsize(db):
             continue

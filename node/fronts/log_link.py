@@ -71,6 +71,9 @@ class LogLink:
         self.on_replies = on_replies
         self.on_lost = on_lost
         self.on_deliver: Callable[[m.Deliver], None] | None = None  # the RESP front's, for pub/sub
+        # The log actor's state a front acts on, as ``Stats`` from it (``{"oom": 0|1}``: the
+        # RESP front answers OOM to a denyoom command queued in MULTI); None: ignored.
+        self.on_state: Callable[[dict], None] | None = None
         self.runtime: Runtime | None = None
         self.listener: private_sockets.SiblingListener | None = None
         self.ch: channel.Channel | None = None  # the log actor, once it said Hello
@@ -245,6 +248,8 @@ class LogLink:
             if type(msg) is not m.Replies:
                 if type(msg) is m.Deliver and self.on_deliver is not None:
                     self.on_deliver(msg)  # a PUBLISH for this front's subscribers
+                elif type(msg) is m.Stats and self.on_state is not None:
+                    self.on_state(msg.counters)
                 continue
             self.untaken = max(0, self.untaken - msg.taken)
             pop = self.in_flight.pop

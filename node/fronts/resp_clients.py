@@ -34,6 +34,7 @@ from aofnode.protocol.keyspecs import SPECS, subcommands
 __all__ = ["ClientCommands", "REPLY_ON", "REPLY_OFF", "REPLY_SKIP"]
 
 REPLY_ON, REPLY_OFF, REPLY_SKIP = 0, 1, 2
+_SUBSCRIPTIONS = frozenset(("SUBSCRIBE", "UNSUBSCRIBE", "PSUBSCRIBE", "PUNSUBSCRIBE"))
 _OK = b"+OK\r\n"
 _INTEGER = re.compile(r"-?[0-9]+")
 _SYNTAX = b"-ERR syntax error\r\n"
@@ -272,6 +273,16 @@ class ClientCommands:
                 session.reply_mode = REPLY_SKIP
             return b""
         return _SYNTAX
+
+    def _silenced(self, session, name: str, gate: bytes | None, error: bytes | None) -> bool:
+        """Whether CLIENT REPLY OFF|SKIP silences this command. (P)(UN)SUBSCRIBE's confirmations
+        are pushes, which Redis 7.0 sends whatever the mode (its CLIENT_PUSHING): they take the
+        usual path, and a SKIP is spent on them."""
+        if name not in _SUBSCRIPTIONS or gate is not None or error is not None:
+            return True
+        if session.reply_mode == REPLY_SKIP:
+            session.reply_mode = REPLY_ON
+        return False
 
     def _take_silenced(self, conn, name: str, argv: list[bytes], gate: bytes | None,
                        error: bytes | None) -> None:

@@ -86,6 +86,7 @@ class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront,
         self.held: dict[Conn, list[list[bytes]]] = {}  # commands waiting for CLIENT PAUSE's end
         self._pubsub_init()
         self.link.on_deliver = self._on_deliver
+        self.link.on_state = self._on_log_state  # node/fronts/resp_multi.py
         self.link.on_lost = self._pubsub_log_lost
 
     # -- hooks ----------------------------------------------------------------------------------
@@ -111,7 +112,10 @@ class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront,
         self.epoll.register(sock.fileno(), _EPOLLIN)
         runtime.watch(self.epoll.fileno(), self._on_epoll)
         self.link.start(runtime, self.config.dir)
-        self.log.info("actor_started", bind=self.config.resp_bind, auth=self.password is not None)
+        # The request parser's fast path: hiredis's C reader, or (not installed) pure Python.
+        parser = resp.PARSER if resp.PARSER == "hiredis" else "python (hiredis not installed)"
+        self.log.info("actor_started", bind=self.config.resp_bind, auth=self.password is not None,
+                      parser=parser)
 
     def counters(self) -> dict:
         return {"resp_connected_clients": len(self.conns), "resp_waiting": self.waiting,

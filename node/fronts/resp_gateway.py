@@ -1,7 +1,8 @@
 """The RESP front's gateway from the log actor's replies to RESP.
 
-The RESP front forwards a connection's commands to the log actor as one ZeroMQ-wire message and
-gets back that message's msgpack reply: a list of wire replies (``[0, value]`` /
+Most replies come from the log actor as RESP already (node/log/replies.py). The messages whose
+replies the front must read (transactions, a subscriber's) ask for protocol 2 and get back the
+message's msgpack reply: a list of wire replies (``[0, value]`` /
 ``[1, CODE, message]``), or one wire error for the message as a whole. ``encode_message_reply``
 turns it into exactly as many RESP replies as the message had requests, whatever the bytes: a
 RESP client counts replies to stay in step. It never raises for the log actor's bytes.

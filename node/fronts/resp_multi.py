@@ -12,6 +12,10 @@ Design:
 - WATCH and UNWATCH go to the log actor at once, as ordinary messages: the watch needs the
   keyspace as it is then, and lives there under this connection's client key. EXEC, DISCARD,
   UNWATCH and RESET end it; a closed connection that watched sends a Forget.
+- Past maxmemory (the log actor says so, ``Stats({"oom": 1})`` before its replies) a command
+  queued here gets OOM and EXEC then EXECABORT, as Redis checks at queue time (queueing itself
+  takes memory); the log actor checks the block at EXEC for denyoom commands
+  (node/log/transactions.py). So while the log actor says a script is busy (``"busy"``): BUSY.
 - Inside MULTI, SELECT is queued and runs in the block (the log actor's SELECT), and the
   connection's db follows it. The other connection commands (CLIENT, CONFIG, HELLO...) are
   queued too and run here at EXEC, their replies put in their places in EXEC's array; they
@@ -26,6 +30,7 @@ from aofnode import protocol as resp
 from aofnode.fronts.resp_gateway import _wire_to_resp, encode_message_reply
 from aofnode.fronts.resp_route import MESSAGE_BYTES, Slot
 from aofnode.fronts.resp_session import LOCAL
+from aofnode.protocol.keyspecs import SPECS
 
 __all__ = ["TX_COMMANDS", "TxQueue", "ExecSlot", "TransactionRouting"]
 
@@ -34,6 +39,13 @@ _OK = b"+OK\r\n"
 _QUEUED = b"+QUEUED\r\n"
 _EXECABORT = b"-EXECABORT Transaction discarded because of previous errors.\r\n"
 _ARG_OVERHEAD = resp.ARG_OVERHEAD
+_BUSY = resp.error_line(codec.BUSY, codec.BUSY_SCRIPT_MESSAGE)
+# Redis's no-multi commands (SHUTDOWN...; WATCH and MULTI have their own errors above)
+_NO_MULTI = frozenset(name.upper() for name, row in SPECS.items()
+                      if "|" not in name and "no_multi" in row[1].split())
+_EXECABORT_BUSY = resp.error_line(codec.EXECABORT, "Transaction discarded because of: BUSY "
+                                                   + codec.BUSY_SCRIPT_MESSAGE)
+_OOM = b"-OOM command not allowed when used memory > 'maxmemory'.\r\n"  # Redis's shared.oomerr
 
 
 class TxQueue:
@@ -81,6 +93,15 @@ class ExecSlot(Slot):
 
 class TransactionRouting:
     """``_transaction`` for ``RespFront`` (a mixin, as ``CommandRouting``)."""
+
+    log_oom = False  # the log actor is past maxmemory with no room (its ``Stats``)
+    log_busy = False  # ... runs a script past busy-reply-threshold (node/log/busy.py)
+
+    def _on_log_state(self, state: dict) -> None:
+        if "oom" in state:
+            self.log_oom = bool(state["oom"])
+        if "busy" in state:
+            self.log_busy = bool(state["busy"])
 
     def _transaction(self, conn, name: str, argv: list[bytes], gate: bytes | None,
                      error: bytes | None) -> None:
@@ -132,6 +153,12 @@ class TransactionRouting:
                 return self._queue_error(conn, tx, resp.error_line("ERR", "DB index is out of range")
                                          if db is not None else _arity("select"))
             tx.db = db
+        if name in _NO_MULTI:
+            return self._queue_error(conn, tx, b"-ERR Command not allowed inside a transaction\r\n")
+        if self.log_oom:  # Redis refuses any command queued past maxmemory (processCommand)
+            return self._queue_error(conn, tx, _OOM)
+        if self.log_busy:  # ... and while a script is busy
+            return self._queue_error(conn, tx, _BUSY)
         cost = sum(map(len, argv)) + _ARG_OVERHEAD * len(argv)
         if tx.size + cost > MESSAGE_BYTES or len(tx.commands) >= codec.MAX_BATCH_LENGTH:
             return self._queue_error(conn, tx, resp.error_line(
@@ -172,6 +199,8 @@ class TransactionRouting:
     def _exec(self, conn, tx: TxQueue) -> None:
         session = conn.session
         session.multi = None
+        if self.log_busy:  # EXEC is refused before its queue is looked at (Redis's processCommand)
+            return self._end_watch(conn, _EXECABORT_BUSY)
         if tx.failed:
             self._count("EXEC", [b"EXEC"], _EXECABORT)
             return self._end_watch(conn, _EXECABORT)

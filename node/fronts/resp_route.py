@@ -2,16 +2,26 @@
 
 Design:
 - A read's commands are taken in order: consecutive forwarded commands become one protocol-2
-  message (``codec.encode_batch`` with the connection's db, at most ``MAX_BATCH_LENGTH``
-  commands and about ``MESSAGE_BYTES``); connection commands (node/fronts/resp_session.py) and
-  errors found here (unknown command, arity, NOAUTH) are answered in place. Each message or
-  answer is a slot in the connection's reply order (node/fronts/core.py).
+  message (the connection's db in its header, at most ``MAX_BATCH_LENGTH`` commands and about
+  ``MESSAGE_BYTES``); connection commands (node/fronts/resp_session.py) and errors found here
+  (unknown command, arity, NOAUTH) are answered in place. Each message or answer is a slot in
+  the connection's reply order (node/fronts/core.py).
+- Each forwarded command goes with its name as the command table's key (``"SET"``): its name
+  and arity are checked here, so the log actor only looks the name up
+  (protocol/server.py, ``decode_message``'s ``checked``), never checks them again.
+- The header also names the connection's protocol (``"resp": 2`` or ``3``): the log actor then
+  makes the replies as RESP (node/log/replies.py), once, and they go to the socket as they come.
+  Only a subscriber's messages (the front reads its subscription count from the replies) and a
+  RESET's in subscriber mode ask for protocol 2 and are made into RESP here
+  (node/fronts/resp_gateway.py), as are transactions (node/fronts/resp_multi.py).
 - A mixin of ``RespFront`` (node/fronts/resp_front.py): ``_take`` is its per-read hot path.
 """
 from __future__ import annotations
 
 import select
 import socket
+
+import msgpack
 
 from aofnode.fronts import core
 from aofnode.fronts.resp_session import LOCAL, Session, check_forwarded
@@ -48,21 +58,29 @@ _READS_STATS = frozenset((b"INFO", b"CONFIG"))
 # Commands whose subcommand names their commandstats entry (``client|id``).
 _WITH_SUBCOMMANDS = frozenset(name.partition("|")[0] for name in SPECS if "|" in name)
 
+# A forwarded message's header: its db, and the protocol its replies are wanted in (the log
+# actor then makes them as RESP, node/log/replies.py), or none (protocol 2: made into RESP here).
+_HEADERS = {(db, resp): {**({"db": db} if db else {}), **({"resp": resp} if resp else {})}
+            for db in range(codec.NUM_DBS) for resp in (0, 2, 3)}
+_packb = msgpack.Packer(use_bin_type=True).pack
+
 
 class Slot(core.Slot):
-    """``names`` only when a command of the message has a shaped reply."""
+    """``names`` only when a command of the message has a shaped reply; ``raw``: the log actor
+    was asked for its replies as RESP."""
 
-    __slots__ = ("names", "resp3")
+    __slots__ = ("names", "resp3", "raw")
     silenced = False
 
     def __init__(self, conn, reply: bytes | None, count: int = 1, size: int = 0,
-                 names: list[str] | None = None, resp3: bool = False) -> None:
+                 names: list[str] | None = None, resp3: bool = False, raw: bool = False) -> None:
         self.client = conn
         self.reply = reply
         self.count = count
         self.size = size
         self.names = names
         self.resp3 = resp3
+        self.raw = raw
 
 
 class SilencedSlot(Slot):
@@ -129,6 +147,7 @@ class CommandRouting:
                     if group and (size + cost > MESSAGE_BYTES or len(group) >= codec.MAX_BATCH_LENGTH):
                         self._forward(conn, group, names if shaped else None, size)
                         group, names, shaped, size = [], [], False, 0
+                    argv[0] = name  # checked here: the log actor only looks the name up
                     group.append(argv)
                     if name in _SHAPED:
                         shaped = True
@@ -149,7 +168,7 @@ class CommandRouting:
             if conn.pubsub is None and (session.multi is not None or name in _TX
                                         or (name == "RESET" and session.watching)):
                 divert = self._transaction
-            elif session.reply_mode:
+            elif session.reply_mode and self._silenced(session, name, gate, error):
                 divert = self._take_silenced
             else:
                 divert = None
@@ -172,6 +191,7 @@ class CommandRouting:
                 if group and (size + cost > MESSAGE_BYTES or len(group) >= codec.MAX_BATCH_LENGTH):
                     self._forward(conn, group, names if shaped else None, size)
                     group, names, shaped, size = [], [], False, 0
+                argv[0] = name
                 group.append(argv)
                 if name in _SHAPED:
                     shaped = True
@@ -266,12 +286,21 @@ class CommandRouting:
             conn.slots.append(Slot(conn, _LOADING * len(group)))
             self.count_error(_LOADING, len(group))
             return
-        slot = Slot(conn, None, len(group), size, names, session.resp3)
+        # The replies are made as RESP in the log actor, but while the front must read them:
+        # a subscriber's (its subscription count) and a RESET's in subscriber mode.
+        raw = conn.pubsub is None and (names is None or names[0] != "RESET")
+        resp3 = session.resp3
+        slot = Slot(conn, None, len(group), size, names, resp3, raw)
         conn.slots.append(slot)
         self.stats["commands"] += len(group)
-        self._forward_body(conn, slot, codec.encode_batch(group, db=session.db))
+        # The parser's arguments are bytes, the names known commands: packed as they are,
+        # without encode_batch's checks per argument.
+        header = _HEADERS[session.db, (3 if resp3 else 2) if raw else 0]
+        self._forward_body(conn, slot, _packb([header, group]))
 
     def _reply_from_log(self, slot: Slot, reply: bytes) -> bytes:
+        if slot.raw and reply[:1] < b"\x80":  # RESP, made in the log actor (else protocol 2)
+            return reply
         if slot.silenced:
             return b""
         if slot.__class__ is not Slot:  # a transaction's (node/fronts/resp_multi.py)

@@ -42,7 +42,7 @@ from aofnode.log.links import FrontLinks
 from aofnode.log.notify import Notifier
 from aofnode.log.pubsub import PubSub
 from aofnode.log.work import CLIENT_BITS, CLIENT_MASK, Pending, WorkQueue
-from aofnode.log import transactions
+from aofnode.log import busy, transactions
 from aofnode.store.watch import WatchTable
 from aofnode.aof import format as aof_format
 from aofnode.aof.rewrite import TEMP_PREFIX, Rewriter
@@ -50,6 +50,7 @@ from aofnode.aof.writer import AofWriter
 from aofnode.config import Config
 from aofnode.store.blocking import WouldBlock
 from aofnode.store.executor import Executor
+from aofnode.store.memory import EMPTY_KEYSPACE_BYTES
 from aofnode.testhooks import make_pause
 from aofnode import protocol as codec
 from aofnode.protocol.commands import COMMANDS
@@ -96,6 +97,7 @@ class LogActor(Actor):
         # later walks every key); the replay itself never refuses nor evicts (loading).
         self.executor.maxmemory = config.maxmemory
         self.executor.maxmemory_policy = config.maxmemory_policy
+        self.executor.memory_baseline = EMPTY_KEYSPACE_BYTES  # counted as Redis's startup memory
         self._load()
         self.writer = AofWriter(config.aof_path, config.appendfsync, log)
         self.rewriter = Rewriter(self.executor.keyspace, self.writer, self.closer, config.aof_path,
@@ -129,7 +131,11 @@ class LogActor(Actor):
             self.pubsub.mirror = lambda: self.fronts.conn_of("front")
         self.notifier = Notifier(self.executor, self.pubsub.publish, self.intro)  # notify-keyspace-events
         self.executor.info_provider = self._info
+        self.tx_running = False  # inside run_atomic
+        self.min_replicas_to_write = 0  # CONFIG SET min-replicas-to-write (_writes_refused)
+        self.oom_told: dict[int, int] = {}  # front connection -> the OOM state it was told
         transactions.install(self)
+        self.script_busy = busy.install(self)  # BUSY, SCRIPT KILL and SHUTDOWN (node/log/busy.py)
         self.runtime: Runtime | None = None
         self.heartbeat: Heartbeat | None = None
 
@@ -242,15 +248,22 @@ class LogActor(Actor):
             self._start_rewrite()  # step 4
         if self.pubsub.out:
             self.fronts.deliver(self.pubsub.take())  # before the replies: PUBLISH's reply follows
+        transactions.tell_oom_state(self)  # before the replies too: MULTI's queueing reads it
         self.fronts.reply(finished)  # step 5: each reply to where its message came from
         self.stats["total_cycles"] += 1
+        if self.script_busy.run is not None:
+            self.script_busy.after_cycle()  # a script went busy in this cycle
         if self.meter.active:
             self.meter.note(f"cycle of {sum(map(len, finished.values()))} messages")
 
     def _writes_refused(self) -> codec.Error | None:
         """The answer to every write of this cycle if the AOF is not writable, else None. The
-        writer's status changes only in steps 2-3 and the tick, never while step 1 runs."""
-        return None if self.writer.status == "ok" else self._misconf()
+        writer's status changes only in steps 2-3 and the tick, never while step 1 runs. With
+        CONFIG SET min-replicas-to-write N > 0 every write is refused as Redis refuses it
+        without N good replicas: aofnode has none."""
+        if self.writer.status != "ok":
+            return self._misconf()
+        return transactions.NOREPLICAS if self.min_replicas_to_write else None
 
     def _refuse_writes(self, writes: list) -> None:
         """The cycle's writes ran but are not durable, so none is acknowledged: their results

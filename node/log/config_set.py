@@ -214,6 +214,15 @@ PARAMS: dict[str, tuple] = {
                         _attr_setter("slowlog", "max_len")),
     "notify-keyspace-events": (lambda i: notify.flags_text(i.owner.notifier.flags), _notify_flags,
                                lambda i, flags: i.owner.notifier.configure(flags)),
+    # Replication's write gate: aofnode has no replicas, so N > 0 refuses every write
+    # (NOREPLICAS), as Redis with fewer than N good replicas (node/log/actor.py)
+    "min-replicas-to-write": (lambda i: i.owner.min_replicas_to_write, _ranged(0, INT_MAX),
+                              lambda i, n: setattr(i.owner, "min_replicas_to_write", n)),
+    # Redis 7's name and its older alias, one setting (node/log/busy.py reads the Config's)
+    "busy-reply-threshold": (lambda i: i.owner.config.busy_reply_threshold_ms, _ranged(0, LLONG_MAX),
+                             _config_setter("busy_reply_threshold_ms")),
+    "lua-time-limit": (lambda i: i.owner.config.busy_reply_threshold_ms, _ranged(0, LLONG_MAX),
+                       _config_setter("busy_reply_threshold_ms")),
     "latency-monitor-threshold": (lambda i: i.latency.threshold_ms, _ranged(0, LLONG_MAX),
                                   _attr_setter("latency", "threshold_ms")),
     "latency-tracking": (lambda i: "yes" if i.latencystats.enabled else "no", _yes_no,

@@ -20,31 +20,34 @@ from typing import Callable
 
 import os
 
-from aofnode.log.replies import Protocol2Replies
-from aofnode.log.work import CLIENT_BITS, CLIENT_MASK, Pending, WorkQueue, owner_base
+from aofnode.log.replies import Protocol2Replies, RespReplies
+from aofnode.log.work import CLIENT_BITS, CLIENT_MASK, CheckedPending, Pending, WorkQueue, owner_base
 from aofnode.runtime import channel
 from aofnode.runtime import messages as m
 from aofnode.runtime.actor import Runtime
 
 __all__ = ["FrontLink", "FrontLinks", "ROLES"]
 
-# Config.front_paths order, and each front's reply encoder. Both take protocol 2 today (the
-# RESP front makes RESP of it itself, protocol/resp.py); a front given another wire gets its
-# own encoder here, and nothing else in the log actor changes.
+# Config.front_paths order, and each front's reply encoder: protocol 2 for the ZeroMQ front,
+# RESP made here for the RESP front's messages that ask for it (node/log/replies.py). The
+# ZeroMQ front forwards its clients' bodies unchecked; the RESP front checked each request's
+# name and arity (node/fronts/resp_route.py), so its messages are not checked twice.
 ROLES = ("front", "resp")
-_ENCODERS = {"front": Protocol2Replies, "resp": Protocol2Replies}
+_ENCODERS = {"front": Protocol2Replies, "resp": RespReplies}
+_PENDING = {"front": Pending, "resp": CheckedPending}
 
 
 class FrontLink:
     """One front's socket path and the log actor's current connection to it."""
 
-    __slots__ = ("role", "path", "replies", "ch", "conn", "base", "reading", "taken", "counters",
-                 "on_read", "on_flush")
+    __slots__ = ("role", "path", "replies", "pending", "ch", "conn", "base", "reading", "taken",
+                 "counters", "on_read", "on_flush")
 
     def __init__(self, role: str, path: str) -> None:
         self.role = role  # "front" or "resp": for the log and INFO
         self.path = path
         self.replies = _ENCODERS[role]()  # every reply to this front is made there
+        self.pending = _PENDING[role]  # its messages in the work queue
         self.ch: channel.Channel | None = None
         self.conn = -1  # the connection's number (its generation); -1: none yet
         self.base = 0  # the WorkQueue key of its client 0 (work.owner_base)
@@ -221,7 +224,7 @@ class FrontLinks:
         for msg in ch.receive():
             kind = type(msg)
             if kind is m.Batch:
-                self.work.add(msg, link.base)  # run from the log actor's turn, a bounded amount per cycle
+                self.work.add(msg, link.base, link.pending)  # run from the log actor's turn, a bounded amount per cycle
                 link.taken += 1
                 self.stats["total_batches"] += 1
             elif kind is m.Stats:

@@ -88,7 +88,8 @@ _NO_MEMORY = (
 
 
 def _memory(intro, own: dict) -> dict:
-    used = intro.owner.executor.keyspace.used_memory
+    executor = intro.owner.executor
+    used = executor.keyspace.used_memory + executor.memory_baseline  # as the OOM check counts
     intro.used_memory_peak = peak = max(intro.used_memory_peak, used)
     rss = own.get("used_memory_rss", 0)
     system = own.get("total_system_memory", 0)
@@ -97,10 +98,16 @@ def _memory(intro, own: dict) -> dict:
         "used_memory_rss": rss, "used_memory_rss_human": _human(rss),
         "used_memory_peak": peak, "used_memory_peak_human": _human(peak),
         "used_memory_peak_perc": f"{100.0 * used / peak if peak else 100.0:.2f}%",
-        "used_memory_overhead": 0, "used_memory_startup": 0, "used_memory_dataset": used,
+        "used_memory_overhead": executor.memory_baseline,
+        "used_memory_startup": executor.memory_baseline,
+        "used_memory_dataset": executor.keyspace.used_memory,
         "used_memory_dataset_perc": "100.00%",
         "total_system_memory": system, "total_system_memory_human": _human(system),
         **dict.fromkeys(_NO_MEMORY, 0),
+        # used_memory_lua stays 0: lupa's heap holds the sandbox itself (~1 MB), which Redis's
+        # empty Lua state has not, so its number would compare with nothing of Redis's.
+        **{k: v for k, v in executor.script_info().items() if k != "used_memory_lua"},
+        **executor.function_info(),
         "maxmemory": intro.owner.executor.maxmemory,
         "maxmemory_human": _human(intro.owner.executor.maxmemory),
         "maxmemory_policy": intro.owner.executor.maxmemory_policy,

@@ -12,6 +12,10 @@ Design:
   queue gives the message (``LogActor._client``, set for each turn). EXEC checks it and ends it;
   an aborted transaction's reply is one nil value (``[0, nil]``, EXEC's null array) and nothing
   of it runs.
+- Past maxmemory a block holding a denyoom command is refused whole (EXECABORT quoting OOM),
+  as Redis checks EXEC, and so is a block holding a write while writes are refused (MISCONF,
+  NOREPLICAS); the RESP front, which queues the block, also answers OOM at queue time
+  while the log actor says it is out of memory (``tell_oom_state``).
 - Blocking commands inside a transaction would not block: the block runs in one turn and
   nothing here waits (a blocking pop must check ``pending.atomic`` to answer at once).
 """
@@ -19,8 +23,12 @@ from __future__ import annotations
 
 from aofnode import protocol as codec
 from aofnode.log.work import Pending
+from aofnode.protocol.commands import COMMANDS
+from aofnode.runtime import messages as m
 
-__all__ = ["install", "run_atomic"]
+_DENYOOM = frozenset(name for name, spec in COMMANDS.items() if spec.denyoom)
+
+__all__ = ["install", "run_atomic", "exec_abort", "tell_oom_state", "OOM"]
 
 
 def install(actor) -> None:
@@ -47,6 +55,58 @@ def install(actor) -> None:
     actor.executor.info_provider = info
 
 
+def exec_abort(reason: codec.Error) -> codec.Error:
+    """EXEC refused as a whole before anything ran (Redis's execCommandAbort)."""
+    return codec.Error(codec.EXECABORT, f"Transaction discarded because of: {reason.code} "
+                                        f"{reason.message}")
+
+
+NOREPLICAS = codec.Error("NOREPLICAS", "Not enough good replicas to write.")
+_WRITES = frozenset(name for name, spec in COMMANDS.items() if spec.write)
+# Redis's text (shared.oomerr), which EXECABORT quotes and the RESP front answers at queue time.
+OOM = codec.Error(codec.OOM, "command not allowed when used memory > 'maxmemory'.")
+
+
+def _oom_refused(actor, pending: Pending) -> bool:
+    """Redis checks EXEC as one command with the queued commands' flags: past maxmemory (after
+    eviction), a block holding any denyoom command is refused whole."""
+    executor = actor.executor
+    if not executor.maxmemory:
+        return False
+    for item in pending.items:
+        if type(item) is not codec.Error and item[0] in _DENYOOM:
+            return executor._make_room(item[0]) is not None
+    return False
+
+
+def _writes_refused(actor, pending: Pending) -> codec.Error | None:
+    """MISCONF or NOREPLICAS for a block holding a write, refused whole at EXEC (Redis checks
+    EXEC with the queued commands' flags)."""
+    refusal = actor._refusal
+    if refusal is None:
+        return None
+    for item in pending.items:
+        if type(item) is not codec.Error and item[0] in _WRITES:
+            return refusal
+    return None
+
+
+def tell_oom_state(actor) -> None:
+    """The RESP front queues MULTI's commands itself, and Redis answers OOM to a denyoom command
+    queued past maxmemory: each front learns the state when it changes (and at each connection),
+    as ``Stats({"oom": 0|1})`` sent before the cycle's replies, so that a CONFIG SET maxmemory's
+    reply never overtakes it. Under allkeys-lru, over the limit at the end of a cycle means
+    eviction could not make room."""
+    executor = actor.executor
+    oom = int(bool(executor.maxmemory) and
+              executor.keyspace.used_memory + executor.memory_baseline > executor.maxmemory)
+    told = actor.oom_told
+    for link in actor.fronts.links:
+        if link.up and told.get(link.conn) != oom:
+            told[link.conn] = oom
+            actor.fronts._send(link, m.Stats({"oom": oom}))
+
+
 def run_atomic(actor, pending: Pending, writes: list) -> int:
     """Run the whole transaction now, or abort it (its watch broke); return how many ran.
     A blocking pop inside the block never waits, as in Redis: it answers as at its timeout.
@@ -54,6 +114,11 @@ def run_atomic(actor, pending: Pending, writes: list) -> int:
     serves them after EXEC, and only from keys still ready then (LPUSH then DEL wakes nobody)."""
     count = pending.count
     pending.pos = count
+    refused = OOM if _oom_refused(actor, pending) else _writes_refused(actor, pending)
+    if refused is not None:
+        actor.watches.forget(actor._client)
+        pending.failed = actor.intro.error(exec_abort(refused))
+        return 1
     if not actor.watches.exec_allowed(actor._client, pending.watched):
         pending.is_batch = False
         pending.results = [None]
@@ -64,11 +129,13 @@ def run_atomic(actor, pending: Pending, writes: list) -> int:
     start = len(propagated)
     run_one = actor._run_one
     mode, executor.block_mode = executor.block_mode, None
+    actor.tx_running = True  # SHUTDOWN refuses to run inside (node/log/busy.py)
     try:
         for item in pending.items:
             results.append(run_one(pending, item, writes))
     finally:
         executor.block_mode = mode
+        actor.tx_running = False
     if len(propagated) - start > 1:  # never split over two AOF records (node/aof/format.py)
         actor.tx_units.append((start, len(propagated)))
     actor.blocking.serve_after(start, writes)

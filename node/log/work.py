@@ -34,7 +34,7 @@ from typing import Callable
 from aofnode.runtime import messages as m
 from aofnode import protocol as codec
 
-__all__ = ["WorkQueue", "Pending", "CLIENT_BITS", "CLIENT_MASK", "owner_base", "owner_of"]
+__all__ = ["WorkQueue", "Pending", "CheckedPending", "CLIENT_BITS", "CLIENT_MASK", "owner_base", "owner_of"]
 
 # 2^48 client numbers per front connection: a front that gave a new number to a new client
 # every microsecond would take 8.9 years to reach it. A larger number from a front is folded
@@ -56,7 +56,7 @@ class Pending:
     """One client message in the log actor: where its execution stands."""
 
     __slots__ = ("seq", "body", "is_batch", "items", "count", "db", "pos", "results",
-                 "reply_bytes", "failed", "bytes_per_item", "atomic", "watched")
+                 "reply_bytes", "failed", "bytes_per_item", "atomic", "watched", "resp")
 
     def __init__(self, seq: int, body: bytes) -> None:
         self.seq = seq
@@ -74,6 +74,11 @@ class Pending:
         self.bytes_per_item = 0.0  # the body's size over its requests: the cycle's input budget
         self.atomic = False  # a transaction: run in one go (node/log/transactions.py)
         self.watched = False  # ... sent after WATCH: abort it if the watch state is gone
+        self.resp = 0  # 2 or 3: its replies are wanted as RESP bytes (node/log/replies.py)
+
+    # The RESP front checks names and arities itself (node/fronts/resp_route.py): its messages
+    # are ``CheckedPending``s, decoded without checking them again.
+    checked = False
 
     @property
     def done(self) -> bool:
@@ -83,11 +88,12 @@ class Pending:
         """Decode and validate the message (protocol/server.py, the only decode it gets); False
         if it is refused as a whole (``failed`` then holds the error)."""
         body, self.body = self.body, b""
-        decoded = codec.decode_message(body)
+        decoded = codec.decode_message(body, self.checked)
         if type(decoded) is codec.Error:
             self.failed, self.count = decoded, 0
             return False
         self.is_batch, self.items, self.db = decoded.is_batch, decoded.items, decoded.db
+        self.resp = decoded.resp
         self.count = len(self.items)
         self.bytes_per_item = len(body) / max(1, self.count)
         if type(decoded) is not codec.Message:
@@ -97,6 +103,13 @@ class Pending:
     def take(self, n: int) -> tuple:
         """The next ``n`` requests (fewer at the end)."""
         return self.items[self.pos:self.pos + n]
+
+
+class CheckedPending(Pending):
+    """A message from a front that checked its requests' names and arities (the RESP front)."""
+
+    __slots__ = ()
+    checked = True
 
 
 class WorkQueue:
@@ -116,8 +129,9 @@ class WorkQueue:
         """True if some work can run now (parked work cannot)."""
         return bool(self.turns)
 
-    def add(self, batch: m.Batch, base: int = 0) -> None:
-        """File the messages of ``batch`` from front connection ``base`` (``owner_base``)."""
+    def add(self, batch: m.Batch, base: int = 0, pending: type[Pending] = Pending) -> None:
+        """File the messages of ``batch`` from front connection ``base`` (``owner_base``), each
+        as a ``pending`` (``CheckedPending`` from a front that checked them)."""
         fifos, clients = self.fifos, batch.clients
         turns = self.turns if base not in self.parked else self.parked[base]
         # Owner 0's keys are the front's own numbers when they are in range: a min and a max per
@@ -130,7 +144,7 @@ class WorkQueue:
             if fifo is None:
                 fifo = fifos[key] = collections.deque()
                 turns.append(key)
-            fifo.append(Pending(seq, body))
+            fifo.append(pending(seq, body))
         self.messages += len(batch.bodies)
 
     def head(self) -> tuple[int, collections.deque[Pending]]:

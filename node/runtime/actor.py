@@ -5,10 +5,17 @@ Design (in the spirit of Pykka, with a process instead of a thread per actor):
   source, ``on_tick`` at a fixed interval, ``on_turn`` after every turn, ``on_stop_requested``
   and ``on_stop``. It never owns a loop, so a test builds it in process, drives it with
   ``Runtime.run_once`` and checks what it sent: no subprocess, no sleeps.
-- The runtime owns the only ``zmq.Poller`` of the process, built once. Actors ``watch`` a ZeroMQ
-  socket or a file descriptor with a callback and ``unwatch`` it when it goes away; asking for
-  POLLOUT is a ``want_write`` call, not a rebuilt poller (rebuilding it every turn costs a few
-  microseconds and several allocations per turn on the hot path).
+- The runtime owns the only poller of the process, one ``select.epoll`` built once. Actors
+  ``watch`` a ZeroMQ socket or a file descriptor with a callback and ``unwatch`` it when it goes
+  away; asking for POLLOUT is a ``want_write`` call, not a rebuilt poller. Not ``zmq.Poller``:
+  zmq_poll makes two poll(2) calls per wait (a first pass with no timeout, then the real wait)
+  and pyzmq rebuilds its item list each call; with one request in flight every wait counts
+  (docs/benchmarks.md, "Wake-ups per request").
+- A ZeroMQ socket is watched through its ``ZMQ_FD``, which only signals that the socket's state
+  may have changed: any send or receive on it may consume that signal while messages stay
+  queued. So before each wait the runtime reads ``ZMQ_EVENTS`` of every watched ZeroMQ socket
+  (a socket with events makes the wait 0), and after a wait it reads it again for each one
+  whose descriptor fired; a handler runs only for events the socket really has.
 - Timers: ``on_tick`` runs every ``tick_interval`` seconds, measured on the monotonic clock,
   between turns. A turn never waits past the next tick, nor at all while the actor says it has
   work (``busy``): that is how the log actor's catch-up slices run back to back.
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import select
 import signal
 import time
 from typing import Callable
@@ -79,8 +87,12 @@ class Runtime:
     def __init__(self, actor: Actor, clock: Callable[[], float] = time.monotonic) -> None:
         self.actor = actor
         self.clock = clock
-        self.poller = zmq.Poller()
+        self._epoll = select.epoll()
         self._handlers: dict[object, tuple[Callable[[], None] | None, Callable[[], None] | None]] = {}
+        self._fds: dict[int, object] = {}  # registered descriptor -> its source's key
+        # A ZeroMQ source's key -> [socket, ZMQ_FD, mask, skip the check before a wait, drains]: a
+        # draining socket is checked once, after it was watched, then left to its descriptor.
+        self._zmq: dict[object, list] = {}
         self._next_tick = None
         self.stop_requested = False
         self.turns = 0
@@ -91,25 +103,65 @@ class Runtime:
     # -- sources --------------------------------------------------------------------------------
 
     def watch(self, source, on_readable: Callable[[], None] | None,
-              on_writable: Callable[[], None] | None = None, write: bool = False) -> None:
+              on_writable: Callable[[], None] | None = None, write: bool = False,
+              drains: bool = False) -> None:
         """Call ``on_readable`` when ``source`` (a zmq socket or an fd) is readable, and
-        ``on_writable`` when it is writable while ``want_write(source, True)`` is on."""
+        ``on_writable`` when it is writable while ``want_write(source, True)`` is on.
+
+        ``drains`` (a ZeroMQ socket only): ``on_readable`` reads until EAGAIN and nothing else
+        sends or receives on it, so its descriptor alone says when to look, and the check of
+        ``ZMQ_EVENTS`` before each wait is left out (the socket monitor's)."""
         key = _key(source)
+        mask = self._mask(on_readable, write)
+        if isinstance(source, zmq.Socket):
+            entry = self._zmq.get(key)
+            if entry is None:
+                fd = source.getsockopt(zmq.FD)
+                self._zmq[key] = [source, fd, mask, False, drains]
+                self._register(fd, select.EPOLLIN, key)
+            else:
+                entry[2] = mask
+        else:
+            self._register(_fd(source), _epoll_mask(mask), key)
         self._handlers[key] = (on_readable, on_writable)
-        self.poller.register(source, self._mask(on_readable, write))
 
     def want_write(self, source, on: bool) -> None:
         key = _key(source)
         on_readable, _ = self._handlers[key]
-        self.poller.modify(source, self._mask(on_readable, on))
+        mask = self._mask(on_readable, on)
+        entry = self._zmq.get(key)
+        if entry is not None:
+            entry[2] = mask
+        else:
+            self._register(_fd(source), _epoll_mask(mask), key)
 
     def unwatch(self, source) -> None:
         key = _key(source)
-        if self._handlers.pop(key, None) is not None:
-            self.poller.unregister(source)
+        if self._handlers.pop(key, None) is None:
+            return
+        entry = self._zmq.pop(key, None)
+        fd = entry[1] if entry is not None else _fd(source)
+        if self._fds.get(fd) == key:
+            del self._fds[fd]
+            try:
+                self._epoll.unregister(fd)
+            except OSError:  # closed already: the kernel dropped the registration with it
+                pass
 
     def watching(self, source) -> bool:
         return _key(source) in self._handlers
+
+    def _register(self, fd: int, events: int, key: object) -> None:
+        try:
+            if fd in self._fds:
+                self._epoll.modify(fd, events)
+            else:
+                self._epoll.register(fd, events)
+        except FileNotFoundError:  # closed and its number reused since: a new registration
+            self._epoll.register(fd, events)
+        except FileExistsError:
+            self._epoll.modify(fd, events)
+        self._fds[fd] = key
 
     @staticmethod
     def _mask(on_readable, write: bool) -> int:
@@ -134,24 +186,51 @@ class Runtime:
         busy), run the handlers of what is ready, the tick if due, then ``on_turn``."""
         self.start()
         wait = self._wait_s(timeout)
-        try:
-            # Whole milliseconds, rounded up: ZeroMQ truncates a fraction, so a wait under 1 ms
-            # would be 0, a spin through the last millisecond before every tick.
-            ready = self.poller.poll(None if wait is None else math.ceil(wait * 1000.0))
-        except zmq.ZMQError as exc:  # EINTR from a signal: the flag is handled below
-            if exc.errno != zmq.EINTR:
-                raise
-            ready = ()
+        zmq_sources = self._zmq
+        zmq_ready: list = []
+        for key, entry in zmq_sources.items():  # what a send or receive left queued
+            sock, _, mask, skip, drains = entry
+            if mask and not skip:
+                entry[3] = drains
+                events = sock.getsockopt(zmq.EVENTS) & mask
+                if events:
+                    zmq_ready.append((key, events))
+        if zmq_ready:
+            wait = 0.0
+        # Whole milliseconds, rounded up (epoll's unit): a wait under 1 ms must not become 0,
+        # a spin through the last millisecond before every tick.
+        ready = self._epoll.poll(-1 if wait is None else math.ceil(wait * 1000.0) / 1000.0)
         self.actor.on_turn_start()
         handlers = self._handlers
-        for source, events in ready:
-            entry = handlers.get(_key(source))
+        fds = self._fds
+        for fd, events in ready:
+            key = fds.get(fd)
+            if key in zmq_sources:  # the socket's signal: what it holds is in ZMQ_EVENTS
+                if all(key != k for k, _ in zmq_ready):
+                    sock, _, mask, _, _ = zmq_sources[key]
+                    events = sock.getsockopt(zmq.EVENTS) & mask
+                    if events:
+                        zmq_ready.append((key, events))
+                continue
+            entry = handlers.get(key)
             if entry is None:
                 continue  # unwatched by an earlier handler of this turn
             on_readable, on_writable = entry
+            if events & select.EPOLLOUT and on_writable is not None:
+                on_writable()
+            if events & _READABLE and key in handlers:
+                if on_readable is not None:
+                    on_readable()  # a hang-up or an error too: the read sees the EOF or the errno
+                elif events & _BROKEN and on_writable is not None:
+                    on_writable()  # not reading: the write sees it, rather than a spin on it
+        for key, events in zmq_ready:
+            entry = handlers.get(key)
+            if entry is None:
+                continue
+            on_readable, on_writable = entry
             if events & zmq.POLLOUT and on_writable is not None:
                 on_writable()
-            if events & zmq.POLLIN and on_readable is not None and _key(source) in handlers:
+            if events & zmq.POLLIN and on_readable is not None and key in handlers:
                 on_readable()
         if self._next_tick is not None:
             now = self.clock()
@@ -214,3 +293,16 @@ def _drain(fd: int) -> None:
 
 def _key(source) -> object:
     return source if isinstance(source, int) else id(source)
+
+
+def _fd(source) -> int:
+    return source if isinstance(source, int) else source.fileno()
+
+
+_BROKEN = select.EPOLLHUP | select.EPOLLERR
+_READABLE = select.EPOLLIN | _BROKEN
+
+
+def _epoll_mask(mask: int) -> int:
+    """zmq.POLLIN/POLLOUT as epoll's bits (epoll reports hang-ups and errors unasked)."""
+    return (select.EPOLLIN if mask & zmq.POLLIN else 0) | (select.EPOLLOUT if mask & zmq.POLLOUT else 0)

@@ -10,6 +10,7 @@ is a one-byte kind; ``encode`` and ``decode`` below are the only code that knows
 | ``Replies(taken, seqs, replies)`` | log -> front | end of a log turn: replies, by number |
 | ``Hello(pid)`` | log -> front | the keyspace is loaded; send batches (first message) |
 | ``Stats(counters)`` | front -> log | front counters for INFO, once a second |
+| ``Stats(state)`` | log -> front | log state a front acts on, when it changes (``{"oom": 0|1}``) |
 | ``Forget(client, closing)`` | front -> log | drop a cut-off client's work; ``closing``: EOF, no blocking |
 | ``Deliver(clients, channel, message, pattern)`` | log -> front | a PUBLISH for these subscribers |
 | ``CloseJob(job_id, path)`` | log -> closer | close the fd that travels with it (SCM_RIGHTS) |

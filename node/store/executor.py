@@ -13,7 +13,8 @@ the name and the arity against ``protocol/commands.py``; option syntax is checke
   ``sets.SetCommands``, ``zsets.ZSetCommands``, ``zsetranges.ZSetRangeCommands``,
   ``zsetalgebra.ZSetAlgebraCommands``, ``geo.GeoCommands``, ``sort.SortCommands``,
   ``objects.ObjectCommands``, ``blocking.BlockingCommands`` (whose ``block_mode`` the log actor
-  sets: a bare executor, a replay included, never blocks), ``scripting.ScriptCommands``. SELECT, HELLO and
+  sets: a bare executor, a replay included, never blocks), ``scripting.ScriptCommands``,
+  ``functions.FunctionCommands``. SELECT, HELLO and
   BGREWRITEAOF are not here: other actors own them.
 * Propagation: every change appends one or more canonical AOF entries ``[db, "NAME", *bytes]``
   to ``propagated``, in the order the changes happened, including the ``DEL`` of a key that
@@ -46,6 +47,7 @@ from aofnode.store.bits import BitCommands
 from aofnode.store.blocking import BlockingCommands
 from aofnode.store.dbops import DbCommands
 from aofnode.store.dump import DumpCommands
+from aofnode.store.functions import FunctionCommands
 from aofnode.store.geo import GeoCommands
 from aofnode.store.sort import SortCommands
 from aofnode.store.eviction import ALLKEYS_LRU, NOEVICTION, POLICIES, evict
@@ -76,7 +78,7 @@ OOM_ERR = Error(OOM, "command not allowed when used memory > 'maxmemory'")
 _MIXINS = (StringCommands, StringOpCommands, BitCommands, KeyCommands, DbCommands,
            DumpCommands, HashCommands, ListCommands, SetCommands, ZSetCommands, ZSetRangeCommands,
            ZSetAlgebraCommands, GeoCommands, SortCommands, ObjectCommands, BlockingCommands,
-           ScriptCommands)
+           ScriptCommands, FunctionCommands)
 
 
 class Executor(*_MIXINS):
@@ -101,6 +103,10 @@ class Executor(*_MIXINS):
         self.active_expire = True  # DEBUG SET-ACTIVE-EXPIRE 0 turns the active cycle off
         self._maxmemory = 0
         self._maxmemory_policy = NOEVICTION
+        # Bytes counted against maxmemory besides the dataset (Redis's used_memory_startup): the
+        # log actor sets the empty keyspace's (EMPTY_KEYSPACE_BYTES), so a maxmemory below it
+        # refuses every denyoom command, as Redis's 1-byte maxmemory does; 0 in a bare executor.
+        self.memory_baseline = 0
         # Eviction's sampling: seeded by the OS; tests set a seeded Random for repeatable runs.
         self.eviction_rng = Random()
         # HRANDFIELD's and RANDOMKEY's choices: read-only commands, so never replayed.
@@ -161,7 +167,7 @@ class Executor(*_MIXINS):
         if self._maxmemory:
             ks = self.keyspace
             ks.lru_clock += 1
-            if ks.used_memory > self._maxmemory and not self._loading:
+            if ks.used_memory + self.memory_baseline > self._maxmemory and not self._loading:
                 refused = self._make_room(name)
                 if refused is not None:
                     return refused
@@ -193,16 +199,17 @@ class Executor(*_MIXINS):
     def evict_now(self) -> None:
         """Evict down to maxmemory at once under allkeys-lru, as Redis does when CONFIG SET
         lowers maxmemory (else nothing would go before the next command)."""
-        if self._maxmemory and self.keyspace.used_memory > self._maxmemory:
+        if self._maxmemory and self.keyspace.used_memory + self.memory_baseline > self._maxmemory:
             self._make_room("")
 
     def _make_room(self, name: str) -> Error | None:
         """Evict under allkeys-lru; OOM_ERR if still over the limit and ``name`` is denyoom."""
+        limit = self._maxmemory - self.memory_baseline
         if self._maxmemory_policy == ALLKEYS_LRU:
-            evicted = evict(self.keyspace, self.eviction_rng, self._maxmemory)
+            evicted = evict(self.keyspace, self.eviction_rng, limit)
             self.evicted_keys += len(evicted)
             self.propagated.extend([db, "DEL", key] for db, key in evicted)
-        if name in _DENYOOM and self.keyspace.used_memory > self._maxmemory:
+        if name in _DENYOOM and self.keyspace.used_memory > limit:
             return OOM_ERR
         return None
 
@@ -232,7 +239,7 @@ class Executor(*_MIXINS):
         stats["keyspace_misses"] = self.keyspace_misses
         stats["evicted_keys"] = self.evicted_keys
         memory = sections.setdefault("memory", {})  # the log actor adds used_memory_rss
-        memory["used_memory"] = self.keyspace.used_memory
+        memory["used_memory"] = self.keyspace.used_memory + self.memory_baseline
         memory["maxmemory"] = self._maxmemory
         memory["maxmemory_policy"] = self._maxmemory_policy
         sections["keyspace"] = self._keyspace_section()

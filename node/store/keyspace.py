@@ -126,6 +126,9 @@ class Keyspace:
         self.loading = False
         self._next_cycle_db = 0  # the active cycle resumes here: no db starves another
         self.used_memory = 0  # estimated bytes of every key, value, TTL (see memory.py)
+        # Function libraries (name -> body), part of the dataset as in Redis 7: here so that
+        # the rewrite child writes them (node/store/functions.py); FLUSHALL keeps them.
+        self.functions: dict[str, bytes] = {}
         self.lru_clock = 0  # the access clock's current tick (the executor advances it)
         self._tracking = False
 

@@ -166,16 +166,69 @@ strmeta.__index = base.string
 -- The VM reads the string metatable raw, so it stays a plain table; scripts get a read-only
 -- view of it, as Redis 7.0.15 gives.
 local strmeta_view = readonly(strmeta)
+-- Read-only tables (the globals, the libraries) hide their metatable (``__metatable =
+-- false``): scripts see a read-only empty one, and setmetatable on them is refused with
+-- Redis's words.
+local hidden_meta = readonly({})
 base.getmetatable = function(o)
   local m = getmetatable(o)
   if m == strmeta then return strmeta_view end
+  if m == false then return hidden_meta end
   return m
 end
+base.setmetatable = function(t, m)
+  if getmetatable(t) == false then error("Attempt to modify a readonly table", 2) end
+  return setmetatable(t, m)
+end
+
+-- FUNCTION LOAD runs a library's body with ``redis`` as the library API (register_function,
+-- log, the constants): no redis.call while loading, as Redis's library load.
+local LOADING = {on = false, fns = nil}
+local lib_redis = {}
+for k, v in pairs(py.redis_consts) do lib_redis[k] = v end
+lib_redis.log = redis.log
+lib_redis.setresp = redis.setresp
+lib_redis.register_function = function(a, b)
+  if not LOADING.on then
+    error("redis.register_function can only be called on FUNCTION LOAD command", 2)
+  end
+  local name, callback, flags
+  if type(a) == "table" then
+    if b ~= nil then error("wrong number of arguments to redis.register_function", 2) end
+    for k in pairs(a) do
+      if k ~= "function_name" and k ~= "callback" and k ~= "flags" and k ~= "description" then
+        error("unknown argument given to redis.register_function", 2)
+      end
+    end
+    name, callback, flags = a.function_name, a.callback, a.flags
+  else
+    name, callback = a, b
+  end
+  if type(name) ~= "string" then
+    error("function_name argument given to redis.register_function must be a string", 2)
+  end
+  if type(callback) ~= "function" then
+    error("callback argument given to redis.register_function must be a function", 2)
+  end
+  local fl = {}
+  if flags ~= nil then
+    if type(flags) ~= "table" then
+      error("flags argument to redis.register_function must be a table representing function flags", 2)
+    end
+    for i, f in ipairs(flags) do
+      if type(f) ~= "string" then error("unknown flag given", 2) end
+      fl[i] = f
+    end
+  end
+  LOADING.fns[#LOADING.fns + 1] = {name, callback, fl}
+end
+local lib_redis_view = readonly(lib_redis)
 
 local env = {}
 base._G = env
 setmetatable(env, {
   __index = function(_, k)
+    if k == "redis" and LOADING.on then return lib_redis_view end
     local v = base[k]
     if v == nil then
       error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
@@ -196,7 +249,7 @@ local function handler(err)
   while true do
     local i = dbg.getinfo(level, "Sl")
     if not i then break end
-    if i.source == "@user_script" then info = i break end
+    if i.source == "@user_script" or i.source == "@user_function" then info = i break end
     level = level + 1
   end
   if type(err) == "userdata" then
@@ -205,7 +258,7 @@ local function handler(err)
     err = {err = "ERR " .. tostring(err)}
   end
   local out = {err = err.err}
-  if info and not ABORT.msg then
+  if info then
     out.source = info.source
     out.line = info.currentline
   end
@@ -235,9 +288,50 @@ local function run(f, nkeys, ...)
   py.disarm()
   rawset(env, "KEYS", nil)
   rawset(env, "ARGV", nil)
-  if not ok and ABORT.msg then result = {err = ABORT.msg} end
+  -- the abort's own error, wherever a pcall inside the script made it surface
+  if not ok and ABORT.msg and (type(result) ~= "table" or result.err ~= ABORT.msg) then
+    result = {err = ABORT.msg}
+  end
   return ok, result
 end
 
-return compile, run
+-- FUNCTION LOAD: the functions a library registers ({name, callback, flags} each), or nil and
+-- the error.
+local function load_library(body)
+  if body:byte(1) == 27 then return nil, "user_function: attempt to load a binary chunk" end
+  local f, e = loadstring(body, "@user_function")
+  if not f then return nil, e end
+  setfenv(f, env)
+  ABORT.msg = nil
+  LOADING.on, LOADING.fns = true, {}
+  py.arm()
+  local ok, err = real_pcall(f)
+  py.disarm()
+  local fns = LOADING.fns
+  LOADING.on, LOADING.fns = false, nil
+  if not ok then
+    if ABORT.msg then return nil, ABORT.msg end
+    if type(err) == "table" and type(rawget(err, "err")) == "string" then err = err.err end
+    if type(err) == "userdata" then err = py.error_text(err) end
+    return nil, tostring(err)
+  end
+  return fns, false
+end
+
+-- FCALL: a registered function gets KEYS and ARGV as its two arguments (no globals).
+local function fcall(f, nkeys, ...)
+  ABORT.msg = nil
+  local all, keys, argv = {...}, {}, {}
+  for i = 1, nkeys do keys[i] = all[i] end
+  for i = nkeys + 1, select("#", ...) do argv[i - nkeys] = all[i] end
+  py.arm()
+  local ok, result = real_xpcall(function() return f(keys, argv) end, handler)
+  py.disarm()
+  if not ok and ABORT.msg and (type(result) ~= "table" or result.err ~= ABORT.msg) then
+    result = {err = ABORT.msg}
+  end
+  return ok, result
+end
+
+return compile, run, load_library, fcall
 """

@@ -9,9 +9,10 @@ Design
   ``max_memory`` bounds what scripts may allocate (a Lua "not enough memory" error past it).
 * luaboot.py builds the sandbox; lualibs.py gives cjson, cmsgpack, bit and struct.
 * ``run`` calls a compiled script. Its instruction hook (every ``HOOK_EVERY`` instructions)
-  calls ``_check``: past ``time_limit_ms`` (0: none) the script is aborted with an error, and
-  ``should_abort(elapsed_ms)``, when set, is asked too: it is where the log actor can later
-  answer other clients BUSY and take SCRIPT KILL while a script runs (docs/resp.md).
+  calls ``_check``, which asks ``should_abort(run, elapsed_ms)`` when it is set: that is where
+  the log actor answers other clients BUSY and takes SCRIPT KILL while a script runs
+  (node/log/busy.py). True aborts the script with Redis's SCRIPT KILL error, which ``pcall``
+  cannot catch. Nothing else ends a script: Redis sets no time limit either.
 * Conversions are Redis 7.0's (``to_lua`` for a command's reply, ``from_lua`` for what the
   script returns): RESP2 by default, RESP3 after ``redis.setresp(3)``.
 """
@@ -30,12 +31,14 @@ from aofnode.protocol.errors import ERR, Error
 from aofnode.store.luaboot import BOOT, HOOK_EVERY
 from aofnode.store.lualibs import make_libs
 
-__all__ = ["LuaEngine", "Rand48", "ScriptRun", "to_lua", "from_lua", "error_text", "split_error"]
+__all__ = ["LuaEngine", "Rand48", "ScriptRun", "KILLED_MESSAGE", "to_lua", "from_lua", "error_text", "split_error"]
 
 _MIN_I64 = -(1 << 63)
 # Nesting past this is refused (Redis refuses past Lua's C stack): two Python frames a level
 # must stay well under Python's recursion limit of 1000.
 _MAX_DEPTH = 300
+# Redis's error for a script that SCRIPT KILL ended (script_lua.c luaMaskCountHook).
+KILLED_MESSAGE = "ERR Script killed by user with SCRIPT KILL..."
 _INTERNAL_CODES = frozenset(("UNKNOWNCMD", "ARITY", "ARGTYPE", "PROTO", "TOOBIG"))
 _LOG_LEVELS = ("debug", "info", "info", "warning")  # LOG_DEBUG, VERBOSE, NOTICE, WARNING
 _CONSTS = {b"LOG_DEBUG": 0, b"LOG_VERBOSE": 1, b"LOG_NOTICE": 2, b"LOG_WARNING": 3,
@@ -80,7 +83,7 @@ def split_error(text: bytes) -> Error:
 class ScriptRun:
     """What one running script needs: its db, RESP version, read-only flag and start time."""
 
-    __slots__ = ("db", "resp", "read_only", "wrote", "started")
+    __slots__ = ("db", "resp", "read_only", "wrote", "started", "allow_oom")
 
     def __init__(self, db: int, read_only: bool) -> None:
         self.db = db
@@ -88,6 +91,7 @@ class ScriptRun:
         self.read_only = read_only
         self.wrote = False
         self.started = time.monotonic()
+        self.allow_oom = False  # a ``#!lua flags=allow-oom`` script: its writes skip OOM
 
 
 def to_lua(runtime, value: Any, resp: int, depth: int = 0) -> Any:
@@ -117,8 +121,14 @@ def to_lua(runtime, value: Any, resp: int, depth: int = 0) -> Any:
     return None
 
 
-def from_lua(value: Any, resp: int, depth: int = 0) -> Any:
-    """A script's Lua result as a reply value (Redis 7.0's rules)."""
+def _index(table, key):
+    return table[key]
+
+
+def from_lua(value: Any, resp: int, depth: int = 0, get: Callable = _index) -> Any:
+    """A script's Lua result as a reply value (Redis 7.0's rules). ``get`` reads a table's
+    field: the engine gives Lua's ``rawget``, as Redis reads the reply with lua_rawget (a
+    metatable's __index must not run, nor raise, while the reply is converted)."""
     t = type(value)
     if t is bytes:
         return value
@@ -136,37 +146,37 @@ def from_lua(value: Any, resp: int, depth: int = 0) -> Any:
         return None
     if depth > _MAX_DEPTH:
         raise _TooDeep()
-    return _table_reply(value, resp, depth)
+    return _table_reply(value, resp, depth, get)
 
 
-def _table_reply(table, resp: int, depth: int) -> Any:
-    err = table[b"err"]
+def _table_reply(table, resp: int, depth: int, get: Callable) -> Any:
+    err = get(table, b"err")
     if type(err) is bytes:
         # Inside an array an error stays its text: the log actor's reply formats carry an
         # error only as a whole reply (docs/resp.md lists this gap).
         return split_error(err) if depth == 0 else err
-    ok = table[b"ok"]
+    ok = get(table, b"ok")
     if type(ok) is bytes:
         return ok.decode("utf-8", "replace")
     if resp == 3:
-        double = table[b"double"]
+        double = get(table, b"double")
         if type(double) in (int, float):
             return float(double)
-        mapping = table[b"map"]
+        mapping = get(table, b"map")
         if lua.lua_type(mapping) == "table":
             as_map: dict[Any, Any] = {}
             for k, v in mapping.items():
-                key = from_lua(k, resp, depth + 1)
+                key = from_lua(k, resp, depth + 1, get)
                 as_map[key if type(key) in (bytes, int, str) else repr(key).encode()] = \
-                    from_lua(v, resp, depth + 1)
+                    from_lua(v, resp, depth + 1, get)
             return as_map
     out: list[Any] = []
     i = 1
     while True:
-        item = table[i]
+        item = get(table, i)
         if item is None:
             return out
-        out.append(from_lua(item, resp, depth + 1))
+        out.append(from_lua(item, resp, depth + 1, get))
         i += 1
 
 
@@ -174,13 +184,11 @@ class LuaEngine:
     """A Lua state with the sandbox loaded; ``dispatch(run, name, args)`` runs redis.call."""
 
     def __init__(self, dispatch: Callable[[ScriptRun, bytes, list], Any], *,
-                 max_memory: int = 0, time_limit_ms: int = 0,
-                 rand: Rand48 | None = None) -> None:
+                 max_memory: int = 0, rand: Rand48 | None = None) -> None:
         self.dispatch = dispatch
-        self.time_limit_ms = time_limit_ms
-        # The log actor's future hook for SCRIPT KILL / BUSY: called from the instruction hook
-        # with the elapsed milliseconds; True aborts the script.
-        self.should_abort: Callable[[float], bool] | None = None
+        # The log actor's BUSY / SCRIPT KILL guard: called from the instruction hook with the
+        # running script and its elapsed milliseconds; True aborts the script.
+        self.should_abort: Callable[[ScriptRun, float], bool] | None = None
         self.current: ScriptRun | None = None
         self._abort_message = ""
         # The heap limit is armed only while a script runs (``_arm``): lupa pushes arguments
@@ -192,6 +200,7 @@ class LuaEngine:
                                       attribute_filter=_deny_attributes, max_memory=max_memory)
         self.runtime.set_max_memory(0)
         self._collect = self.runtime.eval("function() collectgarbage('collect') end")
+        self._rawget = self.runtime.eval("rawget")
         rand = rand if rand is not None else Rand48()
         py = {"hook_every": HOOK_EVERY, "check": self._check,
               "abort_message": lambda: self._abort_message.encode(),
@@ -203,7 +212,9 @@ class LuaEngine:
         py.update(make_libs(self.runtime))
         # encoding=None: Lua sees str keys as userdata, so the names go as bytes.
         table = self.runtime.table_from({k.encode(): v for k, v in py.items()})
-        self._compile, self._run = self.runtime.execute(BOOT, table)
+        self._compile, self._run, self._load_library, self._fcall = \
+            self.runtime.execute(BOOT, table)
+        self.load_deadline = 0.0  # while FUNCTION LOAD runs a library's body
 
     def compile(self, body: bytes):
         """The compiled function, or an Error with Redis's compile-error text."""
@@ -216,11 +227,35 @@ class LuaEngine:
             return Error(ERR, f"Error compiling script (new function): {text}")
         return fn
 
-    def run(self, fn, sha: str, keys: list, argv: list, run: ScriptRun) -> Any:
-        """Call a compiled script; its reply value, or an Error naming the script and line."""
+    def load_library(self, body: bytes, timeout_ms: int):
+        """FUNCTION LOAD's run of a library body: [(name, callback, [flags])], or an Error. A
+        body that runs past ``timeout_ms`` is stopped (Redis's load timeout is 500 ms)."""
+        self._abort_message = ""
+        self.load_deadline = time.monotonic() + timeout_ms / 1000.0
+        try:
+            fns, problem = self._load_library(body)
+        except lua.LuaError as exc:
+            return Error(ERR, f"Error registering functions: {exc}")
+        finally:
+            self.load_deadline = 0.0
+            self._disarm()
+        if fns is None:
+            text = problem.decode("utf-8", "replace") if type(problem) is bytes else str(problem)
+            return Error(ERR, f"Error registering functions: {text}")
+        out = []
+        for i in range(1, len(fns) + 1):
+            name, callback, flags = fns[i][1], fns[i][2], fns[i][3]
+            out.append((name, callback, [flags[j] for j in range(1, len(flags) + 1)]))
+        return out
+
+    def run(self, fn, sha: str, keys: list, argv: list, run: ScriptRun,
+            function: bool = False) -> Any:
+        """Call a compiled script (or a registered function, with KEYS and ARGV as arguments);
+        its reply value, or an Error naming the script (or function) and line."""
         self.current, self._abort_message = run, ""
         try:
-            ok, result = self._run(fn, len(keys), *keys, *argv)
+            call = self._fcall if function else self._run
+            ok, result = call(fn, len(keys), *keys, *argv)
         except lua.LuaError as exc:  # the state itself failed (e.g. out of memory)
             return Error(ERR, f"Error running script: {exc}")
         finally:
@@ -230,7 +265,7 @@ class LuaEngine:
                 self._collect()
         if ok:
             try:
-                return from_lua(result, run.resp)
+                return from_lua(result, run.resp, 0, self._rawget)
             except (_TooDeep, RecursionError):
                 return Error(ERR, "reached lua stack limit")
             except (lua.LuaError, TypeError, ValueError) as exc:
@@ -243,7 +278,8 @@ class LuaEngine:
         line = result[b"line"]
         if line is None:
             return err
-        return Error(err.code, f"{err.message} script: {sha}, on @user_script:{line}.")
+        source = (result[b"source"] or b"@user_script").decode("utf-8", "replace")
+        return Error(err.code, f"{err.message} script: {sha}, on {source}:{line}.")
 
     def _arm(self) -> None:
         self.runtime.set_max_memory(self.max_memory)
@@ -252,17 +288,14 @@ class LuaEngine:
         self.runtime.set_max_memory(0)
 
     def _check(self) -> bool:
-        run = self.current
-        if run is None:
-            return False
-        elapsed = (time.monotonic() - run.started) * 1000.0
-        if self.time_limit_ms and elapsed > self.time_limit_ms:
-            self._abort_message = (
-                f"ERR Script aborted: it ran longer than lua-time-limit-ms "
-                f"({self.time_limit_ms} ms); the writes it made before stay applied")
+        run, guard = self.current, self.should_abort
+        if self.load_deadline and time.monotonic() > self.load_deadline:
+            self._abort_message = "FUNCTION LOAD timeout"
             return True
-        if self.should_abort is not None and self.should_abort(elapsed):
-            self._abort_message = "ERR Script killed by user with SCRIPT KILL..."
+        if run is None or guard is None:
+            return False
+        if guard(run, (time.monotonic() - run.started) * 1000.0):
+            self._abort_message = KILLED_MESSAGE
             return True
         return False
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "ACCESS_OVERHEAD", "FIELD_OVERHEAD", "HASH_OVERHEAD", "ITEM_OVERHEAD", "LIST_OVERHEAD",
+    "ACCESS_OVERHEAD", "EMPTY_KEYSPACE_BYTES", "FIELD_OVERHEAD", "HASH_OVERHEAD", "ITEM_OVERHEAD", "LIST_OVERHEAD",
     "MEMBER_OVERHEAD", "SET_OVERHEAD", "STRING_OVERHEAD", "TTL_OVERHEAD", "ZMEMBER_OVERHEAD",
     "ZSET_OVERHEAD", "entry_size", "field_size",
 ]
@@ -98,3 +98,8 @@ def entry_size(key: bytes, value: Any) -> int:
         return len(key) + ZSET_OVERHEAD + sum(map(len, members)) + ZMEMBER_OVERHEAD * len(members)
     return (len(key) + HASH_OVERHEAD + sum(map(len, value)) + sum(map(len, value.values()))
             + FIELD_OVERHEAD * len(value))
+
+
+# The empty keyspace: 16 databases of SHARDS dicts of 64 bytes each (sys.getsizeof({}) on
+# CPython 3.11), counted against maxmemory as Redis counts its startup memory.
+EMPTY_KEYSPACE_BYTES = 16 * 256 * 64

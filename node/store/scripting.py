@@ -16,10 +16,12 @@ Design
   ``SCRIPT_CACHE_MAX_BYTES`` (the least recently used script is dropped first; a client that
   gets NOSCRIPT sends EVAL again, as redis-py's ``Script`` does). SCRIPT FLUSH empties the
   cache and starts a fresh Lua state, which frees everything scripts allocated.
-* Limits (docs/limits.md): ``script_time_limit_ms`` aborts a script that runs longer (Redis
-  never aborts one; here nothing else can end it until the log actor wires SCRIPT KILL, and the
-  supervisor's watchdog would otherwise see a hung actor), ``script_max_memory`` bounds the Lua
-  heap. Both are attributes, read when the Lua state is made.
+* A script's time has no limit here, as in Redis: ``script_guard(run, elapsed_ms)``, when the
+  log actor sets it, is asked from the Lua hook; it answers other clients BUSY past
+  busy-reply-threshold and says when SCRIPT KILL ends the script (node/log/busy.py). Without
+  it (a bare executor) SCRIPT KILL can only answer NOTBUSY.
+* Limits (docs/limits.md): ``script_max_memory`` bounds the Lua heap, read when the Lua state
+  is made.
 """
 
 from __future__ import annotations
@@ -34,12 +36,11 @@ from aofnode.protocol.resp_reply import info_text
 from aofnode.protocol.wire import MAX_MESSAGE_BYTES
 from aofnode.store.luabridge import LuaEngine, Rand48, ScriptRun
 
-__all__ = ["ScriptCommands", "SCRIPT_CACHE_MAX_SCRIPTS", "SCRIPT_CACHE_MAX_BYTES",
-           "SCRIPT_TIME_LIMIT_MS", "SCRIPT_MAX_MEMORY"]
+__all__ = ["ScriptCommands", "parse_numkeys", "SCRIPT_CACHE_MAX_SCRIPTS", "SCRIPT_CACHE_MAX_BYTES",
+           "SCRIPT_MAX_MEMORY"]
 
 SCRIPT_CACHE_MAX_SCRIPTS = 10_000
 SCRIPT_CACHE_MAX_BYTES = 64 * 1024 * 1024  # of script bodies
-SCRIPT_TIME_LIMIT_MS = 5_000  # Redis's busy-reply-threshold; 0: no limit
 SCRIPT_MAX_MEMORY = 256 * 1024 * 1024  # the Lua heap; 0: no limit
 
 # Commands Redis 7.0 refuses from scripts (its noscript flag) that aofnode has.
@@ -72,10 +73,11 @@ def _arg_bytes(arg: Any) -> bytes | None:
     return None
 
 
-def _shebang(body: bytes) -> tuple[bytes, bool] | Error:
-    """(the body Lua compiles, read-only?) from a ``#!lua flags=...`` first line."""
+def _shebang(body: bytes) -> tuple[bytes, frozenset | None] | Error:
+    """(the body Lua compiles, its flags) from a ``#!lua flags=...`` first line; flags None
+    without one (Redis's compatibility mode)."""
     if not body.startswith(b"#!"):
-        return body, False
+        return body, None
     line, nl, rest = body.partition(b"\n")
     words = line.decode("utf-8", "replace").split()
     if words[0] != "#!lua":
@@ -88,7 +90,23 @@ def _shebang(body: bytes) -> tuple[bytes, bool] | Error:
             if flag not in _FLAGS:
                 return Error(ERR, f"Unexpected flag in script shebang: {flag}")
             flags.add(flag)
-    return nl + rest, "no-writes" in flags
+    return nl + rest, frozenset(flags)
+
+
+def parse_numkeys(args: list) -> int | Error:
+    """EVAL's and FCALL's key count (``args[1]``), with Redis's errors."""
+    text = args[1].decode("ascii", "replace")
+    try:
+        numkeys = int(text) if text.strip() == text else None
+    except ValueError:
+        numkeys = None
+    if numkeys is None or not -(1 << 63) <= numkeys < (1 << 63):
+        return Error(ERR, "value is not an integer or out of range")
+    if numkeys < 0:
+        return Error(ERR, "Number of keys can't be negative")
+    if numkeys > len(args) - 2:
+        return Error(ERR, "Number of keys can't be greater than number of args")
+    return numkeys
 
 
 class ScriptCommands:
@@ -96,7 +114,7 @@ class ScriptCommands:
 
     COMMANDS = {"EVAL": "_cmd_eval", "EVALSHA": "_cmd_evalsha", "EVAL_RO": "_cmd_eval_ro",
                 "EVALSHA_RO": "_cmd_evalsha_ro", "SCRIPT": "_cmd_script"}
-    script_time_limit_ms = SCRIPT_TIME_LIMIT_MS
+    script_guard: Callable[[ScriptRun, float], bool] | None = None
     script_max_memory = SCRIPT_MAX_MEMORY
     script_cache_max_scripts = SCRIPT_CACHE_MAX_SCRIPTS
     script_cache_max_bytes = SCRIPT_CACHE_MAX_BYTES
@@ -117,8 +135,8 @@ class ScriptCommands:
             if self._script_rand is None:
                 self._script_rand = Rand48()  # outlives the Lua state, as Redis's does
             self._lua = LuaEngine(self._script_call, max_memory=self.script_max_memory,
-                                  time_limit_ms=self.script_time_limit_ms,
                                   rand=self._script_rand)
+            self._lua.should_abort = self.script_guard
             self._scripts = OrderedDict()
             self._script_bytes = 0
         return self._lua
@@ -168,17 +186,9 @@ class ScriptCommands:
         return self._eval(db, args, by_sha=True, read_only=True)
 
     def _eval(self, db: int, args: list, by_sha: bool, read_only: bool):
-        text = args[1].decode("ascii", "replace")
-        try:
-            numkeys = int(text) if text.strip() == text else None
-        except ValueError:
-            numkeys = None
-        if numkeys is None or not -(1 << 63) <= numkeys < (1 << 63):
-            return Error(ERR, "value is not an integer or out of range")
-        if numkeys < 0:
-            return Error(ERR, "Number of keys can't be negative")
-        if numkeys > len(args) - 2:
-            return Error(ERR, "Number of keys can't be greater than number of args")
+        numkeys = parse_numkeys(args)
+        if type(numkeys) is Error:
+            return numkeys
         if by_sha:
             self._engine()
             sha = args[0].decode("ascii", "replace").lower()
@@ -191,8 +201,16 @@ class ScriptCommands:
             if type(loaded) is Error:
                 return loaded
             sha, entry = loaded
-        _, fn, no_writes = entry
-        run = ScriptRun(db, read_only or no_writes)
+        _, fn, flags = entry
+        run = ScriptRun(db, read_only or (flags is not None and "no-writes" in flags))
+        if flags is not None and self.maxmemory:
+            # A script with a shebang declares whether it may write: one that may, without
+            # allow-oom, is refused before it runs while memory is full (Redis 7.0's
+            # scriptPrepareForRun); with allow-oom its writes skip the OOM check.
+            if "allow-oom" in flags:
+                run.allow_oom = True
+            elif not run.read_only and self._make_room("SET") is not None:
+                return _OOM_ERR
         return self._engine().run(fn, sha, args[2:2 + numkeys], args[2 + numkeys:], run)
 
     # --- redis.call ---------------------------------------------------------------------------
@@ -224,7 +242,7 @@ class ScriptCommands:
         if spec.write:
             if run.read_only:
                 return _READ_ONLY_ERR
-            if spec.denyoom and not run.wrote and self.maxmemory and \
+            if spec.denyoom and not run.wrote and not run.allow_oom and self.maxmemory and \
                     self._make_room(name) is not None:
                 return _OOM_ERR
             run.wrote = True
@@ -257,7 +275,8 @@ class ScriptCommands:
             self._scripts, self._script_bytes = None, 0
             return "OK"
         if sub == "KILL" and not rest:
-            # Between commands no script runs: the log actor runs one at a time, to the end.
+            # A command runs only when no script does: a busy script's SCRIPT KILL is taken
+            # from the Lua hook (node/log/busy.py).
             return Error("NOTBUSY", "No scripts in execution right now.")
         if sub in ("LOAD", "EXISTS", "FLUSH", "KILL"):
             return Error(ERR, f"wrong number of arguments for 'script|{sub.lower()}' command")

@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="log actor_hung when the log actor's loop has not turned for SECONDS (default 10; 0: off)")
     s.add_argument("--watchdog-kill", action="store_true",
                    help="also kill a hung log actor, so that it restarts")
+    s.add_argument("--busy-reply-threshold", dest="busy_reply_threshold_ms", type=int, default=5000,
+                   metavar="MS", help="a script running longer makes other clients get BUSY until "
+                                      "SCRIPT KILL (default 5000; 0: never)")
     s.add_argument("--maxmemory", type=_size, default=None, metavar="SIZE",
                    help="keyspace memory limit (default: 40%% of the machine's or cgroup's memory; 0: none)")
     s.add_argument("--maxmemory-policy", choices=("noeviction", "allkeys-lru"), default="noeviction",

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+import pytest
+
 from tests.runjson import run_json
 
 BENCH = str(Path(sys.executable).parent / "aofnode-bench-abuse")
 RUN_TIMEOUT_S = 90
 SCENARIOS = ("frame-bomb", "keys-glob", "pipeline-set")
+
+# Hostile loads against two servers: one "heavy" test at a time (pyproject.toml, addopts).
+pytestmark = pytest.mark.xdist_group("heavy")
 
 
 def run_abuse(tmp_path: Path, *args: str) -> dict:

@@ -13,6 +13,9 @@ from tests.runjson import run_json
 
 RUN_TIMEOUT_S = 120  # two servers started and loaded with 300 keys: ~5 s here
 
+# A load generator against two servers: one "heavy" test at a time (pyproject.toml, addopts).
+pytestmark = pytest.mark.xdist_group("heavy")
+
 
 def test_make_key_has_the_size_and_the_ending() -> None:
     assert len(make_key(0, 1024)) == 1024 and make_key(0, 1024).endswith(b"b")

@@ -19,6 +19,9 @@ from aofnode.bench.matrix_resp import requests_for
 from tests.runjson import run_json
 
 MATRIX = str(Path(sys.executable).parent / "aofnode-bench-matrix")
+
+# Load generators against two servers: one "heavy" test at a time (pyproject.toml, addopts).
+pytestmark = pytest.mark.xdist_group("heavy")
 needs_redis = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not on PATH")
 needs_redis_benchmark = pytest.mark.skipif(
     shutil.which("redis-server") is None or shutil.which("redis-benchmark") is None,

@@ -17,6 +17,9 @@ from tests.runjson import run_json
 BENCH = str(Path(sys.executable).parent / "aofnode-bench")
 RUN_TIMEOUT_S = 60
 
+# Load generators, and an offered rate to reach: one "heavy" test at a time (pyproject.toml).
+pytestmark = pytest.mark.xdist_group("heavy")
+
 
 def run_bench(tmp_path: Path, *args: str) -> dict:
     out = tmp_path / "out.json"
@@ -62,6 +65,7 @@ def test_closed_loop_pipelined_against_a_started_node(tmp_path):
     assert result["server_cpu_us_per_request"] == pytest.approx(sum(by_process.values()), abs=0.1)
 
 
+@pytest.mark.solo  # the offered rate is reached on a machine it has to itself (tests/conftest.py)
 def test_open_loop_achieves_the_offered_rate(tmp_path):
     doc = run_bench(tmp_path, "--start-node", "--clients", "4", "--procs", "2", "--rate", "2000",
                     "--duration", "2", "--warmup", "0.5")

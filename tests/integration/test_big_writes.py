@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import threading
 
+import pytest
+
 from aofnode.aof import format as aof_format
 from aofnode.protocol.wire import MAX_MESSAGE_BYTES
 
@@ -18,6 +20,9 @@ CLIENTS = 5
 VALUE_BYTES = 60 << 20
 # Sending, fdatasync'ing and reloading ~300 MB takes a few seconds here; allow for a slow disk.
 TIMEOUT_S = 120.0
+
+# ~300 MB written, fsynced and reloaded: one "heavy" test at a time (pyproject.toml, addopts).
+pytestmark = pytest.mark.xdist_group("heavy")
 
 
 def make_value(i: int) -> bytes:

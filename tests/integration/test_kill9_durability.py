@@ -11,6 +11,9 @@ from tests.nodeproc import pid_alive, wait_for
 
 WRITERS = 4
 
+# Kill -9 under a write load: one "heavy" test at a time (pyproject.toml, addopts).
+pytestmark = pytest.mark.xdist_group("heavy")
+
 
 class Writers:
     """Client threads writing unique keys; a write counts only once its reply said OK."""

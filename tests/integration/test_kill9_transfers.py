@@ -22,6 +22,9 @@ from tests.nodeproc import free_port, wait_for
 
 redis = pytest.importorskip("redis")
 
+# Kill -9 loops load the machine: one "heavy" test at a time (pyproject.toml, addopts).
+pytestmark = pytest.mark.xdist_group("heavy")
+
 ACCOUNTS = [f"acct{i}".encode() for i in range(8)]
 START = 1000
 TOTAL = START * len(ACCOUNTS)

@@ -19,6 +19,9 @@ from tests.integration.test_rewrite import release, temp_files, wait_paused
 
 STEPS = ["forked", "diff_catching_up", "before_rename", "after_rename", "after_switch"]
 
+# Kill -9 under a write load: one "heavy" test at a time (pyproject.toml, addopts).
+pytestmark = pytest.mark.xdist_group("heavy")
+
 
 @pytest.mark.parametrize("step", STEPS)
 def test_kill9_log_actor_at_rewrite_step(make_node, step):

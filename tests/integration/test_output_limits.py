@@ -100,6 +100,8 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
+@pytest.mark.xdist_group("heavy")  # 1 GiB of replies asked for: one heavy test at a time
+@pytest.mark.solo  # and a latency bound: no other test beside it (tests/conftest.py)
 @pytest.mark.parametrize("client_mib, channel_mib", [(8, 16), (32, 4)])
 def test_a_slow_reader_is_cut_off_and_others_keep_their_latency(make_node, client_mib, channel_mib):
     """(32, 4): a client limit above the channel limit once deadlocked the node: the front stopped

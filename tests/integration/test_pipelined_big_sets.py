@@ -18,6 +18,8 @@ import time
 import msgpack
 import zmq
 
+import pytest
+
 from aofnode.fronts.core import MAX_CLIENT_WAITING_BYTES
 from aofnode.fronts.log_link import MAX_BATCH_BYTES
 from aofnode.fronts.zmq_front import PEER_RCVHWM
@@ -27,6 +29,10 @@ MIB = 1 << 20
 SETS = 20
 VALUE_BYTES = 60 * MIB
 DEADLINE_S = 50.0
+
+# 1.2 GiB through the front ("heavy": one such test at a time), and a latency bound that holds
+# on a machine it has to itself ("solo": no other test runs meanwhile; tests/conftest.py).
+pytestmark = [pytest.mark.xdist_group("heavy"), pytest.mark.solo]
 # docs/limits.md: the process itself; what waits for the log actor (the client's bound, the
 # message that passed it and the one parked while it is paused); ZeroMQ's read-ahead; and the
 # channel's copies of batches in flight (two untaken, and the packing of one).

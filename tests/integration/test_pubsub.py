@@ -155,6 +155,8 @@ def test_listen_and_forgotten_at_close(make_node):
     wait_for(lambda: redis.Redis(port=port).pubsub_numsub("jobs") == [(b"jobs", 0)])  # forgotten at close
 
 
+@pytest.mark.xdist_group("heavy")  # 50 MiB published: one heavy test at a time
+@pytest.mark.solo  # and a latency bound: no other test beside it (tests/conftest.py)
 @pytest.mark.timeout(120)
 def test_slow_subscriber_is_cut_off_and_never_slows_the_publisher(make_node):
     node, port = _start(make_node, appendfsync="everysec")

@@ -34,6 +34,18 @@ STEPS = [
 ]
 
 
+# CLIENT REPLY OFF|SKIP silences replies, not (P)(UN)SUBSCRIBE's confirmations nor messages
+# (pushes: Redis 7.0 sends them whatever the mode); a SKIP is spent on a SUBSCRIBE.
+SILENCED = [
+    (S, ("CLIENT", "REPLY", "OFF"), 0), (S, ("SUBSCRIBE", "channel"), 1),
+    (S, ("PSUBSCRIBE", "ch*"), 1), (P, ("PUBLISH", "channel", "hello"), 1), (S, None, 2),
+    (S, ("UNSUBSCRIBE", "channel"), 1), (S, ("PUNSUBSCRIBE", "ch*"), 1), (S, ("GET", "k"), 0),
+    (S, ("CLIENT", "REPLY", "ON"), 1), (S, ("CLIENT", "REPLY", "SKIP"), 0),
+    (S, ("SUBSCRIBE", "x"), 1), (S, ("PING",), 1), (S, ("UNSUBSCRIBE",), 1),
+    (S, ("GET", "nokey"), 1),
+]
+
+
 def _read(sock: socket.socket, parser: ReplyParser, n: int) -> bytes:
     raw, got = b"", 0
     while got < n:
@@ -45,7 +57,7 @@ def _read(sock: socket.socket, parser: ReplyParser, n: int) -> bytes:
     return raw
 
 
-def _run(port: int, protocol: str) -> list[bytes]:
+def _run(port: int, protocol: str, steps: list = STEPS) -> list[bytes]:
     socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
     parsers = [ReplyParser(), ReplyParser()]
     try:
@@ -53,7 +65,7 @@ def _run(port: int, protocol: str) -> list[bytes]:
             sock.sendall(encode_command("HELLO", protocol))
             _read(sock, parser, 1)
         out = []
-        for who, command, n in STEPS:
+        for who, command, n in steps:
             if command is not None:
                 socks[who].sendall(encode_command(*command))
             out.append(_read(socks[who], parsers[who], n))
@@ -77,3 +89,11 @@ def test_pubsub_is_redis_servers_bytes(make_node, redis_port, protocol):
     theirs, ours = _run(redis_port, protocol), _run(port, protocol)
     differences = [(step, t, o) for step, t, o in zip(STEPS, theirs, ours) if t != o]
     assert differences == []
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("protocol", ["2", "3"])
+def test_subscriptions_are_pushed_under_client_reply_off(make_node, redis_port, protocol):
+    _node, port = _start(make_node, appendfsync="everysec")
+    theirs, ours = _run(redis_port, protocol, SILENCED), _run(port, protocol, SILENCED)
+    assert [(step, t, o) for step, t, o in zip(SILENCED, theirs, ours) if t != o] == []

@@ -285,6 +285,7 @@ def test_kill9_of_the_resp_front_loses_no_acknowledged_write(resp_node):
     check_every_acknowledged_write()
 
 
+@pytest.mark.xdist_group("heavy")  # a load generator: one heavy test at a time (pyproject.toml)
 @pytest.mark.skipif(shutil.which("redis-benchmark") is None, reason="redis-benchmark is not installed")
 def test_redis_benchmark_runs_clean(make_node):
     node, port = _start(make_node, appendfsync="everysec")

@@ -210,3 +210,58 @@ def test_a_closed_connection_forgets_its_watch(resp_node):
         r = redis.Redis(port=port, socket_timeout=5)
         assert int(r.info("clients")["watched_keys"]) == 2
     wait_for(lambda: int(r.info("clients")["watched_keys"]) == 0, 10, what="the watch forgotten")
+
+
+def _oom_transactions(port: int) -> list:
+    """Past maxmemory: a command queued in MULTI gets OOM (reads too: queueing takes memory) and
+    EXEC EXECABORT; DISCARD works; a block of writes queued before the limit is refused whole
+    at EXEC."""
+    admin = redis.Redis(port=port, socket_timeout=10)
+    admin.flushall()
+    admin.set("x", "value")
+    r = redis.Redis(port=port, socket_timeout=10)
+    out = []
+    admin.config_set("maxmemory", 1)
+    try:
+        with r.pipeline(transaction=False) as p:
+            p.execute_command("MULTI").set("y", "1").get("x").execute_command("EXEC")
+            out.append(_outcome(p))
+        with r.pipeline(transaction=False) as p:
+            p.execute_command("MULTI").get("x").ping().execute_command("EXEC")
+            out.append(_outcome(p))
+        with r.pipeline(transaction=False) as p:
+            p.execute_command("MULTI").set("y", "1").execute_command("DISCARD").ping()
+            out.append(_outcome(p))
+    finally:
+        admin.config_set("maxmemory", 0)
+    assert r.execute_command("MULTI") == b"OK"
+    assert r.execute_command("SET", "late", "1") is False  # redis-py reads QUEUED so
+    admin.config_set("maxmemory", 1)  # queued before the limit: EXEC refuses the block
+    try:
+        out.append(_outcome_of(lambda: r.execute_command("EXEC")))
+    finally:
+        admin.config_set("maxmemory", 0)
+    return out
+
+
+def _outcome_of(fn):
+    try:
+        return fn()
+    except redis.ResponseError as exc:
+        return str(exc)
+
+
+def _outcome(p) -> list:
+    return [str(v) if isinstance(v, Exception) else v for v in p.execute(raise_on_error=False)]
+
+
+def test_oom_at_queue_time_and_at_exec(resp_node, redis_server):
+    _, port = resp_node
+    got = _oom_transactions(port)
+    oom = "command not allowed when used memory > 'maxmemory'."
+    # redis-py drops the OOM and EXECABORT codes
+    assert got[0] == [b"OK", oom, oom, "Transaction discarded because of previous errors."]
+    assert got[1] == [b"OK", oom, oom, "Transaction discarded because of previous errors."]
+    assert got[2] == [b"OK", oom, b"OK", True]
+    assert got[3] == "Transaction discarded because of: OOM " + oom
+    assert got == _oom_transactions(redis_server)

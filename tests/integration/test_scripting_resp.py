@@ -8,6 +8,7 @@ import pytest
 redis = pytest.importorskip("redis")
 
 from tests.integration.test_resp_front import _start, _wait_resp  # noqa: E402
+from tests.nodeproc import wait_for  # noqa: E402
 
 
 @pytest.fixture
@@ -58,3 +59,28 @@ def test_script_effects_are_replayed_after_a_restart(resp_node):
     r = redis.Redis(port=port, protocol=2, socket_timeout=10)
     assert (r.lrange("l", 0, -1), r.hgetall("h")) == before
     assert b"redis.call" not in node.aof_path.read_bytes()  # effects, never the script
+
+
+def test_functions_survive_a_restart_and_a_rewrite(resp_node):
+    node, port = resp_node
+    r = redis.Redis(port=port, protocol=2, socket_timeout=10)
+    lib = ("#!lua name=mylib\nredis.register_function('incr2', function(KEYS, ARGV)\n"
+           " return redis.call('incrby', KEYS[1], 2)\nend)")
+    assert r.function_load(lib) == b"mylib"
+    assert r.fcall("incr2", 1, "n") == 2
+    assert r.function_list() == [[b"library_name", b"mylib", b"engine", b"LUA", b"functions",
+                                  [[b"name", b"incr2", b"description", None, b"flags", []]]]]
+    r.close()
+    node.stop()
+    node.start()
+    _wait_resp(port)
+    r = redis.Redis(port=port, protocol=2, socket_timeout=10)
+    assert r.fcall("incr2", 1, "n") == 4  # the library was replayed, and the calls' effects
+    assert r.bgrewriteaof()
+    wait_for(lambda: r.info("persistence")["aof_rewrite_in_progress"] == 0, 30, what="rewrite")
+    r.close()
+    node.stop()
+    node.start()
+    _wait_resp(port)
+    r = redis.Redis(port=port, protocol=2, socket_timeout=10)
+    assert r.fcall("incr2", 1, "n") == 6  # from the rewritten AOF

@@ -86,8 +86,10 @@ def cluster(tmp_path):
         resp_ports.append(port)
     proxy = None
     try:
+        for node in nodes:  # the three start up side by side
+            node.start(wait=False)
         for node, port in zip(nodes, resp_ports):
-            node.start()
+            node.wait_ready()
             wait_for(lambda p=port: _ping(p), 20, what=f"RESP front on {port}")
         proxy = Proxy(tmp_path, [(f"node{i + 1}", p) for i, p in enumerate(resp_ports)])
         client = proxy.client()

@@ -67,6 +67,13 @@ def test_an_empty_header_means_db_0():
     assert decode_message(raw([{}, ["PING"]])).db == 0
 
 
+def test_the_header_resp_reaches_the_message_and_defaults_to_protocol_2():
+    """The RESP front's field: its replies wanted as RESP2 or RESP3 (node/log/replies.py)."""
+    assert decode_message(raw([{"db": 2, "resp": 3}, [["GET", "k"], ["PING"]]])).resp == 3
+    assert decode_message(raw([{"resp": 2}, ["GET", "k"]])).resp == 2
+    assert decode_message(raw([{}, ["PING"]])).resp == 0
+
+
 # --- Requests: valid ------------------------------------------------------------------------
 
 VALID_REQUESTS = [
@@ -190,6 +197,9 @@ MALFORMED = [
     ("header db not an int", raw([{"db": "1"}, ["PING"]]), PROTO, "db must be an integer"),
     ("header db out of range", raw([{"db": 16}, ["PING"]]), ERR, "DB index is out of range"),
     ("header db negative", raw([{"db": -1}, ["PING"]]), ERR, "DB index is out of range"),
+    ("header resp not 2 or 3", raw([{"resp": 4}, ["PING"]]), PROTO, "resp must be 2 or 3"),
+    ("header resp not an int", raw([{"resp": "3"}, ["PING"]]), PROTO, "resp must be 2 or 3"),
+    ("header resp a bool", raw([{"resp": True}, ["PING"]]), PROTO, "resp must be 2 or 3"),
     ("trailing bytes", pack(["PING"]) + b"\x00", PROTO, "trailing"),
     ("two messages", pack(["PING"]) * 2, PROTO, "trailing"),
     ("invalid utf-8 str", v2(b"\x91\xa2\xff\xfe"), PROTO, None),
@@ -556,6 +566,13 @@ RANDOM_READS |= {"EVAL_RO", "EVALSHA_RO"}
 REDIS7_ARITY |= {"SUBSCRIBE": -2, "UNSUBSCRIBE": -1, "PSUBSCRIBE": -2, "PUNSUBSCRIBE": -1,
                  "PUBLISH": 3, "PUBSUB": -2}
 ADMIN |= {"PUBLISH"}
+# SHUTDOWN stops the node (node/log/busy.py): a retry would find no node.
+REDIS7_ARITY |= {"SHUTDOWN": -1}
+# Functions (node/store/functions.py): libraries are data, FUNCTION LOAD is written to the AOF.
+REDIS7_ARITY |= {"FUNCTION": -2, "FCALL": -3, "FCALL_RO": -3}
+WRITES |= {"FUNCTION", "FCALL"}
+RANDOM_READS |= {"FCALL_RO"}
+ADMIN |= {"SHUTDOWN"}
 # Geo indexes (node/store/geo.py): GEOADD is ZADD with computed scores.
 REDIS7_ARITY |= {"GEOADD": -5, "GEOPOS": -2, "GEODIST": -4, "GEOHASH": -2}
 WRITES |= {"GEOADD"}
@@ -657,3 +674,13 @@ def test_select_argument_follows_redis(arg, expected):
         assert result == expected
     else:
         assert type(result) is Error and result.code == ERR and result.message == expected
+
+
+def test_a_checked_message_takes_the_names_as_keys_and_checks_the_rest():
+    """``checked`` (the RESP front's messages): a name that is a key of the command table is
+    taken with its bytes arguments as they are; any other request gets the full check."""
+    body = raw([{"resp": 2}, [["SET", b"k", b"v"], ["set", b"k", b"v"], ["GET", "k"], ["NOPE"], []]])
+    items = decode_message(body, True).items
+    assert items[:3] == (Request("SET", (b"k", b"v")), Request("SET", (b"k", b"v")), Request("GET", (b"k",)))
+    assert items[3].code == UNKNOWNCMD and items[4].code == PROTO
+    assert decode_message(body).items == items  # the same values as the full check

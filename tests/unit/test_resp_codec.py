@@ -1,6 +1,7 @@
 """RESP as tables (protocol/resp_request.py, protocol/resp_reply.py, node/fronts/resp_gateway.py):
 request bytes -> commands or a protocol error (every case also fed split at every byte boundary),
-and reply values -> RESP2 and RESP3 bytes. No sockets."""
+and reply values -> RESP2 and RESP3 bytes. No sockets. Every test runs with each request fast
+path: hiredis's reader (if installed) and the split of the read."""
 from __future__ import annotations
 
 import random
@@ -12,6 +13,17 @@ from aofnode import protocol
 from aofnode.bench.resp import ReplyParser, RespError, encode_command
 from aofnode.fronts.resp_gateway import encode_message_reply
 from aofnode.protocol import RequestParser
+from aofnode.protocol import resp_request
+
+PARSERS = ["hiredis", "python"] if resp_request.PARSER == "hiredis" else ["python"]
+
+
+@pytest.fixture(autouse=True, params=PARSERS)
+def parser_kind(request, monkeypatch):
+    """RequestParser() takes hiredis when it is installed: run each test without it too."""
+    if request.param == "python":
+        monkeypatch.setattr(resp_request, "_Reader", None)
+    return request.param
 
 MB = protocol.MAX_MESSAGE_BYTES
 
@@ -45,6 +57,18 @@ REQUESTS = [
     ("bulks of one command over the limit together", b"*3\r\n$3\r\nSET\r\n$%d\r\n" % (MB // 2) + b"x" * (MB // 2)
      + b"\r\n$%d\r\n" % (MB // 2), [], "Protocol error: command of more than %d bytes" % protocol.MAX_COMMAND_BYTES),
     ("no CRLF after the bulk", b"*1\r\n$4\r\nPINGxx", [], "Protocol error: expected CRLF after bulk string"),
+    # hiredis reads these as replies; a request holds only bulks, framed exactly (Redis's errors).
+    ("simple string element", b"*1\r\n+PING\r\n", [], "Protocol error: expected '$', got '+'"),
+    ("verbatim element", b"*1\r\n=8\r\ntxt:PING\r\n", [], "Protocol error: expected '$', got '='"),
+    ("nested array", b"*1\r\n*1\r\n$4\r\nPING\r\n", [], "Protocol error: expected '$', got '*'"),
+    ("nested array declaring 4G elements", b"*1\r\n*4294967295\r\n$1\r\na\r\n", [],
+     "Protocol error: expected '$', got '*'"),
+    ("4G elements declared", b"*4294967295\r\n$1\r\na\r\n", [], "Protocol error: invalid multibulk length"),
+    ("null bulk element", b"*2\r\n$3\r\nGET\r\n$-1\r\n", [], "Protocol error: invalid bulk length"),
+    ("a CRLF made across a bulk's end", b"*1\r\n$3\r\nab\r\n\nY", [],
+     "Protocol error: expected CRLF after bulk string"),
+    ("RESP3 null after a command", b"*1\r\n$4\r\nPING\r\n*1\r\n_\r\n", [[b"PING"]],
+     "Protocol error: expected '$', got '_'"),
     ("commands before the error still come", b"*1\r\n$4\r\nPING\r\n*1\r\n$x\r\n", [[b"PING"]],
      "Protocol error: invalid bulk length"),
     ("inline line too long", b"x" * (protocol.MAX_INLINE_BYTES + 1), [], "Protocol error: too big inline request"),
@@ -74,6 +98,16 @@ def test_requests(name, data, commands, error):
     cuts = range(len(data) + 1) if len(data) < 4096 else list(range(0, len(data), len(data) // 16)) + [len(data)]
     for cut in cuts:
         assert _feed_split(data, cut) == (commands, error), f"split at {cut}"
+
+
+@pytest.mark.parametrize("name,data,commands,error", REQUESTS, ids=[r[0] for r in REQUESTS])
+def test_requests_behind_a_pipeline(name, data, commands, error):
+    """The same cases behind eight commands in the same read: a read of several commands is
+    where the hiredis path runs, and it must give up on each case exactly as the parser does."""
+    pipeline = b"*1\r\n$4\r\nPING\r\n" * 8
+    p = RequestParser()
+    assert p.feed(pipeline + data) == [[b"PING"]] * 8 + commands
+    assert p.error == error
 
 
 def test_one_byte_at_a_time():

@@ -112,9 +112,26 @@ def test_a_pipeline_becomes_one_message_with_the_connections_db(front):
     c = _Client(config, rt)
     c.send(encode_command("SELECT", "4") + encode_command("SET", "k", "v") + encode_command("GET", "k"))
     [batch] = _batches(rt, ch)
-    assert batch.bodies == [protocol.encode_batch([[b"SET", b"k", b"v"], [b"GET", b"k"]], db=4)]
+    # The header asks for the replies as RESP2, the connection's protocol (node/log/replies.py);
+    # the names go as the command table's keys, checked here (the log actor only looks them up).
+    [body] = batch.bodies
+    assert msgpack.unpackb(body) == [{"db": 4, "resp": 2}, [["SET", b"k", b"v"], ["GET", b"k"]]]
     ch.send(m.Replies(1, [batch.first_seq], [msgpack.packb([[0, "OK"], [0, b"v"]])]))
     assert c.replies(3) == ["OK", "OK", b"v"]
+
+
+def test_replies_made_as_resp_by_the_log_actor_are_written_as_they_came(front):
+    actor, rt, config = front
+    ch = _log_side(actor, rt, config)
+    c = _Client(config, rt)
+    c.send(encode_command("HELLO", "3") + encode_command("SET", "k", "v") + encode_command("GET", "k"))
+    [batch] = _batches(rt, ch)
+    [body] = batch.bodies
+    assert msgpack.unpackb(body)[0] == {"resp": 3}
+    # Bytes a protocol 2 reply could not be, passed through untouched: the front does not decode.
+    ch.send(m.Replies(1, [batch.first_seq], [b"+OK\r\n,1.5\r\n"]))
+    hello, ok, double = c.replies(3)
+    assert (ok, double) == ("OK", 1.5)
 
 
 def test_local_answers_wait_behind_earlier_commands(front):

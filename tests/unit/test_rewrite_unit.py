@@ -182,14 +182,15 @@ def test_fork_failure_does_not_time_a_run_from_a_stale_start(tmp_path, monkeypat
     rw, _, _ = _rewriter(tmp_path)
     assert rw.start("manual")
     _run_to_end(rw)
-    assert rw.info()["aof_last_rewrite_time_sec"] == 0
+    took = rw.info()["aof_last_rewrite_time_sec"]
+    assert 0 <= took < 100  # a one-key run: seconds, even on a loaded machine
     later = types.SimpleNamespace(monotonic=lambda: time.monotonic() + 1000.0,
                                   perf_counter=time.perf_counter, time=time.time)
     monkeypatch.setattr(rewrite, "time", later)  # the next attempt comes 1000 s later
     _fail_fork(monkeypatch)
     assert rw.start("manual") is False
     info = rw.info()
-    assert info["aof_last_rewrite_time_sec"] == 0  # no run, no duration: as Redis, unchanged
+    assert info["aof_last_rewrite_time_sec"] == took  # no run, no duration: as Redis, unchanged
     assert info["aof_current_rewrite_time_sec"] == -1
 
 

@@ -91,6 +91,63 @@ def test_want_write_turns_pollout_on_and_off():
     assert writable == [1]
 
 
+def _zmq_pair(ctx, name: str):
+    """inproc: a send is in the reader's pipe when it returns, so a test knows what is queued."""
+    import zmq
+    pull, push = ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH)
+    pull.bind(f"inproc://{name}")
+    push.connect(f"inproc://{name}")
+    return pull, push
+
+
+def test_a_zmq_message_left_queued_by_a_handler_is_read_the_next_turn_without_a_wait():
+    # ZMQ_FD only signals a change, and the receive that took the first message also took the
+    # signal of the second: only ZMQ_EVENTS, read before the wait, knows the second is there.
+    import zmq
+    ctx = zmq.Context()
+    pull, push = _zmq_pair(ctx, "queued")
+    got = []
+    rt = Runtime(Recorder())
+    rt.watch(pull, lambda: got.append(pull.recv(zmq.NOBLOCK)))  # one message per turn
+    push.send(b"one")
+    push.send(b"two")
+    rt.run_once(timeout=5.0)
+    assert got == [b"one"]
+    rt.run_once(timeout=5.0)  # would time out with nothing read if the queued one went unseen
+    assert got == [b"one", b"two"]
+    push.close(0)
+    pull.close(0)
+    ctx.term()
+
+
+def test_a_draining_zmq_socket_is_woken_by_its_descriptor():
+    import zmq
+    ctx = zmq.Context()
+    pull, push = _zmq_pair(ctx, "drains")
+    got = []
+
+    def drain():
+        while True:
+            try:
+                got.append(pull.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+
+    rt = Runtime(Recorder())
+    push.send(b"before")  # queued before the watch: the first turn still looks
+    rt.watch(pull, drain, drains=True)
+    rt.run_once(timeout=5.0)
+    assert got == [b"before"]
+    for body in (b"a", b"b"):
+        push.send(body)
+        rt.run_once(timeout=5.0)
+        assert got[-1] == body
+    assert got == [b"before", b"a", b"b"]
+    push.close(0)
+    pull.close(0)
+    ctx.term()
+
+
 def test_busy_actor_is_polled_without_waiting():
     actor = Recorder()
     actor.work = 3

@@ -140,25 +140,44 @@ def test_no_state_leaks_between_scripts(ex):
     assert _strip(ev(ex, "return x")).message.endswith("nonexistent global variable 'x'")
 
 
-def test_a_runaway_script_is_aborted_and_pcall_cannot_swallow_it(ex):
-    ex.script_time_limit_ms = 200
-    ex.execute(0, "SCRIPT", [b"FLUSH"])  # the limit is read when the Lua state is made
+def _guard_after(ms):
+    """A guard that kills the script once it ran ``ms`` milliseconds (SCRIPT KILL's effect)."""
+    seen = []
+
+    def guard(run, elapsed_ms):
+        seen.append(run)
+        return elapsed_ms >= ms
+    return guard, seen
+
+
+def test_a_killed_script_ends_and_pcall_cannot_swallow_it(ex):
+    guard, seen = _guard_after(200)
+    ex.script_guard = guard
+    ex.execute(0, "SCRIPT", [b"FLUSH"])  # the guard is given to a new Lua state
+    script = "local n = 0\nwhile true do pcall(function() while true do n = n + 1 end end) end"
     started = time.monotonic()
-    reply = ev(ex, "redis.call('set','w','1') while true do pcall(function() while true do end "
-                   "end) end")
+    reply = ev(ex, script)
     assert time.monotonic() - started < 5
-    assert type(reply) is Error and "lua-time-limit-ms" in reply.message
-    # What it wrote stays applied and propagated: memory and the AOF agree.
-    assert ex.execute(0, "GET", [b"w"]) == b"1"
-    assert [e[1] for e in ex.take_propagated()] == ["SET"]
+    sha = hashlib.sha1(script.encode()).hexdigest()
+    # Redis's text, with the line the script was on (script_lua.c luaMaskCountHook).
+    assert reply == Error("ERR", "Script killed by user with SCRIPT KILL... script: "
+                                 f"{sha}, on @user_script:2.")
+    assert seen and not seen[0].wrote
     assert ev(ex, "return 1") == 1  # the state is usable afterwards
 
 
-def test_should_abort_hook(ex):
-    ev(ex, "return 1")
-    ex._lua.should_abort = lambda elapsed_ms: True
-    reply = ev(ex, "while true do end")
-    assert reply == Error("ERR", "Script killed by user with SCRIPT KILL...")
+def test_no_guard_no_limit_as_redis(ex):
+    """Without a guard nothing ends a script (Redis has no time limit): a long one finishes."""
+    assert ex.script_guard is None
+    assert ev(ex, "local n = 0 for i = 1, 3000000 do n = n + 1 end return n") == 3000000
+
+
+def test_the_guard_sees_the_scripts_writes(ex):
+    guard, seen = _guard_after(50)
+    ex.script_guard = guard
+    ex.execute(0, "SCRIPT", [b"FLUSH"])
+    ev(ex, "redis.call('set','w','1') while true do end")
+    assert seen[-1].wrote  # what SCRIPT KILL reads to answer UNKILLABLE
 
 
 def test_cache_is_bounded(ex):
@@ -255,11 +274,11 @@ def test_sandbox_escapes_are_errors(ex, script):
     assert ev(ex, "return ('ab'):rep(2)") == b"abab"  # and nothing changed for the next one
 
 
-def test_a_runaway_coroutine_is_aborted_too(ex):
-    ex.script_time_limit_ms = 200
+def test_a_runaway_coroutine_is_killed_too(ex):
+    ex.script_guard = _guard_after(100)[0]
     ex.execute(0, "SCRIPT", [b"FLUSH"])
     reply = ev(ex, "local co = coroutine.wrap(function() while true do end end) co()")
-    assert type(reply) is Error and "lua-time-limit-ms" in reply.message
+    assert type(reply) is Error and "killed by user" in reply.message
 
 
 class _Log:
@@ -294,3 +313,32 @@ def test_a_torn_tail_applies_a_script_cycle_all_or_none(tmp_path):
         assert total == 1000
         journal = fresh.execute(0, "LLEN", [b"journal"])
         assert journal == (6 if cut == len(whole) else 5)
+
+
+@pytest.mark.parametrize("script", [
+    "return _G",
+    "local a = {}; setmetatable(a, {__index = function() foo() end}) return a",
+    "local a = {}; setmetatable(a, {__index = function() redis.call('set', 'x', '1') end}) return a",
+])
+def test_a_reply_is_read_raw_as_redis_does(ex, script):
+    """Redis reads a script's reply with lua_rawget: no __index runs (nor raises, nor writes)."""
+    assert ev(ex, script) == []
+    assert ex.execute(0, "GET", [b"x"]) is None
+
+
+@pytest.mark.parametrize("script", ["setmetatable(_G, {})",
+                                    "local g = getmetatable(_G)\ng.__index = {}"])
+def test_globals_metatable_tricks_are_refused(ex, script):
+    assert "Attempt to modify a readonly table" in ev(ex, script).message
+
+
+def test_shebang_scripts_and_oom(ex):
+    """Redis 7.0: a script with a shebang that may write is refused before it runs while memory
+    is full; allow-oom lets its writes through; no-writes scripts run."""
+    ex.execute(0, "SET", [b"x", b"123"])
+    ex.maxmemory = 1
+    oom = Error("OOM", "command not allowed when used memory > 'maxmemory'.")
+    assert ev(ex, "#!lua flags=\nreturn 1") == oom
+    assert ev(ex, "#!lua flags=allow-oom\nredis.call('set', 'x', 1) return 1") == 1
+    assert ev(ex, "#!lua flags=no-writes\nreturn redis.call('get', 'x')") == b"1"
+    assert _strip(ev(ex, "redis.call('set', 'x', 2) return 1")) == oom  # without a shebang
