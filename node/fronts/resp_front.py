@@ -82,7 +82,6 @@ class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront,
         # A connection came or went, or an error was answered here, this turn: the counters go
         # before the requests read (on_turn), so an INFO among them counts it.
         self.stats_due = False
-        self.stats_dirty = False  # a command answered here was counted since the last Stats
         self.held: dict[Conn, list[list[bytes]]] = {}  # commands waiting for CLIENT PAUSE's end
         self._pubsub_init()
         self.link.on_deliver = self._on_deliver

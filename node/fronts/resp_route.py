@@ -53,8 +53,6 @@ _FORWARD = {spelling: (name, spec.arity) for name, spec in COMMANDS.items()
             for spelling in (name.encode(), name.lower().encode())}
 
 
-# The commands that read the counters the front sends (INFO; CONFIG RESETSTAT takes a base).
-_READS_STATS = frozenset((b"INFO", b"CONFIG"))
 # Commands whose subcommand names their commandstats entry (``client|id``).
 _WITH_SUBCOMMANDS = frozenset(name.partition("|")[0] for name in SPECS if "|" in name)
 
@@ -266,9 +264,7 @@ class CommandRouting:
         else:
             counts[0] += 1
             counts[2] += failed
-        # Sent before the next INFO or CONFIG this front forwards (``_forward``), not at the next
-        # turn as an error is: a Stats message per turn cost a MULTI/EXEC per turn ~20% more.
-        self.stats_dirty = True
+        self.stats_due = True
 
     def count_error(self, reply: bytes, count: int = 1) -> None:
         """An error reply made here, for INFO errorstats (by its prefix, as Redis counts)."""
@@ -278,9 +274,6 @@ class CommandRouting:
         self.stats_due = True  # an INFO right after it counts it (Redis's tests ask at once)
 
     def _forward(self, conn, group: list[list[bytes]], names: list[str] | None, size: int) -> None:
-        if self.stats_dirty and any(argv[0].upper() in _READS_STATS for argv in group):
-            self.stats_dirty = False  # INFO (or RESETSTAT's base) sees what was counted here
-            self.link.send_stats(self.counters)
         session = conn.session
         if not self.link.ready:
             conn.slots.append(Slot(conn, _LOADING * len(group)))
