@@ -177,6 +177,12 @@ class Executor(*_MIXINS):
             # Defensive only: the caller checks arity against the command table first.
             return arity_error(name)
 
+    @property
+    def handlers(self) -> dict[str, Callable[[int, Any], Any]]:
+        """The dispatch table ``execute`` uses, for a caller that inlines its fast path (no
+        maxmemory: then only the lookup and the arity guard); updated in place, never replaced."""
+        return self._handlers
+
     def add_handler(self, name: str, handler: Callable[[int, Any], Any]) -> None:
         """A command the owner runs with its own state (the log actor's WATCH and UNWATCH)."""
         self._handlers[name] = handler
