@@ -10,8 +10,9 @@ Usage
 Design
 ------
 1. Build a ``LogActor`` on a temporary directory (``appendfsync everysec``: the write(2) of
-   each cycle is in, the fsync is not) whose front link is replaced by the RESP front's reply
-   encoder, so a cycle ends with the RESP bytes a front would write.
+   each cycle is in, the fsync is not; cycles bounded by their command count only) whose
+   front link is replaced by the RESP front's reply encoder, so a cycle ends with the RESP
+   bytes a front would write.
 2. Each round files one ``Batch`` of ``--clients`` messages of ``--pipeline`` requests each,
    as the RESP front sends them (checked, ``"resp": 2``, 3-byte values), and runs cycles until
    the queue is empty.
@@ -69,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     log = structlog.get_logger()
     with tempfile.TemporaryDirectory() as tmp:
-        config = Config(dir=tmp, appendfsync="everysec")
+        # No time budget per cycle (only cycle_max_commands): the cycles, and so the count of
+        # instructions under callgrind, must not depend on how slowly the process runs.
+        config = Config(dir=tmp, appendfsync="everysec", cycle_max_ms=60_000.0)
         private_sockets.prepare_run_dir(config.dir)
         actor = LogActor(config, log, closer=InlineCloser(log))
         encoder, out = RespReplies(), []
