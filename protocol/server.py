@@ -236,6 +236,8 @@ def decode_message(body: bytes, checked: bool = False) -> Message | Error:
         if type(item) is not list:
             return Error(PROTO, f"a batch must be an array of requests, got {_wire_type(item)} "
                                 f"in it")
+    if checked:
+        return _new_message(True, _decode_checked_batch(obj), db, resp)
     return _new_message(True, tuple([decode(item, True) for item in obj]), db, resp)
 
 
@@ -389,6 +391,27 @@ def _decode_checked(req: list[Any], in_batch: bool) -> Request | Error:
             return _decode_request(req, in_batch)
         return _tuple_new(Request, (name, tuple(args)))
     return _decode_request(req, in_batch)
+
+
+def _decode_checked_batch(obj: list[list[Any]]) -> tuple[Request | Error, ...]:
+    """``_decode_checked`` of every request of a batch, its fast path inline: one Python call
+    per request less, ~10% of decoding a pipelined SET here. Same rule, same results."""
+    items: list[Request | Error] = []
+    append = items.append
+    commands, join, new, request = COMMANDS, _join, _tuple_new, Request
+    for req in obj:
+        name = req[0] if req else None
+        if name.__class__ is str and name in commands:
+            args = req[1:]
+            try:
+                join(args)
+            except TypeError:
+                append(_decode_request(req, True))
+                continue
+            append(new(request, (name, tuple(args))))
+        else:
+            append(_decode_request(req, True))
+    return tuple(items)
 
 
 _join = b"".join

@@ -36,6 +36,7 @@ from aofnode.protocol.errors import ERR, OOM, Error
 from aofnode.protocol.resp_reply import error_line
 from aofnode.store.digest import keyspace_digest, value_digest
 from aofnode.store.executor import Executor
+from aofnode.store.strings import arity_error
 from aofnode.store.objects import encoding_of, refcount_of, sub_error
 from aofnode.store.rdb import dump_value
 
@@ -137,7 +138,9 @@ class Introspection:
         self.last_save = int(self.started)  # SAVE's (INFO rdb_last_save_time, LASTSAVE)
         self.run_id = os.urandom(20).hex()
         executor = owner.executor
+        self._executor = executor
         self._execute = executor.execute
+        self._handlers = executor.handlers  # mutated in place by add_handler, never replaced
         self._slow_from = 0
         self.thresholds_changed()
         blocking = getattr(owner, "blocking", None)
@@ -151,7 +154,21 @@ class Introspection:
     def execute(self, db: int, name: str, args):
         own = self._own.get(name)
         start = _clock()
-        reply = own(db, args) if own is not None else self._execute(db, name, args)
+        if own is not None:
+            reply = own(db, args)
+        elif self._executor._maxmemory:  # eviction and OOM first: the executor's own path
+            reply = self._execute(db, name, args)
+        else:
+            # The executor's dispatch inline (its table, its arity guard): one Python call less
+            # per command, ~8% of a pipelined SET's time in the log actor here.
+            handler = self._handlers.get(name)
+            if handler is None:
+                reply = self._execute(db, name, args)  # the unknown-command error
+            else:
+                try:
+                    reply = handler(db, args)
+                except IndexError:
+                    reply = arity_error(name)
         elapsed = _clock() - start
         usec = elapsed // 1000
         # Keyed by the upper-case name (lower-cased for INFO); "CONFIG|GET" for a subcommand.

@@ -7,7 +7,9 @@ are listed in docs/design.md). It does no I/O. The caller (the log actor) has al
 the name and the arity against ``protocol/commands.py``; option syntax is checked here.
 
 * Dispatch is one dict lookup of a bound method, built once in ``__init__``; the success path
-  formats no strings. The commands live in mixins (``_MIXINS``): ``strings.StringCommands``,
+  formats no strings. The log actor (node/log/introspect.py) reads the same table
+  (``handlers``) and calls a handler itself when no maxmemory is set: one call less per
+  command. The commands live in mixins (``_MIXINS``): ``strings.StringCommands``,
   ``stringops.StringOpCommands``, ``bits.BitCommands``, ``keys.KeyCommands``,
   ``dbops.DbCommands``, ``dump.DumpCommands``, ``hashes.HashCommands``, ``lists.ListCommands``,
   ``sets.SetCommands``, ``zsets.ZSetCommands``, ``zsetranges.ZSetRangeCommands``,
@@ -176,6 +178,12 @@ class Executor(*_MIXINS):
         except IndexError:
             # Defensive only: the caller checks arity against the command table first.
             return arity_error(name)
+
+    @property
+    def handlers(self) -> dict[str, Callable[[int, Any], Any]]:
+        """The dispatch table ``execute`` uses, for a caller that inlines its fast path (no
+        maxmemory: then only the lookup and the arity guard); updated in place, never replaced."""
+        return self._handlers
 
     def add_handler(self, name: str, handler: Callable[[int, Any], Any]) -> None:
         """A command the owner runs with its own state (the log actor's WATCH and UNWATCH)."""

@@ -294,10 +294,13 @@ class StringCommands:
             current = parse_ll(old)
             if current is None:
                 return NOT_INT_ERR
-        raw = add_checked(current, delta)
-        if raw is OVERFLOW_ERR:
-            return raw
-        ks.set(db, key, raw, keep_ttl=True)
+        # add_checked inline, and ``set``'s arguments by position: INCR is a hot command, and
+        # each saves a few per cent of its time in the log actor.
+        new = current + delta
+        if new > LLONG_MAX or new < LLONG_MIN:
+            return OVERFLOW_ERR
+        raw = b"%d" % new
+        ks.set(db, key, raw, None, True)  # keep_ttl
         if not self._loading:
             self.propagated.append([db, "SET", key, raw, b"KEEPTTL"])
-        return current + delta
+        return new

@@ -679,8 +679,11 @@ def test_select_argument_follows_redis(arg, expected):
 def test_a_checked_message_takes_the_names_as_keys_and_checks_the_rest():
     """``checked`` (the RESP front's messages): a name that is a key of the command table is
     taken with its bytes arguments as they are; any other request gets the full check."""
-    body = raw([{"resp": 2}, [["SET", b"k", b"v"], ["set", b"k", b"v"], ["GET", "k"], ["NOPE"], []]])
+    body = raw([{"resp": 2}, [["SET", b"k", b"v"], ["set", b"k", b"v"], ["GET", "k"], ["NOPE"], [],
+                              ["INCRBY", b"n", 7], [["GET", b"k"]], ["GET", 1.5]]])
     items = decode_message(body, True).items
     assert items[:3] == (Request("SET", (b"k", b"v")), Request("SET", (b"k", b"v")), Request("GET", (b"k",)))
     assert items[3].code == UNKNOWNCMD and items[4].code == PROTO
+    assert items[5] == Request("INCRBY", (b"n", b"7"))
+    assert items[6].code == PROTO and items[7].code == ARGTYPE
     assert decode_message(body).items == items  # the same values as the full check
