@@ -14,10 +14,6 @@ from aofnode.store.executor import Executor
 # block_mode is off, so BLPOP k 0 answers at once.
 _SKIP_ARGS = {("DEBUG", b"SLEEP")}
 
-# A minute of CPU in its own group: its cases run one after the other on one worker instead of
-# filling every worker at once (pyproject.toml, addopts).
-pytestmark = pytest.mark.xdist_group("sweep")
-
 _SETUP = {
     "string": [("SET", [b"k", b"12"])],
     "hash": [("HSET", [b"k", b"f", b"1", b"g", b"x"])],
