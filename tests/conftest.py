@@ -1,3 +1,4 @@
+import contextlib
 import fcntl
 import os
 
@@ -34,22 +35,49 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items):
+    """A solo test joins the "heavy" group (pyproject.toml, addopts): no heavy test is running
+    when it starts, so it waits only for the light tests of the other workers, never a minute
+    for a heavy one while every worker idles at the gate (``_exclusion`` below)."""
+    for item in items:
+        if item.get_closest_marker("solo") and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group("heavy"))
+
+
+def _heavy(item) -> bool:
+    return any(m.args[:1] == ("heavy",) or m.kwargs.get("name") == "heavy"
+               for m in item.iter_markers("xdist_group"))
+
+
 @pytest.fixture(autouse=True)
-def _solo(request, tmp_path_factory):
-    """``@pytest.mark.solo``: under pytest-xdist, the test runs while no other test of the run
-    does, for a test whose bound (a latency, a rate) holds only on a machine it has to itself.
-    A readers-writer lock over the workers of one run, two flock(2)ed files in the directory
-    they share (pytest's base temp of the run): every test holds ``solo.lock`` shared, a solo
-    test holds it exclusive. ``solo.gate`` keeps a waiting solo test from starving: it holds the
-    gate exclusive until it has the lock, and the others pass the gate before they take the lock.
-    Set up before the test's other fixtures (autouse), released after their teardown."""
+def _exclusion(request, tmp_path_factory):
+    """Under pytest-xdist, what the marks promise, enforced with flock(2) on files in the
+    directory the workers of one run share (pytest's base temp of the run):
+
+    1. ``xdist_group("heavy")``: one heavy test at a time. ``--dist loadgroup`` would already
+       run the group on one worker, but pytest-xdist 3.8 marks a group in ``item._nodeid``,
+       which pytest 9.2 no longer reads, so the group is ignored; ``heavy.lock``, held
+       exclusive, keeps the promise either way (and costs nothing once the group works).
+    2. ``@pytest.mark.solo``: the test runs while no other test does, for a bound (a latency, a
+       rate) that holds only on a machine it has to itself. A readers-writer lock: every test
+       holds ``solo.lock`` shared, a solo test exclusive; ``solo.gate`` keeps a waiting solo test
+       from starving: it holds the gate exclusive until it has the lock, and the others pass
+       the gate before they take the lock.
+
+    Locks are taken in that order (heavy, gate, lock), so no two tests wait for each other.
+    Autouse: set up before the test's other fixtures, released after their teardown."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):  # one process: every test runs alone already
         yield
         return
     run_dir = tmp_path_factory.getbasetemp().parent  # .../pytest-N, above each popen-gwK
     solo = request.node.get_closest_marker("solo") is not None
-    with open(run_dir / "solo.gate", "a") as gate, open(run_dir / "solo.lock", "a") as lock:
+    with contextlib.ExitStack() as held:  # closing a file releases its lock
+        if _heavy(request.node):
+            fcntl.flock(held.enter_context(open(run_dir / "heavy.lock", "a")), fcntl.LOCK_EX)
+        gate = held.enter_context(open(run_dir / "solo.gate", "a"))
+        lock = held.enter_context(open(run_dir / "solo.lock", "a"))
         fcntl.flock(gate, fcntl.LOCK_EX if solo else fcntl.LOCK_SH)
         fcntl.flock(lock, fcntl.LOCK_EX if solo else fcntl.LOCK_SH)
         fcntl.flock(gate, fcntl.LOCK_UN)
-        yield  # closing the file releases the lock
+        yield

@@ -339,6 +339,7 @@ def test_adversarial_pattern_is_bounded(pattern: bytes) -> None:
     assert _best_time(hostile, key, number=50) < 500 * max(trivial, 1e-7)
 
 
+@pytest.mark.solo  # a timing ratio: no other test of the run beside it (tests/conftest.py)
 @pytest.mark.parametrize("pattern", [
     b"*a?a*[ab]a*a?a*b*", b"*" + b"[ab]" * 30 + b"c*", b"*[ab]a" * 50 + b"*c*", b"*?[ab]c*",
 ])
@@ -349,6 +350,7 @@ def test_cost_grows_linearly_with_the_key(pattern: bytes) -> None:
     assert _best_time(match, long, number=20) < 40 * _best_time(match, short, number=20)
 
 
+@pytest.mark.solo  # a timing ratio: no other test of the run beside it (tests/conftest.py)
 def test_tail_behind_a_star_costs_nothing_per_key_byte() -> None:
     # The tail is checked at the end through a look-behind, after a jump to the end that does
     # not read the key: 100x the key, ~1x the time (the old ``.*tail`` was O(key x tail)).
@@ -370,6 +372,7 @@ def _best_compile_time(pattern: bytes, repeat: int) -> float:
     return best
 
 
+@pytest.mark.solo  # a timing ratio: no other test of the run beside it (tests/conftest.py)
 def test_compile_cost_is_linear_in_the_pattern() -> None:
     # A class is compiled item by item, never as a 256-byte set: 20k classes compile quickly.
     # The same class both times (a signed range across 0 costs ~3.5x ``[a-c]`` to compile) and
