@@ -109,6 +109,12 @@ EVENTS: dict[str, dict[str, str]] = {
     "closer_job_failed": {"kind": "str?", "path": "str?", "errno": "int?"},
     "closer_bad_job": {"reason": "str", "job_id": "int?"},
     "closer_job_refused": {"job_id": "int", "error": "str"},
+    "script_busy": {"elapsed_ms": "int", "wrote": "bool", "threshold_ms": "num"},
+    "script_killed": {"by": "str"},
+    "script_busy_ended": {"elapsed_ms": "int", "killed": "bool"},
+    # the supervisor's (role) and the log actor's (the rest): one event, two writers
+    "shutdown_command": {"role": "str?", "busy_script": "bool?", "cycle_writes_kept": "bool?",
+                         "fsync_ok": "bool?", "aof_size": "int?"},
     "closer_unreachable": {"errno": "int?"},
 }
 # The counters of ``log_summary`` that add up over a log.
