@@ -257,10 +257,12 @@ class LogActor(Actor):
         if self.pubsub.out:
             self.fronts.deliver(self.pubsub.take())  # before the replies: PUBLISH's reply follows
         transactions.tell_oom_state(self)  # before the replies too: MULTI's queueing reads it
+        if self.script_busy.run is not None:
+            self.script_busy.before_replies()  # a script went busy in this cycle: it ended
         self.fronts.reply(finished)  # step 5: each reply to where its message came from
         self.stats["total_cycles"] += 1
-        if self.script_busy.run is not None:
-            self.script_busy.after_cycle()  # a script went busy in this cycle
+        if self.script_busy.ended:
+            self.script_busy.after_cycle()
         if self.meter.active:
             self.meter.note(f"cycle of {sum(map(len, finished.values()))} messages")
 

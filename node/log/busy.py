@@ -87,6 +87,7 @@ class BusyScript:
     def __init__(self, actor) -> None:
         self.actor = actor
         self.run = None  # the ScriptRun that went busy, until the cycle ends
+        self.ended = False  # the busy script ended in this cycle: after_cycle has work
         self.killed = False
         self._next_poll = 0.0
         self._forgets: list[tuple[object, m.Forget]] = []  # (link, Forget), for the cycle's end
@@ -242,12 +243,18 @@ class BusyScript:
 
     # -- after the cycle --------------------------------------------------------------------------
 
+    def before_replies(self) -> None:
+        """The script ended with its cycle: the fronts hear it before any reply of the cycle, so
+        a client that saw the script's caller answered (or SCRIPT KILL's OK, then the caller)
+        is not refused BUSY by a front that still thinks it runs (MULTI's queueing there)."""
+        if self.run is not None:
+            self._end()
+            self.ended = True
+
     def after_cycle(self) -> None:
-        """The script ended with its cycle: the Forgets read meanwhile, and the write interest
-        of links whose replies the kernel did not all take."""
-        if self.run is None:
-            return
-        self._end()
+        """After the replies of the cycle the script ended in: the Forgets read meanwhile, and
+        the write interest of links whose replies the kernel did not all take."""
+        self.ended = False
         actor, fronts = self.actor, self.actor.fronts
         forgets, self._forgets = self._forgets, []
         for link, msg in forgets:
