@@ -121,6 +121,8 @@ class ScriptCommands:
     # Set by the log actor for each cycle: MISCONF or NOREPLICAS while writes are refused. A
     # script gets it at its first write, or before it runs if its shebang allows writes.
     write_refusal: Error | None = None
+    # While someone monitors: told (db, argv) of each command a script runs (node/log/monitor.py).
+    monitor_script: Any = None
     script_max_memory = SCRIPT_MAX_MEMORY
     script_cache_max_scripts = SCRIPT_CACHE_MAX_SCRIPTS
     script_cache_max_bytes = SCRIPT_CACHE_MAX_BYTES
@@ -256,6 +258,8 @@ class ScriptCommands:
                     self._make_room(name) is not None:
                 return _OOM_ERR
             run.wrote = True
+        if self.monitor_script is not None:
+            self.monitor_script(run.db, [name_arg.lower(), *args])
         try:
             reply = self._handlers[name](run.db, args)
         except IndexError:
