@@ -89,7 +89,7 @@ class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront,
         self._monitor_init()
         self.link.on_deliver = self._on_deliver
         self.link.on_state = self._on_log_state  # node/fronts/resp_multi.py
-        self.link.on_lost = self._pubsub_log_lost
+        self.link.on_lost = self._monitor_log_lost  # closes subscribers and monitors
 
     # -- hooks ----------------------------------------------------------------------------------
 

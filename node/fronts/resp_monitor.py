@@ -117,6 +117,14 @@ class MonitorFront:
             self._monitor_local(conn, [b"multi"])
             self._monitor_local(conn, [b"exec"])
 
+    def _monitor_log_lost(self, reason: str, in_flight: list, unsent: list) -> None:
+        """The log actor died with its registry: close the monitors too, as the subscribers
+        (they would hear nothing more)."""
+        self._pubsub_log_lost(reason, in_flight, unsent)
+        for conn in list(self.monitoring.values()):
+            self._close(conn)
+        self.monitor_reset.clear()
+
     def _monitor_closed(self, conn) -> None:
         key = conn.key
         if self.monitoring.pop(key, None) is not None or key in self.monitor_reset:

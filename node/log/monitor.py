@@ -38,6 +38,7 @@ SKIPPED = frozenset(("MONITOR", "CONFIG", "DEBUG", "BGREWRITEAOF", "SHUTDOWN", "
                      "LATENCY"))
 # Shown before they run, so their script's own commands follow them (scriptPrepareForRun).
 _BEFORE = frozenset(("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"))
+_IN_MULTI = Error(ERR, "MONITOR isn't allowed for DENY BLOCKING client")
 _NOT_RESP = Error(ERR, "MONITOR needs a RESP connection (--resp-bind); it is not served on "
                        "ZeroMQ (docs/protocol.md)")
 
@@ -57,6 +58,8 @@ class Monitors:
         key = self.actor._client
         if not self.subscribable(key):
             return _NOT_RESP
+        if self.actor.tx_running:  # a transaction's client expects one reply per command
+            return _IN_MULTI
         self.keys.add(key)
         self.actor.executor.monitor_script = self._script
         return "OK"

@@ -4,7 +4,9 @@ The lines are compared without their time and client address (those differ by na
 address is checked to be the client's own ``ip:port``, or ``lua`` for a script's commands."""
 from __future__ import annotations
 
+import os
 import re
+import signal
 import shutil
 import socket
 
@@ -175,3 +177,37 @@ def test_zeromq_clients_cannot_monitor(make_node):
         with pytest.raises(CommandError, match="MONITOR needs a RESP connection"):
             client.execute("MONITOR")
         assert client.execute("INFO", "stats")["stats"]["monitor_clients"] == 0
+
+
+def test_monitor_inside_a_transaction_is_refused_as_redis_refuses_it(node_port, tmp_path):
+    def attempt(port):
+        r = redis.Redis(port=port, protocol=2, socket_timeout=10)
+        tx = r.pipeline(transaction=True)
+        tx.execute_command("MONITOR").set("after", "1")
+        replies = tx.execute(raise_on_error=False)
+        r.close()
+        return [str(x) for x in replies]
+
+    got = attempt(node_port)
+    assert got == ["MONITOR isn't allowed for DENY BLOCKING client", "True"]
+    if shutil.which("redis-server"):
+        server = RedisServer(tmp_path / "redis")
+        try:
+            assert attempt(server.port) == got
+        finally:
+            server.stop()
+    r = redis.Redis(port=node_port, socket_timeout=10)
+    assert r.info("stats")["monitor_clients"] == 0  # nothing left registered
+    r.close()
+
+
+@pytest.mark.timeout(90)
+def test_monitors_are_closed_when_the_log_actor_dies(make_node):
+    node, port = _start(make_node, appendfsync="everysec")
+    mon = Monitor(port)
+    os.kill(node.actor_pids()["log"], signal.SIGKILL)
+    try:
+        while mon.sock.recv(65536):  # lines of commands run before, then the close
+            pass
+    finally:
+        mon.close()
