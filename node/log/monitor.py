@@ -29,6 +29,7 @@ from aofnode import protocol as codec
 from aofnode.log.work import CLIENT_BITS, CLIENT_MASK
 from aofnode.protocol.errors import ERR, Error
 from aofnode.runtime import messages as m
+from aofnode.store.blocking import WouldBlock
 
 __all__ = ["Monitors", "SKIPPED", "OTHER", "LUA"]
 
@@ -98,7 +99,11 @@ class Monitors:
                 feed(pending.db, actor._client, name, args)
                 return run_one(pending, item, writes)
             db = pending.db
-            reply = run_one(pending, item, writes)
+            try:
+                reply = run_one(pending, item, writes)
+            except WouldBlock:  # shown once, now: it is served later without running again
+                feed(db, actor._client, name, args)
+                raise
             feed(pending.db if name == "SELECT" else db, actor._client, name, args)
             return reply
         return run

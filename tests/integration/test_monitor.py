@@ -211,3 +211,17 @@ def test_monitors_are_closed_when_the_log_actor_dies(make_node):
             pass
     finally:
         mon.close()
+
+
+def test_a_blocked_command_is_shown_once(node_port):
+    mon = Monitor(node_port)
+    r = redis.Redis(port=node_port, socket_timeout=10)
+    assert r.blpop(["empty"], timeout=0.1) is None  # blocks, then times out
+    r.rpush("list", "a")
+    assert r.blpop(["list"], timeout=1) == (b"list", b"a")  # served at once
+    r.set("end", "1")
+    commands = [args for _db, _addr, args in mon.until(b'"set" "end" "1"')]
+    assert [c for c in commands if c.lower().startswith(b'"blpop"')] == [
+        b'"blpop" "empty" "0.1"', b'"blpop" "list" "1"']
+    mon.close()
+    r.close()
