@@ -62,6 +62,7 @@ class MonitorFront:
         # Keys RESET out of monitoring here, still registered in the log actor until they close
         # (a Forget before would drop the work they queued): at most one per connection.
         self.monitor_reset: set[int] = set()
+        self.monitor_addrs: dict[int, str] = {}  # client key -> address (``_monitor_addr``)
         self.stats["monitor_lines_sent"] = 0
         self.link.on_monitor = self._on_monitor
 
@@ -72,8 +73,7 @@ class MonitorFront:
         conns = [c for c in map(self.monitoring.get, msg.clients) if c is not None and not c.closed]
         if not conns:
             return
-        by_key = ({c.key: c for c in self.conns.values()}
-                  if any(e[2] >= 0 for e in msg.entries) else {})
+        addrs = self.monitor_addrs
         lines = []
         for when, db, source, argv in msg.entries:
             if source == _LUA:
@@ -81,10 +81,17 @@ class MonitorFront:
             elif source == _OTHER:
                 addr = "zeromq"
             else:
-                owner = by_key.get(source)
-                addr = owner.session.addr if owner is not None else "?"
+                addr = addrs.get(source)
+                if addr is None:
+                    addr = self._monitor_addr(source)
             lines.append(monitor_line(when, db, addr, argv))
         self._monitor_write(conns, b"".join(lines), len(lines))
+
+    def _monitor_addr(self, key: int) -> str:
+        """A client's address, from a map of every connection remade when one is missing (once
+        per new client, O(connections)): the front keeps its connections by fd."""
+        self.monitor_addrs = {c.key: c.session.addr for c in self.conns.values()}
+        return self.monitor_addrs.get(key, "?")
 
     def _monitor_local(self, conn, argv: list[bytes]) -> None:
         """A command answered here, fed to this front's monitors."""
