@@ -168,6 +168,7 @@ SPECS: dict[str, tuple[int, str, int, int, int, str]] = {
     "psetex": (4, "write denyoom", 1, 1, 1, "write string slow"),
     "psubscribe": (-2, "pubsub noscript loading stale", 0, 0, 0, "pubsub slow"),
     "pttl": (2, "readonly fast", 1, 1, 1, "keyspace read fast"),
+    "monitor": (1, "admin noscript loading stale", 0, 0, 0, "admin slow dangerous"),
     "publish": (3, "pubsub loading stale fast", 0, 0, 0, "pubsub fast"),
     "pubsub": (-2, "", 0, 0, 0, "slow"),
     "pubsub|channels": (-2, "pubsub loading stale", 0, 0, 0, "pubsub slow"),

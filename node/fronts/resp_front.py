@@ -26,6 +26,7 @@ from aofnode.fronts.core import (BindError, FrontCore, TOTAL_LIMIT_FACTOR, Throt
                                  refuse_bind, run)
 from aofnode.fronts.resp_clients import ClientCommands
 from aofnode.fronts.resp_pubsub import PubSubFront
+from aofnode.fronts.resp_monitor import MonitorFront
 from aofnode.fronts.resp_route import CommandRouting, Conn, Slot, out_bytes
 from aofnode.fronts.resp_multi import TransactionRouting
 from aofnode.fronts.resp_session import Session, config_settings
@@ -51,7 +52,8 @@ _GONE = select.EPOLLHUP | select.EPOLLERR
 _CMDSTAT_FIELDS = ("calls", "rejected", "failed")
 
 
-class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront, FrontCore):
+class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront, MonitorFront,
+                FrontCore):
     def __init__(self, config: Config, log, password: bytes | None = None,
                  listen_fd: int | None = None) -> None:
         # Counters for INFO (sent prefixed ``resp_``); the documented ones exist from the start.
@@ -84,9 +86,10 @@ class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront,
         self.stats_due = False
         self.held: dict[Conn, list[list[bytes]]] = {}  # commands waiting for CLIENT PAUSE's end
         self._pubsub_init()
+        self._monitor_init()
         self.link.on_deliver = self._on_deliver
         self.link.on_state = self._on_log_state  # node/fronts/resp_multi.py
-        self.link.on_lost = self._pubsub_log_lost
+        self.link.on_lost = self._monitor_log_lost  # closes subscribers and monitors
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -360,6 +363,8 @@ class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront,
         if forget or conn.session.watching:  # its WATCH state in the log actor goes with it
             self.link.send_forget(conn.key)
         self._pubsub_closed(conn)
+        if self.monitoring or self.monitor_reset:
+            self._monitor_closed(conn)
 
 
 def _addr(addr) -> str:

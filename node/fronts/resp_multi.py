@@ -203,6 +203,7 @@ class TransactionRouting:
             return self._end_watch(conn, _EXECABORT_BUSY)
         if tx.failed:
             self._count("EXEC", [b"EXEC"], _EXECABORT)
+            self._monitor_aborted(conn)
             return self._end_watch(conn, _EXECABORT)
         self.count_command("EXEC", [b"EXEC"])
         watched, session.watching = session.watching, False

@@ -49,7 +49,7 @@ _ARG_OVERHEAD = resp.ARG_OVERHEAD
 # in MULTI, take node/fronts/resp_multi.py's path.
 _TX = frozenset({"MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"})
 _FORWARD = {spelling: (name, spec.arity) for name, spec in COMMANDS.items()
-            if name not in LOCAL and name not in PUBSUB_NAMES
+            if name not in LOCAL and name not in PUBSUB_NAMES and name != "MONITOR"
             for spelling in (name.encode(), name.lower().encode())}
 
 
@@ -183,6 +183,8 @@ class CommandRouting:
             if gate is None and error is None and name not in LOCAL:
                 if name in PUBSUB_NAMES:
                     self._pubsub_forwarded(conn, name)
+                elif name == "MONITOR":
+                    self._monitor_forwarded(conn)
                 # The hot path's grouping again: one shared exit for both paths cost the hot
                 # path 5-10 ns per command (3-4% of this loop, measured), so it stays written twice.
                 cost = sum(map(len, argv)) + _ARG_OVERHEAD * len(argv)
@@ -206,6 +208,8 @@ class CommandRouting:
                 continue
             reply = self._answer_here(conn, name, argv, gate, error)
             conn.slots.append(Slot(conn, reply))
+            if self.monitoring:  # MONITOR: commands answered here (node/fronts/resp_monitor.py)
+                self._monitor_here(conn, name, argv, gate, error)
             if session.close_after:
                 self._closing(conn)
                 break

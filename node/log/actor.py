@@ -41,6 +41,7 @@ from aofnode.log.blocking import Blocking
 from aofnode.log.links import FrontLinks
 from aofnode.log.notify import Notifier
 from aofnode.log.pubsub import PubSub
+from aofnode.log.monitor import Monitors
 from aofnode.log.work import CLIENT_BITS, CLIENT_MASK, Pending, WorkQueue
 from aofnode.log import busy, transactions
 from aofnode.store.watch import WatchTable
@@ -134,7 +135,9 @@ class LogActor(Actor):
         self.intro = Introspection(self)  # CONFIG, SLOWLOG, LATENCY, DEBUG, INFO's Redis fields
         self.pubsub = PubSub()  # run through intro's own commands, so counted as any command
         self.intro._own.update(self.pubsub.handlers())
-        self.fronts.attach_pubsub(self.pubsub)
+        self.monitors = Monitors(self)  # MONITOR (node/log/monitor.py)
+        self.intro._own.update(self.monitors.handlers())
+        self.fronts.attach_pubsub(self.pubsub, self.monitors)
         if config.pub_bind:
             self.pubsub.mirror = lambda: self.fronts.conn_of("front")
         self.notifier = Notifier(self.executor, self.pubsub.publish, self.intro)  # notify-keyspace-events
@@ -256,6 +259,8 @@ class LogActor(Actor):
             self._start_rewrite()  # step 4
         if self.pubsub.out:
             self.fronts.deliver(self.pubsub.take())  # before the replies: PUBLISH's reply follows
+        if self.monitors.entries:
+            self.fronts.deliver(self.monitors.take())
         transactions.tell_oom_state(self)  # before the replies too: MULTI's queueing reads it
         if self.script_busy.run is not None:
             self.script_busy.before_replies()  # a script went busy in this cycle: it ended
@@ -289,6 +294,8 @@ class LogActor(Actor):
         reply_bytes = input_bytes = 0.0
         # While anyone waits in a blocking pop, each request may serve them (node/log/blocking.py).
         run_one = self._run_one_watching if self.blocking.waiting else self._run_one
+        if self.monitors.keys:  # MONITOR: each request fed (node/log/monitor.py)
+            run_one = self.monitors.wrap(run_one)
         while work and budget > 0:
             client, fifo = work.head()
             self._client = client
@@ -314,7 +321,7 @@ class LogActor(Actor):
                     reply_bytes += pending.reply_bytes
             except WouldBlock as blocked:  # its turn ends; its later messages wait behind it
                 budget -= self.blocking.block(client, fifo[0], blocked.spec)
-                run_one = self._run_one_watching
+                run_one = self.monitors.wrap(self._run_one_watching)
             else:
                 work.finish_turn(client)
             if (reply_bytes >= MAX_CYCLE_REPLY_BYTES or input_bytes >= MAX_CYCLE_INPUT_BYTES
@@ -401,6 +408,7 @@ class LogActor(Actor):
         for name, fields in self.blocking.info().items():
             sections.setdefault(name, {}).update(fields)
         sections.setdefault("stats", {}).update(self.pubsub.info())
+        sections["stats"].update(self.monitors.info())
         return sections
 
     def _misconf(self) -> codec.Error:

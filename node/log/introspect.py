@@ -148,6 +148,7 @@ class Introspection:
             blocking.on_answer = self.unblocked
         self._own = {"CONFIG": self._config, "SLOWLOG": self._slowlog,
                      "LATENCY": self._latency, "DEBUG": self._debug, "SAVE": self._save}
+        executor.script_stats = self.script_command  # a script's commands count too, as in Redis
 
     # -- the hot path ---------------------------------------------------------------------------
 
@@ -190,6 +191,20 @@ class Introspection:
         if usec >= self._slow_from:
             self._slow(name, args, usec)
         return reply
+
+    def script_command(self, name: str, args, reply, ns: int) -> None:
+        """A command a script ran (redis.call): counted in commandstats and latencystats as
+        Redis's call() counts it; the slow log keeps the script's own entry only."""
+        key = _stat_name(name, args) if name in _SUBCOMMANDS else name
+        if self.latencystats.enabled:
+            self.latencystats.record(key, ns)
+        stats = self.cmdstats.get(key)
+        if stats is None:
+            stats = self.cmdstats[key] = [0, 0, 0, 0]
+        stats[0] += 1
+        stats[1] += ns // 1000
+        if type(reply) is Error:
+            stats[3] += 1
 
     def unblocked(self, name: str, ns: int) -> None:
         """A blocked command answered (served or timed out): one call, as Redis counts it then."""

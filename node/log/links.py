@@ -77,11 +77,13 @@ class FrontLinks:
         self.forget_client: Callable[[int], None] = lambda key: None
         self.forget_owner: Callable[[int], None] = lambda base: None
         self.pubsub = None  # node/log/pubsub.py: told of clients and fronts gone
+        self.monitors = None
         self.dropped_deliveries = 0
 
-    def attach_pubsub(self, pubsub) -> None:
+    def attach_pubsub(self, pubsub, monitors) -> None:
         self.pubsub = pubsub
-        pubsub.subscribable = lambda key: self._role(key) == "resp"
+        self.monitors = monitors  # node/log/monitor.py: told of the same clients and fronts gone
+        pubsub.subscribable = monitors.subscribable = lambda key: self._role(key) == "resp"
         self.stats["pubsub_dropped_deliveries"] = 0
 
     def _role(self, key: int) -> str:
@@ -178,6 +180,7 @@ class FrontLinks:
         self.forget_owner(link.base)
         if self.pubsub is not None:
             self.pubsub.forget_owner(link.base)
+            self.monitors.forget_owner(link.base)
         self.stats["dropped_messages_front_gone"] += dropped
         link.counters = {}
         link.reading, link.taken = True, 0
@@ -238,5 +241,6 @@ class FrontLinks:
                     self.forget_client(key)
                     if self.pubsub is not None:
                         self.pubsub.forget(key)
+                        self.monitors.forget(key)
         if ch.closed:
             self._lose(link)

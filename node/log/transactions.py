@@ -127,7 +127,8 @@ def run_atomic(actor, pending: Pending, writes: list) -> int:
     executor = actor.executor
     propagated = executor.propagated
     start = len(propagated)
-    run_one = actor._run_one
+    monitors = actor.monitors
+    run_one = monitors.transaction(actor._run_one, pending) if monitors.keys else actor._run_one
     mode, executor.block_mode = executor.block_mode, None
     actor.tx_running = True  # SHUTDOWN refuses to run inside (node/log/busy.py)
     try:
@@ -136,6 +137,8 @@ def run_atomic(actor, pending: Pending, writes: list) -> int:
     finally:
         executor.block_mode = mode
         actor.tx_running = False
+    if monitors.keys:
+        monitors.feed(pending.db, actor._client, "EXEC", [])
     if len(propagated) - start > 1:  # never split over two AOF records (node/aof/format.py)
         actor.tx_units.append((start, len(propagated)))
     actor.blocking.serve_after(start, writes)

@@ -13,6 +13,7 @@ is a one-byte kind; ``encode`` and ``decode`` below are the only code that knows
 | ``Stats(state)`` | log -> front | log state a front acts on, when it changes (``{"oom": 0|1}``) |
 | ``Forget(client, closing)`` | front -> log | drop a cut-off client's work; ``closing``: EOF, no blocking |
 | ``Deliver(clients, channel, message, pattern)`` | log -> front | a PUBLISH for these subscribers |
+| ``Monitor(clients, entries)`` | log -> front | MONITOR lines for these clients |
 | ``CloseJob(job_id, path)`` | log -> closer | close the fd that travels with it (SCM_RIGHTS) |
 | ``UnlinkJob(job_id, path)`` | log -> closer | unlink a file of ours (a stale or failed temp file) |
 | ``Release(job_id)`` | log -> closer | my copy of that job's fd is closed: yours is the last |
@@ -26,8 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Batch", "Replies", "Hello", "Stats", "Forget", "Deliver", "CloseJob", "UnlinkJob", "Release", "JobDone",
-           "Message", "BadMessage", "encode", "decode"]
+__all__ = ["Batch", "Replies", "Hello", "Stats", "Forget", "Deliver", "Monitor", "CloseJob", "UnlinkJob",
+           "Release", "JobDone", "Message", "BadMessage", "encode", "decode"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,12 @@ class Deliver:
 
 
 @dataclass(frozen=True, slots=True)
+class Monitor:
+    clients: list[int]  # the front's client numbers that monitor
+    entries: list  # [time, db, source, argv] each (node/log/monitor.py)
+
+
+@dataclass(frozen=True, slots=True)
 class CloseJob:
     job_id: int
     path: str
@@ -95,7 +102,7 @@ class JobDone:
     error: str = ""
 
 
-Message = Batch | Replies | Hello | Stats | Forget | Deliver | CloseJob | UnlinkJob | Release | JobDone
+Message = Batch | Replies | Hello | Stats | Forget | Deliver | Monitor | CloseJob | UnlinkJob | Release | JobDone
 
 
 class BadMessage(ValueError):
@@ -104,7 +111,7 @@ class BadMessage(ValueError):
 
 _BATCH, _REPLIES, _HELLO, _STATS, _FORGET = b"B", b"R", b"H", b"S", b"F"
 _CLOSE, _UNLINK, _RELEASE, _DONE = b"C", b"U", b"L", b"D"
-_DELIVER = b"P"
+_DELIVER, _MONITOR = b"P", b"M"
 
 
 def encode(msg: Message) -> list:
@@ -122,6 +129,8 @@ def encode(msg: Message) -> list:
         return [_FORGET, msg.client, 1] if msg.closing else [_FORGET, msg.client]
     if kind is Deliver:
         return [_DELIVER, msg.clients, msg.channel, msg.message, msg.pattern]
+    if kind is Monitor:
+        return [_MONITOR, msg.clients, msg.entries]
     if kind is CloseJob:
         return [_CLOSE, msg.job_id, msg.path]
     if kind is UnlinkJob:
@@ -179,6 +188,9 @@ def decode(obj) -> Message:
     if kind == _DELIVER and n == 5 and type(obj[1]) is list and type(obj[2]) is bytes \
             and type(obj[3]) is bytes and (obj[4] is None or type(obj[4]) is bytes):
         return Deliver(_ints(obj[1], len(obj[1])), obj[2], obj[3], obj[4])
+    if kind == _MONITOR and n == 3 and type(obj[1]) is list and type(obj[2]) is list \
+            and all(type(e) is list and len(e) == 4 and type(e[3]) is list for e in obj[2]):
+        return Monitor(_ints(obj[1], len(obj[1])), obj[2])
     if kind == _CLOSE and n == 3:
         return CloseJob(_int(obj[1]), _str(obj[2]))
     if kind == _UNLINK and n == 3:

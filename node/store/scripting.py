@@ -27,6 +27,7 @@ Design
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import OrderedDict
 from typing import Any, Callable
 
@@ -39,6 +40,7 @@ from aofnode.store.luabridge import LuaEngine, Rand48, ScriptRun
 __all__ = ["ScriptCommands", "parse_numkeys", "SCRIPT_CACHE_MAX_SCRIPTS", "SCRIPT_CACHE_MAX_BYTES",
            "SCRIPT_MAX_MEMORY"]
 
+_clock = time.perf_counter_ns
 SCRIPT_CACHE_MAX_SCRIPTS = 10_000
 SCRIPT_CACHE_MAX_BYTES = 64 * 1024 * 1024  # of script bodies
 SCRIPT_MAX_MEMORY = 256 * 1024 * 1024  # the Lua heap; 0: no limit
@@ -121,6 +123,11 @@ class ScriptCommands:
     # Set by the log actor for each cycle: MISCONF or NOREPLICAS while writes are refused. A
     # script gets it at its first write, or before it runs if its shebang allows writes.
     write_refusal: Error | None = None
+    # While someone monitors: told (db, argv) of each command a script runs (node/log/monitor.py).
+    monitor_script: Any = None
+    # Told (name, args, reply, ns) of each command a script runs, for commandstats (the log
+    # actor's node/log/introspect.py); None in a bare executor.
+    script_stats: Any = None
     script_max_memory = SCRIPT_MAX_MEMORY
     script_cache_max_scripts = SCRIPT_CACHE_MAX_SCRIPTS
     script_cache_max_bytes = SCRIPT_CACHE_MAX_BYTES
@@ -256,10 +263,16 @@ class ScriptCommands:
                     self._make_room(name) is not None:
                 return _OOM_ERR
             run.wrote = True
+        if self.monitor_script is not None:
+            self.monitor_script(run.db, [name_arg.lower(), *args])
+        stats = self.script_stats
+        start = _clock() if stats is not None else 0
         try:
             reply = self._handlers[name](run.db, args)
         except IndexError:
             return _ARITY_ERR
+        if stats is not None:
+            stats(name, args, reply, _clock() - start)
         # The shapes the RESP front gives these two (protocol/resp_reply.py), as scripts see
         # Redis's: INFO is a text, HGETALL a map in RESP3.
         if name == "INFO" and type(reply) is dict:

@@ -160,10 +160,10 @@ STATS_SCRIPT = [
 ]
 
 
-def _stats_after_script(port: int) -> tuple[dict, dict]:
+def _stats_after_script(port: int, script: list = STATS_SCRIPT) -> tuple[dict, dict]:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         parser = ReplyParser()
-        for command in [("CONFIG", "RESETSTAT"), *STATS_SCRIPT]:
+        for command in [("CONFIG", "RESETSTAT"), *script]:
             _reply(sock, parser, command)
         sock.sendall(encode_command("INFO", "commandstats"))
         commands = _info_fields(_read_bulk(sock, parser))
@@ -203,6 +203,28 @@ def test_commandstats_and_errorstats_count_as_redis_counts(make_node, redis_clie
             "cmdstat_blpop", "cmdstat_geoadd"} <= set(have[0])
     assert have[0]["cmdstat_set"] == {"calls": "2", "rejected_calls": "2", "failed_calls": "0"}
     assert have == want
+
+
+# The commands a script runs count as their own calls (failed ones too), as in Redis's call().
+# Errorstats are left out: which of a script's errors Redis counts is docs/resp.md's.
+SCRIPT_STATS_SCRIPT = [
+    ("SET", "mykey", "myval"),
+    ("EVAL", "redis.call('set', KEYS[1], 0) redis.call('expire', KEYS[1], 0) "
+             "redis.call('geoadd', KEYS[1], 0, 0, 'bar') return redis.pcall('incr', 'mykey')",
+     "1", "mykey"),
+    ("SET", "s", "x"), ("EVAL", "return redis.pcall('incr', KEYS[1])", "1", "s"),
+]
+
+
+@needs_redis
+def test_script_commands_count_in_commandstats_as_redis_counts(make_node, redis_client):
+    _node, port = _start(make_node, appendfsync="everysec")
+    have = _stats_after_script(port, SCRIPT_STATS_SCRIPT)
+    want = _stats_after_script(redis_client.connection_pool.connection_kwargs["port"],
+                               SCRIPT_STATS_SCRIPT)
+    assert have[0]["cmdstat_set"]["calls"] == "3"
+    assert have[0]["cmdstat_incr"] == {"calls": "2", "rejected_calls": "0", "failed_calls": "2"}
+    assert have[0] == want[0]
 
 
 def test_save_fsyncs_the_aof_before_its_reply(make_node):
