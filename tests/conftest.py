@@ -1,12 +1,13 @@
 import contextlib
 import fcntl
 import os
+import shutil
 
 import pytest
 
 from tests.fakeclock import FakeClock
 
-from tests.nodeproc import Node
+from tests.nodeproc import Node, RedisServer
 
 
 @pytest.fixture
@@ -23,6 +24,16 @@ def make_node(tmp_path):
     yield make
     for node in nodes:
         node.kill_all()
+
+
+@pytest.fixture(scope="module")
+def redis_port(tmp_path_factory):
+    """A reference redis-server for a module's differential tests (skipped without one)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server.port
+    server.stop()
 
 
 @pytest.fixture

@@ -2,13 +2,11 @@
 AOF forms, and values moved between redis-server and aofnode both ways."""
 from __future__ import annotations
 
-import shutil
 
 import pytest
 import redis
 
 from tests.fakeclock import FakeClock
-from tests.nodeproc import RedisServer
 from tests.unit.test_commands import NOT_INT, SYNTAX, T0, dump, replay, run
 from tests.integration.test_resp_front import _start, _wait_resp
 
@@ -162,15 +160,6 @@ def test_restore_replays_to_the_same_keyspace(clock: FakeClock) -> None:
         ("RESTORE", "st", "0", dump_value(({b"1": None, b"x": None},))),
         ("RESTORE", "z", "9000", dump_value(({b"a": 2.0, b"b": -0.5}, [[(-0.5, b"b"), (2.0, b"a")]]))))
     assert dump(replay(live.take_propagated(), clock)) == dump(live)
-
-
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory):
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield server.port
-    server.stop()
 
 
 VALUES = {

@@ -10,7 +10,6 @@ import pytest
 import redis
 
 from aofnode.bench.resp import ReplyParser
-from tests.nodeproc import RedisServer
 from tests.integration.test_resp_differential import _reply
 from tests.integration.test_resp_front import _start
 from tests.integration.test_rewrite import wait_rewrites
@@ -131,15 +130,6 @@ HASHES_AND_KEYS = [
 # Nothing differs in RESP3 either: the RESP front shapes HRANDFIELD's WITHVALUES reply as Redis's
 # [field, value] pairs (protocol/resp_reply.py).
 DIFFERENT_IN_RESP3: set[tuple[str, ...]] = set()
-
-
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory):
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield server.port
-    server.stop()
 
 
 @needs_redis

@@ -10,7 +10,6 @@ import socket
 import pytest
 
 from aofnode.bench.resp import ReplyParser, encode_command
-from tests.nodeproc import RedisServer
 from tests.integration.test_resp_front import _start
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
@@ -73,13 +72,6 @@ def _run(port: int, protocol: str, steps: list = STEPS) -> list[bytes]:
     finally:
         for sock in socks:
             sock.close()
-
-
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield server.port
-    server.stop()
 
 
 @pytest.mark.timeout(120)

@@ -9,7 +9,6 @@ import socket
 import pytest
 
 from aofnode.bench.resp import ReplyParser, encode_command
-from tests.nodeproc import RedisServer
 from tests.integration.test_resp_front import _start
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
@@ -58,6 +57,25 @@ COMMANDS = [
 DIFFERENT: set = set()
 
 
+def differing_replies(ports: dict[str, int], protocol: str, commands) -> list[tuple]:
+    """Each command sent in turn to ``ports`` ("redis" and "aofnode") after HELLO ``protocol``:
+    the commands whose raw replies differ, with both replies' first 200 bytes."""
+    socks = {name: socket.create_connection(("127.0.0.1", p), timeout=5) for name, p in ports.items()}
+    parsers = {name: ReplyParser() for name in socks}
+    try:
+        for name, sock in socks.items():
+            _reply(sock, parsers[name], ("HELLO", protocol))
+        differences = []
+        for command in commands:
+            got = {name: _reply(sock, parsers[name], command) for name, sock in socks.items()}
+            if got["redis"] != got["aofnode"]:
+                differences.append((command, got["redis"][:200], got["aofnode"][:200]))
+        return differences
+    finally:
+        for sock in socks.values():
+            sock.close()
+
+
 def _reply(sock: socket.socket, parser: ReplyParser, command) -> bytes:
     sock.sendall(encode_command(*command))
     raw = b""
@@ -68,13 +86,6 @@ def _reply(sock: socket.socket, parser: ReplyParser, command) -> bytes:
         parser.feed(data)
         if parser.replies():
             return raw
-
-
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield server.port
-    server.stop()
 
 
 @pytest.mark.parametrize("protocol", ["2", "3"])

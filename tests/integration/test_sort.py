@@ -3,15 +3,12 @@ RESP3; skipped without it), SORT ... STORE across a restart and a rewrite, the Z
 from __future__ import annotations
 
 import shutil
-import socket
 
 import pytest
 import redis
 
-from aofnode.bench.resp import ReplyParser
-from tests.nodeproc import RedisServer
 from tests.integration.test_parity_commands import _start_again
-from tests.integration.test_resp_differential import _reply
+from tests.integration.test_resp_differential import differing_replies
 from tests.integration.test_resp_front import _start
 from tests.integration.test_rewrite import wait_rewrites
 
@@ -51,34 +48,11 @@ SORTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory):
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield server.port
-    server.stop()
-
-
 @needs_redis
 @pytest.mark.parametrize("protocol", ["2", "3"])
 def test_replies_are_redis_servers_bytes(make_node, redis_port, protocol):
     _node, port = _start(make_node, appendfsync="everysec")
-    socks = {name: socket.create_connection(("127.0.0.1", p), timeout=5)
-             for name, p in (("redis", redis_port), ("aofnode", port))}
-    parsers = {name: ReplyParser() for name in socks}
-    try:
-        for name, sock in socks.items():
-            _reply(sock, parsers[name], ("HELLO", protocol))
-        differences = []
-        for command in SORTS:
-            got = {name: _reply(sock, parsers[name], command) for name, sock in socks.items()}
-            if got["redis"] != got["aofnode"]:
-                differences.append((command, got["redis"][:200], got["aofnode"][:200]))
-        assert differences == []
-    finally:
-        for sock in socks.values():
-            sock.close()
+    assert differing_replies({"redis": redis_port, "aofnode": port}, protocol, SORTS) == []
 
 
 def test_sort_store_is_replayed_and_rewritten(make_node):

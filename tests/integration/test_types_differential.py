@@ -12,7 +12,6 @@ import socket
 import pytest
 
 from aofnode.bench.resp import ReplyParser, RespError, encode_command
-from tests.nodeproc import RedisServer
 from tests.integration.test_resp_front import _start
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
@@ -121,13 +120,6 @@ def _send_all(sock, commands):
         parser.feed(data)
         out.extend(parser.replies())
     return out
-
-
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield server.port
-    server.stop()
 
 
 @pytest.mark.parametrize("generator", [list_command, set_command, zset_command])
