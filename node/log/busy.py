@@ -48,7 +48,7 @@ from aofnode import exitcodes
 from aofnode import protocol as codec
 from aofnode.aof import format as aof_format
 from aofnode.log import transactions
-from aofnode.log.work import CLIENT_BITS, CLIENT_MASK, Pending
+from aofnode.log.work import CLIENT_BITS, Pending
 from aofnode.runtime import messages as m
 
 __all__ = ["BusyScript", "POLL_INTERVAL_S", "install"]
@@ -255,19 +255,12 @@ class BusyScript:
         """After the replies of the cycle the script ended in: the Forgets read meanwhile, and
         the write interest of links whose replies the kernel did not all take."""
         self.ended = False
-        actor, fronts = self.actor, self.actor.fronts
+        fronts = self.actor.fronts
         forgets, self._forgets = self._forgets, []
         for link, msg in forgets:
             if not link.up or link.conn not in fronts.conns:
                 continue  # the front went away: its clients went with it
-            key = (msg.client & CLIENT_MASK) | link.base
-            if msg.closing:
-                actor.work.close(key)
-            else:
-                actor.stats["forgotten_messages"] += actor.work.forget(key)
-                fronts.forget_client(key)
-                if fronts.pubsub is not None:
-                    fronts.pubsub.forget(key)
+            fronts.forget(link, msg)
         for link in fronts.links:
             if link.up and link.ch.wants_write:
                 fronts._flush(link)

@@ -167,6 +167,19 @@ class FrontLinks:
         self.log.info("front_connected", front=link.role, conn=conn)
         self._send(link, m.Hello(os.getpid()))
 
+    def forget(self, link, msg: m.Forget) -> None:
+        """A client the front closed (``closing``: its queued work still runs) or cut off (its
+        queued work, blocking, subscriptions and monitoring dropped)."""
+        key = (msg.client & CLIENT_MASK) | link.base
+        if msg.closing:
+            self.work.close(key)
+        else:
+            self.stats["forgotten_messages"] += self.work.forget(key)
+            self.forget_client(key)
+            if self.pubsub is not None:
+                self.pubsub.forget(key)
+                self.monitors.forget(key)
+
     def _lose(self, link: FrontLink) -> None:
         """The connection ended: forget it, and drop (unrun, unanswered) what it queued."""
         ch, link.ch = link.ch, None
@@ -233,14 +246,6 @@ class FrontLinks:
             elif kind is m.Stats:
                 link.counters = msg.counters
             elif kind is m.Forget:
-                key = (msg.client & CLIENT_MASK) | link.base
-                if msg.closing:
-                    self.work.close(key)
-                else:
-                    self.stats["forgotten_messages"] += self.work.forget(key)
-                    self.forget_client(key)
-                    if self.pubsub is not None:
-                        self.pubsub.forget(key)
-                        self.monitors.forget(key)
+                self.forget(link, msg)
         if ch.closed:
             self._lose(link)
