@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 
-from aofnode.fronts.core import Slot
 
 __all__ = ["MonitorFront", "monitor_line"]
 
@@ -101,13 +100,7 @@ class MonitorFront:
     def _monitor_write(self, conns: list, data: bytes, count: int) -> None:
         for conn in conns:
             self.stats["monitor_lines_sent"] += count
-            if conn.slots:  # behind replies still owed: in the reply order
-                conn.slots.append(Slot(conn, data, 0))
-                continue
-            conn.out += data
-            self.total_out += len(data)
-            self.dirty.add(conn)
-            self._pubsub_limits(conn)
+            self._push_out(conn, data)  # node/fronts/resp_pubsub.py
 
     def _monitor_here(self, conn, name: str, argv: list[bytes], gate: bytes | None,
                       error: bytes | None) -> None:

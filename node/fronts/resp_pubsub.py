@@ -127,13 +127,18 @@ class PubSubFront:
             if data is None:
                 data = made[resp3] = _push(parts, resp3)
             self.stats["pubsub_messages_delivered"] += 1
-            if conn.slots:  # behind replies still owed: in the reply order
-                conn.slots.append(Slot(conn, data, 0))
-                continue
-            conn.out += data
-            self.total_out += len(data)
-            self.dirty.add(conn)
-            self._pubsub_limits(conn)
+            self._push_out(conn, data)
+
+    def _push_out(self, conn, data: bytes) -> None:
+        """A message no request asked for (pub/sub, MONITOR): behind the replies still owed,
+        in the reply order, else straight out, under the subscriber's output limits."""
+        if conn.slots:
+            conn.slots.append(Slot(conn, data, 0))
+            return
+        conn.out += data
+        self.total_out += len(data)
+        self.dirty.add(conn)
+        self._pubsub_limits(conn)
 
     def _pubsub_limits(self, conn) -> None:
         held = len(conn.out)
