@@ -4,13 +4,11 @@ of every new write across a restart. The differential tests skip without redis-s
 from __future__ import annotations
 
 import shutil
-import socket
 
 import pytest
 import redis
 
-from aofnode.bench.resp import ReplyParser
-from tests.integration.test_resp_differential import _reply
+from tests.integration.test_resp_differential import differing_replies
 from tests.integration.test_resp_front import _start
 from tests.integration.test_rewrite import wait_rewrites
 
@@ -138,22 +136,9 @@ DIFFERENT_IN_RESP3: set[tuple[str, ...]] = set()
                          ids=["strings", "bits", "hashes-and-keys"])
 def test_replies_are_redis_servers_bytes(make_node, redis_port, protocol, commands):
     _node, port = _start(make_node, appendfsync="everysec")
-    socks = {name: socket.create_connection(("127.0.0.1", p), timeout=5)
-             for name, p in (("redis", redis_port), ("aofnode", port))}
-    parsers = {name: ReplyParser() for name in socks}
     different = DIFFERENT_IN_RESP3 if protocol == "3" else set()
-    try:
-        for name, sock in socks.items():
-            _reply(sock, parsers[name], ("HELLO", protocol))
-        differences = []
-        for command in commands:
-            got = {name: _reply(sock, parsers[name], command) for name, sock in socks.items()}
-            if (got["redis"] == got["aofnode"]) == (command in different):
-                differences.append((command, got["redis"][:120], got["aofnode"][:120]))
-        assert differences == []
-    finally:
-        for sock in socks.values():
-            sock.close()
+    ports = {"redis": redis_port, "aofnode": port}
+    assert differing_replies(ports, protocol, commands, different) == []
 
 
 def test_redis_py_helpers(make_node):
