@@ -90,6 +90,11 @@ class Config:
     # fills in its default, a share of the machine's memory (node/sysmem.py says why).
     maxmemory: int = 0
     maxmemory_policy: str = "noeviction"
+    # Redis's defaults: candidates per eviction (node/store/eviction.py), and the LFU counter's
+    # growth and decay (node/store/access.py).
+    maxmemory_samples: int = 5
+    lfu_log_factor: int = 10
+    lfu_decay_time: int = 1
     crash_loop_count: int = 5
     crash_loop_window_s: float = 60.0
     # CURVE (node/fronts/curve.py): the server's secret certificate and a directory of

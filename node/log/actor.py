@@ -106,6 +106,9 @@ class LogActor(Actor):
         # later walks every key); the replay itself never refuses nor evicts (loading).
         self.executor.maxmemory = config.maxmemory
         self.executor.maxmemory_policy = config.maxmemory_policy
+        self.executor.maxmemory_samples = config.maxmemory_samples
+        self.executor.keyspace.lfu_log_factor = config.lfu_log_factor
+        self.executor.keyspace.lfu_decay_time = config.lfu_decay_time
         self.executor.memory_baseline = EMPTY_KEYSPACE_BYTES  # counted as Redis's startup memory
         self._load()
         self.writer = AofWriter(config.aof_path, config.appendfsync, log)
@@ -162,7 +165,10 @@ class LogActor(Actor):
         execute = self.executor.execute
         self.executor.loading = True
 
+        refresh = self.executor.refresh_clock
+
         def apply(entries: list) -> None:
+            refresh()  # a loaded key's access time is when it was loaded
             for entry in entries:
                 execute(entry[0], entry[1], entry[2:])
 
@@ -212,6 +218,7 @@ class LogActor(Actor):
 
     def on_tick(self, now: float) -> None:
         self.heartbeat.beat(now)  # the supervisor's watchdog reads it (node/runtime/heartbeat.py)
+        self.executor.refresh_clock()
         self.executor.active_expire_cycle(EXPIRE_BUDGET_MS)
         if self.pubsub.out:  # "expired" notifications
             self.fronts.deliver(self.pubsub.take())
@@ -247,6 +254,10 @@ class LogActor(Actor):
         ``MAX_CYCLE_REPLY_BYTES`` is reached (node/log/work.py)."""
         writes: list = []  # where this cycle's write results are: (results, index) pairs, flat
         self._refusal = self.executor.write_refusal = self._writes_refused()
+        # The access stamps' clock, once a cycle; no touch while a rewrite child shares pages.
+        keyspace = self.executor.keyspace
+        keyspace.refresh_clock()
+        keyspace.freeze_access(self.rewriter.in_progress)
         finished = self._run_cycle(writes)
         if self.blocking.done:
             self.blocking.take_done(finished)  # served or timed out: replied with this cycle

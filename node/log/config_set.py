@@ -29,7 +29,7 @@ from aofnode.log.latencystats import parse_percentiles, percentile_text
 from aofnode.protocol import MAX_BULK_BYTES, NUM_DBS
 from aofnode.protocol.errors import ERR, Error
 from aofnode.store import objects
-from aofnode.store.eviction import EVICTION_SAMPLES, POLICIES
+from aofnode.store.eviction import POLICIES
 from aofnode.store.pattern import glob_match
 
 __all__ = ["PARAMS", "config_command"]
@@ -135,6 +135,18 @@ def _set_policy(intro, policy: str) -> None:
     _replace_config(intro, maxmemory_policy=policy)
 
 
+def _set_samples(intro, n: int) -> None:
+    intro.owner.executor.maxmemory_samples = n
+    _replace_config(intro, maxmemory_samples=n)
+
+
+def _keyspace_setter(attr: str):
+    def apply(intro, value: int) -> None:
+        setattr(intro.owner.executor.keyspace, attr, value)
+        _replace_config(intro, **{attr: value})
+    return apply
+
+
 def _set_appendfsync(intro, policy: str) -> None:
     if not intro.owner.writer.set_policy(policy):
         raise Invalid("the AOF could not be fsynced before the change")
@@ -197,6 +209,13 @@ def _client_output(config) -> str:
 PARAMS: dict[str, tuple] = {
     "maxmemory": (lambda i: i.owner.executor.maxmemory, _memory_ranged, _set_maxmemory),
     "maxmemory-policy": (lambda i: i.owner.executor.maxmemory_policy, _choice(POLICIES), _set_policy),
+    # Redis's ranges; a sample costs ~5 us with 1M keys in a db (node/store/eviction.py).
+    "maxmemory-samples": (lambda i: i.owner.executor.maxmemory_samples, _ranged(1, INT_MAX),
+                          _set_samples),
+    "lfu-log-factor": (lambda i: i.owner.executor.keyspace.lfu_log_factor, _ranged(0, INT_MAX),
+                       _keyspace_setter("lfu_log_factor")),
+    "lfu-decay-time": (lambda i: i.owner.executor.keyspace.lfu_decay_time, _ranged(0, INT_MAX),
+                       _keyspace_setter("lfu_decay_time")),
     "appendfsync": (lambda i: i.owner.writer.policy, _choice(FSYNC_POLICIES), _set_appendfsync),
     "auto-aof-rewrite-percentage": (lambda i: i.owner.rewriter.auto_percentage, _ranged(0, INT_MAX),
                                     _rewriter_setter("auto_percentage", "auto_aof_rewrite_percentage")),
@@ -248,7 +267,6 @@ PARAMS: dict[str, tuple] = {
     "port": (lambda i: _resp_host_port(i.owner.config)[1] or "0", None, None),
     "enable-debug-command": (lambda i: i.owner.config.enable_debug_command, None, None),
     "watchdog-timeout": (lambda i: i.owner.config.watchdog_timeout_s, None, None),
-    "maxmemory-samples": (lambda i: EVICTION_SAMPLES, None, None),
     # Redis settings for what aofnode has not, with the value true of aofnode: no client
     # memory eviction, no replication, no daemon mode.
     "maxmemory-clients": (lambda i: 0, _memory_or_percent, None),

@@ -34,6 +34,7 @@ from aofnode.log.redis_info import add_redis_fields, front_counts, front_errorst
 from aofnode.log.slowlog import LatencyMonitor, SlowLog, latency_command, slowlog_command
 from aofnode.protocol.errors import ERR, OOM, Error
 from aofnode.protocol.resp_reply import error_line
+from aofnode.store.access import LRU_CLOCK_MAX
 from aofnode.store.digest import keyspace_digest, value_digest
 from aofnode.store.executor import Executor
 from aofnode.store.strings import arity_error
@@ -338,9 +339,13 @@ class Introspection:
         value = keyspace.peek(db, key)
         if value is None:
             return Error(ERR, "no such key")
+        stamp = keyspace.access_stamp(db, key) or 0
+        # Redis prints its 24-bit field: the LRU clock's seconds, or LFU's minutes and counter.
+        lru = (stamp & LRU_CLOCK_MAX if stamp >= 0
+               else (((-1 - stamp) >> 8) & 0xFFFF) << 8 | ((-1 - stamp) & 255))
         return (f"Value at:0x{id(value):x} refcount:{refcount_of(value)} "
                 f"encoding:{encoding_of(value)} serializedlength:{len(dump_value(value))} "
-                f"lru:0 lru_seconds_idle:0")
+                f"lru:{lru} lru_seconds_idle:{keyspace.idle_seconds(db, key)}")
 
     def _reload(self):
         """Fsync the AOF, replay it into a fresh executor, compare digests."""

@@ -62,8 +62,11 @@ class DbCommands:
         if src == dst or ks.lookup(db, dst) is not None:
             return 0
         expire_ms = ks.get_expire(db, src)
+        stamp = ks.access_stamp(db, src)
         ks.delete(db, src)
         ks.set(db, dst, value, expire_ms)
+        if stamp is not None:
+            ks.set_access_stamp(db, dst, stamp)  # the same object in Redis: its LFU counter too
         if not self._loading:
             self.propagated.append([db, "RENAME", src, dst])
         return 1
@@ -82,8 +85,11 @@ class DbCommands:
         if value is None or ks.lookup(dst, key) is not None:
             return 0
         expire_ms = ks.get_expire(db, key)
+        stamp = ks.access_stamp(db, key)
         ks.delete(db, key)
         ks.set(dst, key, value, expire_ms)
+        if stamp is not None:
+            ks.set_access_stamp(dst, key, stamp)
         if not self._loading:
             self.propagated.append([db, "MOVE", key, b"%d" % dst])
         return 1

@@ -6,8 +6,9 @@ made, ``SET k v [PXAT ms]`` for a string, ``[DEL k] HSET k f v ... [PEXPIREAT k 
 (the DEL when REPLACE replaced a key), ``RPUSH`` / ``SADD`` / ``ZADD`` for a list, set or sorted
 set likewise (a big collection in entries of ~1 MiB each), or ``DEL k`` when REPLACE met a TTL
 already passed. So the AOF stays readable by every tool that reads it, and replay needs no RDB
-decoder. IDLETIME and FREQ are checked as Redis does and otherwise ignored: the access clock exists only under
-allkeys-lru, and there is no LFU.
+decoder. IDLETIME and FREQ set the key's access stamp as Redis's objectSetLRUOrLFU does: FREQ
+under an LFU policy, IDLETIME under any other, the other one checked and ignored. Access stamps
+are not logged (nor in Redis's AOF): after a restart the key's access time is its load.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from aofnode.protocol.errors import ERR, Error
 
 from aofnode.store import listcore
 from aofnode.store.rdb import dump_value, load_value, verify_payload
+from aofnode.store.access import LRU_CLOCK_MAX
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, parse_ll
 from aofnode.store.typed import LIST, SET, type_name
 from aofnode.store.zsetcore import format_score
@@ -32,7 +34,8 @@ AOF_ENTRY_BYTES = 1 << 20
 
 
 def _restore_options(args):
-    """(replace, absttl) or an error, with Redis's rules (IDLETIME and FREQ exclude each other)."""
+    """(replace, absttl, idle, freq) or an error, with Redis's rules (IDLETIME and FREQ exclude
+    each other; None: not given)."""
     replace = absttl = False
     idle = freq = None
     i, n = 3, len(args)
@@ -59,7 +62,7 @@ def _restore_options(args):
         else:
             return SYNTAX_ERR
         i += 1
-    return replace, absttl
+    return replace, absttl, idle, freq
 
 
 class DumpCommands:
@@ -77,7 +80,7 @@ class DumpCommands:
         options = _restore_options(args)
         if options.__class__ is Error:
             return options
-        replace, absttl = options
+        replace, absttl, idle, freq = options
         key, payload = args[0], args[2]
         ks = self.keyspace
         existed = ks.lookup(db, key) is not None
@@ -103,6 +106,12 @@ class DumpCommands:
                 self.propagated.append([db, "DEL", key])
             return "OK"
         ks.set(db, key, value, ttl or None)
+        if ks.lfu:
+            if freq is not None:
+                ks.set_access_stamp(db, key, ks.stamp_for_freq(freq))
+        elif idle is not None:
+            # Redis's clock holds 24 bits of seconds: no key reads older than that.
+            ks.set_access_stamp(db, key, ks.stamp_for_idle(min(idle, LRU_CLOCK_MAX)))
         self._log_restored(db, key, value, ttl, existed)
         return "OK"
 

@@ -28,13 +28,16 @@ the name and the arity against ``protocol/commands.py``; option syntax is checke
   While loading nothing expires and nothing is propagated, so replaying a node's entries into an
   empty keyspace rebuilds that node's keyspace exactly, TTLs included (tests/unit/test_commands.py
   checks it on random workloads).
-* maxmemory (bytes, 0 = off) and ``maxmemory_policy`` (``noeviction`` or ``allkeys-lru``), as
+* maxmemory (bytes, 0 = off) and ``maxmemory_policy`` (Redis 7.0's eight, ``eviction.py``), as
   Redis's ``processCommand``: before each command, while ``keyspace.used_memory > maxmemory``,
-  allkeys-lru evicts (``eviction.py``; each eviction is propagated as ``DEL`` and counted in
-  ``evicted_keys``); if memory is still over the limit, a ``denyoom`` command
-  (``protocol/commands.py``) gets the OOM error and does not run. Reads, deletes and TTL
-  changes always run. Neither happens while loading: a replay must rebuild what was logged.
-  Under allkeys-lru every command advances the keyspace's access clock (``lru_clock``).
+  every policy but noeviction evicts (``eviction.py``, ``maxmemory_samples`` candidates per
+  eviction; each eviction is propagated as ``DEL`` and counted in ``evicted_keys``); if memory
+  is still over the limit, a ``denyoom`` command (``protocol/commands.py``) gets the OOM error
+  and does not run. Reads, deletes and TTL changes always run. Neither happens while loading: a
+  replay must rebuild what was logged.
+* Access stamps (keyspace.py): the policy says how a touch counts (LFU under allkeys-lfu and
+  volatile-lfu, whatever the maxmemory); the owner reads the clock (``refresh_clock``), once
+  per log cycle, not per command.
 """
 
 from __future__ import annotations
@@ -52,7 +55,9 @@ from aofnode.store.dump import DumpCommands
 from aofnode.store.functions import FunctionCommands
 from aofnode.store.geo import GeoCommands
 from aofnode.store.sort import SortCommands
-from aofnode.store.eviction import ALLKEYS_LRU, NOEVICTION, POLICIES, evict
+from aofnode.store.eviction import (
+    ALLKEYS_LRU, EVICTION_SAMPLES, LFU_POLICIES, NOEVICTION, POLICIES, evict,
+)
 from aofnode.store.hashes import HashCommands
 from aofnode.store.keys import KeyCommands
 from aofnode.store.lists import ListCommands
@@ -93,6 +98,7 @@ class Executor(*_MIXINS):
         # The executor owns the keyspace's clock and expiry hook: one clock for every decision.
         self.keyspace.clock_ms = clock_ms
         self.keyspace.on_expire = self._on_expired
+        self.keyspace.refresh_clock()
         self.clock_ms = clock_ms
         self.info_provider = info_provider
         self.propagated: list[list] = []
@@ -105,6 +111,7 @@ class Executor(*_MIXINS):
         self.active_expire = True  # DEBUG SET-ACTIVE-EXPIRE 0 turns the active cycle off
         self._maxmemory = 0
         self._maxmemory_policy = NOEVICTION
+        self.maxmemory_samples = EVICTION_SAMPLES  # CONFIG SET maxmemory-samples
         # Bytes counted against maxmemory besides the dataset (Redis's used_memory_startup): the
         # log actor sets the empty keyspace's (EMPTY_KEYSPACE_BYTES), so a maxmemory below it
         # refuses every denyoom command, as Redis's 1-byte maxmemory does; 0 in a bare executor.
@@ -145,7 +152,7 @@ class Executor(*_MIXINS):
 
     @property
     def maxmemory_policy(self) -> str:
-        """``noeviction`` (writes that may grow memory get OOM) or ``allkeys-lru``."""
+        """``noeviction`` (writes that may grow memory get OOM) or an eviction policy."""
         return self._maxmemory_policy
 
     @maxmemory_policy.setter
@@ -156,10 +163,15 @@ class Executor(*_MIXINS):
         self._track_if_needed()
 
     def _track_if_needed(self) -> None:
-        # The access clock costs ~75 ns per lookup and ACCESS_OVERHEAD bytes per key: only on
-        # while allkeys-lru can use it. Turning it on is O(keys), once.
+        # The ordered access dicts cost ~40 ns more per touch and ACCESS_OVERHEAD bytes per
+        # key: only while allkeys-lru can evict. Ordering them is O(keys log keys), once.
         self.keyspace.track_access(bool(self._maxmemory) and
                                    self._maxmemory_policy == ALLKEYS_LRU)
+        self.keyspace.set_lfu(self._maxmemory_policy in LFU_POLICIES)
+
+    def refresh_clock(self) -> None:
+        """Read the clock the access stamps use (the owner: once per cycle and tick)."""
+        self.keyspace.refresh_clock()
 
     def execute(self, db: int, name: str, args) -> Any:
         """Run command ``name`` (upper-case) with ``args`` (bytes) in database ``db``."""
@@ -167,9 +179,8 @@ class Executor(*_MIXINS):
         if handler is None:
             return Error(UNKNOWNCMD, f"unknown command '{name[:64]}'")
         if self._maxmemory:
-            ks = self.keyspace
-            ks.lru_clock += 1
-            if ks.used_memory + self.memory_baseline > self._maxmemory and not self._loading:
+            if (self.keyspace.used_memory + self.memory_baseline > self._maxmemory
+                    and not self._loading):
                 refused = self._make_room(name)
                 if refused is not None:
                     return refused
@@ -205,16 +216,18 @@ class Executor(*_MIXINS):
         return self.keyspace.active_expire(budget_ms)
 
     def evict_now(self) -> None:
-        """Evict down to maxmemory at once under allkeys-lru, as Redis does when CONFIG SET
-        lowers maxmemory (else nothing would go before the next command)."""
+        """Evict down to maxmemory at once, as Redis does when CONFIG SET lowers maxmemory
+        (else nothing would go before the next command)."""
         if self._maxmemory and self.keyspace.used_memory + self.memory_baseline > self._maxmemory:
             self._make_room("")
 
     def _make_room(self, name: str) -> Error | None:
-        """Evict under allkeys-lru; OOM_ERR if still over the limit and ``name`` is denyoom."""
+        """Evict by the policy; OOM_ERR if still over the limit and ``name`` is denyoom."""
         limit = self._maxmemory - self.memory_baseline
-        if self._maxmemory_policy == ALLKEYS_LRU:
-            evicted = evict(self.keyspace, self.eviction_rng, limit)
+        if self._maxmemory_policy != NOEVICTION:
+            self.keyspace.refresh_clock()  # idle times and decays as of now
+            evicted = evict(self.keyspace, self.eviction_rng, limit,
+                            policy=self._maxmemory_policy, samples=self.maxmemory_samples)
             self.evicted_keys += len(evicted)
             self.propagated.extend([db, "DEL", key] for db, key in evicted)
         if name in _DENYOOM and self.keyspace.used_memory > limit:
@@ -250,6 +263,9 @@ class Executor(*_MIXINS):
         memory["used_memory"] = self.keyspace.used_memory + self.memory_baseline
         memory["maxmemory"] = self._maxmemory
         memory["maxmemory_policy"] = self._maxmemory_policy
+        memory["maxmemory_samples"] = self.maxmemory_samples
+        memory["lfu_log_factor"] = self.keyspace.lfu_log_factor
+        memory["lfu_decay_time"] = self.keyspace.lfu_decay_time
         sections["keyspace"] = self._keyspace_section()
         wanted = {raw.decode("utf-8", "replace").lower() for raw in args}
         if wanted & _ALL_SECTIONS:

@@ -37,7 +37,7 @@ class KeyCommands:
         "EXPIREAT": "_cmd_expireat", "PEXPIREAT": "_cmd_pexpireat", "TTL": "_cmd_ttl",
         "PTTL": "_cmd_pttl", "PERSIST": "_cmd_persist", "KEYS": "_cmd_keys",
         "SCAN": "_cmd_scan", "DBSIZE": "_cmd_dbsize", "FLUSHDB": "_cmd_flushdb",
-        "FLUSHALL": "_cmd_flushall", "UNLINK": "_cmd_del", "TOUCH": "_cmd_exists",
+        "FLUSHALL": "_cmd_flushall", "UNLINK": "_cmd_del", "TOUCH": "_cmd_touch",
         "EXPIRETIME": "_cmd_expiretime", "PEXPIRETIME": "_cmd_pexpiretime",
     }
 
@@ -57,12 +57,25 @@ class KeyCommands:
             self.propagated.append([db, "DEL", *removed])
         return len(removed)
 
+    def _read_notouch(self, db, key):
+        """``_read`` without touching the key's access stamp (Redis's LOOKUP_NOTOUCH)."""
+        value = self.keyspace.lookup_notouch(db, key)
+        if value is None:
+            self.keyspace_misses += 1
+        else:
+            self.keyspace_hits += 1
+        return value
+
     def _cmd_exists(self, db, args):
+        read = self._read_notouch
+        return sum(1 for key in args if read(db, key) is not None)
+
+    def _cmd_touch(self, db, args):
         read = self._read
         return sum(1 for key in args if read(db, key) is not None)
 
     def _cmd_type(self, db, args):
-        value = self._read(db, args[0])
+        value = self._read_notouch(db, args[0])
         if value is None:
             return "none"
         return type_name(value)
@@ -76,8 +89,11 @@ class KeyCommands:
         if src == dst:
             return "OK"  # as Redis: nothing changes, nothing is propagated
         expire_ms = ks.get_expire(db, src)
+        stamp = ks.access_stamp(db, src)
         ks.delete(db, src)
         ks.set(db, dst, value, expire_ms)  # expire_ms None: dst loses any TTL it had
+        if stamp is not None:
+            ks.set_access_stamp(db, dst, stamp)  # the same object in Redis: its LFU counter too
         if not self._loading:
             self.propagated.append([db, "RENAME", src, dst])
         return "OK"
@@ -160,13 +176,13 @@ class KeyCommands:
 
     def _expiretime(self, db, key):
         """The absolute expire time in unix ms; -2 no key, -1 no TTL."""
-        if self._read(db, key) is None:
+        if self._read_notouch(db, key) is None:
             return -2
         when = self.keyspace.get_expire(db, key)
         return -1 if when is None else when
 
     def _pttl(self, db, key):
-        if self._read(db, key) is None:
+        if self._read_notouch(db, key) is None:
             return -2
         when = self.keyspace.get_expire(db, key)
         if when is None:
@@ -199,7 +215,7 @@ class KeyCommands:
 
         cursor, keys = scan_keys(self.keyspace, db, cursor, count)
         found = []
-        lookup = self.keyspace.lookup
+        lookup = self.keyspace.lookup_notouch
         for key in keys:
             if match is not None and not match(key):
                 continue

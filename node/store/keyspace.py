@@ -41,12 +41,23 @@ the executor can log a ``DEL`` and count ``expired_keys``.
 * ``used_memory`` is the estimated size of everything stored (the model is ``memory.py``),
   kept in step on every change: O(1) for a string or a TTL, O(fields) when a whole hash is
   stored or dropped (as freeing it is).
-* Access clock (allkeys-lru; off by default): while ``track_access(True)``, each shard has an
-  ``access`` OrderedDict ``key -> lru_clock`` of its keys, least recently used first: ``set``
-  and every ``lookup`` that finds a key write the tick and move it to the end (~75 ns). So the
-  least recently used key of a shard is ``lru_head`` in O(1), which eviction (``eviction.py``)
-  samples. The executor advances ``lru_clock`` once per command. Off, it costs one attribute
-  test per lookup and no memory.
+* Access stamps (Redis's per-object ``lru`` field, evict.c): every key has one, in its shard's
+  ``access`` dict, whatever the policy; ``set`` and every ``lookup`` that finds a key write it
+  (``lookup_notouch``, for TTL, TYPE, EXISTS, OBJECT, SCAN, does not). A stamp is an int:
+  - ``>= 0``: LRU, the unix second of the last access (Redis's LRU clock, seconds resolution,
+    without its 24-bit wrap). ``lru_clock`` is that clock, read once per log cycle and cron
+    tick (``refresh_clock``), not per command: one clock read less on every command.
+  - ``< 0`` under an LFU policy: ``-1 - (minute << 8 | counter)``, Redis's LFU field (the unix
+    minute the counter was last decremented, and the logarithmic counter: ``lfu_log_factor``,
+    ``lfu_decay_time``) with a full minute instead of 16 wrapping bits. The sign says which
+    clock wrote a stamp, so a policy switch walks no key: an LRU stamp read as LFU is a new
+    key's counter (LFU_INIT_VAL) from its minute, an LFU stamp read as LRU is its minute.
+    Stamps are shared ints (``_lfu_stamps``: 256 per minute), so a key costs one dict entry.
+  Under allkeys-lru with a maxmemory (``track_access(True)``) the access dicts are
+  OrderedDicts, least recently used first, and a touch also moves the key to the end (~40 ns
+  more), so the least recently used key of a shard is ``lru_head`` in O(1), which eviction
+  (``eviction.py``) samples. While a rewrite child runs (``freeze_access``) nothing is touched,
+  as Redis touches nothing while it has a child: a touch writes to pages the child shares.
 * SCAN (``scan.py``) reads one shard, or one *slice* of it (keys with given hash bits above the
   shard bits), with ``shard_slices``.
 
@@ -58,6 +69,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import marshal
+import random
 import time
 from collections import OrderedDict
 from typing import Callable, Iterator
@@ -65,9 +77,14 @@ from typing import Callable, Iterator
 from aofnode.store.memory import (
     ACCESS_OVERHEAD, FIELD_OVERHEAD, STRING_OVERHEAD, TTL_OVERHEAD, entry_size, field_size,
 )
+from aofnode.store.access import LFU_INIT_VAL, lfu_counter, lfu_stamp, stamp_seconds
 from aofnode.protocol.commands import NUM_DBS  # one definition: the protocol names the dbs
 
 __all__ = ["NUM_DBS", "SHARDS", "SHARD_BITS", "Db", "Keyspace", "Value", "wall_clock_ms"]
+
+# Access modes (see the module docstring): how ``lookup`` and ``set`` touch a key.
+_PLAIN, _ORDERED, _LFU = 0, 1, 2
+_FROZEN = 3  # added to a mode while a rewrite child runs: nothing is touched
 
 # 256 shards: a shard of a 2M-key db holds ~8k keys (~1.5 MB copied at a time in the rewrite
 # child); the cost on the hot path is one hash() (cached in the bytes object) and a list index.
@@ -99,12 +116,12 @@ class Db:
 
     __slots__ = ("data", "expires", "access", "heap", "expire_sum", "nkeys", "nexpires", "mem")
 
-    def __init__(self, track_access: bool = False) -> None:
+    def __init__(self, ordered: bool = False) -> None:
         self.data: list[dict[bytes, Value]] = [{} for _ in range(SHARDS)]
         self.expires: list[dict[bytes, int]] = [{} for _ in range(SHARDS)]
-        # key -> lru_clock at its last access, oldest first, per shard; None when not tracked.
-        self.access: list[OrderedDict[bytes, int]] | None = (
-            [OrderedDict() for _ in range(SHARDS)] if track_access else None)
+        # key -> access stamp, per shard; least recently used first when ``ordered``.
+        self.access: list[dict[bytes, int]] = (
+            [OrderedDict() for _ in range(SHARDS)] if ordered else [{} for _ in range(SHARDS)])
         self.heap: list[tuple[int, bytes]] = []
         self.expire_sum = 0  # sum of every expire: INFO avg_ttl in O(1)
         self.nkeys = 0
@@ -129,8 +146,17 @@ class Keyspace:
         # Function libraries (name -> body), part of the dataset as in Redis 7: here so that
         # the rewrite child writes them (node/store/functions.py); FLUSHALL keeps them.
         self.functions: dict[str, bytes] = {}
-        self.lru_clock = 0  # the access clock's current tick (the executor advances it)
-        self._tracking = False
+        self._tracking = False  # the access dicts are ordered (allkeys-lru)
+        self._mode = _PLAIN
+        self._lfu_on = False
+        self._frozen = False
+        self.lfu_log_factor = 10  # Redis's defaults (CONFIG SET lfu-log-factor, lfu-decay-time)
+        self.lfu_decay_time = 1
+        self.lfu_random: Callable[[], float] = random.random  # tests inject a seeded one
+        self.lru_clock = -1
+        self._lfu_minute = -1
+        self._lfu_stamps: list[int] = []
+        self.refresh_clock()
 
     # --- reads -------------------------------------------------------------------------------
     def lookup(self, db: int, key: bytes) -> Value | None:
@@ -145,10 +171,30 @@ class Keyspace:
             if when is not None and when <= self.clock_ms() and not self.loading:
                 self._expire(db, d, key)
                 return None
-        if self._tracking:
+        mode = self._mode
+        if not mode:
+            d.access[i][key] = self.lru_clock
+        elif mode == _ORDERED:
             access = d.access[i]
             access.move_to_end(key)
             access[key] = self.lru_clock
+        elif mode == _LFU:
+            self._touch_lfu(d.access[i], key)
+        return value
+
+    def lookup_notouch(self, db: int, key: bytes) -> Value | None:
+        """``lookup`` without touching the key's access stamp (Redis's LOOKUP_NOTOUCH): for
+        TTL, TYPE, EXISTS, OBJECT, SCAN. Lazy expiry as ``lookup``."""
+        d = self.dbs[db]
+        i = hash(key) & SHARD_MASK
+        value = d.data[i].get(key)
+        if value is None:
+            return None
+        if d.nexpires:
+            when = d.expires[i].get(key)
+            if when is not None and when <= self.clock_ms() and not self.loading:
+                self._expire(db, d, key)
+                return None
         return value
 
     # The caller of lookup_write mutates the value in place (hash fields): the same object as
@@ -205,8 +251,13 @@ class Keyspace:
 
     @property
     def tracking_access(self) -> bool:
-        """The allkeys-lru access clock is on (see ``track_access``)."""
+        """The access dicts are ordered for allkeys-lru (see ``track_access``)."""
         return self._tracking
+
+    @property
+    def lfu(self) -> bool:
+        """Touches count as LFU (see ``set_lfu``)."""
+        return self._mode % _FROZEN == _LFU
 
     def shard_size(self, db: int, i: int) -> int:
         """The number of keys in shard ``i`` of ``db``, expired ones included."""
@@ -226,17 +277,60 @@ class Keyspace:
         return slices
 
     def lru_head(self, db: int, i: int) -> tuple[bytes, int] | None:
-        """The least recently used key of shard ``i`` and its tick; None if the shard is empty
-        or access is not tracked. O(1)."""
-        access = self.dbs[db].access
-        if access is None or not access[i]:
+        """The least recently used key of shard ``i`` and the second of its last access; None
+        if the shard is empty or the access dicts are not ordered. O(1)."""
+        if not self._tracking:
             return None
-        return next(iter(access[i].items()))
+        access = self.dbs[db].access[i]
+        if not access:
+            return None
+        key, stamp = next(iter(access.items()))
+        return key, stamp_seconds(stamp)
 
-    def access_tick(self, db: int, key: bytes) -> int:
-        """The ``lru_clock`` of the last access to ``key`` (-1 if unknown or not tracked)."""
-        access = self.dbs[db].access
-        return -1 if access is None else access[hash(key) & SHARD_MASK].get(key, -1)
+    def access_stamp(self, db: int, key: bytes) -> int | None:
+        """The access stamp of ``key`` (see the module docstring), or None if it has none."""
+        return self.dbs[db].access[hash(key) & SHARD_MASK].get(key)
+
+    def idle_seconds(self, db: int, key: bytes) -> int:
+        """Seconds since the last access to ``key`` (OBJECT IDLETIME), by ``lru_clock``."""
+        stamp = self.dbs[db].access[hash(key) & SHARD_MASK][key]
+        return max(0, self.lru_clock - stamp_seconds(stamp))
+
+    def lfu_freq(self, db: int, key: bytes) -> int:
+        """The decayed LFU counter of ``key`` (OBJECT FREQ: Redis's LFUDecrAndReturn)."""
+        stamp = self.dbs[db].access[hash(key) & SHARD_MASK][key]
+        return lfu_counter(stamp, self._lfu_minute, self.lfu_decay_time)
+
+    def set_access_stamp(self, db: int, key: bytes, stamp: int) -> None:
+        """Give the existing ``key`` the stamp ``stamp`` (RESTORE's IDLETIME and FREQ, RENAME
+        and MOVE keeping it). The key keeps its place in an ordered access dict."""
+        access = self.dbs[db].access[hash(key) & SHARD_MASK]
+        old = access[key]
+        access[key] = stamp
+        if self._tracking and stamp_seconds(stamp) < stamp_seconds(old):
+            access.move_to_end(key, last=False)  # type: ignore[attr-defined]  # older: first
+
+    def stamp_for_idle(self, idle: int) -> int:
+        """The LRU stamp of a key last accessed ``idle`` seconds ago (never before 1970)."""
+        return max(0, self.lru_clock - idle)
+
+    def stamp_for_freq(self, counter: int) -> int:
+        """The LFU stamp of a key whose counter is ``counter`` (0-255) now."""
+        return self._lfu_stamps[counter]
+
+    def sample_key(self, db: int, i: int, rng, volatile: bool = False) -> bytes | None:
+        """A key of shard ``i`` of ``db`` drawn uniformly with ``rng`` (among the keys with a
+        TTL if ``volatile``), or None if there is none. O(shard): a dict has no index, so the
+        draw walks to it in C (~2 ns a key). No expiry check."""
+        d = self.dbs[db]
+        shard = d.expires[i] if volatile else d.data[i]
+        if not shard:
+            return None
+        return next(itertools.islice(shard, rng.randrange(len(shard)), None))
+
+    def expires_shard_size(self, db: int, i: int) -> int:
+        """The number of keys with a TTL in shard ``i`` of ``db``."""
+        return len(self.dbs[db].expires[i])
 
     def snapshot_shard(self, db: int, i: int) -> tuple[dict, dict]:
         """A private copy of shard ``i`` of ``db``: ``(data, expires)``.
@@ -272,13 +366,22 @@ class Keyspace:
             delta = len(value) - len(previous)
         else:
             delta = entry_size(key, value) - entry_size(key, previous)
-        if self._tracking:
-            access = d.access[i]
-            if previous is None:
+        mode = self._mode
+        if previous is None:
+            if self._tracking:
                 delta += ACCESS_OVERHEAD
-            else:
-                access.move_to_end(key)
+            # A new key's stamp, as Redis's createObject: now, or LFU_INIT_VAL under LFU.
+            d.access[i][key] = self._lfu_stamps[LFU_INIT_VAL] if self.lfu else self.lru_clock
+        elif not mode:
+            d.access[i][key] = self.lru_clock
+        elif mode == _ORDERED:
+            access = d.access[i]
+            access.move_to_end(key)
             access[key] = self.lru_clock
+        elif mode == _LFU:
+            # An overwrite keeps the counter and counts as an access (Redis's dbOverwrite keeps
+            # the old object's field after lookupKeyWrite touched it).
+            self._touch_lfu(d.access[i], key)
         if expire_ms is not None:
             self._set_expire(d, i, key, expire_ms)
         elif not keep_ttl and d.nexpires:
@@ -308,8 +411,8 @@ class Keyspace:
                 d.expire_sum -= old
                 d.nexpires -= 1
                 freed += TTL_OVERHEAD
+        del d.access[i][key]
         if self._tracking:
-            del d.access[i][key]
             freed += ACCESS_OVERHEAD
         d.mem -= freed
         self.used_memory -= freed
@@ -396,17 +499,58 @@ class Keyspace:
         return None
 
     def track_access(self, on: bool) -> None:
-        """Start or stop the access clock (see the module docstring). Starting it is O(keys):
-        every key gets the current tick, so keys never touched since count as the oldest."""
+        """Order the access dicts for allkeys-lru, or stop (see the module docstring). O(keys
+        log keys) once: each shard's keys are sorted by their stamps' seconds."""
         if on == self._tracking:
             return
         self._tracking = on
         for d in self.dbs:
-            d.access = ([OrderedDict.fromkeys(shard, self.lru_clock) for shard in d.data]
-                        if on else None)
+            if on:
+                d.access = [OrderedDict(sorted(a.items(), key=_by_seconds)) for a in d.access]
+            else:
+                d.access = [dict(a) for a in d.access]
             delta = d.nkeys * ACCESS_OVERHEAD * (1 if on else -1)
             d.mem += delta
             self.used_memory += delta
+        self._set_mode()
+
+    def set_lfu(self, on: bool) -> None:
+        """Touch keys as LFU counters (an LFU policy) or as LRU times. O(1): stamps say which
+        clock wrote them (see the module docstring), as Redis reinterprets its field."""
+        self._lfu_on = on
+        self._set_mode()
+
+    def freeze_access(self, frozen: bool) -> None:
+        """Touch no key while a rewrite child runs (see the module docstring); new keys still
+        get their stamp."""
+        if frozen != self._frozen:
+            self._frozen = frozen
+            self._set_mode()
+
+    def _set_mode(self) -> None:
+        mode = _LFU if self._lfu_on else _ORDERED if self._tracking else _PLAIN
+        self._mode = mode + (_FROZEN if self._frozen else 0)
+
+    def refresh_clock(self) -> None:
+        """Read the clock for the stamps (the log actor: once per cycle and tick). O(1); the
+        LFU stamps of a new minute are made once, when it starts."""
+        now = self.clock_ms() // 1000
+        if now == self.lru_clock:
+            return
+        self.lru_clock = now
+        minute = now // 60
+        if minute != self._lfu_minute:
+            self._lfu_minute = minute
+            self._lfu_stamps = [lfu_stamp(minute, c) for c in range(256)]
+
+    def _touch_lfu(self, access: dict, key: bytes) -> None:
+        """Redis's updateLFU: decay the counter, then a logarithmic increment."""
+        counter = lfu_counter(access[key], self._lfu_minute, self.lfu_decay_time)
+        if counter < 255:
+            base = counter - LFU_INIT_VAL
+            if base <= 0 or self.lfu_random() < 1.0 / (base * self.lfu_log_factor + 1):
+                counter += 1
+        access[key] = self._lfu_stamps[counter]
 
     def recount_memory(self) -> int:
         """``used_memory`` computed from scratch, O(keys): for tests and checks only."""
@@ -416,6 +560,7 @@ class Keyspace:
                 total += sum(entry_size(k, v) for k, v in shard.items())
             total += d.nexpires * TTL_OVERHEAD
             total += d.nkeys * ACCESS_OVERHEAD if self._tracking else 0
+            assert sum(map(len, d.access)) == d.nkeys, "a key without its access stamp"
         return total
 
     # --- expiry ------------------------------------------------------------------------------
@@ -452,8 +597,8 @@ class Keyspace:
         d.nkeys -= 1
         d.expire_sum -= d.expires[i].pop(key)
         d.nexpires -= 1
+        del d.access[i][key]
         if self._tracking:
-            del d.access[i][key]
             freed += ACCESS_OVERHEAD
         d.mem -= freed
         self.used_memory -= freed
@@ -477,3 +622,7 @@ class Keyspace:
         if len(heap) > 2 * d.nexpires + _HEAP_SLACK:
             d.heap = [(when, k) for k, when in d.iter_expires()]
             heapq.heapify(d.heap)
+
+
+def _by_seconds(item: tuple[bytes, int]) -> int:
+    return stamp_seconds(item[1])

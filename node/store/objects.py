@@ -13,11 +13,12 @@ Same mixin contract as ``strings.py``. Nothing here changes the keyspace or is l
   to 44 bytes, else ``raw`` (Redis also makes APPEND/SETRANGE results ``raw``: not known here).
 * OBJECT REFCOUNT: 2147483647 for the integers 0..9999, which Redis 7.0 shares
   (OBJ_SHARED_INTEGERS), 1 otherwise.
-* OBJECT IDLETIME: 0. The access clock of allkeys-lru counts commands, not seconds, and is off
-  under the other policy; OBJECT FREQ errs as Redis does without an LFU policy (aofnode has none).
-* MEMORY USAGE: the size model of ``memory.py`` (the key, its value, its TTL and access clock),
+* OBJECT IDLETIME: seconds since the key's last access (its access stamp, keyspace.py); OBJECT
+  FREQ: its decayed LFU counter. As Redis, IDLETIME errs under an LFU policy and FREQ under any
+  other, and neither touches the key.
+* MEMORY USAGE: the size model of ``memory.py`` (the key, its value, its TTL and access stamp),
   the figure ``used_memory`` adds up; SAMPLES is checked and ignored (the model is exact on the
-  whole value at O(elements)).
+  whole value at O(elements)). It does not touch the key (Redis reads the dict directly).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ _OBJECT_SUBS = (b"ENCODING", b"REFCOUNT", b"IDLETIME", b"FREQ")
 _FREQ_ERR = Error(ERR, "An LFU maxmemory policy is not selected, access frequency not tracked. "
                        "Please note that when switching between policies at runtime LRU and LFU "
                        "data will take some time to adjust.")
+_IDLE_ERR = Error(ERR, "An LFU maxmemory policy is selected, idle time not tracked. Please note "
+                       "that when switching between policies at runtime LRU and LFU data will "
+                       "take some time to adjust.")
 
 _OBJECT_HELP = [
     "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -142,7 +146,8 @@ class ObjectCommands:
             return help_lines("OBJECT")
         if sub not in _OBJECT_SUBS or len(args) != 2:
             return sub_error("OBJECT", args[0], _OBJECT_SUBS + (b"HELP",))
-        value = self.keyspace.lookup(db, args[1])
+        ks = self.keyspace
+        value = ks.lookup_notouch(db, args[1])
         if value is None:
             return None
         if sub == b"ENCODING":
@@ -150,8 +155,8 @@ class ObjectCommands:
         if sub == b"REFCOUNT":
             return refcount_of(value)
         if sub == b"IDLETIME":
-            return 0
-        return _FREQ_ERR
+            return _IDLE_ERR if ks.lfu else ks.idle_seconds(db, args[1])
+        return ks.lfu_freq(db, args[1]) if ks.lfu else _FREQ_ERR
 
     def _cmd_memory(self, db, args):
         sub = args[0].upper()
@@ -177,7 +182,7 @@ class ObjectCommands:
                 return Error(ERR, "value is out of range, must be positive" if samples is not None
                              else "value is not an integer or out of range")
         key = args[1]
-        value = self.keyspace.lookup(db, key)
+        value = self.keyspace.lookup_notouch(db, key)
         if value is None:
             return None
         size = entry_size(key, value)

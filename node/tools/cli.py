@@ -6,6 +6,8 @@ import dataclasses
 import os
 import sys
 
+from aofnode.store.eviction import POLICIES
+
 from aofnode.config import (DEBUG_COMMAND_ENV, DEBUG_COMMAND_MODES, DEFAULT_BIND, FSYNC_POLICIES,
                              USUAL_RESP_BIND, Config)
 
@@ -19,6 +21,16 @@ def _size(text: str) -> int:
         if t.endswith(suffix):
             return int(float(t[: -len(suffix)]) * units[suffix])
     return int(t)
+
+
+def _int_from(low: int):
+    """An argparse type: an integer from ``low`` to INT_MAX (Redis's range for the setting)."""
+    def parse(text: str) -> int:
+        n = int(text)
+        if not low <= n <= (1 << 31) - 1:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {(1 << 31) - 1}")
+        return n
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,8 +75,15 @@ def _parser() -> argparse.ArgumentParser:
                                       "SCRIPT KILL (default 5000; 0: never)")
     s.add_argument("--maxmemory", type=_size, default=None, metavar="SIZE",
                    help="keyspace memory limit (default: 40%% of the machine's or cgroup's memory; 0: none)")
-    s.add_argument("--maxmemory-policy", choices=("noeviction", "allkeys-lru"), default="noeviction",
-                   help="at maxmemory: refuse writes that may grow memory (default), or evict keys")
+    s.add_argument("--maxmemory-policy", choices=POLICIES, default="noeviction",
+                   help="at maxmemory: refuse writes that may grow memory (default), or evict keys"
+                        " as Redis's policy of that name")
+    s.add_argument("--maxmemory-samples", type=_int_from(1), default=5, metavar="N",
+                   help="keys sampled per eviction (default 5, as Redis)")
+    s.add_argument("--lfu-log-factor", type=_int_from(0), default=10, metavar="N",
+                   help="LFU counter growth: higher, slower (default 10, as Redis)")
+    s.add_argument("--lfu-decay-time", type=_int_from(0), default=1, metavar="MINUTES",
+                   help="LFU counter decay: minus one per MINUTES idle (default 1, as Redis; 0: never)")
     s.add_argument("--crash-loop-count", type=int, default=5, metavar="N",
                    help="stop the node (exit 7) when one actor dies N times within the window (default 5)")
     s.add_argument("--crash-loop-window", dest="crash_loop_window_s", type=float, default=60.0, metavar="SECONDS",

@@ -657,7 +657,8 @@ def test_info_all_sections(clock: FakeClock) -> None:
     assert info["stats"] == {"total_commands_processed": 9, "expired_keys": 0,
                              "keyspace_hits": 1, "keyspace_misses": 2, "evicted_keys": 0}
     assert info["memory"] == {"used_memory": ex.keyspace.used_memory, "maxmemory": 0,
-                              "maxmemory_policy": "noeviction"}
+                              "maxmemory_policy": "noeviction", "maxmemory_samples": 5,
+                              "lfu_log_factor": 10, "lfu_decay_time": 1}
     assert info["keyspace"] == {"db0": {"keys": 3, "expires": 2, "avg_ttl": 2000},
                                 "db2": {"keys": 1, "expires": 0, "avg_ttl": 0}}
     for arg in ("default", "ALL", "everything"):
@@ -680,7 +681,8 @@ def test_info_without_provider(ex: Executor, clock: FakeClock) -> None:
     run(ex, ("GET", "a"))
     assert run(ex, ("INFO",)) == {
         "stats": {"expired_keys": 1, "keyspace_hits": 0, "keyspace_misses": 1, "evicted_keys": 0},
-        "memory": {"used_memory": 0, "maxmemory": 0, "maxmemory_policy": "noeviction"},
+        "memory": {"used_memory": 0, "maxmemory": 0, "maxmemory_policy": "noeviction",
+                   "maxmemory_samples": 5, "lfu_log_factor": 10, "lfu_decay_time": 1},
         "keyspace": {}}
 
 

@@ -163,9 +163,16 @@ CONFIG_ERRORS = [
      "CONFIG SET failed (possibly related to argument 'appendonly') - can't set immutable config"),
     (("CONFIG", "SET", "maxmemory", "1", "maxmemory", "2"),
      "CONFIG SET failed (possibly related to argument 'maxmemory') - duplicate parameter"),
-    (("CONFIG", "SET", "maxmemory-policy", "volatile-lfu"),
+    (("CONFIG", "SET", "maxmemory-policy", "lfu"),
      "CONFIG SET failed (possibly related to argument 'maxmemory-policy') - argument(s) must be "
-     "one of the following: noeviction, allkeys-lru"),
+     "one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, "
+     "allkeys-lru, allkeys-lfu, allkeys-random, noeviction"),
+    (("CONFIG", "SET", "maxmemory-samples", "0"),
+     "CONFIG SET failed (possibly related to argument 'maxmemory-samples') - argument must be "
+     "between 1 and 2147483647 inclusive"),
+    (("CONFIG", "SET", "lfu-log-factor", "-1"),
+     "CONFIG SET failed (possibly related to argument 'lfu-log-factor') - argument must be "
+     "between 0 and 2147483647 inclusive"),
     (("CONFIG", "SET", "slowlog-max-len", "-1"),
      "CONFIG SET failed (possibly related to argument 'slowlog-max-len') - argument must be "
      "between 0 and 9223372036854775807 inclusive"),
@@ -184,6 +191,22 @@ CONFIG_ERRORS = [
      "CONFIG SET failed (possibly related to argument 'latency-tracking-info-percentiles') - "
      "latency-tracking-info-percentiles parameter should be between 0.0 and 100.0"),
 ]
+
+
+def test_config_lfu_and_samples_settings_apply_and_show_in_info(actor):
+    got = ok(actor.call(("CONFIG", "GET", "lfu-*", "maxmemory-samples")))
+    assert got == {"lfu-log-factor": b"10", "lfu-decay-time": b"1", "maxmemory-samples": b"5"}
+    ok(actor.call(("CONFIG", "SET", "lfu-log-factor", "3", "lfu-decay-time", "0",
+                   "maxmemory-samples", "10", "maxmemory-policy", "volatile-lfu")))
+    a = actor.actor
+    ks = a.executor.keyspace
+    assert (ks.lfu_log_factor, ks.lfu_decay_time, a.executor.maxmemory_samples, ks.lfu) == \
+        (3, 0, 10, True)
+    assert (a.config.lfu_log_factor, a.config.lfu_decay_time, a.config.maxmemory_samples) == \
+        (3, 0, 10)
+    memory = ok(actor.call(("INFO", "memory")))["memory"]
+    assert (memory["lfu_log_factor"], memory["lfu_decay_time"], memory["maxmemory_samples"]) == \
+        (3, 0, 10)
 
 
 def test_config_errors_and_all_or_nothing(actor):
@@ -289,6 +312,20 @@ def test_debug_subcommands(actor):
     assert len(values[0]) == 40 and values[1] == ZERO_DIGEST
     assert "encoding:int" in ok(actor.call(("DEBUG", "OBJECT", "a")))
     assert err(actor.call(("DEBUG", "OBJECT", "nope"))) == "no such key"
+
+
+def test_debug_object_shows_the_access_stamp_as_redis_does(actor):
+    ok(actor.call(("SET", "a", "1")))
+    ks = actor.actor.executor.keyspace
+    ks.set_access_stamp(0, b"a", ks.lru_clock - 30)  # as RESTORE IDLETIME 30 leaves it
+    line = ok(actor.call(("DEBUG", "OBJECT", "a")))
+    assert f" lru:{(ks.lru_clock - 30) & ((1 << 24) - 1)} lru_seconds_idle:30" in line
+    assert ok(actor.call(("OBJECT", "IDLETIME", "a"))) == 30  # neither touched it
+    ok(actor.call(("CONFIG", "SET", "maxmemory-policy", "allkeys-lfu")))
+    ok(actor.call(("RESTORE", "b", "0", ok(actor.call(("DUMP", "a"))), "FREQ", "200")))
+    minute = ks.lru_clock // 60
+    line = ok(actor.call(("DEBUG", "OBJECT", "b")))
+    assert f" lru:{(minute & 0xFFFF) << 8 | 200} lru_seconds_idle:" in line
     assert ok(actor.call(("DEBUG", "SET-ACTIVE-EXPIRE", "0"))) == "OK"
     assert actor.actor.executor.active_expire_cycle(5.0) == 0
     assert ok(actor.call(("DEBUG", "PROTOCOL", "map"))) == [0, False, 1, True, 2, False]

@@ -218,23 +218,27 @@ def test_used_memory_on_flush_and_active_expiry(ks: Keyspace, clock: FakeClock) 
     assert ks.used_memory == 0
 
 
-# --- the access clock (allkeys-lru) ----------------------------------------------------------
+# --- access stamps and allkeys-lru's order ------------------------------------------------------
 def test_access_clock(ks: Keyspace) -> None:
+    ks.lru_clock = 3
     ks.set(0, b"old", b"v")
     ks.set(0, b"new", b"v")
-    assert ks.access_tick(0, b"old") == -1  # not tracked
+    assert ks.access_stamp(0, b"old") == 3  # every key has one, whatever the policy
     before = ks.used_memory
     ks.lru_clock = 5
-    ks.track_access(True)
+    ks.track_access(True)  # ordered for allkeys-lru: the order's bytes, stamps kept
     assert ks.used_memory == before + 2 * ACCESS_OVERHEAD
     check_memory(ks)
-    assert ks.access_tick(0, b"old") == ks.access_tick(0, b"new") == 5
+    assert ks.access_stamp(0, b"old") == ks.access_stamp(0, b"new") == 3
     ks.lru_clock = 9
     ks.lookup(0, b"new")
     ks.set(0, b"newer", b"v")
     ks.lookup(0, b"missing")
-    assert [ks.access_tick(0, k) for k in (b"old", b"new", b"newer")] == [5, 9, 9]
+    ks.lookup_notouch(0, b"old")
+    assert [ks.access_stamp(0, k) for k in (b"old", b"new", b"newer")] == [3, 9, 9]
+    assert ks.idle_seconds(0, b"old") == 6 and ks.idle_seconds(0, b"new") == 0
     ks.delete(0, b"old")
+    assert ks.access_stamp(0, b"old") is None
     ks.flush(3)
     check_memory(ks)
     ks.track_access(False)

@@ -12,6 +12,7 @@ import pytest
 
 from tests.fakeclock import FakeClock
 
+from aofnode.store.access import stamp_seconds
 from aofnode.store.eviction import EVICTION_SAMPLES, pick_victim
 from aofnode.store.executor import OOM_ERR, Executor
 from aofnode.store.keyspace import NUM_DBS
@@ -146,16 +147,17 @@ def test_no_oom_while_loading() -> None:
 def test_settings_are_checked() -> None:
     ex = Executor()
     with pytest.raises(ValueError):
-        ex.maxmemory_policy = "volatile-lru"
+        ex.maxmemory_policy = "volatile-lfx"
     with pytest.raises(ValueError):
         ex.maxmemory = -1
     assert (ex.maxmemory, ex.maxmemory_policy, ex.evicted_keys) == (0, "noeviction", 0)
 
 
 # --- allkeys-lru -----------------------------------------------------------------------------
-def lru_executor(seed: int = 1) -> Executor:
-    """allkeys-lru with a limit never reached: the access clock runs; tests lower the limit."""
-    ex = Executor()
+def lru_executor(seed: int = 1, clock: FakeClock | None = None) -> Executor:
+    """allkeys-lru with a limit never reached: the access dicts are ordered; tests lower the
+    limit."""
+    ex = Executor() if clock is None else Executor(clock_ms=clock)
     ex.eviction_rng = random.Random(seed)
     ex.maxmemory, ex.maxmemory_policy = 2**40, "allkeys-lru"
     return ex
@@ -187,14 +189,20 @@ def test_allkeys_lru_keeps_used_memory_under_the_limit_and_logs_each_eviction() 
 
 def test_allkeys_lru_evicts_cold_keys() -> None:
     """Statistical, with a fixed seed: 1000 keys, 200 of them read after every write; then
-    writes force ~400 evictions. Sampled LRU must take nearly all of them from the cold 800."""
-    ex = lru_executor(seed=5)
+    writes force ~400 evictions. Sampled LRU must take nearly all of them from the cold 800.
+    Access times have seconds resolution, as Redis's LRU clock: a second passes per write."""
+    clock = FakeClock(1_700_000_000_000)
+    ex = lru_executor(seed=5, clock=clock)
     fill(ex, 1000)
     hot = [b"k%d" % i for i in range(0, 1000, 5)]
+    clock.now += 1000
+    ex.refresh_clock()
     for key in hot:
         run(ex, ("GET", key))
     ex.maxmemory = ex.keyspace.used_memory
     for i in range(400):
+        clock.now += 1000
+        ex.refresh_clock()
         run(ex, ("SET", b"new%d" % i, b"v" * 20))
         for key in hot[i % 10::10]:  # keep the hot keys hot: 20 reads per write
             run(ex, ("GET", key))
@@ -205,11 +213,14 @@ def test_allkeys_lru_evicts_cold_keys() -> None:
 
 
 def test_pick_victim_takes_the_least_recently_used_of_its_samples(monkeypatch) -> None:
-    ex = lru_executor()
+    clock = FakeClock(1_700_000_000_000)
+    ex = lru_executor(clock=clock)
     rng = random.Random(9)
     for i in range(2000):
         run(ex, ("SET", b"k%d" % i, "v"), db=rng.randrange(3))
     for _ in range(3000):
+        clock.now += 1000  # a second per read: access times have seconds resolution
+        ex.refresh_clock()
         run(ex, ("GET", b"k%d" % rng.randrange(2000)), db=rng.randrange(3))
     ks = ex.keyspace
     heads = []
@@ -224,7 +235,7 @@ def test_pick_victim_takes_the_least_recently_used_of_its_samples(monkeypatch) -
         db, key = pick_victim(ks, rng)
         assert len(heads) == EVICTION_SAMPLES
         oldest = min(heads, key=lambda h: h[1][1])
-        assert ks.access_tick(db, key) == oldest[1][1]
+        assert stamp_seconds(ks.access_stamp(db, key)) == oldest[1][1]
 
 
 def test_eviction_stops_when_the_keyspace_is_empty() -> None:
