@@ -257,7 +257,7 @@ class Keyspace:
     @property
     def lfu(self) -> bool:
         """Touches count as LFU (see ``set_lfu``)."""
-        return self._mode % _FROZEN == _LFU
+        return self._lfu_on
 
     def shard_size(self, db: int, i: int) -> int:
         """The number of keys in shard ``i`` of ``db``, expired ones included."""
@@ -371,7 +371,7 @@ class Keyspace:
             if self._tracking:
                 delta += ACCESS_OVERHEAD
             # A new key's stamp, as Redis's createObject: now, or LFU_INIT_VAL under LFU.
-            d.access[i][key] = self._lfu_stamps[LFU_INIT_VAL] if self.lfu else self.lru_clock
+            d.access[i][key] = self._lfu_stamps[LFU_INIT_VAL] if self._lfu_on else self.lru_clock
         elif not mode:
             d.access[i][key] = self.lru_clock
         elif mode == _ORDERED:
