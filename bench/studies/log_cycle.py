@@ -6,6 +6,7 @@ Usage
 ::
 
     python -m aofnode.bench.studies.log_cycle --command SET [--rounds 100] [--once]
+        [--hits] [--maxmemory BYTES] [--policy POLICY]
 
 Design
 ------
@@ -15,7 +16,9 @@ Design
    bytes a front would write.
 2. Each round files one ``Batch`` of ``--clients`` messages of ``--pipeline`` requests each,
    as the RESP front sends them (checked, ``"resp": 2``, 3-byte values), and runs cycles until
-   the queue is empty.
+   the queue is empty. GET reads keys never set (misses) unless ``--hits`` sets all 100k
+   first; ``--maxmemory`` (0: none, the log actor's inline dispatch; ``serve``'s default is a
+   share of the machine, through the executor's own path) and ``--policy`` as ``serve``'s.
 3. Print the least CPU time per request over five timings of ``--rounds`` rounds (the least
    disturbed on a loaded machine). ``--once`` runs the rounds once and prints nothing: under
    ``valgrind --tool=callgrind``, the instructions of two round counts, subtracted, give a
@@ -66,18 +69,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=100)
     ap.add_argument("--once", action="store_true", help="run the rounds once, print nothing")
+    ap.add_argument("--hits", action="store_true", help="set every key first: GETs find them")
+    ap.add_argument("--maxmemory", type=int, default=0, help="bytes (default 0: none)")
+    ap.add_argument("--policy", default="noeviction", help="maxmemory-policy (default noeviction)")
     args = ap.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     log = structlog.get_logger()
     with tempfile.TemporaryDirectory() as tmp:
         # No time budget per cycle (only cycle_max_commands): the cycles, and so the count of
         # instructions under callgrind, must not depend on how slowly the process runs.
-        config = Config(dir=tmp, appendfsync="everysec", cycle_max_ms=60_000.0)
+        config = Config(dir=tmp, appendfsync="everysec", cycle_max_ms=60_000.0,
+                        maxmemory=args.maxmemory, maxmemory_policy=args.policy)
         private_sockets.prepare_run_dir(config.dir)
         actor = LogActor(config, log, closer=InlineCloser(log))
         encoder, out = RespReplies(), []
         actor.fronts.reply = lambda finished: out.extend(encoder.encode(finished.get(0, ())))
         clients = list(range(1, args.clients + 1))
+        if args.hits:
+            for i in range(100_000):
+                actor.executor.execute(0, "SET", [b"key:%012d" % i, b"xyz"])
+            actor.executor.take_propagated()
         rounds = [_bodies(args.command, args.pipeline, args.clients, r * 800) for r in range(20)]
         seq = 1
 
