@@ -254,7 +254,8 @@ class LogActor(Actor):
         ``MAX_CYCLE_REPLY_BYTES`` is reached (node/log/work.py)."""
         writes: list = []  # where this cycle's write results are: (results, index) pairs, flat
         self._refusal = self.executor.write_refusal = self._writes_refused()
-        # The access stamps' clock, once a cycle; no touch while a rewrite child shares pages.
+        # The access stamps' clock, once a cycle; no touch while a rewrite runs (from the fork
+        # to the switch: its child shares our pages until it exits, and the catch-up is short).
         keyspace = self.executor.keyspace
         keyspace.refresh_clock()
         keyspace.freeze_access(self.rewriter.in_progress)

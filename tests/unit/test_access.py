@@ -297,3 +297,24 @@ def test_maxmemory_samples_is_the_number_of_candidates(clock, monkeypatch):
     run(ex, "SET", "one", "more")  # the limit is checked before a command: this one goes over
     run(ex, "SET", "two", "more")
     assert ex.evicted_keys >= 1 and len(drawn) == 12 * ex.evicted_keys
+
+
+def test_nothing_is_touched_while_a_rewrite_child_runs(ex, clock):
+    """Redis touches nothing while it has a child: a touch writes to pages the child shares."""
+    run(ex, "SET", "k", "v")
+    later(ex, clock, 5)
+    ex.keyspace.freeze_access(True)
+    assert run(ex, "GET", "k") == b"v"
+    run(ex, "SET", "k", "w")
+    run(ex, "SET", "new", "v")  # a new key still gets its stamp
+    assert run(ex, "OBJECT", "IDLETIME", "k") == 5
+    assert run(ex, "OBJECT", "IDLETIME", "new") == 0
+    ex.maxmemory_policy = "allkeys-lfu"  # the policy may change meanwhile: still frozen
+    run(ex, "GET", "new")
+    assert run(ex, "OBJECT", "FREQ", "new") == LFU_INIT_VAL
+    ex.keyspace.freeze_access(False)
+    run(ex, "GET", "new")
+    assert run(ex, "OBJECT", "FREQ", "new") == LFU_INIT_VAL + 1
+    ex.maxmemory_policy = "noeviction"
+    run(ex, "GET", "k")
+    assert run(ex, "OBJECT", "IDLETIME", "k") == 0
