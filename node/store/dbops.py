@@ -157,7 +157,7 @@ class DbCommands:
             key = ks.random_key(db, self.command_rng)
             if key is None:
                 return None
-            if ks.lookup(db, key) is not None:
+            if ks.lookup_notouch(db, key) is not None:  # Redis's dbRandomKey touches nothing
                 return key
 
     def _cmd_time(self, db, args):

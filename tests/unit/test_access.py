@@ -71,7 +71,7 @@ def test_an_lru_stamp_reads_as_a_new_keys_counter():
 NOTOUCH = [("TTL", "k"), ("PTTL", "k"), ("EXPIRETIME", "k"), ("PEXPIRETIME", "k"), ("TYPE", "k"),
            ("EXISTS", "k"), ("OBJECT", "ENCODING", "k"), ("OBJECT", "REFCOUNT", "k"),
            ("OBJECT", "IDLETIME", "k"), ("MEMORY", "USAGE", "k"), ("SCAN", "0"),
-           ("SCAN", "0", "TYPE", "string"), ("KEYS", "*"), ("DBSIZE",)]
+           ("SCAN", "0", "TYPE", "string"), ("KEYS", "*"), ("DBSIZE",), ("RANDOMKEY",)]
 TOUCH = [("GET", "k"), ("TOUCH", "k"), ("APPEND", "k", "x"), ("STRLEN", "k"), ("SET", "k", "w"),
          ("EXPIRE", "k", "100"), ("PERSIST", "k"), ("DUMP", "k"), ("GETRANGE", "k", "0", "1")]
 
