@@ -171,14 +171,13 @@ class Keyspace:
             if when is not None and when <= self.clock_ms() and not self.loading:
                 self._expire(db, d, key)
                 return None
-        mode = self._mode
-        if not mode:
+        if not self._mode:  # the plain LRU stamp: the common case first, one attribute read
             d.access[i][key] = self.lru_clock
-        elif mode == _ORDERED:
+        elif self._mode == _ORDERED:
             access = d.access[i]
             access.move_to_end(key)
             access[key] = self.lru_clock
-        elif mode == _LFU:
+        elif self._mode == _LFU:
             self._touch_lfu(d.access[i], key)
         return value
 
@@ -362,26 +361,26 @@ class Keyspace:
                 delta = len(key) + len(value) + STRING_OVERHEAD
             else:
                 delta = entry_size(key, value)
-        elif value.__class__ is bytes and previous.__class__ is bytes:
-            delta = len(value) - len(previous)
-        else:
-            delta = entry_size(key, value) - entry_size(key, previous)
-        mode = self._mode
-        if previous is None:
             if self._tracking:
                 delta += ACCESS_OVERHEAD
             # A new key's stamp, as Redis's createObject: now, or LFU_INIT_VAL under LFU.
             d.access[i][key] = self._lfu_stamps[LFU_INIT_VAL] if self._lfu_on else self.lru_clock
-        elif not mode:
-            d.access[i][key] = self.lru_clock
-        elif mode == _ORDERED:
-            access = d.access[i]
-            access.move_to_end(key)
-            access[key] = self.lru_clock
-        elif mode == _LFU:
-            # An overwrite keeps the counter and counts as an access (Redis's dbOverwrite keeps
-            # the old object's field after lookupKeyWrite touched it).
-            self._touch_lfu(d.access[i], key)
+        else:
+            if value.__class__ is bytes and previous.__class__ is bytes:
+                delta = len(value) - len(previous)
+            else:
+                delta = entry_size(key, value) - entry_size(key, previous)
+            mode = self._mode
+            if not mode:
+                d.access[i][key] = self.lru_clock
+            elif mode == _ORDERED:
+                access = d.access[i]
+                access.move_to_end(key)
+                access[key] = self.lru_clock
+            elif mode == _LFU:
+                # An overwrite keeps the counter and counts as an access (Redis's dbOverwrite
+                # keeps the old object's field after lookupKeyWrite touched it).
+                self._touch_lfu(d.access[i], key)
         if expire_ms is not None:
             self._set_expire(d, i, key, expire_ms)
         elif not keep_ttl and d.nexpires:
