@@ -127,9 +127,11 @@ def test_redis_py_reads_introspection_from_a_node(node):
     assert r.info("persistence")["aof_enabled"] == 1
     assert r.object("encoding", "k") == b"raw"
     assert r.memory_usage("k") > 100
-    assert r.slowlog_len() == 0 and r.slowlog_get() == []
+    # Under load any command may pass the 10 ms threshold, so start from an empty log and look
+    # for the one command that must be there.
+    assert r.slowlog_reset() and r.slowlog_len() in (0, 1)
     r.execute_command("DEBUG", "SLEEP", "0.02")  # over slowlog-log-slower-than's 10 ms
-    [entry] = r.slowlog_get()
+    [entry] = [e for e in r.slowlog_get() if e["command"].startswith(b"debug")]
     assert entry["command"] == b"debug SLEEP 0.02" and entry["duration"] >= 19_000
     assert r.execute_command("LATENCY", "LATEST") == []
     assert len(r.execute_command("DEBUG", "DIGEST")) == 40
