@@ -137,6 +137,9 @@ class ScriptCommands:
     _script_bytes = 0
     _script_rand: Rand48 | None = None
     scripts_evicted = 0
+    # True while a script's redis.call runs a command: what it reads must not depend on a set's
+    # layout (SORT BY nosort), as Redis forces for its script callers.
+    in_script = False
     # The Executor's, which this mixin's redis.call uses.
     maxmemory: int
     _make_room: Callable[[str], Any]
@@ -267,10 +270,13 @@ class ScriptCommands:
             self.monitor_script(run.db, [name_arg.lower(), *args])
         stats = self.script_stats
         start = _clock() if stats is not None else 0
+        self.in_script = True
         try:
             reply = self._handlers[name](run.db, args)
         except IndexError:
             return _ARITY_ERR
+        finally:
+            self.in_script = False
         if stats is not None:
             stats(name, args, reply, _clock() - start)
         # The shapes the RESP front gives these two (protocol/resp_reply.py), as scripts see
