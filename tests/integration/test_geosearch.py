@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import random
 import shutil
+import socket
 
 import pytest
 import redis
 
+from aofnode.bench.resp import encode_command
 from tests.integration.test_parity_commands import _start_again
 from tests.integration.test_resp_differential import differing_replies
 from tests.integration.test_resp_front import _start
 from tests.integration.test_rewrite import wait_rewrites
+from tests.nodeproc import wait_for
 
 needs_redis = pytest.mark.skipif(shutil.which("redis-server") is None,
                                  reason="redis-server is not installed")
@@ -272,3 +275,32 @@ def test_the_zeromq_front_serves_geo_searches(node):
         assert c.execute("ZRANGE", "d", "0", "-1", "WITHSCORES") == [b"Catania", b"56.441257870158204"]
         err = c.execute_many([("GEORADIUS_RO", "g", "15", "37", "1", "km", "STORE", "d")])[0]
         assert "syntax error" in str(err)
+
+
+
+def test_a_search_reply_past_the_output_limit_cuts_the_client_off(make_node):
+    """A map-wide search's replies are bounded as any reply is: a client that does not read
+    them is cut off past --client-output-limit, the actors live on and others are served."""
+    node, port = _start(make_node, "--client-output-limit", "1mb", appendfsync="everysec")
+    rng = random.Random(3)
+    points = [x for i in range(30_000) for x in (f"{rng.uniform(-180, 180):.6f}",
+                                                f"{rng.uniform(-85, 85):.6f}", f"p{i}")]
+    with redis.Redis(port=port, socket_timeout=30) as r:
+        assert r.execute_command("GEOADD", "g", *points) == 30_000
+    pids = node.actor_pids()
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    search = encode_command("GEOSEARCH", "g", "FROMLONLAT", "0", "0", "BYRADIUS", "21000", "km",
+                            "WITHCOORD")  # ~2.2 MB of reply each
+
+    def cut():
+        try:
+            s.sendall(search)  # never reads
+        except OSError:
+            return True
+        return node.events("client_output_limit_reached")
+    wait_for(cut, timeout=120, what="the client that does not read cut off")
+    s.close()
+    with redis.Redis(port=port, socket_timeout=30) as r:
+        assert len(r.execute_command("GEORADIUS", "g", "0", "0", "1000", "km")) > 0
+    assert node.actor_pids() == pids
