@@ -233,7 +233,8 @@ def candidates(z: tuple, shape: Shape, limit: int) -> list[tuple[float, float, b
     return found
 
 
-# The two loops below are ``_position`` and ``Shape.distance`` written out, one pass per cell:
+# The two loops below are ``_position`` and ``Shape.distance`` written out, one pass per cell
+# (tests/unit/test_geoarea.py checks them against those):
 # a search of the whole map reads every member, and a call per member for each step cost ~2x.
 # Every operation is Redis's, in its order (geohash_helper.c), so the results are the same bits.
 
@@ -270,15 +271,38 @@ def _within_circle(items: list, shape: Shape, found: list, limit: int) -> None:
 
 
 def _within_box(items: list, shape: Shape, found: list, limit: int) -> None:
-    position, distance = _position, geo_distance
-    clon, clat = shape.lon, shape.lat
+    t, scale, lon_span, lat_span = _CELLS16, _SCALE, _LON_SPAN, _LAT_SPAN
+    sin, cos, asin, sqrt, rad, earth = math.sin, math.cos, math.asin, math.sqrt, _DEG_RAD, _EARTH_RADIUS_M
+    clon_r, clat_r = shape.lon * rad, shape.lat * rad
+    cos1 = cos(clat_r)
     half_h, half_w = shape.height * shape.to_metre / 2, shape.width * shape.to_metre / 2
     append = found.append
     for score, member in items:
-        lon, lat = position(score)
-        if _lat_distance(lat, clat) > half_h or distance(lon, lat, clon, lat) > half_w:
+        b = int(score)
+        v = t[b & 0xFFFF] | (t[(b >> 16) & 0xFFFF] << 8) | (t[(b >> 32) & 0xFFFF] << 16) | (t[b >> 48] << 24)
+        cell = v >> 32
+        lon = ((-180.0 + (cell / scale) * lon_span) + (-180.0 + ((cell + 1) / scale) * lon_span)) / 2
+        cell = v & 0xFFFFFFFF
+        lat = ((_LAT_MIN + (cell / scale) * lat_span) + (_LAT_MIN + ((cell + 1) / scale) * lat_span)) / 2
+        if lon > 180.0:
+            lon = 180.0
+        if lat > _LAT_MAX:
+            lat = _LAT_MAX
+        lat_r, lon_r = lat * rad, lon * rad
+        if earth * abs(clat_r - lat_r) > half_h:  # north-south: along the meridian
             continue
-        append((distance(clon, clat, lon, lat), score, member, lon, lat))
+        w = sin((clon_r - lon_r) / 2)  # east-west: along the point's parallel
+        if w != 0.0:
+            c = cos(lat_r)
+            if 2.0 * earth * asin(sqrt(0.0 + c * c * w * w)) > half_w:
+                continue
+        w = sin((lon_r - clon_r) / 2)
+        if w == 0.0:
+            d = earth * abs(lat_r - clat_r)
+        else:
+            u = sin((lat_r - clat_r) / 2)
+            d = 2.0 * earth * asin(sqrt(u * u + cos1 * cos(lat_r) * w * w))
+        append((d, score, member, lon, lat))
         if limit and len(found) >= limit:
             return
 

@@ -60,3 +60,28 @@ def test_a_small_radius_reads_the_centres_cell_and_neighbours_only():
     assert geo_encode(lon, lat) >> (52 - 2 * step) == bits  # the centre's own cell
     kept = [b for b in boxes if b is not None]
     assert len(set(kept)) == len(kept) and all(b[1] == step for b in kept)
+
+
+@pytest.mark.parametrize("box", [False, True])
+def test_the_written_out_loops_agree_with_the_shapes_reference_test(box):
+    """``candidates`` inlines the decoding and ``Shape.distance`` for speed: on random shapes,
+    its points are exactly the members the plain functions put inside, with the same bits."""
+    from aofnode.store.geoarea import candidates
+    from aofnode.store.zsetcore import z_from_scores
+
+    rng = random.Random(11 + box)
+    z = z_from_scores({b"m%d" % i: float(geo_encode(rng.uniform(-180, 180), rng.uniform(-85, 85)))
+                       for i in range(3000)})
+    for _ in range(40):
+        lon, lat = rng.uniform(-180, 180), rng.uniform(-85, 85)
+        size = 10 ** rng.uniform(4, 7.3)
+        shape = (Shape(lon, lat, 1.0, width=size, height=10 ** rng.uniform(4, 7.3), box=True) if box
+                 else Shape(lon, lat, 1.0, radius=size))
+        got = candidates(z, shape, 0)
+        want = []
+        for member, score in z[0].items():
+            plon, plat = geo_decode(score)
+            d = shape.distance(plon, plat)
+            if d is not None:
+                want.append((d, score, member, plon, plat))
+        assert sorted(got) == sorted(want)
