@@ -24,7 +24,7 @@ import socket
 import msgpack
 
 from aofnode.fronts import core
-from aofnode.fronts.resp_session import LOCAL, Session, check_forwarded
+from aofnode.fronts.resp_session import LOCAL, Session, check_forwarded, forwarded_local
 from aofnode import protocol as codec
 from aofnode import protocol as resp
 from aofnode.protocol.commands import COMMANDS
@@ -180,7 +180,7 @@ class CommandRouting:
                     break
                 fast = _fast_table(conn)
                 continue
-            if gate is None and error is None and name not in LOCAL:
+            if gate is None and error is None and (name not in LOCAL or forwarded_local(name, argv)):
                 if name in PUBSUB_NAMES:
                     self._pubsub_forwarded(conn, name)
                 elif name == "MONITOR":

@@ -48,6 +48,7 @@ _NEVER = 1 << 62
 # Commands whose subcommand names their commandstats entry, as Redis 7's ``config|get``; only
 # these subcommands, so that no client can grow the table without bound.
 _SUBCOMMANDS = {
+    "CLIENT": {b"UNBLOCK"},  # the one CLIENT subcommand the RESP front forwards
     "CONFIG": {b"GET", b"SET", b"RESETSTAT", b"REWRITE", b"HELP"},
     "SLOWLOG": {b"GET", b"LEN", b"RESET", b"HELP"},
     "LATENCY": {b"LATEST", b"HISTORY", b"RESET", b"DOCTOR", b"HELP"},
@@ -206,13 +207,15 @@ class Introspection:
         if type(reply) is Error:
             stats[3] += 1
 
-    def unblocked(self, name: str, ns: int) -> None:
-        """A blocked command answered (served or timed out): one call, as Redis counts it then."""
+    def unblocked(self, name: str, ns: int, failed: bool = False) -> None:
+        """A blocked command answered (served, timed out, or by CLIENT UNBLOCK: ``failed``):
+        one call, as Redis counts it then."""
         stats = self.cmdstats.get(name)
         if stats is None:
             stats = self.cmdstats[name] = [0, 0, 0, 0]
         stats[0] += 1
         stats[1] += ns // 1000
+        stats[3] += failed
         if self.latencystats.enabled:
             self.latencystats.record(name, ns)
 
@@ -236,6 +239,16 @@ class Introspection:
         prefix = _prefix(reply.code)
         self.errorstats[prefix] = self.errorstats.get(prefix, 0) + 1
         return reply
+
+    def error_during(self, key: str, reply: Error) -> Error:
+        """An error reply sent to another client while command ``key`` runs (CLIENT UNBLOCK
+        ERROR): counted, and that command counts as failed, as Redis counts a call during which
+        an error reply was made (``incrCommandStatsOnError``)."""
+        stats = self.cmdstats.get(key)
+        if stats is None:
+            stats = self.cmdstats[key] = [0, 0, 0, 0]
+        stats[3] += 1
+        return self.error(reply)
 
     def rejected(self, name: str) -> None:
         """A command refused without running (MISCONF)."""
