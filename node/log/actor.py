@@ -171,7 +171,7 @@ class LogActor(Actor):
             for entry in entries:
                 execute(entry[0], entry[1], entry[2:])
 
-        aof_format.load(self.config.aof_path, apply, self.log)
+        aof_format.load(self.config.aof_path, apply, self.log, self.config.key_load_delay)
         self.executor.loading = False
         self.executor.take_propagated()
 

@@ -32,7 +32,7 @@ from aofnode.store import objects
 from aofnode.store.eviction import EVICTION_SAMPLES, POLICIES
 from aofnode.store.pattern import glob_match
 
-__all__ = ["PARAMS", "config_command"]
+__all__ = ["HIDDEN", "PARAMS", "config_command"]
 
 LLONG_MAX = (1 << 63) - 1
 INT_MAX = (1 << 31) - 1
@@ -225,6 +225,10 @@ PARAMS: dict[str, tuple] = {
                        _config_setter("busy_reply_threshold_ms")),
     "latency-monitor-threshold": (lambda i: i.latency.threshold_ms, _ranged(0, LLONG_MAX),
                                   _attr_setter("latency", "threshold_ms")),
+    # Redis's hidden debug aid (node/aof/format.py ``slowed``): the next load's delay per entry,
+    # DEBUG RELOAD's; a restarted log actor takes the option's again.
+    "key-load-delay": (lambda i: i.owner.config.key_load_delay, _ranged(-INT_MAX - 1, INT_MAX),
+                       _config_setter("key_load_delay")),
     "latency-tracking": (lambda i: "yes" if i.latencystats.enabled else "no", _yes_no,
                          lambda i, on: setattr(i.latencystats, "enabled", on)),
     "latency-tracking-info-percentiles": (
@@ -270,12 +274,18 @@ def _text(value) -> bytes:
     return str(value).encode()
 
 
+# Settings CONFIG GET gives only when named exactly, never for a pattern (Redis's HIDDEN_CONFIG).
+HIDDEN = frozenset({"key-load-delay"})
+_GLOB = re.compile(rb"[*?[]")
+
+
 def config_get(intro, patterns) -> dict:
     found: dict = {}
     for pattern in patterns:
         pattern = pattern.lower()
+        glob = _GLOB.search(pattern) is not None
         for name, (read, _, _) in PARAMS.items():
-            if name not in found and glob_match(pattern, name.encode()):
+            if name not in found and glob_match(pattern, name.encode()) and not (glob and name in HIDDEN):
                 found[name] = _text(read(intro))
     return found
 

@@ -373,7 +373,7 @@ class Introspection:
             for entry in entries:
                 execute(entry[0], entry[1], entry[2:])
 
-        aof_format.load(owner.config.aof_path, apply, owner.log)
+        aof_format.load(owner.config.aof_path, apply, owner.log, owner.config.key_load_delay)
         fresh.loading = False
         if keyspace_digest(fresh.keyspace) != keyspace_digest(owner.executor.keyspace):
             return Error(ERR, "DEBUG RELOAD: the AOF replays into a dataset with another digest")
