@@ -102,6 +102,8 @@ class TransactionRouting:
             self.log_oom = bool(state["oom"])
         if "busy" in state:
             self.log_busy = bool(state["busy"])
+        if "latency_tracking" in state:  # node/fronts/resp_route.py, ``count_command``
+            self.latency_tracking = bool(state["latency_tracking"])
 
     def _transaction(self, conn, name: str, argv: list[bytes], gate: bytes | None,
                      error: bytes | None) -> None:

@@ -149,7 +149,7 @@ class LogActor(Actor):
         self.executor.info_provider = self._info
         self.tx_running = False  # inside run_atomic
         self.min_replicas_to_write = 0  # CONFIG SET min-replicas-to-write (_writes_refused)
-        self.oom_told: dict[int, int] = {}  # front connection -> the OOM state it was told
+        self.front_told: dict[int, tuple] = {}  # front connection -> the state it was told
         transactions.install(self)
         self.script_busy = busy.install(self)  # BUSY, SCRIPT KILL and SHUTDOWN (node/log/busy.py)
         self.runtime: Runtime | None = None
@@ -266,7 +266,7 @@ class LogActor(Actor):
             self.fronts.deliver(self.pubsub.take())  # before the replies: PUBLISH's reply follows
         if self.monitors.entries:
             self.fronts.deliver(self.monitors.take())
-        transactions.tell_oom_state(self)  # before the replies too: MULTI's queueing reads it
+        transactions.tell_front_state(self)  # before the replies too: MULTI's queueing reads it
         if self.script_busy.run is not None:
             self.script_busy.before_replies()  # a script went busy in this cycle: it ended
         self.fronts.reply(finished)  # step 5: each reply to where its message came from

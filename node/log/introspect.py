@@ -30,7 +30,7 @@ import time
 from aofnode.aof import format as aof_format
 from aofnode.log.config_set import config_command
 from aofnode.log.latencystats import LatencyStats
-from aofnode.log.redis_info import add_redis_fields, front_counts, front_errorstats
+from aofnode.log.redis_info import add_redis_fields, front_counts, front_errorstats, front_histograms
 from aofnode.log.slowlog import LatencyMonitor, SlowLog, latency_command, slowlog_command
 from aofnode.protocol.errors import ERR, OOM, Error
 from aofnode.protocol.resp_reply import error_line
@@ -134,6 +134,7 @@ class Introspection:
         self.errorstats: dict[str, int] = {}
         self.front_error_base: dict[str, int] = {}  # the fronts' error counts at RESETSTAT
         self.front_cmd_base: dict[str, int] = {}  # and their command counts
+        self.front_latency_base: dict[str, dict[int, int]] = {}  # and latency histograms
         self.used_memory_peak = 0
         self.started = time.time()
         self.last_save = int(self.started)  # SAVE's (INFO rdb_last_save_time, LASTSAVE)
@@ -277,6 +278,7 @@ class Introspection:
         self.latencystats.reset()
         self.front_error_base = front_errorstats(self, since_reset=False)
         self.front_cmd_base = front_counts(self, "cmdstat_", None)
+        self.front_latency_base = front_histograms(self, since_reset=False)
         self.used_memory_peak = ex.keyspace.used_memory
         owner.reporter.instantaneous_ops = 0.0
         owner.reporter._ops_window = (time.monotonic(), 0)
