@@ -297,6 +297,8 @@ class ClientCommands:
             if not self.link.ready:
                 conn.slots.append(Slot(conn, b""))
             else:
+                if name == "CLIENT":  # forwarded_local: the log actor takes it by this name only
+                    argv[0] = name
                 size = sum(map(len, argv))
                 slot = SilencedSlot(conn, None, 1, size, None, session.resp3)
                 conn.slots.append(slot)

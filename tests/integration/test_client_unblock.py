@@ -104,6 +104,12 @@ def _transcript(port: int, protocol: str) -> list:
         wait_for(lambda: _blocked(ctl) == 1, 10, what="BLPOP blocked")
         out.append(("multi", [ctl.call("MULTI"), ctl.call("CLIENT", "UNBLOCK", str(blk_id), "ERROR"),
                               ctl.call("CLIENT", "UNBLOCK", str(blk_id)), ctl.call("EXEC")], blk.read()))
+        # under CLIENT REPLY OFF: no reply to it, but the waiter is answered all the same
+        blk.send("BLPOP", "l1", "0")
+        wait_for(lambda: _blocked(ctl) == 1, 10, what="BLPOP blocked")
+        ctl.send("CLIENT", "REPLY", "OFF")
+        ctl.send("CLIENT", "UNBLOCK", str(blk_id), "ERROR")
+        out.append(("reply off", blk.read(), ctl.call("CLIENT", "REPLY", "ON")))
         # the blocked client's pipeline waits behind the pop, and runs after the unblock
         blk.send("BLPOP", "l1", "0")
         blk.send("ECHO", "after")
