@@ -280,12 +280,23 @@ _GLOB = re.compile(rb"[*?[]")
 
 
 def config_get(intro, patterns) -> dict:
+    """As Redis's configGetCommand: a name without ``*?[`` is looked up, hidden settings
+    included, and answered under the spelling asked for; a pattern matches every setting but
+    the hidden ones; a setting is given once (names compared without case)."""
     found: dict = {}
-    for pattern in patterns:
-        pattern = pattern.lower()
-        glob = _GLOB.search(pattern) is not None
+    seen: set[str] = set()
+    for raw in patterns:
+        pattern = raw.lower()
+        if _GLOB.search(pattern) is None:
+            name = pattern.decode("utf-8", "replace")
+            param = PARAMS.get(name)
+            if param is not None and name not in seen:
+                seen.add(name)
+                found[raw.decode("utf-8", "replace")] = _text(param[0](intro))
+            continue
         for name, (read, _, _) in PARAMS.items():
-            if name not in found and glob_match(pattern, name.encode()) and not (glob and name in HIDDEN):
+            if name not in seen and name not in HIDDEN and glob_match(pattern, name.encode()):
+                seen.add(name)
                 found[name] = _text(read(intro))
     return found
 
