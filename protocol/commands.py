@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .errors import ERR, Error
 
-__all__ = ["CommandSpec", "COMMANDS", "NUM_DBS", "parse_select"]
+__all__ = ["CommandSpec", "COMMANDS", "FRONT_COMMANDS", "NUM_DBS", "parse_select"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +302,11 @@ COMMANDS: dict[str, CommandSpec] = {
 
 
 # --- Databases -------------------------------------------------------------------------------
+# Commands a front answers, but for a part it forwards to the log actor: CLIENT UNBLOCK (the
+# client it unblocks waits there). Not in COMMANDS, so the ZeroMQ wire refuses them
+# (UNKNOWNCMD); only a checked sender (the RESP front, server.decode_message) may send them.
+FRONT_COMMANDS = frozenset({"CLIENT"})
+
 NUM_DBS = 16  # databases 0..15, as Redis's default
 
 

@@ -16,7 +16,8 @@ Design:
   No write is acknowledged before the fsync that covers it (under ``always``).
 - Blocking pops wait in node/log/blocking.py: a blocked client leaves the turns (its later
   messages wait behind it), is served by the write that makes its key ready, within that
-  write's cycle (same append, same fsync, then the reply), or answered nil at its timeout.
+  write's cycle (same append, same fsync, then the reply), or answered nil at its timeout or
+  at a CLIENT UNBLOCK.
 - Every 100 ms tick: expiry, the writer's retries and everysec fsync, the closer, the rewrite.
 - Never blocks on close(2)/unlink(2) (the closer actor does). A corrupt AOF (exit 3) or one that
   cannot be created or written (6) is fatal at start (node/exitcodes.py). docs/aof.md has
@@ -37,7 +38,7 @@ from aofnode.log.report import PauseMeter, Reporter
 from aofnode.runtime.actor import Actor, Runtime
 from aofnode.hello import hello_reply
 from aofnode.log.introspect import Introspection
-from aofnode.log.blocking import Blocking
+from aofnode.log.blocking import Blocking, client_unblock
 from aofnode.log.links import FrontLinks
 from aofnode.log.notify import Notifier
 from aofnode.log.pubsub import PubSub
@@ -137,6 +138,10 @@ class LogActor(Actor):
         self.intro._own.update(self.pubsub.handlers())
         self.monitors = Monitors(self)  # MONITOR (node/log/monitor.py)
         self.intro._own.update(self.monitors.handlers())
+        # CLIENT UNBLOCK, which the RESP front forwards: the waiter it names is here
+        self.intro._own["CLIENT"] = lambda _db, args: client_unblock(
+            self.blocking, self._client, args,
+            lambda error: self.intro.error_during("CLIENT|UNBLOCK", error))
         self.fronts.attach_pubsub(self.pubsub, self.monitors)
         if config.pub_bind:
             self.pubsub.mirror = lambda: self.fronts.conn_of("front")
@@ -144,7 +149,7 @@ class LogActor(Actor):
         self.executor.info_provider = self._info
         self.tx_running = False  # inside run_atomic
         self.min_replicas_to_write = 0  # CONFIG SET min-replicas-to-write (_writes_refused)
-        self.oom_told: dict[int, int] = {}  # front connection -> the OOM state it was told
+        self.front_told: dict[int, tuple] = {}  # front connection -> the state it was told
         transactions.install(self)
         self.script_busy = busy.install(self)  # BUSY, SCRIPT KILL and SHUTDOWN (node/log/busy.py)
         self.runtime: Runtime | None = None
@@ -166,7 +171,7 @@ class LogActor(Actor):
             for entry in entries:
                 execute(entry[0], entry[1], entry[2:])
 
-        aof_format.load(self.config.aof_path, apply, self.log)
+        aof_format.load(self.config.aof_path, apply, self.log, self.config.key_load_delay)
         self.executor.loading = False
         self.executor.take_propagated()
 
@@ -261,7 +266,7 @@ class LogActor(Actor):
             self.fronts.deliver(self.pubsub.take())  # before the replies: PUBLISH's reply follows
         if self.monitors.entries:
             self.fronts.deliver(self.monitors.take())
-        transactions.tell_oom_state(self)  # before the replies too: MULTI's queueing reads it
+        transactions.tell_front_state(self)  # before the replies too: MULTI's queueing reads it
         if self.script_busy.run is not None:
             self.script_busy.before_replies()  # a script went busy in this cycle: it ended
         self.fronts.reply(finished)  # step 5: each reply to where its message came from
