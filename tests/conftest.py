@@ -46,14 +46,32 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items):
-    """A solo test joins the "heavy" group (pyproject.toml, addopts): no heavy test is running
-    when it starts, so it waits only for the light tests of the other workers, never a minute
-    for a heavy one while every worker idles at the gate (``_exclusion`` below)."""
+@pytest.hookimpl(wrapper=True)  # around pytest-xdist's worker plugin, which names the groups
+def pytest_collection_modifyitems(config, items):
+    """Two things around pytest-xdist's naming of the groups (pyproject.toml, addopts):
+
+    1. before: a solo test joins the "heavy" group. No heavy test is running when it starts, so
+       it waits only for the light tests of the other workers, never a minute for a heavy one
+       while every worker idles at the gate (``_exclusion`` below).
+    2. after: ``--dist loadgroup`` is made to see the groups. On a worker, pytest-xdist 3.8 names
+       an item's group by setting ``item._nodeid`` to ``<nodeid>@<group>``, and its scheduler
+       reads the group back from the node id; pytest 9.2 builds ``nodeid`` from ``item._id`` and
+       never reads ``_nodeid``, so every group was ignored: each heavy test went to whichever
+       worker was free and waited there on ``heavy.lock`` while that worker did nothing else
+       (about 450 worker-seconds a run). With the suffixed id in ``_id`` the whole group is one
+       unit of work for one worker, run one test after another, and no other worker waits on
+       the lock. This is pytest-xdist's open fix (github.com/pytest-dev/pytest-xdist/pull/1388);
+       it does nothing where ``_nodeid`` is still read (older pytest) or without xdist."""
     for item in items:
         if item.get_closest_marker("solo") and not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group("heavy"))
+    result = yield
+    for item in items:
+        grouped = item.__dict__.get("_nodeid")
+        current = getattr(item, "_id", None)
+        if isinstance(grouped, str) and current is not None and str(current) != grouped:
+            item._id = type(current).parse(grouped)
+    return result
 
 
 def _heavy(item) -> bool:
@@ -66,10 +84,10 @@ def _exclusion(request, tmp_path_factory):
     """Under pytest-xdist, what the marks promise, enforced with flock(2) on files in the
     directory the workers of one run share (pytest's base temp of the run):
 
-    1. ``xdist_group("heavy")``: one heavy test at a time. ``--dist loadgroup`` would already
-       run the group on one worker, but pytest-xdist 3.8 marks a group in ``item._nodeid``,
-       which pytest 9.2 no longer reads, so the group is ignored; ``heavy.lock``, held
-       exclusive, keeps the promise either way (and costs nothing once the group works).
+    1. ``xdist_group("heavy")``: one heavy test at a time. ``--dist loadgroup`` already runs
+       the group on one worker (``pytest_collection_modifyitems`` above); ``heavy.lock``, held
+       exclusive, keeps the promise should the group be lost again (a pytest or pytest-xdist
+       upgrade), and costs nothing while the group works.
     2. ``@pytest.mark.solo``: the test runs while no other test does, for a bound (a latency, a
        rate) that holds only on a machine it has to itself. A readers-writer lock: every test
        holds ``solo.lock`` shared, a solo test exclusive; ``solo.gate`` keeps a waiting solo test
