@@ -96,6 +96,10 @@ class Config:
     maxmemory_policy: str = "noeviction"
     crash_loop_count: int = 5
     crash_loop_window_s: float = 60.0
+    # The longest wait before an actor that keeps dying soon after its start is started again
+    # (node/supervisor.py: 0.1 s doubling up to this). Lower it where actors are killed on purpose
+    # again and again (the kill -9 tests): past a few kills each restart would wait the cap.
+    restart_backoff_max_s: float = 5.0
     # CURVE (node/fronts/curve.py): the server's secret certificate and a directory of
     # allowed clients' public certificates (reread on SIGHUP). Without them only a loopback,
     # ipc or inproc endpoint is bound, unless ``insecure_bind`` says otherwise.

@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop the node (exit 7) when one actor dies N times within the window (default 5)")
     s.add_argument("--crash-loop-window", dest="crash_loop_window_s", type=float, default=60.0, metavar="SECONDS",
                    help="the crash-loop window (default 60)")
+    s.add_argument("--restart-backoff-max", dest="restart_backoff_max_s", type=_positive_seconds, default=5.0,
+                   metavar="SECONDS", help="the longest wait before restarting an actor that keeps dying "
+                                           "(0.1 s doubling up to this; default 5)")
     s.add_argument("--curve-secret-key", default=None, metavar="FILE",
                    help="CURVE: the node's secret certificate (aofnode keygen); needs --curve-allow")
     s.add_argument("--curve-allow", default=None, metavar="DIR",
