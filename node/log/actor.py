@@ -94,6 +94,7 @@ class LogActor(Actor):
     def __init__(self, config: Config, log, closer=None) -> None:
         self.config = config
         self.log = log
+        self.supervisor_pid = os.getppid()
         self.stats = {"total_commands_processed": 0, "total_batches": 0, "total_cycles": 0,
                       "total_error_replies": 0, "misconf_refusals": 0, "forgotten_messages": 0,
                       "rejected_messages": 0, "rejected_requests": 0, "dropped_messages_front_gone": 0,
@@ -237,7 +238,10 @@ class LogActor(Actor):
         ok = self.writer.fsync_now()
         self.log.info("actor_stopping", aof_size=self.writer.size, fsync_ok=ok)
         self.closer.submit_close(self.writer.close_fd_later(), self.config.aof_path)
-        self.closer.drain(timeout=5.0)
+        # Orphaned (the supervisor was killed: every actor got SIGTERM with it), a closer that
+        # is gone stays gone; waiting 5 s for one only kept the data directory locked that long
+        # before a new ``serve`` could start. The fd then closes with this process.
+        self.closer.drain(timeout=5.0, reconnect=os.getppid() == self.supervisor_pid)
         self.fronts.close()
         if self.heartbeat is not None:
             self.heartbeat.close()
