@@ -285,7 +285,7 @@ def _resp_consumer(port, ledger: Ledger, stop: threading.Event) -> None:
             ledger.note("consumed", got[1])
 
 
-@pytest.mark.xdist_group("heavy")  # kill -9 under load: one heavy test at a time (pyproject.toml)
+@pytest.mark.xdist_group("kill9")  # kill -9 under load: one kill9 test at a time (pyproject.toml)
 @pytest.mark.parametrize("role", ["log", "resp", "front"])
 def test_a_job_queue_from_both_fronts_survives_kill9(make_node, role):
     node, port = _start(make_node, appendfsync="always")

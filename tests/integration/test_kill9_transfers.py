@@ -25,8 +25,8 @@ from tests.nodeproc import free_port, wait_for
 
 redis = pytest.importorskip("redis")
 
-# Kill -9 loops load the machine: one "heavy" test at a time (pyproject.toml, addopts).
-pytestmark = pytest.mark.xdist_group("heavy")
+# A kill -9 loop: one "kill9" test at a time, beside at most one heavy test (pyproject.toml).
+pytestmark = pytest.mark.xdist_group("kill9")
 
 ACCOUNTS = [f"acct{i}".encode() for i in range(8)]
 START = 1000
