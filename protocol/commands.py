@@ -78,6 +78,7 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("PUNSUBSCRIBE", -1, _READ, "PUNSUBSCRIBE [pattern ...]: stop listening to patterns"),
     ("PUBLISH", 3, _ADMIN, "PUBLISH channel message: the number of clients that received it"),
     ("MONITOR", 1, _ADMIN, "MONITOR: a line for every command the node runs (RESP)"),
+    ("CLIENT", -2, _ADMIN, "CLIENT TRACKING|CACHING|GETREDIR|TRACKINGINFO: client-side caching (RESP)"),
     ("PUBSUB", -2, _READ, "PUBSUB CHANNELS [pattern]|NUMSUB [channel ...]|NUMPAT"),
     # introspection (node/log/introspect.py, node/store/objects.py); a subcommand's own arity
     # is checked where it runs, as Redis 7 checks ``config|get``'s

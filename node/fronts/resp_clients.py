@@ -40,7 +40,7 @@ _INTEGER = re.compile(r"-?[0-9]+")
 _SYNTAX = b"-ERR syntax error\r\n"
 # Redis's CLIENT subcommands aofnode refuses (no client-side caching, no unblocking from another
 # connection): a reason, rather than "unknown subcommand".
-_REFUSED = frozenset({"tracking", "trackinginfo", "caching", "unblock"})
+_REFUSED = frozenset({"unblock"})
 _TYPES = {b"normal": "normal", b"pubsub": "pubsub", b"master": "master", b"replica": "replica",
           b"slave": "replica"}
 _HELP = [
@@ -133,7 +133,7 @@ class ClientCommands:
         sub = argv[1].decode("utf-8", "replace").lower()
         if sub in _REFUSED:
             return resp.error_line("ERR", f"CLIENT {sub.upper()} is not supported by aofnode: "
-                                          "no client-side caching and no client unblocking")
+                                          "no client unblocking")
         row = SPECS.get("client|" + sub)
         if row is None:
             shown = argv[1][:128].decode("utf-8", "replace")
@@ -166,8 +166,9 @@ class ClientCommands:
                 return _SYNTAX
             session.no_evict = args[0].upper() == b"ON"
             return _OK
-        if sub == "getredir":
-            return b":-1\r\n"  # no tracking here, so no redirection: Redis's answer for that
+        if sub in ("tracking", "caching", "getredir", "trackinginfo"):  # inside MULTI only
+            return resp.error_line("ERR", f"CLIENT {sub.upper()} is not served inside MULTI by "
+                                          "aofnode (send it before MULTI)")
         return session.value([line.encode() for line in _HELP])  # HELP: the last in SPECS
 
     @staticmethod
