@@ -21,12 +21,15 @@ Design (after Redis 7.0's tracking.c):
   (node/fronts/resp_tracking.py). A redirect target that is gone gets the tracking client a
   ``tracking-redir-broken`` push instead.
 - Cost while nobody tracks: one test per cycle (``clients``) and one before the cycle's entries
-  are taken; the cycle's requests then run through ``wrap``'s function.
+  are taken. While anyone tracks, the cycle's requests run through ``wrap``'s function.
 - Bound: ``max_keys`` (``tracking-table-max-keys``, default 1,000,000 as Redis; 0: none) keys
   in the table; past it, the oldest remembered keys are forgotten after the cycle, with an
   invalidation to their clients, as Redis evicts (it picks them at random).
 - A client's state goes with ``CLIENT TRACKING off``, RESET (the front sends off), a Forget
-  (closed) and the loss of its front. Scripts' inner reads are not remembered (docs/resp.md).
+  (closed) and the loss of its front; its keys stay in the table until they change (as in
+  Redis), or until the last tracking client goes: the table is emptied then.
+- A script that runs a read-only command has its declared keys remembered, as Redis 7.0 does
+  (the executor's ``track_script`` hook, set only while anyone tracks).
 """
 from __future__ import annotations
 
@@ -46,6 +49,9 @@ MAX_KEYS = 1_000_000
 READONLY = frozenset(name.upper() for name, row in SPECS.items()
                      if "|" not in name and "readonly" in row[1].split())
 _FLUSHES = frozenset(("FLUSHDB", "FLUSHALL", "SWAPDB"))
+# Scripts: their declared keys are remembered when the script ran a read-only command (Redis
+# 7.0 remembers the caller's keys from the inner read's call); not for their own flag.
+_SCRIPTS = frozenset(("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"))
 _SYNTAX = Error(ERR, "syntax error")
 _NOT_RESP = Error(ERR, "CLIENT needs a RESP connection (--resp-bind): ZeroMQ clients have no "
                        "client-side caching (docs/protocol.md)")
@@ -75,6 +81,7 @@ class Tracking:
         self._seen = 0
         self.subscribable = lambda key: True
         self.started = False  # the first tracking client appeared in this cycle
+        self.script_read = False  # the running script called a read-only command
         self.stats = {"tracking_invalidations": 0, "tracking_evicted_keys": 0}
 
     def handlers(self) -> dict:
@@ -141,6 +148,7 @@ class Tracking:
             # ends this turn and wraps the rest of the cycle's (node/log/actor.py).
             self.started = self.started or not self.clients
             state = self.clients[key] = _Client()
+            self.actor.executor.track_script = self._script_command
         state.redirect = redirect
         state.broken = False
         state.bcast, state.optin = b"bcast" in options, b"optin" in options
@@ -188,12 +196,22 @@ class Tracking:
             flags.append(b"broken_redirect")
         return {"flags": flags, "redirect": state.redirect, "prefixes": sorted(state.prefixes)}
 
+    def _script_command(self, name: str) -> None:
+        if name in READONLY:
+            self.script_read = True
+
     def disable(self, key: int) -> None:
         """CLIENT TRACKING off (and RESET): the table's entries of the client go lazily, when
         their keys change or are evicted, as in Redis."""
         state = self.clients.pop(key, None)
         if state is None:
             return
+        if not self.clients:
+            # Nobody left to tell: the table goes now (changes are not read while nobody
+            # tracks, so it could only go stale), and nothing runs per script command again.
+            self.actor.executor.track_script = None
+            self.table.clear()
+            self.items = 0
         for prefix in state.prefixes:
             clients, _ = self.prefixes[prefix]
             clients.discard(key)
@@ -216,22 +234,26 @@ class Tracking:
         """``run_one`` that notes what each request read and changed (while anyone tracks)."""
         if not self.clients:
             return run_one
-        actor = self.actor
+        actor, executor, clients, sync = self.actor, self.actor.executor, self.clients, self.sync
 
         def run(pending, item, writes):
             if type(item) is Error:
                 return run_one(pending, item, writes)
             client = actor._client
+            self.script_read = False
             try:
                 reply = run_one(pending, item, writes)
             except WouldBlock:
-                self.sync(client)
+                sync(client)
                 raise
-            self.sync(client)
-            state = self.clients.get(client)
+            entries = executor.propagated
+            if entries is not self._list or len(entries) > self._seen:  # it changed keys
+                sync(client)
+            state = clients.get(client)
             if state is not None:
                 name = item[0]
-                if name in READONLY and not state.bcast and type(reply) is not Error:
+                if not state.bcast and type(reply) is not Error and (
+                        name in READONLY if name not in _SCRIPTS else self.script_read):
                     self._remember(client, state, name, item[1])
                 if state.caching and name != "CLIENT" and not actor.tx_running:
                     state.caching = False  # CLIENT CACHING is for the next command only

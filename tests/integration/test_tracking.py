@@ -117,7 +117,20 @@ def _bcast_optin_noloop(port: int) -> list:
     return got
 
 
-@pytest.mark.parametrize("scenario", [_default_mode_resp3, _redirect_resp2, _bcast_optin_noloop])
+def _scripts(port: int) -> list:
+    """A script that reads has its declared keys remembered (not the keys it read)."""
+    c, other = Raw(port, resp3=True), redis.Redis(port=port, protocol=2)
+    got = [c.call("CLIENT", "TRACKING", "on")]
+    got.append(c.call("EVAL", "return redis.call('set', KEYS[1], 'x')", 1, "s1"))  # no read
+    got.append(c.call("EVAL", "return redis.call('get', 'zz')", 2, "s2", "s3"))
+    other.mset({"s1": 1, "s2": 1, "s3": 1, "zz": 1})
+    got += [c.read(), c.read(), c.call("PING")]
+    c.close()
+    return got
+
+
+@pytest.mark.parametrize("scenario", [_default_mode_resp3, _redirect_resp2, _bcast_optin_noloop,
+                                      _scripts])
 def test_as_redis_does(port, redis_port, scenario):
     assert scenario(port) == scenario(redis_port)
 
