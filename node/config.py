@@ -88,6 +88,10 @@ class Config:
     # (node/log/busy.py). 0: never busy (nor killable), as in Redis. Nothing ends a script by
     # itself: Redis does not either.
     busy_reply_threshold_ms: int = 5000
+    # Redis's hidden key-load-delay, a debug aid: microseconds of sleep per AOF entry replayed
+    # at start (and by DEBUG RELOAD), so that tests can see LOADING for as long as they need;
+    # negative N: 1 us every N entries. 0 (default): none.
+    key_load_delay: int = 0
     # maxmemory: bytes of keyspace (``used_memory``) past which writes that may grow
     # memory get OOM (``noeviction``) or keys are evicted (``allkeys-lru``); 0: no limit. ``serve``
     # fills in its default, a share of the machine's memory (node/sysmem.py says why).

@@ -51,6 +51,7 @@ SPECS: dict[str, tuple[int, str, int, int, int, str]] = {
     "client|setname": (3, "noscript loading stale", 0, 0, 0, "slow connection"),
     "client|tracking": (-3, "noscript loading stale", 0, 0, 0, "slow connection"),
     "client|trackinginfo": (2, "noscript loading stale", 0, 0, 0, "slow connection"),
+    "client|unblock": (-3, "admin noscript loading stale", 0, 0, 0, "admin slow dangerous connection"),
     "client|unpause": (2, "admin noscript loading stale", 0, 0, 0, "admin slow dangerous connection"),
     "command": (-1, "loading stale", 0, 0, 0, "slow connection"),
     "command|count": (2, "loading stale", 0, 0, 0, "slow connection"),

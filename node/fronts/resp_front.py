@@ -33,6 +33,7 @@ from aofnode.fronts.resp_multi import TransactionRouting
 from aofnode.fronts.resp_session import Session, config_settings
 from aofnode import protocol as codec
 from aofnode import protocol as resp
+from aofnode.runtime import latency
 from aofnode.runtime.actor import Runtime
 
 __all__ = ["RespFront", "main", "BindError"]
@@ -82,6 +83,10 @@ class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront,
         # Commands answered here (name -> [calls, rejected, failed]), for INFO commandstats
         # (``cmdstat_<name>_<field>``), growing like the errorstats; bounded by Redis's names.
         self.cmdstats: dict[str, list[int]] = {}
+        # Their latency histograms (INFO latencystats, node/runtime/latency.py), by the same
+        # names, recorded only while the log actor says latency-tracking is on
+        # (``_on_log_state``); as bounded as ``cmdstats``.
+        self.latency: dict[str, dict[int, int]] = {}
         # A connection came or went, or an error was answered here, this turn: the counters go
         # before the requests read (on_turn), so an INFO among them counts it.
         self.stats_due = False
@@ -132,7 +137,8 @@ class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront,
                 **{"resp_" + k: v for k, v in self.stats.items()},
                 **{"errorstat_" + k: v for k, v in self.errorstats.items()},
                 **{f"cmdstat_{k}_{field}": n for k, counts in self.cmdstats.items()
-                   for field, n in zip(_CMDSTAT_FIELDS, counts)}}
+                   for field, n in zip(_CMDSTAT_FIELDS, counts)},
+                **{"lathist_" + k: latency.flatten(hist) for k, hist in self.latency.items()}}
 
     def on_turn(self) -> None:
         if self.stats_due:

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import select
 import socket
+import time
 
 import msgpack
 
 from aofnode.fronts import core
-from aofnode.fronts.resp_session import LOCAL, Session, check_forwarded
+from aofnode.runtime import latency
+from aofnode.fronts.resp_session import LOCAL, Session, check_forwarded, forwarded_local
 from aofnode import protocol as codec
 from aofnode import protocol as resp
 from aofnode.protocol.commands import COMMANDS
@@ -130,6 +132,11 @@ def _fast_table(conn) -> dict:
 class CommandRouting:
     """``_take``, and what it calls, for ``RespFront``."""
 
+    # Whether the log actor's latency-tracking is on (it says so in a Stats, before the reply
+    # to the CONFIG SET that changed it); off, a command answered here costs one test more.
+    latency_tracking = False
+    local_start = 0  # perf_counter_ns() when the command being answered here was taken
+
     def _take(self, conn, commands: list[list[bytes]]) -> None:
         """Group a read's commands into messages and local answers, in order."""
         session = conn.session
@@ -158,6 +165,8 @@ class CommandRouting:
                     continue
             if conn.closing:
                 break  # after QUIT nothing more runs (as Redis)
+            if self.latency_tracking:  # the start of a command ``count_command`` may time
+                self.local_start = time.perf_counter_ns()
             name, error = check_forwarded(argv)
             if error is not None and name in LOCAL:
                 error = None
@@ -188,7 +197,7 @@ class CommandRouting:
                     break
                 fast = _fast_table(conn)
                 continue
-            if gate is None and error is None and name not in LOCAL:
+            if gate is None and error is None and (name not in LOCAL or forwarded_local(name, argv)):
                 if name in PUBSUB_NAMES:
                     self._pubsub_forwarded(conn, name)
                 elif name == "MONITOR":
@@ -281,6 +290,11 @@ class CommandRouting:
         else:
             counts[0] += 1
             counts[2] += failed
+            if self.latency_tracking:  # its time here, from its take (Redis: its call())
+                hist = self.latency.get(key)
+                if hist is None:
+                    hist = self.latency[key] = {}
+                latency.record(hist, time.perf_counter_ns() - self.local_start)
         self.stats_due = True
 
     def count_error(self, reply: bytes, count: int = 1) -> None:

@@ -28,11 +28,19 @@ from aofnode.protocol.commands import COMMANDS
 from aofnode.fronts.resp_command import command_reply
 
 __all__ = ["Session", "LOCAL", "NO_AUTH_NEEDED", "BAD_NAME", "check_forwarded", "config_settings",
-           "valid_name"]
+           "forwarded_local", "valid_name"]
 
 # Commands the front answers itself, in order with the forwarded ones.
 LOCAL = frozenset({"HELLO", "AUTH", "CLIENT", "SELECT", "COMMAND", "QUIT", "RESET",
                    "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"})
+
+
+def forwarded_local(name: str, argv: list[bytes]) -> bool:
+    """A connection command forwarded all the same: CLIENT UNBLOCK with an id (the client it
+    unblocks waits in the log actor, node/log/blocking.py; protocol FRONT_COMMANDS)."""
+    return name == "CLIENT" and len(argv) > 2 and argv[1].lower() == b"unblock"
+
+
 # What a client may send before AUTH when a password is set (Redis's no-auth commands).
 NO_AUTH_NEEDED = frozenset({"AUTH", "HELLO", "QUIT", "RESET"})
 

@@ -57,7 +57,7 @@ class TrackingFront:
             error = resp.error_line("ERR", f"wrong number of arguments for 'client|{sub.decode()}' command")
             conn.slots.append(Slot(conn, self._answer_here(conn, "CLIENT", argv, None, error)))
             return
-        forwarded = [b"CLIENT", *argv[1:]]
+        forwarded: list = ["CLIENT", *argv[1:]]  # the name as a str: the command table's key
         if sub == b"tracking":
             target = self._redirect_target(argv[3:])
             forwarded.insert(2, b"1" if target is not None else b"0")
@@ -69,7 +69,7 @@ class TrackingFront:
                 self.tracked[conn.key] = conn
             elif argv[2].lower() == b"off":
                 conn.session.tracking &= ~1
-        self._forward(conn, [forwarded], None, sum(map(len, forwarded)) + 16 * len(forwarded))
+        self._forward(conn, [forwarded], None, sum(map(len, argv)) + 16 * len(argv))
 
     def _redirect_target(self, opts: list[bytes]):
         """The connection REDIRECT names, if connected (the first REDIRECT: a second is an
@@ -95,9 +95,9 @@ class TrackingFront:
         """RESET of a tracking connection: tracking off in the log actor, in the reply order,
         its reply dropped (RESET's own follows)."""
         conn.session.tracking &= ~1
-        self._forward_silenced(conn, [[b"CLIENT", b"TRACKING", b"0", b"off"]])
+        self._forward_silenced(conn, [["CLIENT", b"TRACKING", b"0", b"off"]])
 
-    def _forward_silenced(self, conn, group: list[list[bytes]]) -> None:
+    def _forward_silenced(self, conn, group: list[list]) -> None:
         if not self.link.ready:
             return  # no log actor: no state there either
         slot = SilencedSlot(conn, None, len(group), 0, None, conn.session.resp3, False)

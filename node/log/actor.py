@@ -16,7 +16,8 @@ Design:
   No write is acknowledged before the fsync that covers it (under ``always``).
 - Blocking pops wait in node/log/blocking.py: a blocked client leaves the turns (its later
   messages wait behind it), is served by the write that makes its key ready, within that
-  write's cycle (same append, same fsync, then the reply), or answered nil at its timeout.
+  write's cycle (same append, same fsync, then the reply), or answered nil at its timeout or
+  at a CLIENT UNBLOCK.
 - Every 100 ms tick: expiry, the writer's retries and everysec fsync, the closer, the rewrite.
 - Never blocks on close(2)/unlink(2) (the closer actor does). A corrupt AOF (exit 3) or one that
   cannot be created or written (6) is fatal at start (node/exitcodes.py). docs/aof.md has
@@ -37,7 +38,7 @@ from aofnode.log.report import PauseMeter, Reporter
 from aofnode.runtime.actor import Actor, Runtime
 from aofnode.hello import hello_reply
 from aofnode.log.introspect import Introspection
-from aofnode.log.blocking import Blocking
+from aofnode.log.blocking import Blocking, client_unblock
 from aofnode.log.links import FrontLinks
 from aofnode.log.notify import Notifier
 from aofnode.log.pubsub import PubSub
@@ -129,6 +130,7 @@ class LogActor(Actor):
         self.watches = WatchTable(self.executor, config.max_watched_keys_per_client,
                                   config.max_watched_keys)
         self.tracking = Tracking(self, config.tracking_table_max_keys)  # CLIENT TRACKING
+        self._track = self.tracking.handlers()["CLIENT"]
         self.fronts.forget_client = self._forget_client
         self.fronts.forget_owner = self._forget_owner
         self.reporter = Reporter(config, log, self.stats, keyspace=self.executor.keyspace,
@@ -139,7 +141,9 @@ class LogActor(Actor):
         self.intro._own.update(self.pubsub.handlers())
         self.monitors = Monitors(self)  # MONITOR (node/log/monitor.py)
         self.intro._own.update(self.monitors.handlers())
-        self.intro._own.update(self.tracking.handlers())
+        # CLIENT, which the RESP front forwards in part: UNBLOCK (the waiter it names is here)
+        # and the tracking subcommands (node/log/tracking.py)
+        self.intro._own["CLIENT"] = self._client_command
         self.fronts.attach_pubsub(self.pubsub, self.monitors)
         self.tracking.subscribable = self.pubsub.subscribable
         if config.pub_bind:
@@ -148,7 +152,7 @@ class LogActor(Actor):
         self.executor.info_provider = self._info
         self.tx_running = False  # inside run_atomic
         self.min_replicas_to_write = 0  # CONFIG SET min-replicas-to-write (_writes_refused)
-        self.oom_told: dict[int, int] = {}  # front connection -> the OOM state it was told
+        self.front_told: dict[int, tuple] = {}  # front connection -> the state it was told
         transactions.install(self)
         self.script_busy = busy.install(self)  # BUSY, SCRIPT KILL and SHUTDOWN (node/log/busy.py)
         self.runtime: Runtime | None = None
@@ -170,7 +174,7 @@ class LogActor(Actor):
             for entry in entries:
                 execute(entry[0], entry[1], entry[2:])
 
-        aof_format.load(self.config.aof_path, apply, self.log)
+        aof_format.load(self.config.aof_path, apply, self.log, self.config.key_load_delay)
         self.executor.loading = False
         self.executor.take_propagated()
 
@@ -270,7 +274,7 @@ class LogActor(Actor):
             self.fronts.deliver(self.monitors.take())
         if tracked:
             self.fronts.deliver(tracked)
-        transactions.tell_oom_state(self)  # before the replies too: MULTI's queueing reads it
+        transactions.tell_front_state(self)  # before the replies too: MULTI's queueing reads it
         if self.script_busy.run is not None:
             self.script_busy.before_replies()  # a script went busy in this cycle: it ended
         self.fronts.reply(finished)  # step 5: each reply to where its message came from
@@ -418,6 +422,13 @@ class LogActor(Actor):
         self.log.error("command_internal_error", command=name, error=repr(exc)[:200], exc_info=True)
         return codec.Error(codec.ERR, f"internal error in '{name.lower()}' (logged, counted in "
                                       "INFO command_internal_errors)")
+
+    def _client_command(self, db: int, args: list):
+        """CLIENT as the RESP front forwards it: UNBLOCK, or a tracking subcommand."""
+        if args and args[0].upper() == b"UNBLOCK":
+            return client_unblock(self.blocking, self._client, args,
+                                  lambda error: self.intro.error_during("CLIENT|UNBLOCK", error))
+        return self._track(db, args)
 
     def _forget_client(self, key: int) -> None:
         self.watches.forget(key)

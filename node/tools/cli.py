@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--busy-reply-threshold", dest="busy_reply_threshold_ms", type=int, default=5000,
                    metavar="MS", help="a script running longer makes other clients get BUSY until "
                                       "SCRIPT KILL (default 5000; 0: never)")
+    s.add_argument("--key-load-delay", type=int, default=0, metavar="USEC",
+                   help="debugging: sleep USEC microseconds per AOF entry loaded, to watch LOADING "
+                        "(default 0; negative N: 1 us every N entries)")
     s.add_argument("--maxmemory", type=_size, default=None, metavar="SIZE",
                    help="keyspace memory limit (default: 40%% of the machine's or cgroup's memory; 0: none)")
     s.add_argument("--maxmemory-policy", choices=("noeviction", "allkeys-lru"), default="noeviction",

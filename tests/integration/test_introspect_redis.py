@@ -95,8 +95,9 @@ def test_object_encoding_across_sizes_is_redis_servers(node, redis_client):
 def test_config_get_patterns_name_what_redis_names(node, redis_client):
     n, _aof = node
     patterns = ["maxmemory*", "*fsync*", "slowlog-*", "auto-aof-*", "latency-monitor-threshold",
-                "appendonly", "save", "databases", "hz", "*-max-*", "nothing*"]
-    same_value = {"appendfsync", "slowlog-log-slower-than", "slowlog-max-len",
+                "appendonly", "save", "databases", "hz", "*-max-*", "nothing*",
+                "key-load-delay", "KEY-LOAD-DELAY", "key-load-*", "*load-delay", "key-load-dela?"]
+    same_value = {"key-load-delay", "appendfsync", "slowlog-log-slower-than", "slowlog-max-len",
                   "latency-monitor-threshold", "auto-aof-rewrite-percentage",
                   "auto-aof-rewrite-min-size", "appendonly", "databases", "hz", "save",
                   "hash-max-listpack-entries", "hash-max-listpack-value", "set-max-intset-entries",
@@ -107,6 +108,7 @@ def test_config_get_patterns_name_what_redis_names(node, redis_client):
             theirs = redis_client.config_get(pattern)
             names = set(ours) - AOFNODE_ONLY
             assert names <= set(theirs), pattern
+            assert ("key-load-delay" in ours) == ("key-load-delay" in theirs), pattern  # hidden
             for name in names & same_value:
                 assert ours[name].decode() == theirs[name], name
         for client_set, client_get in ((lambda k, v: c.execute("CONFIG", "SET", k, v),

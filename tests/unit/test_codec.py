@@ -564,8 +564,8 @@ WRITES |= {"EVAL", "EVALSHA"}
 RANDOM_READS |= {"EVAL_RO", "EVALSHA_RO"}
 # Pub/sub (node/log/pubsub.py): PUBLISH's reply is a count of receivers, never the same on a retry.
 REDIS7_ARITY |= {"SUBSCRIBE": -2, "UNSUBSCRIBE": -1, "PSUBSCRIBE": -2, "PUNSUBSCRIBE": -1,
-                 "PUBLISH": 3, "PUBSUB": -2, "MONITOR": 1, "CLIENT": -2}
-ADMIN |= {"PUBLISH", "MONITOR", "CLIENT"}  # MONITOR and CLIENT TRACKING change their connection
+                 "PUBLISH": 3, "PUBSUB": -2, "MONITOR": 1}
+ADMIN |= {"PUBLISH", "MONITOR"}  # MONITOR changes its connection for good
 # SHUTDOWN stops the node (node/log/busy.py): a retry would find no node.
 REDIS7_ARITY |= {"SHUTDOWN": -1}
 # Functions (node/store/functions.py): libraries are data, FUNCTION LOAD is written to the AOF.

@@ -688,7 +688,7 @@ def test_info_without_provider(ex: Executor, clock: FakeClock) -> None:
 def test_executes_every_table_command_but_those_other_actors_own(ex: Executor) -> None:
     others = {"SELECT", "HELLO", "BGREWRITEAOF", "SAVE", "CONFIG", "SLOWLOG", "LATENCY", "DEBUG", "WATCH",
               "UNWATCH", "SUBSCRIBE", "UNSUBSCRIBE", "PSUBSCRIBE", "PUNSUBSCRIBE", "PUBLISH", "PUBSUB",
-              "SHUTDOWN", "MONITOR", "CLIENT"}
+              "SHUTDOWN", "MONITOR"}
     for name, spec in COMMANDS.items():
         reply = ex.execute(0, name, [b"1"] * (abs(spec.arity) - 1))
         unknown = isinstance(reply, Error) and reply.code == UNKNOWNCMD
