@@ -68,6 +68,9 @@ class Config:
     # their transactions abort).
     max_watched_keys_per_client: int = 10_000
     max_watched_keys: int = 100_000
+    # Client-side caching: keys remembered for CLIENT TRACKING's default mode (Redis's
+    # tracking-table-max-keys); past it the oldest are forgotten, their clients told. 0: none.
+    tracking_table_max_keys: int = 1_000_000
     # Fair cycles: one log-actor cycle runs at most this many requests or this many
     # milliseconds, then fsyncs and replies; the rest of the queued work (even the rest of one
     # big message) continues in the next cycle, other clients' requests in between. 4096

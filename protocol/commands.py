@@ -303,7 +303,8 @@ COMMANDS: dict[str, CommandSpec] = {
 
 # --- Databases -------------------------------------------------------------------------------
 # Commands a front answers, but for a part it forwards to the log actor: CLIENT UNBLOCK (the
-# client it unblocks waits there). Not in COMMANDS, so the ZeroMQ wire refuses them
+# client it unblocks waits there) and CLIENT TRACKING's subcommands (the table is there). Not
+# in COMMANDS, so the ZeroMQ wire refuses them
 # (UNKNOWNCMD); only a checked sender (the RESP front, server.decode_message) may send them.
 FRONT_COMMANDS = frozenset({"CLIENT"})
 

@@ -38,9 +38,6 @@ _SUBSCRIPTIONS = frozenset(("SUBSCRIBE", "UNSUBSCRIBE", "PSUBSCRIBE", "PUNSUBSCR
 _OK = b"+OK\r\n"
 _INTEGER = re.compile(r"-?[0-9]+")
 _SYNTAX = b"-ERR syntax error\r\n"
-# Redis's CLIENT subcommands aofnode refuses (no client-side caching): a reason, rather than
-# "unknown subcommand". UNBLOCK with an id is forwarded (``forwarded_local``), never run here.
-_REFUSED = frozenset({"tracking", "trackinginfo", "caching"})
 _TYPES = {b"normal": "normal", b"pubsub": "pubsub", b"master": "master", b"replica": "replica",
           b"slave": "replica"}
 _HELP = [
@@ -55,6 +52,11 @@ _HELP = [
     "LIST [options ...]", "    Return information about client connections. Options:",
     "    * TYPE (NORMAL|PUBSUB)", "    * ID <client-id> [<client-id> ...]",
     "UNPAUSE", "    Stop the current client pause, resuming traffic.",
+    "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]] [OPTIN] [OPTOUT] [NOLOOP]",
+    "    Control server assisted client side caching.",
+    "CACHING (YES|NO)", "    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",
+    "GETREDIR", "    Return the client ID we are redirecting to when tracking is enabled.",
+    "TRACKINGINFO", "    Report tracking status for the current connection.",
     "UNBLOCK <clientid> [TIMEOUT|ERROR]", "    Unblock the specified blocked client.",
     "PAUSE <timeout> [WRITE|ALL]", "    Hold commands at the front for <timeout> milliseconds.",
     "REPLY (ON|OFF|SKIP)", "    Control the replies sent to the current connection.",
@@ -132,9 +134,6 @@ class ClientCommands:
         if len(argv) < 2:
             return resp.error_line("ERR", "wrong number of arguments for 'client' command")
         sub = argv[1].decode("utf-8", "replace").lower()
-        if sub in _REFUSED:
-            return resp.error_line("ERR", f"CLIENT {sub.upper()} is not supported by aofnode: "
-                                          "no client-side caching")
         row = SPECS.get("client|" + sub)
         if row is None:
             shown = argv[1][:128].decode("utf-8", "replace")
@@ -169,8 +168,9 @@ class ClientCommands:
             return _OK
         if sub == "unblock":  # with an id it is forwarded (forwarded_local): a bug if here
             return b"-ERR internal: CLIENT UNBLOCK is run by the log actor\r\n"
-        if sub == "getredir":
-            return b":-1\r\n"  # no tracking here, so no redirection: Redis's answer for that
+        if sub in ("tracking", "caching", "getredir", "trackinginfo"):  # inside MULTI only
+            return resp.error_line("ERR", f"CLIENT {sub.upper()} is not served inside MULTI by "
+                                          "aofnode (send it before MULTI)")
         return session.value([line.encode() for line in _HELP])  # HELP: the last in SPECS
 
     @staticmethod

@@ -34,7 +34,7 @@ from aofnode.protocol.keyspecs import SPECS
 from aofnode.fronts.resp_gateway import encode_message_reply
 from aofnode.fronts.resp_pubsub import PUBSUB_NAMES, subscriber_gate
 
-__all__ = ["CommandRouting", "Conn", "Slot", "SilencedSlot", "MESSAGE_BYTES", "out_bytes"]
+__all__ = ["CommandRouting", "Conn", "Slot", "SilencedSlot", "TRACKING_SUBCOMMANDS", "MESSAGE_BYTES", "out_bytes"]
 
 # Messages to the log actor: a connection's run of forwarded commands is cut into messages of at
 # most MAX_BATCH_LENGTH commands and MESSAGE_BYTES, counting each argument's msgpack size at most
@@ -54,6 +54,9 @@ _FORWARD = {spelling: (name, spec.arity) for name, spec in COMMANDS.items()
             if name not in LOCAL and name not in PUBSUB_NAMES and name != "MONITOR"
             for spelling in (name.encode(), name.lower().encode())}
 
+
+# CLIENT's subcommands the log actor answers (node/fronts/resp_tracking.py).
+TRACKING_SUBCOMMANDS = frozenset((b"tracking", b"caching", b"getredir", b"trackinginfo"))
 
 # Commands whose subcommand names their commandstats entry (``client|id``).
 _WITH_SUBCOMMANDS = frozenset(name.partition("|")[0] for name in SPECS if "|" in name)
@@ -170,6 +173,11 @@ class CommandRouting:
             gate = session.gate(name)
             if gate is None and error is None and conn.pubsub is not None:
                 error = subscriber_gate(conn.pubsub, session.resp3, name, argv)
+            if name == "RESET" and session.tracking & 1 and gate is None and error is None:
+                if group:
+                    self._forward(conn, group, names if shaped else None, size)
+                    group, names, shaped, size = [], [], False, 0
+                self._tracking_reset(conn)  # CLIENT TRACKING off first (node/fronts/resp_tracking.py)
             # Two rare states take a command off this path: a transaction (MULTI...EXEC,
             # node/fronts/resp_multi.py) and CLIENT REPLY OFF|SKIP (node/fronts/resp_clients.py).
             if conn.pubsub is None and (session.multi is not None or name in _TX
@@ -211,6 +219,11 @@ class CommandRouting:
             if group:
                 self._forward(conn, group, names if shaped else None, size)
                 group, names, shaped, size = [], [], False, 0
+            if (name == "CLIENT" and gate is None and error is None and len(argv) > 1
+                    and argv[1].lower() in TRACKING_SUBCOMMANDS):
+                self._tracking_command(conn, argv)  # the log actor's (node/log/tracking.py)
+                fast = _fast_table(conn)
+                continue
             if name == "RESET" and conn.pubsub is not None and gate is None and error is None:
                 self._pubsub_reset(conn)  # unsubscribes in the log actor, in the reply order
                 fast = _FORWARD if session.authenticated else {}

@@ -114,7 +114,7 @@ class Session:
 
     __slots__ = ("id", "db", "resp3", "authenticated", "name", "lib_name", "lib_ver", "addr",
                  "laddr", "fd", "created", "close_after", "password", "settings", "auth_failures",
-                 "multi", "watching", "last", "cmd", "reply_mode", "no_evict")
+                 "multi", "watching", "last", "cmd", "reply_mode", "no_evict", "tracking")
 
     def __init__(self, conn_id: int, password: bytes | None, settings: dict[str, str],
                  addr: str = "", laddr: str = "", fd: int = -1) -> None:
@@ -127,6 +127,9 @@ class Session:
         self.auth_failures = 0
         self._reset()
         self.watching = False
+        # CLIENT TRACKING (node/fronts/resp_tracking.py): 1 this connection tracks (as far as
+        # the front knows), 2 another connection redirects to it; its state is the log actor's.
+        self.tracking = 0
 
     def _reset(self) -> None:
         self.db = 0

@@ -43,6 +43,7 @@ from aofnode.log.links import FrontLinks
 from aofnode.log.notify import Notifier
 from aofnode.log.pubsub import PubSub
 from aofnode.log.monitor import Monitors
+from aofnode.log.tracking import Tracking
 from aofnode.log.work import CLIENT_BITS, CLIENT_MASK, Pending, WorkQueue
 from aofnode.log import busy, transactions
 from aofnode.store.watch import WatchTable
@@ -129,8 +130,10 @@ class LogActor(Actor):
         self.tx_units: list[tuple[int, int]] = []  # this cycle's transactions' entries: one record each
         self.watches = WatchTable(self.executor, config.max_watched_keys_per_client,
                                   config.max_watched_keys)
-        self.fronts.forget_client = self.watches.forget
-        self.fronts.forget_owner = lambda base: self.watches.drop_owner(base, CLIENT_MASK)
+        self.tracking = Tracking(self, config.tracking_table_max_keys)  # CLIENT TRACKING
+        self._track = self.tracking.handlers()["CLIENT"]
+        self.fronts.forget_client = self._forget_client
+        self.fronts.forget_owner = self._forget_owner
         self.reporter = Reporter(config, log, self.stats, keyspace=self.executor.keyspace,
                                  writer=self.writer, rewriter=self.rewriter, closer=self.closer,
                                  meter=self.meter, fronts=self.fronts, started=started)
@@ -139,11 +142,11 @@ class LogActor(Actor):
         self.intro._own.update(self.pubsub.handlers())
         self.monitors = Monitors(self)  # MONITOR (node/log/monitor.py)
         self.intro._own.update(self.monitors.handlers())
-        # CLIENT UNBLOCK, which the RESP front forwards: the waiter it names is here
-        self.intro._own["CLIENT"] = lambda _db, args: client_unblock(
-            self.blocking, self._client, args,
-            lambda error: self.intro.error_during("CLIENT|UNBLOCK", error))
+        # CLIENT, which the RESP front forwards in part: UNBLOCK (the waiter it names is here)
+        # and the tracking subcommands (node/log/tracking.py)
+        self.intro._own["CLIENT"] = self._client_command
         self.fronts.attach_pubsub(self.pubsub, self.monitors)
+        self.tracking.subscribable = self.pubsub.subscribable
         if config.pub_bind:
             self.pubsub.mirror = lambda: self.fronts.conn_of("front")
         self.notifier = Notifier(self.executor, self.pubsub.publish, self.intro)  # notify-keyspace-events
@@ -221,6 +224,8 @@ class LogActor(Actor):
         self.executor.active_expire_cycle(EXPIRE_BUDGET_MS)
         if self.pubsub.out:  # "expired" notifications
             self.fronts.deliver(self.pubsub.take())
+        if self.tracking.active:  # expired keys' invalidations
+            self.fronts.deliver(self.tracking.take())
         entries = self.watches.take_propagated()
         if entries:
             self._append(aof_format.encode_entries(entries))
@@ -259,6 +264,7 @@ class LogActor(Actor):
         finished = self._run_cycle(writes)
         if self.blocking.done:
             self.blocking.take_done(finished)  # served or timed out: replied with this cycle
+        tracked = self.tracking.take() if self.tracking.active else None  # before the take
         entries = self.watches.take_propagated()  # step 1 done
         units, self.tx_units = self.tx_units, []
         if entries or self.writer.pending:
@@ -270,6 +276,8 @@ class LogActor(Actor):
             self.fronts.deliver(self.pubsub.take())  # before the replies: PUBLISH's reply follows
         if self.monitors.entries:
             self.fronts.deliver(self.monitors.take())
+        if tracked:
+            self.fronts.deliver(tracked)
         transactions.tell_front_state(self)  # before the replies too: MULTI's queueing reads it
         if self.script_busy.run is not None:
             self.script_busy.before_replies()  # a script went busy in this cycle: it ended
@@ -305,6 +313,8 @@ class LogActor(Actor):
         run_one = self._run_one_watching if self.blocking.waiting else self._run_one
         if self.monitors.keys:  # MONITOR: each request fed (node/log/monitor.py)
             run_one = self.monitors.wrap(run_one)
+        if self.tracking.clients:  # CLIENT TRACKING: reads noted (node/log/tracking.py)
+            run_one = self.tracking.wrap(run_one)
         while work and budget > 0:
             client, fifo = work.head()
             self._client = client
@@ -328,11 +338,16 @@ class LogActor(Actor):
                     done.append(pending)
                     count += 1
                     reply_bytes += pending.reply_bytes
+                    if self.tracking.started:  # the first CLIENT TRACKING on: see below
+                        break
             except WouldBlock as blocked:  # its turn ends; its later messages wait behind it
                 budget -= self.blocking.block(client, fifo[0], blocked.spec)
-                run_one = self.monitors.wrap(self._run_one_watching)
+                run_one = self.tracking.wrap(self.monitors.wrap(self._run_one_watching))
             else:
                 work.finish_turn(client)
+            if self.tracking.started:  # the requests after it have their reads noted
+                self.tracking.started = False
+                run_one = self.tracking.wrap(run_one)
             if (reply_bytes >= MAX_CYCLE_REPLY_BYTES or input_bytes >= MAX_CYCLE_INPUT_BYTES
                     or time.perf_counter() >= deadline):
                 break
@@ -412,12 +427,30 @@ class LogActor(Actor):
         return codec.Error(codec.ERR, f"internal error in '{name.lower()}' (logged, counted in "
                                       "INFO command_internal_errors)")
 
+    def _client_command(self, db: int, args: list):
+        """CLIENT as the RESP front forwards it: UNBLOCK, or a tracking subcommand."""
+        if args and args[0].upper() == b"UNBLOCK":
+            return client_unblock(self.blocking, self._client, args,
+                                  lambda error: self.intro.error_during("CLIENT|UNBLOCK", error))
+        return self._track(db, args)
+
+    def _forget_client(self, key: int) -> None:
+        self.watches.forget(key)
+        self.tracking.forget(key)
+
+    def _forget_owner(self, base: int) -> None:
+        self.watches.drop_owner(base, CLIENT_MASK)
+        self.tracking.forget_owner(base)
+
     def _info(self) -> dict[str, dict]:
         sections = self.intro.info()
         for name, fields in self.blocking.info().items():
             sections.setdefault(name, {}).update(fields)
         sections.setdefault("stats", {}).update(self.pubsub.info())
         sections["stats"].update(self.monitors.info())
+        tracked = self.tracking.info()
+        sections.setdefault("clients", {})["tracking_clients"] = tracked.pop("tracking_clients")
+        sections["stats"].update(tracked)
         return sections
 
     def _misconf(self) -> codec.Error:

@@ -148,6 +148,11 @@ def _rewriter_setter(attr: str, field: str):
     return apply
 
 
+def _set_tracking_max_keys(intro, n: int) -> None:
+    intro.owner.tracking.max_keys = n  # applied after the next cycle (node/log/tracking.py)
+    _replace_config(intro, tracking_table_max_keys=n)
+
+
 def _config_setter(field: str):
     def apply(intro, value) -> None:
         _replace_config(intro, **{field: value})
@@ -208,6 +213,8 @@ PARAMS: dict[str, tuple] = {
                            _config_setter("cycle_max_commands")),
     "cycle-max-ms": (lambda i: i.owner.config.cycle_max_ms, _positive_float,
                      _config_setter("cycle_max_ms")),
+    "tracking-table-max-keys": (lambda i: i.owner.tracking.max_keys, _ranged(0, LLONG_MAX),
+                                _set_tracking_max_keys),
     "slowlog-log-slower-than": (lambda i: i.slowlog.slower_than_us, _ranged(-LLONG_MAX - 1, LLONG_MAX),
                                 _attr_setter("slowlog", "slower_than_us")),
     "slowlog-max-len": (lambda i: i.slowlog.max_len, _ranged(0, LLONG_MAX),

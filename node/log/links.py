@@ -103,7 +103,7 @@ class FrontLinks:
         for conn, notice in notices:
             link = self.conns.get(conn)
             if link is None or not link.up or link.ch.pending_bytes > self.output_limit:
-                self.stats["pubsub_dropped_deliveries"] += len(notice.clients) or 1
+                self.stats["pubsub_dropped_deliveries"] += len(getattr(notice, "clients", ())) or 1
                 continue
             self._send(link, notice)
 

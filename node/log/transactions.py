@@ -133,6 +133,8 @@ def run_atomic(actor, pending: Pending, writes: list) -> int:
     start = len(propagated)
     monitors = actor.monitors
     run_one = monitors.transaction(actor._run_one, pending) if monitors.keys else actor._run_one
+    if actor.tracking.clients:  # reads noted for CLIENT TRACKING (node/log/tracking.py)
+        run_one = actor.tracking.wrap(run_one)
     mode, executor.block_mode = executor.block_mode, None
     actor.tx_running = True  # SHUTDOWN refuses to run inside (node/log/busy.py)
     try:

@@ -125,6 +125,9 @@ class ScriptCommands:
     write_refusal: Error | None = None
     # While someone monitors: told (db, argv) of each command a script runs (node/log/monitor.py).
     monitor_script: Any = None
+    # While anyone tracks (CLIENT TRACKING): told the name of each command a script runs
+    # (node/log/tracking.py: a script that reads has its declared keys remembered).
+    track_script: Any = None
     # Told (name, args, reply, ns) of each command a script runs, for commandstats (the log
     # actor's node/log/introspect.py); None in a bare executor.
     script_stats: Any = None
@@ -268,6 +271,8 @@ class ScriptCommands:
             run.wrote = True
         if self.monitor_script is not None:
             self.monitor_script(run.db, [name_arg.lower(), *args])
+        if self.track_script is not None:
+            self.track_script(name)
         stats = self.script_stats
         start = _clock() if stats is not None else 0
         self.in_script = True

@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-watched-keys", type=int, default=100_000, metavar="N",
                    help="keys WATCHed over all clients; past it the oldest clients' watches are "
                         "dropped and their transactions abort (default 100000)")
+    s.add_argument("--tracking-table-max-keys", type=int, default=1_000_000, metavar="N",
+                   help="keys remembered for CLIENT TRACKING; past it the oldest are forgotten and "
+                        "their clients told (default 1000000, 0: no limit)")
     s.add_argument("--cycle-max-commands", type=int, default=4096, metavar="N",
                    help="requests one log-actor cycle runs before it fsyncs and replies (default 4096)")
     s.add_argument("--cycle-max-ms", type=float, default=5.0, metavar="MS",

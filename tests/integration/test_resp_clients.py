@@ -82,7 +82,6 @@ CASES = [  # (argv after CLIENT, reply)
     ([b"PAUSE", b"10", b"x"], b"-ERR CLIENT PAUSE mode must be WRITE or ALL\r\n"),
     ([b"NO-EVICT", b"x"], b"-ERR syntax error\r\n"),
     ([b"NO-EVICT", b"on"], b"+OK\r\n"),
-    ([b"GETREDIR"], b":-1\r\n"),
     ([b"UNPAUSE"], b"+OK\r\n"),
 ]
 
@@ -92,8 +91,10 @@ def test_client_replies(argv, reply):
     assert _Front(2).ask(1, *argv) == reply
 
 
-def test_tracking_is_refused_with_a_reason():
-    assert b"not supported by aofnode" in _Front(1).ask(1, b"TRACKING", b"on")
+def test_tracking_is_refused_with_a_reason_where_the_front_answers_it():
+    # The front forwards CLIENT TRACKING to the log actor (tests/integration/test_tracking.py);
+    # it answers it only when a MULTI block runs its connection commands at EXEC.
+    assert b"send it before MULTI" in _Front(1).ask(1, b"TRACKING", b"on")
 
 
 def test_kill_forms_and_list_filters():
