@@ -8,6 +8,7 @@ knows that format's use; a client's reply parser lives in bench/resp.py.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .errors import ERR
@@ -115,7 +116,7 @@ SHAPED = frozenset(("INFO", "HGETALL", "ZMSCORE", "ZPOPMIN", "ZPOPMAX", "HRANDFI
     | _GEOSEARCH
 
 
-def reply_shape(name: str, argv: list[bytes]) -> str:
+def reply_shape(name: str, argv: Sequence[bytes]) -> str:
     """The shape token of command ``argv`` (named ``name``, one of ``SHAPED``) for
     ``encode_command_reply``: the name, or the name with the option that changes the shape."""
     if name in _WITHSCORES:

@@ -192,8 +192,8 @@ def decode_message(body: bytes, checked: bool = False) -> Message | Error:
                                  f"{MAX_MESSAGE_BYTES} bytes")
         else:
             obj = _unpack_counted(body)
-    except _TooManyObjects as exc:
-        return Error(TOOBIG, str(exc))
+    except _TooManyObjects as too_many:  # each clause its own name: one type per name
+        return Error(TOOBIG, str(too_many))
     except msgpack.ExtraData:
         return Error(PROTO, "trailing bytes after the message")
     except ValueError as exc:  # also FormatError, StackError, UnicodeDecodeError (subclasses)
@@ -202,8 +202,8 @@ def decode_message(body: bytes, checked: bool = False) -> Message | Error:
         if "max_array_len" in str(exc):
             return Error(TOOBIG, f"array too long: {exc}")
         return Error(PROTO, f"malformed msgpack: {type(exc).__name__}: {exc}"[:200])
-    except Exception as exc:  # "other exceptions can be raised during unpacking" (msgpack docs)
-        return Error(PROTO, f"malformed msgpack: {type(exc).__name__}")
+    except Exception as other:  # "other exceptions can be raised during unpacking" (msgpack docs)
+        return Error(PROTO, f"malformed msgpack: {type(other).__name__}")
 
     if type(obj) is not list:
         return Error(PROTO, f"a message must be an array, got {_wire_type(obj)}")

@@ -220,7 +220,8 @@ class LogActor(Actor):
             self.meter.end(rewriter.in_progress, rewriter.total_forks, rewriter.last_status)
 
     def on_tick(self, now: float) -> None:
-        self.heartbeat.beat(now)  # the supervisor's watchdog reads it (node/runtime/heartbeat.py)
+        if self.heartbeat is not None:  # set by on_start, before the first tick
+            self.heartbeat.beat(now)  # the supervisor's watchdog reads it (node/runtime/heartbeat.py)
         self.executor.active_expire_cycle(EXPIRE_BUDGET_MS)
         if self.pubsub.out:  # "expired" notifications
             self.fronts.deliver(self.pubsub.take())
@@ -304,7 +305,8 @@ class LogActor(Actor):
 
     def _run_cycle(self, writes: list) -> dict[int, list[Pending]]:
         """The finished messages, per front connection."""
-        work, finished = self.work, {}
+        work = self.work
+        finished: dict[int, list[Pending]] = {}
         count = 0
         budget = self.config.cycle_max_commands
         deadline = time.perf_counter() + self.config.cycle_max_ms / 1000.0
@@ -360,6 +362,7 @@ class LogActor(Actor):
         ``WouldBlock`` out of it."""
         if pending.count < 0 and not pending.open():
             self.stats["rejected_messages"] += 1
+            assert pending.failed is not None  # open() said why it refused the message
             self.intro.error(pending.failed)
             return 1
         if pending.atomic:
@@ -407,10 +410,10 @@ class LogActor(Actor):
             raise
         except Exception as exc:
             reply = self._internal_error(name, exc)
-        kind = type(reply)
-        if kind is codec.Error:
+        reply_type = type(reply)
+        if reply_type is codec.Error:
             return self.intro.error(reply)
-        if kind is bytes:
+        if reply_type is bytes:
             pending.reply_bytes += len(reply)
         if is_write:
             writes.append(pending.results)
@@ -494,8 +497,9 @@ def main(config: Config, log) -> int:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         actor = LogActor(config, log)
-    except aof_format.CorruptAOF as exc:
-        log.error("aof_corrupt", path=exc.path, offset=exc.offset, reason=exc.reason, hint=str(exc))
+    except aof_format.CorruptAOF as corrupt:  # each clause its own name: one type per name
+        log.error("aof_corrupt", path=corrupt.path, offset=corrupt.offset, reason=corrupt.reason,
+                  hint=str(corrupt))
         return exitcodes.CORRUPT_AOF  # fatal: see node/supervisor.py
     except OSError as exc:
         # The AOF cannot be created, opened or written at start (EACCES, ENOSPC, EROFS...):

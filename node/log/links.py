@@ -16,7 +16,7 @@ Design:
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 import os
 
@@ -64,7 +64,7 @@ class FrontLink:
 class FrontLinks:
     """Every front link of the log actor: connect, read, send, back-pressure, loss."""
 
-    def __init__(self, paths: list[str], work: WorkQueue, stats: dict, output_limit: int, log) -> None:
+    def __init__(self, paths: Sequence[str], work: WorkQueue, stats: dict, output_limit: int, log) -> None:
         self.links = [FrontLink(ROLES[i], path) for i, path in enumerate(paths)]
         self.conns: dict[int, FrontLink] = {}  # live connection number -> its link
         self.work = work
