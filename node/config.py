@@ -68,6 +68,9 @@ class Config:
     # their transactions abort).
     max_watched_keys_per_client: int = 10_000
     max_watched_keys: int = 100_000
+    # Client-side caching: keys remembered for CLIENT TRACKING's default mode (Redis's
+    # tracking-table-max-keys); past it the oldest are forgotten, their clients told. 0: none.
+    tracking_table_max_keys: int = 1_000_000
     # Fair cycles: one log-actor cycle runs at most this many requests or this many
     # milliseconds, then fsyncs and replies; the rest of the queued work (even the rest of one
     # big message) continues in the next cycle, other clients' requests in between. 4096
@@ -85,6 +88,10 @@ class Config:
     # (node/log/busy.py). 0: never busy (nor killable), as in Redis. Nothing ends a script by
     # itself: Redis does not either.
     busy_reply_threshold_ms: int = 5000
+    # Redis's hidden key-load-delay, a debug aid: microseconds of sleep per AOF entry replayed
+    # at start (and by DEBUG RELOAD), so that tests can see LOADING for as long as they need;
+    # negative N: 1 us every N entries. 0 (default): none.
+    key_load_delay: int = 0
     # maxmemory: bytes of keyspace (``used_memory``) past which writes that may grow
     # memory get OOM (``noeviction``) or keys are evicted (``allkeys-lru``); 0: no limit. ``serve``
     # fills in its default, a share of the machine's memory (node/sysmem.py says why).
@@ -97,6 +104,10 @@ class Config:
     lfu_decay_time: int = 1
     crash_loop_count: int = 5
     crash_loop_window_s: float = 60.0
+    # The longest wait before an actor that keeps dying soon after its start is started again
+    # (node/supervisor.py: 0.1 s doubling up to this). Lower it where actors are killed on purpose
+    # again and again (the kill -9 tests): past a few kills each restart would wait the cap.
+    restart_backoff_max_s: float = 5.0
     # CURVE (node/fronts/curve.py): the server's secret certificate and a directory of
     # allowed clients' public certificates (reread on SIGHUP). Without them only a loopback,
     # ipc or inproc endpoint is bound, unless ``insecure_bind`` says otherwise.

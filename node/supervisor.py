@@ -17,9 +17,9 @@ Design:
 - A ``--requirepass`` password reaches the two fronts only, in their environment
   (``REQUIREPASS_ENV``; /proc/PID/environ is owner-only), never in Config (every actor's command
   line, readable by all). Every other actor is started without that variable.
-- Restarts an actor that dies, backing off 0.1 s doubling to 5 s while it keeps dying within
-  10 s of its start. A front learns of a log actor's death by itself (EOF on their socket), and
-  the log actor of a front's.
+- Restarts an actor that dies, backing off 0.1 s doubling to ``--restart-backoff-max`` (default
+  5 s) while it keeps dying within 10 s of its start. A front learns of a log actor's death by
+  itself (EOF on their socket), and the log actor of a front's.
 - Stops instead of looping, with a documented exit code (node/exitcodes.py):
   * an actor exits with a fatal code (corrupt AOF, port in use, unusable data directory): a
     restart cannot fix it, so the node stops with that code;
@@ -66,8 +66,9 @@ FRONT_ROLES = ("front", "resp")
 STOP_TIMEOUT_S = 20.0
 # How often the watchdog reads the log actor's heartbeat.
 WATCHDOG_CHECK_S = 1.0
-# Restart backoff: 0.1 s doubling up to 5 s while an actor keeps dying within 10 s of its start.
-MIN_BACKOFF_S, MAX_BACKOFF_S, STABLE_AFTER_S = 0.1, 5.0, 10.0
+# Restart backoff: 0.1 s doubling up to ``config.restart_backoff_max_s`` (default 5 s) while an
+# actor keeps dying within 10 s of its start.
+MIN_BACKOFF_S, STABLE_AFTER_S = 0.1, 10.0
 
 
 class _Child:
@@ -262,7 +263,7 @@ class Supervisor(Actor):
             self._stop_node(exitcodes.CRASH_LOOP, "crash loop")
             return
         child.quick_deaths = 0 if now - child.started > STABLE_AFTER_S else child.quick_deaths + 1
-        delay = backoff_delay(MIN_BACKOFF_S, child.quick_deaths, MAX_BACKOFF_S)
+        delay = backoff_delay(MIN_BACKOFF_S, child.quick_deaths, self.config.restart_backoff_max_s)
         child.restart_at = now + delay
         self.log.info("actor_restart_scheduled", role=child.role, in_s=delay)
 

@@ -15,7 +15,7 @@ Every public name is re-exported here.
 # Relative imports, here and in every module: the package never spells its installed name
 # (`aofnode.protocol`, mapped from protocol/ in pyproject.toml), so it reads the same anywhere.
 from .client import decode_batch_reply, decode_reply
-from .commands import COMMANDS, NUM_DBS, CommandSpec, parse_select
+from .commands import COMMANDS, FRONT_COMMANDS, NUM_DBS, CommandSpec, parse_select
 from .errors import (
     ABORTED,
     ARGTYPE,
@@ -80,6 +80,7 @@ from .wire import (
 __all__ = [
     # command table and databases
     "COMMANDS",
+    "FRONT_COMMANDS",
     "CommandSpec",
     "NUM_DBS",
     "parse_select",

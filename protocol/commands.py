@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .errors import ERR, Error
 
-__all__ = ["CommandSpec", "COMMANDS", "NUM_DBS", "parse_select"]
+__all__ = ["CommandSpec", "COMMANDS", "FRONT_COMMANDS", "NUM_DBS", "parse_select"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +262,24 @@ _TABLE: tuple[tuple[str, int, tuple[bool, bool, bool], str], ...] = (
     ("GEOPOS", -2, _READ, "GEOPOS key [member ...]: [longitude, latitude] or nil each"),
     ("GEODIST", -4, _READ, "GEODIST key member1 member2 [M|KM|FT|MI]: the distance, or nil"),
     ("GEOHASH", -2, _READ, "GEOHASH key [member ...]: an 11-character geohash or nil each"),
+    # the searches (node/store/geosearch.py): Redis flags GEORADIUS and GEORADIUSBYMEMBER write
+    # and denyoom for their STORE option, so they are refused past maxmemory even without it
+    ("GEORADIUS", -6, _GROW, "GEORADIUS key longitude latitude radius M|KM|FT|MI [WITHCOORD] "
+     "[WITHDIST] [WITHHASH] [COUNT count [ANY]] [ASC|DESC] [STORE key] [STOREDIST key]: members "
+     "within radius of the position"),
+    ("GEORADIUS_RO", -6, _READ, "GEORADIUS_RO key longitude latitude radius M|KM|FT|MI "
+     "[WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count [ANY]] [ASC|DESC]: read-only GEORADIUS"),
+    ("GEORADIUSBYMEMBER", -5, _GROW, "GEORADIUSBYMEMBER key member radius M|KM|FT|MI [WITHCOORD] "
+     "[WITHDIST] [WITHHASH] [COUNT count [ANY]] [ASC|DESC] [STORE key] [STOREDIST key]: members "
+     "within radius of the member"),
+    ("GEORADIUSBYMEMBER_RO", -5, _READ, "GEORADIUSBYMEMBER_RO key member radius M|KM|FT|MI "
+     "[WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count [ANY]] [ASC|DESC]: read-only GEORADIUSBYMEMBER"),
+    ("GEOSEARCH", -7, _READ, "GEOSEARCH key FROMMEMBER member|FROMLONLAT longitude latitude "
+     "BYRADIUS radius unit|BYBOX width height unit [ASC|DESC] [COUNT count [ANY]] [WITHCOORD] "
+     "[WITHDIST] [WITHHASH]: members within a circle or a box"),
+    ("GEOSEARCHSTORE", -8, _GROW, "GEOSEARCHSTORE destination source FROMMEMBER member|"
+     "FROMLONLAT longitude latitude BYRADIUS radius unit|BYBOX width height unit [ASC|DESC] "
+     "[COUNT count [ANY]] [STOREDIST]: GEOSEARCH stored as a sorted set, its size"),
     # scripting (node/store/scripting.py): EVAL may write, so it is a write (MISCONF-refused
     # while the AOF is not writable); the _RO forms refuse writes inside the script, and their
     # reply may change on a retry (math.random advances). SCRIPT LOAD/FLUSH are idempotent.
@@ -284,6 +302,12 @@ COMMANDS: dict[str, CommandSpec] = {
 
 
 # --- Databases -------------------------------------------------------------------------------
+# Commands a front answers, but for a part it forwards to the log actor: CLIENT UNBLOCK (the
+# client it unblocks waits there) and CLIENT TRACKING's subcommands (the table is there). Not
+# in COMMANDS, so the ZeroMQ wire refuses them
+# (UNKNOWNCMD); only a checked sender (the RESP front, server.decode_message) may send them.
+FRONT_COMMANDS = frozenset({"CLIENT"})
+
 NUM_DBS = 16  # databases 0..15, as Redis's default
 
 

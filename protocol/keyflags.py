@@ -8,8 +8,11 @@ Design:
   key count, so a spec is ``(begin, "range", lastkey, step, flags)`` (``lastkey`` relative to
   ``begin``, negative from the end) or ``(begin, "keynum", keynumidx, firstkey, flags)``
   (the count at ``begin + keynumidx``, the keys from ``begin + firstkey``), as Redis's
-  ``getKeysUsingKeySpecs`` reads them. ``flags`` are Redis's key flags (RO, RW, OW, access,
-  update, insert, delete).
+  ``getKeysUsingKeySpecs`` reads them. A spec that begins at a keyword (GEORADIUS's STORE and
+  STOREDIST) is ``(startfrom, "keyword KW", lastkey, step, flags)``: its keys follow the first
+  ``KW`` found from ``startfrom`` on (never the last argument, which can have no key after it),
+  and it finds none when there is no such keyword. ``flags`` are Redis's key flags (RO, RW, OW,
+  access, update, insert, delete).
 - Never executes anything.
 """
 from __future__ import annotations
@@ -52,6 +55,14 @@ KEY_SPECS: dict[str, tuple[Spec, ...]] = {
     "geodist": ((1, "range", 0, 1, "RO access"),),
     "geohash": ((1, "range", 0, 1, "RO access"),),
     "geopos": ((1, "range", 0, 1, "RO access"),),
+    "georadius": ((1, "range", 0, 1, "RO access"), (6, "keyword STORE", 0, 1, "OW update"),
+                  (6, "keyword STOREDIST", 0, 1, "OW update"),),
+    "georadius_ro": ((1, "range", 0, 1, "RO access"),),
+    "georadiusbymember": ((1, "range", 0, 1, "RO access"), (5, "keyword STORE", 0, 1, "OW update"),
+                          (5, "keyword STOREDIST", 0, 1, "OW update"),),
+    "georadiusbymember_ro": ((1, "range", 0, 1, "RO access"),),
+    "geosearch": ((1, "range", 0, 1, "RO access"),),
+    "geosearchstore": ((1, "range", 0, 1, "OW update"), (2, "range", 0, 1, "RO access"),),
     "get": ((1, "range", 0, 1, "RO access"),),
     "getbit": ((1, "range", 0, 1, "RO access"),),
     "getdel": ((1, "range", 0, 1, "RW access delete"),),
@@ -183,6 +194,12 @@ def _spec_keys(spec: Spec, argv: list[bytes]) -> list[bytes] | None:
     """The keys one spec finds in ``argv`` (the command name at 0), or None when the arguments
     do not hold them (a key count that is not a number or runs past the end)."""
     begin, kind, a, b, _ = spec
+    if kind.startswith("keyword "):
+        word = kind[8:].encode()
+        at = next((i for i in range(begin, len(argv) - 1) if argv[i].upper() == word), None)
+        if at is None:
+            return []
+        begin, kind = at + 1, "range"
     if begin >= len(argv):
         return None
     if kind == "range":

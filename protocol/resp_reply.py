@@ -8,6 +8,7 @@ knows that format's use; a client's reply parser lives in bench/resp.py.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .errors import ERR
@@ -105,13 +106,17 @@ _SETS = frozenset(("SMEMBERS", "SINTER", "SUNION", "SDIFF"))
 _NULL_ARRAY = frozenset(("LMPOP", "BLPOP", "BRPOP", "BLMPOP", "BLMOVE", "BRPOPLPUSH", "EXEC"))
 _MPOP = frozenset(("ZMPOP", "BZMPOP"))
 _BZPOP = frozenset(("BZPOPMIN", "BZPOPMAX"))
+# Geo searches: WITHCOORD's positions are doubles in RESP3, as GEOPOS's.
+_GEOSEARCH = frozenset(("GEORADIUS", "GEORADIUS_RO", "GEORADIUSBYMEMBER", "GEORADIUSBYMEMBER_RO",
+                        "GEOSEARCH"))
 # One reply per channel or pattern, each a push in RESP3 (node/log/pubsub.py makes the triples).
 _SUBSCRIPTIONS = frozenset(("SUBSCRIBE", "UNSUBSCRIBE", "PSUBSCRIBE", "PUNSUBSCRIBE"))
 SHAPED = frozenset(("INFO", "HGETALL", "ZMSCORE", "ZPOPMIN", "ZPOPMAX", "HRANDFIELD", "SPOP", "GEOPOS",
-                    "LPOP", "RPOP")) | _SUBSCRIPTIONS | _DOUBLE | _WITHSCORES | _SETS | _NULL_ARRAY | _MPOP | _BZPOP
+                    "LPOP", "RPOP")) | _SUBSCRIPTIONS | _DOUBLE | _WITHSCORES | _SETS | _NULL_ARRAY | _MPOP | _BZPOP \
+    | _GEOSEARCH
 
 
-def reply_shape(name: str, argv: list[bytes]) -> str:
+def reply_shape(name: str, argv: Sequence[bytes]) -> str:
     """The shape token of command ``argv`` (named ``name``, one of ``SHAPED``) for
     ``encode_command_reply``: the name, or the name with the option that changes the shape."""
     if name in _WITHSCORES:
@@ -133,6 +138,21 @@ def _double(score: Any) -> bytes:
 def _score_pairs(flat: list[Any]) -> bytes:
     return b"*%d\r\n" % (len(flat) // 2) + b"".join(
         [b"*2\r\n" + encode_value(m, True) + _double(sc) for m, sc in zip(flat[::2], flat[1::2])])
+
+
+def _geo_items(items: list[Any]) -> bytes:
+    """A geo search's RESP3 reply: an item with WITHCOORD ends with its [lon, lat] pair, the
+    only list an item holds (its distance is a bulk and its hash an integer in either
+    protocol)."""
+    out = [b"*%d\r\n" % len(items)]
+    for item in items:
+        if type(item) is list and item and type(item[-1]) is list:
+            lon, lat = item[-1]
+            out.append(b"*%d\r\n" % len(item) + b"".join([encode_value(v, True) for v in item[:-1]])
+                       + b"*2\r\n" + _double(lon) + _double(lat))
+        else:
+            out.append(encode_value(item, True))
+    return b"".join(out)
 
 
 def encode_command_reply(name: str, value: Any, resp3: bool) -> bytes:
@@ -169,6 +189,8 @@ def encode_command_reply(name: str, value: Any, resp3: bool) -> bytes:
         return _double(value)
     if type(value) is not list:
         return encode_value(value, True)
+    if name in _GEOSEARCH:
+        return _geo_items(value)
     if name == "ZMSCORE":
         return b"*%d\r\n" % len(value) + b"".join([_double(v) for v in value])
     if name.endswith(" WITHSCORES") or name in ("ZPOPMIN COUNT", "ZPOPMAX COUNT"):

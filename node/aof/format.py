@@ -346,9 +346,10 @@ def truncate_durably(path: str | os.PathLike, size: int, nofollow: bool = False)
         os.close(fd)
 
 
-def load(path: str | os.PathLike, apply: OnEntries, log) -> ScanResult:
+def load(path: str | os.PathLike, apply: OnEntries, log, entry_delay_us: int = 0) -> ScanResult:
     """Replay the AOF into ``apply(entries)`` at node start.
 
+    - ``entry_delay_us``: Redis's key-load-delay (``slowed``), 0 for none.
     - A missing file is an empty, ok AOF (the writer creates it).
     - A torn tail is cut off (ftruncate + fsync) and logged once as ``aof_truncated``.
     - Anything else that is not ok raises ``CorruptAOF`` (the log actor exits 3). ``apply`` has
@@ -361,6 +362,8 @@ def load(path: str | os.PathLike, apply: OnEntries, log) -> ScanResult:
     def on_progress(records: int, bytes_done: int, seconds: float) -> None:
         log.info("aof_load_progress", records=records, bytes=bytes_done, seconds=round(seconds, 3))
 
+    if entry_delay_us:
+        apply = slowed(apply, entry_delay_us)
     result = scan(path, on_entries=apply, progress=on_progress, progress_interval_s=1.0, nofollow=True)
     if result.status == "corrupt":
         raise CorruptAOF(os.fspath(path), result.bad_offset or 0, result.problem or "corrupt")
@@ -371,3 +374,24 @@ def load(path: str | os.PathLike, apply: OnEntries, log) -> ScanResult:
     log.info("aof_loaded", records=result.records, entries=result.entries, bytes=result.ok_up_to,
              seconds=round(time.monotonic() - started, 3))
     return result
+
+
+def slowed(apply: OnEntries, usec: int) -> OnEntries:
+    """``apply`` that sleeps ``usec`` microseconds per entry after each record (Redis's
+    debugDelay for key-load-delay, a debug aid). Negative: 1 us every ``-usec`` entries, as
+    Redis sleeps 1 us with probability 1/-usec (even the shortest sleep is a system call and a
+    context switch); here every ``-usec``-th entry, so a test gets the same delay each run."""
+    every = -usec if usec < 0 else 0
+    seen = 0
+
+    def apply_slowly(entries: list) -> None:
+        nonlocal seen
+        apply(entries)
+        if every:
+            before, seen = seen, seen + len(entries)
+            naps = seen // every - before // every
+        else:
+            naps = len(entries) * usec
+        if naps > 0:
+            time.sleep(naps / 1e6)
+    return apply_slowly

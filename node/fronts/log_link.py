@@ -72,6 +72,7 @@ class LogLink:
         self.on_lost = on_lost
         self.on_deliver: Callable[[m.Deliver], None] | None = None  # the RESP front's, for pub/sub
         self.on_monitor: Callable[[m.Monitor], None] | None = None  # ... and for MONITOR
+        self.on_invalidate: Callable[[m.Invalidate], None] | None = None  # ... CLIENT TRACKING
         # The log actor's state a front acts on, as ``Stats`` from it (``{"oom": 0|1}``: the
         # RESP front answers OOM to a denyoom command queued in MULTI); None: ignored.
         self.on_state: Callable[[dict], None] | None = None
@@ -251,6 +252,8 @@ class LogLink:
                     self.on_deliver(msg)  # a PUBLISH for this front's subscribers
                 elif type(msg) is m.Monitor and self.on_monitor is not None:
                     self.on_monitor(msg)  # MONITOR lines for this front's monitors
+                elif type(msg) is m.Invalidate and self.on_invalidate is not None:
+                    self.on_invalidate(msg)  # CLIENT TRACKING's invalidations
                 elif type(msg) is m.Stats and self.on_state is not None:
                     self.on_state(msg.counters)
                 continue

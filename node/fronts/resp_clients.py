@@ -27,7 +27,7 @@ import time
 from aofnode import protocol as codec
 from aofnode import protocol as resp
 from aofnode.fronts.resp_route import SilencedSlot, Slot
-from aofnode.fronts.resp_session import BAD_NAME, LOCAL, valid_name
+from aofnode.fronts.resp_session import BAD_NAME, LOCAL, forwarded_local, valid_name
 from aofnode.protocol.commands import COMMANDS
 from aofnode.protocol.keyspecs import SPECS, subcommands
 
@@ -38,9 +38,6 @@ _SUBSCRIPTIONS = frozenset(("SUBSCRIBE", "UNSUBSCRIBE", "PSUBSCRIBE", "PUNSUBSCR
 _OK = b"+OK\r\n"
 _INTEGER = re.compile(r"-?[0-9]+")
 _SYNTAX = b"-ERR syntax error\r\n"
-# Redis's CLIENT subcommands aofnode refuses (no client-side caching, no unblocking from another
-# connection): a reason, rather than "unknown subcommand".
-_REFUSED = frozenset({"tracking", "trackinginfo", "caching", "unblock"})
 _TYPES = {b"normal": "normal", b"pubsub": "pubsub", b"master": "master", b"replica": "replica",
           b"slave": "replica"}
 _HELP = [
@@ -55,6 +52,12 @@ _HELP = [
     "LIST [options ...]", "    Return information about client connections. Options:",
     "    * TYPE (NORMAL|PUBSUB)", "    * ID <client-id> [<client-id> ...]",
     "UNPAUSE", "    Stop the current client pause, resuming traffic.",
+    "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]] [OPTIN] [OPTOUT] [NOLOOP]",
+    "    Control server assisted client side caching.",
+    "CACHING (YES|NO)", "    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",
+    "GETREDIR", "    Return the client ID we are redirecting to when tracking is enabled.",
+    "TRACKINGINFO", "    Report tracking status for the current connection.",
+    "UNBLOCK <clientid> [TIMEOUT|ERROR]", "    Unblock the specified blocked client.",
     "PAUSE <timeout> [WRITE|ALL]", "    Hold commands at the front for <timeout> milliseconds.",
     "REPLY (ON|OFF|SKIP)", "    Control the replies sent to the current connection.",
     "SETNAME <name>", "    Assign the name <name> to the current connection.",
@@ -131,9 +134,6 @@ class ClientCommands:
         if len(argv) < 2:
             return resp.error_line("ERR", "wrong number of arguments for 'client' command")
         sub = argv[1].decode("utf-8", "replace").lower()
-        if sub in _REFUSED:
-            return resp.error_line("ERR", f"CLIENT {sub.upper()} is not supported by aofnode: "
-                                          "no client-side caching and no client unblocking")
         row = SPECS.get("client|" + sub)
         if row is None:
             shown = argv[1][:128].decode("utf-8", "replace")
@@ -166,8 +166,11 @@ class ClientCommands:
                 return _SYNTAX
             session.no_evict = args[0].upper() == b"ON"
             return _OK
-        if sub == "getredir":
-            return b":-1\r\n"  # no tracking here, so no redirection: Redis's answer for that
+        if sub == "unblock":  # with an id it is forwarded (forwarded_local): a bug if here
+            return b"-ERR internal: CLIENT UNBLOCK is run by the log actor\r\n"
+        if sub in ("tracking", "caching", "getredir", "trackinginfo"):  # inside MULTI only
+            return resp.error_line("ERR", f"CLIENT {sub.upper()} is not served inside MULTI by "
+                                          "aofnode (send it before MULTI)")
         return session.value([line.encode() for line in _HELP])  # HELP: the last in SPECS
 
     @staticmethod
@@ -290,10 +293,12 @@ class ClientCommands:
         CLIENT REPLY ON and RESET, which end the mode and answer)."""
         session = conn.session
         before = session.reply_mode
-        if gate is None and error is None and name not in LOCAL:
+        if gate is None and error is None and (name not in LOCAL or forwarded_local(name, argv)):
             if not self.link.ready:
                 conn.slots.append(Slot(conn, b""))
             else:
+                if name == "CLIENT":  # forwarded_local: the log actor takes it by this name only
+                    argv[0] = name
                 size = sum(map(len, argv))
                 slot = SilencedSlot(conn, None, 1, size, None, session.resp3)
                 conn.slots.append(slot)

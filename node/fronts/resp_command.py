@@ -33,7 +33,7 @@ LOCAL_SUMMARIES = {
     "UNWATCH": "UNWATCH: forget the watched keys",
 }
 _GROUPS = {"string": "string", "bitmap": "bitmap", "hash": "hash", "list": "list", "set": "set",
-           "sortedset": "sorted-set", "keyspace": "generic", "scripting": "scripting",
+           "sortedset": "sorted-set", "geo": "geo", "keyspace": "generic", "scripting": "scripting",
            "transaction": "transactions", "connection": "connection"}
 _HELP = [
     "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

@@ -27,11 +27,13 @@ from aofnode.fronts.core import (BindError, FrontCore, TOTAL_LIMIT_FACTOR, Throt
 from aofnode.fronts.resp_clients import ClientCommands
 from aofnode.fronts.resp_pubsub import PubSubFront
 from aofnode.fronts.resp_monitor import MonitorFront
+from aofnode.fronts.resp_tracking import TrackingFront
 from aofnode.fronts.resp_route import CommandRouting, Conn, Slot, out_bytes
 from aofnode.fronts.resp_multi import TransactionRouting
 from aofnode.fronts.resp_session import Session, config_settings
 from aofnode import protocol as codec
 from aofnode import protocol as resp
+from aofnode.runtime import latency
 from aofnode.runtime.actor import Runtime
 
 __all__ = ["RespFront", "main", "BindError"]
@@ -53,7 +55,7 @@ _CMDSTAT_FIELDS = ("calls", "rejected", "failed")
 
 
 class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront, MonitorFront,
-                FrontCore):
+                TrackingFront, FrontCore):
     def __init__(self, config: Config, log, password: bytes | None = None,
                  listen_fd: int | None = None) -> None:
         # Counters for INFO (sent prefixed ``resp_``); the documented ones exist from the start.
@@ -81,6 +83,10 @@ class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront,
         # Commands answered here (name -> [calls, rejected, failed]), for INFO commandstats
         # (``cmdstat_<name>_<field>``), growing like the errorstats; bounded by Redis's names.
         self.cmdstats: dict[str, list[int]] = {}
+        # Their latency histograms (INFO latencystats, node/runtime/latency.py), by the same
+        # names, recorded only while the log actor says latency-tracking is on
+        # (``_on_log_state``); as bounded as ``cmdstats``.
+        self.latency: dict[str, dict[int, int]] = {}
         # A connection came or went, or an error was answered here, this turn: the counters go
         # before the requests read (on_turn), so an INFO among them counts it.
         self.stats_due = False
@@ -89,7 +95,8 @@ class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront,
         self._monitor_init()
         self.link.on_deliver = self._on_deliver
         self.link.on_state = self._on_log_state  # node/fronts/resp_multi.py
-        self.link.on_lost = self._monitor_log_lost  # closes subscribers and monitors
+        self.link.on_lost = self._tracking_log_lost  # closes subscribers, monitors, trackers
+        self._tracking_init()
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -130,7 +137,8 @@ class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront,
                 **{"resp_" + k: v for k, v in self.stats.items()},
                 **{"errorstat_" + k: v for k, v in self.errorstats.items()},
                 **{f"cmdstat_{k}_{field}": n for k, counts in self.cmdstats.items()
-                   for field, n in zip(_CMDSTAT_FIELDS, counts)}}
+                   for field, n in zip(_CMDSTAT_FIELDS, counts)},
+                **{"lathist_" + k: latency.flatten(hist) for k, hist in self.latency.items()}}
 
     def on_turn(self) -> None:
         if self.stats_due:
@@ -360,8 +368,10 @@ class RespFront(ClientCommands, TransactionRouting, CommandRouting, PubSubFront,
             pass
         conn.sock.close()
         self._drop_work(conn)  # its messages not sent yet need not go
-        if forget or conn.session.watching:  # its WATCH state in the log actor goes with it
+        # Its WATCH and CLIENT TRACKING state in the log actor go with it.
+        if forget or conn.session.watching or conn.session.tracking:
             self.link.send_forget(conn.key)
+        self.tracked.pop(conn.key, None)
         self._pubsub_closed(conn)
         if self.monitoring or self.monitor_reset:
             self._monitor_closed(conn)

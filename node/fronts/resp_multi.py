@@ -29,7 +29,7 @@ from aofnode import protocol as codec
 from aofnode import protocol as resp
 from aofnode.fronts.resp_gateway import _wire_to_resp, encode_message_reply
 from aofnode.fronts.resp_route import MESSAGE_BYTES, Slot
-from aofnode.fronts.resp_session import LOCAL
+from aofnode.fronts.resp_session import LOCAL, forwarded_local
 from aofnode.protocol.keyspecs import SPECS
 
 __all__ = ["TX_COMMANDS", "TxQueue", "ExecSlot", "TransactionRouting"]
@@ -102,6 +102,8 @@ class TransactionRouting:
             self.log_oom = bool(state["oom"])
         if "busy" in state:
             self.log_busy = bool(state["busy"])
+        if "latency_tracking" in state:  # node/fronts/resp_route.py, ``count_command``
+            self.latency_tracking = bool(state["latency_tracking"])
 
     def _transaction(self, conn, name: str, argv: list[bytes], gate: bytes | None,
                      error: bytes | None) -> None:
@@ -146,7 +148,10 @@ class TransactionRouting:
             self.count_command(name, argv, rejected=True)
             return self._queue_error(conn, tx, error)
         if name in LOCAL and name not in ("SELECT", "UNWATCH"):
-            tx.local[len(tx.commands)] = argv  # run here at EXEC, its reply in its place
+            if forwarded_local(name, argv):
+                argv[0] = name  # runs in the block: the log actor takes it by this name only
+            else:
+                tx.local[len(tx.commands)] = argv  # run here at EXEC, its reply in its place
         if name == "SELECT":
             db = codec.parse_select(argv[1]) if len(argv) == 2 else None
             if type(db) is not int:

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import select
 import socket
+import time
 
 import msgpack
 
 from aofnode.fronts import core
-from aofnode.fronts.resp_session import LOCAL, Session, check_forwarded
+from aofnode.runtime import latency
+from aofnode.fronts.resp_session import LOCAL, Session, check_forwarded, forwarded_local
 from aofnode import protocol as codec
 from aofnode import protocol as resp
 from aofnode.protocol.commands import COMMANDS
@@ -32,7 +34,7 @@ from aofnode.protocol.keyspecs import SPECS
 from aofnode.fronts.resp_gateway import encode_message_reply
 from aofnode.fronts.resp_pubsub import PUBSUB_NAMES, subscriber_gate
 
-__all__ = ["CommandRouting", "Conn", "Slot", "SilencedSlot", "MESSAGE_BYTES", "out_bytes"]
+__all__ = ["CommandRouting", "Conn", "Slot", "SilencedSlot", "TRACKING_SUBCOMMANDS", "MESSAGE_BYTES", "out_bytes"]
 
 # Messages to the log actor: a connection's run of forwarded commands is cut into messages of at
 # most MAX_BATCH_LENGTH commands and MESSAGE_BYTES, counting each argument's msgpack size at most
@@ -52,6 +54,9 @@ _FORWARD = {spelling: (name, spec.arity) for name, spec in COMMANDS.items()
             if name not in LOCAL and name not in PUBSUB_NAMES and name != "MONITOR"
             for spelling in (name.encode(), name.lower().encode())}
 
+
+# CLIENT's subcommands the log actor answers (node/fronts/resp_tracking.py).
+TRACKING_SUBCOMMANDS = frozenset((b"tracking", b"caching", b"getredir", b"trackinginfo"))
 
 # Commands whose subcommand names their commandstats entry (``client|id``).
 _WITH_SUBCOMMANDS = frozenset(name.partition("|")[0] for name in SPECS if "|" in name)
@@ -127,6 +132,11 @@ def _fast_table(conn) -> dict:
 class CommandRouting:
     """``_take``, and what it calls, for ``RespFront``."""
 
+    # Whether the log actor's latency-tracking is on (it says so in a Stats, before the reply
+    # to the CONFIG SET that changed it); off, a command answered here costs one test more.
+    latency_tracking = False
+    local_start = 0  # perf_counter_ns() when the command being answered here was taken
+
     def _take(self, conn, commands: list[list[bytes]]) -> None:
         """Group a read's commands into messages and local answers, in order."""
         session = conn.session
@@ -155,12 +165,19 @@ class CommandRouting:
                     continue
             if conn.closing:
                 break  # after QUIT nothing more runs (as Redis)
+            if self.latency_tracking:  # the start of a command ``count_command`` may time
+                self.local_start = time.perf_counter_ns()
             name, error = check_forwarded(argv)
             if error is not None and name in LOCAL:
                 error = None
             gate = session.gate(name)
             if gate is None and error is None and conn.pubsub is not None:
                 error = subscriber_gate(conn.pubsub, session.resp3, name, argv)
+            if name == "RESET" and session.tracking & 1 and gate is None and error is None:
+                if group:
+                    self._forward(conn, group, names if shaped else None, size)
+                    group, names, shaped, size = [], [], False, 0
+                self._tracking_reset(conn)  # CLIENT TRACKING off first (node/fronts/resp_tracking.py)
             # Two rare states take a command off this path: a transaction (MULTI...EXEC,
             # node/fronts/resp_multi.py) and CLIENT REPLY OFF|SKIP (node/fronts/resp_clients.py).
             if conn.pubsub is None and (session.multi is not None or name in _TX
@@ -180,7 +197,7 @@ class CommandRouting:
                     break
                 fast = _fast_table(conn)
                 continue
-            if gate is None and error is None and name not in LOCAL:
+            if gate is None and error is None and (name not in LOCAL or forwarded_local(name, argv)):
                 if name in PUBSUB_NAMES:
                     self._pubsub_forwarded(conn, name)
                 elif name == "MONITOR":
@@ -202,6 +219,11 @@ class CommandRouting:
             if group:
                 self._forward(conn, group, names if shaped else None, size)
                 group, names, shaped, size = [], [], False, 0
+            if (name == "CLIENT" and gate is None and error is None and len(argv) > 1
+                    and argv[1].lower() in TRACKING_SUBCOMMANDS):
+                self._tracking_command(conn, argv)  # the log actor's (node/log/tracking.py)
+                fast = _fast_table(conn)
+                continue
             if name == "RESET" and conn.pubsub is not None and gate is None and error is None:
                 self._pubsub_reset(conn)  # unsubscribes in the log actor, in the reply order
                 fast = _FORWARD if session.authenticated else {}
@@ -268,6 +290,11 @@ class CommandRouting:
         else:
             counts[0] += 1
             counts[2] += failed
+            if self.latency_tracking:  # its time here, from its take (Redis: its call())
+                hist = self.latency.get(key)
+                if hist is None:
+                    hist = self.latency[key] = {}
+                latency.record(hist, time.perf_counter_ns() - self.local_start)
         self.stats_due = True
 
     def count_error(self, reply: bytes, count: int = 1) -> None:

@@ -28,11 +28,19 @@ from aofnode.protocol.commands import COMMANDS
 from aofnode.fronts.resp_command import command_reply
 
 __all__ = ["Session", "LOCAL", "NO_AUTH_NEEDED", "BAD_NAME", "check_forwarded", "config_settings",
-           "valid_name"]
+           "forwarded_local", "valid_name"]
 
 # Commands the front answers itself, in order with the forwarded ones.
 LOCAL = frozenset({"HELLO", "AUTH", "CLIENT", "SELECT", "COMMAND", "QUIT", "RESET",
                    "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"})
+
+
+def forwarded_local(name: str, argv: list[bytes]) -> bool:
+    """A connection command forwarded all the same: CLIENT UNBLOCK with an id (the client it
+    unblocks waits in the log actor, node/log/blocking.py; protocol FRONT_COMMANDS)."""
+    return name == "CLIENT" and len(argv) > 2 and argv[1].lower() == b"unblock"
+
+
 # What a client may send before AUTH when a password is set (Redis's no-auth commands).
 NO_AUTH_NEEDED = frozenset({"AUTH", "HELLO", "QUIT", "RESET"})
 
@@ -106,7 +114,7 @@ class Session:
 
     __slots__ = ("id", "db", "resp3", "authenticated", "name", "lib_name", "lib_ver", "addr",
                  "laddr", "fd", "created", "close_after", "password", "settings", "auth_failures",
-                 "multi", "watching", "last", "cmd", "reply_mode", "no_evict")
+                 "multi", "watching", "last", "cmd", "reply_mode", "no_evict", "tracking")
 
     def __init__(self, conn_id: int, password: bytes | None, settings: dict[str, str],
                  addr: str = "", laddr: str = "", fd: int = -1) -> None:
@@ -119,6 +127,9 @@ class Session:
         self.auth_failures = 0
         self._reset()
         self.watching = False
+        # CLIENT TRACKING (node/fronts/resp_tracking.py): 1 this connection tracks (as far as
+        # the front knows), 2 another connection redirects to it; its state is the log actor's.
+        self.tracking = 0
 
     def _reset(self) -> None:
         self.db = 0

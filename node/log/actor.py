@@ -16,7 +16,8 @@ Design:
   No write is acknowledged before the fsync that covers it (under ``always``).
 - Blocking pops wait in node/log/blocking.py: a blocked client leaves the turns (its later
   messages wait behind it), is served by the write that makes its key ready, within that
-  write's cycle (same append, same fsync, then the reply), or answered nil at its timeout.
+  write's cycle (same append, same fsync, then the reply), or answered nil at its timeout or
+  at a CLIENT UNBLOCK.
 - Every 100 ms tick: expiry, the writer's retries and everysec fsync, the closer, the rewrite.
 - Never blocks on close(2)/unlink(2) (the closer actor does). A corrupt AOF (exit 3) or one that
   cannot be created or written (6) is fatal at start (node/exitcodes.py). docs/aof.md has
@@ -37,11 +38,12 @@ from aofnode.log.report import PauseMeter, Reporter
 from aofnode.runtime.actor import Actor, Runtime
 from aofnode.hello import hello_reply
 from aofnode.log.introspect import Introspection
-from aofnode.log.blocking import Blocking
+from aofnode.log.blocking import Blocking, client_unblock
 from aofnode.log.links import FrontLinks
 from aofnode.log.notify import Notifier
 from aofnode.log.pubsub import PubSub
 from aofnode.log.monitor import Monitors
+from aofnode.log.tracking import Tracking
 from aofnode.log.work import CLIENT_BITS, CLIENT_MASK, Pending, WorkQueue
 from aofnode.log import busy, transactions
 from aofnode.store.watch import WatchTable
@@ -93,6 +95,7 @@ class LogActor(Actor):
     def __init__(self, config: Config, log, closer=None) -> None:
         self.config = config
         self.log = log
+        self.supervisor_pid = os.getppid()
         self.stats = {"total_commands_processed": 0, "total_batches": 0, "total_cycles": 0,
                       "total_error_replies": 0, "misconf_refusals": 0, "forgotten_messages": 0,
                       "rejected_messages": 0, "rejected_requests": 0, "dropped_messages_front_gone": 0,
@@ -130,8 +133,10 @@ class LogActor(Actor):
         self.tx_units: list[tuple[int, int]] = []  # this cycle's transactions' entries: one record each
         self.watches = WatchTable(self.executor, config.max_watched_keys_per_client,
                                   config.max_watched_keys)
-        self.fronts.forget_client = self.watches.forget
-        self.fronts.forget_owner = lambda base: self.watches.drop_owner(base, CLIENT_MASK)
+        self.tracking = Tracking(self, config.tracking_table_max_keys)  # CLIENT TRACKING
+        self._track = self.tracking.handlers()["CLIENT"]
+        self.fronts.forget_client = self._forget_client
+        self.fronts.forget_owner = self._forget_owner
         self.reporter = Reporter(config, log, self.stats, keyspace=self.executor.keyspace,
                                  writer=self.writer, rewriter=self.rewriter, closer=self.closer,
                                  meter=self.meter, fronts=self.fronts, started=started)
@@ -140,14 +145,18 @@ class LogActor(Actor):
         self.intro._own.update(self.pubsub.handlers())
         self.monitors = Monitors(self)  # MONITOR (node/log/monitor.py)
         self.intro._own.update(self.monitors.handlers())
+        # CLIENT, which the RESP front forwards in part: UNBLOCK (the waiter it names is here)
+        # and the tracking subcommands (node/log/tracking.py)
+        self.intro._own["CLIENT"] = self._client_command
         self.fronts.attach_pubsub(self.pubsub, self.monitors)
+        self.tracking.subscribable = self.pubsub.subscribable
         if config.pub_bind:
             self.pubsub.mirror = lambda: self.fronts.conn_of("front")
         self.notifier = Notifier(self.executor, self.pubsub.publish, self.intro)  # notify-keyspace-events
         self.executor.info_provider = self._info
         self.tx_running = False  # inside run_atomic
         self.min_replicas_to_write = 0  # CONFIG SET min-replicas-to-write (_writes_refused)
-        self.oom_told: dict[int, int] = {}  # front connection -> the OOM state it was told
+        self.front_told: dict[int, tuple] = {}  # front connection -> the state it was told
         transactions.install(self)
         self.script_busy = busy.install(self)  # BUSY, SCRIPT KILL and SHUTDOWN (node/log/busy.py)
         self.runtime: Runtime | None = None
@@ -172,7 +181,7 @@ class LogActor(Actor):
             for entry in entries:
                 execute(entry[0], entry[1], entry[2:])
 
-        aof_format.load(self.config.aof_path, apply, self.log)
+        aof_format.load(self.config.aof_path, apply, self.log, self.config.key_load_delay)
         self.executor.loading = False
         self.executor.take_propagated()
 
@@ -217,11 +226,14 @@ class LogActor(Actor):
             self.meter.end(rewriter.in_progress, rewriter.total_forks, rewriter.last_status)
 
     def on_tick(self, now: float) -> None:
-        self.heartbeat.beat(now)  # the supervisor's watchdog reads it (node/runtime/heartbeat.py)
+        if self.heartbeat is not None:  # set by on_start, before the first tick
+            self.heartbeat.beat(now)  # the supervisor's watchdog reads it (node/runtime/heartbeat.py)
         self.executor.refresh_clock()
         self.executor.active_expire_cycle(EXPIRE_BUDGET_MS)
         if self.pubsub.out:  # "expired" notifications
             self.fronts.deliver(self.pubsub.take())
+        if self.tracking.active:  # expired keys' invalidations
+            self.fronts.deliver(self.tracking.take())
         entries = self.watches.take_propagated()
         if entries:
             self._append(aof_format.encode_entries(entries))
@@ -239,7 +251,10 @@ class LogActor(Actor):
         ok = self.writer.fsync_now()
         self.log.info("actor_stopping", aof_size=self.writer.size, fsync_ok=ok)
         self.closer.submit_close(self.writer.close_fd_later(), self.config.aof_path)
-        self.closer.drain(timeout=5.0)
+        # Orphaned (the supervisor was killed: every actor got SIGTERM with it), a closer that
+        # is gone stays gone; waiting 5 s for one only kept the data directory locked that long
+        # before a new ``serve`` could start. The fd then closes with this process.
+        self.closer.drain(timeout=5.0, reconnect=os.getppid() == self.supervisor_pid)
         self.fronts.close()
         if self.heartbeat is not None:
             self.heartbeat.close()
@@ -262,6 +277,7 @@ class LogActor(Actor):
         finished = self._run_cycle(writes)
         if self.blocking.done:
             self.blocking.take_done(finished)  # served or timed out: replied with this cycle
+        tracked = self.tracking.take() if self.tracking.active else None  # before the take
         entries = self.watches.take_propagated()  # step 1 done
         units, self.tx_units = self.tx_units, []
         if entries or self.writer.pending:
@@ -273,7 +289,9 @@ class LogActor(Actor):
             self.fronts.deliver(self.pubsub.take())  # before the replies: PUBLISH's reply follows
         if self.monitors.entries:
             self.fronts.deliver(self.monitors.take())
-        transactions.tell_oom_state(self)  # before the replies too: MULTI's queueing reads it
+        if tracked:
+            self.fronts.deliver(tracked)
+        transactions.tell_front_state(self)  # before the replies too: MULTI's queueing reads it
         if self.script_busy.run is not None:
             self.script_busy.before_replies()  # a script went busy in this cycle: it ended
         self.fronts.reply(finished)  # step 5: each reply to where its message came from
@@ -299,7 +317,8 @@ class LogActor(Actor):
 
     def _run_cycle(self, writes: list) -> dict[int, list[Pending]]:
         """The finished messages, per front connection."""
-        work, finished = self.work, {}
+        work = self.work
+        finished: dict[int, list[Pending]] = {}
         count = 0
         budget = self.config.cycle_max_commands
         deadline = time.perf_counter() + self.config.cycle_max_ms / 1000.0
@@ -308,6 +327,8 @@ class LogActor(Actor):
         run_one = self._run_one_watching if self.blocking.waiting else self._run_one
         if self.monitors.keys:  # MONITOR: each request fed (node/log/monitor.py)
             run_one = self.monitors.wrap(run_one)
+        if self.tracking.clients:  # CLIENT TRACKING: reads noted (node/log/tracking.py)
+            run_one = self.tracking.wrap(run_one)
         while work and budget > 0:
             client, fifo = work.head()
             self._client = client
@@ -331,11 +352,16 @@ class LogActor(Actor):
                     done.append(pending)
                     count += 1
                     reply_bytes += pending.reply_bytes
+                    if self.tracking.started:  # the first CLIENT TRACKING on: see below
+                        break
             except WouldBlock as blocked:  # its turn ends; its later messages wait behind it
                 budget -= self.blocking.block(client, fifo[0], blocked.spec)
-                run_one = self.monitors.wrap(self._run_one_watching)
+                run_one = self.tracking.wrap(self.monitors.wrap(self._run_one_watching))
             else:
                 work.finish_turn(client)
+            if self.tracking.started:  # the requests after it have their reads noted
+                self.tracking.started = False
+                run_one = self.tracking.wrap(run_one)
             if (reply_bytes >= MAX_CYCLE_REPLY_BYTES or input_bytes >= MAX_CYCLE_INPUT_BYTES
                     or time.perf_counter() >= deadline):
                 break
@@ -348,6 +374,7 @@ class LogActor(Actor):
         ``WouldBlock`` out of it."""
         if pending.count < 0 and not pending.open():
             self.stats["rejected_messages"] += 1
+            assert pending.failed is not None  # open() said why it refused the message
             self.intro.error(pending.failed)
             return 1
         if pending.atomic:
@@ -395,10 +422,10 @@ class LogActor(Actor):
             raise
         except Exception as exc:
             reply = self._internal_error(name, exc)
-        kind = type(reply)
-        if kind is codec.Error:
+        reply_type = type(reply)
+        if reply_type is codec.Error:
             return self.intro.error(reply)
-        if kind is bytes:
+        if reply_type is bytes:
             pending.reply_bytes += len(reply)
         if is_write:
             writes.append(pending.results)
@@ -415,12 +442,30 @@ class LogActor(Actor):
         return codec.Error(codec.ERR, f"internal error in '{name.lower()}' (logged, counted in "
                                       "INFO command_internal_errors)")
 
+    def _client_command(self, db: int, args: list):
+        """CLIENT as the RESP front forwards it: UNBLOCK, or a tracking subcommand."""
+        if args and args[0].upper() == b"UNBLOCK":
+            return client_unblock(self.blocking, self._client, args,
+                                  lambda error: self.intro.error_during("CLIENT|UNBLOCK", error))
+        return self._track(db, args)
+
+    def _forget_client(self, key: int) -> None:
+        self.watches.forget(key)
+        self.tracking.forget(key)
+
+    def _forget_owner(self, base: int) -> None:
+        self.watches.drop_owner(base, CLIENT_MASK)
+        self.tracking.forget_owner(base)
+
     def _info(self) -> dict[str, dict]:
         sections = self.intro.info()
         for name, fields in self.blocking.info().items():
             sections.setdefault(name, {}).update(fields)
         sections.setdefault("stats", {}).update(self.pubsub.info())
         sections["stats"].update(self.monitors.info())
+        tracked = self.tracking.info()
+        sections.setdefault("clients", {})["tracking_clients"] = tracked.pop("tracking_clients")
+        sections["stats"].update(tracked)
         return sections
 
     def _misconf(self) -> codec.Error:
@@ -464,8 +509,9 @@ def main(config: Config, log) -> int:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         actor = LogActor(config, log)
-    except aof_format.CorruptAOF as exc:
-        log.error("aof_corrupt", path=exc.path, offset=exc.offset, reason=exc.reason, hint=str(exc))
+    except aof_format.CorruptAOF as corrupt:  # each clause its own name: one type per name
+        log.error("aof_corrupt", path=corrupt.path, offset=corrupt.offset, reason=corrupt.reason,
+                  hint=str(corrupt))
         return exitcodes.CORRUPT_AOF  # fatal: see node/supervisor.py
     except OSError as exc:
         # The AOF cannot be created, opened or written at start (EACCES, ENOSPC, EROFS...):

@@ -25,6 +25,12 @@ Design (Redis 7.0's blocked.c, in the log actor's terms):
 - A blocked client that is cut off (``Forget``) or whose front is lost is dropped from the
   ``WorkQueue``, which tells ``forget``: it is never served afterwards. A log actor that dies
   takes its waiters with it; the fronts answer every message it held ABORTED.
+- CLIENT UNBLOCK (Redis's networking.c and blocked.c): the RESP front forwards it, so it runs
+  here in its client's turn, and names a client of the same front connection (a RESP
+  connection's CLIENT ID is its client number there; ZeroMQ clients have no id to give). A
+  waiter is answered at once, nil as at its timeout or the UNBLOCKED error, and counts as a
+  failed call of its command in both modes, as Redis 7.0 counts it (``updateStatsOnUnblock``
+  with ``had_errors`` 1).
 - Bound: at most ``limit`` blocked clients (``MAX_BLOCKED_CLIENTS``); past it a blocking pop
   that would block gets ``LIMIT_ERROR`` at once (the executor's ``block_mode``).
 """
@@ -36,11 +42,12 @@ import itertools
 import time
 from typing import Callable
 
-from aofnode.log.work import CLIENT_BITS, Pending, WorkQueue
+from aofnode.log.work import CLIENT_BITS, CLIENT_MASK, Pending, WorkQueue
 from aofnode.protocol.errors import ERR, Error
 from aofnode.store.blocking import EMPTY, OTHER_KIND, BlockSpec
+from aofnode.store.strings import parse_ll
 
-__all__ = ["Blocking", "MAX_BLOCKED_CLIENTS", "ready_keys"]
+__all__ = ["Blocking", "MAX_BLOCKED_CLIENTS", "UNBLOCKED", "client_unblock", "ready_keys"]
 
 # Each blocked client holds one message in its front's waiting count (50,000 on either front,
 # node/fronts): 10,000 leaves most of that to clients that are not blocked. A blocked client
@@ -52,6 +59,11 @@ MAX_BLOCKED_CLIENTS = 10_000
 _KEY_AT = {"LPUSH": 2, "RPUSH": 2, "LMOVE": 3, "ZADD": 2, "ZUNIONSTORE": 2, "ZINTERSTORE": 2,
            "ZDIFFSTORE": 2, "ZRANGESTORE": 2, "RENAME": 3}
 _CREATES = frozenset(_KEY_AT) | {"COPY", "MOVE", "SWAPDB"}  # every other entry: no key made
+
+
+UNBLOCKED = Error("UNBLOCKED", "client unblocked via CLIENT UNBLOCK")
+_NOT_INTEGER = Error(ERR, "value is not an integer or out of range")
+_BAD_REASON = Error(ERR, "CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
 
 
 def ready_keys(entry: list, watched: dict) -> list[tuple[int, bytes]]:
@@ -98,10 +110,11 @@ class Blocking:
         self.ready: collections.deque[tuple[int, bytes]] = collections.deque()
         self._ready_set: set[tuple[int, bytes]] = set()
         self.done: list[tuple[int, Pending]] = []  # (owner, message) answered, not yet replied
-        self.served = self.timed_out = 0
-        # Told (command name, ns spent serving) of each answer, served or timed out: a blocked
-        # command counts in commandstats and latencystats when it ends, as Redis counts it.
-        self.on_answer: Callable[[str, int], None] | None = None
+        self.served = self.timed_out = self.unblocked = 0
+        # Told (command name, ns spent serving, failed) of each answer, served, timed out or
+        # unblocked: a blocked command counts in commandstats and latencystats when it ends, as
+        # Redis counts it.
+        self.on_answer: Callable[[str, int, bool], None] | None = None
         work.on_drop_blocked = self.forget
         work.on_close_blocked = self.release
         executor.block_mode = True
@@ -116,7 +129,8 @@ class Blocking:
                             "blocked_clients_limit": self.limit,
                             "total_blocking_keys": len(self.by_key)},
                 "stats": {"blocking_pops_served": self.served,
-                          "blocking_pops_timed_out": self.timed_out}}
+                          "blocking_pops_timed_out": self.timed_out,
+                          "blocking_pops_unblocked": self.unblocked}}
 
     # -- blocking and forgetting ----------------------------------------------------------------
 
@@ -154,6 +168,16 @@ class Blocking:
         if waiter is not None:
             self.timed_out += 1
             self._answer(waiter, None, None, 0)
+
+    def unblock(self, client: int, reply: Error | None) -> bool:
+        """CLIENT UNBLOCK: answer the client's blocking pop ``reply`` (None: nil, as at its
+        timeout) now; False if it does not wait here."""
+        waiter = self.by_client.get(client)
+        if waiter is None:
+            return False
+        self.unblocked += 1
+        self._answer(waiter, reply, None, 0, failed=True)
+        return True
 
     def forget(self, client: int) -> None:
         """The client is gone (WorkQueue dropped it): never serve it."""
@@ -254,11 +278,12 @@ class Blocking:
             return None
         return max(0.0, self.deadlines[0][0] - self.clock())
 
-    def _answer(self, waiter: Waiter, reply, writes: list | None, spent_ns: int) -> None:
+    def _answer(self, waiter: Waiter, reply, writes: list | None, spent_ns: int,
+                failed: bool = False) -> None:
         """Give the waiting request its result; the client goes back in turn, its message to
         this cycle's replies if that was its last request."""
         if self.on_answer is not None:
-            self.on_answer(waiter.spec.name, spent_ns)
+            self.on_answer(waiter.spec.name, spent_ns, failed)
         client, pending = waiter.client, waiter.pending
         del self.by_client[client]
         self._unregister(waiter)
@@ -279,3 +304,27 @@ class Blocking:
             finished.setdefault(owner, []).append(pending)
         self.work.messages -= len(self.done)
         self.done = []
+
+
+def client_unblock(blocking: Blocking, client: int, args, count_error: Callable[[Error], Error]):
+    """CLIENT UNBLOCK id [TIMEOUT|ERROR] from ``client`` (its key): 1 if the client ``id`` of
+    the same front connection waited and was answered, else 0; Redis's errors, the reason
+    checked before the id. ``args`` start at UNBLOCK (the front forwards only that subcommand,
+    with at least an id); ``count_error`` counts the UNBLOCKED error its waiter gets."""
+    if len(args) not in (2, 3) or args[0].upper() != b"UNBLOCK":
+        shown = args[0][:128].decode("utf-8", "replace") if args else ""
+        return Error(ERR, f"unknown subcommand or wrong number of arguments for '{shown}'. "
+                          "Try CLIENT HELP.")
+    error = False
+    if len(args) == 3:
+        reason = args[2].upper()
+        if reason not in (b"TIMEOUT", b"ERROR"):
+            return _BAD_REASON
+        error = reason == b"ERROR"
+    target = parse_ll(args[1])
+    if target is None:
+        return _NOT_INTEGER
+    key = (client & ~CLIENT_MASK) | target  # the same front connection's client ``target``
+    if not 0 < target <= CLIENT_MASK or key not in blocking.by_client:
+        return 0
+    return int(blocking.unblock(key, count_error(UNBLOCKED) if error else None))

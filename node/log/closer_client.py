@@ -126,13 +126,16 @@ class CloserClient:
         # Jobs sent to a closer that died are gone with it (their fds died with the process).
         self.in_flight.clear()
 
-    def drain(self, timeout: float) -> bool:
-        """Wait (bounded) until every job is done: used at shutdown only."""
+    def drain(self, timeout: float, reconnect: bool = True) -> bool:
+        """Wait (bounded) until every job is done: used at shutdown only. Without ``reconnect``
+        it stops as soon as the closer cannot be reached: no one will start another."""
         deadline = time.monotonic() + timeout
         while self.pending_jobs and time.monotonic() < deadline:
             self.tick()
             if self.sock is not None:
                 select.select([self.sock], [], [], 0.05)
+            elif not reconnect:
+                break
             else:
                 time.sleep(0.05)  # waiting to reconnect; bounded by ``deadline``
         return self.pending_jobs == 0
@@ -162,5 +165,5 @@ class InlineCloser:
     def tick(self) -> None:
         pass
 
-    def drain(self, timeout: float) -> bool:
+    def drain(self, timeout: float, reconnect: bool = True) -> bool:
         return True

@@ -32,7 +32,7 @@ from aofnode.store import objects
 from aofnode.store.eviction import POLICIES
 from aofnode.store.pattern import glob_match
 
-__all__ = ["PARAMS", "config_command"]
+__all__ = ["HIDDEN", "PARAMS", "config_command"]
 
 LLONG_MAX = (1 << 63) - 1
 INT_MAX = (1 << 31) - 1
@@ -160,6 +160,11 @@ def _rewriter_setter(attr: str, field: str):
     return apply
 
 
+def _set_tracking_max_keys(intro, n: int) -> None:
+    intro.owner.tracking.max_keys = n  # applied after the next cycle (node/log/tracking.py)
+    _replace_config(intro, tracking_table_max_keys=n)
+
+
 def _config_setter(field: str):
     def apply(intro, value) -> None:
         _replace_config(intro, **{field: value})
@@ -227,6 +232,8 @@ PARAMS: dict[str, tuple] = {
                            _config_setter("cycle_max_commands")),
     "cycle-max-ms": (lambda i: i.owner.config.cycle_max_ms, _positive_float,
                      _config_setter("cycle_max_ms")),
+    "tracking-table-max-keys": (lambda i: i.owner.tracking.max_keys, _ranged(0, LLONG_MAX),
+                                _set_tracking_max_keys),
     "slowlog-log-slower-than": (lambda i: i.slowlog.slower_than_us, _ranged(-LLONG_MAX - 1, LLONG_MAX),
                                 _attr_setter("slowlog", "slower_than_us")),
     "slowlog-max-len": (lambda i: i.slowlog.max_len, _ranged(0, LLONG_MAX),
@@ -244,6 +251,10 @@ PARAMS: dict[str, tuple] = {
                        _config_setter("busy_reply_threshold_ms")),
     "latency-monitor-threshold": (lambda i: i.latency.threshold_ms, _ranged(0, LLONG_MAX),
                                   _attr_setter("latency", "threshold_ms")),
+    # Redis's hidden debug aid (node/aof/format.py ``slowed``): the next load's delay per entry,
+    # DEBUG RELOAD's; a restarted log actor takes the option's again.
+    "key-load-delay": (lambda i: i.owner.config.key_load_delay, _ranged(-INT_MAX - 1, INT_MAX),
+                       _config_setter("key_load_delay")),
     "latency-tracking": (lambda i: "yes" if i.latencystats.enabled else "no", _yes_no,
                          lambda i, on: setattr(i.latencystats, "enabled", on)),
     "latency-tracking-info-percentiles": (
@@ -288,12 +299,29 @@ def _text(value) -> bytes:
     return str(value).encode()
 
 
+# Settings CONFIG GET gives only when named exactly, never for a pattern (Redis's HIDDEN_CONFIG).
+HIDDEN = frozenset({"key-load-delay"})
+_GLOB = re.compile(rb"[*?[]")
+
+
 def config_get(intro, patterns) -> dict:
+    """As Redis's configGetCommand: a name without ``*?[`` is looked up, hidden settings
+    included, and answered under the spelling asked for; a pattern matches every setting but
+    the hidden ones; a setting is given once (names compared without case)."""
     found: dict = {}
-    for pattern in patterns:
-        pattern = pattern.lower()
+    seen: set[str] = set()
+    for raw in patterns:
+        pattern = raw.lower()
+        if _GLOB.search(pattern) is None:
+            name = pattern.decode("utf-8", "replace")
+            param = PARAMS.get(name)
+            if param is not None and name not in seen:
+                seen.add(name)
+                found[raw.decode("utf-8", "replace")] = _text(param[0](intro))
+            continue
         for name, (read, _, _) in PARAMS.items():
-            if name not in found and glob_match(pattern, name.encode()):
+            if name not in seen and name not in HIDDEN and glob_match(pattern, name.encode()):
+                seen.add(name)
                 found[name] = _text(read(intro))
     return found
 

@@ -30,7 +30,7 @@ import time
 from aofnode.aof import format as aof_format
 from aofnode.log.config_set import config_command
 from aofnode.log.latencystats import LatencyStats
-from aofnode.log.redis_info import add_redis_fields, front_counts, front_errorstats
+from aofnode.log.redis_info import add_redis_fields, front_counts, front_errorstats, front_histograms
 from aofnode.log.slowlog import LatencyMonitor, SlowLog, latency_command, slowlog_command
 from aofnode.protocol.errors import ERR, OOM, Error
 from aofnode.protocol.resp_reply import error_line
@@ -49,6 +49,7 @@ _NEVER = 1 << 62
 # Commands whose subcommand names their commandstats entry, as Redis 7's ``config|get``; only
 # these subcommands, so that no client can grow the table without bound.
 _SUBCOMMANDS = {
+    "CLIENT": {b"UNBLOCK"},  # the one CLIENT subcommand the RESP front forwards
     "CONFIG": {b"GET", b"SET", b"RESETSTAT", b"REWRITE", b"HELP"},
     "SLOWLOG": {b"GET", b"LEN", b"RESET", b"HELP"},
     "LATENCY": {b"LATEST", b"HISTORY", b"RESET", b"DOCTOR", b"HELP"},
@@ -134,6 +135,7 @@ class Introspection:
         self.errorstats: dict[str, int] = {}
         self.front_error_base: dict[str, int] = {}  # the fronts' error counts at RESETSTAT
         self.front_cmd_base: dict[str, int] = {}  # and their command counts
+        self.front_latency_base: dict[str, dict[int, int]] = {}  # and latency histograms
         self.used_memory_peak = 0
         self.started = time.time()
         self.last_save = int(self.started)  # SAVE's (INFO rdb_last_save_time, LASTSAVE)
@@ -207,13 +209,15 @@ class Introspection:
         if type(reply) is Error:
             stats[3] += 1
 
-    def unblocked(self, name: str, ns: int) -> None:
-        """A blocked command answered (served or timed out): one call, as Redis counts it then."""
+    def unblocked(self, name: str, ns: int, failed: bool = False) -> None:
+        """A blocked command answered (served, timed out, or by CLIENT UNBLOCK: ``failed``):
+        one call, as Redis counts it then."""
         stats = self.cmdstats.get(name)
         if stats is None:
             stats = self.cmdstats[name] = [0, 0, 0, 0]
         stats[0] += 1
         stats[1] += ns // 1000
+        stats[3] += failed
         if self.latencystats.enabled:
             self.latencystats.record(name, ns)
 
@@ -237,6 +241,16 @@ class Introspection:
         prefix = _prefix(reply.code)
         self.errorstats[prefix] = self.errorstats.get(prefix, 0) + 1
         return reply
+
+    def error_during(self, key: str, reply: Error) -> Error:
+        """An error reply sent to another client while command ``key`` runs (CLIENT UNBLOCK
+        ERROR): counted, and that command counts as failed, as Redis counts a call during which
+        an error reply was made (``incrCommandStatsOnError``)."""
+        stats = self.cmdstats.get(key)
+        if stats is None:
+            stats = self.cmdstats[key] = [0, 0, 0, 0]
+        stats[3] += 1
+        return self.error(reply)
 
     def rejected(self, name: str) -> None:
         """A command refused without running (MISCONF)."""
@@ -265,6 +279,7 @@ class Introspection:
         self.latencystats.reset()
         self.front_error_base = front_errorstats(self, since_reset=False)
         self.front_cmd_base = front_counts(self, "cmdstat_", None)
+        self.front_latency_base = front_histograms(self, since_reset=False)
         self.used_memory_peak = ex.keyspace.used_memory
         owner.reporter.instantaneous_ops = 0.0
         owner.reporter._ops_window = (time.monotonic(), 0)
@@ -365,7 +380,7 @@ class Introspection:
             for entry in entries:
                 execute(entry[0], entry[1], entry[2:])
 
-        aof_format.load(owner.config.aof_path, apply, owner.log)
+        aof_format.load(owner.config.aof_path, apply, owner.log, owner.config.key_load_delay)
         fresh.loading = False
         if keyspace_digest(fresh.keyspace) != keyspace_digest(owner.executor.keyspace):
             return Error(ERR, "DEBUG RELOAD: the AOF replays into a dataset with another digest")

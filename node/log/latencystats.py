@@ -6,9 +6,13 @@ Design:
   Off by default (Redis's default is on): recording costs ~0.2 us a command on this machine,
   which a node that does not read the percentiles should not pay.
 - A bucket keeps the top 7 significant bits of a time (the bucket is at most 1/64 wide, under
-  2% of its value, as HdrHistogram's two significant figures give Redis), so a command has at
-  most ~64 x 64 buckets whatever it is sent, and there are as many histograms as commandstats
-  entries, which are bounded by the command table. CONFIG RESETSTAT clears them.
+  2% of its value, as HdrHistogram's two significant figures give Redis; node/runtime/latency.py,
+  the rule the RESP front shares), so a command has at most ~64 x 64 buckets whatever it is
+  sent, and there are as many histograms as commandstats entries, which are bounded by the
+  command table. CONFIG RESETSTAT clears them.
+- The commands the RESP front answers itself (CLIENT, COMMAND, HELLO, MULTI/EXEC...) are timed
+  there while the log actor says tracking is on, and their histograms come with the front's
+  counters; ``section`` adds them in (``extra``).
 - A percentile is the highest time in the bucket holding the sample of that rank, printed as
   Redis prints it: ``p<percentile>=<microseconds, 3 decimals>``.
 """
@@ -16,9 +20,11 @@ from __future__ import annotations
 
 import math
 
+from aofnode.runtime import latency
+
 __all__ = ["LatencyStats", "parse_percentiles", "percentile_text"]
 
-_KEPT_BITS = 7
+_KEPT_BITS = latency.KEPT_BITS
 DEFAULT_PERCENTILES = (50.0, 99.0, 99.9)
 
 
@@ -51,20 +57,27 @@ class LatencyStats:
         self.histograms: dict[str, dict[int, int]] = {}
 
     def record(self, key: str, ns: int) -> None:
-        shift = ns.bit_length() - _KEPT_BITS
-        bucket = ns if shift <= 0 else (ns >> shift) << shift
         hist = self.histograms.get(key)
         if hist is None:
             hist = self.histograms[key] = {}
-        hist[bucket] = hist.get(bucket, 0) + 1
+        latency.record(hist, ns)
 
     def reset(self) -> None:
         self.histograms.clear()
 
-    def section(self) -> dict[str, dict[str, str]]:
-        """INFO latencystats: ``latency_percentiles_usec_<name>`` per command called."""
+    def section(self, extra: dict[str, dict[int, int]] | None = None) -> dict[str, dict[str, str]]:
+        """INFO latencystats: ``latency_percentiles_usec_<name>`` per command called; ``extra``:
+        more histograms by lower-case name (the fronts'), added to the log actor's."""
+        merged = {key.lower(): hist for key, hist in self.histograms.items()}
+        for key, hist in (extra or {}).items():
+            mine = merged.get(key)
+            if mine is not None:
+                hist = {b: mine.get(b, 0) + hist.get(b, 0) for b in mine.keys() | hist.keys()}
+            merged[key] = hist
         out = {}
-        for key, hist in sorted(self.histograms.items()):
+        for key, hist in sorted(merged.items()):
+            if not hist:
+                continue
             buckets = sorted(hist.items())
             total = sum(hist.values())
             fields = {}
@@ -79,5 +92,5 @@ class LatencyStats:
                         break
                 width = 1 << max(0, top.bit_length() - _KEPT_BITS)
                 fields["p" + percentile_text(p)] = f"{(top + width - 1) / 1000.0:.3f}"
-            out[f"latency_percentiles_usec_{key.lower()}"] = fields
+            out[f"latency_percentiles_usec_{key}"] = fields
         return out

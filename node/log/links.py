@@ -16,7 +16,7 @@ Design:
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 import os
 
@@ -64,7 +64,7 @@ class FrontLink:
 class FrontLinks:
     """Every front link of the log actor: connect, read, send, back-pressure, loss."""
 
-    def __init__(self, paths: list[str], work: WorkQueue, stats: dict, output_limit: int, log) -> None:
+    def __init__(self, paths: Sequence[str], work: WorkQueue, stats: dict, output_limit: int, log) -> None:
         self.links = [FrontLink(ROLES[i], path) for i, path in enumerate(paths)]
         self.conns: dict[int, FrontLink] = {}  # live connection number -> its link
         self.work = work
@@ -103,7 +103,7 @@ class FrontLinks:
         for conn, notice in notices:
             link = self.conns.get(conn)
             if link is None or not link.up or link.ch.pending_bytes > self.output_limit:
-                self.stats["pubsub_dropped_deliveries"] += len(notice.clients) or 1
+                self.stats["pubsub_dropped_deliveries"] += len(getattr(notice, "clients", ())) or 1
                 continue
             self._send(link, notice)
 

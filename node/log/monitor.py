@@ -35,7 +35,7 @@ __all__ = ["Monitors", "SKIPPED", "OTHER", "LUA"]
 
 OTHER, LUA = -1, -2
 # Redis's CMD_ADMIN and CMD_SKIP_MONITOR commands that aofnode has: never shown.
-SKIPPED = frozenset(("MONITOR", "CONFIG", "DEBUG", "BGREWRITEAOF", "SHUTDOWN", "SLOWLOG",
+SKIPPED = frozenset(("MONITOR", "CLIENT", "CONFIG", "DEBUG", "BGREWRITEAOF", "SHUTDOWN", "SLOWLOG",
                      "LATENCY"))
 # Shown before they run, so their script's own commands follow them (scriptPrepareForRun).
 _BEFORE = frozenset(("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"))

@@ -23,8 +23,9 @@ import sys
 import time
 
 from aofnode.config import parse_host_port
+from aofnode.runtime import latency
 
-__all__ = ["add_redis_fields", "front_counts", "front_errorstats", "REDIS_VERSION"]
+__all__ = ["add_redis_fields", "front_counts", "front_errorstats", "front_histograms", "REDIS_VERSION"]
 
 REDIS_VERSION = "7.0.15"
 _UNAME = platform.uname()
@@ -186,6 +187,28 @@ def front_counts(intro, prefix: str, base: dict[str, int] | None) -> dict[str, i
     return {k: v for k, v in out.items() if v}
 
 
+def front_histograms(intro, since_reset: bool = True) -> dict[str, dict[int, int]]:
+    """The latency histograms of the commands the fronts answered themselves (their
+    ``lathist_<name>`` counters, which only grow, node/runtime/latency.py), summed by name,
+    less their values at the last CONFIG RESETSTAT (``intro.front_latency_base``) unless told."""
+    out: dict[str, dict[int, int]] = {}
+    for counters in intro.owner.fronts.counters():
+        for key, value in counters.items():
+            if key.startswith("lathist_") and type(value) is list:
+                hist = out.setdefault(key[8:], {})
+                for bucket, n in latency.unflatten(value).items():
+                    hist[bucket] = hist.get(bucket, 0) + n
+    if since_reset:
+        for name, base in intro.front_latency_base.items():
+            hist = out.get(name)
+            if hist is None:
+                continue
+            if any(n < base.get(b, 0) for b, n in hist.items()):
+                continue  # a restarted front counts from 0 again: count from there
+            out[name] = {b: n - base.get(b, 0) for b, n in hist.items() if n > base.get(b, 0)}
+    return out
+
+
 def _errorstats(intro) -> dict:
     counts = dict(intro.errorstats)
     for prefix, n in front_errorstats(intro).items():
@@ -244,7 +267,7 @@ def add_redis_fields(intro, sections: dict[str, dict]) -> dict[str, dict]:
         "errorstats": _errorstats(intro),
         "cluster": {"cluster_enabled": 0},
         "commandstats": _commandstats(intro),
-        "latencystats": intro.latencystats.section(),
+        "latencystats": intro.latencystats.section(front_histograms(intro)),
         **{k: v for k, v in sections.items() if k not in (
             "server", "clients", "memory", "persistence", "stats")},
     }

@@ -80,7 +80,7 @@ class RespReplies:
                 out.append(error_line(failed.code, failed.message) * p.count)
                 continue
             resp3 = resp == 3
-            parts = []
+            parts: list[bytes] = []
             append = parts.append
             # By the value's type first: an integer or a status has one form whatever the
             # command; a bulk has one too but for a RESP3 score (a double); only the rest (nil,

@@ -108,8 +108,8 @@ class Reporter:
                                              "noauth_replies", "authenticated_clients")},
         }
         for key, value in extra.items():  # never over a field of the node's own
-            # INFO errorstats and commandstats have these (redis_info.py)
-            if not key.startswith(("errorstat_", "cmdstat_")):
+            # INFO errorstats, commandstats and latencystats have these (redis_info.py)
+            if not key.startswith(("errorstat_", "cmdstat_", "lathist_")):
                 clients.setdefault(key, value)
         return clients
 

@@ -15,7 +15,7 @@ Design:
 - Past maxmemory a block holding a denyoom command is refused whole (EXECABORT quoting OOM),
   as Redis checks EXEC, and so is a block holding a write while writes are refused (MISCONF,
   NOREPLICAS); the RESP front, which queues the block, also answers OOM at queue time
-  while the log actor says it is out of memory (``tell_oom_state``).
+  while the log actor says it is out of memory (``tell_front_state``).
 - Blocking commands inside a transaction would not block: the block runs in one turn and
   nothing here waits (a blocking pop must check ``pending.atomic`` to answer at once).
 """
@@ -28,7 +28,7 @@ from aofnode.runtime import messages as m
 
 _DENYOOM = frozenset(name for name, spec in COMMANDS.items() if spec.denyoom)
 
-__all__ = ["install", "run_atomic", "exec_abort", "tell_oom_state", "OOM"]
+__all__ = ["install", "run_atomic", "exec_abort", "tell_front_state", "OOM"]
 
 
 def install(actor) -> None:
@@ -91,20 +91,24 @@ def _writes_refused(actor, pending: Pending) -> codec.Error | None:
     return None
 
 
-def tell_oom_state(actor) -> None:
-    """The RESP front queues MULTI's commands itself, and Redis answers OOM to a denyoom command
-    queued past maxmemory: each front learns the state when it changes (and at each connection),
-    as ``Stats({"oom": 0|1})`` sent before the cycle's replies, so that a CONFIG SET maxmemory's
-    reply never overtakes it. Under allkeys-lru, over the limit at the end of a cycle means
-    eviction could not make room."""
+def tell_front_state(actor) -> None:
+    """What the fronts act on, told when it changes (and at each connection), as
+    ``Stats({"oom": 0|1, "latency_tracking": 0|1})`` sent before the cycle's replies, so that
+    the reply to the CONFIG SET that changed it never overtakes it:
+    - ``oom``: the RESP front queues MULTI's commands itself, and Redis answers OOM to a denyoom
+      command queued past maxmemory. Under allkeys-lru, over the limit at the end of a cycle
+      means eviction could not make room;
+    - ``latency_tracking``: the RESP front times the commands it answers itself for INFO
+      latencystats only while it is on (node/log/latencystats.py)."""
     executor = actor.executor
     oom = int(bool(executor.maxmemory) and
               executor.keyspace.used_memory + executor.memory_baseline > executor.maxmemory)
-    told = actor.oom_told
+    state = (oom, int(actor.intro.latencystats.enabled))
+    told = actor.front_told
     for link in actor.fronts.links:
-        if link.up and told.get(link.conn) != oom:
-            told[link.conn] = oom
-            actor.fronts._send(link, m.Stats({"oom": oom}))
+        if link.up and told.get(link.conn) != state:
+            told[link.conn] = state
+            actor.fronts._send(link, m.Stats({"oom": oom, "latency_tracking": state[1]}))
 
 
 def run_atomic(actor, pending: Pending, writes: list) -> int:
@@ -129,6 +133,8 @@ def run_atomic(actor, pending: Pending, writes: list) -> int:
     start = len(propagated)
     monitors = actor.monitors
     run_one = monitors.transaction(actor._run_one, pending) if monitors.keys else actor._run_one
+    if actor.tracking.clients:  # reads noted for CLIENT TRACKING (node/log/tracking.py)
+        run_one = actor.tracking.wrap(run_one)
     mode, executor.block_mode = executor.block_mode, None
     actor.tx_running = True  # SHUTDOWN refuses to run inside (node/log/busy.py)
     try:

@@ -96,7 +96,7 @@ class Pending:
         self.resp = decoded.resp
         self.count = len(self.items)
         self.bytes_per_item = len(body) / max(1, self.count)
-        if type(decoded) is not codec.Message:
+        if type(decoded) is codec.AtomicMessage:
             self.atomic, self.watched = True, decoded.watched
         return True
 

@@ -33,7 +33,7 @@ import os
 import select
 import signal
 import time
-from typing import Callable
+from typing import Callable, cast
 
 import zmq
 
@@ -93,7 +93,7 @@ class Runtime:
         # A ZeroMQ source's key -> [socket, ZMQ_FD, mask, skip the check before a wait, drains]: a
         # draining socket is checked once, after it was watched, then left to its descriptor.
         self._zmq: dict[object, list] = {}
-        self._next_tick = None
+        self._next_tick: float | None = None
         self.stop_requested = False
         self.turns = 0
         self._started = False
@@ -116,7 +116,7 @@ class Runtime:
         if isinstance(source, zmq.Socket):
             entry = self._zmq.get(key)
             if entry is None:
-                fd = source.getsockopt(zmq.FD)
+                fd = cast(int, source.getsockopt(zmq.FD))  # ZMQ_FD is an int option
                 self._zmq[key] = [source, fd, mask, False, drains]
                 self._register(fd, select.EPOLLIN, key)
             else:
@@ -214,10 +214,10 @@ class Runtime:
                     if events:
                         zmq_ready.append((key, events))
                 continue
-            entry = handlers.get(key)
-            if entry is None:
+            handler = handlers.get(key)
+            if handler is None:
                 continue  # unwatched by an earlier handler of this turn
-            on_readable, on_writable = entry
+            on_readable, on_writable = handler
             if events & select.EPOLLOUT and on_writable is not None:
                 on_writable()
             if events & _READABLE and key in handlers:
@@ -226,10 +226,10 @@ class Runtime:
                 elif events & _BROKEN and on_writable is not None:
                     on_writable()  # not reading: the write sees it, rather than a spin on it
         for key, events in zmq_ready:
-            entry = handlers.get(key)
-            if entry is None:
+            handler = handlers.get(key)
+            if handler is None:
                 continue
-            on_readable, on_writable = entry
+            on_readable, on_writable = handler
             if events & zmq.POLLOUT and on_writable is not None:
                 on_writable()
             if events & zmq.POLLIN and on_readable is not None and key in handlers:

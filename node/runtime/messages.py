@@ -14,6 +14,7 @@ is a one-byte kind; ``encode`` and ``decode`` below are the only code that knows
 | ``Forget(client, closing)`` | front -> log | drop a cut-off client's work; ``closing``: EOF, no blocking |
 | ``Deliver(clients, channel, message, pattern)`` | log -> front | a PUBLISH for these subscribers |
 | ``Monitor(clients, entries)`` | log -> front | MONITOR lines for these clients |
+| ``Invalidate(client, pushes, redirected, broken)`` | log -> front | CLIENT TRACKING pushes for one client |
 | ``CloseJob(job_id, path)`` | log -> closer | close the fd that travels with it (SCM_RIGHTS) |
 | ``UnlinkJob(job_id, path)`` | log -> closer | unlink a file of ours (a stale or failed temp file) |
 | ``Release(job_id)`` | log -> closer | my copy of that job's fd is closed: yours is the last |
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Batch", "Replies", "Hello", "Stats", "Forget", "Deliver", "Monitor", "CloseJob", "UnlinkJob",
+__all__ = ["Batch", "Replies", "Hello", "Stats", "Forget", "Deliver", "Monitor", "Invalidate", "CloseJob", "UnlinkJob",
            "Release", "JobDone", "Message", "BadMessage", "encode", "decode"]
 
 
@@ -78,6 +79,14 @@ class Monitor:
 
 
 @dataclass(frozen=True, slots=True)
+class Invalidate:
+    client: int  # the front's client number that gets them (the redirect target, if any)
+    pushes: list  # one invalidation each: a list of key names, or None (every key: a flush)
+    redirected: bool = False  # for another client's tracking (a RESP2 subscriber may get it)
+    broken: int = 0  # instead of pushes: the redirect target of this id is gone
+
+
+@dataclass(frozen=True, slots=True)
 class CloseJob:
     job_id: int
     path: str
@@ -102,7 +111,8 @@ class JobDone:
     error: str = ""
 
 
-Message = Batch | Replies | Hello | Stats | Forget | Deliver | Monitor | CloseJob | UnlinkJob | Release | JobDone
+Message = (Batch | Replies | Hello | Stats | Forget | Deliver | Monitor | Invalidate | CloseJob | UnlinkJob
+           | Release | JobDone)
 
 
 class BadMessage(ValueError):
@@ -111,7 +121,7 @@ class BadMessage(ValueError):
 
 _BATCH, _REPLIES, _HELLO, _STATS, _FORGET = b"B", b"R", b"H", b"S", b"F"
 _CLOSE, _UNLINK, _RELEASE, _DONE = b"C", b"U", b"L", b"D"
-_DELIVER, _MONITOR = b"P", b"M"
+_DELIVER, _MONITOR, _INVALIDATE = b"P", b"M", b"I"
 
 
 def encode(msg: Message) -> list:
@@ -131,6 +141,8 @@ def encode(msg: Message) -> list:
         return [_DELIVER, msg.clients, msg.channel, msg.message, msg.pattern]
     if kind is Monitor:
         return [_MONITOR, msg.clients, msg.entries]
+    if kind is Invalidate:
+        return [_INVALIDATE, msg.client, msg.pushes, msg.redirected, msg.broken]
     if kind is CloseJob:
         return [_CLOSE, msg.job_id, msg.path]
     if kind is UnlinkJob:
@@ -191,6 +203,9 @@ def decode(obj) -> Message:
     if kind == _MONITOR and n == 3 and type(obj[1]) is list and type(obj[2]) is list \
             and all(type(e) is list and len(e) == 4 and type(e[3]) is list for e in obj[2]):
         return Monitor(_ints(obj[1], len(obj[1])), obj[2])
+    if kind == _INVALIDATE and n == 5 and type(obj[2]) is list and type(obj[3]) is bool \
+            and all(p is None or (type(p) is list and all(type(k) is bytes for k in p)) for p in obj[2]):
+        return Invalidate(_int(obj[1]), obj[2], obj[3], _int(obj[4]))
     if kind == _CLOSE and n == 3:
         return CloseJob(_int(obj[1]), _str(obj[2]))
     if kind == _UNLINK and n == 3:

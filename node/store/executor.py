@@ -13,7 +13,8 @@ the name and the arity against ``protocol/commands.py``; option syntax is checke
   ``stringops.StringOpCommands``, ``bits.BitCommands``, ``keys.KeyCommands``,
   ``dbops.DbCommands``, ``dump.DumpCommands``, ``hashes.HashCommands``, ``lists.ListCommands``,
   ``sets.SetCommands``, ``zsets.ZSetCommands``, ``zsetranges.ZSetRangeCommands``,
-  ``zsetalgebra.ZSetAlgebraCommands``, ``geo.GeoCommands``, ``sort.SortCommands``,
+  ``zsetalgebra.ZSetAlgebraCommands``, ``geo.GeoCommands``, ``geosearch.GeoSearchCommands``,
+  ``sort.SortCommands``,
   ``objects.ObjectCommands``, ``blocking.BlockingCommands`` (whose ``block_mode`` the log actor
   sets: a bare executor, a replay included, never blocks), ``scripting.ScriptCommands``,
   ``functions.FunctionCommands``. SELECT, HELLO and
@@ -54,6 +55,7 @@ from aofnode.store.dbops import DbCommands
 from aofnode.store.dump import DumpCommands
 from aofnode.store.functions import FunctionCommands
 from aofnode.store.geo import GeoCommands
+from aofnode.store.geosearch import GeoSearchCommands
 from aofnode.store.sort import SortCommands
 from aofnode.store.eviction import (
     ALLKEYS_LRU, EVICTION_SAMPLES, LFU_POLICIES, NOEVICTION, POLICIES, evict,
@@ -84,7 +86,8 @@ OOM_ERR = Error(OOM, "command not allowed when used memory > 'maxmemory'")
 
 _MIXINS = (StringCommands, StringOpCommands, BitCommands, KeyCommands, DbCommands,
            DumpCommands, HashCommands, ListCommands, SetCommands, ZSetCommands, ZSetRangeCommands,
-           ZSetAlgebraCommands, GeoCommands, SortCommands, ObjectCommands, BlockingCommands,
+           ZSetAlgebraCommands, GeoCommands, GeoSearchCommands, SortCommands, ObjectCommands,
+           BlockingCommands,
            ScriptCommands, FunctionCommands)
 
 

@@ -10,7 +10,8 @@ Propagation: GEOADD is a ZADD with the computed scores (Redis itself rewrites it
 it is logged by ``ZSetCommands._zadd`` as ``ZADD key score member``; replay and the rewrite need
 nothing of their own. Command statistics count it as GEOADD, as Redis does.
 
-The radius searches (GEORADIUS*, GEOSEARCH*) are not here: docs/commands.md says so.
+The radius and box searches (GEORADIUS*, GEOSEARCH*) are in ``geosearch.py``, their area in
+``geoarea.py``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from aofnode.store.strings import SYNTAX_ERR
 from aofnode.store.typed import ZSET
 from aofnode.store.zsetcore import NOT_FLOAT_ERR, parse_score
 
-__all__ = ["GeoCommands", "geo_encode", "geo_decode", "geo_distance"]
+__all__ = ["GeoCommands", "geo_encode", "geo_decode", "geo_distance", "distance_text", "human_double",
+           "parse_unit", "position", "spread", "squash", "UNIT_ERR"]
 
 _LAT_MIN, _LAT_MAX = -85.05112878, 85.05112878
 _LONG_MIN, _LONG_MAX = -180.0, 180.0
@@ -32,11 +34,13 @@ _EARTH_RADIUS_M = 6372797.560856  # Redis's (geohash_helper.c), so distances agr
 _DEG_RAD = math.pi / 180.0
 _BASE32 = b"0123456789bcdefghjkmnpqrstuvwxyz"
 _UNITS = {b"m": 1.0, b"km": 1000.0, b"ft": 0.3048, b"mi": 1609.34}
-_UNIT_ERR = Error(ERR, "unsupported unit provided. please use M, KM, FT, MI")
+UNIT_ERR = Error(ERR, "unsupported unit provided. please use M, KM, FT, MI")
 _GEOADD_FLAGS = (b"NX", b"XX", b"CH")
+_TWO63 = 1 << 63
+_TWO63_F, _TWO64 = float(_TWO63), 1 << 64
 
 
-def _spread(v: int) -> int:
+def spread(v: int) -> int:
     """The 32 bits of ``v`` moved to the even bit positions of a 64-bit integer."""
     v &= 0xFFFFFFFF
     v = (v | (v << 16)) & 0x0000FFFF0000FFFF
@@ -46,8 +50,8 @@ def _spread(v: int) -> int:
     return (v | (v << 1)) & 0x5555555555555555
 
 
-def _squash(v: int) -> int:
-    """The even bits of ``v`` packed into the low 32 bits (the inverse of ``_spread``)."""
+def squash(v: int) -> int:
+    """The even bits of ``v`` packed into the low 32 bits (the inverse of ``spread``)."""
     v &= 0x5555555555555555
     v = (v | (v >> 1)) & 0x3333333333333333
     v = (v | (v >> 2)) & 0x0F0F0F0F0F0F0F0F
@@ -60,7 +64,7 @@ def _encode(lon: float, lat: float, lat_min: float, lat_max: float) -> int:
     scale = float(1 << _STEP)
     lat_cell = int((lat - lat_min) / (lat_max - lat_min) * scale)  # truncates, as C's cast
     lon_cell = int((lon - _LONG_MIN) / (_LONG_MAX - _LONG_MIN) * scale)
-    return _spread(lat_cell) | (_spread(lon_cell) << 1)
+    return spread(lat_cell) | (spread(lon_cell) << 1)
 
 
 def geo_encode(lon: float, lat: float) -> int:
@@ -68,12 +72,22 @@ def geo_encode(lon: float, lat: float) -> int:
     return _encode(lon, lat, _LAT_MIN, _LAT_MAX)
 
 
+def score_bits(score: float) -> int:
+    """The 64 bits Redis reads from a score by its cast to uint64_t, as x86-64 computes it:
+    truncation modulo 2^64 below 2^63, and from 2^63 up the value less 2^63 with the top bit
+    flipped; what the CPU cannot convert (infinities, 2^64 and more) gives its "indefinite"
+    0x8000000000000000 before the flip. ZADD can store any of these scores."""
+    if score < _TWO63_F:
+        return (int(score) if score >= -_TWO63_F else _TWO63) % _TWO64
+    rest = score - _TWO63_F
+    return (int(rest) if rest < _TWO63_F else _TWO63) ^ _TWO63
+
+
 def geo_decode(score: float) -> tuple[float, float]:
     """The (longitude, latitude) at the centre of the cell a score names, clamped to range. Any
-    finite score decodes (ZADD can store scores no GEOADD made): its integer part, modulo 2^64,
-    as Redis's cast to uint64_t reads it on x86-64."""
-    bits = int(score) % (1 << 64)
-    lat_cell, lon_cell = _squash(bits), _squash(bits >> 1)
+    score decodes (ZADD can store scores no GEOADD made), by the bits ``score_bits`` reads."""
+    bits = score_bits(score)
+    lat_cell, lon_cell = squash(bits), squash(bits >> 1)
     scale = float(1 << _STEP)
     lat_lo = _LAT_MIN + (lat_cell / scale) * (_LAT_MAX - _LAT_MIN)
     lat_hi = _LAT_MIN + ((lat_cell + 1) / scale) * (_LAT_MAX - _LAT_MIN)
@@ -96,6 +110,18 @@ def geo_distance(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     return 2.0 * _EARTH_RADIUS_M * math.asin(math.sqrt(a))
 
 
+def distance_text(d: float) -> bytes:
+    """A distance as Redis replies it (GEODIST, WITHDIST): rounded to 4 decimals by
+    ``llrint(d * 10000)`` (half to even, on the product), not by printf's ``%.4f``, which rounds
+    the exact value and differs at the halves (0.00005 is "0.0000" here, "0.0001" by %.4f)."""
+    if d == 0:
+        return b"0.0000"
+    v = round(d * 10000.0)
+    sign = b"-" if v < 0 else b""
+    v = abs(v)
+    return b"%s%d.%04d" % (sign, v // 10000, v % 10000)
+
+
 def human_double(x: float) -> bytes:
     """Redis's "human" long double text (``%.17Lf``, trailing zeros and dot removed), which
     GEOPOS answers with."""
@@ -105,7 +131,12 @@ def human_double(x: float) -> bytes:
     return b"0" if text == b"-0" else text
 
 
-def _position(lon_raw: bytes, lat_raw: bytes):
+def parse_unit(raw: bytes) -> float | None:
+    """Metres per unit (M, KM, FT, MI, any case), or None."""
+    return _UNITS.get(raw.lower())
+
+
+def position(lon_raw: bytes, lat_raw: bytes):
     """(longitude, latitude), or the error Redis gives for the pair."""
     lon, lat = parse_score(lon_raw), parse_score(lat_raw)
     if lon is None or lat is None:
@@ -129,7 +160,7 @@ class GeoCommands:
             return SYNTAX_ERR
         pairs = []
         for j in range(0, len(rest), 3):
-            pos = _position(rest[j], rest[j + 1])
+            pos = position(rest[j], rest[j + 1])
             if pos.__class__ is Error:
                 return pos
             pairs.append((float(geo_encode(*pos)), rest[j + 2]))
@@ -151,7 +182,7 @@ class GeoCommands:
             return scores
         out = []
         for score in scores:
-            if score is None or not math.isfinite(score):
+            if score is None:
                 out.append(None)
             else:
                 lon, lat = geo_decode(score)
@@ -161,19 +192,19 @@ class GeoCommands:
     def _cmd_geodist(self, db, args):
         to_metre = 1.0
         if len(args) == 4:
-            to_metre = _UNITS.get(args[3].lower())
+            to_metre = parse_unit(args[3])
             if to_metre is None:
-                return _UNIT_ERR
+                return UNIT_ERR
         elif len(args) > 4:
             return SYNTAX_ERR
         scores = self._scores(db, args[0], args[1:3])
         if scores.__class__ is Error:
             return scores
-        if None in scores or not all(map(math.isfinite, scores)):
+        if None in scores:
             return None
         lon1, lat1 = geo_decode(scores[0])
         lon2, lat2 = geo_decode(scores[1])
-        return b"%.4f" % (geo_distance(lon1, lat1, lon2, lat2) / to_metre)
+        return distance_text(geo_distance(lon1, lat1, lon2, lat2) / to_metre)
 
     def _cmd_geohash(self, db, args):
         scores = self._scores(db, args[0], args[1:])
@@ -181,7 +212,7 @@ class GeoCommands:
             return scores
         out = []
         for score in scores:
-            if score is None or not math.isfinite(score):
+            if score is None:
                 out.append(None)
                 continue
             # The index uses latitudes within +-85.05; a standard geohash string uses +-90, so

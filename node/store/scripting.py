@@ -125,6 +125,9 @@ class ScriptCommands:
     write_refusal: Error | None = None
     # While someone monitors: told (db, argv) of each command a script runs (node/log/monitor.py).
     monitor_script: Any = None
+    # While anyone tracks (CLIENT TRACKING): told the name of each command a script runs
+    # (node/log/tracking.py: a script that reads has its declared keys remembered).
+    track_script: Any = None
     # Told (name, args, reply, ns) of each command a script runs, for commandstats (the log
     # actor's node/log/introspect.py); None in a bare executor.
     script_stats: Any = None
@@ -137,6 +140,9 @@ class ScriptCommands:
     _script_bytes = 0
     _script_rand: Rand48 | None = None
     scripts_evicted = 0
+    # True while a script's redis.call runs a command: what it reads must not depend on a set's
+    # layout (SORT BY nosort), as Redis forces for its script callers.
+    in_script = False
     # The Executor's, which this mixin's redis.call uses.
     maxmemory: int
     _make_room: Callable[[str], Any]
@@ -265,12 +271,17 @@ class ScriptCommands:
             run.wrote = True
         if self.monitor_script is not None:
             self.monitor_script(run.db, [name_arg.lower(), *args])
+        if self.track_script is not None:
+            self.track_script(name)
         stats = self.script_stats
         start = _clock() if stats is not None else 0
+        self.in_script = True
         try:
             reply = self._handlers[name](run.db, args)
         except IndexError:
             return _ARITY_ERR
+        finally:
+            self.in_script = False
         if stats is not None:
             stats(name, args, reply, _clock() - start)
         # The shapes the RESP front gives these two (protocol/resp_reply.py), as scripts see

@@ -5,8 +5,9 @@ Same mixin contract as ``strings.py``.
 - ``SORT key [BY pattern] [LIMIT offset count] [GET pattern ...] [ASC|DESC] [ALPHA]
   [STORE dst]``. A pattern's first ``*`` is replaced by the element; ``pattern->field`` reads a
   hash field; ``GET #`` is the element itself; a pattern without ``*`` names no key (BY such a
-  pattern means "do not sort": the value's own order, which a set with STORE replaces by an
-  ALPHA sort, as Redis does so that the result does not depend on a set's layout).
+  pattern means "do not sort": the value's own order, which a set with STORE, or read by a
+  script, replaces by an ALPHA sort, as Redis does so that the result does not depend on a
+  set's layout).
 - Numeric order is by the double each weight reads as with strtod (a missing weight is 0; one
   that is not a number is the error ``One or more scores can't be converted into double``),
   ties by the elements' bytes; ALPHA compares bytes (Redis's strcoll in the C locale), a
@@ -113,7 +114,7 @@ class SortCommands:
         if kind not in (None, LIST, SET, ZSET):
             return WRONGTYPE_ERR
         dont_sort = by is not None and b"*" not in by
-        if dont_sort and kind == SET and store is not None:
+        if dont_sort and kind == SET and (store is not None or self.in_script):
             dont_sort, alpha, by = False, True, None  # a set's own order is no order
         if kind == LIST:
             elements = listcore.items(value)

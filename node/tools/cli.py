@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-watched-keys", type=int, default=100_000, metavar="N",
                    help="keys WATCHed over all clients; past it the oldest clients' watches are "
                         "dropped and their transactions abort (default 100000)")
+    s.add_argument("--tracking-table-max-keys", type=int, default=1_000_000, metavar="N",
+                   help="keys remembered for CLIENT TRACKING; past it the oldest are forgotten and "
+                        "their clients told (default 1000000, 0: no limit)")
     s.add_argument("--cycle-max-commands", type=int, default=4096, metavar="N",
                    help="requests one log-actor cycle runs before it fsyncs and replies (default 4096)")
     s.add_argument("--cycle-max-ms", type=float, default=5.0, metavar="MS",
@@ -73,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--busy-reply-threshold", dest="busy_reply_threshold_ms", type=int, default=5000,
                    metavar="MS", help="a script running longer makes other clients get BUSY until "
                                       "SCRIPT KILL (default 5000; 0: never)")
+    s.add_argument("--key-load-delay", type=int, default=0, metavar="USEC",
+                   help="debugging: sleep USEC microseconds per AOF entry loaded, to watch LOADING "
+                        "(default 0; negative N: 1 us every N entries)")
     s.add_argument("--maxmemory", type=_size, default=None, metavar="SIZE",
                    help="keyspace memory limit (default: 40%% of the machine's or cgroup's memory; 0: none)")
     s.add_argument("--maxmemory-policy", choices=POLICIES, default="noeviction",
@@ -88,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop the node (exit 7) when one actor dies N times within the window (default 5)")
     s.add_argument("--crash-loop-window", dest="crash_loop_window_s", type=float, default=60.0, metavar="SECONDS",
                    help="the crash-loop window (default 60)")
+    s.add_argument("--restart-backoff-max", dest="restart_backoff_max_s", type=_positive_seconds, default=5.0,
+                   metavar="SECONDS", help="the longest wait before restarting an actor that keeps dying "
+                                           "(0.1 s doubling up to this; default 5)")
     s.add_argument("--curve-secret-key", default=None, metavar="FILE",
                    help="CURVE: the node's secret certificate (aofnode keygen); needs --curve-allow")
     s.add_argument("--curve-allow", default=None, metavar="DIR",

@@ -13,15 +13,13 @@ from tests.runjson import run_json
 
 RUN_TIMEOUT_S = 120  # two servers started and loaded with 300 keys: ~5 s here
 
-# A load generator against two servers: one "heavy" test at a time (pyproject.toml, addopts).
-pytestmark = pytest.mark.xdist_group("heavy")
-
 
 def test_make_key_has_the_size_and_the_ending() -> None:
     assert len(make_key(0, 1024)) == 1024 and make_key(0, 1024).endswith(b"b")
     assert make_key(1, 64).startswith(b"key:000001:") and make_key(1, 64).endswith(b"a")
 
 
+@pytest.mark.xdist_group("heavy")  # a load generator against two servers: one heavy test at a time
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 def test_glob_bomb_runs_and_agrees_with_redis(tmp_path) -> None:
     out = tmp_path / "glob.json"

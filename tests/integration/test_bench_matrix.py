@@ -20,8 +20,9 @@ from tests.runjson import run_json
 
 MATRIX = str(Path(sys.executable).parent / "aofnode-bench-matrix")
 
-# Load generators against two servers: one "heavy" test at a time (pyproject.toml, addopts).
-pytestmark = pytest.mark.xdist_group("heavy")
+# The runs are load generators against two servers: one "heavy" test at a time (pyproject.toml,
+# addopts). The parsers' and cells' tables load nothing and run anywhere.
+heavy = pytest.mark.xdist_group("heavy")
 needs_redis = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not on PATH")
 needs_redis_benchmark = pytest.mark.skipif(
     shutil.which("redis-server") is None or shutil.which("redis-benchmark") is None,
@@ -36,6 +37,7 @@ def _table(stdout: str) -> tuple[list[str], list[list[str]]]:
     return split(lines[0]), [split(line) for line in lines[2:]]
 
 
+@heavy
 @needs_redis
 def test_matrix_smoke_prints_cpu_per_request_beside_redis(tmp_path):
     out = tmp_path / "m.json"
@@ -147,6 +149,7 @@ def test_requests_per_test():
     assert requests_for("get", 1, 7) == 7
 
 
+@heavy
 @needs_redis_benchmark
 def test_redis_benchmark_driver_against_redis_server():
     from aofnode.bench.servers import start_redis
@@ -164,6 +167,7 @@ def test_redis_benchmark_driver_against_redis_server():
         assert r["generator_cpu_us_per_request"] > 0
 
 
+@heavy
 @needs_redis_benchmark
 def test_matrix_redis_benchmark_column_against_both_servers(tmp_path):
     out = tmp_path / "r.json"
@@ -188,6 +192,7 @@ def test_matrix_redis_benchmark_column_against_both_servers(tmp_path):
             assert by["resp"] > 0 and by["log"] > 0
 
 
+@heavy
 @needs_redis
 def test_matrix_before_tree_runs_with_its_own_generator(tmp_path):
     """--before TREE (bench/oldtree.py): that tree's node and generator, in the same rounds. A

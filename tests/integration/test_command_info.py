@@ -39,9 +39,12 @@ def test_every_command_has_a_row_with_its_arity():
 
 def test_movable_commands_are_those_with_a_key_count_and_keyed_ones_have_specs():
     movable = {n for n, row in SPECS.items() if "movablekeys" in row[1].split()}
-    # SORT's are its STORE keyword's and its BY/GET patterns' (keyflags.sort_store_key).
-    assert movable == {n for n, specs in KEY_SPECS.items() if any(s[1] == "keynum" for s in specs)
+    # SORT's are its STORE keyword's and its BY/GET patterns' (keyflags.sort_store_key);
+    # GEORADIUS's are at its STORE and STOREDIST keywords (keyword specs), not its _RO form's.
+    assert movable == {n for n, specs in KEY_SPECS.items()
+                       if any(s[1] == "keynum" or s[1].startswith("keyword ") for s in specs)
                        } | {"sort", "sort_ro"}
+    assert "georadius" in movable and "georadius_ro" not in movable
     assert set(KEY_SPECS) <= set(SPECS)
     for name, row in SPECS.items():
         assert (row[2] != 0) <= (name in KEY_SPECS), name
@@ -59,6 +62,14 @@ def test_movable_commands_are_those_with_a_key_count_and_keyed_ones_have_specs()
     ([b"eval", b"return 1", b"0"], []),
     ([b"zunionstore", b"d", b"2", b"a", b"b", b"WEIGHTS", b"1", b"2"], [b"d", b"a", b"b"]),
     ([b"blmpop", b"0", b"2", b"a", b"b", b"LEFT"], [b"a", b"b"]),
+    ([b"georadius", b"k", b"1", b"2", b"3", b"km", b"store", b"d", b"storedist", b"e"],
+     [b"k", b"d", b"e"]),
+    ([b"georadius", b"k", b"1", b"2", b"3", b"km"], [b"k"]),
+    ([b"georadius", b"k", b"1", b"2", b"3", b"km", b"withdist", b"store"], [b"k"]),
+    ([b"georadius", b"k", b"1", b"2", b"3", b"store", b"d"], [b"k"]),  # STORE taken as the unit
+    ([b"georadiusbymember", b"k", b"m", b"3", b"km", b"STORE", b"d"], [b"k", b"d"]),
+    ([b"georadius_ro", b"k", b"1", b"2", b"3", b"km", b"store", b"d"], [b"k"]),
+    ([b"geosearchstore", b"d", b"s", b"frommember", b"m", b"byradius", b"1", b"km"], [b"d", b"s"]),
 ])
 def test_getkeys(argv, keys):
     assert _ask(b"GETKEYS", *argv) == keys
@@ -84,6 +95,10 @@ def test_getkeys_errors(argv, error):
     ([b"LMOVE", b"k1", b"k2", b"left", b"right"], [[b"k1", ["RW", "access", "delete"]],
                                                    [b"k2", ["RW", "insert"]]]),
     ([b"zunionstore", b"d", b"1", b"a"], [[b"d", ["OW", "update"]], [b"a", ["RO", "access"]]]),
+    ([b"georadius", b"k", b"1", b"2", b"3", b"km", b"store", b"d"],
+     [[b"k", ["RO", "access"]], [b"d", ["OW", "update"]]]),
+    ([b"geosearchstore", b"d", b"s", b"frommember", b"m", b"byradius", b"1", b"km"],
+     [[b"d", ["OW", "update"]], [b"s", ["RO", "access"]]]),
 ])
 def test_getkeysandflags(argv, found):
     assert _ask(b"GETKEYSANDFLAGS", *argv) == found
@@ -156,9 +171,13 @@ def _key_spec(spec: list) -> tuple:
     fields = dict(zip(spec[::2], spec[1::2]))
     begin = dict(zip(fields[b"begin_search"][::2], fields[b"begin_search"][1::2]))
     find = dict(zip(fields[b"find_keys"][::2], fields[b"find_keys"][1::2]))
-    at = dict(zip(begin[b"spec"][::2], begin[b"spec"][1::2]))[b"index"]
+    where = dict(zip(begin[b"spec"][::2], begin[b"spec"][1::2]))
     how = dict(zip(find[b"spec"][::2], find[b"spec"][1::2]))
     flags = " ".join(str(f) for f in fields[b"flags"])
+    if begin[b"type"] == b"keyword":
+        return (where[b"startfrom"], "keyword " + where[b"keyword"].decode(), how[b"lastkey"],
+                how[b"keystep"], flags)
+    at = where[b"index"]
     if find[b"type"] == b"range":
         return (at, "range", how[b"lastkey"], how[b"keystep"], flags)
     return (at, "keynum", how[b"keynumidx"], how[b"firstkey"], flags)

@@ -95,8 +95,9 @@ def test_object_encoding_across_sizes_is_redis_servers(node, redis_client):
 def test_config_get_patterns_name_what_redis_names(node, redis_client):
     n, _aof = node
     patterns = ["maxmemory*", "*fsync*", "slowlog-*", "auto-aof-*", "latency-monitor-threshold",
-                "appendonly", "save", "databases", "hz", "*-max-*", "nothing*"]
-    same_value = {"appendfsync", "slowlog-log-slower-than", "slowlog-max-len",
+                "appendonly", "save", "databases", "hz", "*-max-*", "nothing*",
+                "key-load-delay", "KEY-LOAD-DELAY", "key-load-*", "*load-delay", "key-load-dela?"]
+    same_value = {"key-load-delay", "appendfsync", "slowlog-log-slower-than", "slowlog-max-len",
                   "latency-monitor-threshold", "auto-aof-rewrite-percentage",
                   "auto-aof-rewrite-min-size", "appendonly", "databases", "hz", "save",
                   "hash-max-listpack-entries", "hash-max-listpack-value", "set-max-intset-entries",
@@ -107,6 +108,7 @@ def test_config_get_patterns_name_what_redis_names(node, redis_client):
             theirs = redis_client.config_get(pattern)
             names = set(ours) - AOFNODE_ONLY
             assert names <= set(theirs), pattern
+            assert ("key-load-delay" in ours) == ("key-load-delay" in theirs), pattern  # hidden
             for name in names & same_value:
                 assert ours[name].decode() == theirs[name], name
         for client_set, client_get in ((lambda k, v: c.execute("CONFIG", "SET", k, v),
@@ -127,9 +129,11 @@ def test_redis_py_reads_introspection_from_a_node(node):
     assert r.info("persistence")["aof_enabled"] == 1
     assert r.object("encoding", "k") == b"raw"
     assert r.memory_usage("k") > 100
-    assert r.slowlog_len() == 0 and r.slowlog_get() == []
+    # Under load any command may pass the 10 ms threshold, so start from an empty log and look
+    # for the one command that must be there.
+    assert r.slowlog_reset() and r.slowlog_len() in (0, 1)
     r.execute_command("DEBUG", "SLEEP", "0.02")  # over slowlog-log-slower-than's 10 ms
-    [entry] = r.slowlog_get()
+    [entry] = [e for e in r.slowlog_get() if e["command"].startswith(b"debug")]
     assert entry["command"] == b"debug SLEEP 0.02" and entry["duration"] >= 19_000
     assert r.execute_command("LATENCY", "LATEST") == []
     assert len(r.execute_command("DEBUG", "DIGEST")) == 40

@@ -11,8 +11,9 @@ from tests.nodeproc import pid_alive, wait_for
 
 WRITERS = 4
 
-# Kill -9 under a write load: one "heavy" test at a time (pyproject.toml, addopts).
-pytestmark = pytest.mark.xdist_group("heavy")
+# Kill -9 under a write load: one "kill9" test at a time, beside at most one heavy test
+# (pyproject.toml, addopts).
+pytestmark = pytest.mark.xdist_group("kill9")
 
 
 class Writers:

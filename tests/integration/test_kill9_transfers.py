@@ -4,7 +4,10 @@ sum of the accounts is what it was at the start, and no acknowledged transfer is
 
 Transfers come from ZeroMQ clients (``Client.transaction``) and from a RESP client (redis-py's
 default ``pipeline()``, a MULTI/EXEC). ``AOFNODE_KILL9_TRANSFER_KILLS`` sets the number of kills
-(default 10, for the suite's time; a longer manual run: 50)."""
+(default 10, for the suite's time; a longer manual run: 50). The kills come seconds apart, so
+the supervisor's restart backoff would double to its 5 s cap after a few of them (26 s of
+waiting for 10 kills): ``--restart-backoff-max 0.1`` restarts each time after 0.1 s, since what
+is tested is the recovery, not the wait before it."""
 from __future__ import annotations
 
 import os
@@ -22,8 +25,8 @@ from tests.nodeproc import free_port, wait_for
 
 redis = pytest.importorskip("redis")
 
-# Kill -9 loops load the machine: one "heavy" test at a time (pyproject.toml, addopts).
-pytestmark = pytest.mark.xdist_group("heavy")
+# A kill -9 loop: one "kill9" test at a time, beside at most one heavy test (pyproject.toml).
+pytestmark = pytest.mark.xdist_group("kill9")
 
 ACCOUNTS = [f"acct{i}".encode() for i in range(8)]
 START = 1000
@@ -112,7 +115,7 @@ def _check(node_endpoint: str, transfers: Transfers) -> None:
 def test_kill9_log_actor_during_transfers_keeps_the_sum(make_node):
     port = free_port()
     node = make_node("always", extra=("--resp-bind", f"127.0.0.1:{port}", "--crash-loop-count",
-                                      str(10 * KILLS + 10))).start()
+                                      str(10 * KILLS + 10), "--restart-backoff-max", "0.1")).start()
     with node.client() as c:
         c.execute("MSET", *[x for a in ACCOUNTS for x in (a, START)])
     rng = random.Random(20)

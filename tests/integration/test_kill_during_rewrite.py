@@ -19,8 +19,9 @@ from tests.integration.test_rewrite import release, temp_files, wait_paused
 
 STEPS = ["forked", "diff_catching_up", "before_rename", "after_rename", "after_switch"]
 
-# Kill -9 under a write load: one "heavy" test at a time (pyproject.toml, addopts).
-pytestmark = pytest.mark.xdist_group("heavy")
+# Kill -9 under a write load: one "kill9" test at a time, beside at most one heavy test
+# (pyproject.toml, addopts).
+pytestmark = pytest.mark.xdist_group("kill9")
 
 
 @pytest.mark.parametrize("step", STEPS)

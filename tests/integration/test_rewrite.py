@@ -1,6 +1,7 @@
 """Integration: the background AOF rewrite against a real node (fork, diff queue, switch)."""
 import os
 import signal
+import time
 
 import pytest
 
@@ -57,6 +58,7 @@ def test_writes_during_rewrite_are_kept_after_switch_and_restart(make_node):
         c.execute("INCR", "n")
         c.execute("HSET", "h", "c", "3")
         c.execute("DEL", "k0")
+        expired_at = time.monotonic()
         c.execute("PEXPIRE", "k1", 500_000)
         assert persistence(c)["aof_rewrite_buffer_length"] > 0
         release(node, "child_done")
@@ -74,7 +76,9 @@ def test_writes_during_rewrite_are_kept_after_switch_and_restart(make_node):
             assert c.execute("HGETALL", "h") == [b"a", b"1", b"b", b"2", b"c", b"3"]
             assert c.execute("GET", "k0") is None
             assert c.execute("GET", "k199") == b"v199"
-            assert 490_000 < c.execute("PTTL", "k1") <= 500_000
+            # Kept as the deadline it was, however long the rewrite and restarts took under load.
+            waited_ms = (time.monotonic() - expired_at) * 1000
+            assert 500_000 - waited_ms - 1_000 < c.execute("PTTL", "k1") <= 500_000
             assert 500_000 < c.execute("PTTL", "ttl") <= 600_000
             assert c.execute("DBSIZE") == 203
     check()

@@ -31,6 +31,9 @@ SORTS = [
     ("SORT", "l", "BY", "h_*->f", "GET", "h_*->f", "GET", "h_*->"), ("SORT", "l", "BY", "h_*->"),
     ("SADD", "s", "b", "a", "c", "10"), ("SORT", "s", "ALPHA"), ("SORT", "s"),
     ("SORT", "s", "BY", "nosort", "STORE", "dst"), ("LRANGE", "dst", "0", "-1"), ("TTL", "dst"),
+    # In a script, as with STORE, a set's own order is no order: Redis sorts it ALPHA.
+    ("EVAL", "return redis.call('SORT', KEYS[1], 'BY', 'nosort')", "1", "s"),
+    ("EVAL", "return redis.call('SORT', KEYS[1], 'BY', 'nosort', 'DESC', 'LIMIT', 0, 3)", "1", "s"),
     ("ZADD", "z", "3", "c", "1", "a", "2", "b"), ("SORT", "z", "ALPHA"),
     ("SORT", "z", "BY", "nosort"), ("SORT", "z", "BY", "nosort", "DESC", "LIMIT", "1", "5"),
     ("SET", "dst", "x"), ("EXPIRE", "dst", "100"),

@@ -40,7 +40,7 @@ FAKE_ACTOR = textwrap.dedent("""
 
 
 def _supervise(tmp_path, requirepass=None, **settings):
-    config = Config(dir=str(tmp_path), crash_loop_count=3, crash_loop_window_s=60.0, **settings)
+    config = Config(**{"dir": str(tmp_path), "crash_loop_count": 3, "crash_loop_window_s": 60.0, **settings})
     lock_fd = take_lock(config.lock_path)
     actor = Supervisor(config, structlog.get_logger(), lock_fd, command=[sys.executable, "-c", FAKE_ACTOR],
                        requirepass=requirepass)
@@ -100,6 +100,20 @@ def test_a_crash_loop_stops_the_node(supervised):
     _turn_until(rt, lambda: rt.stop_requested, "the crash loop to be seen", timeout=20)
     assert len(actor.children["log"].deaths) == 3
     assert actor.on_stop() == exitcodes.CRASH_LOOP
+
+
+def test_the_restart_backoff_doubles_up_to_its_cap(tmp_path):
+    """An actor that keeps dying soon after its start waits 0.1 s, then twice as long each time,
+    at most ``--restart-backoff-max``."""
+    with structlog.testing.capture_logs() as logs:
+        supervised = _supervise(tmp_path, crash_loop_count=6, restart_backoff_max_s=0.3)
+        actor, rt, tmp = next(supervised)
+        (tmp / "log.exit").write_text("1")
+        os.kill(actor.children["log"].proc.pid, signal.SIGKILL)
+        _turn_until(rt, lambda: rt.stop_requested, "the crash loop to be seen", timeout=20)
+        next(supervised, None)  # its teardown: the stand-ins still alive are killed
+    delays = [e["in_s"] for e in logs if e["event"] == "actor_restart_scheduled"]
+    assert delays == [0.1, 0.2, 0.3, 0.3, 0.3]
 
 
 def test_shutdown_stops_front_then_log_then_closer(supervised):

@@ -585,3 +585,19 @@ def test_scan_reads_in_bounded_chunks(tmp_path, monkeypatch):
     # records in chunks; the torn tail (at most one maximal record) in one last read
     assert sizes and all(0 <= n <= 4096 for n in sizes[:-1]) and sizes[-1] == 50_000
     assert len(sizes) > (p.stat().st_size - 50_000) // 4096
+
+
+@pytest.mark.parametrize("usec, records, naps", [
+    (100, [3, 1, 0], [300, 100]),       # usec per entry, after each record
+    (-4, [3, 3, 3, 1, 6], [1, 1, 2]),   # 1 us every 4 entries: at the 4th, 8th, 12th and 16th
+    (-1, [2], [2]),
+])
+def test_key_load_delay_sleeps_per_entry(monkeypatch, usec, records, naps):
+    slept: list[float] = []
+    monkeypatch.setattr(af.time, "sleep", slept.append)
+    applied: list[int] = []
+    apply = af.slowed(lambda entries: applied.append(len(entries)), usec)
+    for n in records:
+        apply([["0", "SET", b"k", b"v"]] * n)
+    assert applied == records
+    assert [round(s * 1e6) for s in slept] == naps

@@ -152,7 +152,7 @@ def test_timeouts_answer_nil_and_zero_waits_forever(front):
     front.call(4, ("RPUSH", "q", "v"))
     assert front.wait(forever) == [0, [b"q", b"v"]]
     stats = front.h.actor.blocking.info()["stats"]
-    assert stats == {"blocking_pops_served": 1, "blocking_pops_timed_out": 2}
+    assert stats == {"blocking_pops_served": 1, "blocking_pops_timed_out": 2, "blocking_pops_unblocked": 0}
 
 
 def test_a_forgotten_client_is_never_served(front):
@@ -258,6 +258,18 @@ def test_errors_are_immediate(front):
     assert front.call(1, ("BLMPOP", "x", "0", "q", "LEFT"))[2] == "numkeys should be greater than 0"
     assert front.call(1, ("BLMOVE", "a", "b", "UP", "LEFT", "0"))[2] == "syntax error"
     assert front.h.actor.blocking.waiting is False
+
+
+def test_client_unblock_is_refused_on_the_zeromq_wire(front):
+    """CLIENT is the RESP front's: only it may forward CLIENT UNBLOCK (protocol FRONT_COMMANDS),
+    so a ZeroMQ client, which has no client id to give, cannot unblock anyone."""
+    waiting = front.send(1, ("BLPOP", "q", "0"))
+    assert front.still_waiting(waiting)
+    assert front.call(2, ("CLIENT", "UNBLOCK", "1", "ERROR"))[:2] == [1, "UNKNOWNCMD"]
+    batch = front.call(2, ("PING",), ("CLIENT", "UNBLOCK", "1"))  # in a batch too
+    assert batch == [[0, "PONG"], [1, "UNKNOWNCMD", "unknown command 'CLIENT'"]]
+    assert front.still_waiting(waiting)
+    assert front.h.actor.blocking.unblocked == 0
 
 
 @pytest.mark.parametrize("raw, ms", [

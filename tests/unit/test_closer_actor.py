@@ -178,6 +178,18 @@ def test_closer_client_end_to_end(closer, tmp_path):
     assert actor.jobs_done == 2 and client.failed_jobs == 1
 
 
+@pytest.mark.timeout(30)  # were it to wait anyway, the hour below would time the test out
+def test_drain_without_reconnect_stops_at_an_unreachable_closer(tmp_path):
+    """At shutdown after the supervisor died, no one starts another closer: the log actor
+    drains without reconnecting, so it leaves at once (the fd closes with the process)."""
+    client = CloserClient(str(tmp_path / "gone.sock"), structlog.get_logger())
+    fd = os.open(tmp_path / "old.aof", os.O_RDWR | os.O_CREAT)
+    client.submit_close(fd, "old.aof")
+    assert client.drain(timeout=3600, reconnect=False) is False
+    assert client.pending_jobs == 1  # still held, for no one
+    os.close(fd)
+
+
 def test_unlink_allowed_rules(tmp_path):
     d = str(tmp_path)
     assert unlink_allowed(os.path.join(d, "temp-rewriteaof-bg-1.aof"), d) is None

@@ -370,3 +370,18 @@ def test_front_error_counts_are_added_and_reset(actor):
     info = ok(actor.call(("INFO", "errorstats", "stats")))
     assert info["errorstats"] == {"errorstat_ERR": {"count": 2}}
     assert info["stats"]["total_error_replies"] == 2
+
+
+def test_key_load_delay_is_hidden_from_patterns_and_settable(actor):
+    """Redis's HIDDEN_CONFIG: named exactly it is there, no pattern shows it."""
+    assert ok(actor.call(("CONFIG", "GET", "key-load-delay"))) == {"key-load-delay": b"0"}
+    assert ok(actor.call(("CONFIG", "GET", "KEY-LOAD-DELAY"))) == {"KEY-LOAD-DELAY": b"0"}  # as asked
+    for pattern in ("*", "key-*", "*delay", "key-load-dela?", "key-load-dela[y]"):
+        assert "key-load-delay" not in ok(actor.call(("CONFIG", "GET", pattern))), pattern
+    assert ok(actor.call(("CONFIG", "SET", "key-load-delay", "-50"))) == "OK"
+    assert actor.actor.config.key_load_delay == -50
+    assert err(actor.call(("CONFIG", "SET", "key-load-delay", "2147483648"))) == (
+        "CONFIG SET failed (possibly related to argument 'key-load-delay') - argument must be "
+        "between -2147483648 and 2147483647 inclusive")
+    assert ok(actor.call(("CONFIG", "GET", "key-load-delay", "maxmemory"))) == {
+        "key-load-delay": b"-50", "maxmemory": b"0"}

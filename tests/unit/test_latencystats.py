@@ -43,3 +43,30 @@ def test_buckets_stay_bounded_whatever_the_times():
     assert len(stats.histograms["GET"]) < 64 * 64
     stats.reset()
     assert stats.section() == {}
+
+
+def test_the_fronts_histograms_are_added_by_lower_case_name():
+    """The RESP front's histograms (node/runtime/latency.py) merge with the log actor's."""
+    from aofnode.runtime import latency
+
+    stats = LatencyStats()
+    stats.record("SET", 1000)
+    front_set: dict[int, int] = {}
+    front_id: dict[int, int] = {}
+    for _ in range(3):
+        latency.record(front_set, 50_000)
+    latency.record(front_id, 2000)
+    section = stats.section({"set": front_set, "client|id": front_id, "never": {}})
+    assert set(section) == {"latency_percentiles_usec_set", "latency_percentiles_usec_client|id"}
+    assert float(section["latency_percentiles_usec_set"]["p50"]) == pytest.approx(50.0, rel=0.02)
+    assert section["latency_percentiles_usec_set"]["p50"] != stats.section()["latency_percentiles_usec_set"]["p50"]
+    assert stats.histograms == {"SET": {1000: 1}}  # the log actor's own are left as they were
+
+
+def test_a_fronts_flat_histogram_keeps_only_pairs_of_counts():
+    from aofnode.runtime import latency
+
+    hist = {1000: 2, 1 << 20: 1}
+    assert latency.unflatten(latency.flatten(hist)) == hist
+    assert latency.unflatten([1, 2, "x", 3, -1, 5, 4, 0, 7]) == {1: 2}
+    assert latency.unflatten({"a": 1}) == {}

@@ -38,7 +38,8 @@ def test_denyoom_flags_are_redis_7s() -> None:
     collections = {  # lists, sets and sorted sets (tests/unit/test_codec.py checks them one by one)
         "LPUSH", "RPUSH", "LPUSHX", "RPUSHX", "LSET", "LINSERT", "LMOVE", "RPOPLPUSH", "SADD",
         "SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE", "ZADD", "ZINCRBY", "ZRANGESTORE",
-        "ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE", "BLMOVE", "BRPOPLPUSH", "GEOADD", "SORT"}
+        "ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE", "BLMOVE", "BRPOPLPUSH", "GEOADD", "SORT",
+        "GEORADIUS", "GEORADIUSBYMEMBER", "GEOSEARCHSTORE"}
     assert denyoom == {"SET", "SETNX", "MSET", "APPEND", "INCR", "DECR", "INCRBY", "DECRBY",
                        "HSET", "HINCRBY", "INCRBYFLOAT", "SETEX", "PSETEX", "GETSET", "MSETNX",
                        "SETRANGE", "SETBIT", "BITOP", "BITFIELD", "COPY", "HMSET", "HSETNX",
