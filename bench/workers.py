@@ -179,6 +179,8 @@ class _Worker:
         size = self.shape.pipeline
         if c.measured and self.spec.quota is not None:
             size = min(size, self.spec.quota - self.measured_sent)
+            if size <= 0:
+                return  # an earlier client of this turn sent the last of the quota
         body = self.ops.batch(size)
         c.sent_at = time.monotonic()  # before the send: its syscall is part of the latency
         c.conn.send(body)

@@ -65,6 +65,16 @@ def test_closed_loop_pipelined_against_a_started_node(tmp_path):
     assert result["server_cpu_us_per_request"] == pytest.approx(sum(by_process.values()), abs=0.1)
 
 
+def test_a_request_quota_is_sent_exactly_whatever_the_batches(tmp_path):
+    """--requests N: the last batches are cut to what is left of N, and a client whose turn
+    comes after the quota is reached sends nothing (not an empty batch)."""
+    doc = run_bench(tmp_path, "--start-node", "--clients", "4", "--pipeline", "3", "--procs", "1",
+                    "--requests", "1001", "--warmup", "0", "--keyspace", "100")
+    result = doc["targets"]["aofnode"]
+    check_target(result)
+    assert result["requests"] == 1001
+
+
 @pytest.mark.solo  # the offered rate is reached on a machine it has to itself (tests/conftest.py)
 def test_open_loop_achieves_the_offered_rate(tmp_path):
     doc = run_bench(tmp_path, "--start-node", "--clients", "4", "--procs", "2", "--rate", "2000",
