@@ -13,7 +13,8 @@ from typing import Any
 
 from .errors import ERR
 
-__all__ = ["error_line", "encode_value", "encode_command_reply", "info_text", "SHAPED", "reply_shape"]
+__all__ = ["error_line", "encode_value", "encode_command_reply", "info_text", "invalidate_message", "SHAPED",
+           "reply_shape"]
 
 _CRLF = b"\r\n"
 
@@ -33,6 +34,21 @@ def error_line(code: str, message: str) -> bytes:
     if "\r" in text or "\n" in text:
         text = text.replace("\r", " ").replace("\n", " ")
     return b"-" + text.encode("utf-8", "replace") + _CRLF
+
+
+_INVALIDATE3 = b">2\r\n$10\r\ninvalidate\r\n"
+_INVALIDATE2 = b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n"
+
+
+def invalidate_message(keys: list[bytes] | None, resp3: bool) -> bytes:
+    """CLIENT TRACKING's invalidation of ``keys`` (None: every key): a RESP3 ``invalidate``
+    push, or in RESP2 a ``message`` on ``__redis__:invalidate`` (for a subscribed redirect
+    target). Made by the RESP front, and by the log actor for a push that must come before the
+    reply it precedes (an eviction)."""
+    head = _INVALIDATE3 if resp3 else _INVALIDATE2
+    if keys is None:
+        return head + (b"_\r\n" if resp3 else b"$-1\r\n")
+    return head + b"*%d\r\n" % len(keys) + b"".join(b"$%d\r\n%s\r\n" % (len(k), k) for k in keys)
 
 
 def encode_value(value: Any, resp3: bool) -> bytes:

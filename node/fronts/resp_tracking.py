@@ -26,18 +26,11 @@ import msgpack
 from aofnode import protocol as resp
 from aofnode.fronts.resp_route import TRACKING_SUBCOMMANDS, SilencedSlot, Slot
 from aofnode.protocol.keyspecs import SPECS
+from aofnode.protocol.resp_reply import invalidate_message
 
 __all__ = ["TrackingFront", "TRACKING_SUBCOMMANDS"]
 
-_INVALIDATE3 = b">2\r\n$10\r\ninvalidate\r\n"
-_INVALIDATE2 = b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n"
 _BROKEN = b">2\r\n$21\r\ntracking-redir-broken\r\n:%d\r\n"
-
-
-def _keys(keys: list[bytes] | None, resp3: bool) -> bytes:
-    if keys is None:
-        return b"_\r\n" if resp3 else b"$-1\r\n"
-    return b"*%d\r\n" % len(keys) + b"".join(b"$%d\r\n%s\r\n" % (len(k), k) for k in keys)
 
 
 class TrackingFront:
@@ -115,9 +108,9 @@ class TrackingFront:
                 self._push_out(conn, _BROKEN % msg.broken)
             return
         if resp3:
-            data = b"".join(_INVALIDATE3 + _keys(keys, True) for keys in msg.pushes)
+            data = b"".join(invalidate_message(keys, True) for keys in msg.pushes)
         elif msg.redirected and conn.pubsub is not None:
-            data = b"".join(_INVALIDATE2 + _keys(keys, False) for keys in msg.pushes)
+            data = b"".join(invalidate_message(keys, False) for keys in msg.pushes)
         else:
             return  # RESP2 without a subscribed redirect target: nowhere to say it (Redis)
         self.stats["tracking_pushes"] += len(msg.pushes)

@@ -30,7 +30,7 @@ from aofnode.protocol.resp_reply import SHAPED, encode_command_reply, encode_val
 from aofnode.protocol.wire import REPLY_ERROR as _ERROR
 from aofnode.protocol.wire import REPLY_VALUE as _OK
 
-__all__ = ["Protocol2Replies", "RespReplies"]
+__all__ = ["Protocol2Replies", "Pushed", "RespReplies"]
 
 # tests/unit/test_log_replies.py checks every form against the server side's encode_reply and
 # encode_batch_reply.
@@ -98,12 +98,38 @@ class RespReplies:
                     append(b":%d\r\n" % v)
                 elif kind is Error:
                     append(error_line(v.code, v.message))
+                elif kind is Pushed:
+                    append(v.push)
+                    append(_one(item, v.value, resp3))
                 elif item[0] in SHAPED:
                     append(_shaped(item, v, resp3))
                 else:
                     append(encode_value(v, resp3))
             out.append(b"".join(parts))
         return out
+
+
+class Pushed:
+    """A request's reply with RESP bytes to write before it: CLIENT TRACKING's invalidation of a
+    key evicted before the request ran, which Redis writes ahead of the reply."""
+
+    __slots__ = ("push", "value")
+
+    def __init__(self, push: bytes, value) -> None:
+        self.push = push
+        self.value = value
+
+
+def _one(item, v, resp3: bool) -> bytes:
+    """One reply as ``RespReplies.encode`` writes it (which keeps its own copy inline)."""
+    kind = type(v)
+    if kind is Error:
+        return error_line(v.code, v.message)
+    if kind is bytes:
+        return _shaped(item, v, True) if resp3 and item[0] in SHAPED else encode_value(v, resp3)
+    if kind is str or kind is int or item[0] not in SHAPED:
+        return encode_value(v, resp3)
+    return _shaped(item, v, resp3)
 
 
 def _shaped(item, value, resp3: bool) -> bytes:

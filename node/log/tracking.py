@@ -16,10 +16,13 @@ Design (after Redis 7.0's tracking.c):
   read as node/store/watch.py reads it: no write path is hooked. FLUSHDB, FLUSHALL and SWAPDB
   invalidate everything (a null push to every tracking client) and empty the table.
 - Delivery: one ``Invalidate`` per target client per cycle, before the cycle's replies, on the
-  front connection of the tracking client. The front makes it a RESP3 ``invalidate`` push, or,
-  for a redirect target in RESP2 subscribed to ``__redis__:invalidate``, a pub/sub message
-  (node/fronts/resp_tracking.py). A redirect target that is gone gets the tracking client a
-  ``tracking-redir-broken`` push instead.
+  front connection of the tracking client; the front writes it behind the replies that client
+  is still owed, so no reply read before a change can arrive after its invalidation. One
+  exception, as Redis: a key evicted before a RESP3 client's own command runs is invalidated
+  right before that command's reply (``Pushed``, node/log/replies.py). The front makes an
+  ``Invalidate`` a RESP3 ``invalidate`` push, or, for a redirect target in RESP2 subscribed
+  to ``__redis__:invalidate``, a pub/sub message (node/fronts/resp_tracking.py). A redirect
+  target that is gone gets the tracking client a ``tracking-redir-broken`` push instead.
 - Cost while nobody tracks: one test per cycle (``clients``) and one before the cycle's entries
   are taken. While anyone tracks, the cycle's requests run through ``wrap``'s function.
 - Bound: ``max_keys`` (``tracking-table-max-keys``, default 1,000,000 as Redis; 0: none) keys
@@ -33,10 +36,12 @@ Design (after Redis 7.0's tracking.c):
 """
 from __future__ import annotations
 
+from aofnode.log.replies import Pushed
 from aofnode.log.work import CLIENT_BITS, CLIENT_MASK
 from aofnode.protocol.errors import ERR, Error
 from aofnode.protocol.keyflags import keys_and_flags
 from aofnode.protocol.keyspecs import SPECS
+from aofnode.protocol.resp_reply import invalidate_message
 from aofnode.runtime import messages as m
 from aofnode.store.blocking import WouldBlock
 from aofnode.store.watch import written_keys
@@ -241,6 +246,7 @@ class Tracking:
                 return run_one(pending, item, writes)
             client = actor._client
             self.script_read = False
+            evicted = executor.evicted_keys
             try:
                 reply = run_one(pending, item, writes)
             except WouldBlock:
@@ -248,6 +254,9 @@ class Tracking:
                 raise
             entries = executor.propagated
             if entries is not self._list or len(entries) > self._seen:  # it changed keys
+                evicted = executor.evicted_keys - evicted
+                if evicted and pending.resp == 3 and not actor.tx_running:
+                    reply = self._evicted_first(client, evicted, reply)
                 sync(client)
             state = clients.get(client)
             if state is not None:
@@ -259,6 +268,32 @@ class Tracking:
                     state.caching = False  # CLIENT CACHING is for the next command only
             return reply
         return run
+
+    def _evicted_first(self, client: int, evicted: int, reply):
+        """Invalidate the ``evicted`` keys the request's eviction propagated (the first of its
+        new entries: eviction runs before the command); those for the requesting RESP3 client
+        itself go before its reply, as Redis writes them, since the reply already reflects the
+        keyspace without them. Everyone else's go with the cycle's invalidations."""
+        entries = self.actor.executor.propagated
+        if entries is not self._list:
+            self._list, self._seen = entries, 0
+        state = self.clients.get(client)
+        own = None
+        if state is not None and not state.redirect:
+            own = self.pushes.pop(client, None)  # earlier ones stay behind the replies owed
+        end = self._seen + evicted
+        for entry in entries[self._seen:end]:
+            for _db, key in written_keys(entry):
+                self.invalidate(key, None)  # an eviction is nobody's write (NOLOOP aside)
+        self._seen = end
+        if own is None and (state is None or state.redirect):
+            return reply
+        mine = self.pushes.pop(client, None)
+        if own is not None:
+            self.pushes[client] = own
+        if not mine:
+            return reply
+        return Pushed(b"".join(invalidate_message(keys, True) for keys in mine), reply)
 
     def _remember(self, client: int, state: _Client, name: str, args) -> None:
         if (state.optin and not state.caching) or (state.optout and state.caching):

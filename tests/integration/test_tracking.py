@@ -129,6 +129,26 @@ def _scripts(port: int) -> list:
     return got
 
 
+def _eviction_resp3(port: int) -> list:
+    """A key evicted before a command runs is invalidated before that command's reply (the
+    reply reflects the keyspace without it), as Redis does. Not compared with redis-server:
+    its memory accounting (client buffers, the tracking table) decides which command evicts."""
+    c, other = Raw(port, resp3=True), redis.Redis(port=port, protocol=2)
+    memory = other.info("memory")
+    limit = memory["used_memory"] - memory.get("mem_not_counted_for_evict", 0) + 100 * 1024
+    got = [c.call("CLIENT", "TRACKING", "on"), c.call("CONFIG", "SET", "maxmemory", str(limit)),
+           c.call("CONFIG", "SET", "maxmemory-policy", "volatile-random"),
+           c.call("SETEX", "volatile-key", "10000", "x"), c.call("GET", "volatile-key"),
+           c.call("SETBIT", "big-key", "1600000", "0")]  # ~200 KB: over the limit from now on
+    c.send("GETBIT", "big-key", "0")  # evicts volatile-key before it runs
+    got += [c.read(), c.read()]
+    got.append(c.call("EXISTS", "volatile-key"))
+    other.config_set("maxmemory", 0)
+    other.config_set("maxmemory-policy", "noeviction")
+    c.close()
+    return got
+
+
 @pytest.mark.parametrize("scenario", [_default_mode_resp3, _redirect_resp2, _bcast_optin_noloop,
                                       _scripts])
 def test_as_redis_does(port, redis_port, scenario):
@@ -142,6 +162,11 @@ def test_the_invalidation_is_a_resp3_push(port):
     redis.Redis(port=port).set("k", 1)
     assert c.read() == [b"invalidate", [b"k"]]
     assert c.raw.endswith(b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n")
+
+
+def test_an_evicted_key_is_invalidated_before_the_reply_of_the_command_that_evicted_it(port):
+    got = _eviction_resp3(port)
+    assert got[6:] == [[b"invalidate", [b"volatile-key"]], 0, 0]
 
 
 def _stat(port: int, field: str) -> int:
