@@ -42,7 +42,8 @@ from .errors import (
 )
 from .keyflags import KEY_SPECS, keys_and_flags
 from .keyspecs import SPECS, subcommands
-from .resp_reply import SHAPED, encode_command_reply, encode_value, error_line, info_text, reply_shape
+from .resp_reply import (SHAPED, encode_command_reply, encode_value, error_line, info_text, invalidate_message,
+                         reply_shape)
 from .resp_request import (
     PARSER,
     ARG_OVERHEAD,
@@ -143,6 +144,7 @@ __all__ = [
     # RESP replies
     "encode_value",
     "encode_command_reply",
+    "invalidate_message",
     "reply_shape",
     "SHAPED",
     "error_line",
