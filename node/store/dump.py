@@ -115,6 +115,23 @@ class DumpCommands:
         self._log_restored(db, key, value, ttl, existed)
         return "OK"
 
+    def _store_rebuilt(self, db, dst, value, size):
+        """How SORT ... STORE and the geo stores end: ``value`` (``size`` elements) stored at
+        ``dst`` and logged as what rebuilds it (``DEL dst`` when it existed, then its write
+        form, as RESTORE's), so a replay depends on no source key; an empty result deletes
+        ``dst`` instead (logged as DEL), as Redis does. Replies ``size``."""
+        ks = self.keyspace
+        existed = ks.lookup_write(db, dst) is not None
+        if not size:
+            if existed:
+                ks.delete(db, dst)
+                self._log(db, "DEL", dst)
+            return 0
+        ks.set(db, dst, value)
+        if not self._loading:
+            self._log_restored(db, dst, value, 0, existed)
+        return size
+
     def _log_restored(self, db, key, value, ttl, existed):
         if value.__class__ is bytes:
             entry = [db, "SET", key, value]

@@ -25,12 +25,11 @@ from __future__ import annotations
 
 from aofnode.protocol.errors import ERR, Error
 
-from aofnode.store.dump import _chunks
 from aofnode.store.geo import distance_text, geo_decode, human_double, parse_unit, position, UNIT_ERR
 from aofnode.store.geoarea import Shape, candidates, order
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, parse_ll
 from aofnode.store.typed import ZSET
-from aofnode.store.zsetcore import format_score, parse_score, z_from_scores
+from aofnode.store.zsetcore import parse_score, z_from_scores
 
 __all__ = ["GeoSearchCommands"]
 
@@ -236,25 +235,9 @@ class GeoSearchCommands:
         return _reply(points, q)
 
     def _geo_store(self, db, dst, points, q):
-        ks = self.keyspace
-        existed = ks.lookup_write(db, dst) is not None
-        if not points:
-            if existed:
-                ks.delete(db, dst)
-                self._log(db, "DEL", dst)
-            return 0
         to_metre = q.to_metre
         scores = {p[2]: p[0] / to_metre if q.storedist else p[1] for p in points}
-        ks.set(db, dst, z_from_scores(scores))
-        if existed:
-            self._log(db, "DEL", dst)
-        flat = []
-        for member, score in scores.items():
-            flat.append(format_score(score))
-            flat.append(member)
-        for part in _chunks(flat, 2):
-            self._log(db, "ZADD", dst, *part)
-        return len(scores)
+        return self._store_rebuilt(db, dst, z_from_scores(scores), len(scores))
 
 
 def _combination_error(q: _Query, flags: int, name: str):

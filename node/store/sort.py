@@ -23,7 +23,6 @@ from __future__ import annotations
 from aofnode.protocol.errors import ERR, Error
 
 from aofnode.store import listcore
-from aofnode.store.dump import _chunks
 from aofnode.store.strings import NOT_INT_ERR, SYNTAX_ERR, WRONGTYPE_ERR, parse_ll
 from aofnode.store.typed import LIST, SET, ZSET, type_name
 from aofnode.store.zsetcore import _strtod
@@ -146,7 +145,8 @@ class SortCommands:
             out = chosen
         if store is None:
             return out
-        return self._sort_store(db, store, [b"" if v is None else v for v in out])
+        result = [b"" if v is None else v for v in out]
+        return self._store_rebuilt(db, store, listcore.new_list(result), len(result))
 
     def _sort_elements(self, db, elements, by, alpha, desc):
         """Sort ``elements`` in place by Redis's order, or return the conversion error."""
@@ -166,17 +166,3 @@ class SortCommands:
         elements.sort(key=lambda e: (scores[e], e), reverse=desc)
         return None
 
-    def _sort_store(self, db, dst, result):
-        ks = self.keyspace
-        existed = ks.lookup_write(db, dst) is not None
-        if not result:
-            if existed:
-                ks.delete(db, dst)
-                self._log(db, "DEL", dst)
-            return 0
-        ks.set(db, dst, listcore.new_list(result))
-        if existed:
-            self._log(db, "DEL", dst)
-        for part in _chunks(result, 1):
-            self._log(db, "RPUSH", dst, *part)
-        return len(result)
